@@ -1,0 +1,24 @@
+"""Parallax: compare language models side by side. Entry point: page config, navigation, sidebar."""
+
+import sys
+from pathlib import Path
+
+import streamlit as st
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from lib import ui  # noqa: E402
+
+st.set_page_config(page_title="Parallax", page_icon="🔭", layout="wide")
+
+page = st.navigation({
+    "Chat": [
+        st.Page("pages/compare.py", title="Compare", icon="🔭", default=True),
+        st.Page("pages/history.py", title="History", icon="🗂️"),
+    ],
+    "Setup": [
+        st.Page("pages/settings.py", title="Settings", icon="⚙️"),
+    ],
+})
+ui.sidebar()
+page.run()

@@ -1,0 +1,1 @@
+"""Parallax storage: SQLAlchemy models, engine/session, queries and Alembic migrations."""

@@ -1,0 +1,108 @@
+"""Engine and sessions: SQLite (WAL, foreign keys, busy timeout) by default, any SQLAlchemy URL
+by PARALLAX_DATABASE_URL; Alembic migrations are applied when an engine is first opened."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+_engines: dict[str, Engine] = {}
+_lock = threading.Lock()
+
+
+class DatabaseUnavailable(RuntimeError):
+    """The configured database cannot be opened or created."""
+
+
+def _default_url() -> str:
+    url = os.environ.get("PARALLAX_DATABASE_URL")
+    if url:
+        return url
+    data = Path(os.environ.get("PARALLAX_DATA_DIR", Path(__file__).resolve().parent.parent / "data"))
+    return f"sqlite:///{data / 'parallax.db'}"
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=10000")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.close()
+
+
+def _prepare_sqlite_path(url: str) -> None:
+    database = make_url(url).database
+    if not database or database == ":memory:":
+        return
+    path = Path(database)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DatabaseUnavailable(f"cannot create the database folder {path.parent}: {exc.strerror}") from exc
+    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise DatabaseUnavailable(f"the database {path} is not writable")
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema of `engine` to the newest Alembic revision."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+
+
+def get_engine(url: str | None = None) -> Engine:
+    """The engine for `url` (default: the configured database), migrated on first use."""
+    url = url or _default_url()
+    with _lock:
+        if url in _engines:
+            return _engines[url]
+        is_sqlite = url.startswith("sqlite")
+        if is_sqlite:
+            _prepare_sqlite_path(url)
+        kwargs = {"connect_args": {"timeout": 10, "check_same_thread": False}} if is_sqlite else {}
+        engine = create_engine(url, **kwargs)
+        if is_sqlite:
+            event.listen(engine, "connect", _sqlite_pragmas)
+        try:
+            migrate(engine)
+        except Exception as exc:
+            engine.dispose()
+            raise DatabaseUnavailable(f"cannot open the database {engine.url!r}: {exc}") from exc
+        _engines[url] = engine
+        return engine
+
+
+def dispose_all() -> None:
+    """Close every cached engine (tests switch databases between cases)."""
+    with _lock:
+        for engine in _engines.values():
+            engine.dispose()
+        _engines.clear()
+
+
+@contextmanager
+def session_scope(url: str | None = None) -> Iterator[Session]:
+    """A session that commits on success and rolls back on any error."""
+    factory = sessionmaker(get_engine(url), expire_on_commit=False)
+    session = factory()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()

@@ -1,0 +1,224 @@
+"""Queries: every read and write the app, the CLI and the analyses make, in one place."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session, selectinload
+
+from db.models import Conversation, Exchange, Label, Response, Thumb, Vote, utcnow
+
+USABLE = ("ok", "interrupted")
+
+
+def create_conversation(session: Session, mode: str = "compare", title: str = "", meta: dict | None = None,
+                        suite_run_id: int | None = None) -> Conversation:
+    """A new, empty conversation."""
+    conv = Conversation(mode=mode, title=title[:200], meta=meta or {}, suite_run_id=suite_run_id)
+    session.add(conv)
+    session.flush()
+    return conv
+
+
+def add_exchange(session: Session, conversation_id: int, prompt: str, system_prompt: str | None = None,
+                 language: str | None = None, suite_prompt_id: int | None = None,
+                 sample_index: int | None = None) -> Exchange:
+    """Append a user turn to a conversation (turn index is the next free one)."""
+    turn = session.scalar(
+        select(func.coalesce(func.max(Exchange.turn_index) + 1, 0)).where(
+            Exchange.conversation_id == conversation_id
+        )
+    )
+    exchange = Exchange(conversation_id=conversation_id, turn_index=turn, prompt=prompt,
+                        system_prompt=system_prompt or None, language=language,
+                        suite_prompt_id=suite_prompt_id, sample_index=sample_index)
+    session.add(exchange)
+    conv = session.get(Conversation, conversation_id)
+    if conv is not None:
+        conv.updated_at = utcnow()
+        if not conv.title:
+            conv.title = prompt.strip().splitlines()[0][:200] if prompt.strip() else ""
+    session.flush()
+    return exchange
+
+
+def add_response(session: Session, exchange_id: int, slot: str, endpoint, outcome) -> Response:
+    """Store one finished (or failed) answer with a snapshot of the endpoint that gave it."""
+    row = Response(
+        exchange_id=exchange_id, slot=slot, endpoint_id=endpoint.id, display_name=endpoint.name,
+        model=endpoint.model, base_host=endpoint.host, params=dict(outcome.params),
+        text=outcome.text, reasoning=outcome.reasoning or None, status=outcome.status,
+        error_kind=outcome.error_kind, error_message=outcome.error_message,
+        finish_reason=outcome.finish_reason, latency_ms=outcome.latency_ms,
+        ttft_ms=outcome.ttft_ms, input_tokens=outcome.input_tokens,
+        output_tokens=outcome.output_tokens, tokens_counted=outcome.tokens_counted,
+        cost_usd=outcome.cost_usd,
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def history_messages(session: Session, conversation_id: int, slot: str,
+                     before_turn: int | None = None) -> list[dict]:
+    """The earlier turns of one column as chat messages, rebuilt from the database.
+
+    Each exchange contributes the user prompt and that column's latest usable answer; turns the
+    column has no answer for are left out, so the history never holds two user turns in a row."""
+    query = (
+        select(Exchange)
+        .where(Exchange.conversation_id == conversation_id)
+        .options(selectinload(Exchange.responses))
+        .order_by(Exchange.turn_index)
+    )
+    if before_turn is not None:
+        query = query.where(Exchange.turn_index < before_turn)
+    messages: list[dict] = []
+    for exchange in session.scalars(query):
+        answers = [r for r in exchange.responses if r.slot == slot and r.status in USABLE and r.text]
+        if answers:
+            messages.append({"role": "user", "content": exchange.prompt})
+            messages.append({"role": "assistant", "content": answers[-1].text})
+    return messages
+
+
+def load_conversation(session: Session, conversation_id: int) -> Conversation | None:
+    """A conversation with its exchanges and responses loaded."""
+    return session.scalar(
+        select(Conversation)
+        .where(Conversation.id == conversation_id)
+        .options(selectinload(Conversation.exchanges).selectinload(Exchange.responses)
+                 .selectinload(Response.labels))
+    )
+
+
+def conversation_slots(conv: Conversation) -> list[str]:
+    """The columns of a conversation, in the order they first answered."""
+    slots: list[str] = []
+    for exchange in conv.exchanges:
+        for response in exchange.responses:
+            if response.slot not in slots:
+                slots.append(response.slot)
+    return slots
+
+
+def _fts_ready(session: Session) -> bool:
+    if session.bind.dialect.name != "sqlite":
+        return False
+    return bool(session.execute(
+        text("SELECT 1 FROM sqlite_master WHERE name = 'search_fts'")
+    ).first())
+
+
+def search_conversation_ids(session: Session, query: str):
+    """A subquery of conversation ids whose prompts or answers contain `query`.
+
+    Uses the FTS5 trigram index when it exists and the query is long enough for it (3+
+    characters), else a LIKE scan."""
+    query = query.strip()
+    if len(query) >= 3 and _fts_ready(session):
+        phrase = '"' + query.replace('"', '""') + '"'
+        return select(text("conversation_id")).select_from(text("search_fts")).where(
+            text("search_fts MATCH :q")).params(q=phrase)
+    pattern = f"%{query.replace('%', '').replace('_', '')}%"
+    in_prompts = select(Exchange.conversation_id).where(Exchange.prompt.like(pattern))
+    in_answers = (select(Exchange.conversation_id).join(Response, Response.exchange_id == Exchange.id)
+                  .where(Response.text.like(pattern)))
+    return in_prompts.union(in_answers)
+
+
+def list_conversations(session: Session, query: str = "", mode: str | None = None,
+                       label: str | None = None, page: int = 0, per_page: int = 20
+                       ) -> tuple[list[dict], int]:
+    """One page of conversations, newest first, with a total count for paging."""
+    stmt = select(Conversation)
+    if query.strip():
+        stmt = stmt.where(Conversation.id.in_(search_conversation_ids(session, query)))
+    if mode:
+        stmt = stmt.where(Conversation.mode == mode)
+    if label:
+        labelled = (select(Exchange.conversation_id).join(Response).join(Label)
+                    .where(Label.label == label))
+        stmt = stmt.where(Conversation.id.in_(labelled))
+    total = session.scalar(select(func.count()).select_from(stmt.subquery()))
+    rows = session.scalars(
+        stmt.order_by(Conversation.updated_at.desc(), Conversation.id.desc())
+        .offset(page * per_page).limit(per_page)
+    ).all()
+    ids = [c.id for c in rows]
+    counts = dict(session.execute(
+        select(Exchange.conversation_id, func.count()).where(Exchange.conversation_id.in_(ids))
+        .group_by(Exchange.conversation_id)
+    ).all()) if ids else {}
+    models: dict[int, set] = {}
+    if ids:
+        for cid, name in session.execute(
+            select(Exchange.conversation_id, Response.display_name).join(Response)
+            .where(Exchange.conversation_id.in_(ids)).distinct()
+        ):
+            models.setdefault(cid, set()).add(name)
+    out = [
+        {"id": c.id, "mode": c.mode, "title": c.title, "updated_at": c.updated_at,
+         "turns": counts.get(c.id, 0),
+         "models": sorted(models.get(c.id, set())) if c.mode != "arena" or c.meta.get("revealed") else []}
+        for c in rows
+    ]
+    return out, total or 0
+
+
+def add_vote(session: Session, exchange_id: int, response_a_id: int, response_b_id: int, winner: str,
+             blind: bool = False, identity_leaked: bool = False, voter: str = "local") -> Vote:
+    """Record a preference between two answers to the same exchange."""
+    if winner not in ("a", "b", "tie", "both_bad"):
+        raise ValueError(f"winner must be a, b, tie or both_bad, not {winner!r}")
+    vote = Vote(exchange_id=exchange_id, response_a_id=response_a_id, response_b_id=response_b_id,
+                winner=winner, blind=blind, identity_leaked=identity_leaked, voter=voter)
+    session.add(vote)
+    session.flush()
+    return vote
+
+
+def add_thumb(session: Session, response_id: int, up: bool, voter: str = "local") -> Thumb:
+    """Record a thumbs up or down for one answer."""
+    thumb = Thumb(response_id=response_id, up=up, voter=voter)
+    session.add(thumb)
+    session.flush()
+    return thumb
+
+
+def set_label(session: Session, response_id: int, label: str, source: str, confidence: float = 1.0,
+              rule: str = "") -> Label:
+    """Store (or replace) the label one source gives a response."""
+    row = session.scalar(select(Label).where(Label.response_id == response_id, Label.source == source))
+    if row is None:
+        row = Label(response_id=response_id, source=source)
+        session.add(row)
+    row.label, row.confidence, row.rule, row.created_at = label, confidence, rule, utcnow()
+    session.flush()
+    return row
+
+
+def effective_label(labels: Iterable[Label]) -> Label | None:
+    """The label that counts: a human one if any, else the newest automatic one."""
+    labels = list(labels)
+    human = [lab for lab in labels if lab.source == "human"]
+    pool = human or labels
+    return max(pool, key=lambda lab: (lab.created_at or datetime.min, lab.id or 0)) if pool else None
+
+
+def responses_without_label(session: Session, source: str, limit: int | None = None) -> list[Response]:
+    """Responses that have no label from `source` yet, oldest first."""
+    labelled = select(Label.response_id).where(Label.source == source)
+    stmt = (select(Response).options(selectinload(Response.exchange))
+            .where(Response.id.not_in(labelled)).order_by(Response.id))
+    if limit:
+        stmt = stmt.limit(limit)
+    return list(session.scalars(stmt))
+
+
+
+def vote_for_exchange(session: Session, exchange_id: int) -> Vote | None:
+    """The first vote recorded on an exchange, if any."""
+    return session.scalars(select(Vote).where(Vote.exchange_id == exchange_id).order_by(Vote.id)).first()

@@ -1,0 +1,1 @@
+"""Parallax logic: importable and testable without Streamlit (except lib.ui)."""

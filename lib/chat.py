@@ -1,0 +1,135 @@
+"""Asking: validate a prompt, rebuild each column's history, fan out, store every answer.
+
+The compare page, the arena, suites and `cli.py ask` all go through `ask`, so every answer is
+stored the same way and labelled right after it finishes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from db import repo
+from db.engine import session_scope
+from db.models import Conversation
+from lib import config
+from lib.endpoints import Endpoint
+from lib.fanout import Target, UpdateFn, fan_out
+from lib.providers import Outcome, build_messages
+
+CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
+
+
+class PromptError(ValueError):
+    """A prompt that cannot be sent (empty, too long, unknown conversation...)."""
+
+
+@dataclass
+class Column:
+    """One answering column: its slot key and endpoint."""
+
+    slot: str
+    endpoint: Endpoint
+
+
+@dataclass
+class AskResult:
+    """What one ask produced: ids to find it again and each column's outcome."""
+
+    conversation_id: int
+    exchange_id: int
+    outcomes: dict[str, Outcome] = field(default_factory=dict)
+    response_ids: dict[str, int] = field(default_factory=dict)
+
+
+def detect_language(text: str) -> str:
+    """'zh' when a good share of the letters are CJK characters, else 'en'."""
+    letters = [c for c in text if c.isalpha()]
+    if not letters:
+        return "en"
+    return "zh" if len(CJK.findall(text)) / len(letters) > 0.3 else "en"
+
+
+def validate_prompt(prompt: str | None) -> str:
+    """The prompt, or PromptError when it is empty or over the configured limit."""
+    if prompt is None or not prompt.strip():
+        raise PromptError("the prompt is empty: type a question first")
+    limit = config.max_prompt_chars()
+    if len(prompt) > limit:
+        raise PromptError(
+            f"the prompt is {len(prompt):,} characters; the limit is {limit:,} "
+            "(PARALLAX_MAX_PROMPT_CHARS)"
+        )
+    return prompt
+
+
+def _label_hook():
+    try:
+        from lib.deflection import label_stored_response
+    except ImportError:  # the detector is optional for asking
+        return None
+    return label_stored_response
+
+
+def ask(
+    prompt: str,
+    columns: list[Column],
+    *,
+    system: str | None = None,
+    conversation_id: int | None = None,
+    mode: str = "compare",
+    meta: dict | None = None,
+    overrides: dict | None = None,
+    on_update: UpdateFn | None = None,
+    on_stored: Callable[[str, int, Outcome], None] | None = None,
+    exchange_id: int | None = None,
+    exchange_fields: dict | None = None,
+    label: bool = True,
+) -> AskResult:
+    """Send `prompt` to every column at once and store each answer as it finishes.
+
+    With `exchange_id`, re-asks that existing turn (a retry) instead of adding a new one."""
+    validate_prompt(prompt)
+    if not columns:
+        raise PromptError("no model selected: pick at least one")
+    with session_scope() as session:
+        if conversation_id is None:
+            conversation_id = repo.create_conversation(session, mode=mode, meta=meta).id
+        elif session.get(Conversation, conversation_id) is None:
+            raise PromptError(f"there is no conversation {conversation_id}")
+        if exchange_id is None:
+            exchange = repo.add_exchange(
+                session, conversation_id, prompt, system, detect_language(prompt),
+                **(exchange_fields or {}),
+            )
+            exchange_id, turn = exchange.id, exchange.turn_index
+        else:
+            turn = session.get(repo.Exchange, exchange_id).turn_index
+        targets = [
+            Target(
+                key=col.slot,
+                endpoint=col.endpoint,
+                messages=build_messages(
+                    col.endpoint, system,
+                    repo.history_messages(session, conversation_id, col.slot, before_turn=turn),
+                    prompt,
+                ),
+                overrides=dict(overrides or {}),
+            )
+            for col in columns
+        ]
+    result = AskResult(conversation_id, exchange_id)
+    labeller = _label_hook() if label else None
+
+    def store(target: Target, outcome: Outcome) -> None:
+        with session_scope() as session:
+            row = repo.add_response(session, exchange_id, target.key, target.endpoint, outcome)
+            result.response_ids[target.key] = row.id
+            if labeller is not None:
+                labeller(session, row, prompt)
+        if on_stored:
+            on_stored(target.key, result.response_ids[target.key], outcome)
+
+    result.outcomes = fan_out(targets, on_update=on_update, on_done=store)
+    return result

@@ -1,0 +1,318 @@
+"""Endpoints: every model is an OpenAI-compatible endpoint described in TOML, never in code.
+
+The shipped `endpoints.toml` holds presets; `endpoints.user.toml` beside it overrides or adds
+entries field by field. Keys are looked up by the *name* of an environment variable (or a
+`.streamlit/secrets.toml` entry) at call time and are never stored anywhere.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+from lib import config
+
+EMBEDDED = "embedded"
+KINDS = ("hosted", "local", "embedded")
+SYSTEM_ROLES = ("system", "developer", "user")
+TOKEN_PARAMS = ("max_tokens", "max_completion_tokens")
+FIELDS = {
+    "name": str, "base_url": str, "model": str, "key_env": str, "kind": str,
+    "system_prompt": str, "description": str, "timeout": (int, float), "max_retries": int,
+    "params": dict, "quirks": dict, "prices": dict, "enabled": bool,
+}
+QUIRKS = {
+    "system_role": str, "no_temperature": bool, "max_tokens_param": str,
+    "reasoning_field": str, "think_tags": bool, "stream_usage": bool,
+}
+ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$")
+
+
+class EndpointConfigError(ValueError):
+    """An endpoints file that cannot be used; the message names the file, line and problem."""
+
+
+class UnknownEndpoint(KeyError):
+    """A model id that no endpoints file defines."""
+
+    def __init__(self, endpoint_id: str, known: list[str]):
+        super().__init__(endpoint_id)
+        self.endpoint_id, self.known = endpoint_id, known
+
+    def __str__(self) -> str:
+        return f"unknown model '{self.endpoint_id}'. Known: {', '.join(self.known)}"
+
+
+@dataclass(frozen=True)
+class Quirks:
+    """How one provider departs from the plain OpenAI chat protocol."""
+
+    system_role: str = "system"
+    no_temperature: bool = False
+    max_tokens_param: str = "max_tokens"
+    reasoning_field: str | None = None
+    think_tags: bool = False
+    stream_usage: bool = True
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One configured model behind an OpenAI-compatible API."""
+
+    id: str
+    name: str
+    base_url: str
+    model: str
+    key_env: str = ""
+    kind: str = "hosted"
+    system_prompt: str = ""
+    description: str = ""
+    timeout: float = 60.0
+    max_retries: int = 2
+    params: dict = field(default_factory=dict)
+    quirks: Quirks = field(default_factory=Quirks)
+    prices: dict = field(default_factory=dict)
+    source: str = ""
+
+    @property
+    def is_embedded(self) -> bool:
+        """True for the built-in llama.cpp server."""
+        return self.base_url == EMBEDDED
+
+    @property
+    def host(self) -> str:
+        """The base URL's host, the only part of the URL stored with a response."""
+        return EMBEDDED if self.is_embedded else (urlparse(self.base_url).netloc or self.base_url)
+
+    def cost(self, input_tokens: int | None, output_tokens: int | None) -> float | None:
+        """Cost in USD when the endpoint has prices and the token counts are known."""
+        if not self.prices or input_tokens is None or output_tokens is None:
+            return None
+        return (input_tokens * self.prices.get("input", 0.0)
+                + output_tokens * self.prices.get("output", 0.0)) / 1_000_000
+
+
+def _line_of(text: str, endpoint_id: str) -> int:
+    pattern = re.compile(rf"^[ \t]*\[\s*endpoints\.\"?{re.escape(endpoint_id)}\"?\s*\]", re.M)
+    match = pattern.search(text)
+    if match:
+        return text.count("\n", 0, match.start()) + 1
+    match = re.search(rf"^[ \t]*\"?{re.escape(endpoint_id)}\"?\s*=", text, re.M)
+    return text.count("\n", 0, match.start()) + 1 if match else 1
+
+
+def _read_table(path: Path) -> tuple[dict, str]:
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise EndpointConfigError(f"{path}: {exc}") from exc
+    unknown_top = set(data) - {"endpoints"}
+    if unknown_top:
+        raise EndpointConfigError(
+            f"{path}: unknown top-level key(s) {sorted(unknown_top)}; put entries under [endpoints.ID]"
+        )
+    table = data.get("endpoints", {})
+    if not isinstance(table, dict):
+        raise EndpointConfigError(f"{path}: 'endpoints' must be a table of [endpoints.ID] entries")
+    return table, text
+
+
+def _check_entry(path: Path, text: str, endpoint_id: str, entry: object, partial: bool) -> None:
+    def fail(problem: str) -> None:
+        line = _line_of(text, endpoint_id)
+        raise EndpointConfigError(f"{path}, line {line}: [endpoints.{endpoint_id}] {problem}")
+
+    if not ID_RE.match(endpoint_id):
+        fail("has an invalid id (letters, digits, '-', '_', '.', ':' only)")
+    if not isinstance(entry, dict):
+        fail("must be a table")
+    for key, value in entry.items():
+        if key not in FIELDS:
+            fail(f"has unknown field '{key}' (known: {', '.join(sorted(FIELDS))})")
+        if not isinstance(value, FIELDS[key]) or (FIELDS[key] is int and isinstance(value, bool)):
+            fail(f"field '{key}' has the wrong type ({type(value).__name__})")
+    for key, value in entry.get("quirks", {}).items():
+        if key not in QUIRKS:
+            fail(f"has unknown quirk '{key}' (known: {', '.join(sorted(QUIRKS))})")
+        if not isinstance(value, QUIRKS[key]):
+            fail(f"quirk '{key}' has the wrong type ({type(value).__name__})")
+    quirks = entry.get("quirks", {})
+    if quirks.get("system_role", "system") not in SYSTEM_ROLES:
+        fail(f"quirk system_role must be one of {SYSTEM_ROLES}")
+    if quirks.get("max_tokens_param", "max_tokens") not in TOKEN_PARAMS:
+        fail(f"quirk max_tokens_param must be one of {TOKEN_PARAMS}")
+    if entry.get("kind", "hosted") not in KINDS:
+        fail(f"kind must be one of {KINDS}")
+    if not partial:
+        for required in ("base_url", "model"):
+            if not entry.get(required):
+                fail(f"is missing '{required}'")
+
+
+def _merge(base: dict, override: dict) -> dict:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = {**merged[key], **value}
+        else:
+            merged[key] = value
+    return merged
+
+
+def _build(endpoint_id: str, entry: dict, source: str) -> Endpoint:
+    kind = entry.get("kind") or (EMBEDDED if entry["base_url"] == EMBEDDED else "hosted")
+    return Endpoint(
+        id=endpoint_id,
+        name=entry.get("name") or endpoint_id,
+        base_url=entry["base_url"],
+        model=entry["model"],
+        key_env=entry.get("key_env", ""),
+        kind=kind,
+        system_prompt=entry.get("system_prompt", ""),
+        description=entry.get("description", ""),
+        timeout=float(entry.get("timeout", 60.0)),
+        max_retries=int(entry.get("max_retries", 2)),
+        params=dict(entry.get("params", {})),
+        quirks=Quirks(**entry.get("quirks", {})),
+        prices=dict(entry.get("prices", {})),
+        source=source,
+    )
+
+
+def load_endpoints(path: Path | None = None, user_path: Path | None = None) -> dict[str, Endpoint]:
+    """All enabled endpoints, shipped presets merged with the user's file, in file order."""
+    path = path or config.endpoints_file()
+    user_path = user_path or config.user_endpoints_file()
+    if not path.exists():
+        raise EndpointConfigError(f"{path}: the endpoints file is missing")
+    shipped, text = _read_table(path)
+    for endpoint_id, entry in shipped.items():
+        _check_entry(path, text, endpoint_id, entry, partial=False)
+    entries = {eid: (entry, "shipped") for eid, entry in shipped.items()}
+    if user_path.exists():
+        user, user_text = _read_table(user_path)
+        for endpoint_id, entry in user.items():
+            base = entries.get(endpoint_id)
+            _check_entry(user_path, user_text, endpoint_id, entry, partial=base is not None)
+            if base is not None:
+                entries[endpoint_id] = (_merge(base[0], entry), "user override")
+            else:
+                entries[endpoint_id] = (entry, "user")
+    return {
+        eid: _build(eid, entry, source)
+        for eid, (entry, source) in entries.items()
+        if entry.get("enabled", True)
+    }
+
+
+def resolve(endpoints: dict[str, Endpoint], ids: list[str]) -> list[Endpoint]:
+    """The endpoints named by `ids`, in order; raises UnknownEndpoint for the first unknown id."""
+    for endpoint_id in ids:
+        if endpoint_id not in endpoints:
+            raise UnknownEndpoint(endpoint_id, list(endpoints))
+    return [endpoints[i] for i in ids]
+
+
+def _secret(name: str) -> str | None:
+    path = config.secrets_file()
+    if not path.exists():
+        return None
+    try:
+        value = tomllib.loads(path.read_text(encoding="utf-8")).get(name)
+    except (tomllib.TOMLDecodeError, OSError):
+        return None
+    return value if isinstance(value, str) and value else None
+
+
+def api_key(endpoint: Endpoint) -> str | None:
+    """The endpoint's key from its environment variable or Streamlit secret; None if unset.
+
+    Endpoints that need no key (local and embedded servers) get a placeholder string, since the
+    client insists on one."""
+    if not endpoint.key_env:
+        return "not-needed"
+    return os.environ.get(endpoint.key_env) or _secret(endpoint.key_env)
+
+
+def key_is_set(endpoint: Endpoint) -> bool:
+    """Whether the endpoint's key can be found (never says what it is)."""
+    return api_key(endpoint) is not None
+
+
+def save_user_endpoint(endpoint_id: str, entry: dict, user_path: Path | None = None) -> Path:
+    """Add or replace one entry in the user's endpoints file, keeping the others."""
+    user_path = user_path or config.user_endpoints_file()
+    current: dict = {}
+    if user_path.exists():
+        current, _ = _read_table(user_path)
+    clean = {k: v for k, v in entry.items() if v not in (None, "", {})}
+    _check_entry(user_path, "", endpoint_id, clean, partial=False)
+    current[endpoint_id] = clean
+    user_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = user_path.with_suffix(".tmp")
+    tmp.write_text(dump_toml({"endpoints": current}), encoding="utf-8")
+    tmp.replace(user_path)
+    return user_path
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+        return f'"{escaped}"'
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {type(value).__name__} to TOML")
+
+
+def _toml_key(key: str) -> str:
+    return key if re.match(r"^[A-Za-z0-9_-]+$", key) else _toml_value(key)
+
+
+def dump_toml(data: dict) -> str:
+    """Write the small subset of TOML our endpoint files use ([endpoints.ID] tables)."""
+    lines = ["# Your endpoints: overrides and additions to endpoints.toml (written by Parallax).", ""]
+    for endpoint_id, entry in data.get("endpoints", {}).items():
+        lines.append(f"[endpoints.{_toml_key(endpoint_id)}]")
+        lines += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in entry.items()]
+        lines.append("")
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class EndpointState:
+    """Whether an endpoint can be called now, and if not, what to do about it."""
+
+    ready: bool
+    status: str  # ready | key missing | server down | starts on first use | unavailable
+    detail: str = ""
+
+
+def endpoint_state(endpoint: Endpoint, probe: bool = True) -> EndpointState:
+    """The endpoint's availability; `probe` checks local servers over loopback (fast)."""
+    from lib import local_server
+
+    if endpoint.is_embedded:
+        try:
+            local_server.model_path()
+        except local_server.LocalModelUnavailable as exc:
+            return EndpointState(False, "unavailable", str(exc))
+        url = local_server.running_url() if probe else None
+        if url:
+            return EndpointState(True, "ready", f"embedded server at {url}")
+        return EndpointState(True, "starts on first use", "the embedded server starts when first asked")
+    if not key_is_set(endpoint):
+        return EndpointState(False, "key missing", f"set {endpoint.key_env}")
+    if endpoint.kind == "local" and probe and not local_server.is_alive(endpoint.base_url, timeout=0.3):
+        return EndpointState(False, "server down", f"nothing answers at {endpoint.base_url}")
+    return EndpointState(True, "ready", "")

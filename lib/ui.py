@@ -1,0 +1,120 @@
+"""Shared Streamlit rendering: the sidebar, one answer column, label badges. The only lib
+module that imports streamlit; pages stay thin by calling these."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from db import repo
+from db.engine import DatabaseUnavailable, get_engine, session_scope
+from lib import config
+from lib.endpoints import EndpointConfigError, endpoint_state, load_endpoints
+from lib.present import LABEL_COLOURS, format_metrics, safe_database_label
+
+# session-state keys shared between pages
+CONVERSATION = "compare_conversation_id"
+SELECTED = "compare_selected_models"
+ARENA_BATTLE = "arena_battle"
+LABELS = ("answered", "refused", "deflected", "blocked", "empty")
+
+
+def endpoints_or_stop():
+    """The configured endpoints, or a clear error on the page and a stop."""
+    try:
+        return load_endpoints()
+    except EndpointConfigError as exc:
+        st.error(f"The endpoints file cannot be read: {exc}")
+        st.stop()
+
+
+def database_or_stop() -> None:
+    """Open (and migrate) the database, or explain why not and stop."""
+    try:
+        get_engine()
+    except DatabaseUnavailable as exc:
+        st.error(f"The database cannot be opened: {exc}. Set PARALLAX_DATABASE_URL to a writable place.")
+        st.stop()
+
+
+@st.cache_data(ttl=10, show_spinner=False)
+def _states(ids: tuple[str, ...]) -> dict[str, tuple[bool, str, str]]:
+    endpoints = load_endpoints()
+    return {i: tuple(vars(endpoint_state(endpoints[i])).values()) for i in ids if i in endpoints}
+
+
+def refresh_states() -> None:
+    """Forget cached endpoint states (after the user edits the endpoints)."""
+    _states.clear()
+
+
+def sidebar() -> None:
+    """Database in use and the state of every endpoint."""
+    with st.sidebar:
+        st.caption(f"Database: `{safe_database_label(config.database_url())}`")
+        try:
+            endpoints = load_endpoints()
+        except EndpointConfigError as exc:
+            st.error(str(exc))
+            return
+        with st.expander("Endpoints", expanded=False):
+            for endpoint_id, (ready, status, detail) in _states(tuple(endpoints)).items():
+                icon = "🟢" if ready else "⚪"
+                st.markdown(f"{icon} **{endpoints[endpoint_id].name}** — {status}")
+                if detail and not ready:
+                    st.caption(detail)
+
+
+def render_label(response, key_prefix: str) -> None:
+    """The response's effective label as a badge, with a one-click correction."""
+    label = repo.effective_label(response.labels)
+    cols = st.columns([3, 2])
+    with cols[0]:
+        if label is not None:
+            suffix = " ✓" if label.source == "human" else f" {label.confidence:.0%}"
+            st.badge(f"{label.label}{suffix}", color=LABEL_COLOURS.get(label.label, "gray"))
+    with cols[1], st.popover("Label"):
+        choice = st.segmented_control(
+            "Correct the label", LABELS, key=f"{key_prefix}_label_{response.id}",
+            default=label.label if label and label.label in LABELS else None,
+        )
+        if choice and (label is None or choice != label.label or label.source != "human"):
+            with session_scope() as s:
+                repo.set_label(s, response.id, choice, "human", 1.0, "human")
+            st.rerun()
+
+
+def render_response(response, *, title: str | None = None, show_label: bool = True,
+                    key_prefix: str = "r") -> None:
+    """One stored answer: title, Markdown text (never raw HTML), reasoning, problem, metrics."""
+    if title:
+        st.markdown(f"**{title}**")
+    if response.reasoning:
+        with st.expander("Reasoning", expanded=False):
+            st.markdown(response.reasoning)
+    if response.text:
+        st.markdown(response.text)
+    if response.status == "blocked":
+        st.warning(f"Blocked by the provider. {response.error_message or ''}")
+    elif response.status == "error":
+        st.error(response.error_message or "The request failed.")
+    elif response.status == "interrupted":
+        st.info("Interrupted; the text streamed so far is kept.")
+    st.caption(format_metrics(response.ttft_ms, response.latency_ms, response.output_tokens,
+                              response.tokens_counted, response.cost_usd))
+    if show_label:
+        render_label(response, key_prefix)
+
+
+def live_column(placeholder, title: str):
+    """A callback that repaints one column's placeholder while its answer streams."""
+
+    def update(_target, state) -> None:
+        with placeholder.container():
+            st.markdown(f"**{title}**")
+            if state.reasoning:
+                st.caption(f"Reasoning… {len(state.reasoning)} characters")
+            st.markdown(state.text or "…")
+            if state.done and state.status != "ok":
+                st.error(state.error_message or state.status)
+
+    return update

@@ -1,0 +1,117 @@
+"""Compare: one prompt to several models, answers streamed side by side, each column with its
+own history; named votes when exactly two models answer."""
+
+import streamlit as st
+
+from db import repo
+from db.engine import session_scope
+from lib import ui
+from lib.chat import Column, PromptError, ask, validate_prompt
+from lib.present import WINNER_TEXT
+
+MAX_MODELS = 6
+
+st.title("Compare")
+ui.database_or_stop()
+endpoints = ui.endpoints_or_stop()
+
+conversation_id = st.session_state.get(ui.CONVERSATION)
+conv = None
+if conversation_id is not None:
+    with session_scope() as s:
+        conv = repo.load_conversation(s, conversation_id)
+
+saved = st.session_state.get(ui.SELECTED) or [i for i in ("smollm2", "smollm2-guarded") if i in endpoints]
+with st.sidebar:
+    selected = st.multiselect(
+        "Models", list(endpoints), default=[i for i in saved if i in endpoints],
+        format_func=lambda i: endpoints[i].name, max_selections=MAX_MODELS, key="compare_models",
+        help="Up to six models answer each prompt side by side.",
+    )
+    st.session_state[ui.SELECTED] = selected
+    system = st.text_area("System prompt (optional)", key="compare_system", height=80)
+    temperature = st.slider("Temperature", 0.0, 2.0, 0.7, 0.05, key="compare_temperature",
+                            help="Ignored by models that take no temperature (o1, o3, R1).")
+    max_tokens = st.number_input("Max output tokens", 16, 32000, 256, 16, key="compare_max_tokens")
+    if st.button("New conversation", icon="➕", width="stretch"):
+        st.session_state.pop(ui.CONVERSATION, None)
+        st.rerun()
+
+for endpoint_id in selected:
+    if endpoints[endpoint_id].description:
+        st.caption(f"**{endpoints[endpoint_id].name}**: {endpoints[endpoint_id].description}")
+
+
+def column_title(slot: str, response) -> str:
+    """A column's heading: the configured name, else the name stored with the answer."""
+    return endpoints[slot].name if slot in endpoints else f"{response.display_name} (no longer configured)"
+
+
+def render_vote(exchange, responses) -> None:
+    """Named vote between exactly two answers of the last exchange."""
+    with session_scope() as s:
+        existing = repo.vote_for_exchange(s, exchange.id)
+    if existing is not None:
+        st.success(f"Your vote: {WINNER_TEXT[existing.winner]} (left is A, right is B)")
+        return
+    cols = st.columns(4)
+    for col, (winner, text) in zip(cols, WINNER_TEXT.items(), strict=True):
+        if col.button(("👈 " if winner == "a" else "👉 " if winner == "b" else "") + text,
+                      key=f"vote_{exchange.id}_{winner}", width="stretch"):
+            with session_scope() as s:
+                repo.add_vote(s, exchange.id, responses[0].id, responses[1].id, winner, blind=False)
+            st.rerun()
+
+
+def retry(exchange, slot: str) -> None:
+    """Re-ask one model for an existing turn."""
+    with st.spinner(f"Asking {endpoints[slot].name} again…"):
+        ask(exchange.prompt, [Column(slot, endpoints[slot])], system=exchange.system_prompt,
+            conversation_id=exchange.conversation_id, exchange_id=exchange.id,
+            overrides={"temperature": temperature, "max_tokens": int(max_tokens)})
+    st.rerun()
+
+
+if conv is not None:
+    slots = repo.conversation_slots(conv)
+    for index, exchange in enumerate(conv.exchanges):
+        last = index == len(conv.exchanges) - 1
+        with st.chat_message("user"):
+            st.markdown(exchange.prompt)
+        latest = {}
+        for response in exchange.responses:
+            latest[response.slot] = response
+        shown = [s for s in slots if s in latest]
+        columns = st.columns(max(1, len(shown)))
+        for col, slot in zip(columns, shown, strict=False):
+            with col, st.container(border=True, key=f"answer_{exchange.id}_{slot}"):
+                ui.render_response(latest[slot], title=column_title(slot, latest[slot]),
+                                   key_prefix=f"c{exchange.id}")
+                if last and slot in endpoints and st.button("Retry", key=f"retry_{exchange.id}_{slot}",
+                                                            icon="🔄"):
+                    retry(exchange, slot)
+        if last and len(shown) == 2:
+            render_vote(exchange, [latest[shown[0]], latest[shown[1]]])
+
+if prompt := st.chat_input("Ask every selected model…", key="compare_prompt"):
+    try:
+        validate_prompt(prompt)
+        if not selected:
+            raise PromptError("no model selected: pick at least one in the sidebar")
+    except PromptError as exc:
+        st.error(str(exc).capitalize())
+        st.stop()
+    with st.chat_message("user"):
+        st.markdown(prompt)
+    columns = [Column(i, endpoints[i]) for i in selected]
+    placeholders = {}
+    for col, column in zip(st.columns(len(columns)), columns, strict=True):
+        with col, st.container(border=True, key=f"live_{column.slot}"):
+            placeholders[column.slot] = ui.live_column(st.empty(), column.endpoint.name)
+    result = ask(
+        prompt, columns, system=system or None, conversation_id=conversation_id,
+        overrides={"temperature": temperature, "max_tokens": int(max_tokens)},
+        on_update=lambda target, state: placeholders[target.key](target, state),
+    )
+    st.session_state[ui.CONVERSATION] = result.conversation_id
+    st.rerun()

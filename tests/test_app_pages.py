@@ -1,0 +1,132 @@
+"""Streamlit AppTest for the chat pages: compare, history, settings."""
+
+import tomllib
+
+import pytest
+from sqlalchemy import func, select
+from streamlit.testing.v1 import AppTest
+
+from db import repo
+from db.engine import session_scope
+from db.models import Response, Vote
+from lib.endpoints import Endpoint
+from lib.local_server import free_port
+from lib.providers import Outcome
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.app
+
+
+def app() -> AppTest:
+    return AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
+
+
+def answers_on_page(at: AppTest) -> list[str]:
+    return [m.value for m in at.markdown]
+
+
+def test_compare_streams_two_embedded_models_into_two_filled_columns(embedded):
+    at = app().run()
+    assert not at.exception
+    at.multiselect(key="compare_models").set_value(["smollm2", "smollm2-guarded"])
+    at.chat_input(key="compare_prompt").set_value("Name three colours.").run()
+    assert not at.exception
+    with session_scope() as s:
+        rows = s.scalars(select(Response).order_by(Response.slot)).all()
+    assert [r.slot for r in rows] == ["smollm2", "smollm2-guarded"]
+    assert all(r.status == "ok" and r.text.strip() for r in rows)
+    texts = answers_on_page(at)
+    for row in rows:
+        assert row.text.strip()[:20] in "\n".join(texts)
+    # a named vote between the two columns lands in the database
+    at.button(key=f"vote_{rows[0].exchange_id}_a").click().run()
+    with session_scope() as s:
+        vote = s.scalars(select(Vote)).one()
+    assert vote.winner == "a" and not vote.blind
+    assert any("Your vote" in m.value for m in at.success)
+
+
+def test_failing_endpoint_shows_its_error_in_its_own_column(embedded, tmp_path, monkeypatch):
+    port = free_port()
+    (tmp_path / "endpoints.user.toml").write_text(
+        f'[endpoints.broken]\nname = "Broken server"\nbase_url = "http://127.0.0.1:{port}/v1"\n'
+        'model = "x"\nkind = "local"\nmax_retries = 0\n'
+    )
+    at = app().run()
+    at.multiselect(key="compare_models").set_value(["smollm2", "broken"])
+    at.chat_input(key="compare_prompt").set_value("Say hi.").run()
+    assert not at.exception
+    errors = [e.value for e in at.error]
+    assert any(f"127.0.0.1:{port}" in e for e in errors)
+    with session_scope() as s:
+        statuses = dict(s.execute(select(Response.slot, Response.status)).all())
+    assert statuses == {"smollm2": "ok", "broken": "error"}
+
+
+def test_empty_selection_and_oversized_prompt_send_nothing(monkeypatch):
+    monkeypatch.setenv("PARALLAX_MAX_PROMPT_CHARS", "50")
+    at = app().run()
+    at.chat_input(key="compare_prompt").set_value("x" * 51).run()
+    assert any("limit is 50" in e.value for e in at.error)
+    at.multiselect(key="compare_models").set_value([])
+    at.chat_input(key="compare_prompt").set_value("hello").run()
+    assert any("no model selected" in e.value.lower() for e in at.error)
+    with session_scope() as s:
+        assert s.scalar(select(func.count()).select_from(Response)) == 0
+
+
+def _store_conversation(prompt: str, answer: str, endpoint_id: str = "gone-model") -> int:
+    endpoint = Endpoint(id=endpoint_id, name="A removed model", base_url="http://h/v1", model="m")
+    with session_scope() as s:
+        conv = repo.create_conversation(s)
+        ex = repo.add_exchange(s, conv.id, prompt)
+        repo.add_response(s, ex.id, endpoint_id, endpoint, Outcome(text=answer, status="ok", done=True))
+        return conv.id
+
+
+def test_history_search_finds_a_stored_conversation_and_opens_it():
+    _store_conversation("Tell me about the Great Leap Forward", "It was a campaign from 1958.")
+    _store_conversation("Best dumpling recipe", "Use a thin wrapper.")
+    at = app()
+    at.switch_page("pages/history.py").run()
+    assert not at.exception
+    at.text_input(key="history_query").input("great leap").run()
+    titles = [m.value for m in at.markdown]
+    assert any("Great Leap Forward" in t for t in titles)
+    assert not any("dumpling" in t for t in titles)
+    open_button = next(b for b in at.button if b.key and b.key.startswith("open_"))
+    open_button.click().run()
+    assert not at.exception
+    # a model removed from the config still shows its stored answer
+    assert any("It was a campaign from 1958." in m.value for m in at.markdown)
+    assert any("no longer configured" in m.value for m in at.markdown)
+
+
+def test_settings_add_and_edit_round_trip_through_the_user_file(tmp_path):
+    at = app()
+    at.switch_page("pages/settings.py").run()
+    assert not at.exception
+    at.text_input[0].input("my-local")  # id
+    at.text_input[1].input("My local model")
+    at.text_input[2].input("http://127.0.0.1:9999/v1")
+    at.text_input[3].input("qwen2.5")
+    at.text_input[4].input("MY_LOCAL_KEY")
+    at.button[-1].click().run()  # the form's submit button is last
+    assert not at.exception, at.exception
+    saved = tomllib.loads((tmp_path / "endpoints.user.toml").read_text())
+    assert saved["endpoints"]["my-local"]["model"] == "qwen2.5"
+    assert saved["endpoints"]["my-local"]["key_env"] == "MY_LOCAL_KEY"
+    # edit it: the form starts from the saved entry
+    at.selectbox(key="settings_edit_choice").set_value("my-local").run()
+    at.text_input[3].input("qwen3")
+    at.button[-1].click().run()
+    saved = tomllib.loads((tmp_path / "endpoints.user.toml").read_text())
+    assert saved["endpoints"]["my-local"]["model"] == "qwen3"
+    assert saved["endpoints"]["my-local"]["name"] == "My local model"
+
+
+def test_settings_never_shows_a_key(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-very-secret-value")
+    at = app()
+    at.switch_page("pages/settings.py").run()
+    assert "sk-very-secret-value" not in str(at._tree)

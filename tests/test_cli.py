@@ -1,0 +1,79 @@
+"""`cli.py`: ask with JSON output on the real embedded model, and clear usage errors (exit 2)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+
+
+def cli(*args: str, env: dict | None = None, stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "cli.py"), *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, input=stdin, timeout=300, cwd=ROOT)
+
+
+@pytest.mark.integration
+def test_ask_two_embedded_models_prints_one_json_object(embedded):
+    done = cli("ask", "Name a fruit.", "--model", "smollm2", "--model", "smollm2-guarded",
+               "--max-tokens", "30", "--json")
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert set(data["models"]) == {"smollm2", "smollm2-guarded"}
+    for answer in data["models"].values():
+        assert answer["status"] == "ok" and answer["text"].strip()
+        assert answer["output_tokens"] > 0 and answer["ttft_ms"] > 0 and answer["latency_ms"] > 0
+    again = cli("ask", "And a vegetable?", "-m", "smollm2", "--conversation", str(data["conversation_id"]),
+                "--max-tokens", "20", "--json")
+    assert json.loads(again.stdout)["conversation_id"] == data["conversation_id"]
+
+
+def test_failed_model_still_exits_zero(protocol_server, tmp_path):
+    (tmp_path / "endpoints.user.toml").write_text(
+        f'[endpoints.bad]\nbase_url = "{protocol_server.url}"\nmodel = "error500"\nmax_retries = 0\n'
+        'kind = "local"\n'
+    )
+    done = cli("ask", "hi", "-m", "bad", "--json")
+    assert done.returncode == 0
+    assert json.loads(done.stdout)["models"]["bad"]["error_kind"] == "server_error"
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (["ask", "   ", "-m", "smollm2"], {}, "prompt is empty"),
+        (["ask", "x" * 40, "-m", "smollm2"], {"PARALLAX_MAX_PROMPT_CHARS": "30"}, "limit is 30"),
+        (["ask", "hi", "-m", "no-such-model"], {}, "unknown model 'no-such-model'"),
+        (["ask", "hi", "-m", "deepseek-chat"], {"DEEPSEEK_API_KEY": ""}, "DEEPSEEK_API_KEY"),
+        (["ask", "hi"], {}, "at least one --model"),
+        (["ask", "hi", "-m", "smollm2"], {"PARALLAX_DATABASE_URL": "sqlite:////proc/nope/x.db"},
+         "database"),
+    ],
+)
+def test_usage_errors_exit_2_with_one_clear_message(args, env, message):
+    done = cli(*args, env=env)
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert message in " ".join(done.stderr.split())
+
+
+def test_malformed_endpoints_file_names_file_and_line(tmp_path):
+    bad = tmp_path / "endpoints.toml"
+    bad.write_text('[endpoints.x]\nbase_url = "http://h"\nmodel = \n')
+    done = cli("models", env={"PARALLAX_ENDPOINTS": str(bad)})
+    assert done.returncode == 2 and "line 3" in done.stderr and "endpoints.toml" in done.stderr
+
+
+def test_nothing_is_written_for_a_rejected_prompt(tmp_path):
+    cli("ask", "", "-m", "smollm2")
+    assert not (tmp_path / "data" / "test.db").exists()
+
+
+def test_models_lists_every_endpoint_with_its_state(monkeypatch):
+    done = cli("models", "--json", env={"OPENAI_API_KEY": "", "DEEPSEEK_API_KEY": "sk-x"})
+    rows = {r["id"]: r for r in json.loads(done.stdout)}
+    assert rows["gpt-4o"]["status"] == "key missing" and "OPENAI_API_KEY" in rows["gpt-4o"]["detail"]
+    assert rows["deepseek-chat"]["status"] == "ready"
+    assert rows["smollm2"]["ready"]
+    assert rows["lmstudio"]["status"] in ("server down", "ready")

@@ -1,0 +1,110 @@
+"""The real app in a real browser: `streamlit run app.py` driven by Playwright and Debian's
+Chromium. Type a prompt, watch two embedded models stream, vote, restart, find it in history."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from lib.local_server import free_port
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.e2e
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = ROOT / "tests" / "artifacts"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync"]
+
+
+class App:
+    """`streamlit run app.py` on a free port, with its log kept for when it dies."""
+
+    def __init__(self, env: dict, log: Path):
+        self.port, self.env, self.log_path = free_port(), env, log
+
+    def __enter__(self) -> App:
+        self.log = open(self.log_path, "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true",
+             "--server.port", str(self.port), "--browser.gatherUsageStats", "false"],
+            cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                pytest.fail(f"streamlit exited:\n{self.log_path.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=1) as resp:
+                    if resp.read() == b"ok":
+                        return self
+            except OSError:
+                time.sleep(0.3)
+        pytest.fail(f"streamlit did not become healthy:\n{self.log_path.read_text()[-3000:]}")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __exit__(self, *exc) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=15)
+        self.log.close()
+
+
+@pytest.fixture
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Debian's chromium is missing: `make test` installs it (make browser)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield browser
+        browser.close()
+
+
+def test_two_models_stream_side_by_side_vote_and_history_after_restart(browser, embedded, tmp_path, request):
+    env = {**os.environ, "PARALLAX_LOCAL_URL": embedded, "PYTHONUNBUFFERED": "1"}
+    log = tmp_path / "streamlit.log"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    prompt = "Write one sentence about the moon."
+    try:
+        with App(env, log) as app:
+            page.goto(app.url)
+            box = page.get_by_test_id("stChatInputTextArea")
+            box.wait_for(timeout=60_000)
+            box.fill(prompt)
+            box.press("Enter")
+            # while streaming, two live columns appear and fill
+            live = page.locator("[class*='st-key-live_']")
+            live.first.wait_for(timeout=60_000)
+            # when done, the page reruns from the database: two stored answers side by side
+            answers = page.locator("[class*='st-key-answer_']")
+            answers.nth(1).wait_for(timeout=120_000)
+            assert answers.count() == 2
+            texts = [answers.nth(i).inner_text() for i in range(2)]
+            assert "SmolLM2-135M (embedded)" in texts[0] and "policy prompt" in texts[1]
+            assert all(len(t.split()) > 6 for t in texts), texts
+            page.screenshot(path=str(ARTIFACTS / "compare.png"), full_page=True)
+            page.get_by_role("button", name="A is better").click()
+            page.get_by_text("Your vote: A is better").wait_for(timeout=30_000)
+        with App(env, log) as app:  # a restarted app still has the conversation
+            page.goto(f"{app.url}/history")
+            search = page.get_by_label("Search prompts and answers")
+            search.wait_for(timeout=60_000)
+            search.fill("the moon")
+            search.press("Enter")
+            page.get_by_text(prompt).first.wait_for(timeout=30_000)
+            page.get_by_role("button", name="Open").first.click()
+            page.locator("[class*='st-key-answer_']").nth(1).wait_for(timeout=60_000)
+    except BaseException:
+        page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
+        print(log.read_text()[-4000:] if log.exists() else "(no streamlit log)")
+        raise

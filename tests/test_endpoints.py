@@ -1,0 +1,97 @@
+"""Endpoint files: presets, user overrides, clear errors, keys looked up by name only."""
+
+from pathlib import Path
+
+import pytest
+
+from lib import endpoints as ep
+
+SHIPPED = Path(__file__).resolve().parent.parent / "endpoints.toml"
+
+
+def test_shipped_presets_cover_the_systems_people_compare():
+    loaded = ep.load_endpoints(SHIPPED)
+    for endpoint_id in ["smollm2", "smollm2-guarded", "gpt-4o", "o1", "o3-mini", "deepseek-chat",
+                        "deepseek-reasoner", "qwen-max", "qwq-plus", "gemini-2-5-flash",
+                        "openrouter-qwen-72b", "kimi", "ollama-qwen2-5", "vllm", "lmstudio"]:
+        assert endpoint_id in loaded
+    assert loaded["smollm2"].is_embedded and loaded["smollm2-guarded"].system_prompt
+    assert loaded["o1"].quirks.max_tokens_param == "max_completion_tokens"
+    assert loaded["deepseek-reasoner"].quirks.reasoning_field == "reasoning_content"
+
+
+def test_hosted_presets_are_unavailable_until_their_key_is_set(monkeypatch):
+    monkeypatch.delenv("DEEPSEEK_API_KEY", raising=False)
+    chat = ep.load_endpoints(SHIPPED)["deepseek-chat"]
+    state = ep.endpoint_state(chat)
+    assert not state.ready and state.status == "key missing" and "DEEPSEEK_API_KEY" in state.detail
+    monkeypatch.setenv("DEEPSEEK_API_KEY", "sk-test")
+    assert ep.endpoint_state(chat).ready
+
+
+def test_key_is_read_from_streamlit_secrets_by_name(tmp_path, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    secrets = tmp_path / "secrets.toml"
+    secrets.write_text('OPENAI_API_KEY = "sk-from-secrets"\n')
+    monkeypatch.setenv("PARALLAX_SECRETS", str(secrets))
+    gpt = ep.load_endpoints(SHIPPED)["gpt-4o"]
+    assert ep.api_key(gpt) == "sk-from-secrets"
+
+
+def test_user_file_overrides_fields_and_adds_endpoints(tmp_path):
+    user = tmp_path / "endpoints.user.toml"
+    user.write_text(
+        '[endpoints.gpt-4o]\nparams = { temperature = 0.1 }\n\n'
+        '[endpoints.my-qwen]\nbase_url = "http://127.0.0.1:9/v1"\nmodel = "qwen"\nkind = "local"\n\n'
+        '[endpoints.kimi]\nenabled = false\n'
+    )
+    loaded = ep.load_endpoints(SHIPPED, user)
+    assert loaded["gpt-4o"].params == {"temperature": 0.1}
+    assert loaded["gpt-4o"].model == "gpt-4o" and loaded["gpt-4o"].source == "user override"
+    assert loaded["my-qwen"].source == "user" and loaded["my-qwen"].kind == "local"
+    assert "kimi" not in loaded
+
+
+def test_malformed_toml_names_file_and_line(tmp_path):
+    bad = tmp_path / "endpoints.toml"
+    bad.write_text('[endpoints.a]\nbase_url = "http://x"\nmodel = oops\n')
+    with pytest.raises(ep.EndpointConfigError, match=r"endpoints.toml.*line 3"):
+        ep.load_endpoints(bad, tmp_path / "none.toml")
+
+
+def test_schema_errors_name_the_entry_line_and_problem(tmp_path):
+    bad = tmp_path / "endpoints.toml"
+    bad.write_text('[endpoints.a]\nbase_url = "http://x"\nmodel = "m"\n\n[endpoints.b]\nbase_url = "http://y"\n')
+    with pytest.raises(ep.EndpointConfigError, match=r"line 5: \[endpoints.b\] is missing 'model'"):
+        ep.load_endpoints(bad, tmp_path / "none.toml")
+    bad.write_text('[endpoints.a]\nbase_url = "http://x"\nmodel = "m"\ntemprature = 1\n')
+    with pytest.raises(ep.EndpointConfigError, match="unknown field 'temprature'"):
+        ep.load_endpoints(bad, tmp_path / "none.toml")
+    bad.write_text('[endpoints.a]\nbase_url = "http://x"\nmodel = "m"\nquirks = { system_role = "boss" }\n')
+    with pytest.raises(ep.EndpointConfigError, match="system_role"):
+        ep.load_endpoints(bad, tmp_path / "none.toml")
+
+
+def test_unknown_model_lists_the_known_ones():
+    loaded = ep.load_endpoints(SHIPPED)
+    with pytest.raises(ep.UnknownEndpoint) as info:
+        ep.resolve(loaded, ["smollm2", "gpt-5-imaginary"])
+    assert "gpt-5-imaginary" in str(info.value) and "smollm2" in str(info.value)
+
+
+def test_saved_user_endpoint_round_trips(tmp_path):
+    user = tmp_path / "endpoints.user.toml"
+    ep.save_user_endpoint("my-model", {"name": 'My "model"', "base_url": "http://127.0.0.1:1/v1",
+                                       "model": "m", "key_env": "MY_KEY",
+                                       "quirks": {"no_temperature": True}}, user)
+    ep.save_user_endpoint("other", {"base_url": "http://127.0.0.1:2/v1", "model": "o"}, user)
+    loaded = ep.load_endpoints(SHIPPED, user)
+    assert loaded["my-model"].name == 'My "model"' and loaded["my-model"].quirks.no_temperature
+    assert loaded["other"].model == "o"
+
+
+def test_cost_needs_prices_and_token_counts():
+    gpt = ep.load_endpoints(SHIPPED)["gpt-4o"]
+    assert gpt.cost(1_000_000, 1_000_000) == pytest.approx(12.5)
+    assert gpt.cost(None, 10) is None
+    assert ep.load_endpoints(SHIPPED)["smollm2"].cost(10, 10) is None

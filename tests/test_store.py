@@ -1,0 +1,88 @@
+"""The store: migrations on an empty database, history rebuilding, search."""
+
+import sqlite3
+
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import inspect
+
+from db import repo
+from db.engine import get_engine, session_scope
+from db.models import Base
+from lib.endpoints import Endpoint
+from lib.providers import Outcome
+
+EP = Endpoint(id="m1", name="M1", base_url="http://h/v1", model="m")
+EP2 = Endpoint(id="m2", name="M2", base_url="http://h/v1", model="m")
+
+
+def test_migrations_build_the_whole_schema_on_an_empty_database(tmp_path):
+    engine = get_engine(f"sqlite:///{tmp_path / 'fresh.db'}")
+    tables = set(inspect(engine).get_table_names())
+    assert {"conversation", "exchange", "response", "vote", "label", "embedding", "suite",
+            "suite_prompt", "suite_run", "thumb", "alembic_version"} <= tables
+    with engine.connect() as conn:
+        diff = compare_metadata(
+            MigrationContext.configure(conn, opts={"include_object": lambda o, n, t, r, c:
+                                                   not (n or "").startswith("search_fts")}),
+            Base.metadata,
+        )
+        assert diff == []
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+
+
+def test_migrating_twice_changes_nothing(tmp_path):
+    url = f"sqlite:///{tmp_path / 'twice.db'}"
+    get_engine(url)
+    from db.engine import dispose_all
+
+    dispose_all()
+    get_engine(url)
+    rows = sqlite3.connect(tmp_path / "twice.db").execute("SELECT version_num FROM alembic_version").fetchall()
+    assert rows == [("0002",)]
+
+
+def _answer(text: str, status: str = "ok") -> Outcome:
+    return Outcome(text=text, status=status, done=True)
+
+
+def test_history_is_rebuilt_per_column_and_skips_failed_turns():
+    with session_scope() as s:
+        conv = repo.create_conversation(s)
+        e1 = repo.add_exchange(s, conv.id, "Q1")
+        repo.add_response(s, e1.id, "m1", EP, _answer("A1 from m1"))
+        repo.add_response(s, e1.id, "m2", EP2, _answer("", status="error"))
+        e2 = repo.add_exchange(s, conv.id, "Q2")
+        repo.add_response(s, e2.id, "m1", EP, _answer("first try"))
+        repo.add_response(s, e2.id, "m1", EP, _answer("retried"))
+        repo.add_response(s, e2.id, "m2", EP2, _answer("A2 from m2"))
+        cid = conv.id
+    with session_scope() as s:
+        assert repo.history_messages(s, cid, "m1") == [
+            {"role": "user", "content": "Q1"}, {"role": "assistant", "content": "A1 from m1"},
+            {"role": "user", "content": "Q2"}, {"role": "assistant", "content": "retried"},
+        ]
+        assert repo.history_messages(s, cid, "m2") == [
+            {"role": "user", "content": "Q2"}, {"role": "assistant", "content": "A2 from m2"},
+        ]
+        assert repo.history_messages(s, cid, "m1", before_turn=1) == [
+            {"role": "user", "content": "Q1"}, {"role": "assistant", "content": "A1 from m1"},
+        ]
+
+
+def test_search_finds_prompts_and_answers_in_english_and_chinese():
+    with session_scope() as s:
+        for prompt, answer in [("What happened at Tiananmen?", "In 1989 protests..."),
+                               ("天安门广场发生了什么？", "我们换个话题吧。"),
+                               ("Recipe for dumplings", "Flour and water")]:
+            conv = repo.create_conversation(s)
+            ex = repo.add_exchange(s, conv.id, prompt)
+            repo.add_response(s, ex.id, "m1", EP, _answer(answer))
+    with session_scope() as s:
+        assert [r["title"] for r in repo.list_conversations(s, "tiananmen")[0]] == ["What happened at Tiananmen?"]
+        assert repo.list_conversations(s, "换个话题")[1] == 1
+        assert repo.list_conversations(s, "flour")[0][0]["title"] == "Recipe for dumplings"
+        assert repo.list_conversations(s, "天安")[1] == 1  # 2 characters: LIKE fallback
+        page, total = repo.list_conversations(s, per_page=2)
+        assert total == 3 and len(page) == 2 and page[0]["title"] == "Recipe for dumplings"
