@@ -11,14 +11,16 @@ from lib import ui  # noqa: E402
 
 st.set_page_config(page_title="Parallax", page_icon="🔭", layout="wide")
 
-page = st.navigation({
-    "Chat": [
-        st.Page("pages/compare.py", title="Compare", icon="🔭", default=True),
-        st.Page("pages/history.py", title="History", icon="🗂️"),
-    ],
-    "Setup": [
-        st.Page("pages/settings.py", title="Settings", icon="⚙️"),
-    ],
-})
+page = st.navigation(
+    {
+        "Chat": [
+            st.Page("views/compare.py", title="Compare", icon="🔭", default=True),
+            st.Page("views/history.py", title="History", icon="🗂️"),
+        ],
+        "Setup": [
+            st.Page("views/settings.py", title="Settings", icon="⚙️"),
+        ],
+    }
+)
 ui.sidebar()
 page.run()

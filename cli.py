@@ -52,9 +52,18 @@ def models(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] 
     rows = []
     for endpoint in _endpoints().values():
         state = endpoint_state(endpoint)
-        rows.append({"id": endpoint.id, "name": endpoint.name, "kind": endpoint.kind,
-                     "model": endpoint.model, "key_env": endpoint.key_env, "ready": state.ready,
-                     "status": state.status, "detail": state.detail})
+        rows.append(
+            {
+                "id": endpoint.id,
+                "name": endpoint.name,
+                "kind": endpoint.kind,
+                "model": endpoint.model,
+                "key_env": endpoint.key_env,
+                "ready": state.ready,
+                "status": state.status,
+                "detail": state.detail,
+            }
+        )
     if as_json:
         print(json.dumps(rows, ensure_ascii=False, indent=2))
         return
@@ -110,35 +119,61 @@ def ask(
             result = do_ask(prompt, columns, system=system, conversation_id=conversation, overrides=overrides)
         else:
             with Live(render(), console=out, refresh_per_second=8, transient=False) as live:
+
                 def update(target, state):
-                    live_texts[target.key] = state.text if state.status == "ok" else (
-                        f"{state.text}\n[{state.status}] {state.error_message}")
+                    live_texts[target.key] = (
+                        state.text
+                        if state.status == "ok"
+                        else (f"{state.text}\n[{state.status}] {state.error_message}")
+                    )
                     live.update(render())
 
-                result = do_ask(prompt, columns, system=system, conversation_id=conversation,
-                                overrides=overrides, on_update=update)
+                result = do_ask(
+                    prompt,
+                    columns,
+                    system=system,
+                    conversation_id=conversation,
+                    overrides=overrides,
+                    on_update=update,
+                )
     except PromptError as exc:
         fail(str(exc))
     answers = {}
     for col in columns:
         o = result.outcomes[col.slot]
         answers[col.slot] = {
-            "text": o.text, "reasoning": o.reasoning or None, "status": o.status,
-            "error_kind": o.error_kind, "error": o.error_message, "finish_reason": o.finish_reason,
-            "ttft_ms": o.ttft_ms, "latency_ms": o.latency_ms, "input_tokens": o.input_tokens,
-            "output_tokens": o.output_tokens, "cost_usd": o.cost_usd,
+            "text": o.text,
+            "reasoning": o.reasoning or None,
+            "status": o.status,
+            "error_kind": o.error_kind,
+            "error": o.error_message,
+            "finish_reason": o.finish_reason,
+            "ttft_ms": o.ttft_ms,
+            "latency_ms": o.latency_ms,
+            "input_tokens": o.input_tokens,
+            "output_tokens": o.output_tokens,
+            "cost_usd": o.cost_usd,
             "response_id": result.response_ids.get(col.slot),
         }
     if as_json:
-        print(json.dumps({"conversation_id": result.conversation_id, "exchange_id": result.exchange_id,
-                          "models": answers}, ensure_ascii=False))
+        print(
+            json.dumps(
+                {
+                    "conversation_id": result.conversation_id,
+                    "exchange_id": result.exchange_id,
+                    "models": answers,
+                },
+                ensure_ascii=False,
+            )
+        )
         return
     for slot, a in answers.items():
         ttft = f"{a['ttft_ms']:.0f} ms" if a["ttft_ms"] is not None else "–"
-        err.print(f"[dim]{slot}: {a['status']}, first token {ttft}, total {a['latency_ms']:.0f} ms, "
-                  f"{a['output_tokens'] or 0} tokens[/]")
-    err.print(f"[dim]conversation {result.conversation_id} (continue with --conversation "
-              f"{result.conversation_id})[/]")
+        err.print(
+            f"[dim]{slot}: {a['status']}, first token {ttft}, total {a['latency_ms']:.0f} ms, "
+            f"{a['output_tokens'] or 0} tokens[/]"
+        )
+    err.print(f"[dim]conversation {result.conversation_id} (continue with --conversation {result.conversation_id})[/]")
 
 
 @app.command("serve-local")
@@ -154,8 +189,10 @@ def serve_local(
         command = local_server.server_command(port)
     except local_server.LocalModelUnavailable as exc:
         fail(str(exc))
-    err.print(f"serving {local_server.MODEL_ALIAS} at http://127.0.0.1:{port}/v1 "
-              f"(set PARALLAX_LOCAL_URL to share it); Ctrl-C stops it")
+    err.print(
+        f"serving {local_server.MODEL_ALIAS} at http://127.0.0.1:{port}/v1 "
+        f"(set PARALLAX_LOCAL_URL to share it); Ctrl-C stops it"
+    )
     try:
         raise typer.Exit(subprocess.call(command))
     except KeyboardInterrupt:

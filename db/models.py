@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import (
     JSON,
@@ -22,7 +22,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 def utcnow() -> datetime:
     """Timezone-aware now, stored as UTC."""
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 class Base(DeclarativeBase):
@@ -52,9 +52,7 @@ class Exchange(Base):
 
     __tablename__ = "exchange"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    conversation_id: Mapped[int] = mapped_column(
-        ForeignKey("conversation.id", ondelete="CASCADE"), index=True
-    )
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversation.id", ondelete="CASCADE"), index=True)
     turn_index: Mapped[int] = mapped_column(Integer, default=0)
     prompt: Mapped[str] = mapped_column(Text)
     system_prompt: Mapped[str | None] = mapped_column(Text, nullable=True)
@@ -75,9 +73,7 @@ class Response(Base):
 
     __tablename__ = "response"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    exchange_id: Mapped[int] = mapped_column(
-        ForeignKey("exchange.id", ondelete="CASCADE"), index=True
-    )
+    exchange_id: Mapped[int] = mapped_column(ForeignKey("exchange.id", ondelete="CASCADE"), index=True)
     slot: Mapped[str] = mapped_column(String(64))  # column key: endpoint id, or a/b in arena
     endpoint_id: Mapped[str] = mapped_column(String(100), index=True)
     display_name: Mapped[str] = mapped_column(String(200), default="")
@@ -98,9 +94,7 @@ class Response(Base):
     cost_usd: Mapped[float | None] = mapped_column(Float, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
     exchange: Mapped[Exchange] = relationship(back_populates="responses")
-    labels: Mapped[list[Label]] = relationship(
-        back_populates="response", cascade="all, delete-orphan"
-    )
+    labels: Mapped[list[Label]] = relationship(back_populates="response", cascade="all, delete-orphan")
 
 
 class Vote(Base):
@@ -108,9 +102,7 @@ class Vote(Base):
 
     __tablename__ = "vote"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    exchange_id: Mapped[int] = mapped_column(
-        ForeignKey("exchange.id", ondelete="CASCADE"), index=True
-    )
+    exchange_id: Mapped[int] = mapped_column(ForeignKey("exchange.id", ondelete="CASCADE"), index=True)
     response_a_id: Mapped[int] = mapped_column(ForeignKey("response.id", ondelete="CASCADE"))
     response_b_id: Mapped[int] = mapped_column(ForeignKey("response.id", ondelete="CASCADE"))
     winner: Mapped[str] = mapped_column(String(16))  # a | b | tie | both_bad
@@ -125,9 +117,7 @@ class Thumb(Base):
 
     __tablename__ = "thumb"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    response_id: Mapped[int] = mapped_column(
-        ForeignKey("response.id", ondelete="CASCADE"), index=True
-    )
+    response_id: Mapped[int] = mapped_column(ForeignKey("response.id", ondelete="CASCADE"), index=True)
     up: Mapped[bool] = mapped_column(Boolean)
     voter: Mapped[str] = mapped_column(String(100), default="local")
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
@@ -138,9 +128,7 @@ class Label(Base):
 
     __tablename__ = "label"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    response_id: Mapped[int] = mapped_column(
-        ForeignKey("response.id", ondelete="CASCADE"), index=True
-    )
+    response_id: Mapped[int] = mapped_column(ForeignKey("response.id", ondelete="CASCADE"), index=True)
     source: Mapped[str] = mapped_column(String(100))  # detector name+version, or "human"
     label: Mapped[str] = mapped_column(String(16), index=True)
     confidence: Mapped[float] = mapped_column(Float, default=1.0)

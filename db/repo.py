@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import func, select, text
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, aliased, selectinload
 
-from db.models import Conversation, Exchange, Label, Response, Thumb, Vote, utcnow
+from db.models import Conversation, Exchange, Label, Response, SuitePrompt, Thumb, Vote, utcnow
 
 USABLE = ("ok", "interrupted")
 
 
-def create_conversation(session: Session, mode: str = "compare", title: str = "", meta: dict | None = None,
-                        suite_run_id: int | None = None) -> Conversation:
+def create_conversation(
+    session: Session,
+    mode: str = "compare",
+    title: str = "",
+    meta: dict | None = None,
+    suite_run_id: int | None = None,
+) -> Conversation:
     """A new, empty conversation."""
     conv = Conversation(mode=mode, title=title[:200], meta=meta or {}, suite_run_id=suite_run_id)
     session.add(conv)
@@ -22,18 +28,28 @@ def create_conversation(session: Session, mode: str = "compare", title: str = ""
     return conv
 
 
-def add_exchange(session: Session, conversation_id: int, prompt: str, system_prompt: str | None = None,
-                 language: str | None = None, suite_prompt_id: int | None = None,
-                 sample_index: int | None = None) -> Exchange:
+def add_exchange(
+    session: Session,
+    conversation_id: int,
+    prompt: str,
+    system_prompt: str | None = None,
+    language: str | None = None,
+    suite_prompt_id: int | None = None,
+    sample_index: int | None = None,
+) -> Exchange:
     """Append a user turn to a conversation (turn index is the next free one)."""
     turn = session.scalar(
-        select(func.coalesce(func.max(Exchange.turn_index) + 1, 0)).where(
-            Exchange.conversation_id == conversation_id
-        )
+        select(func.coalesce(func.max(Exchange.turn_index) + 1, 0)).where(Exchange.conversation_id == conversation_id)
     )
-    exchange = Exchange(conversation_id=conversation_id, turn_index=turn, prompt=prompt,
-                        system_prompt=system_prompt or None, language=language,
-                        suite_prompt_id=suite_prompt_id, sample_index=sample_index)
+    exchange = Exchange(
+        conversation_id=conversation_id,
+        turn_index=turn,
+        prompt=prompt,
+        system_prompt=system_prompt or None,
+        language=language,
+        suite_prompt_id=suite_prompt_id,
+        sample_index=sample_index,
+    )
     session.add(exchange)
     conv = session.get(Conversation, conversation_id)
     if conv is not None:
@@ -47,13 +63,24 @@ def add_exchange(session: Session, conversation_id: int, prompt: str, system_pro
 def add_response(session: Session, exchange_id: int, slot: str, endpoint, outcome) -> Response:
     """Store one finished (or failed) answer with a snapshot of the endpoint that gave it."""
     row = Response(
-        exchange_id=exchange_id, slot=slot, endpoint_id=endpoint.id, display_name=endpoint.name,
-        model=endpoint.model, base_host=endpoint.host, params=dict(outcome.params),
-        text=outcome.text, reasoning=outcome.reasoning or None, status=outcome.status,
-        error_kind=outcome.error_kind, error_message=outcome.error_message,
-        finish_reason=outcome.finish_reason, latency_ms=outcome.latency_ms,
-        ttft_ms=outcome.ttft_ms, input_tokens=outcome.input_tokens,
-        output_tokens=outcome.output_tokens, tokens_counted=outcome.tokens_counted,
+        exchange_id=exchange_id,
+        slot=slot,
+        endpoint_id=endpoint.id,
+        display_name=endpoint.name,
+        model=endpoint.model,
+        base_host=endpoint.host,
+        params=dict(outcome.params),
+        text=outcome.text,
+        reasoning=outcome.reasoning or None,
+        status=outcome.status,
+        error_kind=outcome.error_kind,
+        error_message=outcome.error_message,
+        finish_reason=outcome.finish_reason,
+        latency_ms=outcome.latency_ms,
+        ttft_ms=outcome.ttft_ms,
+        input_tokens=outcome.input_tokens,
+        output_tokens=outcome.output_tokens,
+        tokens_counted=outcome.tokens_counted,
         cost_usd=outcome.cost_usd,
     )
     session.add(row)
@@ -61,8 +88,7 @@ def add_response(session: Session, exchange_id: int, slot: str, endpoint, outcom
     return row
 
 
-def history_messages(session: Session, conversation_id: int, slot: str,
-                     before_turn: int | None = None) -> list[dict]:
+def history_messages(session: Session, conversation_id: int, slot: str, before_turn: int | None = None) -> list[dict]:
     """The earlier turns of one column as chat messages, rebuilt from the database.
 
     Each exchange contributes the user prompt and that column's latest usable answer; turns the
@@ -89,8 +115,7 @@ def load_conversation(session: Session, conversation_id: int) -> Conversation | 
     return session.scalar(
         select(Conversation)
         .where(Conversation.id == conversation_id)
-        .options(selectinload(Conversation.exchanges).selectinload(Exchange.responses)
-                 .selectinload(Response.labels))
+        .options(selectinload(Conversation.exchanges).selectinload(Exchange.responses).selectinload(Response.labels))
     )
 
 
@@ -107,9 +132,7 @@ def conversation_slots(conv: Conversation) -> list[str]:
 def _fts_ready(session: Session) -> bool:
     if session.bind.dialect.name != "sqlite":
         return False
-    return bool(session.execute(
-        text("SELECT 1 FROM sqlite_master WHERE name = 'search_fts'")
-    ).first())
+    return bool(session.execute(text("SELECT 1 FROM sqlite_master WHERE name = 'search_fts'")).first())
 
 
 def search_conversation_ids(session: Session, query: str):
@@ -120,18 +143,30 @@ def search_conversation_ids(session: Session, query: str):
     query = query.strip()
     if len(query) >= 3 and _fts_ready(session):
         phrase = '"' + query.replace('"', '""') + '"'
-        return select(text("conversation_id")).select_from(text("search_fts")).where(
-            text("search_fts MATCH :q")).params(q=phrase)
+        return (
+            select(text("conversation_id"))
+            .select_from(text("search_fts"))
+            .where(text("search_fts MATCH :q"))
+            .params(q=phrase)
+        )
     pattern = f"%{query.replace('%', '').replace('_', '')}%"
     in_prompts = select(Exchange.conversation_id).where(Exchange.prompt.like(pattern))
-    in_answers = (select(Exchange.conversation_id).join(Response, Response.exchange_id == Exchange.id)
-                  .where(Response.text.like(pattern)))
+    in_answers = (
+        select(Exchange.conversation_id)
+        .join(Response, Response.exchange_id == Exchange.id)
+        .where(Response.text.like(pattern))
+    )
     return in_prompts.union(in_answers)
 
 
-def list_conversations(session: Session, query: str = "", mode: str | None = None,
-                       label: str | None = None, page: int = 0, per_page: int = 20
-                       ) -> tuple[list[dict], int]:
+def list_conversations(
+    session: Session,
+    query: str = "",
+    mode: str | None = None,
+    label: str | None = None,
+    page: int = 0,
+    per_page: int = 20,
+) -> tuple[list[dict], int]:
     """One page of conversations, newest first, with a total count for paging."""
     stmt = select(Conversation)
     if query.strip():
@@ -139,42 +174,69 @@ def list_conversations(session: Session, query: str = "", mode: str | None = Non
     if mode:
         stmt = stmt.where(Conversation.mode == mode)
     if label:
-        labelled = (select(Exchange.conversation_id).join(Response).join(Label)
-                    .where(Label.label == label))
+        labelled = select(Exchange.conversation_id).join(Response).join(Label).where(Label.label == label)
         stmt = stmt.where(Conversation.id.in_(labelled))
     total = session.scalar(select(func.count()).select_from(stmt.subquery()))
     rows = session.scalars(
-        stmt.order_by(Conversation.updated_at.desc(), Conversation.id.desc())
-        .offset(page * per_page).limit(per_page)
+        stmt.order_by(Conversation.updated_at.desc(), Conversation.id.desc()).offset(page * per_page).limit(per_page)
     ).all()
     ids = [c.id for c in rows]
-    counts = dict(session.execute(
-        select(Exchange.conversation_id, func.count()).where(Exchange.conversation_id.in_(ids))
-        .group_by(Exchange.conversation_id)
-    ).all()) if ids else {}
+    counts = (
+        dict(
+            session.execute(
+                select(Exchange.conversation_id, func.count())
+                .where(Exchange.conversation_id.in_(ids))
+                .group_by(Exchange.conversation_id)
+            ).all()
+        )
+        if ids
+        else {}
+    )
     models: dict[int, set] = {}
     if ids:
         for cid, name in session.execute(
-            select(Exchange.conversation_id, Response.display_name).join(Response)
-            .where(Exchange.conversation_id.in_(ids)).distinct()
+            select(Exchange.conversation_id, Response.display_name)
+            .join(Response)
+            .where(Exchange.conversation_id.in_(ids))
+            .distinct()
         ):
             models.setdefault(cid, set()).add(name)
     out = [
-        {"id": c.id, "mode": c.mode, "title": c.title, "updated_at": c.updated_at,
-         "turns": counts.get(c.id, 0),
-         "models": sorted(models.get(c.id, set())) if c.mode != "arena" or c.meta.get("revealed") else []}
+        {
+            "id": c.id,
+            "mode": c.mode,
+            "title": c.title,
+            "updated_at": c.updated_at,
+            "turns": counts.get(c.id, 0),
+            "models": sorted(models.get(c.id, set())) if c.mode != "arena" or c.meta.get("revealed") else [],
+        }
         for c in rows
     ]
     return out, total or 0
 
 
-def add_vote(session: Session, exchange_id: int, response_a_id: int, response_b_id: int, winner: str,
-             blind: bool = False, identity_leaked: bool = False, voter: str = "local") -> Vote:
+def add_vote(
+    session: Session,
+    exchange_id: int,
+    response_a_id: int,
+    response_b_id: int,
+    winner: str,
+    blind: bool = False,
+    identity_leaked: bool = False,
+    voter: str = "local",
+) -> Vote:
     """Record a preference between two answers to the same exchange."""
     if winner not in ("a", "b", "tie", "both_bad"):
         raise ValueError(f"winner must be a, b, tie or both_bad, not {winner!r}")
-    vote = Vote(exchange_id=exchange_id, response_a_id=response_a_id, response_b_id=response_b_id,
-                winner=winner, blind=blind, identity_leaked=identity_leaked, voter=voter)
+    vote = Vote(
+        exchange_id=exchange_id,
+        response_a_id=response_a_id,
+        response_b_id=response_b_id,
+        winner=winner,
+        blind=blind,
+        identity_leaked=identity_leaked,
+        voter=voter,
+    )
     session.add(vote)
     session.flush()
     return vote
@@ -188,8 +250,9 @@ def add_thumb(session: Session, response_id: int, up: bool, voter: str = "local"
     return thumb
 
 
-def set_label(session: Session, response_id: int, label: str, source: str, confidence: float = 1.0,
-              rule: str = "") -> Label:
+def set_label(
+    session: Session, response_id: int, label: str, source: str, confidence: float = 1.0, rule: str = ""
+) -> Label:
     """Store (or replace) the label one source gives a response."""
     row = session.scalar(select(Label).where(Label.response_id == response_id, Label.source == source))
     if row is None:
@@ -211,14 +274,101 @@ def effective_label(labels: Iterable[Label]) -> Label | None:
 def responses_without_label(session: Session, source: str, limit: int | None = None) -> list[Response]:
     """Responses that have no label from `source` yet, oldest first."""
     labelled = select(Label.response_id).where(Label.source == source)
-    stmt = (select(Response).options(selectinload(Response.exchange))
-            .where(Response.id.not_in(labelled)).order_by(Response.id))
+    stmt = (
+        select(Response)
+        .options(selectinload(Response.exchange))
+        .where(Response.id.not_in(labelled))
+        .order_by(Response.id)
+    )
     if limit:
         stmt = stmt.limit(limit)
     return list(session.scalars(stmt))
 
 
-
 def vote_for_exchange(session: Session, exchange_id: int) -> Vote | None:
     """The first vote recorded on an exchange, if any."""
     return session.scalars(select(Vote).where(Vote.exchange_id == exchange_id).order_by(Vote.id)).first()
+
+
+@dataclass
+class VoteFilter:
+    """Which votes count: blind only, language, date range, identity leaks, suite topic."""
+
+    blind_only: bool = False
+    language: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    include_leaked: bool = False
+    topic: str | None = None
+    suite_id: int | None = None
+
+    def describe(self) -> dict:
+        """The filter as plain values, for dataset cards and cache keys."""
+        return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in vars(self).items()}
+
+
+def _vote_query(f: VoteFilter, columns=None):
+    ra, rb = aliased(Response), aliased(Response)
+    stmt = (
+        select(*(columns(ra, rb) if columns else (Vote, Exchange, ra, rb)))
+        .select_from(Vote)
+        .join(Exchange, Exchange.id == Vote.exchange_id)
+        .join(ra, ra.id == Vote.response_a_id)
+        .join(rb, rb.id == Vote.response_b_id)
+    )
+    if f.blind_only:
+        stmt = stmt.where(Vote.blind.is_(True))
+    if not f.include_leaked:
+        stmt = stmt.where(Vote.identity_leaked.is_(False))
+    if f.language:
+        stmt = stmt.where(Exchange.language == f.language)
+    if f.since:
+        stmt = stmt.where(Vote.created_at >= f.since)
+    if f.until:
+        stmt = stmt.where(Vote.created_at < f.until)
+    if f.topic or f.suite_id:
+        stmt = stmt.join(SuitePrompt, SuitePrompt.id == Exchange.suite_prompt_id)
+        if f.topic:
+            stmt = stmt.where(SuitePrompt.topic == f.topic)
+        if f.suite_id:
+            stmt = stmt.where(SuitePrompt.suite_id == f.suite_id)
+    return stmt.order_by(Vote.id)
+
+
+def iter_votes(session: Session, f: VoteFilter, batch: int = 1000) -> Iterator[tuple]:
+    """(vote, exchange, response_a, response_b) for every vote that passes the filter, streamed."""
+    yield from session.execute(_vote_query(f).execution_options(yield_per=batch))
+
+
+def vote_battles(session: Session, f: VoteFilter) -> list[tuple[str, str, str]]:
+    """(endpoint a, endpoint b, winner) for the leaderboard, without loading texts."""
+    stmt = _vote_query(f, columns=lambda ra, rb: (ra.endpoint_id, rb.endpoint_id, Vote.winner))
+    return [tuple(row) for row in session.execute(stmt)]
+
+
+def iter_thumbs(session: Session, f: VoteFilter, batch: int = 1000) -> Iterator[tuple]:
+    """(thumb, exchange, response) for single-answer ratings that pass the language/date filter."""
+    stmt = (
+        select(Thumb, Exchange, Response)
+        .join(Response, Response.id == Thumb.response_id)
+        .join(Exchange, Exchange.id == Response.exchange_id)
+        .order_by(Thumb.id)
+    )
+    if f.language:
+        stmt = stmt.where(Exchange.language == f.language)
+    if f.since:
+        stmt = stmt.where(Thumb.created_at >= f.since)
+    if f.until:
+        stmt = stmt.where(Thumb.created_at < f.until)
+    yield from session.execute(stmt.execution_options(yield_per=batch))
+
+
+def vote_data_version(session: Session) -> tuple[int, int]:
+    """(count, newest id) of votes: changes whenever a vote is added or removed."""
+    return tuple(session.execute(select(func.count(Vote.id), func.coalesce(func.max(Vote.id), 0))).one())
+
+
+def endpoint_names(session: Session) -> dict[str, str]:
+    """The display name last stored for each endpoint id."""
+    rows = session.execute(select(Response.endpoint_id, Response.display_name).order_by(Response.id))
+    return {endpoint_id: name for endpoint_id, name in rows}

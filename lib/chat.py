@@ -58,8 +58,7 @@ def validate_prompt(prompt: str | None) -> str:
     limit = config.max_prompt_chars()
     if len(prompt) > limit:
         raise PromptError(
-            f"the prompt is {len(prompt):,} characters; the limit is {limit:,} "
-            "(PARALLAX_MAX_PROMPT_CHARS)"
+            f"the prompt is {len(prompt):,} characters; the limit is {limit:,} (PARALLAX_MAX_PROMPT_CHARS)"
         )
     return prompt
 
@@ -100,7 +99,11 @@ def ask(
             raise PromptError(f"there is no conversation {conversation_id}")
         if exchange_id is None:
             exchange = repo.add_exchange(
-                session, conversation_id, prompt, system, detect_language(prompt),
+                session,
+                conversation_id,
+                prompt,
+                system,
+                detect_language(prompt),
                 **(exchange_fields or {}),
             )
             exchange_id, turn = exchange.id, exchange.turn_index
@@ -111,7 +114,8 @@ def ask(
                 key=col.slot,
                 endpoint=col.endpoint,
                 messages=build_messages(
-                    col.endpoint, system,
+                    col.endpoint,
+                    system,
                     repo.history_messages(session, conversation_id, col.slot, before_turn=turn),
                     prompt,
                 ),

@@ -21,13 +21,27 @@ KINDS = ("hosted", "local", "embedded")
 SYSTEM_ROLES = ("system", "developer", "user")
 TOKEN_PARAMS = ("max_tokens", "max_completion_tokens")
 FIELDS = {
-    "name": str, "base_url": str, "model": str, "key_env": str, "kind": str,
-    "system_prompt": str, "description": str, "timeout": (int, float), "max_retries": int,
-    "params": dict, "quirks": dict, "prices": dict, "enabled": bool,
+    "name": str,
+    "base_url": str,
+    "model": str,
+    "key_env": str,
+    "kind": str,
+    "system_prompt": str,
+    "description": str,
+    "timeout": (int, float),
+    "max_retries": int,
+    "params": dict,
+    "quirks": dict,
+    "prices": dict,
+    "enabled": bool,
 }
 QUIRKS = {
-    "system_role": str, "no_temperature": bool, "max_tokens_param": str,
-    "reasoning_field": str, "think_tags": bool, "stream_usage": bool,
+    "system_role": str,
+    "no_temperature": bool,
+    "max_tokens_param": str,
+    "reasoning_field": str,
+    "think_tags": bool,
+    "stream_usage": bool,
 }
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$")
 
@@ -92,8 +106,9 @@ class Endpoint:
         """Cost in USD when the endpoint has prices and the token counts are known."""
         if not self.prices or input_tokens is None or output_tokens is None:
             return None
-        return (input_tokens * self.prices.get("input", 0.0)
-                + output_tokens * self.prices.get("output", 0.0)) / 1_000_000
+        return (
+            input_tokens * self.prices.get("input", 0.0) + output_tokens * self.prices.get("output", 0.0)
+        ) / 1_000_000
 
 
 def _line_of(text: str, endpoint_id: str) -> int:
@@ -203,11 +218,7 @@ def load_endpoints(path: Path | None = None, user_path: Path | None = None) -> d
                 entries[endpoint_id] = (_merge(base[0], entry), "user override")
             else:
                 entries[endpoint_id] = (entry, "user")
-    return {
-        eid: _build(eid, entry, source)
-        for eid, (entry, source) in entries.items()
-        if entry.get("enabled", True)
-    }
+    return {eid: _build(eid, entry, source) for eid, (entry, source) in entries.items() if entry.get("enabled", True)}
 
 
 def resolve(endpoints: dict[str, Endpoint], ids: list[str]) -> list[Endpoint]:

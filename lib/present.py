@@ -5,8 +5,12 @@ from __future__ import annotations
 from sqlalchemy.engine import make_url
 
 LABEL_COLOURS = {
-    "answered": "green", "refused": "red", "deflected": "orange", "blocked": "violet",
-    "empty": "gray", "partial": "blue",
+    "answered": "green",
+    "refused": "red",
+    "deflected": "orange",
+    "blocked": "violet",
+    "empty": "gray",
+    "partial": "blue",
 }
 WINNER_TEXT = {"a": "A is better", "b": "B is better", "tie": "Tie", "both_bad": "Both are bad"}
 

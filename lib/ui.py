@@ -74,7 +74,9 @@ def render_label(response, key_prefix: str) -> None:
             st.badge(f"{label.label}{suffix}", color=LABEL_COLOURS.get(label.label, "gray"))
     with cols[1], st.popover("Label"):
         choice = st.segmented_control(
-            "Correct the label", LABELS, key=f"{key_prefix}_label_{response.id}",
+            "Correct the label",
+            LABELS,
+            key=f"{key_prefix}_label_{response.id}",
             default=label.label if label and label.label in LABELS else None,
         )
         if choice and (label is None or choice != label.label or label.source != "human"):
@@ -83,8 +85,7 @@ def render_label(response, key_prefix: str) -> None:
             st.rerun()
 
 
-def render_response(response, *, title: str | None = None, show_label: bool = True,
-                    key_prefix: str = "r") -> None:
+def render_response(response, *, title: str | None = None, show_label: bool = True, key_prefix: str = "r") -> None:
     """One stored answer: title, Markdown text (never raw HTML), reasoning, problem, metrics."""
     if title:
         st.markdown(f"**{title}**")
@@ -99,8 +100,15 @@ def render_response(response, *, title: str | None = None, show_label: bool = Tr
         st.error(response.error_message or "The request failed.")
     elif response.status == "interrupted":
         st.info("Interrupted; the text streamed so far is kept.")
-    st.caption(format_metrics(response.ttft_ms, response.latency_ms, response.output_tokens,
-                              response.tokens_counted, response.cost_usd))
+    st.caption(
+        format_metrics(
+            response.ttft_ms,
+            response.latency_ms,
+            response.output_tokens,
+            response.tokens_counted,
+            response.cost_usd,
+        )
+    )
     if show_label:
         render_label(response, key_prefix)
 

@@ -61,9 +61,17 @@ def protocol_server():
 def fake_endpoint(url: str, model: str, endpoint_id: str | None = None, **kwargs) -> Endpoint:
     """An endpoint on the protocol test server whose model name picks the behaviour."""
     quirks = kwargs.pop("quirks", Quirks())
-    return Endpoint(id=endpoint_id or model, name=f"Fake {model}", base_url=url, model=model,
-                    kind="local", timeout=kwargs.pop("timeout", 10.0),
-                    max_retries=kwargs.pop("max_retries", 0), quirks=quirks, **kwargs)
+    return Endpoint(
+        id=endpoint_id or model,
+        name=f"Fake {model}",
+        base_url=url,
+        model=model,
+        kind="local",
+        timeout=kwargs.pop("timeout", 10.0),
+        max_retries=kwargs.pop("max_retries", 0),
+        quirks=quirks,
+        **kwargs,
+    )
 
 
 def shared_file(*parts: str) -> Path:

@@ -48,7 +48,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _chunk(self, model: str, delta: dict, finish: str | None = None, usage: dict | None = None) -> None:
         body = {
-            "id": "chatcmpl-test", "object": "chat.completion.chunk", "created": int(time.time()),
+            "id": "chatcmpl-test",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
             "model": model,
             "choices": [] if usage else [{"index": 0, "delta": delta, "finish_reason": finish}],
         }
@@ -73,12 +75,18 @@ class _Handler(BaseHTTPRequestHandler):
         if model == "ratelimit-once" and calls == 1:
             return self._json(429, {"error": {"message": "Rate limit reached", "type": "rate_limit"}})
         if model == "deepseek-block":
-            return self._json(400, {"error": {"message": "Content Exists Risk",
-                                              "type": "invalid_request_error"}})
+            return self._json(400, {"error": {"message": "Content Exists Risk", "type": "invalid_request_error"}})
         if model == "dashscope-block":
-            return self._json(400, {"error": {"code": "data_inspection_failed", "type":
-                                              "data_inspection_failed", "message":
-                                              "Input data may contain inappropriate content."}})
+            return self._json(
+                400,
+                {
+                    "error": {
+                        "code": "data_inspection_failed",
+                        "type": "data_inspection_failed",
+                        "message": "Input data may contain inappropriate content.",
+                    }
+                },
+            )
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Connection", "close")
@@ -113,8 +121,15 @@ class _Handler(BaseHTTPRequestHandler):
             finish = "content_filter" if model == "filter" else "stop"
             self._chunk(model, {}, finish)
             if model == "usage" or request.get("stream_options", {}).get("include_usage"):
-                self._chunk(model, {}, usage={"prompt_tokens": 7, "completion_tokens": len(words),
-                                              "total_tokens": 7 + len(words)})
+                self._chunk(
+                    model,
+                    {},
+                    usage={
+                        "prompt_tokens": 7,
+                        "completion_tokens": len(words),
+                        "total_tokens": 7 + len(words),
+                    },
+                )
             self.wfile.write(b"data: [DONE]\n\n")
             self.wfile.flush()
         except (BrokenPipeError, ConnectionResetError):
@@ -146,3 +161,28 @@ class ProtocolServer:
     def __exit__(self, *exc) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+def serve_in_subprocess():
+    """Start the server in its own process (benchmarks: keeps it off the client's GIL).
+
+    Returns (process, base_url); terminate the process when done."""
+    import subprocess
+    import sys
+    import urllib.request
+
+    proc = subprocess.Popen([sys.executable, "-u", __file__], stdout=subprocess.PIPE, text=True)
+    url = proc.stdout.readline().strip()
+    for _ in range(100):
+        try:
+            urllib.request.urlopen(f"{url}/models", timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    return proc, url
+
+
+if __name__ == "__main__":
+    with ProtocolServer() as server:
+        print(server.url, flush=True)
+        server.thread.join()

@@ -88,7 +88,7 @@ def test_history_search_finds_a_stored_conversation_and_opens_it():
     _store_conversation("Tell me about the Great Leap Forward", "It was a campaign from 1958.")
     _store_conversation("Best dumpling recipe", "Use a thin wrapper.")
     at = app()
-    at.switch_page("pages/history.py").run()
+    at.switch_page("views/history.py").run()
     assert not at.exception
     at.text_input(key="history_query").input("great leap").run()
     titles = [m.value for m in at.markdown]
@@ -104,7 +104,7 @@ def test_history_search_finds_a_stored_conversation_and_opens_it():
 
 def test_settings_add_and_edit_round_trip_through_the_user_file(tmp_path):
     at = app()
-    at.switch_page("pages/settings.py").run()
+    at.switch_page("views/settings.py").run()
     assert not at.exception
     at.text_input[0].input("my-local")  # id
     at.text_input[1].input("My local model")
@@ -128,5 +128,5 @@ def test_settings_add_and_edit_round_trip_through_the_user_file(tmp_path):
 def test_settings_never_shows_a_key(monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-very-secret-value")
     at = app()
-    at.switch_page("pages/settings.py").run()
+    at.switch_page("views/settings.py").run()
     assert "sk-very-secret-value" not in str(at._tree)

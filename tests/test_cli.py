@@ -11,29 +11,53 @@ from tests.conftest import ROOT
 
 
 def cli(*args: str, env: dict | None = None, stdin: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "cli.py"), *args], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, input=stdin, timeout=300, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "cli.py"), *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        input=stdin,
+        timeout=300,
+        cwd=ROOT,
+    )
 
 
 @pytest.mark.integration
 def test_ask_two_embedded_models_prints_one_json_object(embedded):
-    done = cli("ask", "Name a fruit.", "--model", "smollm2", "--model", "smollm2-guarded",
-               "--max-tokens", "30", "--json")
+    done = cli(
+        "ask",
+        "Name a fruit.",
+        "--model",
+        "smollm2",
+        "--model",
+        "smollm2-guarded",
+        "--max-tokens",
+        "30",
+        "--json",
+    )
     assert done.returncode == 0, done.stderr
     data = json.loads(done.stdout)
     assert set(data["models"]) == {"smollm2", "smollm2-guarded"}
     for answer in data["models"].values():
         assert answer["status"] == "ok" and answer["text"].strip()
         assert answer["output_tokens"] > 0 and answer["ttft_ms"] > 0 and answer["latency_ms"] > 0
-    again = cli("ask", "And a vegetable?", "-m", "smollm2", "--conversation", str(data["conversation_id"]),
-                "--max-tokens", "20", "--json")
+    again = cli(
+        "ask",
+        "And a vegetable?",
+        "-m",
+        "smollm2",
+        "--conversation",
+        str(data["conversation_id"]),
+        "--max-tokens",
+        "20",
+        "--json",
+    )
     assert json.loads(again.stdout)["conversation_id"] == data["conversation_id"]
 
 
 def test_failed_model_still_exits_zero(protocol_server, tmp_path):
     (tmp_path / "endpoints.user.toml").write_text(
-        f'[endpoints.bad]\nbase_url = "{protocol_server.url}"\nmodel = "error500"\nmax_retries = 0\n'
-        'kind = "local"\n'
+        f'[endpoints.bad]\nbase_url = "{protocol_server.url}"\nmodel = "error500"\nmax_retries = 0\nkind = "local"\n'
     )
     done = cli("ask", "hi", "-m", "bad", "--json")
     assert done.returncode == 0
@@ -48,8 +72,7 @@ def test_failed_model_still_exits_zero(protocol_server, tmp_path):
         (["ask", "hi", "-m", "no-such-model"], {}, "unknown model 'no-such-model'"),
         (["ask", "hi", "-m", "deepseek-chat"], {"DEEPSEEK_API_KEY": ""}, "DEEPSEEK_API_KEY"),
         (["ask", "hi"], {}, "at least one --model"),
-        (["ask", "hi", "-m", "smollm2"], {"PARALLAX_DATABASE_URL": "sqlite:////proc/nope/x.db"},
-         "database"),
+        (["ask", "hi", "-m", "smollm2"], {"PARALLAX_DATABASE_URL": "sqlite:////proc/nope/x.db"}, "database"),
     ],
 )
 def test_usage_errors_exit_2_with_one_clear_message(args, env, message):

@@ -18,8 +18,14 @@ from tests.conftest import ROOT
 pytestmark = pytest.mark.e2e
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = ROOT / "tests" / "artifacts"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 class App:
@@ -31,9 +37,23 @@ class App:
     def __enter__(self) -> App:
         self.log = open(self.log_path, "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true",
-             "--server.port", str(self.port), "--browser.gatherUsageStats", "false"],
-            cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "streamlit",
+                "run",
+                str(ROOT / "app.py"),
+                "--server.headless",
+                "true",
+                "--server.port",
+                str(self.port),
+                "--browser.gatherUsageStats",
+                "false",
+            ],
+            cwd=ROOT,
+            env=self.env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -102,7 +122,7 @@ def test_two_models_stream_side_by_side_vote_and_history_after_restart(browser, 
             search.fill("the moon")
             search.press("Enter")
             page.get_by_text(prompt).first.wait_for(timeout=30_000)
-            page.get_by_role("button", name="Open").first.click()
+            page.locator("[class*='st-key-open_'] button").first.click()
             page.locator("[class*='st-key-answer_']").nth(1).wait_for(timeout=60_000)
     except BaseException:
         page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)

@@ -11,9 +11,23 @@ SHIPPED = Path(__file__).resolve().parent.parent / "endpoints.toml"
 
 def test_shipped_presets_cover_the_systems_people_compare():
     loaded = ep.load_endpoints(SHIPPED)
-    for endpoint_id in ["smollm2", "smollm2-guarded", "gpt-4o", "o1", "o3-mini", "deepseek-chat",
-                        "deepseek-reasoner", "qwen-max", "qwq-plus", "gemini-2-5-flash",
-                        "openrouter-qwen-72b", "kimi", "ollama-qwen2-5", "vllm", "lmstudio"]:
+    for endpoint_id in [
+        "smollm2",
+        "smollm2-guarded",
+        "gpt-4o",
+        "o1",
+        "o3-mini",
+        "deepseek-chat",
+        "deepseek-reasoner",
+        "qwen-max",
+        "qwq-plus",
+        "gemini-2-5-flash",
+        "openrouter-qwen-72b",
+        "kimi",
+        "ollama-qwen2-5",
+        "vllm",
+        "lmstudio",
+    ]:
         assert endpoint_id in loaded
     assert loaded["smollm2"].is_embedded and loaded["smollm2-guarded"].system_prompt
     assert loaded["o1"].quirks.max_tokens_param == "max_completion_tokens"
@@ -41,9 +55,9 @@ def test_key_is_read_from_streamlit_secrets_by_name(tmp_path, monkeypatch):
 def test_user_file_overrides_fields_and_adds_endpoints(tmp_path):
     user = tmp_path / "endpoints.user.toml"
     user.write_text(
-        '[endpoints.gpt-4o]\nparams = { temperature = 0.1 }\n\n'
+        "[endpoints.gpt-4o]\nparams = { temperature = 0.1 }\n\n"
         '[endpoints.my-qwen]\nbase_url = "http://127.0.0.1:9/v1"\nmodel = "qwen"\nkind = "local"\n\n'
-        '[endpoints.kimi]\nenabled = false\n'
+        "[endpoints.kimi]\nenabled = false\n"
     )
     loaded = ep.load_endpoints(SHIPPED, user)
     assert loaded["gpt-4o"].params == {"temperature": 0.1}
@@ -81,9 +95,17 @@ def test_unknown_model_lists_the_known_ones():
 
 def test_saved_user_endpoint_round_trips(tmp_path):
     user = tmp_path / "endpoints.user.toml"
-    ep.save_user_endpoint("my-model", {"name": 'My "model"', "base_url": "http://127.0.0.1:1/v1",
-                                       "model": "m", "key_env": "MY_KEY",
-                                       "quirks": {"no_temperature": True}}, user)
+    ep.save_user_endpoint(
+        "my-model",
+        {
+            "name": 'My "model"',
+            "base_url": "http://127.0.0.1:1/v1",
+            "model": "m",
+            "key_env": "MY_KEY",
+            "quirks": {"no_temperature": True},
+        },
+        user,
+    )
     ep.save_user_endpoint("other", {"base_url": "http://127.0.0.1:2/v1", "model": "o"}, user)
     loaded = ep.load_endpoints(SHIPPED, user)
     assert loaded["my-model"].name == 'My "model"' and loaded["my-model"].quirks.no_temperature

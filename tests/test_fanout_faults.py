@@ -71,9 +71,11 @@ def test_usage_chunk_is_recorded_with_cost(protocol_server):
 
 
 def test_one_failing_endpoint_leaves_the_other_two_complete_and_stored(protocol_server):
-    columns = [Column("a", fake_endpoint(protocol_server.url, "echo-0.01", "a")),
-               Column("b", fake_endpoint(protocol_server.url, "error500", "b")),
-               Column("c", fake_endpoint(protocol_server.url, "echo", "c"))]
+    columns = [
+        Column("a", fake_endpoint(protocol_server.url, "echo-0.01", "a")),
+        Column("b", fake_endpoint(protocol_server.url, "error500", "b")),
+        Column("c", fake_endpoint(protocol_server.url, "echo", "c")),
+    ]
     result = ask("three models one prompt", columns)
     assert {k: o.status for k, o in result.outcomes.items()} == {"a": "ok", "b": "error", "c": "ok"}
     with session_scope() as s:
@@ -85,8 +87,10 @@ def test_one_failing_endpoint_leaves_the_other_two_complete_and_stored(protocol_
 
 def test_a_slow_endpoint_does_not_delay_storing_a_fast_one(protocol_server):
     stored_at = {}
-    columns = [Column("fast", fake_endpoint(protocol_server.url, "echo", "fast")),
-               Column("slow", fake_endpoint(protocol_server.url, "slow-1.5", "slow"))]
+    columns = [
+        Column("fast", fake_endpoint(protocol_server.url, "echo", "fast")),
+        Column("slow", fake_endpoint(protocol_server.url, "slow-1.5", "slow")),
+    ]
     start = time.monotonic()
     ask("x y", columns, on_stored=lambda slot, rid, out: stored_at.setdefault(slot, time.monotonic() - start))
     assert stored_at["fast"] < 1.0 <= stored_at["slow"]
@@ -111,8 +115,11 @@ def test_interrupting_a_run_keeps_partial_text_as_interrupted(protocol_server):
 
 def test_missing_key_fails_only_that_column(protocol_server, monkeypatch):
     monkeypatch.delenv("NO_SUCH_KEY_VAR", raising=False)
-    columns = [Column("k", fake_endpoint(protocol_server.url, "echo", "k", key_env="NO_SUCH_KEY_VAR")),
-               Column("ok", fake_endpoint(protocol_server.url, "echo", "ok"))]
+    columns = [
+        Column("k", fake_endpoint(protocol_server.url, "echo", "k", key_env="NO_SUCH_KEY_VAR")),
+        Column("ok", fake_endpoint(protocol_server.url, "echo", "ok")),
+    ]
     result = ask("hi", columns)
     assert result.outcomes["k"].error_kind == "missing_key" and "NO_SUCH_KEY_VAR" in result.outcomes["k"].error_message
+    assert result.outcomes["k"].done and result.outcomes["k"].latency_ms is not None
     assert result.outcomes["ok"].status == "ok"

@@ -13,10 +13,17 @@ pytestmark = pytest.mark.integration
 
 def test_two_embedded_endpoints_stream_concurrently_and_are_stored(embedded):
     endpoints = load_endpoints()
-    columns = [Column("smollm2", endpoints["smollm2"]), Column("smollm2-guarded", endpoints["smollm2-guarded"])]
+    columns = [
+        Column("smollm2", endpoints["smollm2"]),
+        Column("smollm2-guarded", endpoints["smollm2-guarded"]),
+    ]
     updates: dict[str, int] = {}
-    result = ask("What is the capital of France?", columns, overrides={"max_tokens": 40},
-                 on_update=lambda t, s: updates.__setitem__(t.key, updates.get(t.key, 0) + 1))
+    result = ask(
+        "What is the capital of France?",
+        columns,
+        overrides={"max_tokens": 40},
+        on_update=lambda t, s: updates.__setitem__(t.key, updates.get(t.key, 0) + 1),
+    )
     assert all(o.status == "ok" and o.text.strip() for o in result.outcomes.values())
     assert all(count > 1 for count in updates.values()), "answers should arrive in pieces"
     with session_scope() as s:
@@ -35,6 +42,9 @@ def test_history_is_sent_on_the_next_turn(embedded):
     second = ask("What is my name?", col, conversation_id=first.conversation_id, overrides={"max_tokens": 20})
     assert second.outcomes["smollm2"].status == "ok"
     with session_scope() as s:
-        turns = s.scalars(select(Exchange.turn_index).where(
-            Exchange.conversation_id == first.conversation_id).order_by(Exchange.turn_index)).all()
+        turns = s.scalars(
+            select(Exchange.turn_index)
+            .where(Exchange.conversation_id == first.conversation_id)
+            .order_by(Exchange.turn_index)
+        ).all()
     assert turns == [0, 1]

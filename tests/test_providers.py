@@ -9,8 +9,14 @@ from lib.providers import _ThinkSplitter, build_messages, build_request, classif
 
 
 def endpoint(**quirks) -> Endpoint:
-    return Endpoint(id="x", name="X", base_url="http://h/v1", model="m", quirks=Quirks(**quirks),
-                    params={"temperature": 0.7, "max_tokens": 100})
+    return Endpoint(
+        id="x",
+        name="X",
+        base_url="http://h/v1",
+        model="m",
+        quirks=Quirks(**quirks),
+        params={"temperature": 0.7, "max_tokens": 100},
+    )
 
 
 def test_reasoning_models_get_max_completion_tokens_and_no_temperature():
@@ -51,24 +57,41 @@ def _status_error(cls, status: int, body: dict):
 @pytest.mark.parametrize(
     ("exc", "expected"),
     [
-        (lambda: _status_error(openai.BadRequestError, 400, {"error": {"message": "Content Exists Risk"}}),
-         ("blocked", "blocked")),
-        (lambda: _status_error(openai.BadRequestError, 400,
-                               {"error": {"code": "data_inspection_failed", "message": "x"}}),
-         ("blocked", "blocked")),
-        (lambda: _status_error(openai.BadRequestError, 400, {"error": {"message": "bad param"}}),
-         ("error", "bad_request")),
-        (lambda: _status_error(openai.AuthenticationError, 401, {"error": {"message": "no"}}),
-         ("error", "auth")),
-        (lambda: _status_error(openai.NotFoundError, 404, {"error": {"message": "no model"}}),
-         ("error", "model_not_found")),
-        (lambda: _status_error(openai.RateLimitError, 429, {"error": {"message": "slow down"}}),
-         ("error", "rate_limit")),
-        (lambda: _status_error(openai.InternalServerError, 500, {"error": {"message": "oops"}}),
-         ("error", "server_error")),
+        (
+            lambda: _status_error(openai.BadRequestError, 400, {"error": {"message": "Content Exists Risk"}}),
+            ("blocked", "blocked"),
+        ),
+        (
+            lambda: _status_error(
+                openai.BadRequestError, 400, {"error": {"code": "data_inspection_failed", "message": "x"}}
+            ),
+            ("blocked", "blocked"),
+        ),
+        (
+            lambda: _status_error(openai.BadRequestError, 400, {"error": {"message": "bad param"}}),
+            ("error", "bad_request"),
+        ),
+        (
+            lambda: _status_error(openai.AuthenticationError, 401, {"error": {"message": "no"}}),
+            ("error", "auth"),
+        ),
+        (
+            lambda: _status_error(openai.NotFoundError, 404, {"error": {"message": "no model"}}),
+            ("error", "model_not_found"),
+        ),
+        (
+            lambda: _status_error(openai.RateLimitError, 429, {"error": {"message": "slow down"}}),
+            ("error", "rate_limit"),
+        ),
+        (
+            lambda: _status_error(openai.InternalServerError, 500, {"error": {"message": "oops"}}),
+            ("error", "server_error"),
+        ),
         (lambda: openai.APITimeoutError(request=httpx2.Request("POST", "http://h")), ("error", "timeout")),
-        (lambda: openai.APIConnectionError(request=httpx2.Request("POST", "http://h")),
-         ("error", "connection")),
+        (
+            lambda: openai.APIConnectionError(request=httpx2.Request("POST", "http://h")),
+            ("error", "connection"),
+        ),
     ],
 )
 def test_failures_are_classified_so_a_user_can_act(exc, expected):

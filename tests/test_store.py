@@ -19,12 +19,24 @@ EP2 = Endpoint(id="m2", name="M2", base_url="http://h/v1", model="m")
 def test_migrations_build_the_whole_schema_on_an_empty_database(tmp_path):
     engine = get_engine(f"sqlite:///{tmp_path / 'fresh.db'}")
     tables = set(inspect(engine).get_table_names())
-    assert {"conversation", "exchange", "response", "vote", "label", "embedding", "suite",
-            "suite_prompt", "suite_run", "thumb", "alembic_version"} <= tables
+    assert {
+        "conversation",
+        "exchange",
+        "response",
+        "vote",
+        "label",
+        "embedding",
+        "suite",
+        "suite_prompt",
+        "suite_run",
+        "thumb",
+        "alembic_version",
+    } <= tables
     with engine.connect() as conn:
         diff = compare_metadata(
-            MigrationContext.configure(conn, opts={"include_object": lambda o, n, t, r, c:
-                                                   not (n or "").startswith("search_fts")}),
+            MigrationContext.configure(
+                conn, opts={"include_object": lambda o, n, t, r, c: not (n or "").startswith("search_fts")}
+            ),
             Base.metadata,
         )
         assert diff == []
@@ -60,22 +72,28 @@ def test_history_is_rebuilt_per_column_and_skips_failed_turns():
         cid = conv.id
     with session_scope() as s:
         assert repo.history_messages(s, cid, "m1") == [
-            {"role": "user", "content": "Q1"}, {"role": "assistant", "content": "A1 from m1"},
-            {"role": "user", "content": "Q2"}, {"role": "assistant", "content": "retried"},
+            {"role": "user", "content": "Q1"},
+            {"role": "assistant", "content": "A1 from m1"},
+            {"role": "user", "content": "Q2"},
+            {"role": "assistant", "content": "retried"},
         ]
         assert repo.history_messages(s, cid, "m2") == [
-            {"role": "user", "content": "Q2"}, {"role": "assistant", "content": "A2 from m2"},
+            {"role": "user", "content": "Q2"},
+            {"role": "assistant", "content": "A2 from m2"},
         ]
         assert repo.history_messages(s, cid, "m1", before_turn=1) == [
-            {"role": "user", "content": "Q1"}, {"role": "assistant", "content": "A1 from m1"},
+            {"role": "user", "content": "Q1"},
+            {"role": "assistant", "content": "A1 from m1"},
         ]
 
 
 def test_search_finds_prompts_and_answers_in_english_and_chinese():
     with session_scope() as s:
-        for prompt, answer in [("What happened at Tiananmen?", "In 1989 protests..."),
-                               ("天安门广场发生了什么？", "我们换个话题吧。"),
-                               ("Recipe for dumplings", "Flour and water")]:
+        for prompt, answer in [
+            ("What happened at Tiananmen?", "In 1989 protests..."),
+            ("天安门广场发生了什么？", "我们换个话题吧。"),
+            ("Recipe for dumplings", "Flour and water"),
+        ]:
             conv = repo.create_conversation(s)
             ex = repo.add_exchange(s, conv.id, prompt)
             repo.add_response(s, ex.id, "m1", EP, _answer(answer))

@@ -13,8 +13,9 @@ st.title("History")
 ui.database_or_stop()
 
 cols = st.columns([4, 1, 1])
-query = cols[0].text_input("Search prompts and answers", key="history_query",
-                           placeholder="e.g. Tiananmen, 天安门, dumplings")
+query = cols[0].text_input(
+    "Search prompts and answers", key="history_query", placeholder="e.g. Tiananmen, 天安门, dumplings"
+)
 mode = cols[1].selectbox("Mode", ["all", "compare", "arena", "suite"], key="history_mode")
 label = cols[2].selectbox("Label", ["any", *ui.LABELS], key="history_label")
 filters = (query, mode, label)
@@ -25,28 +26,36 @@ page = st.session_state.get(PAGE, 0)
 
 with session_scope() as s:
     rows, total = repo.list_conversations(
-        s, query, None if mode == "all" else mode, None if label == "any" else label,
-        page=page, per_page=PER_PAGE,
+        s,
+        query,
+        None if mode == "all" else mode,
+        None if label == "any" else label,
+        page=page,
+        per_page=PER_PAGE,
     )
 pages = max(1, -(-total // PER_PAGE))
 st.caption(f"{total} conversation{'s' if total != 1 else ''} · page {page + 1} of {pages}")
 if not rows:
-    st.info("No conversations match." if query or mode != "all" or label != "any"
-            else "No conversations yet: ask something on the Compare page.")
+    st.info(
+        "No conversations match."
+        if query or mode != "all" or label != "any"
+        else "No conversations yet: ask something on the Compare page."
+    )
 
 for row in rows:
     with st.container(border=True, key=f"history_row_{row['id']}"):
         left, right = st.columns([6, 1])
         models = ", ".join(row["models"]) if row["models"] else "hidden until voted"
         left.markdown(f"**{row['title'] or '(untitled)'}**")
-        left.caption(f"#{row['id']} · {row['mode']} · {row['turns']} turn(s) · {models} · "
-                     f"{row['updated_at']:%Y-%m-%d %H:%M}")
+        left.caption(
+            f"#{row['id']} · {row['mode']} · {row['turns']} turn(s) · {models} · {row['updated_at']:%Y-%m-%d %H:%M}"
+        )
         if row["mode"] != "arena" and right.button("Open", key=f"open_{row['id']}"):
             st.session_state[ui.CONVERSATION] = row["id"]
             with session_scope() as s:
                 conv = repo.load_conversation(s, row["id"])
                 st.session_state[ui.SELECTED] = repo.conversation_slots(conv)
-            st.switch_page("pages/compare.py")
+            st.switch_page("views/compare.py")
 
 nav = st.columns([1, 1, 6])
 if nav[0].button("◀ Newer", disabled=page == 0, key="history_prev"):

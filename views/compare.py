@@ -24,14 +24,25 @@ if conversation_id is not None:
 saved = st.session_state.get(ui.SELECTED) or [i for i in ("smollm2", "smollm2-guarded") if i in endpoints]
 with st.sidebar:
     selected = st.multiselect(
-        "Models", list(endpoints), default=[i for i in saved if i in endpoints],
-        format_func=lambda i: endpoints[i].name, max_selections=MAX_MODELS, key="compare_models",
+        "Models",
+        list(endpoints),
+        default=[i for i in saved if i in endpoints],
+        format_func=lambda i: endpoints[i].name,
+        max_selections=MAX_MODELS,
+        key="compare_models",
         help="Up to six models answer each prompt side by side.",
     )
     st.session_state[ui.SELECTED] = selected
     system = st.text_area("System prompt (optional)", key="compare_system", height=80)
-    temperature = st.slider("Temperature", 0.0, 2.0, 0.7, 0.05, key="compare_temperature",
-                            help="Ignored by models that take no temperature (o1, o3, R1).")
+    temperature = st.slider(
+        "Temperature",
+        0.0,
+        2.0,
+        0.7,
+        0.05,
+        key="compare_temperature",
+        help="Ignored by models that take no temperature (o1, o3, R1).",
+    )
     max_tokens = st.number_input("Max output tokens", 16, 32000, 256, 16, key="compare_max_tokens")
     if st.button("New conversation", icon="➕", width="stretch"):
         st.session_state.pop(ui.CONVERSATION, None)
@@ -56,8 +67,11 @@ def render_vote(exchange, responses) -> None:
         return
     cols = st.columns(4)
     for col, (winner, text) in zip(cols, WINNER_TEXT.items(), strict=True):
-        if col.button(("👈 " if winner == "a" else "👉 " if winner == "b" else "") + text,
-                      key=f"vote_{exchange.id}_{winner}", width="stretch"):
+        if col.button(
+            ("👈 " if winner == "a" else "👉 " if winner == "b" else "") + text,
+            key=f"vote_{exchange.id}_{winner}",
+            width="stretch",
+        ):
             with session_scope() as s:
                 repo.add_vote(s, exchange.id, responses[0].id, responses[1].id, winner, blind=False)
             st.rerun()
@@ -66,9 +80,14 @@ def render_vote(exchange, responses) -> None:
 def retry(exchange, slot: str) -> None:
     """Re-ask one model for an existing turn."""
     with st.spinner(f"Asking {endpoints[slot].name} again…"):
-        ask(exchange.prompt, [Column(slot, endpoints[slot])], system=exchange.system_prompt,
-            conversation_id=exchange.conversation_id, exchange_id=exchange.id,
-            overrides={"temperature": temperature, "max_tokens": int(max_tokens)})
+        ask(
+            exchange.prompt,
+            [Column(slot, endpoints[slot])],
+            system=exchange.system_prompt,
+            conversation_id=exchange.conversation_id,
+            exchange_id=exchange.id,
+            overrides={"temperature": temperature, "max_tokens": int(max_tokens)},
+        )
     st.rerun()
 
 
@@ -85,10 +104,8 @@ if conv is not None:
         columns = st.columns(max(1, len(shown)))
         for col, slot in zip(columns, shown, strict=False):
             with col, st.container(border=True, key=f"answer_{exchange.id}_{slot}"):
-                ui.render_response(latest[slot], title=column_title(slot, latest[slot]),
-                                   key_prefix=f"c{exchange.id}")
-                if last and slot in endpoints and st.button("Retry", key=f"retry_{exchange.id}_{slot}",
-                                                            icon="🔄"):
+                ui.render_response(latest[slot], title=column_title(slot, latest[slot]), key_prefix=f"c{exchange.id}")
+                if last and slot in endpoints and st.button("Retry", key=f"retry_{exchange.id}_{slot}", icon="🔄"):
                     retry(exchange, slot)
         if last and len(shown) == 2:
             render_vote(exchange, [latest[shown[0]], latest[shown[1]]])
@@ -109,7 +126,10 @@ if prompt := st.chat_input("Ask every selected model…", key="compare_prompt"):
         with col, st.container(border=True, key=f"live_{column.slot}"):
             placeholders[column.slot] = ui.live_column(st.empty(), column.endpoint.name)
     result = ask(
-        prompt, columns, system=system or None, conversation_id=conversation_id,
+        prompt,
+        columns,
+        system=system or None,
+        conversation_id=conversation_id,
         overrides={"temperature": temperature, "max_tokens": int(max_tokens)},
         on_update=lambda target, state: placeholders[target.key](target, state),
     )

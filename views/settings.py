@@ -17,16 +17,26 @@ if message := st.session_state.pop(SAVED, None):
 
 st.subheader("Endpoints")
 st.dataframe(
-    [{"id": e.id, "name": e.name, "kind": e.kind, "model": e.model, "from": e.source,
-      "key variable": e.key_env or "—", "key set": ("yes" if key_is_set(e) else "no") if e.key_env else "—",
-      "state": endpoint_state(e, probe=False).status}
-     for e in endpoints.values()],
-    hide_index=True, width="stretch", key="settings_table",
+    [
+        {
+            "id": e.id,
+            "name": e.name,
+            "kind": e.kind,
+            "model": e.model,
+            "from": e.source,
+            "key variable": e.key_env or "—",
+            "key set": ("yes" if key_is_set(e) else "no") if e.key_env else "—",
+            "state": endpoint_state(e, probe=False).status,
+        }
+        for e in endpoints.values()
+    ],
+    hide_index=True,
+    width="stretch",
+    key="settings_table",
 )
 
 st.subheader("Test a connection")
-test_id = st.selectbox("Endpoint", list(endpoints), format_func=lambda i: endpoints[i].name,
-                       key="settings_test_id")
+test_id = st.selectbox("Endpoint", list(endpoints), format_func=lambda i: endpoints[i].name, key="settings_test_id")
 if st.button("Test connection", key="settings_test"):
     endpoint = endpoints[test_id]
     messages = build_messages(endpoint, None, [], "Reply with one word: hello.")
@@ -39,41 +49,78 @@ if st.button("Test connection", key="settings_test"):
         st.error(outcome.error_message or outcome.status)
 
 st.subheader("Add or edit an endpoint")
-st.caption("Saved to the user file beside endpoints.toml. Give the *name* of the environment "
-           "variable that holds the key; the key itself is never stored.")
-choice = st.selectbox("Start from", ["(new endpoint)", *endpoints], key="settings_edit_choice",
-                      format_func=lambda i: i if i == "(new endpoint)" else endpoints[i].name)
+st.caption(
+    "Saved to the user file beside endpoints.toml. Give the *name* of the environment "
+    "variable that holds the key; the key itself is never stored."
+)
+choice = st.selectbox(
+    "Start from",
+    ["(new endpoint)", *endpoints],
+    key="settings_edit_choice",
+    format_func=lambda i: i if i == "(new endpoint)" else endpoints[i].name,
+)
 base = endpoints.get(choice)
 with st.form("endpoint_form"):
     endpoint_id = st.text_input("Id", value=base.id if base else "", help="Letters, digits, - _ . :")
     name = st.text_input("Display name", value=base.name if base else "")
     base_url = st.text_input("Base URL", value=base.base_url if base else "http://127.0.0.1:8000/v1")
     model = st.text_input("Model name", value=base.model if base else "")
-    key_env = st.text_input("Key variable name", value=base.key_env if base else "",
-                            help="e.g. DEEPSEEK_API_KEY; leave empty for local servers")
-    kind = st.selectbox("Kind", ["hosted", "local", "embedded"],
-                        index=["hosted", "local", "embedded"].index(base.kind) if base else 0)
+    key_env = st.text_input(
+        "Key variable name",
+        value=base.key_env if base else "",
+        help="e.g. DEEPSEEK_API_KEY; leave empty for local servers",
+    )
+    kind = st.selectbox(
+        "Kind",
+        ["hosted", "local", "embedded"],
+        index=["hosted", "local", "embedded"].index(base.kind) if base else 0,
+    )
     q = base.quirks if base else None
     c1, c2, c3 = st.columns(3)
-    system_role = c1.selectbox("System role", ["system", "developer", "user"],
-                               index=["system", "developer", "user"].index(q.system_role) if q else 0)
-    token_param = c2.selectbox("Max tokens parameter", ["max_tokens", "max_completion_tokens"],
-                               index=["max_tokens", "max_completion_tokens"].index(q.max_tokens_param) if q else 0)
+    system_role = c1.selectbox(
+        "System role",
+        ["system", "developer", "user"],
+        index=["system", "developer", "user"].index(q.system_role) if q else 0,
+    )
+    token_param = c2.selectbox(
+        "Max tokens parameter",
+        ["max_tokens", "max_completion_tokens"],
+        index=["max_tokens", "max_completion_tokens"].index(q.max_tokens_param) if q else 0,
+    )
     reasoning_field = c3.text_input("Reasoning field", value=(q.reasoning_field or "") if q else "")
     no_temperature = st.checkbox("No temperature", value=q.no_temperature if q else False)
     think_tags = st.checkbox("Reasoning in <think> tags", value=q.think_tags if q else False)
     submitted = st.form_submit_button("Save endpoint")
 if submitted:
-    quirks = {"system_role": system_role, "max_tokens_param": token_param,
-              "no_temperature": no_temperature, "think_tags": think_tags}
+    quirks = {
+        "system_role": system_role,
+        "max_tokens_param": token_param,
+        "no_temperature": no_temperature,
+        "think_tags": think_tags,
+    }
     if reasoning_field.strip():
         quirks["reasoning_field"] = reasoning_field.strip()
-    entry = {"name": name.strip(), "base_url": base_url.strip(), "model": model.strip(),
-             "key_env": key_env.strip(), "kind": kind, "quirks": quirks}
+    entry = {
+        "name": name.strip(),
+        "base_url": base_url.strip(),
+        "model": model.strip(),
+        "key_env": key_env.strip(),
+        "kind": kind,
+        "quirks": quirks,
+    }
     if base:
-        entry.update({k: v for k, v in (("params", base.params), ("prices", base.prices),
-                                        ("system_prompt", base.system_prompt),
-                                        ("description", base.description)) if v})
+        entry.update(
+            {
+                k: v
+                for k, v in (
+                    ("params", base.params),
+                    ("prices", base.prices),
+                    ("system_prompt", base.system_prompt),
+                    ("description", base.description),
+                )
+                if v
+            }
+        )
     try:
         if not endpoint_id.strip():
             raise EndpointConfigError("the id is empty")

@@ -1,0 +1,221 @@
+"""Export rated pairs as training data, in the exact row shapes trainers read.
+
+- `trl`: TRL conversational preference rows with an explicit prompt:
+  {"prompt": [messages], "chosen": [{"role": "assistant", "content": ...}], "rejected": [...]}
+- `openai-dpo`: OpenAI preference fine-tuning JSONL:
+  {"input": {"messages": [...]}, "preferred_output": [{"role": "assistant", "content": ...}],
+   "non_preferred_output": [...]}
+- `kto`: unpaired rows {"prompt": [...], "completion": [{"role": "assistant", ...}], "label": bool}
+  from votes (winner true, loser false; both-bad both false) and single-answer thumbs.
+- `jsonl` / `csv`: one flat row per vote with everything (models, winner, times, labels).
+
+Pairwise formats skip ties and both-bad votes. The prompt holds the system prompt and the
+earlier turns as the *chosen* model saw them (in a multi-turn battle each side has its own
+history). Rows are written as they are read, so 100k votes never sit in memory; nothing is
+written when there is nothing to export. No key or endpoint URL is ever written.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy.orm import Session
+
+from db import repo
+from db.repo import VoteFilter
+
+FORMATS = ("trl", "openai-dpo", "kto", "jsonl", "csv")
+ROW_KEYS = {
+    "trl": {"prompt", "chosen", "rejected"},
+    "openai-dpo": {"input", "preferred_output", "non_preferred_output"},
+    "kto": {"prompt", "completion", "label"},
+}
+FLAT_FIELDS = [
+    "vote_id",
+    "voted_at",
+    "winner",
+    "blind",
+    "identity_leaked",
+    "conversation_id",
+    "turn_index",
+    "language",
+    "system_prompt",
+    "prompt",
+    "model_a",
+    "model_a_name",
+    "model_b",
+    "model_b_name",
+    "response_a",
+    "response_b",
+    "status_a",
+    "status_b",
+    "latency_ms_a",
+    "latency_ms_b",
+    "output_tokens_a",
+    "output_tokens_b",
+    "label_a",
+    "label_b",
+]
+
+
+class NothingToExport(ValueError):
+    """The filter matched no rows; no file was written."""
+
+
+def _prompt_messages(session: Session, exchange, slot: str, cache: dict) -> list[dict]:
+    key = (exchange.id, slot)
+    if key not in cache:
+        messages = []
+        if exchange.system_prompt:
+            messages.append({"role": "system", "content": exchange.system_prompt})
+        if exchange.turn_index > 0:
+            messages += repo.history_messages(session, exchange.conversation_id, slot, exchange.turn_index)
+        messages.append({"role": "user", "content": exchange.prompt})
+        if len(cache) > 10_000:
+            cache.clear()
+        cache[key] = messages
+    return cache[key]
+
+
+def _assistant(text: str) -> list[dict]:
+    return [{"role": "assistant", "content": text}]
+
+
+def _label(response) -> str | None:
+    label = repo.effective_label(response.labels)
+    return label.label if label else None
+
+
+def iter_rows(session: Session, fmt: str, f: VoteFilter) -> Iterator[dict]:
+    """Rows of one export format, streamed from the database."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+    cache: dict = {}
+    for vote, exchange, a, b in repo.iter_votes(session, f):
+        if fmt in ("jsonl", "csv"):
+            yield {
+                "vote_id": vote.id,
+                "voted_at": vote.created_at.isoformat(),
+                "winner": vote.winner,
+                "blind": vote.blind,
+                "identity_leaked": vote.identity_leaked,
+                "conversation_id": exchange.conversation_id,
+                "turn_index": exchange.turn_index,
+                "language": exchange.language,
+                "system_prompt": exchange.system_prompt,
+                "prompt": exchange.prompt,
+                "model_a": a.endpoint_id,
+                "model_a_name": a.display_name,
+                "model_b": b.endpoint_id,
+                "model_b_name": b.display_name,
+                "response_a": a.text,
+                "response_b": b.text,
+                "status_a": a.status,
+                "status_b": b.status,
+                "latency_ms_a": a.latency_ms,
+                "latency_ms_b": b.latency_ms,
+                "output_tokens_a": a.output_tokens,
+                "output_tokens_b": b.output_tokens,
+                "label_a": _label(a),
+                "label_b": _label(b),
+            }
+            continue
+        if fmt == "kto":
+            good = {"a": [a], "b": [b], "both_bad": [], "tie": []}[vote.winner]
+            bad = {"a": [b], "b": [a], "both_bad": [a, b], "tie": []}[vote.winner]
+            for response, label in [(r, True) for r in good] + [(r, False) for r in bad]:
+                yield {
+                    "prompt": _prompt_messages(session, exchange, response.slot, cache),
+                    "completion": _assistant(response.text),
+                    "label": label,
+                }
+            continue
+        if vote.winner not in ("a", "b"):
+            continue
+        chosen, rejected = (a, b) if vote.winner == "a" else (b, a)
+        prompt = _prompt_messages(session, exchange, chosen.slot, cache)
+        if fmt == "trl":
+            yield {"prompt": prompt, "chosen": _assistant(chosen.text), "rejected": _assistant(rejected.text)}
+        else:
+            yield {
+                "input": {"messages": prompt},
+                "preferred_output": _assistant(chosen.text),
+                "non_preferred_output": _assistant(rejected.text),
+            }
+    if fmt == "kto":
+        for thumb, exchange, response in repo.iter_thumbs(session, f):
+            yield {
+                "prompt": _prompt_messages(session, exchange, response.slot, cache),
+                "completion": _assistant(response.text),
+                "label": bool(thumb.up),
+            }
+
+
+def write_export(session: Session, fmt: str, f: VoteFilter, path: Path) -> dict:
+    """Stream one format to `path` (via a temporary file); returns counts for the dataset card.
+
+    Raises NothingToExport, leaving no file, when no row matches."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".part")
+    count, models = 0, set()
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="") as out:
+            writer = csv.DictWriter(out, FLAT_FIELDS) if fmt == "csv" else None
+            if writer:
+                writer.writeheader()
+            for row in iter_rows(session, fmt, f):
+                if writer:
+                    writer.writerow(row)
+                    models.update((row["model_a"], row["model_b"]))
+                else:
+                    out.write(json.dumps(row, ensure_ascii=False) + "\n")
+                    if "model_a" in row:
+                        models.update((row["model_a"], row["model_b"]))
+                count += 1
+        if count == 0:
+            raise NothingToExport("no rated pairs match these filters; nothing was written")
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return {"format": fmt, "rows": count, "models": sorted(models), "path": str(path)}
+
+
+def dataset_card(fmt: str, rows: int, f: VoteFilter, models: list[str]) -> str:
+    """A Markdown dataset card for one export: counts, models, filters, licence note."""
+    filters = "\n".join(f"- {k}: {v}" for k, v in f.describe().items() if v not in (None, False))
+    return f"""# Parallax preference export ({fmt})
+
+Exported {datetime.now():%Y-%m-%d %H:%M} by Parallax.
+
+- Rows: {rows}
+- Format: `{fmt}` — {FORMAT_DOCS[fmt]}
+- Models: {", ".join(models) if models else "see rows"}
+
+## Filters
+{filters or "- none (all votes; identity-leaked battles excluded)"}
+
+## How the rows were made
+Votes were cast by Parallax users in blind battles (names hidden until the vote) or in named
+side-by-side comparisons. Ties and both-bad votes are left out of pairwise formats. The prompt
+holds the system prompt and earlier turns as the preferred model saw them.
+
+## Licence note
+The prompts are the users' own; the answers were generated by the listed models and are
+subject to each provider's terms of use, which may restrict training on outputs. Check them
+before you train. No API keys or endpoint addresses are included.
+"""
+
+
+FORMAT_DOCS = {
+    "trl": 'TRL conversational preference rows: {"prompt", "chosen", "rejected"}',
+    "openai-dpo": 'OpenAI preference fine-tuning: {"input": {"messages"}, "preferred_output", "non_preferred_output"}',
+    "kto": 'KTO unpaired rows: {"prompt", "completion", "label"}',
+    "jsonl": "one flat JSON object per vote with models, winner, texts, times and labels",
+    "csv": "one flat CSV row per vote with models, winner, texts, times and labels",
+}
