@@ -119,9 +119,17 @@ def load_conversation(session: Session, conversation_id: int) -> Conversation | 
     )
 
 
+def remember_slots(session: Session, conversation_id: int, slots: list[str]) -> None:
+    """Keep the order the columns were chosen in, so they render in that order every time."""
+    conv = session.get(Conversation, conversation_id)
+    known = list(conv.meta.get("slots", []))
+    if any(slot not in known for slot in slots):
+        conv.meta = {**conv.meta, "slots": known + [slot for slot in slots if slot not in known]}
+
+
 def conversation_slots(conv: Conversation) -> list[str]:
-    """The columns of a conversation, in the order they first answered."""
-    slots: list[str] = []
+    """The columns of a conversation, in the order they were chosen (then any others)."""
+    slots: list[str] = [s for s in conv.meta.get("slots", [])]
     for exchange in conv.exchanges:
         for response in exchange.responses:
             if response.slot not in slots:

@@ -97,6 +97,7 @@ def ask(
             conversation_id = repo.create_conversation(session, mode=mode, meta=meta).id
         elif session.get(Conversation, conversation_id) is None:
             raise PromptError(f"there is no conversation {conversation_id}")
+        repo.remember_slots(session, conversation_id, [col.slot for col in columns])
         if exchange_id is None:
             exchange = repo.add_exchange(
                 session,
