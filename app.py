@@ -15,7 +15,12 @@ page = st.navigation(
     {
         "Chat": [
             st.Page("views/compare.py", title="Compare", icon="🔭", default=True),
+            st.Page("views/arena.py", title="Arena", icon="⚔️"),
             st.Page("views/history.py", title="History", icon="🗂️"),
+        ],
+        "Results": [
+            st.Page("views/leaderboard.py", title="Leaderboard", icon="🏆"),
+            st.Page("views/export.py", title="Export", icon="📦"),
         ],
         "Setup": [
             st.Page("views/settings.py", title="Settings", icon="⚙️"),

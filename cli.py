@@ -176,6 +176,112 @@ def ask(
     err.print(f"[dim]conversation {result.conversation_id} (continue with --conversation {result.conversation_id})[/]")
 
 
+def _vote_filter(
+    blind_only: bool, language: Optional[str], since: Optional[str], until: Optional[str], include_leaked: bool
+):
+    from datetime import datetime, timedelta
+
+    from db.repo import VoteFilter
+
+    def day(text: Optional[str], name: str):
+        if not text:
+            return None
+        try:
+            return datetime.fromisoformat(text)
+        except ValueError:
+            fail(f"--{name} must be a date like 2026-11-28, not {text!r}")
+
+    if language not in (None, "en", "zh"):
+        fail("--language must be en or zh")
+    end = day(until, "until")
+    return VoteFilter(
+        blind_only=blind_only,
+        language=language,
+        since=day(since, "since"),
+        until=end + timedelta(days=1) if end else None,
+        include_leaked=include_leaked,
+    )
+
+
+@app.command()
+def leaderboard(
+    battles: Annotated[Optional[Path], typer.Option(help="Rank a CSV (model_a,model_b,winner) instead.")] = None,
+    bootstrap: Annotated[int, typer.Option(help="Bootstrap rounds for the 95% intervals.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
+    blind_only: Annotated[bool, typer.Option("--blind-only", help="Only blind votes.")] = False,
+    include_leaked: Annotated[bool, typer.Option("--include-leaked", help="Keep identity-leaked battles.")] = False,
+    language: Annotated[Optional[str], typer.Option(help="en or zh.")] = None,
+    since: Annotated[Optional[str], typer.Option(help="First day (YYYY-MM-DD).")] = None,
+    until: Annotated[Optional[str], typer.Option(help="Last day (YYYY-MM-DD).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list, best first.")] = False,
+) -> None:
+    """Bradley–Terry ratings with bootstrap intervals, from stored votes or a battles CSV."""
+    from lib.leaderboard import battles_from_db, build_board
+    from lib.rating import RatingError, read_battles_csv
+
+    if bootstrap < 0:
+        fail("--bootstrap must be 0 or more")
+    try:
+        if battles is not None:
+            if not battles.exists():
+                fail(f"{battles}: no such file")
+            board_battles, names = read_battles_csv(battles.read_text(encoding="utf-8")), {}
+        else:
+            _open_db()
+            board_battles, names = battles_from_db(_vote_filter(blind_only, language, since, until, include_leaked))
+        board = build_board(board_battles, names, bootstrap=bootstrap, seed=seed)
+    except RatingError as exc:
+        fail(f"{battles}: {exc}" if battles is not None else str(exc))
+    if as_json:
+        print(json.dumps(board.as_json(), indent=2))
+        return
+    table = Table("#", "model", "rating", "95% CI", "battles", "W", "T", "L")
+    for i, r in enumerate(board.ratings, 1):
+        ci = "–" if r.ci_low is None else f"{r.ci_low:.0f} – {r.ci_high:.0f}"
+        table.add_row(
+            str(i),
+            names.get(r.model, r.model),
+            f"{r.rating:.0f}",
+            ci,
+            str(r.battles),
+            str(r.wins),
+            str(r.ties),
+            str(r.losses),
+        )
+    out.print(table)
+
+
+@app.command()
+def export(
+    fmt: Annotated[str, typer.Option("--format", "-f", help="trl | openai-dpo | kto | jsonl | csv")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="File to write.")],
+    blind_only: Annotated[bool, typer.Option("--blind-only", help="Only blind votes.")] = False,
+    include_leaked: Annotated[bool, typer.Option("--include-leaked", help="Keep identity-leaked battles.")] = False,
+    language: Annotated[Optional[str], typer.Option(help="en or zh.")] = None,
+    since: Annotated[Optional[str], typer.Option(help="First day (YYYY-MM-DD).")] = None,
+    until: Annotated[Optional[str], typer.Option(help="Last day (YYYY-MM-DD).")] = None,
+    card: Annotated[Optional[Path], typer.Option(help="Also write a Markdown dataset card here.")] = None,
+) -> None:
+    """Export rated pairs as training data, streamed to the file."""
+    from db.engine import session_scope
+    from lib.export import FORMATS, NothingToExport, dataset_card, write_export
+
+    if fmt not in FORMATS:
+        fail(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+    vote_filter = _vote_filter(blind_only, language, since, until, include_leaked)
+    if not output.parent.exists():
+        fail(f"{output.parent}: no such folder")
+    _open_db()
+    try:
+        with session_scope() as s:
+            summary = write_export(s, fmt, vote_filter, output)
+    except NothingToExport as exc:
+        fail(str(exc))
+    if card:
+        card.write_text(dataset_card(fmt, summary["rows"], vote_filter, summary["models"]), encoding="utf-8")
+    err.print(f"wrote {summary['rows']} {fmt} rows to {output}")
+
+
 @app.command("serve-local")
 def serve_local(
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8765,

@@ -23,8 +23,9 @@ def targets(url: str) -> list[Target]:
     """One target per delay; the model name tells the server how to stream."""
     out = []
     for i, delay in enumerate(DELAYS):
-        endpoint = Endpoint(id=f"e{i}", name=f"e{i}", base_url=url, model=f"fixed-{TOKENS}-{delay}",
-                            kind="local", max_retries=0)
+        endpoint = Endpoint(
+            id=f"e{i}", name=f"e{i}", base_url=url, model=f"fixed-{TOKENS}-{delay}", kind="local", max_retries=0
+        )
         out.append(Target(endpoint.id, endpoint, [{"role": "user", "content": "go"}]))
     return out
 
@@ -45,8 +46,17 @@ def main() -> None:
         together = min(timed(all_targets) for _ in range(3))
     finally:
         server.terminate()
-    print(json.dumps({"endpoints": len(DELAYS), "tokens": TOKENS, "slowest_single_s": round(slowest, 3),
-                      "fanout_s": round(together, 3), "ratio": round(together / slowest, 3)}))
+    print(
+        json.dumps(
+            {
+                "endpoints": len(DELAYS),
+                "tokens": TOKENS,
+                "slowest_single_s": round(slowest, 3),
+                "fanout_s": round(together, 3),
+                "ratio": round(together / slowest, 3),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -35,8 +35,9 @@ def in_process() -> tuple[int, float]:
     for prompt in PROMPTS:
         first = last = None
         count = 0
-        for chunk in llm.create_chat_completion(messages=[{"role": "user", "content": prompt}],
-                                                max_tokens=MAX_TOKENS, temperature=0.0, stream=True):
+        for chunk in llm.create_chat_completion(
+            messages=[{"role": "user", "content": prompt}], max_tokens=MAX_TOKENS, temperature=0.0, stream=True
+        ):
             if chunk["choices"][0]["delta"].get("content"):
                 now = time.perf_counter()
                 first = first or now
@@ -47,12 +48,21 @@ def in_process() -> tuple[int, float]:
 
 
 def through_server(url: str) -> tuple[int, float]:
-    endpoint = Endpoint(id="smollm2", name="smollm2", base_url=url, model=local_server.MODEL_ALIAS,
-                        kind="local", max_retries=0, timeout=300, quirks=Quirks(stream_usage=False))
+    endpoint = Endpoint(
+        id="smollm2",
+        name="smollm2",
+        base_url=url,
+        model=local_server.MODEL_ALIAS,
+        kind="local",
+        max_retries=0,
+        timeout=300,
+        quirks=Quirks(stream_usage=False),
+    )
     tokens, seconds = 0, 0.0
     for prompt in PROMPTS:
-        target = Target("s", endpoint, [{"role": "user", "content": prompt}],
-                        {"max_tokens": MAX_TOKENS, "temperature": 0.0})
+        target = Target(
+            "s", endpoint, [{"role": "user", "content": prompt}], {"max_tokens": MAX_TOKENS, "temperature": 0.0}
+        )
         out = fan_out([target])["s"]
         assert out.status == "ok", out.error_message
         tokens += out.output_tokens - 1
@@ -69,9 +79,18 @@ def main() -> None:
         local_server.stop(proc)
     i_tokens, i_seconds = in_process()
     server, inproc = s_tokens / s_seconds, i_tokens / i_seconds
-    print(json.dumps({"prompts": len(PROMPTS), "server_tokens": s_tokens, "inprocess_tokens": i_tokens,
-                      "server_tok_s": round(server, 1), "inprocess_tok_s": round(inproc, 1),
-                      "ratio": round(server / inproc, 3)}))
+    print(
+        json.dumps(
+            {
+                "prompts": len(PROMPTS),
+                "server_tokens": s_tokens,
+                "inprocess_tokens": i_tokens,
+                "server_tok_s": round(server, 1),
+                "inprocess_tok_s": round(inproc, 1),
+                "ratio": round(server / inproc, 3),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -380,3 +380,21 @@ def endpoint_names(session: Session) -> dict[str, str]:
     """The display name last stored for each endpoint id."""
     rows = session.execute(select(Response.endpoint_id, Response.display_name).order_by(Response.id))
     return {endpoint_id: name for endpoint_id, name in rows}
+
+
+def reveal_battle(session: Session, conversation_id: int) -> None:
+    """Mark a blind battle as voted, so history may show its model names."""
+    conv = session.get(Conversation, conversation_id)
+    conv.meta = {**conv.meta, "revealed": True}
+
+
+def suite_topics(session: Session) -> list[str]:
+    """Topics of stored suite prompts that have at least one vote, for leaderboard filters."""
+    stmt = (
+        select(SuitePrompt.topic)
+        .join(Exchange, Exchange.suite_prompt_id == SuitePrompt.id)
+        .join(Vote, Vote.exchange_id == Exchange.id)
+        .distinct()
+        .order_by(SuitePrompt.topic)
+    )
+    return [t for t in session.scalars(stmt) if t]

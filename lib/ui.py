@@ -85,8 +85,18 @@ def render_label(response, key_prefix: str) -> None:
             st.rerun()
 
 
-def render_response(response, *, title: str | None = None, show_label: bool = True, key_prefix: str = "r") -> None:
-    """One stored answer: title, Markdown text (never raw HTML), reasoning, problem, metrics."""
+def _problem(status: str, error_kind: str | None, message: str | None, anonymous: bool) -> str:
+    if anonymous:  # provider messages name hosts and models: keep them out of blind battles
+        return f"This model's answer failed ({error_kind or status})."
+    return message or "The request failed."
+
+
+def render_response(
+    response, *, title: str | None = None, show_label: bool = True, key_prefix: str = "r", anonymous: bool = False
+) -> None:
+    """One stored answer: title, Markdown text (never raw HTML), reasoning, problem, metrics.
+
+    `anonymous` hides anything that could name the model (error details, cost)."""
     if title:
         st.markdown(f"**{title}**")
     if response.reasoning:
@@ -95,9 +105,9 @@ def render_response(response, *, title: str | None = None, show_label: bool = Tr
     if response.text:
         st.markdown(response.text)
     if response.status == "blocked":
-        st.warning(f"Blocked by the provider. {response.error_message or ''}")
+        st.warning("Blocked by the provider. " + ("" if anonymous else response.error_message or ""))
     elif response.status == "error":
-        st.error(response.error_message or "The request failed.")
+        st.error(_problem(response.status, response.error_kind, response.error_message, anonymous))
     elif response.status == "interrupted":
         st.info("Interrupted; the text streamed so far is kept.")
     st.caption(
@@ -106,14 +116,14 @@ def render_response(response, *, title: str | None = None, show_label: bool = Tr
             response.latency_ms,
             response.output_tokens,
             response.tokens_counted,
-            response.cost_usd,
+            None if anonymous else response.cost_usd,
         )
     )
     if show_label:
         render_label(response, key_prefix)
 
 
-def live_column(placeholder, title: str):
+def live_column(placeholder, title: str, anonymous: bool = False):
     """A callback that repaints one column's placeholder while its answer streams."""
 
     def update(_target, state) -> None:
@@ -123,6 +133,6 @@ def live_column(placeholder, title: str):
                 st.caption(f"Reasoning… {len(state.reasoning)} characters")
             st.markdown(state.text or "…")
             if state.done and state.status != "ok":
-                st.error(state.error_message or state.status)
+                st.error(_problem(state.status, state.error_kind, state.error_message, anonymous))
 
     return update

@@ -100,3 +100,48 @@ def test_models_lists_every_endpoint_with_its_state(monkeypatch):
     assert rows["deepseek-chat"]["status"] == "ready"
     assert rows["smollm2"]["ready"]
     assert rows["lmstudio"]["status"] in ("server down", "ready")
+
+
+def test_leaderboard_ranks_a_battles_csv_as_json(tmp_path):
+    battles = tmp_path / "battles.csv"
+    battles.write_text(
+        "model_a,model_b,winner\n"
+        + "qwen,gpt,model_a\n" * 6
+        + "gpt,qwen,model_a\n" * 2
+        + "qwen,gpt,tie\nqwen,gpt,tie (bothbad)\n"
+    )
+    done = cli("leaderboard", "--battles", str(battles), "--bootstrap", "50", "--seed", "3", "--json")
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(done.stdout)
+    assert [r["model"] for r in rows] == ["qwen", "gpt"]
+    assert set(rows[0]) == {"model", "rating", "ci_low", "ci_high", "battles", "wins", "ties", "losses"}
+    assert rows[0]["battles"] == 10 and rows[0]["wins"] == 6 and rows[0]["ties"] == 2
+    assert rows[0]["ci_low"] <= rows[0]["rating"] <= rows[0]["ci_high"]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("a,b,winner\nx,y,model_a\n", "missing column"),
+        ("model_a,model_b,winner\nx,y,model_a\nx,y,draw\n", "line 3: unknown winner 'draw'"),
+        ("model_a,model_b,winner\n", "at least two models"),
+    ],
+)
+def test_leaderboard_csv_problems_exit_2(tmp_path, content, message):
+    battles = tmp_path / "battles.csv"
+    battles.write_text(content)
+    done = cli("leaderboard", "--battles", str(battles))
+    assert done.returncode == 2 and message in done.stderr
+
+
+def test_leaderboard_with_no_votes_is_a_clear_message():
+    done = cli("leaderboard", "--json")
+    assert done.returncode == 2 and "no votes" in done.stderr
+
+
+def test_export_with_nothing_to_export_writes_no_file(tmp_path):
+    target = tmp_path / "pairs.jsonl"
+    done = cli("export", "--format", "trl", "-o", str(target))
+    assert done.returncode == 2 and "nothing was written" in done.stderr and not target.exists()
+    done = cli("export", "--format", "parquet", "-o", str(target))
+    assert done.returncode == 2 and "unknown format" in done.stderr

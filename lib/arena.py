@@ -1,0 +1,58 @@
+"""Blind battles: draw two different endpoints, keep their names out of the page until the vote,
+and flag battles where a model gives itself away ("I am Qwen", "developed by OpenAI")."""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass, field
+
+MODEL_NAMES = (
+    r"ChatGPT|GPT-?[345](?:\.\d)?(?:o|-turbo)?|o1|o3|Claude|Gemini|Bard|LLaMA|Llama|Qwen|QwQ|Tongyi|"
+    r"DeepSeek|Kimi|Moonshot|Mistral|Mixtral|Grok|GLM|ChatGLM|Yi|Ernie|ERNIE|SmolLM2?|Phi|Gemma|Command R"
+)
+MAKERS = (
+    r"OpenAI|Anthropic|Google(?: DeepMind)?|DeepMind|Meta(?: AI)?|Alibaba(?: Cloud)?|DeepSeek|"
+    r"Moonshot(?: AI)?|Mistral AI|xAI|Zhipu(?: AI)?|Baidu|01\.AI|Hugging ?Face|Microsoft|Cohere"
+)
+ZH_NAMES = r"通义千问|千问|文心一言|智谱清言|豆包|Kimi|DeepSeek|ChatGPT|Qwen|深度求索"
+ZH_MAKERS = r"阿里巴巴|阿里云|百度|智谱|月之暗面|深度求索|字节跳动|OpenAI|谷歌|Anthropic|Meta"
+LEAK_PATTERNS = [
+    re.compile(rf"\b(?:I am|I'm|my name is|this is|call me)\s+(?:an? |the )?(?:{MODEL_NAMES})\b", re.I),
+    re.compile(
+        rf"\b(?:I am|I'm|I was)\s+(?:a |an )?(?:large )?(?:language )?(?:model|AI|assistant)?[^.]{{0,40}}"
+        rf"(?:developed|created|trained|made|built|designed)\s+by\s+(?:{MAKERS})\b",
+        re.I,
+    ),
+    re.compile(rf"\bas\s+(?:{MODEL_NAMES})\b", re.I),
+    re.compile(rf"我是(?:一个)?(?:由)?.{{0,12}}(?:{ZH_NAMES})"),
+    re.compile(rf"由(?:{ZH_MAKERS}).{{0,10}}(?:开发|训练|研发|打造|推出)"),
+]
+
+
+@dataclass
+class Battle:
+    """One blind battle's hidden state: which endpoint answers as A and which as B."""
+
+    conversation_id: int | None
+    slots: dict[str, str]  # {"a": endpoint id, "b": endpoint id}
+    voted: str | None = None
+    leaks: list[str] = field(default_factory=list)
+
+
+def draw_pair(enabled: list[str], rng: random.Random | None = None) -> dict[str, str]:
+    """Two different endpoints at random, as {"a": id, "b": id}."""
+    pool = list(dict.fromkeys(enabled))
+    if len(pool) < 2:
+        raise ValueError("enable at least two models for the arena")
+    a, b = (rng or random).sample(pool, 2)
+    return {"a": a, "b": b}
+
+
+def identity_leak(text: str) -> str | None:
+    """The phrase by which an answer names itself or its maker, or None."""
+    for pattern in LEAK_PATTERNS:
+        match = pattern.search(text or "")
+        if match:
+            return match.group(0)
+    return None

@@ -1,0 +1,46 @@
+"""The leaderboard from stored votes: filtered battles -> Bradley–Terry ratings and win rates."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from db import repo
+from db.engine import session_scope
+from db.repo import VoteFilter
+from lib.rating import Battle, Rating, RatingError, rank, win_rate_matrix
+
+
+@dataclass
+class Board:
+    """Ratings (best first), display names, and the head-to-head win-rate matrix."""
+
+    ratings: list[Rating]
+    names: dict[str, str]
+    models: list[str]
+    win_rates: np.ndarray
+    battles: int
+
+    def as_json(self) -> list[dict]:
+        """The `cli.py leaderboard --json` shape."""
+        return [asdict(r) for r in self.ratings]
+
+
+def battles_from_db(f: VoteFilter) -> tuple[list[Battle], dict[str, str]]:
+    """Stored votes as battles between endpoint ids, with each id's display name."""
+    with session_scope() as s:
+        rows = repo.vote_battles(s, f)
+        names = repo.endpoint_names(s)
+    return [Battle(a, b, w) for a, b, w in rows], names
+
+
+def build_board(
+    battles: list[Battle], names: dict[str, str] | None = None, bootstrap: int = 1000, seed: int = 0
+) -> Board:
+    """Rank battles; RatingError when there is nothing meaningful to rank."""
+    if not battles:
+        raise RatingError("no votes match these filters yet")
+    ratings = rank(battles, bootstrap=bootstrap, seed=seed)
+    models, rates = win_rate_matrix(battles)
+    return Board(ratings, names or {}, models, rates, len(battles))

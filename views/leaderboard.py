@@ -1,0 +1,81 @@
+"""Leaderboard: Bradley–Terry ratings from stored votes, with bootstrap intervals and win rates."""
+
+from datetime import date, datetime, time, timedelta
+
+import pandas as pd
+import streamlit as st
+
+from db import repo
+from db.engine import session_scope
+from lib import ui
+from lib.charts import ratings_chart, win_rate_heatmap
+from lib.leaderboard import battles_from_db, build_board
+from lib.rating import RatingError
+
+st.title("Leaderboard")
+ui.database_or_stop()
+
+cols = st.columns(5)
+blind_only = cols[0].toggle("Blind votes only", value=True, key="lb_blind")
+include_leaked = cols[1].toggle("Include identity-leaked", value=False, key="lb_leaked")
+language = cols[2].selectbox("Language", ["any", "en", "zh"], key="lb_language")
+dates = cols[3].date_input("Dates", value=(date.today() - timedelta(days=365), date.today()), key="lb_dates")
+rounds = cols[4].number_input("Bootstrap rounds", 0, 5000, 500, 100, key="lb_rounds")
+with session_scope() as s:
+    topics = repo.suite_topics(s)
+topic = st.selectbox("Suite topic", ["any", *topics], key="lb_topic") if topics else "any"
+
+since = datetime.combine(dates[0], time.min) if len(dates) > 0 else None
+until = datetime.combine(dates[1], time.min) + timedelta(days=1) if len(dates) > 1 else None
+vote_filter = repo.VoteFilter(
+    blind_only=blind_only,
+    include_leaked=include_leaked,
+    language=None if language == "any" else language,
+    since=since,
+    until=until,
+    topic=None if topic == "any" else topic,
+)
+
+
+@st.cache_data(show_spinner="Fitting ratings…", max_entries=32)
+def cached_board(filter_key: tuple, version: tuple, rounds: int):
+    """The fitted board; the key includes the vote table's version, so new votes refit."""
+    battles, names = battles_from_db(repo.VoteFilter(**dict(filter_key)))
+    return build_board(battles, names, bootstrap=rounds, seed=0)
+
+
+with session_scope() as s:
+    version = repo.vote_data_version(s)
+try:
+    board = cached_board(tuple(sorted(vars(vote_filter).items())), version, int(rounds))
+except RatingError as exc:
+    st.info(f"Nothing to rank: {exc}. Vote in the Arena (blind) or on Compare with two models.")
+    st.stop()
+
+st.caption(
+    f"{board.battles} battles · ties and both-bad count as half a win each way · rating = 1000 + 400·log10(odds)"
+)
+table = pd.DataFrame(
+    [
+        {
+            "rank": i + 1,
+            "model": board.names.get(r.model, r.model),
+            "rating": round(r.rating),
+            "95% CI": "–" if r.ci_low is None else f"{r.ci_low:.0f} – {r.ci_high:.0f}",
+            "battles": r.battles,
+            "wins": r.wins,
+            "ties": r.ties,
+            "losses": r.losses,
+        }
+        for i, r in enumerate(board.ratings)
+    ]
+)
+st.dataframe(table, hide_index=True, width="stretch", key="lb_table")
+sparse = [board.names.get(r.model, r.model) for r in board.ratings if r.battles < 5]
+if sparse:
+    st.caption(f"Few battles (under 5) for: {', '.join(sparse)} — their ratings are rough.")
+left, right = st.columns(2)
+left.plotly_chart(ratings_chart(board.ratings, board.names), key="lb_chart")
+right.plotly_chart(
+    win_rate_heatmap(board.models, board.win_rates, board.names, [r.model for r in board.ratings]), key="lb_heatmap"
+)
