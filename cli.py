@@ -16,7 +16,7 @@ from rich.live import Live
 from rich.table import Table
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Compare language models side by side.")
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 out = Console()
 
 
