@@ -136,7 +136,7 @@ def test_leaderboard_csv_problems_exit_2(tmp_path, content, message):
 
 def test_leaderboard_with_no_votes_is_a_clear_message():
     done = cli("leaderboard", "--json")
-    assert done.returncode == 2 and "no votes" in done.stderr
+    assert done.returncode == 2 and "no votes" in done.stderr and "at least two models" in done.stderr
 
 
 def test_export_with_nothing_to_export_writes_no_file(tmp_path):
