@@ -282,6 +282,113 @@ def export(
     err.print(f"wrote {summary['rows']} {fmt} rows to {output}")
 
 
+@app.command()
+def classify(
+    input_file: Annotated[Optional[Path], typer.Argument(help="JSONL rows with prompt and response.")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Where to write labelled rows.")] = None,
+    db: Annotated[bool, typer.Option("--db", help="Label every stored response the current detector has not.")] = False,
+    batch: Annotated[int, typer.Option(help="Rows per batch.")] = 512,
+    judge: Annotated[
+        Optional[str], typer.Option(help="Use this endpoint as an LLM judge instead (costs calls).")
+    ] = None,
+) -> None:
+    """Label answers answered / refused / deflected / blocked / empty (JSONL in and out, or the database)."""
+    from lib.deflection import classify as detector
+    from lib.deflection import source_name
+
+    run_classifier, source_name_fn = detector, source_name
+    if judge:
+        from lib.deflection.judge import judge as run_judge
+        from lib.endpoints import UnknownEndpoint, key_is_set, resolve
+
+        try:
+            (judge_endpoint,) = resolve(_endpoints(), [judge])
+        except UnknownEndpoint as exc:
+            fail(str(exc))
+        if not key_is_set(judge_endpoint):
+            fail(f"the judge '{judge}' needs an API key: set {judge_endpoint.key_env}")
+
+        def run_classifier(items):  # noqa: F811 - the judge replaces the detector
+            return run_judge(judge_endpoint, items)
+
+        def source_name_fn():  # noqa: F811
+            return f"judge:{judge}"
+
+    if db:
+        from db import repo
+        from db.engine import session_scope
+
+        _open_db()
+        source, done = source_name_fn(), 0
+        while True:
+            with session_scope() as s:
+                rows = repo.responses_without_label(s, source, limit=batch)
+                if not rows:
+                    break
+                verdicts = run_classifier(
+                    [{"prompt": r.exchange.prompt, "response": r.text, "status": r.status} for r in rows]
+                )
+                for row, verdict in zip(rows, verdicts, strict=True):
+                    repo.set_label(s, row.id, verdict.label, source, verdict.confidence, verdict.rule)
+                done += len(rows)
+        err.print(f"labelled {done} responses with {source}")
+        return
+    if input_file is None or output is None:
+        fail("give INPUT.jsonl and -o OUTPUT.jsonl, or --db")
+    if not input_file.exists():
+        fail(f"{input_file}: no such file")
+    rows, problems = [], []
+    with open(input_file, encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                problems.append(f"line {number}: not JSON ({exc.msg})")
+                continue
+            if not isinstance(row, dict) or not isinstance(row.get("response"), str):
+                problems.append(f"line {number}: no 'response' text")
+                continue
+            rows.append(row)
+    if problems:
+        fail(
+            f"{input_file}: "
+            + "; ".join(problems[:20])
+            + (f"; and {len(problems) - 20} more" if len(problems) > 20 else "")
+        )
+    tmp = output.with_name(output.name + ".part")
+    try:
+        with open(tmp, "w", encoding="utf-8") as out_file:
+            for start in range(0, len(rows), batch):
+                chunk = rows[start : start + batch]
+                for row, verdict in zip(chunk, run_classifier(chunk), strict=True):
+                    labelled = {**row, "label": verdict.label, "confidence": verdict.confidence, "rule": verdict.rule}
+                    out_file.write(json.dumps(labelled, ensure_ascii=False) + "\n")
+        tmp.replace(output)
+    finally:
+        tmp.unlink(missing_ok=True)
+    err.print(f"labelled {len(rows)} rows into {output}")
+
+
+@app.command("train-deflection")
+def train_deflection(
+    output: Annotated[Optional[Path], typer.Option(help="Artifact to write (default: the shipped one).")] = None,
+    no_db: Annotated[bool, typer.Option("--no-db", help="Leave out human labels from the database.")] = False,
+) -> None:
+    """Refit the deflection classifier from ../shared/data plus human labels (fixed seed)."""
+    from lib.deflection.model import ARTIFACT
+    from lib.deflection.train import TrainingDataMissing, train_and_save
+
+    if not no_db:
+        _open_db()
+    try:
+        meta = train_and_save(output or ARTIFACT, include_db=not no_db)
+    except TrainingDataMissing as exc:
+        fail(str(exc))
+    err.print(f"trained {meta['version']} on {meta['rows']} rows -> {output or ARTIFACT}")
+
+
 @app.command("serve-local")
 def serve_local(
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8765,

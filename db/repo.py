@@ -272,11 +272,14 @@ def set_label(
 
 
 def effective_label(labels: Iterable[Label]) -> Label | None:
-    """The label that counts: a human one if any, else the newest automatic one."""
+    """The label that counts: a human one, else the detector's newest, else any other (a judge)."""
+
+    def rank(lab: Label) -> tuple:
+        priority = 2 if lab.source == "human" else 1 if lab.source.startswith("parallax-deflection") else 0
+        return priority, lab.created_at or datetime.min, lab.id or 0
+
     labels = list(labels)
-    human = [lab for lab in labels if lab.source == "human"]
-    pool = human or labels
-    return max(pool, key=lambda lab: (lab.created_at or datetime.min, lab.id or 0)) if pool else None
+    return max(labels, key=rank) if labels else None
 
 
 def responses_without_label(session: Session, source: str, limit: int | None = None) -> list[Response]:

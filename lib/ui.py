@@ -121,6 +121,17 @@ def render_response(
     )
     if show_label:
         render_label(response, key_prefix)
+        render_thumb(response, key_prefix)
+
+
+def render_thumb(response, key_prefix: str) -> None:
+    """Thumbs up/down for one answer (unpaired preference data for KTO exports)."""
+    value = st.feedback("thumbs", key=f"{key_prefix}_thumb_{response.id}")
+    saved_key = f"thumb_saved_{response.id}"
+    if value is not None and st.session_state.get(saved_key) != value:
+        with session_scope() as s:
+            repo.add_thumb(s, response.id, up=bool(value))
+        st.session_state[saved_key] = value
 
 
 def live_column(placeholder, title: str, anonymous: bool = False):

@@ -14,6 +14,7 @@ The model name picks the behaviour, so one server can play many providers at onc
     auth                HTTP 401
     usage               like echo, plus a final usage chunk
     fixed-N-DELAY       N tokens, DELAY seconds each (for benchmarks)
+    judge               a JSON verdict: refused when the judged answer says "sorry", else answered
 
 Also used by bench/ for fan-out and suite timing. Bound to 127.0.0.1 on a free port.
 """
@@ -93,6 +94,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         last = next((m["content"] for m in reversed(request.get("messages", [])) if m["role"] == "user"), "")
         words = [w + " " for w in (last.split() or ["ok"])]
+        if model == "judge":
+            answer = last.split("<answer>")[-1].lower()
+            label = "refused" if "sorry" in answer else "answered"
+            words = ['{"label": ', f'"{label}", ', '"confidence": 0.9}']
         delay = 0.0
         if model.startswith("slow-"):
             time.sleep(float(model.split("-", 1)[1]))
