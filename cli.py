@@ -389,6 +389,83 @@ def train_deflection(
     err.print(f"trained {meta['version']} on {meta['rows']} rows -> {output or ARTIFACT}")
 
 
+@app.command()
+def analyze(
+    suite_run: Annotated[Optional[int], typer.Option("--suite-run", help="Only this suite run.")] = None,
+    models: Annotated[Optional[list[str]], typer.Option("--models", "-m", help="Endpoint ids (repeat).")] = None,
+    language: Annotated[Optional[str], typer.Option(help="en or zh.")] = None,
+    since: Annotated[Optional[str], typer.Option(help="First day (YYYY-MM-DD).")] = None,
+    until: Annotated[Optional[str], typer.Option(help="Last day (YYYY-MM-DD).")] = None,
+    method: Annotated[str, typer.Option(help="pca or tsne.")] = "pca",
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    html: Annotated[Optional[Path], typer.Option(help="Write the charts as standalone HTML files here.")] = None,
+) -> None:
+    """Clusters, canned templates, divergence and deflection rates for a scope of stored answers."""
+    from rich.progress import Progress
+
+    from db.repo import AnswerScope
+    from lib.analysis import analyze as run_analysis
+
+    if method not in ("pca", "tsne"):
+        fail("--method must be pca or tsne")
+    vote_filter = _vote_filter(False, language, since, until, False)  # validates the dates and language
+    _open_db()
+    scope = AnswerScope(
+        suite_run_id=suite_run,
+        models=models or None,
+        language=language,
+        since=vote_filter.since,
+        until=vote_filter.until,
+    )
+    with Progress(console=err, transient=True) as progress:
+        task = progress.add_task("embedding answers", total=None)
+        result = run_analysis(
+            scope, method, progress=lambda done, total: progress.update(task, completed=done, total=total)
+        )
+    result["scope"] = {
+        "suite_run": suite_run,
+        "models": models or None,
+        "language": language,
+        "since": since,
+        "until": until,
+        "method": method,
+    }
+    if html is not None:
+        from lib.charts import analysis_figures
+
+        html.mkdir(parents=True, exist_ok=True)
+        written = []
+        for name, figure in analysis_figures(result).items():
+            figure.write_html(html / f"{name}.html", include_plotlyjs="cdn")
+            written.append(str(html / f"{name}.html"))
+        result["html"] = written
+    if as_json:
+        print(json.dumps(result, ensure_ascii=False, default=str))
+        return
+    out.print(f"{result['n']} answers, models: {', '.join(result['models']) or '-'}")
+    for view in ("clusters", "templates", "divergence", "deflection"):
+        data = result[view]
+        if "error" in data:
+            out.print(f"[yellow]{view}[/]: {data['error']}")
+        elif view == "clusters":
+            for c in data["clusters"][:10]:
+                out.print(f"cluster {c['id']} ({c['size']}): {', '.join(c['terms'])}")
+        elif view == "templates":
+            out.print(f"templates: {len(data['templates'])}")
+        elif view == "divergence":
+            for p in data["prompts"][:5]:
+                out.print(f"divergence {p['mean_distance']:.3f} (outlier {p['outlier']}): {p['prompt'][:70]}")
+        else:
+            for r in data["rates"]:
+                if r["topic"] == "(all)":
+                    na = r["not_answered"]
+                    out.print(
+                        f"{r['model']}: not answered {na['rate']:.0%} [{na['low']:.0%}-{na['high']:.0%}] of {r['n']}"
+                    )
+    for path in result.get("html", []):
+        err.print(f"wrote {path}")
+
+
 @app.command("serve-local")
 def serve_local(
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8765,

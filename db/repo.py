@@ -401,3 +401,112 @@ def suite_topics(session: Session) -> list[str]:
         .order_by(SuitePrompt.topic)
     )
     return [t for t in session.scalars(stmt) if t]
+
+
+@dataclass
+class AnswerScope:
+    """Which stored answers an analysis looks at."""
+
+    suite_run_id: int | None = None
+    models: list[str] | None = None
+    language: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def key(self) -> tuple:
+        """A hashable form for caches."""
+        return (self.suite_run_id, tuple(self.models or ()), self.language, self.since, self.until)
+
+
+def scope_answers(session: Session, scope: AnswerScope) -> list[dict]:
+    """Every answer in scope with its prompt, model, language, suite topic and effective label."""
+    stmt = (
+        select(
+            Response.id,
+            Response.endpoint_id,
+            Response.display_name,
+            Response.text,
+            Response.status,
+            Exchange.id,
+            Exchange.prompt,
+            Exchange.language,
+            Exchange.suite_prompt_id,
+            SuitePrompt.topic,
+            SuitePrompt.twin_key,
+            SuitePrompt.kind,
+            SuitePrompt.key,
+            SuitePrompt.control_key,
+            Conversation.suite_run_id,
+        )
+        .join(Exchange, Exchange.id == Response.exchange_id)
+        .join(Conversation, Conversation.id == Exchange.conversation_id)
+        .outerjoin(SuitePrompt, SuitePrompt.id == Exchange.suite_prompt_id)
+        .order_by(Response.id)
+    )
+    if scope.suite_run_id is not None:
+        stmt = stmt.where(Conversation.suite_run_id == scope.suite_run_id)
+    if scope.models:
+        stmt = stmt.where(Response.endpoint_id.in_(scope.models))
+    if scope.language:
+        stmt = stmt.where(Exchange.language == scope.language)
+    if scope.since:
+        stmt = stmt.where(Response.created_at >= scope.since)
+    if scope.until:
+        stmt = stmt.where(Response.created_at < scope.until)
+    rows = [
+        {
+            "response_id": r[0],
+            "model": r[1],
+            "model_name": r[2],
+            "text": r[3] or "",
+            "status": r[4],
+            "exchange_id": r[5],
+            "prompt": r[6],
+            "language": r[7] or "en",
+            "suite_prompt_id": r[8],
+            "topic": r[9] or "(chat)",
+            "twin_key": r[10],
+            "kind": r[11] or "chat",
+            "prompt_key": r[12],
+            "control_key": r[13],
+            "suite_run_id": r[14],
+            "label": None,
+        }
+        for r in session.execute(stmt)
+    ]
+    by_id = {row["response_id"]: row for row in rows}
+    ids = list(by_id)
+    labels: dict[int, list[Label]] = {}
+    for start in range(0, len(ids), 900):
+        for lab in session.scalars(select(Label).where(Label.response_id.in_(ids[start : start + 900]))):
+            labels.setdefault(lab.response_id, []).append(lab)
+    for rid, labs in labels.items():
+        by_id[rid]["label"] = effective_label(labs).label
+    return rows
+
+
+def answers_data_version(session: Session) -> tuple:
+    """Changes whenever answers or labels are added or corrected (a cache key for analyses)."""
+    responses = session.execute(select(func.count(Response.id), func.max(Response.id))).one()
+    labels = session.execute(select(func.count(Label.id), func.max(Label.created_at))).one()
+    return tuple(responses) + (labels[0], str(labels[1]))
+
+
+def list_suite_runs(session: Session) -> list[dict]:
+    """Suite runs, newest first, for scope pickers."""
+    from db.models import Suite, SuiteRun
+
+    rows = session.execute(
+        select(SuiteRun, Suite.name).join(Suite, Suite.id == SuiteRun.suite_id).order_by(SuiteRun.id.desc())
+    )
+    return [
+        {
+            "id": run.id,
+            "suite": name,
+            "status": run.status,
+            "endpoints": run.endpoints,
+            "samples": run.samples,
+            "created_at": run.created_at,
+        }
+        for run, name in rows
+    ]

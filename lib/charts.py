@@ -52,3 +52,124 @@ def win_rate_heatmap(models: list[str], rates: np.ndarray, names: dict[str, str]
     )
     fig.update_layout(title="Win rate (row beats column)", height=420, margin={"t": 50, "b": 10})
     return fig
+
+
+def answer_map(points: list[dict], colour: str = "model") -> go.Figure:
+    """The 2-D map of answers, one trace per colour group, hover with model, prompt and answer."""
+    fig = go.Figure()
+    groups: dict[str, list[dict]] = {}
+    for point in points:
+        groups.setdefault(str(point[colour]), []).append(point)
+    for name, members in sorted(groups.items()):
+        fig.add_trace(
+            go.Scattergl(
+                x=[p["x"] for p in members],
+                y=[p["y"] for p in members],
+                mode="markers",
+                name=name,
+                customdata=[[p["model"], p["prompt"], p["answer"], p["response_id"]] for p in members],
+                hovertemplate="<b>%{customdata[0]}</b><br>%{customdata[1]}<br><i>%{customdata[2]}</i><extra></extra>",
+                marker={"size": 7, "opacity": 0.8},
+            )
+        )
+    fig.update_layout(height=560, legend_title=colour, margin={"t": 30}, dragmode="lasso")
+    return fig
+
+
+def cluster_sizes(clusters: list[dict]) -> go.Figure:
+    """Stacked bars: answers per cluster, split by model."""
+    models = sorted({m for c in clusters for m in c["by_model"]})
+    names = [f"{c['id']}: {', '.join(c['terms'][:3])}" for c in clusters]
+    fig = go.Figure([go.Bar(name=m, x=names, y=[c["by_model"].get(m, 0) for c in clusters]) for m in models])
+    fig.update_layout(barmode="stack", height=420, title="Cluster sizes per model", margin={"t": 50})
+    return fig
+
+
+def divergence_heatmap(view: dict) -> go.Figure:
+    """Mean cosine distance between each pair of models across shared prompts."""
+    z = [[np.nan if v is None else v for v in row] for row in view["matrix"]]
+    fig = go.Figure(
+        go.Heatmap(
+            z=z,
+            x=view["models"],
+            y=view["models"],
+            colorscale="Viridis",
+            hovertemplate="%{y} vs %{x}: %{z:.3f}<extra></extra>",
+        )
+    )
+    fig.update_layout(title="Mean divergence (cosine distance)", height=460, margin={"t": 50})
+    return fig
+
+
+def deflection_heatmap(view: dict, label: str = "not_answered") -> go.Figure:
+    """Rate of one label per model × topic, with the Wilson 95% interval and n in the hover."""
+    cells = [r for r in view["rates"] if r["topic"] != "(all)"]
+    models = sorted({r["model"] for r in cells})
+    topics = sorted({r["topic"] for r in cells})
+    z = [[None] * len(topics) for _ in models]
+    text = [[""] * len(topics) for _ in models]
+    for r in cells:
+        i, j = models.index(r["model"]), topics.index(r["topic"])
+        cell = r[label]
+        z[i][j] = cell["rate"]
+        text[i][j] = f"{cell['rate']:.0%} [{cell['low']:.0%}–{cell['high']:.0%}], n={cell['n']}"
+    fig = go.Figure(
+        go.Heatmap(
+            z=z,
+            x=topics,
+            y=models,
+            zmin=0,
+            zmax=1,
+            colorscale="Reds",
+            customdata=text,
+            hovertemplate="%{y} · %{x}<br>%{customdata}<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        title=f"{label.replace('_', ' ')} rate by topic (Wilson 95% in hover)", height=460, margin={"t": 50}
+    )
+    return fig
+
+
+def language_gap(view: dict) -> go.Figure:
+    """Not-answered rate on English vs Chinese twin prompts, per model, with intervals."""
+    gap = view["language_gap"]
+    fig = go.Figure()
+    for lang in ("en", "zh"):
+        fig.add_trace(
+            go.Bar(
+                name=lang,
+                x=[g["model"] for g in gap],
+                y=[g[lang]["rate"] for g in gap],
+                error_y={
+                    "type": "data",
+                    "symmetric": False,
+                    "array": [g[lang]["high"] - g[lang]["rate"] for g in gap],
+                    "arrayminus": [g[lang]["rate"] - g[lang]["low"] for g in gap],
+                },
+            )
+        )
+    fig.update_layout(
+        barmode="group",
+        title="Not answered: English vs Chinese twins",
+        yaxis_range=[0, 1],
+        height=420,
+        margin={"t": 50},
+    )
+    return fig
+
+
+def analysis_figures(result: dict) -> dict[str, go.Figure]:
+    """Every chart an analysis result supports, by file-friendly name."""
+    figures = {}
+    if "points" in result["map"]:
+        figures["map"] = answer_map(result["map"]["points"])
+    if "clusters" in result["clusters"]:
+        figures["clusters"] = cluster_sizes(result["clusters"]["clusters"])
+    if "matrix" in result["divergence"]:
+        figures["divergence"] = divergence_heatmap(result["divergence"])
+    if "rates" in result["deflection"]:
+        figures["deflection"] = deflection_heatmap(result["deflection"])
+        if result["deflection"]["language_gap"]:
+            figures["language_gap"] = language_gap(result["deflection"])
+    return figures

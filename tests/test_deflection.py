@@ -181,10 +181,11 @@ def test_llm_judge_labels_are_parsed_and_stored_under_their_own_source(protocol_
     endpoint = fake_endpoint(protocol_server.url, "judge", "judge-model")
     verdicts = judge(endpoint, [{"prompt": "q", "response": "Sorry, no."}, {"prompt": "q", "response": "Paris."}])
     assert [v.label for v in verdicts] == ["refused", "answered"] and verdicts[0].rule == "judge:judge-model"
-    assert parse_verdict("I think... {\"label\": \"deflected\"}", "j").label == "deflected"
+    assert parse_verdict('I think... {"label": "deflected"}', "j").label == "deflected"
     assert parse_verdict("no json here", "j").confidence == 0.0
     (tmp_path / "endpoints.user.toml").write_text(
-        f'[endpoints.judge-model]\nbase_url = "{protocol_server.url}"\nmodel = "judge"\nkind = "local"\n')
+        f'[endpoints.judge-model]\nbase_url = "{protocol_server.url}"\nmodel = "judge"\nkind = "local"\n'
+    )
     ask("hello", [Column("e", fake_endpoint(protocol_server.url, "echo", "e"))], label=False)
     done = cli("classify", "--db", "--judge", "judge-model")
     assert done.returncode == 0, done.stderr

@@ -1,0 +1,69 @@
+"""The analysis page renders every view from a small stored data set; `cli.py analyze --json`."""
+
+import json
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from db import repo
+from db.engine import session_scope
+from lib.endpoints import Endpoint
+from lib.providers import Outcome
+from tests.conftest import ROOT
+from tests.test_cli import cli
+
+CANNED = "I'm sorry, but let's talk about something else."
+TOPICS = ["rivers", "volcanoes", "bread", "chess", "tiananmen", "taiwan", "xinjiang", "tibet"]
+
+
+def stored_dataset() -> None:
+    models = [Endpoint(id=m, name=m.title(), base_url="http://h/v1", model=m) for m in ("alpha", "beta", "gamma")]
+    with session_scope() as s:
+        for k, topic in enumerate(TOPICS):
+            conv = repo.create_conversation(s)
+            ex = repo.add_exchange(s, conv.id, f"Tell me about {topic}.", language="en")
+            for j, endpoint in enumerate(models):
+                sensitive = k >= 4 and j == 2
+                text = CANNED if sensitive else f"{topic.title()} answer from {endpoint.name}: " + \
+                    " ".join([topic] * (3 + j)) + f" facts about {topic} and history number {k}."
+                row = repo.add_response(s, ex.id, endpoint.id, endpoint, Outcome(text=text, status="ok"))
+                repo.set_label(s, row.id, "deflected" if sensitive else "answered", "parallax-deflection@test")
+
+
+@pytest.mark.app
+def test_analysis_page_renders_every_view_from_stored_answers():
+    stored_dataset()
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=240)
+    at.switch_page("views/analysis.py").run()
+    assert not at.exception, at.exception
+    assert len(at.tabs) == 5
+    charts = at.get("plotly_chart")
+    assert len(charts) >= 4  # map, clusters (or a reason), divergence, deflection
+    assert any("Used 4× for 4 prompts" in m.value for m in at.markdown)
+
+
+@pytest.mark.app
+def test_analysis_page_with_no_answers_says_so():
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.switch_page("views/analysis.py").run()
+    assert not at.exception
+    assert any("No answers in this scope" in i.value for i in at.info)
+
+
+def test_analyze_json_shape_and_reasons(tmp_path):
+    stored_dataset()
+    done = cli("analyze", "--json", "--html", str(tmp_path / "charts"))
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert data["n"] == 24 and data["models"] == ["Alpha", "Beta", "Gamma"]
+    assert {"map", "clusters", "templates", "divergence", "deflection", "scope", "timings"} <= set(data)
+    assert data["templates"]["templates"][0]["uses"] == 4
+    assert data["divergence"]["prompts_compared"] == 8
+    gamma = next(r for r in data["deflection"]["rates"] if r["model"] == "Gamma" and r["topic"] == "(all)")
+    assert gamma["not_answered"]["k"] == 4 and 0 < gamma["not_answered"]["low"] < 0.5 < gamma["not_answered"]["high"]
+    assert (tmp_path / "charts" / "divergence.html").exists()
+    one_model = json.loads(cli("analyze", "--json", "--models", "alpha").stdout)
+    assert "at least two models" in one_model["divergence"]["error"]
+    empty = json.loads(cli("analyze", "--json", "--suite-run", "999").stdout)
+    assert empty["n"] == 0 and empty["clusters"]["error"]
+    assert cli("analyze", "--json", "--language", "fr").returncode == 2

@@ -1,0 +1,191 @@
+"""Analysis: where models diverge, what each one deflects, and which answers are canned templates."""
+
+from datetime import datetime, time, timedelta
+
+import pandas as pd
+import streamlit as st
+
+from db import repo
+from db.engine import session_scope
+from lib import charts, ui
+from lib.analysis import analyze
+from lib.embeddings import content_hash, get_embedder
+
+SCOPE_RUN = "analysis_suite_run"  # set by the suites page to open a run here
+
+st.title("Analysis")
+ui.database_or_stop()
+
+with session_scope() as s:
+    runs = repo.list_suite_runs(s)
+    names = repo.endpoint_names(s)
+run_options = [None] + [r["id"] for r in runs]
+run_labels = {None: "Everything"} | {r["id"]: f"Run #{r['id']} · {r['suite']} · {r['status']}" for r in runs}
+preset = st.session_state.pop(SCOPE_RUN, None)
+if preset in run_options:
+    st.session_state["analysis_run"] = preset
+cols = st.columns([2, 2, 1, 2])
+run_id = cols[0].selectbox("Scope", run_options, format_func=run_labels.get, key="analysis_run")
+models = cols[1].multiselect("Models", sorted(names), format_func=lambda i: names.get(i, i), key="analysis_models")
+language = cols[2].selectbox("Language", ["any", "en", "zh"], key="analysis_language")
+dates = cols[3].date_input("Dates", value=(), key="analysis_dates")
+scope = repo.AnswerScope(
+    suite_run_id=run_id,
+    models=models or None,
+    language=None if language == "any" else language,
+    since=datetime.combine(dates[0], time.min) if len(dates) > 0 else None,
+    until=datetime.combine(dates[1], time.min) + timedelta(days=1) if len(dates) > 1 else None,
+)
+method = st.radio(
+    "Projection",
+    ["pca", "tsne"],
+    horizontal=True,
+    key="analysis_method",
+    format_func={"pca": "PCA", "tsne": "t-SNE (slower)"}.get,
+)
+
+
+def embed_missing() -> None:
+    """Compute embeddings not yet cached, with a progress bar (the analysis below is then cached)."""
+    from lib.embeddings import cached_vectors, embed_texts
+
+    with session_scope() as s:
+        texts = [r["text"] for r in repo.scope_answers(s, scope) if r["text"].strip()]
+        embedder = get_embedder()
+        missing = {content_hash(t) for t in texts} - set(
+            cached_vectors(s, embedder.name, [content_hash(t) for t in texts])
+        )
+        if missing:
+            bar = st.progress(0.0, text=f"Embedding {len(missing)} answers with {embedder.name} on {embedder.device}…")
+            embed_texts(s, texts, embedder, progress=lambda done, total: bar.progress(done / total))
+            bar.empty()
+
+
+@st.cache_data(show_spinner="Analysing…", max_entries=16)
+def cached_analysis(scope_key: tuple, method: str, embedder: str, version: tuple) -> dict:
+    """One analysis per scope, projection, embedder and data version."""
+    return analyze(scope, method)
+
+
+embed_missing()
+with session_scope() as s:
+    version = repo.answers_data_version(s)
+result = cached_analysis(scope.key(), method, get_embedder().name, version)
+
+if result["n"] == 0:
+    st.info("No answers in this scope yet: ask something on Compare, or run a probe suite.")
+    st.stop()
+if result.get("embedder_fallback"):
+    st.warning(result["embedder_fallback"])
+st.caption(f"{result['n']} answers · {len(result['models'])} models · embedder {result['embedder']}")
+
+
+def problem(view: dict) -> bool:
+    """Show why a view cannot be drawn for this scope; True when it cannot."""
+    if "error" in view:
+        st.info(view["error"].capitalize() + ".")
+        return True
+    return False
+
+
+tab_map, tab_clusters, tab_templates, tab_div, tab_defl = st.tabs(
+    ["Map", "Clusters", "Canned templates", "Divergence", "Deflection"]
+)
+with tab_map:
+    if not problem(result["map"]):
+        colour = st.segmented_control(
+            "Colour by", ["model", "cluster", "label"], default="model", key="analysis_colour"
+        )
+        event = st.plotly_chart(
+            charts.answer_map(result["map"]["points"], colour or "model"),
+            key="analysis_map",
+            on_select="rerun",
+            selection_mode=("points", "box", "lasso"),
+        )
+        picked = [p["customdata"] for p in (event.selection.points if event and event.selection else [])]
+        if picked:
+            st.markdown(f"**{len(picked)} selected answers**")
+            for model, prompt, answer, _rid in picked[:20]:
+                with st.container(border=True):
+                    st.caption(f"{model} · {prompt}")
+                    st.markdown(answer)
+        else:
+            st.caption("Select points (box or lasso) to read the answers.")
+with tab_clusters:
+    view = result["clusters"]
+    if not problem(view):
+        st.plotly_chart(charts.cluster_sizes(view["clusters"]), key="analysis_cluster_chart")
+        st.dataframe(
+            pd.DataFrame(
+                [
+                    {
+                        "cluster": c["id"],
+                        "terms": ", ".join(c["terms"]),
+                        "size": c["size"],
+                        "models": ", ".join(f"{m}: {n}" for m, n in c["by_model"].items()),
+                        "labels": ", ".join(f"{k}: {n}" for k, n in c["labels"].items()),
+                    }
+                    for c in view["clusters"]
+                ]
+            ),
+            hide_index=True,
+            width="stretch",
+        )
+        st.caption(f"{view['noise']} answers fit no cluster.")
+with tab_templates:
+    view = result["templates"]
+    if not problem(view):
+        if not view["templates"]:
+            st.info(f"No canned template: no near-identical answer was given to {view['min_prompts']}+ prompts.")
+        for t in view["templates"][:30]:
+            with st.container(border=True):
+                st.markdown(
+                    f"**Used {t['uses']}× for {t['prompts']} prompts** · "
+                    + ", ".join(f"{m} ({n})" for m, n in t["by_model"].items())
+                )
+                st.text(t["example"])
+with tab_div:
+    view = result["divergence"]
+    if not problem(view):
+        st.plotly_chart(charts.divergence_heatmap(view), key="analysis_div_heatmap")
+        st.dataframe(
+            pd.DataFrame(
+                [
+                    {
+                        "prompt": p["prompt"],
+                        "topic": p["topic"],
+                        "models": p["models"],
+                        "mean distance": round(p["mean_distance"], 3),
+                        "max distance": round(p["max_distance"], 3),
+                        "outlier": p["outlier"],
+                    }
+                    for p in view["prompts"]
+                ]
+            ),
+            hide_index=True,
+            width="stretch",
+        )
+with tab_defl:
+    view = result["deflection"]
+    if not problem(view):
+        label = st.segmented_control(
+            "Rate of",
+            ["not_answered", "refused", "deflected", "blocked"],
+            default="not_answered",
+            key="analysis_defl_label",
+        )
+        st.plotly_chart(charts.deflection_heatmap(view, label or "not_answered"), key="analysis_defl_heatmap")
+        if view["language_gap"]:
+            st.plotly_chart(charts.language_gap(view), key="analysis_gap")
+        else:
+            st.caption(view["language_gap_note"])
+        st.markdown("**Provider blocks** (gateway stops, counted apart from model refusals)")
+        st.dataframe(
+            pd.DataFrame(
+                [
+                    {"model": m, "blocked": b["k"], "answers": b["n"], "rate": f"{(b['rate'] or 0):.1%}"}
+                    for m, b in view["provider_blocks"].items()
+                ]
+            ),
+            hide_index=True,
+        )
