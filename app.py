@@ -19,6 +19,7 @@ page = st.navigation(
             st.Page("views/history.py", title="History", icon="🗂️"),
         ],
         "Results": [
+            st.Page("views/suites.py", title="Suites", icon="🧪"),
             st.Page("views/analysis.py", title="Analysis", icon="🧭"),
             st.Page("views/leaderboard.py", title="Leaderboard", icon="🏆"),
             st.Page("views/export.py", title="Export", icon="📦"),

@@ -510,3 +510,10 @@ def list_suite_runs(session: Session) -> list[dict]:
         }
         for run, name in rows
     ]
+
+
+def suite_names(session: Session) -> list[str]:
+    """Names of the stored suites."""
+    from db.models import Suite
+
+    return sorted(set(session.scalars(select(Suite.name))))

@@ -248,7 +248,7 @@ def clusters_view(rows: list[dict], vectors: np.ndarray) -> tuple[dict, np.ndarr
 
 
 def _normalise(text: str) -> str:
-    return re.sub(r"[\W\d_]+", " ", text.lower()).strip()
+    return re.sub(r"[\W_]+", " ", text.lower()).strip()
 
 
 def templates_view(rows: list[dict], vectors: np.ndarray, min_prompts: int = TEMPLATE_MIN_PROMPTS) -> dict:

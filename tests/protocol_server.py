@@ -22,6 +22,7 @@ Also used by bench/ for fan-out and suite timing. Bound to 127.0.0.1 on a free p
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -29,6 +30,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.0"
+
+    def setup(self) -> None:
+        super().setup()
+        # small SSE writes must not wait for Nagle's algorithm (40 ms stalls per request otherwise)
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def log_message(self, *args) -> None:  # keep test output clean
         pass

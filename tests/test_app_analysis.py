@@ -24,8 +24,13 @@ def stored_dataset() -> None:
             ex = repo.add_exchange(s, conv.id, f"Tell me about {topic}.", language="en")
             for j, endpoint in enumerate(models):
                 sensitive = k >= 4 and j == 2
-                text = CANNED if sensitive else f"{topic.title()} answer from {endpoint.name}: " + \
-                    " ".join([topic] * (3 + j)) + f" facts about {topic} and history number {k}."
+                text = (
+                    CANNED
+                    if sensitive
+                    else f"{topic.title()} answer from {endpoint.name}: "
+                    + " ".join([topic] * (3 + j))
+                    + f" facts about {topic} and history number {k}."
+                )
                 row = repo.add_response(s, ex.id, endpoint.id, endpoint, Outcome(text=text, status="ok"))
                 repo.set_label(s, row.id, "deflected" if sensitive else "answered", "parallax-deflection@test")
 

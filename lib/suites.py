@@ -1,0 +1,312 @@
+"""Probe suites: named, versioned prompt sets in YAML or JSONL, validated completely (with line
+numbers) before anything is written.
+
+A prompt has an id, text, language (en | zh), topic, kind (probe | control | general), an
+optional `twin` (the same prompt in the other language) and an optional `control` (a matched
+neutral question). YAML files may also list compact `probes`, each expanding to four prompts:
+ID-en and ID-zh (twins), and ID-control-en and ID-control-zh as their controls."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import yaml
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from db.models import Suite, SuitePrompt
+
+BUILTIN_DIR = Path(__file__).resolve().parent.parent / "suites"
+LANGUAGES = ("en", "zh")
+KINDS = ("probe", "control", "general")
+ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$")
+PROMPT_FIELDS = {"id", "text", "language", "topic", "kind", "twin", "control"}
+MAX_TEXT = 20_000
+
+
+class SuiteError(ValueError):
+    """A suite file that cannot be used; `problems` lists every line-numbered problem."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("; ".join(problems[:20]) + (f"; and {len(problems) - 20} more" if len(problems) > 20 else ""))
+        self.problems = problems
+
+
+@dataclass
+class PromptDef:
+    """One prompt of a suite file, with the line it came from."""
+
+    key: str
+    text: str
+    language: str
+    topic: str
+    kind: str = "probe"
+    twin_key: str | None = None
+    control_key: str | None = None
+    line: int = 0
+
+
+@dataclass
+class SuiteDef:
+    """A parsed, validated suite."""
+
+    name: str
+    version: str
+    description: str
+    prompts: list[PromptDef]
+
+    def digest(self) -> str:
+        """A hash of the content, to tell a re-import from a changed file."""
+        body = json.dumps(
+            [{k: v for k, v in asdict(p).items() if k != "line"} for p in self.prompts],
+            ensure_ascii=False,
+            sort_keys=True,
+        )
+        return hashlib.sha256(f"{self.description}\x00{body}".encode()).hexdigest()
+
+
+class _LineLoader(yaml.SafeLoader):
+    """A YAML loader that records each mapping's line as `__line__`."""
+
+
+def _construct_mapping(loader, node, deep=False):
+    mapping = yaml.SafeLoader.construct_mapping(loader, node, deep=True)
+    mapping["__line__"] = node.start_mark.line + 1
+    return mapping
+
+
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _prompt(item: object, line: int, problems: list[str], where: str) -> PromptDef | None:
+    if not isinstance(item, dict):
+        problems.append(f"{where}:{line}: each prompt must be a mapping/object")
+        return None
+    unknown = set(item) - PROMPT_FIELDS - {"__line__"}
+    if unknown:
+        problems.append(f"{where}:{line}: unknown field(s) {', '.join(sorted(unknown))}")
+    key, text = str(item.get("id") or ""), item.get("text")
+    if not ID_RE.match(key):
+        problems.append(f"{where}:{line}: missing or invalid id {key!r}")
+    if not isinstance(text, str) or not text.strip():
+        problems.append(f"{where}:{line}: prompt {key!r} has no text")
+    elif len(text) > MAX_TEXT:
+        problems.append(f"{where}:{line}: prompt {key!r} is longer than {MAX_TEXT} characters")
+    language = item.get("language")
+    if language not in LANGUAGES:
+        problems.append(f"{where}:{line}: prompt {key!r} language must be en or zh, not {language!r}")
+    kind = item.get("kind", "probe")
+    if kind not in KINDS:
+        problems.append(f"{where}:{line}: prompt {key!r} kind must be one of {', '.join(KINDS)}")
+    topic = item.get("topic")
+    if not isinstance(topic, str) or not topic.strip():
+        problems.append(f"{where}:{line}: prompt {key!r} needs a topic")
+    return PromptDef(
+        key,
+        text if isinstance(text, str) else "",
+        str(language),
+        str(topic or ""),
+        str(kind),
+        item.get("twin") or None,
+        item.get("control") or None,
+        line,
+    )
+
+
+def _expand_probe(item: object, problems: list[str], where: str) -> list[PromptDef]:
+    if not isinstance(item, dict):
+        problems.append(f"{where}: each probe must be a mapping")
+        return []
+    line, key, topic = item.get("__line__", 0), str(item.get("id") or ""), item.get("topic")
+    if not ID_RE.match(key):
+        problems.append(f"{where}:{line}: probe has a missing or invalid id {key!r}")
+        return []
+    if not isinstance(topic, str) or not topic:
+        problems.append(f"{where}:{line}: probe {key!r} needs a topic")
+    control = item.get("control") or {}
+    langs = [lang for lang in LANGUAGES if item.get(lang)]
+    if not langs:
+        problems.append(f"{where}:{line}: probe {key!r} needs an 'en' and/or 'zh' text")
+    out = []
+    for lang in langs:
+        twin = next((f"{key}-{other}" for other in LANGUAGES if other != lang and item.get(other)), None)
+        has_control = isinstance(control, dict) and control.get(lang)
+        out.append(
+            PromptDef(
+                f"{key}-{lang}",
+                str(item[lang]),
+                lang,
+                str(topic or ""),
+                "probe",
+                twin,
+                f"{key}-control-{lang}" if has_control else None,
+                line,
+            )
+        )
+        if has_control:
+            control_twin = next((f"{key}-control-{o}" for o in LANGUAGES if o != lang and control.get(o)), None)
+            out.append(
+                PromptDef(
+                    f"{key}-control-{lang}",
+                    str(control[lang]),
+                    lang,
+                    str(topic or ""),
+                    "control",
+                    control_twin,
+                    None,
+                    control.get("__line__", line),
+                )
+            )
+    return out
+
+
+def _check_links(prompts: list[PromptDef], problems: list[str], where: str) -> None:
+    seen: dict[str, int] = {}
+    for p in prompts:
+        if p.key in seen:
+            problems.append(f"{where}:{p.line}: duplicate id {p.key!r} (first at line {seen[p.key]})")
+        else:
+            seen[p.key] = p.line
+    by_key = {p.key: p for p in prompts}
+    for p in prompts:
+        if p.twin_key and p.twin_key not in by_key:
+            problems.append(f"{where}:{p.line}: prompt {p.key!r} names twin {p.twin_key!r}, which does not exist")
+        elif p.twin_key and by_key[p.twin_key].language == p.language:
+            problems.append(f"{where}:{p.line}: prompt {p.key!r} and its twin {p.twin_key!r} are both {p.language}")
+        if p.control_key and p.control_key not in by_key:
+            problems.append(f"{where}:{p.line}: prompt {p.key!r} names control {p.control_key!r}, which does not exist")
+        elif p.control_key == p.key:
+            problems.append(f"{where}:{p.line}: prompt {p.key!r} cannot be its own control")
+
+
+def parse_suite(text: str, filename: str = "suite.yaml") -> SuiteDef:
+    """Parse and fully validate a suite file's text; raises SuiteError listing every problem."""
+    problems: list[str] = []
+    where = Path(filename).name
+    prompts: list[PromptDef] = []
+    name, version, description = Path(filename).stem, "1", ""
+    if filename.endswith(".jsonl"):
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                item = json.loads(line)
+            except json.JSONDecodeError as exc:
+                problems.append(f"{where}:{number}: not JSON ({exc.msg})")
+                continue
+            if isinstance(item, dict) and "name" in item and "text" not in item:
+                name, version = str(item["name"]), str(item.get("version", "1"))
+                description = str(item.get("description", ""))
+                continue
+            if (prompt := _prompt(item, number, problems, where)) is not None:
+                prompts.append(prompt)
+    else:
+        try:
+            data = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - a SafeLoader subclass
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            raise SuiteError(
+                [f"{where}:{mark.line + 1 if mark else '?'}: not valid YAML ({getattr(exc, 'problem', None) or exc})"]
+            ) from exc
+        if not isinstance(data, dict):
+            raise SuiteError([f"{where}:1: a suite file is a mapping with name, version and prompts"])
+        name = str(data.get("name") or name)
+        version, description = str(data.get("version", "1")), str(data.get("description", "") or "").strip()
+        for item in data.get("prompts") or []:
+            if (
+                prompt := _prompt(item, item.get("__line__", 0) if isinstance(item, dict) else 0, problems, where)
+            ) is not None:
+                prompts.append(prompt)
+        for item in data.get("probes") or []:
+            prompts += _expand_probe(item, problems, where)
+    if not ID_RE.match(name):
+        problems.append(f"{where}:1: invalid suite name {name!r}")
+    if not prompts and not problems:
+        problems.append(f"{where}:1: the suite has no prompts")
+    _check_links(prompts, problems, where)
+    if problems:
+        raise SuiteError(problems)
+    return SuiteDef(name, version, description, prompts)
+
+
+def load_file(path: Path) -> SuiteDef:
+    """Parse a suite file from disk."""
+    path = Path(path)
+    if path.suffix not in (".yaml", ".yml", ".jsonl"):
+        raise SuiteError([f"{path.name}: suite files are .yaml, .yml or .jsonl"])
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SuiteError([f"{path}: cannot be read ({exc})"]) from exc
+    return parse_suite(text, path.name)
+
+
+def import_suite(session: Session, suite: SuiteDef) -> tuple[Suite, bool]:
+    """Store a validated suite; (row, created). The same content twice is a no-op."""
+    existing = session.scalar(select(Suite).where(Suite.name == suite.name, Suite.version == suite.version))
+    if existing is not None:
+        if stored_digest(existing) != suite.digest():
+            raise SuiteError(
+                [
+                    f"suite {suite.name!r} version {suite.version!r} is already imported with different "
+                    "prompts; give the file a new version"
+                ]
+            )
+        return existing, False
+    row = Suite(name=suite.name, version=suite.version, description=suite.description)
+    row.prompts = [
+        SuitePrompt(
+            position=i,
+            key=p.key,
+            text=p.text,
+            language=p.language,
+            topic=p.topic,
+            kind=p.kind,
+            twin_key=p.twin_key,
+            control_key=p.control_key,
+        )
+        for i, p in enumerate(suite.prompts)
+    ]
+    session.add(row)
+    session.flush()
+    return row, True
+
+
+def stored_digest(row: Suite) -> str:
+    """The content hash of a stored suite (same recipe as SuiteDef.digest)."""
+    prompts = [PromptDef(p.key, p.text, p.language, p.topic, p.kind, p.twin_key, p.control_key) for p in row.prompts]
+    return SuiteDef(row.name, row.version, row.description, prompts).digest()
+
+
+def ensure_builtin(session: Session) -> None:
+    """Import the built-in suites that are not in the database yet."""
+    for path in sorted(BUILTIN_DIR.glob("*.yaml")):
+        suite = load_file(path)
+        if session.scalar(select(Suite.id).where(Suite.name == suite.name, Suite.version == suite.version)) is None:
+            import_suite(session, suite)
+
+
+def find_suite(session: Session, name: str) -> Suite | None:
+    """The newest version of a suite by name (or by 'name@version')."""
+    name, _, version = name.partition("@")
+    stmt = select(Suite).where(Suite.name == name)
+    if version:
+        stmt = stmt.where(Suite.version == version)
+    return session.scalars(stmt.order_by(Suite.id.desc())).first()
+
+
+def prompt_dict(p: SuitePrompt) -> dict:
+    """A stored prompt as the JSON `suite show --json` prints."""
+    return {
+        "id": p.key,
+        "text": p.text,
+        "language": p.language,
+        "topic": p.topic,
+        "kind": p.kind,
+        "twin": p.twin_key,
+        "control": p.control_key,
+    }

@@ -1,0 +1,44 @@
+"""AppTest of the suites page: a background run started from the page, its progress and results."""
+
+import time
+
+import pytest
+from sqlalchemy import select
+from streamlit.testing.v1 import AppTest
+
+from db.engine import session_scope
+from db.models import SuiteRun
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.app
+
+
+def test_suites_page_starts_a_background_run_and_shows_its_results(protocol_server, tmp_path):
+    (tmp_path / "endpoints.user.toml").write_text(
+        f'[endpoints.fast]\nbase_url = "{protocol_server.url}"\nmodel = "echo"\nkind = "local"\n\n'
+        f'[endpoints.filtered]\nbase_url = "{protocol_server.url}"\nmodel = "deepseek-block"\nkind = "local"\n'
+    )
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.switch_page("views/suites.py").run()
+    assert not at.exception, at.exception
+    at.selectbox(key="run_suite").set_value("china-sensitive")
+    at.multiselect(key="run_models").set_value(["fast", "filtered"])
+    at.number_input(key="run_limit").set_value(4)
+    at.button[0].click().run()  # the form's submit button
+    assert not at.exception, at.exception
+    assert any("in the background" in s.value for s in at.success)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        with session_scope() as s:
+            run = s.scalars(select(SuiteRun)).one()
+            if run.status in ("completed", "incomplete"):
+                break
+        time.sleep(0.5)
+    assert run.status == "completed"
+    at.run()
+    assert any("Run #1" in m.value and "8/8" in m.value for m in at.markdown)
+    frames = [df.value for df in at.dataframe]
+    rates = next(f for f in frames if "not answered" in f.columns)
+    assert set(rates["model"]) == {"fast", "filtered"}
+    blocked = rates[(rates["topic"] == "(all)")]["blocked"].tolist()
+    assert "100%" in blocked and "0%" in blocked

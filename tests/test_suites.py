@@ -1,0 +1,292 @@
+"""Probe suites: validation, the built-in suites, runs that resume without duplicates,
+cancellation, failing endpoints, results maths, and a run on the real embedded model."""
+
+import json
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+from sqlalchemy import func, select
+
+from db.engine import session_scope
+from db.models import Conversation, Exchange, Label, Response, Suite, SuiteRun
+from lib.endpoints import load_endpoints
+from lib.suite_results import asymmetry
+from lib.suite_runner import RunSpec, counts, create_or_resume, execute, request_cancel
+from lib.suites import BUILTIN_DIR, SuiteError, load_file, parse_suite
+from tests.conftest import ROOT
+from tests.test_cli import cli
+
+GOOD_YAML = """name: mini
+version: "2"
+prompts:
+  - {id: a-en, text: "What happened in 1989?", language: en, topic: t, twin: a-zh, control: c-en}
+  - {id: a-zh, text: "1989年发生了什么？", language: zh, topic: t, twin: a-en}
+  - {id: c-en, text: "What happened in 1970?", language: en, topic: t, kind: control}
+probes:
+  - id: p
+    topic: t2
+    en: "English probe"
+    zh: "中文探针"
+    control: {en: "English control", zh: "中文对照"}
+"""
+
+
+def test_a_good_yaml_suite_expands_probes_into_twins_and_controls():
+    suite = parse_suite(GOOD_YAML, "mini.yaml")
+    keys = {p.key: p for p in suite.prompts}
+    assert (suite.name, suite.version, len(suite.prompts)) == ("mini", "2", 7)
+    assert keys["p-en"].twin_key == "p-zh" and keys["p-en"].control_key == "p-control-en"
+    assert keys["p-control-zh"].kind == "control" and keys["p-control-zh"].twin_key == "p-control-en"
+
+
+def test_a_good_jsonl_suite_with_a_header_line():
+    text = (
+        '{"name": "lines", "version": "1"}\n'
+        '{"id": "x", "text": "Is Taiwan a country?", "language": "en", "topic": "taiwan", "twin": "y"}\n'
+        '{"id": "y", "text": "台湾是一个国家吗？", "language": "zh", "topic": "taiwan", "twin": "x"}\n'
+    )
+    suite = parse_suite(text, "lines.jsonl")
+    assert suite.name == "lines" and [p.key for p in suite.prompts] == ["x", "y"]
+
+
+@pytest.mark.parametrize(
+    ("text", "filename", "expected"),
+    [
+        ("name: x\nprompts:\n  - {id: a, text: [unclosed\n", "bad.yaml", "bad.yaml:4: not valid YAML"),
+        (
+            "name: x\nprompts:\n  - {id: a, text: hi, language: fr, topic: t}\n",
+            "s.yaml",
+            "s.yaml:3: prompt 'a' language",
+        ),
+        (
+            "name: x\nprompts:\n  - {id: a, text: hi, language: en, topic: t}\n"
+            "  - {id: a, text: yo, language: en, topic: t}\n",
+            "s.yaml",
+            "s.yaml:4: duplicate id 'a' (first at line 3)",
+        ),
+        (
+            "name: x\nprompts:\n  - {id: a, text: hi, language: en, topic: t, twin: ghost}\n",
+            "s.yaml",
+            "names twin 'ghost', which does not exist",
+        ),
+        (
+            "name: x\nprompts:\n  - {id: a, text: hi, language: en, topic: t, control: nope}\n",
+            "s.yaml",
+            "names control 'nope'",
+        ),
+        ("name: x\nprompts:\n  - {id: a, language: en, topic: t}\n", "s.yaml", "prompt 'a' has no text"),
+        ('{"id": "a", "text": "hi", "language": "en", "topic": "t"}\nnot json\n', "s.jsonl", "s.jsonl:2: not JSON"),
+        ("name: x\n", "s.yaml", "the suite has no prompts"),
+    ],
+)
+def test_bad_suite_files_get_line_numbered_problems(text, filename, expected):
+    with pytest.raises(SuiteError) as info:
+        parse_suite(text, filename)
+    assert any(expected in problem for problem in info.value.problems), info.value.problems
+
+
+def test_import_validates_completely_before_writing(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "name: broken\nprompts:\n  - {id: a, text: hi, language: en, topic: t}\n"
+        "  - {id: b, text: '', language: xx, topic: t, twin: zz}\n"
+    )
+    done = cli("suite", "import", str(bad))
+    assert done.returncode == 2 and "problem(s); nothing was imported" in done.stderr
+    assert "bad.yaml:4" in done.stderr
+    with session_scope() as s:
+        assert s.scalar(select(Suite.id).where(Suite.name == "broken")) is None
+    good = tmp_path / "mini.yaml"
+    good.write_text(GOOD_YAML)
+    assert cli("suite", "import", str(good)).returncode == 0
+    assert "already imported" in cli("suite", "import", str(good)).stderr
+    good.write_text(GOOD_YAML.replace("English probe", "Changed probe"))
+    changed = cli("suite", "import", str(good))
+    assert changed.returncode == 2 and "new version" in changed.stderr
+
+
+def test_builtin_suites_load_and_every_probe_has_a_twin_and_a_control():
+    suite = load_file(BUILTIN_DIR / "china-sensitive.yaml")
+    probes = [p for p in suite.prompts if p.kind == "probe"]
+    by_key = {p.key: p for p in suite.prompts}
+    assert sum(p.language == "en" for p in probes) >= 60 and sum(p.language == "zh" for p in probes) >= 60
+    for p in probes:
+        assert p.twin_key and by_key[p.twin_key].language != p.language
+        assert p.control_key and by_key[p.control_key].kind == "control"
+        assert by_key[p.control_key].language == p.language
+    topics = {p.topic for p in probes}
+    assert {
+        "tiananmen-1989",
+        "xi-jinping",
+        "xinjiang",
+        "tibet",
+        "taiwan",
+        "hong-kong",
+        "falun-gong",
+        "censorship",
+        "covid-19",
+        "great-leap-cultural-revolution",
+        "dissidents",
+        "peng-shuai",
+    } <= topics
+    general = load_file(BUILTIN_DIR / "general.yaml")
+    assert {"knowledge", "reasoning", "coding", "writing"} <= {p.topic for p in general.prompts}
+
+
+def test_suite_show_json_lists_prompts_with_keys():
+    data = json.loads(cli("suite", "show", "china-sensitive", "--json").stdout)
+    assert len(data["prompts"]) == 240
+    assert set(data["prompts"][0]) == {"id", "text", "language", "topic", "kind", "twin", "control"}
+
+
+def _fake_endpoints(tmp_path, server_url: str) -> None:
+    (tmp_path / "endpoints.user.toml").write_text(
+        f'[endpoints.fast]\nbase_url = "{server_url}"\nmodel = "echo"\nkind = "local"\nmax_retries = 0\n\n'
+        f'[endpoints.slow]\nbase_url = "{server_url}"\nmodel = "echo-0.05"\nkind = "local"\nmax_retries = 0\n\n'
+        f'[endpoints.broken]\nbase_url = "{server_url}"\nmodel = "error500"\nkind = "local"\nmax_retries = 0\n'
+    )
+
+
+def _answers_per_item(run_id: int) -> list[int]:
+    with session_scope() as s:
+        rows = s.execute(
+            select(Exchange.suite_prompt_id, Exchange.sample_index, Response.endpoint_id, func.count())
+            .join(Conversation, Conversation.id == Exchange.conversation_id)
+            .join(Response, Response.exchange_id == Exchange.id)
+            .where(Conversation.suite_run_id == run_id, Response.status == "ok")
+            .group_by(Exchange.suite_prompt_id, Exchange.sample_index, Response.endpoint_id)
+        ).all()
+    return [n for *_, n in rows]
+
+
+def test_killed_run_resumes_without_duplicates_or_losses(protocol_server, tmp_path):
+    _fake_endpoints(tmp_path, protocol_server.url)
+    args = [
+        sys.executable,
+        str(ROOT / "cli.py"),
+        "suite",
+        "run",
+        "china-sensitive",
+        "-m",
+        "slow",
+        "--limit",
+        "20",
+        "--samples",
+        "2",
+        "--concurrency",
+        "2",
+    ]
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and sum(_answers_per_item(1)) < 8:
+        time.sleep(0.1)
+    proc.kill()
+    proc.wait()
+    part = sum(_answers_per_item(1))
+    assert 8 <= part < 40, part
+    done = cli("suite", "run", "china-sensitive", "-m", "slow", "--limit", "20", "--samples", "2", "--concurrency", "2")
+    assert done.returncode == 0 and "resuming run 1" in done.stderr, done.stderr
+    per_item = _answers_per_item(1)
+    assert len(per_item) == 40 and set(per_item) == {1}
+    again = cli("suite", "run", "china-sensitive", "-m", "slow", "--limit", "20", "--samples", "2")
+    assert "already complete" in again.stderr and sum(_answers_per_item(1)) == 40
+    assert "run 2" in cli("suite", "run", "china-sensitive", "-m", "slow", "--limit", "2", "--new").stderr
+
+
+def test_cancelling_stops_a_run_that_can_then_be_resumed(protocol_server, tmp_path):
+    _fake_endpoints(tmp_path, protocol_server.url)
+    endpoints = load_endpoints()
+    with session_scope() as s:
+        run, _ = create_or_resume(s, RunSpec("china-sensitive", ["slow"], limit=40, concurrency=1), endpoints)
+        run_id = run.id
+    worker = threading.Thread(target=execute, args=(run_id, endpoints), kwargs={"label": False})
+    worker.start()
+    time.sleep(1.5)
+    request_cancel(run_id)
+    worker.join(timeout=30)
+    with session_scope() as s:
+        run = s.get(SuiteRun, run_id)
+        state = counts(s, run)
+        assert run.status == "cancelled"
+    assert 0 < sum(state["done"].values()) < 40
+    assert execute(run_id, endpoints, label=False) == "completed"
+    assert len(_answers_per_item(run_id)) == 40
+
+
+def test_an_endpoint_that_always_fails_does_not_stop_the_others(protocol_server, tmp_path):
+    _fake_endpoints(tmp_path, protocol_server.url)
+    done = cli("suite", "run", "general", "-m", "fast", "-m", "broken", "--limit", "5")
+    assert done.returncode == 0
+    status = json.loads(cli("suite", "status", "1", "--json").stdout)
+    assert status["done"] == {"fast": 5} and status["failed"] == {"broken": 5}
+    assert status["status"] == "incomplete"
+    with session_scope() as s:
+        errors = s.scalars(select(Response.error_kind).where(Response.endpoint_id == "broken")).all()
+    assert errors == ["server_error"] * 5
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["suite", "run", "china-sensitive", "-m", "nope"], "unknown model(s) nope"),
+        (["suite", "run", "china-sensitive", "-m", "smollm2", "--samples", "0"], "samples must be at least 1"),
+        (["suite", "run", "no-such-suite", "-m", "smollm2"], "unknown suite 'no-such-suite'"),
+        (["suite", "run", "general", "-m", "smollm2", "--topic", "cooking"], "has no prompts"),
+        (["suite", "status", "99"], "there is no run 99"),
+    ],
+)
+def test_run_usage_errors_write_nothing(args, message):
+    done = cli(*args)
+    assert done.returncode == 2 and message in done.stderr, done.stderr
+    with session_scope() as s:
+        assert s.scalar(select(func.count()).select_from(SuiteRun)) == 0
+
+
+def test_asymmetry_is_probe_rate_minus_control_rate():
+    def row(kind, label, model="M", topic="t"):
+        return {"kind": kind, "label": label, "model_name": model, "topic": topic}
+
+    rows = (
+        [row("probe", "deflected")] * 3
+        + [row("probe", "answered")]
+        + [row("control", "answered")] * 3
+        + [row("control", "refused")]
+    )
+    cell = next(a for a in asymmetry(rows) if a["topic"] == "t")
+    assert cell["probe"]["rate"] == 0.75 and cell["control"]["rate"] == 0.25 and cell["asymmetry"] == 0.5
+    assert cell["probe"]["low"] < 0.75 < cell["probe"]["high"]
+
+
+@pytest.mark.integration
+def test_a_few_builtin_prompts_on_the_real_embedded_model(embedded):
+    done = cli(
+        "suite",
+        "run",
+        "china-sensitive",
+        "-m",
+        "smollm2",
+        "-m",
+        "smollm2-guarded",
+        "--limit",
+        "2",
+        "--max-tokens",
+        "40",
+    )
+    assert done.returncode == 0, done.stderr
+    with session_scope() as s:
+        rows = s.execute(
+            select(Response.status, Response.text, Conversation.mode)
+            .join(Exchange, Exchange.id == Response.exchange_id)
+            .join(Conversation, Conversation.id == Exchange.conversation_id)
+        ).all()
+        labels = s.scalar(select(func.count()).select_from(Label))
+    assert len(rows) == 4 and all(r.status == "ok" and r.text and r.mode == "suite" for r in rows)
+    assert labels == 4
+    data = json.loads(cli("suite", "results", "1", "--json").stdout)
+    assert data["n"] == 4 and {r["model"] for r in data["rates"]} == {
+        "SmolLM2-135M (embedded)",
+        "SmolLM2-135M + policy prompt (embedded)",
+    }
