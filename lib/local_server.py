@@ -77,6 +77,11 @@ def _recorded_url() -> str | None:
     return url if url and is_alive(url) else None
 
 
+def threads() -> int:
+    """CPU threads for generation (PARALLAX_LLAMA_THREADS; default all cores)."""
+    return int(os.environ.get("PARALLAX_LLAMA_THREADS") or max(1, os.cpu_count() or 1))
+
+
 def server_command(port: int, host: str = "127.0.0.1") -> list[str]:
     """The command line that serves the embedded model on `port`."""
     return [
