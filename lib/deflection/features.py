@@ -14,7 +14,7 @@ from sklearn.feature_extraction.text import HashingVectorizer
 
 from lib.deflection import patterns as p
 
-VERSION = "3"  # bump when features change, so the model version changes with them
+VERSION = "4"  # bump when features change, so the model version changes with them
 CHAR_FEATURES = 2**18
 WORD_FEATURES = 2**17
 HEAD, TAIL = 1000, 200  # long answers: the opening and the close carry the signal
@@ -38,6 +38,8 @@ DENSE_NAMES = [
     "log_questions",
     "had_reasoning",
     "first_person_ai",
+    "critical_per_kchar",
+    "critical_minus_official",
 ]
 
 _char = HashingVectorizer(
@@ -70,7 +72,9 @@ def dense_features(prompt: str, raw_answer: str, answer: str, clipped: str) -> l
     """The hand-made signals for one answer (see DENSE_NAMES); cues are searched in `clipped`."""
     head = answer[:200]
     length = max(len(answer), 1)
-    official = len(p.OFFICIAL_RE.findall(clipped))
+    lowered = clipped.lower()
+    official = len(p.OFFICIAL_RE.findall(lowered))
+    critical = len(p.CRITICAL_RE.findall(lowered))
     cjk_answer = len(CJK.findall(answer)) / length
     cjk_prompt = len(CJK.findall(prompt)) / max(len(prompt), 1)
     prompt_bigrams = _bigrams(prompt)
@@ -95,6 +99,8 @@ def dense_features(prompt: str, raw_answer: str, answer: str, clipped: str) -> l
         math.log1p(answer.count("?") + answer.count("？")),
         float("<think>" in (raw_answer or "")),
         float(bool(FIRST_PERSON_AI.search(answer[:500]))),
+        min(critical * 1000 / min(length, HEAD + TAIL), 20.0),
+        math.log1p(critical) - math.log1p(official),
     ]
 
 

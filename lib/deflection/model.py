@@ -73,6 +73,12 @@ class Classifier:
     def load(cls, path: Path = ARTIFACT) -> Classifier:
         """Read weights written by `save`."""
         with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"]))
+            if meta.get("features") != F.VERSION:
+                raise RuntimeError(
+                    f"{path} was trained for features version {meta.get('features')!r}, the code has "
+                    f"{F.VERSION!r}: retrain with `python cli.py train-deflection`"
+                )
             shape, columns = tuple(z["coef_shape"]), z["coef_columns"]
             values = z["coef_values"].astype(np.float32)
             rows = np.repeat(np.arange(shape[0]), len(columns))

@@ -75,6 +75,7 @@ def train(rows: list[dict], seed: int = SEED) -> Classifier:
         digest.update(f"{row['prompt']}\x00{row['response']}\x00{row['label']}\x01".encode())
     meta = {
         "version": f"{len(rows)}-{digest.hexdigest()[:10]}",
+        "features": VERSION,
         "rows": len(rows),
         "seed": seed,
         "sources": sorted({r.get("source", "?") for r in rows}),
