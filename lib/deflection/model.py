@@ -100,7 +100,7 @@ def fit(
     answers: list[str],
     labels: list[str],
     seed: int = 0,
-    c: float = 4.0,
+    c: float = 16.0,
     meta: dict | None = None,
     weights: list[float] | None = None,
 ) -> Classifier:
