@@ -9,23 +9,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from lib import ui  # noqa: E402
 
-st.set_page_config(page_title="Parallax", page_icon="🔭", layout="wide")
+st.set_page_config(page_title="Parallax", page_icon=":material/view_column:", layout="wide")
 
 page = st.navigation(
     {
         "Chat": [
-            st.Page("views/compare.py", title="Compare", icon="🔭", default=True),
-            st.Page("views/arena.py", title="Arena", icon="⚔️"),
-            st.Page("views/history.py", title="History", icon="🗂️"),
+            st.Page("views/compare.py", title="Compare", icon=":material/view_column:", default=True),
+            st.Page("views/arena.py", title="Arena", icon=":material/sports_mma:"),
+            st.Page("views/history.py", title="History", icon=":material/history:"),
         ],
         "Results": [
-            st.Page("views/suites.py", title="Suites", icon="🧪"),
-            st.Page("views/analysis.py", title="Analysis", icon="🧭"),
-            st.Page("views/leaderboard.py", title="Leaderboard", icon="🏆"),
-            st.Page("views/export.py", title="Export", icon="📦"),
+            st.Page("views/suites.py", title="Suites", icon=":material/science:"),
+            st.Page("views/analysis.py", title="Analysis", icon=":material/insights:"),
+            st.Page("views/leaderboard.py", title="Leaderboard", icon=":material/leaderboard:"),
+            st.Page("views/export.py", title="Export", icon=":material/download:"),
         ],
         "Setup": [
-            st.Page("views/settings.py", title="Settings", icon="⚙️"),
+            st.Page("views/settings.py", title="Settings", icon=":material/settings:"),
         ],
     }
 )

@@ -58,7 +58,7 @@ def sidebar() -> None:
             return
         with st.expander("Endpoints", expanded=False):
             for endpoint_id, (ready, status, detail) in _states(tuple(endpoints)).items():
-                icon = "🟢" if ready else "⚪"
+                icon = ":green[●]" if ready else ":gray[○]"
                 st.markdown(f"{icon} **{endpoints[endpoint_id].name}** — {status}")
                 if detail and not ready:
                     st.caption(detail)

@@ -19,8 +19,8 @@ ui.database_or_stop()
 with session_scope() as s:
     runs = repo.list_suite_runs(s)
     names = repo.endpoint_names(s)
-run_options = [None] + [r["id"] for r in runs]
-run_labels = {None: "Everything"} | {r["id"]: f"Run #{r['id']} · {r['suite']} · {r['status']}" for r in runs}
+run_options = [0] + [r["id"] for r in runs]  # 0 = everything (None would read as "no choice")
+run_labels = {0: "Everything"} | {r["id"]: f"Run #{r['id']} · {r['suite']} · {r['status']}" for r in runs}
 preset = st.session_state.pop(SCOPE_RUN, None)
 if preset in run_options:
     st.session_state["analysis_run"] = preset
@@ -30,7 +30,7 @@ models = cols[1].multiselect("Models", sorted(names), format_func=lambda i: name
 language = cols[2].selectbox("Language", ["any", "en", "zh"], key="analysis_language")
 dates = cols[3].date_input("Dates", value=(), key="analysis_dates")
 scope = repo.AnswerScope(
-    suite_run_id=run_id,
+    suite_run_id=run_id or None,
     models=models or None,
     language=None if language == "any" else language,
     since=datetime.combine(dates[0], time.min) if len(dates) > 0 else None,

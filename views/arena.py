@@ -25,7 +25,7 @@ with st.sidebar:
         format_func=lambda i: endpoints[i].name,
         key="arena_models",
     )
-    new_battle = st.button("New battle", icon="🎲", width="stretch", key="arena_new")
+    new_battle = st.button("New battle", icon=":material/casino:", width="stretch", key="arena_new")
 
 battle: Battle | None = st.session_state.get(ui.ARENA_BATTLE)
 if new_battle or battle is None or any(s not in endpoints for s in battle.slots.values()):

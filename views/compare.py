@@ -44,7 +44,7 @@ with st.sidebar:
         help="Ignored by models that take no temperature (o1, o3, R1).",
     )
     max_tokens = st.number_input("Max output tokens", 16, 32000, 256, 16, key="compare_max_tokens")
-    if st.button("New conversation", icon="➕", width="stretch"):
+    if st.button("New conversation", icon=":material/add:", width="stretch"):
         st.session_state.pop(ui.CONVERSATION, None)
         st.rerun()
 
@@ -68,7 +68,7 @@ def render_vote(exchange, responses) -> None:
     cols = st.columns(4)
     for col, (winner, text) in zip(cols, WINNER_TEXT.items(), strict=True):
         if col.button(
-            ("👈 " if winner == "a" else "👉 " if winner == "b" else "") + text,
+            text,
             key=f"vote_{exchange.id}_{winner}",
             width="stretch",
         ):
@@ -105,7 +105,11 @@ if conv is not None:
         for col, slot in zip(columns, shown, strict=False):
             with col, st.container(border=True, key=f"answer_{exchange.id}_{slot}"):
                 ui.render_response(latest[slot], title=column_title(slot, latest[slot]), key_prefix=f"c{exchange.id}")
-                if last and slot in endpoints and st.button("Retry", key=f"retry_{exchange.id}_{slot}", icon="🔄"):
+                if (
+                    last
+                    and slot in endpoints
+                    and st.button("Retry", key=f"retry_{exchange.id}_{slot}", icon=":material/refresh:")
+                ):
                     retry(exchange, slot)
         if last and len(shown) == 2:
             render_vote(exchange, [latest[shown[0]], latest[shown[1]]])
