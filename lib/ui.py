@@ -72,17 +72,25 @@ def render_label(response, key_prefix: str) -> None:
         if label is not None:
             suffix = " ✓" if label.source == "human" else f" {label.confidence:.0%}"
             st.badge(f"{label.label}{suffix}", color=LABEL_COLOURS.get(label.label, "gray"))
+    key = f"{key_prefix}_label_{response.id}"
     with cols[1], st.popover("Label"):
-        choice = st.segmented_control(
+        # only a change made by the user stores a human label (never the preselected value)
+        st.segmented_control(
             "Correct the label",
             LABELS,
-            key=f"{key_prefix}_label_{response.id}",
+            key=key,
             default=label.label if label and label.label in LABELS else None,
+            on_change=save_human_label,
+            args=(response.id, key),
         )
-        if choice and (label is None or choice != label.label or label.source != "human"):
-            with session_scope() as s:
-                repo.set_label(s, response.id, choice, "human", 1.0, "human")
-            st.rerun()
+
+
+def save_human_label(response_id: int, key: str) -> None:
+    """Store the label the user picked as a human label (it wins over the detector)."""
+    choice = st.session_state.get(key)
+    if choice:
+        with session_scope() as s:
+            repo.set_label(s, response_id, choice, "human", 1.0, "human")
 
 
 def _problem(status: str, error_kind: str | None, message: str | None, anonymous: bool) -> str:

@@ -8,7 +8,7 @@ from streamlit.testing.v1 import AppTest
 
 from db import repo
 from db.engine import session_scope
-from db.models import Response, Vote
+from db.models import Label, Response, Vote
 from lib.endpoints import Endpoint
 from lib.local_server import free_port
 from lib.providers import Outcome
@@ -38,6 +38,9 @@ def test_compare_streams_two_embedded_models_into_two_filled_columns(embedded):
     texts = answers_on_page(at)
     for row in rows:
         assert row.text.strip()[:20] in "\n".join(texts)
+    with session_scope() as s:  # rendering a label badge never stores a human label by itself
+        sources = set(s.scalars(select(Label.source)))
+    assert sources and "human" not in sources
     # a named vote between the two columns lands in the database
     at.button(key=f"vote_{rows[0].exchange_id}_a").click().run()
     with session_scope() as s:

@@ -115,6 +115,10 @@ def test_two_models_stream_side_by_side_vote_and_history_after_restart(browser, 
             page.screenshot(path=str(ARTIFACTS / "compare.png"), full_page=True)
             page.get_by_role("button", name="A is better").click()
             page.get_by_text("Your vote: A is better").wait_for(timeout=30_000)
+            # one click corrects the first answer's label; the human label shows with a tick
+            answers.nth(0).get_by_role("button", name="Label").click()
+            page.get_by_text("refused", exact=True).click()
+            answers.nth(0).get_by_text("refused ✓").wait_for(timeout=30_000)
         with App(env, log) as app:  # a restarted app still has the conversation
             page.goto(f"{app.url}/history")
             search = page.get_by_label("Search prompts and answers")
