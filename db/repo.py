@@ -251,9 +251,12 @@ def add_vote(
 
 
 def add_thumb(session: Session, response_id: int, up: bool, voter: str = "local") -> Thumb:
-    """Record a thumbs up or down for one answer."""
-    thumb = Thumb(response_id=response_id, up=up, voter=voter)
-    session.add(thumb)
+    """Record (or change) one voter's thumbs up or down for one answer."""
+    thumb = session.scalar(select(Thumb).where(Thumb.response_id == response_id, Thumb.voter == voter))
+    if thumb is None:
+        thumb = Thumb(response_id=response_id, voter=voter)
+        session.add(thumb)
+    thumb.up, thumb.created_at = up, utcnow()
     session.flush()
     return thumb
 

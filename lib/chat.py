@@ -85,10 +85,13 @@ def ask(
     exchange_id: int | None = None,
     exchange_fields: dict | None = None,
     label: bool = True,
+    on_start: Callable[[int, int], None] | None = None,
 ) -> AskResult:
     """Send `prompt` to every column at once and store each answer as it finishes.
 
-    With `exchange_id`, re-asks that existing turn (a retry) instead of adding a new one."""
+    With `exchange_id`, re-asks that existing turn (a retry) instead of adding a new one.
+    `on_start(conversation_id, exchange_id)` is called once the turn is stored, before any
+    model is asked, so a caller interrupted mid-stream still knows where the answers went."""
     validate_prompt(prompt)
     if not columns:
         raise PromptError("no model selected: pick at least one")
@@ -124,6 +127,8 @@ def ask(
             )
             for col in columns
         ]
+    if on_start:
+        on_start(conversation_id, exchange_id)
     result = AskResult(conversation_id, exchange_id)
     labeller = _label_hook() if label else None
 

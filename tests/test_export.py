@@ -122,3 +122,12 @@ def test_dataset_card_names_counts_models_and_filters():
     card = dataset_card("trl", 12, VoteFilter(blind_only=True, language="zh"), ["model-a", "model-b"])
     assert "Rows: 12" in card and "model-a, model-b" in card and "blind_only: True" in card
     assert "Licence" in card
+
+
+def test_changing_a_thumb_keeps_one_row_per_voter():
+    with session_scope() as s:
+        ra, _ = battle(s, "a")
+        repo.add_thumb(s, ra.id, up=True)
+        repo.add_thumb(s, ra.id, up=False)
+        rows = list(repo.iter_thumbs(s, VoteFilter()))
+    assert len(rows) == 1 and rows[0][0].up is False

@@ -123,3 +123,28 @@ def test_missing_key_fails_only_that_column(protocol_server, monkeypatch):
     assert result.outcomes["k"].error_kind == "missing_key" and "NO_SUCH_KEY_VAR" in result.outcomes["k"].error_message
     assert result.outcomes["k"].done and result.outcomes["k"].latency_ms is not None
     assert result.outcomes["ok"].status == "ok"
+
+
+class _Rerun(BaseException):
+    """Stands in for Streamlit's rerun exception, raised inside a repaint callback."""
+
+
+def test_a_rerun_mid_stream_stores_the_partial_answer_in_the_known_conversation(protocol_server):
+    started = {}
+    endpoint = fake_endpoint(protocol_server.url, "echo-0.05", "e")
+
+    def repaint(target, state):
+        if len(state.text.split()) >= 2:
+            raise _Rerun
+
+    with pytest.raises(_Rerun):
+        ask(
+            "one two three four five six",
+            [Column("e", endpoint)],
+            on_update=repaint,
+            on_start=lambda conversation, exchange: started.update(conversation=conversation),
+        )
+    with session_scope() as s:
+        row = s.scalars(select(Response)).one()
+        assert row.status == "interrupted" and row.text.startswith("one two")
+        assert row.exchange.conversation_id == started["conversation"]

@@ -108,13 +108,13 @@ if prompt := st.chat_input("Ask both models…", key="arena_prompt", disabled=ba
         with col, st.container(border=True):
             placeholders[slot] = ui.live_column(st.empty(), f"Model {slot.upper()}", anonymous=True)
     columns = [Column(slot, endpoints[endpoint_id]) for slot, endpoint_id in battle.slots.items()]
-    result = ask(
+    ask(
         prompt,
         columns,
         conversation_id=battle.conversation_id,
         mode="arena",
         meta={"battle": dict(battle.slots)},
         on_update=lambda target, state: placeholders[target.key](target, state),
+        on_start=lambda conversation, _exchange: setattr(battle, "conversation_id", conversation),
     )
-    battle.conversation_id = result.conversation_id
     st.rerun()

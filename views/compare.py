@@ -129,13 +129,14 @@ if prompt := st.chat_input("Ask every selected model…", key="compare_prompt"):
     for col, column in zip(st.columns(len(columns)), columns, strict=True):
         with col, st.container(border=True, key=f"live_{column.slot}"):
             placeholders[column.slot] = ui.live_column(st.empty(), column.endpoint.name)
-    result = ask(
+    ask(
         prompt,
         columns,
         system=system or None,
         conversation_id=conversation_id,
         overrides={"temperature": temperature, "max_tokens": int(max_tokens)},
         on_update=lambda target, state: placeholders[target.key](target, state),
+        # remembered before streaming, so a new prompt sent mid-stream continues this conversation
+        on_start=lambda conversation, _exchange: st.session_state.__setitem__(ui.CONVERSATION, conversation),
     )
-    st.session_state[ui.CONVERSATION] = result.conversation_id
     st.rerun()
