@@ -9,9 +9,10 @@ from db import repo
 from db.engine import session_scope
 from lib import charts, ui
 from lib.analysis import analyze
-from lib.embeddings import content_hash, get_embedder
+from lib.embeddings import get_embedder
 
 SCOPE_RUN = "analysis_suite_run"  # set by the suites page to open a run here
+EMBEDDED = "analysis_embedded_scopes"  # (scope, embedder, data version) already embedded
 
 st.title("Analysis")
 ui.database_or_stop()
@@ -45,20 +46,28 @@ method = st.radio(
 )
 
 
-def embed_missing() -> None:
-    """Compute embeddings not yet cached, with a progress bar (the analysis below is then cached)."""
-    from lib.embeddings import cached_vectors, embed_texts
+def embed_missing(version: tuple) -> None:
+    """Compute embeddings not yet cached, with a progress bar, once per scope and data version
+    (the analysis below is cached separately and finds every vector stored)."""
+    from lib.embeddings import embed_texts
+
+    embedder = get_embedder()
+    done_key = (scope.key(), embedder.name, version)
+    if done_key in st.session_state.setdefault(EMBEDDED, set()):
+        return
+    bar = None
+
+    def show(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = st.progress(0.0, text=f"Embedding {total} answers with {embedder.name} on {embedder.device}…")
+        bar.progress(done / total)
 
     with session_scope() as s:
-        texts = [r["text"] for r in repo.scope_answers(s, scope) if r["text"].strip()]
-        embedder = get_embedder()
-        missing = {content_hash(t) for t in texts} - set(
-            cached_vectors(s, embedder.name, [content_hash(t) for t in texts])
-        )
-        if missing:
-            bar = st.progress(0.0, text=f"Embedding {len(missing)} answers with {embedder.name} on {embedder.device}…")
-            embed_texts(s, texts, embedder, progress=lambda done, total: bar.progress(done / total))
-            bar.empty()
+        embed_texts(s, [r["text"] for r in repo.scope_answers(s, scope) if r["text"].strip()], embedder, show)
+    if bar is not None:
+        bar.empty()
+    st.session_state[EMBEDDED].add(done_key)
 
 
 @st.cache_data(show_spinner="Analysing…", max_entries=16)
@@ -67,9 +76,9 @@ def cached_analysis(scope_key: tuple, method: str, embedder: str, version: tuple
     return analyze(scope, method)
 
 
-embed_missing()
 with session_scope() as s:
     version = repo.answers_data_version(s)
+embed_missing(version)
 result = cached_analysis(scope.key(), method, get_embedder().name, version)
 
 if result["n"] == 0:
