@@ -1,0 +1,170 @@
+"""Asking models from the terminal: list endpoints, ask several at once, serve the embedded model."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated, Optional
+
+import typer
+from rich.live import Live
+from rich.table import Table
+
+from commands.common import err, fail, load_endpoints_or_fail, open_db_or_fail, out
+
+app = typer.Typer()
+
+
+@app.command()
+def models(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """List every endpoint with its state (ready, key missing, local server down)."""
+    from lib.endpoints import endpoint_state
+
+    rows = []
+    for endpoint in load_endpoints_or_fail().values():
+        state = endpoint_state(endpoint)
+        rows.append(
+            {
+                "id": endpoint.id,
+                "name": endpoint.name,
+                "kind": endpoint.kind,
+                "model": endpoint.model,
+                "key_env": endpoint.key_env,
+                "ready": state.ready,
+                "status": state.status,
+                "detail": state.detail,
+            }
+        )
+    if as_json:
+        print(json.dumps(rows, ensure_ascii=False, indent=2))
+        return
+    table = Table("id", "name", "kind", "status", "detail")
+    for row in rows:
+        colour = "green" if row["ready"] else "yellow"
+        table.add_row(row["id"], row["name"], row["kind"], f"[{colour}]{row['status']}[/]", row["detail"])
+    out.print(table)
+
+
+@app.command()
+def ask(
+    prompt: Annotated[str, typer.Argument(help="The prompt; '-' reads it from stdin.")],
+    model: Annotated[list[str], typer.Option("--model", "-m", help="Endpoint id (repeat for several).")] = None,
+    system: Annotated[Optional[str], typer.Option(help="System prompt.")] = None,
+    conversation: Annotated[Optional[int], typer.Option(help="Continue this conversation id.")] = None,
+    temperature: Annotated[Optional[float], typer.Option(help="Sampling temperature.")] = None,
+    max_tokens: Annotated[Optional[int], typer.Option(help="Most output tokens per answer.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Ask one prompt of several models at once, stream the answers and store them."""
+    from lib.chat import Column, PromptError, validate_prompt
+    from lib.chat import ask as do_ask
+    from lib.endpoints import UnknownEndpoint, key_is_set, resolve
+
+    if prompt == "-":
+        prompt = sys.stdin.read()
+    try:
+        validate_prompt(prompt)
+    except PromptError as exc:
+        fail(str(exc))
+    if not model:
+        fail("name at least one --model (see `python cli.py models`)")
+    try:
+        endpoints = resolve(load_endpoints_or_fail(), list(dict.fromkeys(model)))
+    except UnknownEndpoint as exc:
+        fail(str(exc))
+    for endpoint in endpoints:
+        if not key_is_set(endpoint):
+            fail(f"model '{endpoint.id}' needs an API key: set the environment variable {endpoint.key_env}")
+    open_db_or_fail()
+    columns = [Column(e.id, e) for e in endpoints]
+    overrides = {"temperature": temperature, "max_tokens": max_tokens}
+    live_texts = {c.slot: "" for c in columns}
+
+    def render() -> Table:
+        table = Table(*[c.endpoint.name for c in columns], expand=True, show_lines=False)
+        table.add_row(*[live_texts[c.slot] or "…" for c in columns])
+        return table
+
+    try:
+        if as_json:
+            result = do_ask(prompt, columns, system=system, conversation_id=conversation, overrides=overrides)
+        else:
+            with Live(render(), console=out, refresh_per_second=8, transient=False) as live:
+
+                def update(target, state):
+                    live_texts[target.key] = (
+                        state.text
+                        if state.status == "ok"
+                        else (f"{state.text}\n[{state.status}] {state.error_message}")
+                    )
+                    live.update(render())
+
+                result = do_ask(
+                    prompt,
+                    columns,
+                    system=system,
+                    conversation_id=conversation,
+                    overrides=overrides,
+                    on_update=update,
+                )
+    except PromptError as exc:
+        fail(str(exc))
+    answers = {}
+    for col in columns:
+        o = result.outcomes[col.slot]
+        answers[col.slot] = {
+            "text": o.text,
+            "reasoning": o.reasoning or None,
+            "status": o.status,
+            "error_kind": o.error_kind,
+            "error": o.error_message,
+            "finish_reason": o.finish_reason,
+            "ttft_ms": o.ttft_ms,
+            "latency_ms": o.latency_ms,
+            "input_tokens": o.input_tokens,
+            "output_tokens": o.output_tokens,
+            "cost_usd": o.cost_usd,
+            "response_id": result.response_ids.get(col.slot),
+        }
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "conversation_id": result.conversation_id,
+                    "exchange_id": result.exchange_id,
+                    "models": answers,
+                },
+                ensure_ascii=False,
+            )
+        )
+        return
+    for slot, a in answers.items():
+        ttft = f"{a['ttft_ms']:.0f} ms" if a["ttft_ms"] is not None else "–"
+        err.print(
+            f"[dim]{slot}: {a['status']}, first token {ttft}, total {a['latency_ms']:.0f} ms, "
+            f"{a['output_tokens'] or 0} tokens[/]"
+        )
+    err.print(f"[dim]conversation {result.conversation_id} (continue with --conversation {result.conversation_id})[/]")
+
+
+@app.command("serve-local")
+def serve_local(
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8765,
+) -> None:
+    """Run the embedded model's OpenAI-compatible server in the foreground."""
+    import subprocess
+
+    from lib import local_server
+
+    try:
+        command = local_server.server_command(port)
+    except local_server.LocalModelUnavailable as exc:
+        fail(str(exc))
+    err.print(
+        f"serving {local_server.MODEL_ALIAS} at http://127.0.0.1:{port}/v1 "
+        f"(set PARALLAX_LOCAL_URL to share it); Ctrl-C stops it"
+    )
+    try:
+        raise typer.Exit(subprocess.call(command))
+    except KeyboardInterrupt:
+        raise typer.Exit(0) from None
