@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from html import escape
+
 import numpy as np
 import plotly.graph_objects as go
 
@@ -67,7 +69,10 @@ def answer_map(points: list[dict], colour: str = "model") -> go.Figure:
                 y=[p["y"] for p in members],
                 mode="markers",
                 name=name,
-                customdata=[[p["model"], p["prompt"], p["answer"], p["response_id"]] for p in members],
+                # hover labels render a subset of HTML: model text is escaped so it shows as text
+                customdata=[
+                    [escape(p["model"]), escape(p["prompt"]), escape(p["answer"]), p["response_id"]] for p in members
+                ],
                 hovertemplate="<b>%{customdata[0]}</b><br>%{customdata[1]}<br><i>%{customdata[2]}</i><extra></extra>",
                 marker={"size": 7, "opacity": 0.8},
             )

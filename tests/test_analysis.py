@@ -162,3 +162,20 @@ def test_an_embedder_that_cannot_load_falls_back_to_the_default(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     embedder = get_embedder("/no/such/embedder-model")
     assert embedder.name == "all-MiniLM-L6-v2" and "/no/such/embedder-model" in embedder.fallback_reason
+
+
+def test_model_text_in_map_hovers_is_escaped_not_rendered():
+    from lib.charts import answer_map
+
+    point = {
+        "x": 0.0,
+        "y": 0.0,
+        "model": "M",
+        "label": "answered",
+        "cluster": -1,
+        "prompt": "q",
+        "answer": '<a href="javascript:alert(1)">click</a>',
+        "response_id": 1,
+    }
+    data = answer_map([point]).data[0].customdata[0]
+    assert "<a" not in data[2] and "&lt;a href=" in data[2]

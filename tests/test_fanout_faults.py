@@ -148,3 +148,14 @@ def test_a_rerun_mid_stream_stores_the_partial_answer_in_the_known_conversation(
         row = s.scalars(select(Response)).one()
         assert row.status == "interrupted" and row.text.startswith("one two")
         assert row.exchange.conversation_id == started["conversation"]
+
+
+def test_keys_never_reach_the_database(protocol_server, monkeypatch, tmp_path):
+    monkeypatch.setenv("FAKE_PROVIDER_KEY", "sk-secret-key-value-123")
+    endpoint = fake_endpoint(protocol_server.url, "echo", "keyed", key_env="FAKE_PROVIDER_KEY")
+    ask("hello", [Column("keyed", endpoint)])
+    from db.engine import dispose_all
+
+    dispose_all()  # flush WAL into the main file before reading it raw
+    raw = b"".join(p.read_bytes() for p in (tmp_path / "data").glob("test.db*"))
+    assert b"sk-secret-key-value-123" not in raw and b"hello" in raw
