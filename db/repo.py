@@ -158,11 +158,11 @@ def search_conversation_ids(session: Session, query: str):
             .params(q=phrase)
         )
     pattern = f"%{query.replace('%', '').replace('_', '')}%"
-    in_prompts = select(Exchange.conversation_id).where(Exchange.prompt.like(pattern))
+    in_prompts = select(Exchange.conversation_id).where(Exchange.prompt.ilike(pattern))
     in_answers = (
         select(Exchange.conversation_id)
         .join(Response, Response.exchange_id == Exchange.id)
-        .where(Response.text.like(pattern))
+        .where(Response.text.ilike(pattern))
     )
     return in_prompts.union(in_answers)
 

@@ -1,0 +1,69 @@
+"""The same code on PostgreSQL: migrations, storing a comparison, search, votes, leaderboard,
+export and analysis rows, against a throw-away cluster started for this module."""
+
+import glob
+import os
+import shutil
+import subprocess
+import tempfile
+
+import pytest
+
+from db import repo
+from db.engine import dispose_all, get_engine, session_scope
+from db.repo import AnswerScope, VoteFilter
+from lib.chat import Column, ask
+from lib.export import iter_rows
+from lib.leaderboard import battles_from_db, build_board
+from lib.local_server import free_port
+from tests.conftest import fake_endpoint
+
+pytestmark = pytest.mark.integration
+
+
+def _as_postgres(args: list[str]) -> list[str]:
+    return ["runuser", "-u", "postgres", "--", *args] if os.geteuid() == 0 else args
+
+
+@pytest.fixture(scope="module")
+def postgres_url():
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if not found:
+        pytest.skip("PostgreSQL is not installed (make test installs Debian's postgresql)")
+    bin_dir = os.path.dirname(found[-1])
+    root = tempfile.mkdtemp(prefix="parallax-pg-")
+    os.chmod(root, 0o777)
+    data, port = os.path.join(root, "data"), free_port()
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres")
+    subprocess.run(_as_postgres([f"{bin_dir}/initdb", "-D", data, "-A", "trust", "-U", "parallax"]),
+                   check=True, capture_output=True)
+    subprocess.run(_as_postgres([f"{bin_dir}/pg_ctl", "-D", data, "-l", f"{root}/server.log", "-w", "-o",
+                                 f"-p {port} -k {root} -c listen_addresses=''", "start"]), check=True,
+                   capture_output=True)
+    subprocess.run(_as_postgres([f"{bin_dir}/createdb", "-h", root, "-p", str(port), "-U", "parallax", "parallax"]),
+                   check=True, capture_output=True)
+    yield f"postgresql+psycopg://parallax@/parallax?host={root}&port={port}"
+    dispose_all()
+    subprocess.run(_as_postgres([f"{bin_dir}/pg_ctl", "-D", data, "-m", "fast", "stop"]), capture_output=True)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def test_the_same_code_runs_on_postgresql(postgres_url, protocol_server, monkeypatch):
+    monkeypatch.setenv("PARALLAX_DATABASE_URL", postgres_url)
+    dispose_all()
+    get_engine()  # migrations on an empty PostgreSQL database
+    columns = [Column("a", fake_endpoint(protocol_server.url, "echo", "a")),
+               Column("b", fake_endpoint(protocol_server.url, "usage", "b"))]
+    result = ask("Tell me about Tiananmen Square", columns)
+    with session_scope() as s:
+        page, total = repo.list_conversations(s, "tiananmen")  # case-insensitive LIKE on PostgreSQL
+        assert total == 1 and page[0]["id"] == result.conversation_id
+        repo.add_vote(s, result.exchange_id, result.response_ids["a"], result.response_ids["b"], "a", blind=True)
+        assert repo.history_messages(s, result.conversation_id, "a")[-1]["role"] == "assistant"
+        rows = list(iter_rows(s, "trl", VoteFilter()))
+        answers = repo.scope_answers(s, AnswerScope())
+    assert rows[0]["chosen"][0]["content"].strip() == "Tell me about Tiananmen Square"
+    assert {r["model"] for r in answers} == {"a", "b"} and all(r["label"] for r in answers)
+    board = build_board(*battles_from_db(VoteFilter(blind_only=True)), bootstrap=10)
+    assert [r.model for r in board.ratings] == ["a", "b"]
