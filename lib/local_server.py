@@ -48,6 +48,39 @@ def model_path() -> Path:
     return path
 
 
+def chatml(messages: list[dict]) -> str:
+    """The prompt as SmolLM2's chat template renders it (ChatML with its default system turn)."""
+    text = ""
+    if not messages or messages[0]["role"] != "system":
+        text += "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n"
+    for message in messages:
+        text += f"<|im_start|>{message['role']}\n{message['content']}<|im_end|>\n"
+    return text + "<|im_start|>assistant\n"
+
+
+_vocab = None
+
+
+def count_prompt_tokens(messages: list[dict]) -> int | None:
+    """Prompt tokens for the embedded model, counted here with its own tokenizer (vocabulary only).
+
+    The server's tokenize endpoint shares the model lock with generation, so asking it while
+    another answer streams would wait for that answer; the vocabulary loads in milliseconds."""
+    global _vocab
+    try:
+        with _lock:
+            if _vocab is None:
+                from llama_cpp import Llama
+                from llama_cpp._utils import suppress_stdout_stderr
+
+                with suppress_stdout_stderr(disable=False):  # llama.cpp logs a context warning from C
+                    _vocab = Llama(model_path=str(model_path()), vocab_only=True, verbose=False)
+                atexit.register(_vocab.close)  # freed before interpreter teardown, which it survives badly
+            return len(_vocab.tokenize(chatml(messages).encode("utf-8"), add_bos=False, special=True))
+    except Exception:  # noqa: BLE001 - a missing count must never fail the answer
+        return None
+
+
 def free_port() -> int:
     """A TCP port on loopback that nothing listens on right now."""
     with socket.socket() as sock:

@@ -236,6 +236,8 @@ async def stream_chat(
         )
         try:
             stream = await client.chat.completions.create(**request)
+            if endpoint.is_embedded:  # llama.cpp sends no usage: count the prompt with its tokenizer
+                out.input_tokens = await asyncio.to_thread(local_server.count_prompt_tokens, request["messages"])
             async for chunk in stream:
                 if chunk.usage is not None:
                     out.input_tokens = chunk.usage.prompt_tokens

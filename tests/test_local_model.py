@@ -30,6 +30,7 @@ def test_two_embedded_endpoints_stream_concurrently_and_are_stored(embedded):
         rows = {r.slot: r for r in s.scalars(select(Response))}
     for row in rows.values():
         assert row.output_tokens and row.tokens_counted  # llama.cpp streams no usage chunk
+        assert row.input_tokens and row.input_tokens > 20  # counted by its tokenizer (ChatML + prompt)
         assert row.output_tokens <= 40 and row.ttft_ms > 0 and row.latency_ms >= row.ttft_ms
         assert row.base_host == "embedded" and row.params["max_tokens"] == 40
         assert row.finish_reason in ("stop", "length")

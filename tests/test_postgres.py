@@ -36,13 +36,33 @@ def postgres_url():
     data, port = os.path.join(root, "data"), free_port()
     if os.geteuid() == 0:
         shutil.chown(root, "postgres")
-    subprocess.run(_as_postgres([f"{bin_dir}/initdb", "-D", data, "-A", "trust", "-U", "parallax"]),
-                   check=True, capture_output=True)
-    subprocess.run(_as_postgres([f"{bin_dir}/pg_ctl", "-D", data, "-l", f"{root}/server.log", "-w", "-o",
-                                 f"-p {port} -k {root} -c listen_addresses=''", "start"]), check=True,
-                   capture_output=True)
-    subprocess.run(_as_postgres([f"{bin_dir}/createdb", "-h", root, "-p", str(port), "-U", "parallax", "parallax"]),
-                   check=True, capture_output=True)
+    subprocess.run(
+        _as_postgres([f"{bin_dir}/initdb", "-D", data, "-A", "trust", "-U", "parallax"]),
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        _as_postgres(
+            [
+                f"{bin_dir}/pg_ctl",
+                "-D",
+                data,
+                "-l",
+                f"{root}/server.log",
+                "-w",
+                "-o",
+                f"-p {port} -k {root} -c listen_addresses=''",
+                "start",
+            ]
+        ),
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        _as_postgres([f"{bin_dir}/createdb", "-h", root, "-p", str(port), "-U", "parallax", "parallax"]),
+        check=True,
+        capture_output=True,
+    )
     yield f"postgresql+psycopg://parallax@/parallax?host={root}&port={port}"
     dispose_all()
     subprocess.run(_as_postgres([f"{bin_dir}/pg_ctl", "-D", data, "-m", "fast", "stop"]), capture_output=True)
@@ -53,8 +73,10 @@ def test_the_same_code_runs_on_postgresql(postgres_url, protocol_server, monkeyp
     monkeypatch.setenv("PARALLAX_DATABASE_URL", postgres_url)
     dispose_all()
     get_engine()  # migrations on an empty PostgreSQL database
-    columns = [Column("a", fake_endpoint(protocol_server.url, "echo", "a")),
-               Column("b", fake_endpoint(protocol_server.url, "usage", "b"))]
+    columns = [
+        Column("a", fake_endpoint(protocol_server.url, "echo", "a")),
+        Column("b", fake_endpoint(protocol_server.url, "usage", "b")),
+    ]
     result = ask("Tell me about Tiananmen Square", columns)
     with session_scope() as s:
         page, total = repo.list_conversations(s, "tiananmen")  # case-insensitive LIKE on PostgreSQL
