@@ -55,9 +55,12 @@ async def fan_out_async(
     targets: list[Target],
     on_update: UpdateFn | None = None,
     on_done: UpdateFn | None = None,
-    min_interval: float = 0.05,
+    min_interval: float = 0.1,
 ) -> dict[str, Outcome]:
-    """Stream every target concurrently; returns each target's Outcome by key."""
+    """Stream every target concurrently; returns each target's Outcome by key.
+
+    `on_update` runs at most every `min_interval` seconds per target (and once at the end), so six
+    fast streams repaint a page at most 60 times a second."""
     outcomes = {t.key: Outcome() for t in targets}
     async with openai.DefaultAsyncHttpxClient() as http_client:  # one connection pool per run
         tasks = [
