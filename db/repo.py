@@ -6,7 +6,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select, text
+from sqlalchemy import and_, func, or_, select, text
 from sqlalchemy.orm import Session, aliased, selectinload
 
 from db.models import Conversation, Exchange, Label, Response, SuitePrompt, Thumb, Vote, utcnow
@@ -182,7 +182,13 @@ def list_conversations(
     if mode:
         stmt = stmt.where(Conversation.mode == mode)
     if label:
-        labelled = select(Exchange.conversation_id).join(Response).join(Label).where(Label.label == label)
+        # the effective label: a human one where it exists, else the detector's (see effective_label)
+        corrected = select(Label.response_id).where(Label.source == "human")
+        counts = or_(
+            Label.source == "human",
+            and_(Label.source.like("parallax-deflection%"), Label.response_id.not_in(corrected)),
+        )
+        labelled = select(Exchange.conversation_id).join(Response).join(Label).where(Label.label == label, counts)
         stmt = stmt.where(Conversation.id.in_(labelled))
     total = session.scalar(select(func.count()).select_from(stmt.subquery()))
     rows = session.scalars(

@@ -104,3 +104,17 @@ def test_search_finds_prompts_and_answers_in_english_and_chinese():
         assert repo.list_conversations(s, "天安")[1] == 1  # 2 characters: LIKE fallback
         page, total = repo.list_conversations(s, per_page=2)
         assert total == 3 and len(page) == 2 and page[0]["title"] == "Recipe for dumplings"
+
+
+def test_label_filter_follows_the_effective_label():
+    with session_scope() as s:
+        conv = repo.create_conversation(s)
+        ex = repo.add_exchange(s, conv.id, "Q")
+        row = repo.add_response(s, ex.id, "m1", EP, _answer("A"))
+        repo.set_label(s, row.id, "deflected", "parallax-deflection@x", 0.7, "model:logreg")
+    with session_scope() as s:
+        assert repo.list_conversations(s, label="deflected")[1] == 1
+        repo.set_label(s, row.id, "answered", "human", 1.0, "human")
+    with session_scope() as s:
+        assert repo.list_conversations(s, label="deflected")[1] == 0
+        assert repo.list_conversations(s, label="answered")[1] == 1
