@@ -133,3 +133,28 @@ def test_settings_never_shows_a_key(monkeypatch):
     at = app()
     at.switch_page("views/settings.py").run()
     assert "sk-very-secret-value" not in str(at._tree)
+
+
+def test_retry_re_asks_one_column_and_keeps_the_other(protocol_server, tmp_path):
+    (tmp_path / "endpoints.user.toml").write_text(
+        f'[endpoints.first]\nbase_url = "{protocol_server.url}"\nmodel = "echo"\nkind = "local"\n\n'
+        f'[endpoints.second]\nbase_url = "{protocol_server.url}"\nmodel = "usage"\nkind = "local"\n'
+    )
+    at = app().run()
+    at.multiselect(key="compare_models").set_value(["first", "second"])
+    at.chat_input(key="compare_prompt").set_value("retry me").run()
+    exchange_id = next(b.key for b in at.button if b.key and b.key.startswith("retry_")).split("_")[1]
+    at.button(key=f"retry_{exchange_id}_second").click().run()
+    assert not at.exception
+    with session_scope() as s:
+        slots = sorted(s.scalars(select(Response.slot)))
+    assert slots == ["first", "second", "second"]
+
+
+def test_settings_test_connection_reports_the_outcome(embedded):
+    at = app()
+    at.switch_page("views/settings.py").run()
+    at.selectbox(key="settings_test_id").set_value("smollm2")
+    at.button(key="settings_test").click().run()
+    assert not at.exception
+    assert any("Connected: SmolLM2-135M (embedded)" in s.value for s in at.success)

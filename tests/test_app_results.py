@@ -86,3 +86,21 @@ def test_export_page_prepares_a_download():
     at.button(key="export_go").click().run()
     assert not at.exception
     assert any("rows ready" in s.value for s in at.success)
+
+
+def test_a_model_that_names_itself_flags_the_battle_as_identity_leaked(protocol_server, tmp_path):
+    (tmp_path / "endpoints.user.toml").write_text(
+        f'[endpoints.one]\nbase_url = "{protocol_server.url}"\nmodel = "echo"\nkind = "local"\n\n'
+        f'[endpoints.two]\nbase_url = "{protocol_server.url}"\nmodel = "usage"\nkind = "local"\n'
+    )
+    at = app()
+    at.switch_page("views/arena.py").run()
+    at.multiselect(key="arena_models").set_value(["one", "two"]).run()
+    at.button(key="arena_new").click().run()
+    at.chat_input(key="arena_prompt").set_value("I am Qwen, created by Alibaba Cloud.").run()  # both echo it
+    at.button(key="arena_vote_tie").click().run()
+    assert not at.exception
+    with session_scope() as s:
+        vote = s.scalars(select(Vote)).one()
+    assert vote.identity_leaked and vote.winner == "tie"
+    assert any("identity-leaked" in w.value for w in at.warning)
