@@ -62,21 +62,11 @@ class Progress:
     total: int
     done: dict[str, int] = field(default_factory=dict)
     failed: dict[str, int] = field(default_factory=dict)
-    started: float = field(default_factory=time.monotonic)
-    finished_now: int = 0
 
     @property
     def completed(self) -> int:
         """Items with an answer (ok or blocked)."""
         return sum(self.done.values())
-
-    def eta_s(self) -> float | None:
-        """Seconds left at the pace of this session, when it can be told."""
-        elapsed = time.monotonic() - self.started
-        if self.finished_now == 0 or elapsed <= 0:
-            return None
-        remaining = self.total - self.completed - sum(self.failed.values())
-        return max(0.0, remaining * elapsed / self.finished_now)
 
 
 def plan_prompts(session: Session, suite: Suite, spec: RunSpec) -> list[SuitePrompt]:
@@ -316,7 +306,6 @@ async def _execute(
                 for *_, endpoint, out in batch:
                     bucket = progress.done if out.status in DONE_STATUSES else progress.failed
                     bucket[endpoint.id] = bucket.get(endpoint.id, 0) + 1
-                    progress.finished_now += 1
                     finished.task_done()
             if on_progress:
                 on_progress(progress)
