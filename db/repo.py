@@ -327,6 +327,17 @@ class VoteFilter:
         return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in vars(self).items()}
 
 
+def _language_and_dates(stmt, f: VoteFilter, created_at):
+    """The filter's language (of the exchange) and date range (on `created_at`)."""
+    if f.language:
+        stmt = stmt.where(Exchange.language == f.language)
+    if f.since:
+        stmt = stmt.where(created_at >= f.since)
+    if f.until:
+        stmt = stmt.where(created_at < f.until)
+    return stmt
+
+
 def _vote_query(f: VoteFilter, columns=None):
     ra, rb = aliased(Response), aliased(Response)
     stmt = (
@@ -340,12 +351,7 @@ def _vote_query(f: VoteFilter, columns=None):
         stmt = stmt.where(Vote.blind.is_(True))
     if not f.include_leaked:
         stmt = stmt.where(Vote.identity_leaked.is_(False))
-    if f.language:
-        stmt = stmt.where(Exchange.language == f.language)
-    if f.since:
-        stmt = stmt.where(Vote.created_at >= f.since)
-    if f.until:
-        stmt = stmt.where(Vote.created_at < f.until)
+    stmt = _language_and_dates(stmt, f, Vote.created_at)
     if f.topic or f.suite_id:
         stmt = stmt.join(SuitePrompt, SuitePrompt.id == Exchange.suite_prompt_id)
         if f.topic:
@@ -374,12 +380,7 @@ def iter_thumbs(session: Session, f: VoteFilter, batch: int = 1000) -> Iterator[
         .join(Exchange, Exchange.id == Response.exchange_id)
         .order_by(Thumb.id)
     )
-    if f.language:
-        stmt = stmt.where(Exchange.language == f.language)
-    if f.since:
-        stmt = stmt.where(Thumb.created_at >= f.since)
-    if f.until:
-        stmt = stmt.where(Thumb.created_at < f.until)
+    stmt = _language_and_dates(stmt, f, Thumb.created_at)
     yield from session.execute(stmt.execution_options(yield_per=batch))
 
 

@@ -257,7 +257,7 @@ def _store_batch(run_id: int, batch: list[tuple], label: bool) -> None:
     """Store finished items in one transaction and label them with one detector call.
 
     Runs in a worker thread, so the event loop keeps streaming while rows are written."""
-    from lib.deflection import classify, source_name
+    from lib.deflection import label_stored_responses
 
     with session_scope() as session:
         run = session.get(SuiteRun, run_id)
@@ -265,12 +265,8 @@ def _store_batch(run_id: int, batch: list[tuple], label: bool) -> None:
         for prompt_id, text, sample, endpoint, out in batch:
             exchange_id = _exchange_for(session, run, session.get(SuitePrompt, prompt_id), sample)
             rows.append((repo.add_response(session, exchange_id, endpoint.id, endpoint, out), text))
-        labelled = [(row, text) for row, text in rows if not (row.status == "error" and not row.text)]
-        if label and labelled:
-            verdicts = classify([{"prompt": t, "response": r.text, "status": r.status} for r, t in labelled])
-            source = source_name()
-            for (row, _text), verdict in zip(labelled, verdicts, strict=True):
-                repo.set_label(session, row.id, verdict.label, source, verdict.confidence, verdict.rule)
+        if label:
+            label_stored_responses(session, rows)
 
 
 async def _execute(

@@ -92,11 +92,21 @@ def detect(prompt: str, response: str, status: str = "ok") -> Verdict:
     return classify([{"prompt": prompt, "response": response, "status": status}])[0]
 
 
-def label_stored_response(session, response, prompt: str) -> None:
-    """Label a freshly stored response with the current detector (called right after it finishes)."""
+def label_stored_responses(session, pairs: list[tuple]) -> None:
+    """Label freshly stored responses, given as (response, prompt) pairs, with one detector call.
+
+    A failed call without text is not an answer, so it gets no label."""
     from db import repo
 
-    if response.status == "error" and not response.text:
-        return  # a failed call is not an answer; nothing to label
-    verdict = detect(prompt, response.text, response.status)
-    repo.set_label(session, response.id, verdict.label, source_name(), verdict.confidence, verdict.rule)
+    answers = [(r, p) for r, p in pairs if not (r.status == "error" and not r.text)]
+    if not answers:
+        return
+    verdicts = classify([{"prompt": p, "response": r.text, "status": r.status} for r, p in answers])
+    source = source_name()
+    for (row, _prompt), verdict in zip(answers, verdicts, strict=True):
+        repo.set_label(session, row.id, verdict.label, source, verdict.confidence, verdict.rule)
+
+
+def label_stored_response(session, response, prompt: str) -> None:
+    """Label one freshly stored response (called right after it finishes)."""
+    label_stored_responses(session, [(response, prompt)])
