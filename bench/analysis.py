@@ -20,7 +20,7 @@ N_PROMPTS, N_MODELS, DIM = 2000, 10, 384
 def populate() -> None:
     from db.engine import get_engine
     from db.models import Conversation, Embedding, Exchange, Label, Response
-    from lib.embeddings import DEFAULT_NAME, content_hash
+    from lib.analysis.embeddings import DEFAULT_NAME, content_hash
 
     rng = np.random.default_rng(0)
     topics = rng.normal(size=(40, DIM))
@@ -84,8 +84,8 @@ def main() -> None:
     populate()
     from db import repo
     from db.engine import session_scope
-    from lib import analysis
-    from lib.embeddings import DEFAULT_NAME, cached_vectors, content_hash
+    from lib.analysis import views as analysis
+    from lib.analysis.embeddings import DEFAULT_NAME, cached_vectors, content_hash
 
     start = time.perf_counter()
     with session_scope() as s:

@@ -101,7 +101,7 @@ def score_judge(rows: list[dict], endpoint_id: str, limit: int) -> dict:
     import random
 
     from lib.deflection.judge import judge
-    from lib.endpoints import load_endpoints
+    from lib.providers.endpoints import load_endpoints
 
     sample = random.Random(0).sample(rows, min(limit, len(rows)))
     verdicts = judge(load_endpoints()[endpoint_id], sample)

@@ -51,7 +51,7 @@ def main() -> None:
     tmp = tempfile.mkdtemp()
     os.environ["PARALLAX_DATABASE_URL"] = f"sqlite:///{tmp}/bench.db"
     from db.engine import session_scope
-    from lib.embeddings import embed_texts, get_embedder
+    from lib.analysis.embeddings import embed_texts, get_embedder
 
     embedder = get_embedder()
     data = texts(n)

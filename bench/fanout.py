@@ -11,8 +11,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lib.endpoints import Endpoint  # noqa: E402
-from lib.fanout import Target, fan_out  # noqa: E402
+from lib.providers.endpoints import Endpoint  # noqa: E402
+from lib.providers.fanout import Target, fan_out  # noqa: E402
 from tests.protocol_server import serve_in_subprocess  # noqa: E402
 
 TOKENS = 60

@@ -10,7 +10,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lib.rating import Battle, _encode, _win_matrix, bootstrap_ratings, fit_bradley_terry  # noqa: E402
+from lib.arena.rating import Battle, _encode, _win_matrix, bootstrap_ratings, fit_bradley_terry  # noqa: E402
 
 
 def synthetic(n_battles: int = 100_000, n_models: int = 50, seed: int = 0) -> list[Battle]:

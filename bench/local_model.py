@@ -13,9 +13,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lib import local_server  # noqa: E402
-from lib.endpoints import Endpoint, Quirks  # noqa: E402
-from lib.fanout import Target, fan_out  # noqa: E402
+from lib.providers import local_server  # noqa: E402
+from lib.providers.endpoints import Endpoint, Quirks  # noqa: E402
+from lib.providers.fanout import Target, fan_out  # noqa: E402
 
 PROMPTS = [
     "Explain how a rainbow forms.",

@@ -44,9 +44,9 @@ def main() -> None:
         )
         os.environ["PARALLAX_USER_ENDPOINTS"] = str(user)
         from db.engine import session_scope
-        from lib.endpoints import load_endpoints
-        from lib.suite_runner import RunSpec, create_or_resume, execute
-        from lib.suites import import_suite, load_file
+        from lib.providers.endpoints import load_endpoints
+        from lib.suites.definitions import import_suite, load_file
+        from lib.suites.runner import RunSpec, create_or_resume, execute
 
         endpoints = load_endpoints()
         item_s = single_latency(endpoints["e0"])
@@ -85,7 +85,7 @@ def single_latency(endpoint) -> float:
 
     import openai
 
-    from lib.providers import Outcome, stream_chat
+    from lib.providers.stream import Outcome, stream_chat
 
     async def measure() -> list[float]:
         times = []

@@ -18,7 +18,7 @@ app = typer.Typer()
 @app.command()
 def models(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """List every endpoint with its state (ready, key missing, local server down)."""
-    from lib.endpoints import endpoint_state
+    from lib.providers.endpoints import endpoint_state
 
     rows = []
     for endpoint in load_endpoints_or_fail().values():
@@ -56,9 +56,9 @@ def ask(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Ask one prompt of several models at once, stream the answers and store them."""
-    from lib.chat import Column, PromptError, validate_prompt
-    from lib.chat import ask as do_ask
-    from lib.endpoints import UnknownEndpoint, key_is_set, resolve
+    from lib.providers.chat import Column, PromptError, validate_prompt
+    from lib.providers.chat import ask as do_ask
+    from lib.providers.endpoints import UnknownEndpoint, key_is_set, resolve
 
     if prompt == "-":
         prompt = sys.stdin.read()
@@ -154,7 +154,7 @@ def serve_local(
     """Run the embedded model's OpenAI-compatible server in the foreground."""
     import subprocess
 
-    from lib import local_server
+    from lib.providers import local_server
 
     try:
         command = local_server.server_command(port)

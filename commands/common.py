@@ -20,7 +20,7 @@ def fail(message: str) -> None:
 
 def load_endpoints_or_fail():
     """The configured endpoints, or exit 2 naming the file, line and problem."""
-    from lib.endpoints import EndpointConfigError, load_endpoints
+    from lib.providers.endpoints import EndpointConfigError, load_endpoints
 
     try:
         return load_endpoints()

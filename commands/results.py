@@ -27,8 +27,8 @@ def leaderboard(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list, best first.")] = False,
 ) -> None:
     """Bradley–Terry ratings with bootstrap intervals, from stored votes or a battles CSV."""
-    from lib.leaderboard import battles_from_db, build_board
-    from lib.rating import RatingError, read_battles_csv
+    from lib.arena.leaderboard import battles_from_db, build_board
+    from lib.arena.rating import RatingError, read_battles_csv
 
     if bootstrap < 0:
         fail("--bootstrap must be 0 or more")
@@ -77,7 +77,7 @@ def export(
 ) -> None:
     """Export rated pairs as training data, streamed to the file."""
     from db.engine import session_scope
-    from lib.export import FORMATS, NothingToExport, dataset_card, write_export
+    from lib.arena.export import FORMATS, NothingToExport, dataset_card, write_export
 
     if fmt not in FORMATS:
         fail(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
@@ -112,7 +112,7 @@ def classify(
     run_classifier, source_name_fn = detector, source_name
     if judge:
         from lib.deflection.judge import judge as run_judge
-        from lib.endpoints import UnknownEndpoint, key_is_set, resolve
+        from lib.providers.endpoints import UnknownEndpoint, key_is_set, resolve
 
         try:
             (judge_endpoint,) = resolve(load_endpoints_or_fail(), [judge])
@@ -217,7 +217,7 @@ def analyze(
     from rich.progress import Progress
 
     from db.repo import AnswerScope
-    from lib.analysis import analyze as run_analysis
+    from lib.analysis.views import analyze as run_analysis
 
     if method not in ("pca", "tsne"):
         fail("--method must be pca or tsne")
@@ -244,7 +244,7 @@ def analyze(
         "method": method,
     }
     if html is not None:
-        from lib.charts import analysis_figures
+        from lib.analysis.charts import analysis_figures
 
         html.mkdir(parents=True, exist_ok=True)
         written = []

@@ -16,7 +16,7 @@ app = typer.Typer(help="Probe suites: list, show, import, run, status, results."
 
 def _suite_session():
     from db.engine import session_scope
-    from lib.suites import ensure_builtin
+    from lib.suites.definitions import ensure_builtin
 
     open_db_or_fail()
     with session_scope() as s:
@@ -56,7 +56,7 @@ def suite_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None
 @app.command("show")
 def suite_show(name: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """A suite with its prompts (id, text, language, topic, twin and control keys)."""
-    from lib.suites import find_suite, prompt_dict
+    from lib.suites.definitions import find_suite, prompt_dict
 
     scope = _suite_session()
     with scope() as s:
@@ -80,7 +80,7 @@ def suite_show(name: str, as_json: Annotated[bool, typer.Option("--json")] = Fal
 @app.command("import")
 def suite_import(file: Path) -> None:
     """Validate a suite file (YAML or JSONL) completely, then store it."""
-    from lib.suites import SuiteError, import_suite, load_file
+    from lib.suites.definitions import SuiteError, import_suite, load_file
 
     if not file.exists():
         fail(f"{file}: no such file")
@@ -105,7 +105,7 @@ def suite_import(file: Path) -> None:
 def _run_with_progress(run_id: int, endpoints) -> str:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from lib.suite_runner import execute
+    from lib.suites.runner import execute
 
     with Progress(
         TextColumn("[bold]run {task.fields[run]}"),
@@ -141,8 +141,8 @@ def suite_run(
     new: Annotated[bool, typer.Option("--new", help="Start a fresh run even if the same one exists.")] = False,
 ) -> None:
     """Run (or resume) a suite against models; answers are stored and labelled."""
-    from lib.endpoints import key_is_set
-    from lib.suite_runner import RunError, RunSpec, counts, create_or_resume
+    from lib.providers.endpoints import key_is_set
+    from lib.suites.runner import RunError, RunSpec, counts, create_or_resume
 
     endpoints = load_endpoints_or_fail()
     spec = RunSpec(
@@ -202,7 +202,7 @@ def suite_resume(run: int) -> None:
 @app.command("cancel")
 def suite_cancel(run: int) -> None:
     """Ask a running run to stop (it can be resumed later)."""
-    from lib.suite_runner import request_cancel
+    from lib.suites.runner import request_cancel
 
     open_db_or_fail()
     request_cancel(run)
@@ -213,7 +213,7 @@ def suite_cancel(run: int) -> None:
 def suite_status(run: int, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Progress of a run: answers done and failed per model."""
     from db.models import SuiteRun
-    from lib.suite_runner import counts
+    from lib.suites.runner import counts
 
     open_db_or_fail()
     from db.engine import session_scope
@@ -241,7 +241,7 @@ def suite_results(
 ) -> None:
     """Label rates per model × topic (Wilson 95%), English/Chinese gap, probe-vs-control asymmetry."""
     from db.models import SuiteRun
-    from lib.suite_results import compare_runs, results
+    from lib.suites.results import compare_runs, results
 
     open_db_or_fail()
     from db.engine import session_scope

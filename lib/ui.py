@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from db import repo
+from db import config, repo
 from db.engine import DatabaseUnavailable, get_engine, session_scope
-from lib import config
-from lib.endpoints import EndpointConfigError, endpoint_state, load_endpoints
 from lib.present import LABEL_COLOURS, format_metrics, safe_database_label
+from lib.providers.endpoints import EndpointConfigError, endpoint_state, load_endpoints
 
 # session-state keys shared between pages
 CONVERSATION = "compare_conversation_id"

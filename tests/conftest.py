@@ -14,8 +14,8 @@ sys.path.insert(0, str(ROOT))
 SHARED = ROOT.parent / "shared" / "data"
 
 from db.engine import dispose_all  # noqa: E402
-from lib import local_server  # noqa: E402
-from lib.endpoints import Endpoint, Quirks  # noqa: E402
+from lib.providers import local_server  # noqa: E402
+from lib.providers.endpoints import Endpoint, Quirks  # noqa: E402
 from tests.protocol_server import ProtocolServer  # noqa: E402
 
 

@@ -4,8 +4,8 @@ embedding cache and device choice."""
 import numpy as np
 import pytest
 
-from lib import analysis
-from lib.embeddings import embed_texts, get_embedder, pick_device
+from lib.analysis import views as analysis
+from lib.analysis.embeddings import embed_texts, get_embedder, pick_device
 from lib.stats import wilson
 
 
@@ -165,7 +165,7 @@ def test_an_embedder_that_cannot_load_falls_back_to_the_default(monkeypatch):
 
 
 def test_model_text_in_map_hovers_is_escaped_not_rendered():
-    from lib.charts import answer_map
+    from lib.analysis.charts import answer_map
 
     point = {
         "x": 0.0,

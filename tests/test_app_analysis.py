@@ -7,8 +7,8 @@ from streamlit.testing.v1 import AppTest
 
 from db import repo
 from db.engine import session_scope
-from lib.endpoints import Endpoint
-from lib.providers import Outcome
+from lib.providers.endpoints import Endpoint
+from lib.providers.stream import Outcome
 from tests.conftest import ROOT
 from tests.test_cli import cli
 

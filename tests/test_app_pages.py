@@ -9,9 +9,9 @@ from streamlit.testing.v1 import AppTest
 from db import repo
 from db.engine import session_scope
 from db.models import Label, Response, Vote
-from lib.endpoints import Endpoint
-from lib.local_server import free_port
-from lib.providers import Outcome
+from lib.providers.endpoints import Endpoint
+from lib.providers.local_server import free_port
+from lib.providers.stream import Outcome
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.app

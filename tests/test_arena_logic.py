@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from lib.arena import draw_pair, identity_leak
+from lib.arena.battles import draw_pair, identity_leak
 
 
 def test_pairs_are_two_different_endpoints_and_cover_the_pool():

@@ -11,11 +11,11 @@ from sqlalchemy import select
 from db import repo
 from db.engine import session_scope
 from db.models import Label
-from lib.chat import Column, ask
 from lib.deflection import classify, detect, source_name
 from lib.deflection.model import ARTIFACT, Classifier
 from lib.deflection.patterns import canned_label, strip_reasoning
 from lib.deflection.train import load_dev, train
+from lib.providers.chat import Column, ask
 from tests.conftest import fake_endpoint, shared_file
 
 

@@ -3,7 +3,7 @@ quirk documented in endpoints.toml is one the loader knows (and the other way ro
 
 import re
 
-from lib.endpoints import FIELDS, QUIRKS
+from lib.providers.endpoints import FIELDS, QUIRKS
 from tests.conftest import ROOT
 from tests.test_cli import cli
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from lib.local_server import free_port
+from lib.providers.local_server import free_port
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.e2e

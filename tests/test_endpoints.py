@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from lib import endpoints as ep
+from lib.providers import endpoints as ep
 
 SHIPPED = Path(__file__).resolve().parent.parent / "endpoints.toml"
 

@@ -8,9 +8,9 @@ import pytest
 from db import repo
 from db.engine import session_scope
 from db.repo import VoteFilter
-from lib.endpoints import Endpoint
-from lib.export import FLAT_FIELDS, ROW_KEYS, NothingToExport, dataset_card, iter_rows, write_export
-from lib.providers import Outcome
+from lib.arena.export import FLAT_FIELDS, ROW_KEYS, NothingToExport, dataset_card, iter_rows, write_export
+from lib.providers.endpoints import Endpoint
+from lib.providers.stream import Outcome
 
 A = Endpoint(
     id="model-a", name="Model Alpha", base_url="https://secret-host.example/v1", model="a", key_env="ALPHA_KEY"

@@ -8,10 +8,10 @@ from sqlalchemy import select
 
 from db.engine import session_scope
 from db.models import Response
-from lib.chat import Column, ask
-from lib.endpoints import Quirks
-from lib.fanout import Target, fan_out, fan_out_async
-from lib.local_server import free_port
+from lib.providers.chat import Column, ask
+from lib.providers.endpoints import Quirks
+from lib.providers.fanout import Target, fan_out, fan_out_async
+from lib.providers.local_server import free_port
 from tests.conftest import fake_endpoint
 
 pytestmark = pytest.mark.integration

@@ -5,8 +5,8 @@ from sqlalchemy import select
 
 from db.engine import session_scope
 from db.models import Exchange, Response
-from lib.chat import Column, ask
-from lib.endpoints import load_endpoints
+from lib.providers.chat import Column, ask
+from lib.providers.endpoints import load_endpoints
 
 pytestmark = pytest.mark.integration
 

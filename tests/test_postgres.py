@@ -12,10 +12,10 @@ import pytest
 from db import repo
 from db.engine import dispose_all, get_engine, session_scope
 from db.repo import AnswerScope, VoteFilter
-from lib.chat import Column, ask
-from lib.export import iter_rows
-from lib.leaderboard import battles_from_db, build_board
-from lib.local_server import free_port
+from lib.arena.export import iter_rows
+from lib.arena.leaderboard import battles_from_db, build_board
+from lib.providers.chat import Column, ask
+from lib.providers.local_server import free_port
 from tests.conftest import fake_endpoint
 
 pytestmark = pytest.mark.integration

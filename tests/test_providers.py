@@ -4,8 +4,8 @@ import httpx2
 import openai
 import pytest
 
-from lib.endpoints import Endpoint, Quirks
-from lib.providers import _ThinkSplitter, build_messages, build_request, classify_error
+from lib.providers.endpoints import Endpoint, Quirks
+from lib.providers.stream import _ThinkSplitter, build_messages, build_request, classify_error
 
 
 def endpoint(**quirks) -> Endpoint:

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from lib.rating import Battle, RatingError, rank, read_battles_csv
+from lib.arena.rating import Battle, RatingError, rank, read_battles_csv
 from tests.conftest import shared_file
 
 

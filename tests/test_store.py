@@ -9,8 +9,8 @@ from sqlalchemy import inspect
 from db import repo
 from db.engine import get_engine, session_scope
 from db.models import Base
-from lib.endpoints import Endpoint
-from lib.providers import Outcome
+from lib.providers.endpoints import Endpoint
+from lib.providers.stream import Outcome
 
 EP = Endpoint(id="m1", name="M1", base_url="http://h/v1", model="m")
 EP2 = Endpoint(id="m2", name="M2", base_url="http://h/v1", model="m")

@@ -12,10 +12,10 @@ from sqlalchemy import func, select
 
 from db.engine import session_scope
 from db.models import Conversation, Exchange, Label, Response, Suite, SuiteRun
-from lib.endpoints import load_endpoints
-from lib.suite_results import asymmetry
-from lib.suite_runner import RunSpec, counts, create_or_resume, execute, request_cancel
-from lib.suites import BUILTIN_DIR, SuiteError, load_file, parse_suite
+from lib.providers.endpoints import load_endpoints
+from lib.suites.definitions import BUILTIN_DIR, SuiteError, load_file, parse_suite
+from lib.suites.results import asymmetry
+from lib.suites.runner import RunSpec, counts, create_or_resume, execute, request_cancel
 from tests.conftest import ROOT
 from tests.test_cli import cli
 

@@ -7,9 +7,10 @@ import streamlit as st
 
 from db import repo
 from db.engine import session_scope
-from lib import charts, ui
-from lib.analysis import analyze
-from lib.embeddings import get_embedder
+from lib import ui
+from lib.analysis import charts
+from lib.analysis.embeddings import get_embedder
+from lib.analysis.views import analyze
 
 SCOPE_RUN = "analysis_suite_run"  # set by the suites page to open a run here
 EMBEDDED = "analysis_embedded_scopes"  # (scope, embedder, data version) already embedded
@@ -49,7 +50,7 @@ method = st.radio(
 def embed_missing(version: tuple) -> None:
     """Compute embeddings not yet cached, with a progress bar, once per scope and data version
     (the analysis below is cached separately and finds every vector stored)."""
-    from lib.embeddings import embed_texts
+    from lib.analysis.embeddings import embed_texts
 
     embedder = get_embedder()
     done_key = (scope.key(), embedder.name, version)

@@ -6,10 +6,10 @@ import streamlit as st
 from db import repo
 from db.engine import session_scope
 from lib import ui
-from lib.arena import Battle, draw_pair, identity_leak
-from lib.chat import Column, PromptError, ask, validate_prompt
-from lib.endpoints import endpoint_state
+from lib.arena.battles import Battle, draw_pair, identity_leak
 from lib.present import WINNER_TEXT
+from lib.providers.chat import Column, PromptError, ask, validate_prompt
+from lib.providers.endpoints import endpoint_state
 
 st.title("Arena")
 st.caption("Two anonymous models answer; vote for the better one, then see who they were.")

@@ -6,8 +6,8 @@ import streamlit as st
 from db import repo
 from db.engine import session_scope
 from lib import ui
-from lib.chat import Column, PromptError, ask, validate_prompt
 from lib.present import WINNER_TEXT
+from lib.providers.chat import Column, PromptError, ask, validate_prompt
 
 MAX_MODELS = 6
 

@@ -9,7 +9,7 @@ import streamlit as st
 from db import repo
 from db.engine import session_scope
 from lib import ui
-from lib.export import FORMAT_DOCS, FORMATS, NothingToExport, dataset_card, write_export
+from lib.arena.export import FORMAT_DOCS, FORMATS, NothingToExport, dataset_card, write_export
 
 st.title("Export")
 st.caption("Votes with a winner become preference pairs; ties and both-bad are left out of pairwise formats.")

@@ -8,9 +8,9 @@ import streamlit as st
 from db import repo
 from db.engine import session_scope
 from lib import ui
-from lib.charts import ratings_chart, win_rate_heatmap
-from lib.leaderboard import battles_from_db, build_board
-from lib.rating import RatingError
+from lib.analysis.charts import ratings_chart, win_rate_heatmap
+from lib.arena.leaderboard import battles_from_db, build_board
+from lib.arena.rating import RatingError
 
 st.title("Leaderboard")
 ui.database_or_stop()

@@ -4,9 +4,9 @@ add or edit an endpoint in the user's file, and test a connection."""
 import streamlit as st
 
 from lib import ui
-from lib.endpoints import EndpointConfigError, endpoint_state, key_is_set, save_user_endpoint
-from lib.fanout import Target, fan_out
-from lib.providers import build_messages
+from lib.providers.endpoints import EndpointConfigError, endpoint_state, key_is_set, save_user_endpoint
+from lib.providers.fanout import Target, fan_out
+from lib.providers.stream import build_messages
 
 SAVED = "settings_saved_message"
 

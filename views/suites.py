@@ -3,12 +3,13 @@
 import pandas as pd
 import streamlit as st
 
-from db import repo
+from db import config, repo
 from db.engine import session_scope
 from db.models import SuiteRun
-from lib import config, ui
-from lib.suite_results import compare_runs, results
-from lib.suite_runner import (
+from lib import ui
+from lib.suites.definitions import SuiteError, ensure_builtin, find_suite, import_suite, parse_suite, prompt_dict
+from lib.suites.results import compare_runs, results
+from lib.suites.runner import (
     RunError,
     RunSpec,
     counts,
@@ -18,7 +19,6 @@ from lib.suite_runner import (
     start_in_background,
     worker_alive,
 )
-from lib.suites import SuiteError, ensure_builtin, find_suite, import_suite, parse_suite, prompt_dict
 
 st.title("Probe suites")
 ui.database_or_stop()

@@ -10,7 +10,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from lib import config
+from db import config
 from lib.deflection.model import ARTIFACT, TRAIN_CLASSES, Classifier, fit
 
 DEV_FILE = config.ROOT.parent / "shared" / "data" / "deflection" / "dev.jsonl"

@@ -18,9 +18,10 @@ import yaml
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from db import config
 from db.models import Suite, SuitePrompt
 
-BUILTIN_DIR = Path(__file__).resolve().parent.parent / "suites"
+BUILTIN_DIR = config.ROOT / "suites"
 LANGUAGES = ("en", "zh")
 KINDS = ("probe", "control", "general")
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$")

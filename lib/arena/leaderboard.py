@@ -9,7 +9,7 @@ import numpy as np
 from db import repo
 from db.engine import session_scope
 from db.repo import VoteFilter
-from lib.rating import Battle, Rating, RatingError, rank, win_rate_matrix
+from lib.arena.rating import Battle, Rating, RatingError, rank, win_rate_matrix
 
 
 @dataclass

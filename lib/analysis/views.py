@@ -441,7 +441,7 @@ def analyze(scope, method: str = "pca", progress=None) -> dict:
     """Load the scope's answers, embed them (cached), and compute every view."""
     from db import repo
     from db.engine import session_scope
-    from lib.embeddings import embed_texts, get_embedder
+    from lib.analysis.embeddings import embed_texts, get_embedder
 
     with session_scope() as session:
         rows = repo.scope_answers(session, scope)

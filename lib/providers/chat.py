@@ -10,13 +10,12 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from db import repo
+from db import config, repo
 from db.engine import session_scope
 from db.models import Conversation
-from lib import config
-from lib.endpoints import Endpoint
-from lib.fanout import Target, UpdateFn, fan_out
-from lib.providers import Outcome, build_messages
+from lib.providers.endpoints import Endpoint
+from lib.providers.fanout import Target, UpdateFn, fan_out
+from lib.providers.stream import Outcome, build_messages
 
 CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 

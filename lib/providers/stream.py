@@ -16,8 +16,8 @@ import httpx2
 import openai
 from openai import AsyncOpenAI
 
-from lib import local_server
-from lib.endpoints import Endpoint, api_key
+from lib.providers import local_server
+from lib.providers.endpoints import Endpoint, api_key
 
 BLOCK_MARKERS = (
     "content exists risk",  # DeepSeek

@@ -21,7 +21,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from lib import config
+from db import config
 
 MODEL_ALIAS = "smollm2-135m-instruct"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"

@@ -7,7 +7,7 @@ from collections import defaultdict
 
 from db import repo
 from db.engine import session_scope
-from lib.analysis import NOT_ANSWERED, deflection_view
+from lib.analysis.views import NOT_ANSWERED, deflection_view
 from lib.stats import rate
 
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 
 import openai
 
-from lib.endpoints import Endpoint
-from lib.providers import STATUS_INTERRUPTED, Outcome, stream_chat
+from lib.providers.endpoints import Endpoint
+from lib.providers.stream import STATUS_INTERRUPTED, Outcome, stream_chat
 
 
 @dataclass

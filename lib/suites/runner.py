@@ -21,11 +21,11 @@ import openai
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from db import repo
+from db import config, repo
 from db.engine import session_scope
 from db.models import Conversation, Exchange, Response, Suite, SuitePrompt, SuiteRun, utcnow
-from lib.endpoints import Endpoint
-from lib.providers import Outcome, build_messages, stream_chat
+from lib.providers.endpoints import Endpoint
+from lib.providers.stream import Outcome, build_messages, stream_chat
 
 DONE_STATUSES = ("ok", "blocked")
 
@@ -100,7 +100,7 @@ def create_or_resume(
     session: Session, spec: RunSpec, endpoints: dict[str, Endpoint], new: bool = False
 ) -> tuple[SuiteRun, bool]:
     """The run for this spec: the earlier one with the same signature, unless `new`. (run, resumed)."""
-    from lib.suites import ensure_builtin, find_suite
+    from lib.suites.definitions import ensure_builtin, find_suite
 
     validate(spec, endpoints)
     ensure_builtin(session)
@@ -194,9 +194,8 @@ def start_in_background(run_id: int, log_dir) -> int:
     """Run `cli.py suite resume RUN` in its own process session, so it outlives the browser tab."""
     import subprocess
     import sys
-    from pathlib import Path
 
-    cli = Path(__file__).resolve().parent.parent / "cli.py"
+    cli = config.ROOT / "cli.py"
     log_dir.mkdir(parents=True, exist_ok=True)
     with open(log_dir / f"suite_run_{run_id}.log", "ab") as log:
         proc = subprocess.Popen(

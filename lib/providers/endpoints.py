@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
-from lib import config
+from db import config
 
 EMBEDDED = "embedded"
 KINDS = ("hosted", "local", "embedded")
@@ -311,7 +311,7 @@ class EndpointState:
 
 def endpoint_state(endpoint: Endpoint, probe: bool = True) -> EndpointState:
     """The endpoint's availability; `probe` checks local servers over loopback (fast)."""
-    from lib import local_server
+    from lib.providers import local_server
 
     if endpoint.is_embedded:
         try:
