@@ -47,9 +47,9 @@ def populate() -> None:
                     "id": rid,
                     "exchange_id": p + 1,
                     "slot": f"m{m}",
-                    "endpoint_id": f"m{m}",
-                    "display_name": f"Model {m}",
                     "model": f"m{m}",
+                    "display_name": f"Model {m}",
+                    "endpoint_id": f"m{m}",
                     "base_host": "bench",
                     "params": {},
                     "text": text,
@@ -82,14 +82,16 @@ def main() -> None:
     tmp = tempfile.mkdtemp()
     os.environ["PARALLAX_DATABASE_URL"] = f"sqlite:///{tmp}/bench.db"
     populate()
-    from db import repo
+    from db import answers
+    from db.answers import AnswerScope
+    from db.embeddings import cached_vectors
     from db.engine import session_scope
     from lib.analysis import views as analysis
-    from lib.analysis.embeddings import DEFAULT_NAME, cached_vectors, content_hash
+    from lib.analysis.embeddings import DEFAULT_NAME, content_hash
 
     start = time.perf_counter()
     with session_scope() as s:
-        rows = repo.scope_answers(s, repo.AnswerScope())
+        rows = answers.scope_answers(s, AnswerScope())
         found = cached_vectors(s, DEFAULT_NAME, [content_hash(r["text"]) for r in rows])
     vectors = np.stack([found[content_hash(r["text"])] for r in rows])
     load_s = time.perf_counter() - start

@@ -25,18 +25,18 @@ def main() -> None:
     tmp = tempfile.mkdtemp()
     os.environ["PARALLAX_DATABASE_URL"] = f"sqlite:///{tmp}/bench.db"
     from bench.analysis import populate  # the same 20,000 answers the analysis benchmark uses
-    from db import repo
+    from db import conversations
     from db.engine import session_scope
 
     populate()
     with session_scope() as s:
         figures = {
             "n_responses": 20000,
-            "first_page_ms": timed_ms(lambda: repo.list_conversations(s, page=0)),
-            "page_50_ms": timed_ms(lambda: repo.list_conversations(s, page=50)),
-            "fts_search_ms": timed_ms(lambda: repo.list_conversations(s, "Answer 1234")),
-            "like_search_2_chars_ms": timed_ms(lambda: repo.list_conversations(s, "12")),
-            "matches": repo.list_conversations(s, "Answer 1234")[1],
+            "first_page_ms": timed_ms(lambda: conversations.list_conversations(s, page=0)),
+            "page_50_ms": timed_ms(lambda: conversations.list_conversations(s, page=50)),
+            "fts_search_ms": timed_ms(lambda: conversations.list_conversations(s, "Answer 1234")),
+            "like_search_2_chars_ms": timed_ms(lambda: conversations.list_conversations(s, "12")),
+            "matches": conversations.list_conversations(s, "Answer 1234")[1],
         }
     print(json.dumps(figures))
 

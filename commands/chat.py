@@ -11,6 +11,7 @@ from rich.live import Live
 from rich.table import Table
 
 from commands.common import err, fail, load_endpoints_or_fail, open_db_or_fail, out
+from lib.vocab import Status
 
 app = typer.Typer()
 
@@ -94,7 +95,7 @@ def ask(
                 def update(target, state):
                     live_texts[target.key] = (
                         state.text
-                        if state.status == "ok"
+                        if state.status == Status.OK
                         else (f"{state.text}\n[{state.status}] {state.error_message}")
                     )
                     live.update(render())

@@ -30,11 +30,21 @@ def load_endpoints_or_fail():
 
 def open_db_or_fail() -> None:
     """Open (and migrate) the database, or exit 2 saying why."""
-    from db.engine import DatabaseUnavailable, get_engine
+    from lib.storage import DatabaseUnavailable, open_database
 
     try:
-        get_engine()
+        open_database()
     except DatabaseUnavailable as exc:
+        fail(str(exc))
+
+
+def day_or_fail(text: Optional[str], name: str):
+    """A YYYY-MM-DD option as a date (None when not given), or exit 2 naming the option."""
+    from lib.filters import FilterError, parse_day
+
+    try:
+        return parse_day(text, name)
+    except FilterError as exc:
         fail(str(exc))
 
 
@@ -42,25 +52,12 @@ def vote_filter_or_fail(
     blind_only: bool, language: Optional[str], since: Optional[str], until: Optional[str], include_leaked: bool
 ):
     """Vote filters from command-line text, or exit 2 for a bad date or language."""
-    from datetime import datetime, timedelta
+    from lib.filters import FilterError, vote_filter
 
-    from db.repo import VoteFilter
-
-    def day(text: Optional[str], name: str):
-        if not text:
-            return None
-        try:
-            return datetime.fromisoformat(text)
-        except ValueError:
-            fail(f"--{name} must be a date like 2026-11-28, not {text!r}")
-
-    if language not in (None, "en", "zh"):
-        fail("--language must be en or zh")
-    end = day(until, "until")
-    return VoteFilter(
-        blind_only=blind_only,
-        language=language,
-        since=day(since, "since"),
-        until=end + timedelta(days=1) if end else None,
-        include_leaked=include_leaked,
-    )
+    first, last = day_or_fail(since, "since"), day_or_fail(until, "until")
+    try:
+        return vote_filter(
+            blind_only=blind_only, include_leaked=include_leaked, language=language, first=first, last=last
+        )
+    except FilterError as exc:
+        fail(f"--{exc}")

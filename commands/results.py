@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from commands.common import err, fail, load_endpoints_or_fail, open_db_or_fail, out, vote_filter_or_fail
+from commands.common import day_or_fail, err, fail, load_endpoints_or_fail, open_db_or_fail, out, vote_filter_or_fail
 
 app = typer.Typer()
 
@@ -27,7 +27,8 @@ def leaderboard(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list, best first.")] = False,
 ) -> None:
     """Bradley–Terry ratings with bootstrap intervals, from stored votes or a battles CSV."""
-    from lib.arena.leaderboard import battles_from_db, build_board
+    from lib.arena.leaderboard import build_board
+    from lib.arena.leaderboard import leaderboard as stored_leaderboard
     from lib.arena.rating import RatingError, read_battles_csv
 
     if bootstrap < 0:
@@ -36,13 +37,11 @@ def leaderboard(
         if battles is not None:
             if not battles.exists():
                 fail(f"{battles}: no such file")
-            board_battles, names = read_battles_csv(battles.read_text(encoding="utf-8")), {}
+            board = build_board(read_battles_csv(battles.read_text(encoding="utf-8")), bootstrap=bootstrap, seed=seed)
         else:
+            chosen = vote_filter_or_fail(blind_only, language, since, until, include_leaked)
             open_db_or_fail()
-            board_battles, names = battles_from_db(
-                vote_filter_or_fail(blind_only, language, since, until, include_leaked)
-            )
-        board = build_board(board_battles, names, bootstrap=bootstrap, seed=seed)
+            board = stored_leaderboard(chosen, bootstrap=bootstrap, seed=seed)
     except RatingError as exc:
         fail(f"{battles}: {exc}" if battles is not None else str(exc))
     if as_json:
@@ -53,7 +52,7 @@ def leaderboard(
         ci = "–" if r.ci_low is None else f"{r.ci_low:.0f} – {r.ci_high:.0f}"
         table.add_row(
             str(i),
-            names.get(r.model, r.model),
+            board.names.get(r.model, r.model),
             f"{r.rating:.0f}",
             ci,
             str(r.battles),
@@ -76,8 +75,8 @@ def export(
     card: Annotated[Optional[Path], typer.Option(help="Also write a Markdown dataset card here.")] = None,
 ) -> None:
     """Export rated pairs as training data, streamed to the file."""
-    from db.engine import session_scope
-    from lib.arena.export import FORMATS, NothingToExport, dataset_card, write_export
+    from lib.arena.export import FORMATS, NothingToExport
+    from lib.arena.export import export as run_export
 
     if fmt not in FORMATS:
         fail(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
@@ -86,13 +85,10 @@ def export(
         fail(f"{output.parent}: no such folder")
     open_db_or_fail()
     try:
-        with session_scope() as s:
-            summary = write_export(s, fmt, vote_filter, output)
+        summary = run_export(fmt, vote_filter, output, card=card)
     except NothingToExport as exc:
         fail(str(exc))
-    if card:
-        card.write_text(dataset_card(fmt, summary["rows"], vote_filter, summary["models"]), encoding="utf-8")
-    err.print(f"wrote {summary['rows']} {fmt} rows to {output}")
+    err.print(f"wrote {summary.rows} {fmt} rows to {output}")
 
 
 @app.command()
@@ -128,41 +124,26 @@ def classify(
             return f"judge:{judge}"
 
     if db:
-        from db import repo
-        from db.engine import session_scope
+        from lib.deflection.labelling import label_backlog
 
         open_db_or_fail()
-        source, done = source_name_fn(), 0
-        while True:
-            with session_scope() as s:
-                rows = repo.responses_without_label(s, source, limit=batch)
-                if not rows:
-                    break
-                verdicts = run_classifier(
-                    [{"prompt": r.exchange.prompt, "response": r.text, "status": r.status} for r in rows]
-                )
-                for row, verdict in zip(rows, verdicts, strict=True):
-                    repo.set_label(s, row.id, verdict.label, source, verdict.confidence, verdict.rule)
-                done += len(rows)
+        source = source_name_fn()
+        done = label_backlog(source, run_classifier, batch=batch)
         err.print(f"labelled {done} responses with {source}")
         return
     if input_file is None or output is None:
         fail("give INPUT.jsonl and -o OUTPUT.jsonl, or --db")
     if not input_file.exists():
         fail(f"{input_file}: no such file")
+    from lib.files import iter_jsonl
+
     rows, problems = [], []
-    with open(input_file, encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                problems.append(f"line {number}: not JSON ({exc.msg})")
-                continue
-            if not isinstance(row, dict) or not isinstance(row.get("response"), str):
-                problems.append(f"line {number}: no 'response' text")
-                continue
+    for number, row, problem in iter_jsonl(input_file.read_text(encoding="utf-8")):
+        if problem:
+            problems.append(f"line {number}: {problem}")
+        elif not isinstance(row, dict) or not isinstance(row.get("response"), str):
+            problems.append(f"line {number}: no 'response' text")
+        else:
             rows.append(row)
     if problems:
         fail(
@@ -216,19 +197,19 @@ def analyze(
     """Clusters, canned templates, divergence and deflection rates for a scope of stored answers."""
     from rich.progress import Progress
 
-    from db.repo import AnswerScope
     from lib.analysis.views import analyze as run_analysis
+    from lib.filters import answer_scope
 
     if method not in ("pca", "tsne"):
         fail("--method must be pca or tsne")
-    vote_filter = vote_filter_or_fail(False, language, since, until, False)  # validates the dates and language
+    vote_filter_or_fail(False, language, since, until, False)  # validates the dates and language
     open_db_or_fail()
-    scope = AnswerScope(
+    scope = answer_scope(
         suite_run_id=suite_run,
-        models=models or None,
+        endpoint_ids=models,
         language=language,
-        since=vote_filter.since,
-        until=vote_filter.until,
+        first=day_or_fail(since, "since"),
+        last=day_or_fail(until, "until"),
     )
     with Progress(console=err, transient=True) as progress:
         task = progress.add_task("embedding answers", total=None)

@@ -14,36 +14,23 @@ from commands.common import err, fail, load_endpoints_or_fail, open_db_or_fail, 
 app = typer.Typer(help="Probe suites: list, show, import, run, status, results.", no_args_is_help=True)
 
 
-def _suite_session():
-    from db.engine import session_scope
-    from lib.suites.definitions import ensure_builtin
-
-    open_db_or_fail()
-    with session_scope() as s:
-        ensure_builtin(s)
-    return session_scope
-
-
 @app.command("list")
 def suite_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Every stored suite with its prompt counts."""
-    from sqlalchemy import select
+    from lib.suites.definitions import list_suites
 
-    from db.models import Suite
-
-    scope = _suite_session()
-    with scope() as s:
-        rows = [
-            {
-                "name": x.name,
-                "version": x.version,
-                "prompts": len(x.prompts),
-                "description": x.description,
-                "languages": sorted({p.language for p in x.prompts}),
-                "topics": sorted({p.topic for p in x.prompts}),
-            }
-            for x in s.scalars(select(Suite).order_by(Suite.name))
-        ]
+    open_db_or_fail()
+    rows = [
+        {
+            "name": x.name,
+            "version": x.version,
+            "prompts": len(x.prompts),
+            "description": x.description,
+            "languages": x.languages,
+            "topics": x.topics,
+        }
+        for x in list_suites()
+    ]
     if as_json:
         print(json.dumps(rows, ensure_ascii=False, indent=2))
         return
@@ -56,19 +43,13 @@ def suite_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None
 @app.command("show")
 def suite_show(name: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """A suite with its prompts (id, text, language, topic, twin and control keys)."""
-    from lib.suites.definitions import find_suite, prompt_dict
+    from lib.suites.definitions import show_suite
 
-    scope = _suite_session()
-    with scope() as s:
-        suite = find_suite(s, name)
-        if suite is None:
-            fail(f"unknown suite {name!r} (see `python cli.py suite list`)")
-        data = {
-            "name": suite.name,
-            "version": suite.version,
-            "description": suite.description,
-            "prompts": [prompt_dict(p) for p in suite.prompts],
-        }
+    open_db_or_fail()
+    suite = show_suite(name)
+    if suite is None:
+        fail(f"unknown suite {name!r} (see `python cli.py suite list`)")
+    data = {"name": suite.name, "version": suite.version, "description": suite.description, "prompts": suite.prompts}
     if as_json:
         print(json.dumps(data, ensure_ascii=False, indent=2))
         return
@@ -80,25 +61,21 @@ def suite_show(name: str, as_json: Annotated[bool, typer.Option("--json")] = Fal
 @app.command("import")
 def suite_import(file: Path) -> None:
     """Validate a suite file (YAML or JSONL) completely, then store it."""
-    from lib.suites.definitions import SuiteError, import_suite, load_file
+    from lib.suites.definitions import SuiteError, import_path
 
     if not file.exists():
         fail(f"{file}: no such file")
+    open_db_or_fail()
     try:
-        suite = load_file(file)
+        imported = import_path(file)
     except SuiteError as exc:
         err.print(f"[bold red]error:[/] {file} has {len(exc.problems)} problem(s); nothing was imported")
         for problem in exc.problems:
             err.print(f"  {problem}", highlight=False)
         raise typer.Exit(2) from None
-    scope = _suite_session()
-    try:
-        with scope() as s:
-            _, created = import_suite(s, suite)
-    except SuiteError as exc:
-        fail(str(exc))
     err.print(
-        f"{'imported' if created else 'already imported'} {suite.name} v{suite.version}: {len(suite.prompts)} prompts"
+        f"{'imported' if imported.created else 'already imported'} {imported.name} v{imported.version}: "
+        f"{imported.prompts} prompts"
     )
 
 
@@ -142,7 +119,7 @@ def suite_run(
 ) -> None:
     """Run (or resume) a suite against models; answers are stored and labelled."""
     from lib.providers.endpoints import key_is_set
-    from lib.suites.runner import RunError, RunSpec, counts, create_or_resume
+    from lib.suites.runner import RunError, RunSpec, create_run
 
     endpoints = load_endpoints_or_fail()
     spec = RunSpec(
@@ -156,27 +133,25 @@ def suite_run(
         limit=limit,
         concurrency=concurrency,
     )
-    scope = _suite_session()
+    open_db_or_fail()
     try:
-        with scope() as s:
-            run, resumed = create_or_resume(s, spec, endpoints, new=new)
-            state = counts(s, run)
-            run_id = run.id
+        started = create_run(spec, endpoints, new=new)
     except RunError as exc:
         fail(str(exc))
+    run_id, state = started.run_id, started.state
     for endpoint_id in spec.endpoints:
         if not key_is_set(endpoints[endpoint_id]):
             err.print(
                 f"[yellow]warning:[/] {endpoint_id} has no key ({endpoints[endpoint_id].key_env}); "
                 "its items will fail and can be retried later"
             )
-    if resumed and sum(state["done"].values()) >= state["total"]:
+    if started.already_complete:
         err.print(
-            f"run {run_id} is already complete ({state['total']} answers); nothing added. Use --new for a fresh run."
+            f"run {run_id} is already complete ({state.total} answers); nothing added. Use --new for a fresh run."
         )
         return
-    if resumed:
-        err.print(f"resuming run {run_id}: {sum(state['done'].values())} of {state['total']} answers already done")
+    if started.resumed:
+        err.print(f"resuming run {run_id}: {state.completed} of {state.total} answers already done")
     status = _run_with_progress(run_id, endpoints)
     err.print(f"run {run_id}: {status} (see `python cli.py suite results {run_id}`)")
 
@@ -184,17 +159,14 @@ def suite_run(
 @app.command("resume")
 def suite_resume(run: int) -> None:
     """Continue an existing run (what the suites page starts in the background)."""
-    from db.models import SuiteRun
+    from lib.suites.runner import RunError, check_resumable
 
     endpoints = load_endpoints_or_fail()
-    scope = _suite_session()
-    with scope() as s:
-        row = s.get(SuiteRun, run)
-        if row is None:
-            fail(f"there is no run {run}")
-        missing = [e for e in row.endpoints if e not in endpoints]
-    if missing:
-        fail(f"run {run} uses model(s) no longer configured: {', '.join(missing)}")
+    open_db_or_fail()
+    try:
+        check_resumable(run, endpoints)
+    except RunError as exc:
+        fail(str(exc))
     status = _run_with_progress(run, endpoints)
     err.print(f"run {run}: {status}")
 
@@ -202,35 +174,44 @@ def suite_resume(run: int) -> None:
 @app.command("cancel")
 def suite_cancel(run: int) -> None:
     """Ask a running run to stop (it can be resumed later)."""
-    from lib.suites.runner import request_cancel
+    from lib.suites.runner import RunError, request_cancel
 
     open_db_or_fail()
-    request_cancel(run)
+    try:
+        request_cancel(run)
+    except RunError as exc:
+        fail(str(exc))
     err.print(f"asked run {run} to stop")
 
 
 @app.command("status")
 def suite_status(run: int, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """Progress of a run: answers done and failed per model."""
-    from db.models import SuiteRun
-    from lib.suites.runner import counts
+    """Progress of a run: its effective state (stopped when its worker is gone), answers done and
+    failed per model."""
+    from lib.suites.runner import RunError, run_state
 
     open_db_or_fail()
-    from db.engine import session_scope
-
-    with session_scope() as s:
-        row = s.get(SuiteRun, run)
-        if row is None:
-            fail(f"there is no run {run}")
-        state = counts(s, row)
+    try:
+        state = run_state(run)
+    except RunError as exc:
+        fail(str(exc))
     if as_json:
-        print(json.dumps({"run": run, **state}))
-        return
-    out.print(f"run {run}: {state['status']}, {sum(state['done'].values())}/{state['total']} answers")
-    for endpoint_id in sorted(set(state["done"]) | set(state["failed"])):
-        out.print(
-            f"  {endpoint_id}: {state['done'].get(endpoint_id, 0)} done, {state['failed'].get(endpoint_id, 0)} failed"
+        print(
+            json.dumps(
+                {
+                    "run": run,
+                    "status": state.status,
+                    "stored_status": state.stored_status,
+                    "total": state.total,
+                    "done": state.done,
+                    "failed": state.failed,
+                }
+            )
         )
+        return
+    out.print(f"run {run}: {state.status}, {state.completed}/{state.total} answers")
+    for endpoint_id in sorted(set(state.done) | set(state.failed)):
+        out.print(f"  {endpoint_id}: {state.done.get(endpoint_id, 0)} done, {state.failed.get(endpoint_id, 0)} failed")
 
 
 @app.command("results")
@@ -240,45 +221,39 @@ def suite_results(
     compare: Annotated[Optional[int], typer.Option(help="Compare with this other run.")] = None,
 ) -> None:
     """Label rates per model × topic (Wilson 95%), English/Chinese gap, probe-vs-control asymmetry."""
-    from db.models import SuiteRun
-    from lib.suites.results import compare_runs, results
+    from dataclasses import asdict
+
+    from lib.suites.results import UnknownRun, asymmetry_table, comparison_table, gap_table, rates_table, results
 
     open_db_or_fail()
-    from db.engine import session_scope
-
-    with session_scope() as s:
-        for run_id in filter(None, (run, compare)):
-            if s.get(SuiteRun, run_id) is None:
-                fail(f"there is no run {run_id}")
-    data = results(run)
-    if compare:
-        data["comparison"] = compare_runs(run, compare)
+    try:
+        data = results(run, compare_with=compare)
+    except UnknownRun as exc:
+        fail(str(exc))
     if as_json:
-        print(json.dumps(data, ensure_ascii=False, default=str))
+        body = {k: v for k, v in asdict(data).items() if v is not None}
+        print(json.dumps(body, ensure_ascii=False, default=str))
         return
-    if data.get("error"):
-        out.print(data["error"])
+    if data.error:
+        out.print(data.error)
         return
-    table = Table("model", "topic", "n", "not answered [95% CI]", "refused", "deflected", "blocked")
-    for r in data["rates"]:
-        na = r["not_answered"]
-        table.add_row(
-            r["model"],
-            r["topic"],
-            str(r["n"]),
-            f"{na['rate']:.0%} [{na['low']:.0%}–{na['high']:.0%}]",
-            f"{r['refused']['rate']:.0%}",
-            f"{r['deflected']['rate']:.0%}",
-            f"{r['blocked']['rate']:.0%}",
-        )
-    out.print(table)
-    for g in data["language_gap"]:
-        out.print(
-            f"{g['model']}: not answered en {g['en']['rate']:.0%} vs zh {g['zh']['rate']:.0%} (gap {g['gap']:+.0%})"
-        )
-    for a in data["asymmetry"]:
-        if a["topic"] == "(all)" and a["asymmetry"] is not None:
+    _print_table(rates_table(data))
+    for g in gap_table(data):
+        out.print(f"{g['model']}: not answered en {g['en']} vs zh {g['zh']} (gap {g['gap']})", highlight=False)
+    for a in asymmetry_table(data):
+        if a["topic"] == "(all)" and a["asymmetry"] != "–":
             out.print(
-                f"{a['model']}: probes {a['probe']['rate']:.0%} vs controls {a['control']['rate']:.0%} "
-                f"(asymmetry {a['asymmetry']:+.0%})"
+                f"{a['model']}: probes {a['probes']} vs controls {a['controls']} (asymmetry {a['asymmetry']})",
+                highlight=False,
             )
+    if data.comparison:
+        _print_table(comparison_table(data))
+
+
+def _print_table(rows: list[dict[str, str]]) -> None:
+    if not rows:
+        return
+    table = Table(*rows[0])
+    for row in rows:
+        table.add_row(*row.values())
+    out.print(table)

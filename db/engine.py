@@ -13,7 +13,10 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
+
+from db import config
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 _engines: dict[str, Engine] = {}
@@ -22,14 +25,6 @@ _lock = threading.Lock()
 
 class DatabaseUnavailable(RuntimeError):
     """The configured database cannot be opened or created."""
-
-
-def _default_url() -> str:
-    url = os.environ.get("PARALLAX_DATABASE_URL")
-    if url:
-        return url
-    data = Path(os.environ.get("PARALLAX_DATA_DIR", Path(__file__).resolve().parent.parent / "data"))
-    return f"sqlite:///{data / 'parallax.db'}"
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
@@ -65,22 +60,36 @@ def migrate(engine: Engine) -> None:
 
 def get_engine(url: str | None = None) -> Engine:
     """The engine for `url` (default: the configured database), migrated on first use."""
-    url = url or _default_url()
+    url = url or config.database_url()
     with _lock:
         if url in _engines:
             return _engines[url]
-        is_sqlite = url.startswith("sqlite")
-        if is_sqlite:
-            _prepare_sqlite_path(url)
-        kwargs = {"connect_args": {"timeout": 10, "check_same_thread": False}} if is_sqlite else {}
-        engine = create_engine(url, **kwargs)
+        try:
+            is_sqlite = make_url(url).get_backend_name() == "sqlite"
+            if is_sqlite:
+                _prepare_sqlite_path(url)
+            kwargs = {"connect_args": {"timeout": 10, "check_same_thread": False}} if is_sqlite else {}
+            engine = create_engine(url, **kwargs)
+        except (ArgumentError, ImportError, ValueError) as exc:
+            # the parser's message repeats the URL, password included: name the problem only
+            why = "it cannot be parsed" if isinstance(exc, ArgumentError) else f"{type(exc).__name__}: {exc}"
+            raise DatabaseUnavailable(
+                f"PARALLAX_DATABASE_URL is not a usable database URL ({why}); "
+                "use e.g. sqlite:////abs/path/parallax.db or postgresql+psycopg://user@host/db"
+            ) from None
         if is_sqlite:
             event.listen(engine, "connect", _sqlite_pragmas)
         try:
-            migrate(engine)
+            with engine.connect():  # can we reach it at all? (a migration bug must not read as this)
+                pass
         except Exception as exc:
             engine.dispose()
             raise DatabaseUnavailable(f"cannot open the database {engine.url!r}: {exc}") from exc
+        try:
+            migrate(engine)
+        except Exception:
+            engine.dispose()
+            raise  # a migration error keeps its own message and traceback
         _engines[url] = engine
         return engine
 

@@ -1,4 +1,6 @@
-"""SQLAlchemy 2.0 models: the entities of ARCHITECTURE.md. Schema changes go through Alembic."""
+"""SQLAlchemy 2.0 models: conversations, exchanges (user turns), responses, votes, thumbs, labels,
+embeddings, suites, suite prompts and suite runs. Schema changes go through Alembic migrations
+(db/migrations); the words stored in string columns are defined in db/vocab.py."""
 
 from __future__ import annotations
 

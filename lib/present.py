@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from sqlalchemy.engine import make_url
 
+from db.vocab import Label, Winner
+
 LABEL_COLOURS = {
-    "answered": "green",
-    "refused": "red",
-    "deflected": "orange",
-    "blocked": "violet",
-    "empty": "gray",
-    "partial": "blue",
+    Label.ANSWERED: "green",
+    Label.REFUSED: "red",
+    Label.DEFLECTED: "orange",
+    Label.BLOCKED: "violet",
+    Label.EMPTY: "gray",
+    Label.PARTIAL: "blue",
 }
-WINNER_TEXT = {"a": "A is better", "b": "B is better", "tie": "Tie", "both_bad": "Both are bad"}
+WINNER_TEXT = {Winner.A: "A is better", Winner.B: "B is better", Winner.TIE: "Tie", Winner.BOTH_BAD: "Both are bad"}
 
 
 def format_metrics(ttft_ms, latency_ms, output_tokens, tokens_counted=False, cost_usd=None) -> str:

@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import streamlit as st
 
-from db import config, repo
-from db.engine import DatabaseUnavailable, get_engine, session_scope
-from lib.present import LABEL_COLOURS, format_metrics, safe_database_label
+from db.vocab import Label, LabelSource, Status
+from lib import storage
+from lib.conversations import ResponseView, rate_answer, save_human_label
+from lib.present import LABEL_COLOURS, format_metrics
 from lib.providers.endpoints import EndpointConfigError, endpoint_state, load_endpoints
 
 # session-state keys shared between pages
 CONVERSATION = "compare_conversation_id"
 SELECTED = "compare_selected_models"
 ARENA_BATTLE = "arena_battle"
-LABELS = ("answered", "refused", "deflected", "blocked", "empty")
+ANALYSIS_RUN = "analysis_suite_run"  # set by the suites page to open a run in Analysis
+LABELS = Label.ALL
 
 
 def endpoints_or_stop():
@@ -29,8 +31,8 @@ def endpoints_or_stop():
 def database_or_stop() -> None:
     """Open (and migrate) the database, or explain why not and stop."""
     try:
-        get_engine()
-    except DatabaseUnavailable as exc:
+        storage.open_database()
+    except storage.DatabaseUnavailable as exc:
         st.error(f"The database cannot be opened: {exc}. Set PARALLAX_DATABASE_URL to a writable place.")
         st.stop()
 
@@ -49,7 +51,7 @@ def refresh_states() -> None:
 def sidebar() -> None:
     """Database in use and the state of every endpoint."""
     with st.sidebar:
-        st.caption(f"Database: `{safe_database_label(config.database_url())}`")
+        st.caption(f"Database: `{storage.database_label()}`")
         try:
             endpoints = load_endpoints()
         except EndpointConfigError as exc:
@@ -63,13 +65,13 @@ def sidebar() -> None:
                     st.caption(detail)
 
 
-def render_label(response, key_prefix: str) -> None:
+def render_label(response: ResponseView, key_prefix: str) -> None:
     """The response's effective label as a badge, with a one-click correction."""
-    label = repo.effective_label(response.labels)
+    label = response.label
     cols = st.columns([3, 2])
     with cols[0]:
         if label is not None:
-            suffix = " ✓" if label.source == "human" else f" {label.confidence:.0%}"
+            suffix = " ✓" if label.source == LabelSource.HUMAN else f" {label.confidence:.0%}"
             st.badge(f"{label.label}{suffix}", color=LABEL_COLOURS.get(label.label, "gray"))
     key = f"{key_prefix}_label_{response.id}"
     with cols[1], st.popover("Label"):
@@ -79,17 +81,15 @@ def render_label(response, key_prefix: str) -> None:
             LABELS,
             key=key,
             default=label.label if label and label.label in LABELS else None,
-            on_change=save_human_label,
+            on_change=_save_label,
             args=(response.id, key),
         )
 
 
-def save_human_label(response_id: int, key: str) -> None:
-    """Store the label the user picked as a human label (it wins over the detector)."""
+def _save_label(response_id: int, key: str) -> None:
     choice = st.session_state.get(key)
     if choice:
-        with session_scope() as s:
-            repo.set_label(s, response_id, choice, "human", 1.0, "human")
+        save_human_label(response_id, choice)
 
 
 def _problem(status: str, error_kind: str | None, message: str | None, anonymous: bool) -> str:
@@ -99,7 +99,12 @@ def _problem(status: str, error_kind: str | None, message: str | None, anonymous
 
 
 def render_response(
-    response, *, title: str | None = None, show_label: bool = True, key_prefix: str = "r", anonymous: bool = False
+    response: ResponseView,
+    *,
+    title: str | None = None,
+    show_label: bool = True,
+    key_prefix: str = "r",
+    anonymous: bool = False,
 ) -> None:
     """One stored answer: title, Markdown text (never raw HTML), reasoning, problem, metrics.
 
@@ -111,11 +116,11 @@ def render_response(
             st.markdown(response.reasoning)
     if response.text:
         st.markdown(response.text)
-    if response.status == "blocked":
+    if response.status == Status.BLOCKED:
         st.warning("Blocked by the provider. " + ("" if anonymous else response.error_message or ""))
-    elif response.status == "error":
+    elif response.status == Status.ERROR:
         st.error(_problem(response.status, response.error_kind, response.error_message, anonymous))
-    elif response.status == "interrupted":
+    elif response.status == Status.INTERRUPTED:
         st.info("Interrupted; the text streamed so far is kept.")
     st.caption(
         format_metrics(
@@ -131,13 +136,12 @@ def render_response(
         render_thumb(response, key_prefix)
 
 
-def render_thumb(response, key_prefix: str) -> None:
+def render_thumb(response: ResponseView, key_prefix: str) -> None:
     """Thumbs up/down for one answer (unpaired preference data for KTO exports)."""
     value = st.feedback("thumbs", key=f"{key_prefix}_thumb_{response.id}")
     saved_key = f"thumb_saved_{response.id}"
     if value is not None and st.session_state.get(saved_key) != value:
-        with session_scope() as s:
-            repo.add_thumb(s, response.id, up=bool(value))
+        rate_answer(response.id, up=bool(value))
         st.session_state[saved_key] = value
 
 
@@ -150,7 +154,7 @@ def live_column(placeholder, title: str, anonymous: bool = False):
             if state.reasoning:
                 st.caption(f"Reasoning… {len(state.reasoning)} characters")
             st.markdown(state.text or "…")
-            if state.done and state.status != "ok":
+            if state.done and state.status != Status.OK:
                 st.error(_problem(state.status, state.error_kind, state.error_message, anonymous))
 
     return update

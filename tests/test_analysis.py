@@ -6,13 +6,13 @@ import pytest
 
 from lib.analysis import views as analysis
 from lib.analysis.embeddings import embed_texts, get_embedder, pick_device
-from lib.stats import wilson
+from lib.analysis.stats import wilson
 
 
 def row(i, model, prompt, text, label="answered", **extra):
     base = {
         "response_id": i,
-        "model": model,
+        "endpoint_id": model,
         "model_name": model,
         "text": text,
         "status": "ok",

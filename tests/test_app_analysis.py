@@ -5,7 +5,7 @@ import json
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from db import repo
+from db import conversations, labels
 from db.engine import session_scope
 from lib.providers.endpoints import Endpoint
 from lib.providers.stream import Outcome
@@ -20,8 +20,8 @@ def stored_dataset() -> None:
     models = [Endpoint(id=m, name=m.title(), base_url="http://h/v1", model=m) for m in ("alpha", "beta", "gamma")]
     with session_scope() as s:
         for k, topic in enumerate(TOPICS):
-            conv = repo.create_conversation(s)
-            ex = repo.add_exchange(s, conv.id, f"Tell me about {topic}.", language="en")
+            conv = conversations.create_conversation(s)
+            ex = conversations.add_exchange(s, conv.id, f"Tell me about {topic}.", language="en")
             for j, endpoint in enumerate(models):
                 sensitive = k >= 4 and j == 2
                 text = (
@@ -31,8 +31,8 @@ def stored_dataset() -> None:
                     + " ".join([topic] * (3 + j))
                     + f" facts about {topic} and history number {k}."
                 )
-                row = repo.add_response(s, ex.id, endpoint.id, endpoint, Outcome(text=text, status="ok"))
-                repo.set_label(s, row.id, "deflected" if sensitive else "answered", "parallax-deflection@test")
+                row = conversations.add_response(s, ex.id, endpoint.id, endpoint, Outcome(text=text, status="ok"))
+                labels.set_label(s, row.id, "deflected" if sensitive else "answered", "parallax-deflection@test")
 
 
 @pytest.mark.app

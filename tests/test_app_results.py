@@ -4,7 +4,7 @@ import pytest
 from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
-from db import repo
+from db import conversations, votes
 from db.engine import session_scope
 from db.models import Conversation, Vote
 from lib.providers.endpoints import Endpoint
@@ -54,11 +54,11 @@ def _votes(n_models: int = 3) -> None:
         for i in range(n_models):
             for j in range(i + 1, n_models):
                 for winner in ("a", "a", "b", "tie"):
-                    conv = repo.create_conversation(s, mode="arena")
-                    ex = repo.add_exchange(s, conv.id, "q", language="en")
-                    ra = repo.add_response(s, ex.id, "a", endpoints[i], Outcome(text="x", status="ok"))
-                    rb = repo.add_response(s, ex.id, "b", endpoints[j], Outcome(text="y", status="ok"))
-                    repo.add_vote(s, ex.id, ra.id, rb.id, winner, blind=True)
+                    conv = conversations.create_conversation(s, mode="arena")
+                    ex = conversations.add_exchange(s, conv.id, "q", language="en")
+                    ra = conversations.add_response(s, ex.id, "a", endpoints[i], Outcome(text="x", status="ok"))
+                    rb = conversations.add_response(s, ex.id, "b", endpoints[j], Outcome(text="y", status="ok"))
+                    votes.add_vote(s, ex.id, ra.id, rb.id, winner, blind=True)
 
 
 def test_leaderboard_renders_ratings_from_stored_votes():
@@ -66,7 +66,7 @@ def test_leaderboard_renders_ratings_from_stored_votes():
     at = app()
     at.switch_page("views/leaderboard.py").run()
     assert not at.exception
-    table = at.dataframe[0].value
+    table = next(df.value for df in at.dataframe if "rating" in df.value.columns)
     assert list(table["model"]) == ["Model 0", "Model 1", "Model 2"]
     assert table["battles"].tolist() == [8, 8, 8]
     assert len(at.get("plotly_chart")) == 2

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from db import repo
+from db import labels as label_store
 from db.engine import session_scope
 from db.models import Label
 from lib.deflection import classify, detect, source_name
@@ -129,10 +129,10 @@ def test_a_human_label_wins_over_the_detector(protocol_server):
     result = ask("hello", [Column("e", fake_endpoint(protocol_server.url, "echo", "e"))])
     rid = result.response_ids["e"]
     with session_scope() as s:
-        repo.set_label(s, rid, "refused", "human", 1.0, "human")
+        label_store.set_label(s, rid, "refused", "human", 1.0, "human")
     with session_scope() as s:
         labels = s.scalars(select(Label).where(Label.response_id == rid)).all()
-        assert len(labels) == 2 and repo.effective_label(labels).label == "refused"
+        assert len(labels) == 2 and label_store.effective_label(labels).label == "refused"
 
 
 def test_classify_cli_round_trip_keeps_order_and_adds_fields(tmp_path):

@@ -5,9 +5,10 @@ import json
 
 import pytest
 
-from db import repo
+from db import conversations
+from db import votes as vote_store
 from db.engine import session_scope
-from db.repo import VoteFilter
+from db.votes import VoteFilter
 from lib.arena.export import FLAT_FIELDS, ROW_KEYS, NothingToExport, dataset_card, iter_rows, write_export
 from lib.providers.endpoints import Endpoint
 from lib.providers.stream import Outcome
@@ -19,12 +20,12 @@ B = Endpoint(id="model-b", name="Model Beta", base_url="http://127.0.0.1:1/v1", 
 
 
 def battle(s, winner, prompt="Q", system=None, blind=True, leaked=False, turns=1, language="en"):
-    conv = repo.create_conversation(s, mode="arena")
+    conv = conversations.create_conversation(s, mode="arena")
     for turn in range(turns):
-        ex = repo.add_exchange(s, conv.id, f"{prompt} turn {turn}", system, language)
-        ra = repo.add_response(s, ex.id, "a", A, Outcome(text=f"alpha answer {turn}", status="ok"))
-        rb = repo.add_response(s, ex.id, "b", B, Outcome(text=f"beta answer {turn}", status="ok"))
-    repo.add_vote(s, ex.id, ra.id, rb.id, winner, blind=blind, identity_leaked=leaked)
+        ex = conversations.add_exchange(s, conv.id, f"{prompt} turn {turn}", system, language)
+        ra = conversations.add_response(s, ex.id, "a", A, Outcome(text=f"alpha answer {turn}", status="ok"))
+        rb = conversations.add_response(s, ex.id, "b", B, Outcome(text=f"beta answer {turn}", status="ok"))
+    vote_store.add_vote(s, ex.id, ra.id, rb.id, winner, blind=blind, identity_leaked=leaked)
     return ra, rb
 
 
@@ -38,7 +39,7 @@ def votes(monkeypatch):
         ra, _ = battle(s, "both_bad", language="zh")
         battle(s, "a", "leaky", leaked=True)
         battle(s, "b", "named vote", blind=False)
-        repo.add_thumb(s, ra.id, up=True)
+        vote_store.add_thumb(s, ra.id, up=True)
 
 
 @pytest.mark.parametrize("fmt", ["trl", "openai-dpo", "kto"])
@@ -47,7 +48,7 @@ def test_every_line_has_exactly_the_documented_keys(votes, tmp_path, fmt):
     with session_scope() as s:
         summary = write_export(s, fmt, VoteFilter(), path)
     rows = [json.loads(line) for line in path.read_text().splitlines()]
-    assert len(rows) == summary["rows"] > 0
+    assert len(rows) == summary.rows > 0
     for row in rows:
         assert set(row) == ROW_KEYS[fmt]
     text = path.read_text()
@@ -127,7 +128,7 @@ def test_dataset_card_names_counts_models_and_filters():
 def test_changing_a_thumb_keeps_one_row_per_voter():
     with session_scope() as s:
         ra, _ = battle(s, "a")
-        repo.add_thumb(s, ra.id, up=True)
-        repo.add_thumb(s, ra.id, up=False)
-        rows = list(repo.iter_thumbs(s, VoteFilter()))
+        vote_store.add_thumb(s, ra.id, up=True)
+        vote_store.add_thumb(s, ra.id, up=False)
+        rows = list(vote_store.iter_thumbs(s, VoteFilter()))
     assert len(rows) == 1 and rows[0][0].up is False

@@ -9,9 +9,10 @@ import tempfile
 
 import pytest
 
-from db import repo
+from db import answers, conversations, votes
+from db.answers import AnswerScope
 from db.engine import dispose_all, get_engine, session_scope
-from db.repo import AnswerScope, VoteFilter
+from db.votes import VoteFilter
 from lib.arena.export import iter_rows
 from lib.arena.leaderboard import battles_from_db, build_board
 from lib.providers.chat import Column, ask
@@ -79,13 +80,13 @@ def test_the_same_code_runs_on_postgresql(postgres_url, protocol_server, monkeyp
     ]
     result = ask("Tell me about Tiananmen Square", columns)
     with session_scope() as s:
-        page, total = repo.list_conversations(s, "tiananmen")  # case-insensitive LIKE on PostgreSQL
-        assert total == 1 and page[0]["id"] == result.conversation_id
-        repo.add_vote(s, result.exchange_id, result.response_ids["a"], result.response_ids["b"], "a", blind=True)
-        assert repo.history_messages(s, result.conversation_id, "a")[-1]["role"] == "assistant"
+        page, total = conversations.list_conversations(s, "tiananmen")  # case-insensitive LIKE on PostgreSQL
+        assert total == 1 and page[0].id == result.conversation_id
+        votes.add_vote(s, result.exchange_id, result.response_ids["a"], result.response_ids["b"], "a", blind=True)
+        assert conversations.history_messages(s, result.conversation_id, "a")[-1]["role"] == "assistant"
         rows = list(iter_rows(s, "trl", VoteFilter()))
-        answers = repo.scope_answers(s, AnswerScope())
+        scoped = answers.scope_answers(s, AnswerScope())
     assert rows[0]["chosen"][0]["content"].strip() == "Tell me about Tiananmen Square"
-    assert {r["model"] for r in answers} == {"a", "b"} and all(r["label"] for r in answers)
+    assert {r["endpoint_id"] for r in scoped} == {"a", "b"} and all(r["label"] for r in scoped)
     board = build_board(*battles_from_db(VoteFilter(blind_only=True)), bootstrap=10)
     assert [r.model for r in board.ratings] == ["a", "b"]

@@ -6,7 +6,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
-from db import repo
+from db import conversations, labels
 from db.engine import get_engine, session_scope
 from db.models import Base
 from lib.providers.endpoints import Endpoint
@@ -45,14 +45,33 @@ def test_migrations_build_the_whole_schema_on_an_empty_database(tmp_path):
 
 
 def test_migrating_twice_changes_nothing(tmp_path):
-    url = f"sqlite:///{tmp_path / 'twice.db'}"
-    get_engine(url)
-    from db.engine import dispose_all
+    from alembic.script import ScriptDirectory
 
-    dispose_all()
+    from db.engine import MIGRATIONS, dispose_all
+
+    path = tmp_path / "twice.db"
+    url = f"sqlite:///{path}"
     get_engine(url)
-    rows = sqlite3.connect(tmp_path / "twice.db").execute("SELECT version_num FROM alembic_version").fetchall()
-    assert rows == [("0002",)]
+    with session_scope(url) as s:
+        conversations.create_conversation(s, title="kept across migrations")
+
+    def snapshot():
+        conn = sqlite3.connect(path)
+        try:
+            schema = sorted(conn.execute("SELECT type, name, sql FROM sqlite_master").fetchall())
+            version = conn.execute("SELECT version_num FROM alembic_version").fetchall()
+            titles = conn.execute("SELECT title FROM conversation").fetchall()
+        finally:
+            conn.close()
+        return schema, version, titles
+
+    before = snapshot()
+    dispose_all()
+    get_engine(url)  # opening again runs the migrations again
+    after = snapshot()
+    assert after == before
+    assert after[1] == [(ScriptDirectory(str(MIGRATIONS)).get_current_head(),)]
+    assert after[2] == [("kept across migrations",)]
 
 
 def _answer(text: str, status: str = "ok") -> Outcome:
@@ -61,27 +80,27 @@ def _answer(text: str, status: str = "ok") -> Outcome:
 
 def test_history_is_rebuilt_per_column_and_skips_failed_turns():
     with session_scope() as s:
-        conv = repo.create_conversation(s)
-        e1 = repo.add_exchange(s, conv.id, "Q1")
-        repo.add_response(s, e1.id, "m1", EP, _answer("A1 from m1"))
-        repo.add_response(s, e1.id, "m2", EP2, _answer("", status="error"))
-        e2 = repo.add_exchange(s, conv.id, "Q2")
-        repo.add_response(s, e2.id, "m1", EP, _answer("first try"))
-        repo.add_response(s, e2.id, "m1", EP, _answer("retried"))
-        repo.add_response(s, e2.id, "m2", EP2, _answer("A2 from m2"))
+        conv = conversations.create_conversation(s)
+        e1 = conversations.add_exchange(s, conv.id, "Q1")
+        conversations.add_response(s, e1.id, "m1", EP, _answer("A1 from m1"))
+        conversations.add_response(s, e1.id, "m2", EP2, _answer("", status="error"))
+        e2 = conversations.add_exchange(s, conv.id, "Q2")
+        conversations.add_response(s, e2.id, "m1", EP, _answer("first try"))
+        conversations.add_response(s, e2.id, "m1", EP, _answer("retried"))
+        conversations.add_response(s, e2.id, "m2", EP2, _answer("A2 from m2"))
         cid = conv.id
     with session_scope() as s:
-        assert repo.history_messages(s, cid, "m1") == [
+        assert conversations.history_messages(s, cid, "m1") == [
             {"role": "user", "content": "Q1"},
             {"role": "assistant", "content": "A1 from m1"},
             {"role": "user", "content": "Q2"},
             {"role": "assistant", "content": "retried"},
         ]
-        assert repo.history_messages(s, cid, "m2") == [
+        assert conversations.history_messages(s, cid, "m2") == [
             {"role": "user", "content": "Q2"},
             {"role": "assistant", "content": "A2 from m2"},
         ]
-        assert repo.history_messages(s, cid, "m1", before_turn=1) == [
+        assert conversations.history_messages(s, cid, "m1", before_turn=1) == [
             {"role": "user", "content": "Q1"},
             {"role": "assistant", "content": "A1 from m1"},
         ]
@@ -94,27 +113,27 @@ def test_search_finds_prompts_and_answers_in_english_and_chinese():
             ("天安门广场发生了什么？", "我们换个话题吧。"),
             ("Recipe for dumplings", "Flour and water"),
         ]:
-            conv = repo.create_conversation(s)
-            ex = repo.add_exchange(s, conv.id, prompt)
-            repo.add_response(s, ex.id, "m1", EP, _answer(answer))
+            conv = conversations.create_conversation(s)
+            ex = conversations.add_exchange(s, conv.id, prompt)
+            conversations.add_response(s, ex.id, "m1", EP, _answer(answer))
     with session_scope() as s:
-        assert [r["title"] for r in repo.list_conversations(s, "tiananmen")[0]] == ["What happened at Tiananmen?"]
-        assert repo.list_conversations(s, "换个话题")[1] == 1
-        assert repo.list_conversations(s, "flour")[0][0]["title"] == "Recipe for dumplings"
-        assert repo.list_conversations(s, "天安")[1] == 1  # 2 characters: LIKE fallback
-        page, total = repo.list_conversations(s, per_page=2)
-        assert total == 3 and len(page) == 2 and page[0]["title"] == "Recipe for dumplings"
+        assert [r.title for r in conversations.list_conversations(s, "tiananmen")[0]] == ["What happened at Tiananmen?"]
+        assert conversations.list_conversations(s, "换个话题")[1] == 1
+        assert conversations.list_conversations(s, "flour")[0][0].title == "Recipe for dumplings"
+        assert conversations.list_conversations(s, "天安")[1] == 1  # 2 characters: LIKE fallback
+        page, total = conversations.list_conversations(s, per_page=2)
+        assert total == 3 and len(page) == 2 and page[0].title == "Recipe for dumplings"
 
 
 def test_label_filter_follows_the_effective_label():
     with session_scope() as s:
-        conv = repo.create_conversation(s)
-        ex = repo.add_exchange(s, conv.id, "Q")
-        row = repo.add_response(s, ex.id, "m1", EP, _answer("A"))
-        repo.set_label(s, row.id, "deflected", "parallax-deflection@x", 0.7, "model:logreg")
+        conv = conversations.create_conversation(s)
+        ex = conversations.add_exchange(s, conv.id, "Q")
+        row = conversations.add_response(s, ex.id, "m1", EP, _answer("A"))
+        labels.set_label(s, row.id, "deflected", "parallax-deflection@x", 0.7, "model:logreg")
     with session_scope() as s:
-        assert repo.list_conversations(s, label="deflected")[1] == 1
-        repo.set_label(s, row.id, "answered", "human", 1.0, "human")
+        assert conversations.list_conversations(s, label="deflected")[1] == 1
+        labels.set_label(s, row.id, "answered", "human", 1.0, "human")
     with session_scope() as s:
-        assert repo.list_conversations(s, label="deflected")[1] == 0
-        assert repo.list_conversations(s, label="answered")[1] == 1
+        assert conversations.list_conversations(s, label="deflected")[1] == 0
+        assert conversations.list_conversations(s, label="answered")[1] == 1

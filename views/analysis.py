@@ -1,29 +1,25 @@
 """Analysis: where models diverge, what each one deflects, and which answers are canned templates."""
 
-from datetime import datetime, time, timedelta
-
 import pandas as pd
 import streamlit as st
 
-from db import repo
-from db.engine import session_scope
-from lib import ui
+from lib import conversations, ui
 from lib.analysis import charts
-from lib.analysis.embeddings import get_embedder
-from lib.analysis.views import analyze
+from lib.analysis.embeddings import embed_answers, get_embedder
+from lib.analysis.views import analyze, data_version, scope_texts
+from lib.filters import AnswerScope, answer_scope
+from lib.suites.runner import run_states
 
-SCOPE_RUN = "analysis_suite_run"  # set by the suites page to open a run here
 EMBEDDED = "analysis_embedded_scopes"  # (scope, embedder, data version) already embedded
 
 st.title("Analysis")
 ui.database_or_stop()
 
-with session_scope() as s:
-    runs = repo.list_suite_runs(s)
-    names = repo.endpoint_names(s)
-run_options = [0] + [r["id"] for r in runs]  # 0 = everything (None would read as "no choice")
-run_labels = {0: "Everything"} | {r["id"]: f"Run #{r['id']} · {r['suite']} · {r['status']}" for r in runs}
-preset = st.session_state.pop(SCOPE_RUN, None)
+runs = run_states()
+names = conversations.endpoint_names()
+run_options = [0] + [r.id for r in runs]  # 0 = everything (None would read as "no choice")
+run_labels = {0: "Everything"} | {r.id: f"Run #{r.id} · {r.suite} · {r.status}" for r in runs}
+preset = st.session_state.pop(ui.ANALYSIS_RUN, None)
 if preset in run_options:
     st.session_state["analysis_run"] = preset
 cols = st.columns([2, 2, 1, 2])
@@ -31,12 +27,12 @@ run_id = cols[0].selectbox("Scope", run_options, format_func=run_labels.get, key
 models = cols[1].multiselect("Models", sorted(names), format_func=lambda i: names.get(i, i), key="analysis_models")
 language = cols[2].selectbox("Language", ["any", "en", "zh"], key="analysis_language")
 dates = cols[3].date_input("Dates", value=(), key="analysis_dates")
-scope = repo.AnswerScope(
+scope = answer_scope(
     suite_run_id=run_id or None,
-    models=models or None,
-    language=None if language == "any" else language,
-    since=datetime.combine(dates[0], time.min) if len(dates) > 0 else None,
-    until=datetime.combine(dates[1], time.min) + timedelta(days=1) if len(dates) > 1 else None,
+    endpoint_ids=models,
+    language=language,
+    first=dates[0] if len(dates) > 0 else None,
+    last=dates[1] if len(dates) > 1 else None,
 )
 method = st.radio(
     "Projection",
@@ -50,10 +46,7 @@ method = st.radio(
 def embed_missing(version: tuple) -> None:
     """Compute embeddings not yet cached, with a progress bar, once per scope and data version
     (the analysis below is cached separately and finds every vector stored)."""
-    from lib.analysis.embeddings import embed_texts
-
-    embedder = get_embedder()
-    done_key = (scope.key(), embedder.name, version)
+    done_key = (scope.key(), get_embedder().name, version)
     if done_key in st.session_state.setdefault(EMBEDDED, set()):
         return
     bar = None
@@ -61,11 +54,11 @@ def embed_missing(version: tuple) -> None:
     def show(done: int, total: int) -> None:
         nonlocal bar
         if bar is None:
+            embedder = get_embedder()
             bar = st.progress(0.0, text=f"Embedding {total} answers with {embedder.name} on {embedder.device}…")
         bar.progress(done / total)
 
-    with session_scope() as s:
-        embed_texts(s, [r["text"] for r in repo.scope_answers(s, scope) if r["text"].strip()], embedder, show)
+    embed_answers(scope_texts(scope), show)
     if bar is not None:
         bar.empty()
     st.session_state[EMBEDDED].add(done_key)
@@ -73,12 +66,13 @@ def embed_missing(version: tuple) -> None:
 
 @st.cache_data(show_spinner="Analysing…", max_entries=16)
 def cached_analysis(scope_key: tuple, method: str, embedder: str, version: tuple) -> dict:
-    """One analysis per scope, projection, embedder and data version."""
-    return analyze(scope, method)
+    """One analysis per scope, projection, embedder and data version (the scope is rebuilt from
+    its key, so the cache key is exactly what the result depends on)."""
+    run, endpoint_ids, lang, since, until = scope_key
+    return analyze(AnswerScope(run, list(endpoint_ids) or None, lang, since, until), method)
 
 
-with session_scope() as s:
-    version = repo.answers_data_version(s)
+version = data_version()
 embed_missing(version)
 result = cached_analysis(scope.key(), method, get_embedder().name, version)
 

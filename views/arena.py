@@ -3,10 +3,8 @@ vote. The pair lives in server-side session state, so no name reaches the browse
 
 import streamlit as st
 
-from db import repo
-from db.engine import session_scope
-from lib import ui
-from lib.arena.battles import Battle, draw_pair, identity_leak
+from lib import conversations, ui
+from lib.arena.battles import BattleError, BlindBattle, draw_pair, vote_blind
 from lib.present import WINNER_TEXT
 from lib.providers.chat import Column, PromptError, ask, validate_prompt
 from lib.providers.endpoints import endpoint_state
@@ -27,26 +25,23 @@ with st.sidebar:
     )
     new_battle = st.button("New battle", icon=":material/casino:", width="stretch", key="arena_new")
 
-battle: Battle | None = st.session_state.get(ui.ARENA_BATTLE)
+battle: BlindBattle | None = st.session_state.get(ui.ARENA_BATTLE)
 if new_battle or battle is None or any(s not in endpoints for s in battle.slots.values()):
     try:
-        battle = Battle(conversation_id=None, slots=draw_pair(enabled))
+        battle = BlindBattle(conversation_id=None, slots=draw_pair(enabled))
     except ValueError as exc:
         st.info(f"To start a battle, {exc} in the sidebar.")
         st.stop()
     st.session_state[ui.ARENA_BATTLE] = battle
 
-conv = None
-if battle.conversation_id is not None:
-    with session_scope() as s:
-        conv = repo.load_conversation(s, battle.conversation_id)
+conv = conversations.load(battle.conversation_id) if battle.conversation_id is not None else None
 
 last_pair = None
 if conv is not None:
     for exchange in conv.exchanges:
         with st.chat_message("user"):
             st.markdown(exchange.prompt)
-        latest = {r.slot: r for r in exchange.responses}
+        latest = exchange.latest
         cols = st.columns(2)
         for col, slot in zip(cols, ("a", "b"), strict=True):
             if slot in latest:
@@ -59,25 +54,18 @@ if conv is not None:
                         anonymous=battle.voted is None,
                     )
         if "a" in latest and "b" in latest:
-            last_pair = (exchange, latest["a"], latest["b"])
+            last_pair = (latest["a"], latest["b"])
 
 if battle.voted is None and last_pair is not None:
     st.markdown("**Which answer is better?**")
     for col, (winner, text) in zip(st.columns(4), WINNER_TEXT.items(), strict=True):
         if col.button(text, key=f"arena_vote_{winner}", width="stretch"):
-            exchange = last_pair[0]
-            leaks = [
-                leak
-                for r in (resp for ex in conv.exchanges for resp in ex.responses)
-                if (leak := identity_leak(r.text))
-            ]
-            with session_scope() as s:
-                repo.add_vote(
-                    s, exchange.id, last_pair[1].id, last_pair[2].id, winner, blind=True, identity_leaked=bool(leaks)
-                )
-                repo.reveal_battle(s, battle.conversation_id)
-            battle.voted, battle.leaks = winner, leaks
-            st.rerun()
+            try:
+                vote_blind(battle, winner)
+            except BattleError as exc:
+                st.error(str(exc).capitalize())
+            else:
+                st.rerun()
 
 if battle.voted is not None:
     with st.container(border=True, key="arena_reveal"):

@@ -3,9 +3,7 @@ own history; named votes when exactly two models answer."""
 
 import streamlit as st
 
-from db import repo
-from db.engine import session_scope
-from lib import ui
+from lib import conversations, ui
 from lib.present import WINNER_TEXT
 from lib.providers.chat import Column, PromptError, ask, validate_prompt
 
@@ -16,10 +14,7 @@ ui.database_or_stop()
 endpoints = ui.endpoints_or_stop()
 
 conversation_id = st.session_state.get(ui.CONVERSATION)
-conv = None
-if conversation_id is not None:
-    with session_scope() as s:
-        conv = repo.load_conversation(s, conversation_id)
+conv = conversations.load(conversation_id) if conversation_id is not None else None
 
 saved = st.session_state.get(ui.SELECTED) or [i for i in ("smollm2", "smollm2-guarded") if i in endpoints]
 with st.sidebar:
@@ -58,22 +53,15 @@ def column_title(slot: str, response) -> str:
     return endpoints[slot].name if slot in endpoints else f"{response.display_name} (no longer configured)"
 
 
-def render_vote(exchange, responses) -> None:
+def render_vote(exchange) -> None:
     """Named vote between exactly two answers of the last exchange."""
-    with session_scope() as s:
-        existing = repo.vote_for_exchange(s, exchange.id)
-    if existing is not None:
-        st.success(f"Your vote: {WINNER_TEXT[existing.winner]} (left is A, right is B)")
+    if exchange.id in conv.winners:
+        st.success(f"Your vote: {WINNER_TEXT[conv.winners[exchange.id]]} (left is A, right is B)")
         return
     cols = st.columns(4)
     for col, (winner, text) in zip(cols, WINNER_TEXT.items(), strict=True):
-        if col.button(
-            text,
-            key=f"vote_{exchange.id}_{winner}",
-            width="stretch",
-        ):
-            with session_scope() as s:
-                repo.add_vote(s, exchange.id, responses[0].id, responses[1].id, winner, blind=False)
+        if col.button(text, key=f"vote_{exchange.id}_{winner}", width="stretch"):
+            conversations.vote(exchange.id, winner)
             st.rerun()
 
 
@@ -92,15 +80,12 @@ def retry(exchange, slot: str) -> None:
 
 
 if conv is not None:
-    slots = repo.conversation_slots(conv)
     for index, exchange in enumerate(conv.exchanges):
         last = index == len(conv.exchanges) - 1
         with st.chat_message("user"):
             st.markdown(exchange.prompt)
-        latest = {}
-        for response in exchange.responses:
-            latest[response.slot] = response
-        shown = [s for s in slots if s in latest]
+        latest = exchange.latest
+        shown = [s for s in conv.slots if s in latest]
         columns = st.columns(max(1, len(shown)))
         for col, slot in zip(columns, shown, strict=False):
             with col, st.container(border=True, key=f"answer_{exchange.id}_{slot}"):
@@ -112,7 +97,7 @@ if conv is not None:
                 ):
                     retry(exchange, slot)
         if last and len(shown) == 2:
-            render_vote(exchange, [latest[shown[0]], latest[shown[1]]])
+            render_vote(exchange)
 
 if prompt := st.chat_input("Ask every selected model…", key="compare_prompt"):
     try:

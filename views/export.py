@@ -1,15 +1,15 @@
 """Export: rated pairs as training data (TRL, OpenAI preference, KTO) or flat CSV/JSONL."""
 
 import tempfile
-from datetime import datetime, time, timedelta
 from pathlib import Path
 
 import streamlit as st
 
-from db import repo
-from db.engine import session_scope
 from lib import ui
-from lib.arena.export import FORMAT_DOCS, FORMATS, NothingToExport, dataset_card, write_export
+from lib.arena.export import FORMAT_DOCS, FORMATS, NothingToExport, export
+from lib.filters import vote_filter
+
+READY = "export_ready"
 
 st.title("Export")
 st.caption("Votes with a winner become preference pairs; ties and both-bad are left out of pairwise formats.")
@@ -21,46 +21,43 @@ blind_only = cols[0].toggle("Blind votes only", value=False, key="export_blind")
 exclude_leaked = cols[1].toggle("Exclude identity-leaked", value=True, key="export_leaked")
 language = cols[2].selectbox("Language", ["any", "en", "zh"], key="export_language")
 dates = cols[3].date_input("Dates", value=(), key="export_dates")
-since = datetime.combine(dates[0], time.min) if len(dates) > 0 else None
-until = datetime.combine(dates[1], time.min) + timedelta(days=1) if len(dates) > 1 else None
-vote_filter = repo.VoteFilter(
+chosen = vote_filter(
     blind_only=blind_only,
     include_leaked=not exclude_leaked,
-    language=None if language == "any" else language,
-    since=since,
-    until=until,
+    language=language,
+    first=dates[0] if len(dates) > 0 else None,
+    last=dates[1] if len(dates) > 1 else None,
 )
 
 if st.button("Prepare export", type="primary", key="export_go"):
     suffix = ".csv" if fmt == "csv" else ".jsonl"
-    path = Path(tempfile.mkdtemp(prefix="parallax-export-")) / f"parallax-{fmt}{suffix}"
+    folder = Path(tempfile.mkdtemp(prefix="parallax-export-"))
     try:
-        with session_scope() as s:
-            summary = write_export(s, fmt, vote_filter, path)
+        summary = export(fmt, chosen, folder / f"parallax-{fmt}{suffix}", card=folder / "README.md")
     except NothingToExport as exc:
         st.info(str(exc).capitalize() + ".")
     else:
-        st.session_state["export_ready"] = (summary, dataset_card(fmt, summary["rows"], vote_filter, summary["models"]))
+        st.session_state[READY] = summary
 
-if ready := st.session_state.get("export_ready"):
-    summary, card = ready
-    if summary["format"] == fmt:
-        st.success(f"{summary['rows']} rows ready.")
-        data = Path(summary["path"]).read_bytes()
-        left, right = st.columns(2)
-        left.download_button(
-            "Download data",
-            data,
-            file_name=Path(summary["path"]).name,
-            mime="text/csv" if fmt == "csv" else "application/jsonl",
-            key="export_download",
-        )
-        right.download_button(
-            "Download dataset card",
-            card,
-            file_name=f"parallax-{fmt}-README.md",
-            mime="text/markdown",
-            key="export_card",
-        )
-        with st.expander("Dataset card"):
-            st.markdown(card)
+summary = st.session_state.get(READY)
+if summary is not None and summary.format == fmt:
+    st.success(f"{summary.rows} rows ready.")
+    data = Path(summary.path).read_bytes()
+    card = Path(summary.card_path).read_text(encoding="utf-8")
+    left, right = st.columns(2)
+    left.download_button(
+        "Download data",
+        data,
+        file_name=Path(summary.path).name,
+        mime="text/csv" if fmt == "csv" else "application/jsonl",
+        key="export_download",
+    )
+    right.download_button(
+        "Download dataset card",
+        card,
+        file_name=f"parallax-{fmt}-README.md",
+        mime="text/markdown",
+        key="export_card",
+    )
+    with st.expander("Dataset card"):
+        st.markdown(card)

@@ -2,9 +2,8 @@
 
 import streamlit as st
 
-from db import repo
-from db.engine import session_scope
-from lib import ui
+from lib import conversations, ui
+from lib.vocab import Mode
 
 PER_PAGE = 20
 PAGE = "history_page"
@@ -16,7 +15,7 @@ cols = st.columns([4, 1, 1])
 query = cols[0].text_input(
     "Search prompts and answers", key="history_query", placeholder="e.g. Tiananmen, 天安门, dumplings"
 )
-mode = cols[1].selectbox("Mode", ["all", "compare", "arena", "suite"], key="history_mode")
+mode = cols[1].selectbox("Mode", ["all", *Mode.ALL], key="history_mode")
 label = cols[2].selectbox("Label", ["any", *ui.LABELS], key="history_label")
 filters = (query, mode, label)
 if st.session_state.get("history_filters") != filters:
@@ -24,15 +23,9 @@ if st.session_state.get("history_filters") != filters:
     st.session_state[PAGE] = 0
 page = st.session_state.get(PAGE, 0)
 
-with session_scope() as s:
-    rows, total = repo.list_conversations(
-        s,
-        query,
-        None if mode == "all" else mode,
-        None if label == "any" else label,
-        page=page,
-        per_page=PER_PAGE,
-    )
+rows, total = conversations.history(
+    query, None if mode == "all" else mode, None if label == "any" else label, page=page, per_page=PER_PAGE
+)
 pages = max(1, -(-total // PER_PAGE))
 st.caption(f"{total} conversation{'s' if total != 1 else ''} · page {page + 1} of {pages}")
 if not rows:
@@ -43,18 +36,14 @@ if not rows:
     )
 
 for row in rows:
-    with st.container(border=True, key=f"history_row_{row['id']}"):
+    with st.container(border=True, key=f"history_row_{row.id}"):
         left, right = st.columns([6, 1])
-        models = ", ".join(row["models"]) if row["models"] else "hidden until voted"
-        left.markdown(f"**{row['title'] or '(untitled)'}**")
-        left.caption(
-            f"#{row['id']} · {row['mode']} · {row['turns']} turn(s) · {models} · {row['updated_at']:%Y-%m-%d %H:%M}"
-        )
-        if row["mode"] != "arena" and right.button("Open", key=f"open_{row['id']}"):
-            st.session_state[ui.CONVERSATION] = row["id"]
-            with session_scope() as s:
-                conv = repo.load_conversation(s, row["id"])
-                st.session_state[ui.SELECTED] = repo.conversation_slots(conv)
+        models = ", ".join(row.models) if row.models else "hidden until voted"
+        left.markdown(f"**{row.title or '(untitled)'}**")
+        left.caption(f"#{row.id} · {row.mode} · {row.turns} turn(s) · {models} · {row.updated_at:%Y-%m-%d %H:%M}")
+        if row.mode != Mode.ARENA and right.button("Open", key=f"open_{row.id}"):
+            st.session_state[ui.CONVERSATION] = row.id
+            st.session_state[ui.SELECTED] = conversations.load(row.id).slots
             st.switch_page("views/compare.py")
 
 nav = st.columns([1, 1, 6])

@@ -1,16 +1,15 @@
 """Leaderboard: Bradley–Terry ratings from stored votes, with bootstrap intervals and win rates."""
 
-from datetime import date, datetime, time, timedelta
+from datetime import date, timedelta
 
 import pandas as pd
 import streamlit as st
 
-from db import repo
-from db.engine import session_scope
 from lib import ui
 from lib.analysis.charts import ratings_chart, win_rate_heatmap
-from lib.arena.leaderboard import battles_from_db, build_board
+from lib.arena.leaderboard import leaderboard, voted_topics, votes_version
 from lib.arena.rating import RatingError
+from lib.filters import VoteFilter, vote_filter
 
 st.title("Leaderboard")
 ui.database_or_stop()
@@ -21,33 +20,26 @@ include_leaked = cols[1].toggle("Include identity-leaked", value=False, key="lb_
 language = cols[2].selectbox("Language", ["any", "en", "zh"], key="lb_language")
 dates = cols[3].date_input("Dates", value=(date.today() - timedelta(days=365), date.today()), key="lb_dates")
 rounds = cols[4].number_input("Bootstrap rounds", 0, 5000, 500, 100, key="lb_rounds")
-with session_scope() as s:
-    topics = repo.suite_topics(s)
+topics = voted_topics()
 topic = st.selectbox("Suite topic", ["any", *topics], key="lb_topic") if topics else "any"
-
-since = datetime.combine(dates[0], time.min) if len(dates) > 0 else None
-until = datetime.combine(dates[1], time.min) + timedelta(days=1) if len(dates) > 1 else None
-vote_filter = repo.VoteFilter(
+chosen = vote_filter(
     blind_only=blind_only,
     include_leaked=include_leaked,
-    language=None if language == "any" else language,
-    since=since,
-    until=until,
-    topic=None if topic == "any" else topic,
+    language=language,
+    first=dates[0] if len(dates) > 0 else None,
+    last=dates[1] if len(dates) > 1 else None,
+    topic=topic,
 )
 
 
 @st.cache_data(show_spinner="Fitting ratings…", max_entries=32)
 def cached_board(filter_key: tuple, version: tuple, rounds: int):
     """The fitted board; the key includes the vote table's version, so new votes refit."""
-    battles, names = battles_from_db(repo.VoteFilter(**dict(filter_key)))
-    return build_board(battles, names, bootstrap=rounds, seed=0)
+    return leaderboard(VoteFilter(**dict(filter_key)), bootstrap=rounds, seed=0)
 
 
-with session_scope() as s:
-    version = repo.vote_data_version(s)
 try:
-    board = cached_board(tuple(sorted(vars(vote_filter).items())), version, int(rounds))
+    board = cached_board(chosen.key(), votes_version(), int(rounds))
 except RatingError as exc:
     st.info(f"Nothing to rank: {exc}. Vote in the Arena (blind) or on Compare with two models.")
     st.stop()

@@ -4,9 +4,9 @@ add or edit an endpoint in the user's file, and test a connection."""
 import streamlit as st
 
 from lib import ui
+from lib.providers.chat import check_connection
 from lib.providers.endpoints import EndpointConfigError, endpoint_state, key_is_set, save_user_endpoint
-from lib.providers.fanout import Target, fan_out
-from lib.providers.stream import build_messages
+from lib.vocab import Status
 
 SAVED = "settings_saved_message"
 
@@ -39,10 +39,9 @@ st.subheader("Test a connection")
 test_id = st.selectbox("Endpoint", list(endpoints), format_func=lambda i: endpoints[i].name, key="settings_test_id")
 if st.button("Test connection", key="settings_test"):
     endpoint = endpoints[test_id]
-    messages = build_messages(endpoint, None, [], "Reply with one word: hello.")
     with st.spinner(f"Asking {endpoint.name}…"):
-        outcome = fan_out([Target(endpoint.id, endpoint, messages, {"max_tokens": 16})])[endpoint.id]
-    if outcome.status == "ok":
+        outcome = check_connection(endpoint)
+    if outcome.status == Status.OK:
         st.success(f"Connected: {endpoint.name} answered in {outcome.latency_ms / 1000:.2f} s.")
         st.markdown(outcome.text)
     else:
@@ -60,15 +59,22 @@ choice = st.selectbox(
     format_func=lambda i: i if i == "(new endpoint)" else endpoints[i].name,
 )
 base = endpoints.get(choice)
+# form widgets are keyed per starting point, so picking another endpoint refills them
+form_key = f"settings_form_{choice}"
 with st.form("endpoint_form"):
-    endpoint_id = st.text_input("Id", value=base.id if base else "", help="Letters, digits, - _ . :")
-    name = st.text_input("Display name", value=base.name if base else "")
-    base_url = st.text_input("Base URL", value=base.base_url if base else "http://127.0.0.1:8000/v1")
-    model = st.text_input("Model name", value=base.model if base else "")
+    endpoint_id = st.text_input(
+        "Id", value=base.id if base else "", help="Letters, digits, - _ . :", key=f"{form_key}_id"
+    )
+    name = st.text_input("Display name", value=base.name if base else "", key=f"{form_key}_name")
+    base_url = st.text_input(
+        "Base URL", value=base.base_url if base else "http://127.0.0.1:8000/v1", key=f"{form_key}_base_url"
+    )
+    model = st.text_input("Model name", value=base.model if base else "", key=f"{form_key}_model")
     key_env = st.text_input(
         "Key variable name",
         value=base.key_env if base else "",
         help="e.g. DEEPSEEK_API_KEY; leave empty for local servers",
+        key=f"{form_key}_key_env",
     )
     kind = st.selectbox(
         "Kind",
@@ -90,7 +96,7 @@ with st.form("endpoint_form"):
     reasoning_field = c3.text_input("Reasoning field", value=(q.reasoning_field or "") if q else "")
     no_temperature = st.checkbox("No temperature", value=q.no_temperature if q else False)
     think_tags = st.checkbox("Reasoning in <think> tags", value=q.think_tags if q else False)
-    submitted = st.form_submit_button("Save endpoint")
+    submitted = st.form_submit_button("Save endpoint", key="settings_save")
 if submitted:
     quirks = {
         "system_role": system_role,

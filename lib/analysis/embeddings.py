@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from db.models import Embedding
+from db import embeddings as store
+from db.engine import session_scope
 
 DEFAULT_NAME = "all-MiniLM-L6-v2"
 _lock = threading.Lock()
@@ -76,7 +76,7 @@ class Embedder:
         return np.asarray(vectors, dtype=np.float32)
 
 
-def _load(name_or_path: str) -> Embedder:
+def _load(name_or_path: str, offline: bool) -> Embedder:
     import torch
     from sentence_transformers import SentenceTransformer
 
@@ -84,7 +84,8 @@ def _load(name_or_path: str) -> Embedder:
         torch.cuda.is_available(), bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
     )
     source = str(default_model_path()) if name_or_path == DEFAULT_NAME else name_or_path
-    model = SentenceTransformer(source, device=device)
+    # the default is a local folder: never ask a hub for it (per call, not for the whole process)
+    model = SentenceTransformer(source, device=device, local_files_only=offline)
     if half:
         model = model.half()
     return Embedder(name_or_path, model, device, half, batch)
@@ -96,15 +97,12 @@ def get_embedder(name: str | None = None) -> Embedder:
     with _lock:
         if name in _loaded:
             return _loaded[name]
-        if name == DEFAULT_NAME:
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the default is a local folder; never ask a hub
         try:
-            embedder = _load(name)
+            embedder = _load(name, offline=name == DEFAULT_NAME)
         except Exception as exc:  # noqa: BLE001 - any load failure falls back to the offline default
             if name == DEFAULT_NAME:
                 raise
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
-            embedder = _loaded.get(DEFAULT_NAME) or _load(DEFAULT_NAME)
+            embedder = _loaded.get(DEFAULT_NAME) or _load(DEFAULT_NAME, offline=True)
             _loaded[DEFAULT_NAME] = embedder
             embedder = Embedder(
                 embedder.name,
@@ -119,22 +117,6 @@ def get_embedder(name: str | None = None) -> Embedder:
         return embedder
 
 
-def cached_vectors(session: Session, embedder_name: str, hashes: list[str]) -> dict[str, np.ndarray]:
-    """Stored vectors for these hashes and this embedder."""
-    found: dict[str, np.ndarray] = {}
-    unique = list(dict.fromkeys(hashes))
-    for start in range(0, len(unique), 900):  # stay under SQLite's bound-parameter limit
-        chunk = unique[start : start + 900]
-        rows = session.execute(
-            select(Embedding.content_hash, Embedding.vector).where(
-                Embedding.embedder == embedder_name, Embedding.content_hash.in_(chunk)
-            )
-        )
-        for digest, blob in rows:
-            found[digest] = np.frombuffer(blob, dtype=np.float32)
-    return found
-
-
 def embed_texts(
     session: Session,
     texts: list[str],
@@ -145,20 +127,25 @@ def embed_texts(
     """One normalised float32 vector per text, computing and storing only the missing ones."""
     embedder = embedder or get_embedder()
     hashes = [content_hash(t) for t in texts]
-    vectors = cached_vectors(session, embedder.name, hashes)
+    vectors = store.cached_vectors(session, embedder.name, hashes)
     missing = list(dict.fromkeys(h for h in hashes if h not in vectors))
     by_hash = dict(zip(hashes, texts, strict=True))
     for start in range(0, len(missing), chunk):
         batch = missing[start : start + chunk]
         encoded = embedder.encode([by_hash[h] for h in batch])
-        session.add_all(
-            Embedding(content_hash=h, embedder=embedder.name, dim=v.shape[0], vector=v.tobytes())
-            for h, v in zip(batch, encoded, strict=True)
-        )
-        session.flush()
+        store.store_vectors(session, embedder.name, batch, encoded)
         vectors.update(zip(batch, encoded, strict=True))
         if progress:
             progress(min(start + chunk, len(missing)), len(missing))
     if not texts:
         return np.zeros((0, embedder.dim), dtype=np.float32)
     return np.stack([vectors[h] for h in hashes])
+
+
+def embed_answers(texts: list[str], progress: Callable[[int, int], None] | None = None) -> Embedder:
+    """Compute and store the embeddings of these texts that are not cached yet (the analysis page
+    runs this first, with a progress bar); returns the embedder used."""
+    embedder = get_embedder()
+    with session_scope() as session:
+        embed_texts(session, texts, embedder, progress)
+    return embedder

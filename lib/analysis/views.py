@@ -12,9 +12,10 @@ from collections import Counter, defaultdict
 
 import numpy as np
 
-from lib.stats import rate
+from db.vocab import Label
+from lib.analysis.stats import rate
 
-NOT_ANSWERED = ("refused", "deflected")
+NOT_ANSWERED = Label.NOT_ANSWERED
 MIN_CLUSTER_ROWS = 10
 CLUSTER_SAMPLE = 4000
 TEMPLATE_MIN_PROMPTS = 3
@@ -375,7 +376,10 @@ def deflection_view(rows: list[dict]) -> dict:
                 "topic": topic,
                 "n": n,
                 "not_answered": rate(sum(counts[x] for x in NOT_ANSWERED), n),
-                **{label: rate(counts[label], n) for label in ("answered", "refused", "deflected", "blocked")},
+                **{
+                    label: rate(counts[label], n)
+                    for label in (Label.ANSWERED, Label.REFUSED, Label.DEFLECTED, Label.BLOCKED)
+                },
             }
         )
     gap = []
@@ -388,7 +392,7 @@ def deflection_view(rows: list[dict]) -> dict:
             gap.append({"model": model, "en": en, "zh": zh, "gap": zh["rate"] - en["rate"]})
     blocks = {
         m: rate(
-            sum(r["label"] == "blocked" for r in labelled if r["model_name"] == m),
+            sum(r["label"] == Label.BLOCKED for r in labelled if r["model_name"] == m),
             sum(r["model_name"] == m for r in labelled),
         )
         for m in sorted({r["model_name"] for r in labelled})
@@ -437,14 +441,35 @@ def run_all(
     }
 
 
+def scope_texts(scope) -> list[str]:
+    """The texts of the answers in scope that have any (what the embedder needs)."""
+    from db import answers
+    from db.engine import session_scope
+
+    with session_scope() as session:
+        return [r["text"] for r in answers.scope_answers(session, scope) if r["text"].strip()]
+
+
+def data_version() -> tuple:
+    """Changes whenever answers or labels are added or corrected (a cache key for analyses)."""
+    from db import answers
+    from db.engine import session_scope
+
+    with session_scope() as session:
+        return answers.answers_data_version(session)
+
+
 def analyze(scope, method: str = "pca", progress=None) -> dict:
-    """Load the scope's answers, embed them (cached), and compute every view."""
-    from db import repo
+    """The analysis action: load the scope's answers, embed them (cached), compute every view.
+
+    `scope` is a db AnswerScope (build it with lib.filters.answer_scope); `method` is pca or
+    tsne; `progress(done, total)` reports embedding progress. Returns a JSON-ready dict."""
+    from db import answers
     from db.engine import session_scope
     from lib.analysis.embeddings import embed_texts, get_embedder
 
     with session_scope() as session:
-        rows = repo.scope_answers(session, scope)
+        rows = answers.scope_answers(session, scope)
         if not rows:
             empty = {"error": "no answers in this scope"}
             return {

@@ -1,11 +1,19 @@
 """Blind battles: draw two different endpoints, keep their names out of the page until the vote,
-and flag battles where a model gives itself away ("I am Qwen", "developed by OpenAI")."""
+and flag battles where a model gives itself away ("I am Qwen", "developed by OpenAI").
+
+A `BlindBattle` is one battle's hidden session state (which endpoint answers as A and as B);
+`vote_blind` is the one vote action: scan every answer for identity leaks, store the vote on
+the last turn both sides answered, and reveal the battle."""
 
 from __future__ import annotations
 
 import random
 import re
 from dataclasses import dataclass, field
+
+from db import conversations, votes
+from db.engine import session_scope
+from db.vocab import Winner
 
 MODEL_NAMES = (
     r"ChatGPT|GPT-?[345](?:\.\d)?(?:o|-turbo)?|o1|o3|Claude|Gemini|Bard|LLaMA|Llama|Qwen|QwQ|Tongyi|"
@@ -31,7 +39,7 @@ LEAK_PATTERNS = [
 
 
 @dataclass
-class Battle:
+class BlindBattle:
     """One blind battle's hidden state: which endpoint answers as A and which as B."""
 
     conversation_id: int | None
@@ -56,3 +64,34 @@ def identity_leak(text: str) -> str | None:
         if match:
             return match.group(0)
     return None
+
+
+class BattleError(ValueError):
+    """A vote that cannot be taken yet (no turn answered by both sides, or already voted)."""
+
+
+def vote_blind(battle: BlindBattle, winner: str, voter: str = "local") -> BlindBattle:
+    """Vote on a blind battle: store the vote on its last turn answered by both A and B, flag it
+    identity-leaked when any answer names its model or maker, and mark the battle revealed.
+
+    Returns the battle with `voted` and `leaks` set; BattleError when there is nothing to vote on."""
+    if winner not in Winner.ALL:
+        raise BattleError(f"the winner must be one of {', '.join(Winner.ALL)}, not {winner!r}")
+    if battle.voted is not None:
+        raise BattleError("this battle has already been voted on")
+    if battle.conversation_id is None:
+        raise BattleError("ask both models something first")
+    with session_scope() as s:
+        conv = conversations.load_conversation(s, battle.conversation_id)
+        pair = None
+        for exchange in conv.exchanges:
+            latest = {r.slot: r for r in exchange.responses}
+            if "a" in latest and "b" in latest:
+                pair = (exchange.id, latest["a"].id, latest["b"].id)
+        if pair is None:
+            raise BattleError("no turn has answers from both models yet")
+        leaks = [leak for e in conv.exchanges for r in e.responses if (leak := identity_leak(r.text))]
+        votes.add_vote(s, *pair, winner, blind=True, identity_leaked=bool(leaks), voter=voter)
+        conversations.reveal_battle(s, battle.conversation_id)
+    battle.voted, battle.leaks = winner, leaks
+    return battle

@@ -21,13 +21,16 @@ import csv
 import json
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy.orm import Session
 
-from db import repo
-from db.repo import VoteFilter
+from db import conversations, labels, votes
+from db.engine import session_scope
+from db.vocab import Winner
+from db.votes import VoteFilter
 
 FORMATS = ("trl", "openai-dpo", "kto", "jsonl", "csv")
 ROW_KEYS = {
@@ -74,7 +77,7 @@ def _prompt_messages(session: Session, exchange, slot: str, cache: dict) -> list
         if exchange.system_prompt:
             messages.append({"role": "system", "content": exchange.system_prompt})
         if exchange.turn_index > 0:
-            messages += repo.history_messages(session, exchange.conversation_id, slot, exchange.turn_index)
+            messages += conversations.history_messages(session, exchange.conversation_id, slot, exchange.turn_index)
         messages.append({"role": "user", "content": exchange.prompt})
         if len(cache) > 10_000:
             cache.clear()
@@ -87,7 +90,7 @@ def _assistant(text: str) -> list[dict]:
 
 
 def _label(response) -> str | None:
-    label = repo.effective_label(response.labels)
+    label = labels.effective_label(response.labels)
     return label.label if label else None
 
 
@@ -96,7 +99,7 @@ def iter_rows(session: Session, fmt: str, f: VoteFilter) -> Iterator[dict]:
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
     cache: dict = {}
-    for vote, exchange, a, b in repo.iter_votes(session, f):
+    for vote, exchange, a, b in votes.iter_votes(session, f):
         if fmt in ("jsonl", "csv"):
             yield {
                 "vote_id": vote.id,
@@ -126,8 +129,8 @@ def iter_rows(session: Session, fmt: str, f: VoteFilter) -> Iterator[dict]:
             }
             continue
         if fmt == "kto":
-            good = {"a": [a], "b": [b], "both_bad": [], "tie": []}[vote.winner]
-            bad = {"a": [b], "b": [a], "both_bad": [a, b], "tie": []}[vote.winner]
+            good = {Winner.A: [a], Winner.B: [b], Winner.BOTH_BAD: [], Winner.TIE: []}[vote.winner]
+            bad = {Winner.A: [b], Winner.B: [a], Winner.BOTH_BAD: [a, b], Winner.TIE: []}[vote.winner]
             for response, label in [(r, True) for r in good] + [(r, False) for r in bad]:
                 yield {
                     "prompt": _prompt_messages(session, exchange, response.slot, cache),
@@ -135,9 +138,9 @@ def iter_rows(session: Session, fmt: str, f: VoteFilter) -> Iterator[dict]:
                     "label": label,
                 }
             continue
-        if vote.winner not in ("a", "b"):
+        if vote.winner not in (Winner.A, Winner.B):
             continue
-        chosen, rejected = (a, b) if vote.winner == "a" else (b, a)
+        chosen, rejected = (a, b) if vote.winner == Winner.A else (b, a)
         prompt = _prompt_messages(session, exchange, chosen.slot, cache)
         if fmt == "trl":
             yield {"prompt": prompt, "chosen": _assistant(chosen.text), "rejected": _assistant(rejected.text)}
@@ -148,7 +151,7 @@ def iter_rows(session: Session, fmt: str, f: VoteFilter) -> Iterator[dict]:
                 "non_preferred_output": _assistant(rejected.text),
             }
     if fmt == "kto":
-        for thumb, exchange, response in repo.iter_thumbs(session, f):
+        for thumb, exchange, response in votes.iter_thumbs(session, f):
             yield {
                 "prompt": _prompt_messages(session, exchange, response.slot, cache),
                 "completion": _assistant(response.text),
@@ -156,8 +159,34 @@ def iter_rows(session: Session, fmt: str, f: VoteFilter) -> Iterator[dict]:
             }
 
 
-def write_export(session: Session, fmt: str, f: VoteFilter, path: Path) -> dict:
-    """Stream one format to `path` (via a temporary file); returns counts for the dataset card.
+@dataclass(frozen=True)
+class ExportSummary:
+    """What one export wrote."""
+
+    format: str
+    rows: int
+    models: list[str]
+    path: str
+    card_path: str | None = None
+
+
+def export(fmt: str, f: VoteFilter, path: Path, card: Path | None = None) -> ExportSummary:
+    """The export action: stream one format to `path` (and a dataset card to `card` if given).
+
+    Raises ValueError for an unknown format and NothingToExport, leaving no file, when no row
+    matches."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+    with session_scope() as session:
+        summary = write_export(session, fmt, f, path)
+    if card is not None:
+        Path(card).write_text(dataset_card(fmt, summary.rows, f, summary.models), encoding="utf-8")
+        summary = ExportSummary(summary.format, summary.rows, summary.models, summary.path, str(card))
+    return summary
+
+
+def write_export(session: Session, fmt: str, f: VoteFilter, path: Path) -> ExportSummary:
+    """Stream one format to `path` (via a temporary file) within an open session.
 
     Raises NothingToExport, leaving no file, when no row matches."""
     path = Path(path)
@@ -183,7 +212,7 @@ def write_export(session: Session, fmt: str, f: VoteFilter, path: Path) -> dict:
     finally:
         if tmp.exists():
             tmp.unlink()
-    return {"format": fmt, "rows": count, "models": sorted(models), "path": str(path)}
+    return ExportSummary(fmt, count, sorted(models), str(path))
 
 
 def dataset_card(fmt: str, rows: int, f: VoteFilter, models: list[str]) -> str:

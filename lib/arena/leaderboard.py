@@ -6,9 +6,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from db import repo
+from db import conversations, votes
 from db.engine import session_scope
-from db.repo import VoteFilter
+from db.votes import VoteFilter
 from lib.arena.rating import Battle, Rating, RatingError, rank, win_rate_matrix
 
 
@@ -30,8 +30,8 @@ class Board:
 def battles_from_db(f: VoteFilter) -> tuple[list[Battle], dict[str, str]]:
     """Stored votes as battles between endpoint ids, with each id's display name."""
     with session_scope() as s:
-        rows = repo.vote_battles(s, f)
-        names = repo.endpoint_names(s)
+        rows = votes.vote_battles(s, f)
+        names = conversations.endpoint_names(s)
     return [Battle(a, b, w) for a, b, w in rows], names
 
 
@@ -44,3 +44,21 @@ def build_board(
     ratings = rank(battles, bootstrap=bootstrap, seed=seed)
     models, rates = win_rate_matrix(battles)
     return Board(ratings, names or {}, models, rates, len(battles))
+
+
+def leaderboard(f: VoteFilter, bootstrap: int = 1000, seed: int = 0) -> Board:
+    """The leaderboard action: stored votes that pass `f`, ranked; RatingError when there are none."""
+    battles, names = battles_from_db(f)
+    return build_board(battles, names, bootstrap=bootstrap, seed=seed)
+
+
+def votes_version() -> tuple[int, int]:
+    """Changes whenever a vote is added or removed (a cache key for the page)."""
+    with session_scope() as s:
+        return votes.vote_data_version(s)
+
+
+def voted_topics() -> list[str]:
+    """Suite topics that have at least one vote, for the page's topic filter."""
+    with session_scope() as s:
+        return votes.suite_topics(s)

@@ -21,6 +21,8 @@ import numpy as np
 from scipy.optimize import minimize
 from scipy.sparse.csgraph import connected_components
 
+from db.vocab import Winner
+
 SCALE, BASE = 400.0, 1000.0
 OUTCOMES = ("a", "b", "tie")
 RIDGE_IF_DISCONNECTED = 1e-2
@@ -78,7 +80,7 @@ def read_battles_csv(text: str) -> list[Battle]:
 def _encode(battles: Iterable[Battle]) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
     models: dict[str, int] = {}
     ia, ib, out = [], [], []
-    code = {"a": 0, "b": 1, "tie": 2, "both_bad": 2}
+    code = {Winner.A: 0, Winner.B: 1, Winner.TIE: 2, Winner.BOTH_BAD: 2}
     for battle in battles:
         ia.append(models.setdefault(battle.model_a, len(models)))
         ib.append(models.setdefault(battle.model_b, len(models)))

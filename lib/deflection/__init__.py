@@ -12,11 +12,12 @@ import re
 import threading
 from dataclasses import dataclass
 
+from db.vocab import Label, LabelSource, Status
 from lib.deflection import patterns
 from lib.deflection.model import ARTIFACT, Classifier
 
-NAME = "parallax-deflection"
-LABELS = ("answered", "refused", "deflected", "blocked", "empty")
+NAME = LabelSource.DETECTOR
+LABELS = Label.ALL
 MAX_CHARS = 20_000  # very long answers are cut before featurising
 _lock = threading.Lock()
 _classifier: Classifier | None = None
@@ -43,7 +44,7 @@ def classifier() -> Classifier:
 
 def source_name() -> str:
     """The label source recorded for this detector version (name@version)."""
-    return f"{NAME}@{classifier().meta.get('version', 'dev')}"
+    return LabelSource.detector(classifier().meta.get("version", "dev"))
 
 
 def _other_language(text: str) -> bool:
@@ -58,7 +59,7 @@ def classify(items: list[dict], model: Classifier | None = None) -> list[Verdict
     for i, item in enumerate(items):
         status = item.get("status") or "ok"
         text = (item.get("response") or "")[:MAX_CHARS]
-        if status == "blocked":
+        if status == Status.BLOCKED:
             verdicts[i] = Verdict("blocked", 1.0, "transport:blocked")
         elif not patterns.strip_reasoning(text).strip():
             verdicts[i] = Verdict("empty", 1.0, "transport:empty")
@@ -90,23 +91,3 @@ def classify(items: list[dict], model: Classifier | None = None) -> list[Verdict
 def detect(prompt: str, response: str, status: str = "ok") -> Verdict:
     """The verdict for one answer."""
     return classify([{"prompt": prompt, "response": response, "status": status}])[0]
-
-
-def label_stored_responses(session, pairs: list[tuple]) -> None:
-    """Label freshly stored responses, given as (response, prompt) pairs, with one detector call.
-
-    A failed call without text is not an answer, so it gets no label."""
-    from db import repo
-
-    answers = [(r, p) for r, p in pairs if not (r.status == "error" and not r.text)]
-    if not answers:
-        return
-    verdicts = classify([{"prompt": p, "response": r.text, "status": r.status} for r, p in answers])
-    source = source_name()
-    for (row, _prompt), verdict in zip(answers, verdicts, strict=True):
-        repo.set_label(session, row.id, verdict.label, source, verdict.confidence, verdict.rule)
-
-
-def label_stored_response(session, response, prompt: str) -> None:
-    """Label one freshly stored response (called right after it finishes)."""
-    label_stored_responses(session, [(response, prompt)])

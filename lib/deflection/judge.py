@@ -9,6 +9,7 @@ import asyncio
 import json
 import re
 
+from db.vocab import Status
 from lib.deflection import Verdict
 from lib.providers.endpoints import Endpoint
 from lib.providers.fanout import Target, fan_out_async
@@ -55,7 +56,7 @@ async def _judge_all(endpoint: Endpoint, items: list[dict], concurrency: int) ->
                 {"temperature": 0.0, "max_tokens": 60},
             )
             out = (await fan_out_async([target]))["judge"]
-            if out.status != "ok":
+            if out.status != Status.OK:
                 return Verdict("empty", 0.0, f"judge:{endpoint.id}:{out.error_kind}")
             return parse_verdict(out.text, endpoint.id)
 

@@ -11,13 +11,14 @@ import json
 from pathlib import Path
 
 from db import config
+from db.vocab import LabelSource
 from lib.deflection.model import ARTIFACT, TRAIN_CLASSES, Classifier, fit
 
 DEV_FILE = config.ROOT.parent / "shared" / "data" / "deflection" / "dev.jsonl"
 SEED = 0
 # OpenAI's RBR rows are synthetic completions labelled by a rule over their properties; they
 # teach refusal wording but blur the deflection boundary real models show, so they count less.
-SOURCE_WEIGHTS = {"openai_rbr_gold": 0.3, "human": 3.0}
+SOURCE_WEIGHTS = {"openai_rbr_gold": 0.3, LabelSource.HUMAN: 3.0}
 
 
 class TrainingDataMissing(FileNotFoundError):
@@ -47,22 +48,13 @@ def group_key(row: dict) -> str:
 
 def human_rows(db_url: str | None = None) -> list[dict]:
     """Human-corrected labels from the database, as training rows."""
-    from sqlalchemy import select
-
+    from db import labels
     from db.engine import session_scope
-    from db.models import Exchange, Label, Response
 
     with session_scope(db_url) as s:
-        stmt = (
-            select(Exchange.prompt, Response.text, Label.label)
-            .join(Response, Response.exchange_id == Exchange.id)
-            .join(Label, Label.response_id == Response.id)
-            .where(Label.source == "human", Label.label.in_(TRAIN_CLASSES))
-            .order_by(Label.id)
-        )
         return [
-            {"prompt": p, "response": t, "label": lab, "source": "human", "group": f"human:{p}"}
-            for p, t, lab in s.execute(stmt)
+            {"prompt": p, "response": t, "label": lab, "source": LabelSource.HUMAN, "group": f"human:{p}"}
+            for p, t, lab in labels.human_labels(s, TRAIN_CLASSES)
         ]
 
 

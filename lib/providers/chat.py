@@ -1,7 +1,8 @@
 """Asking: validate a prompt, rebuild each column's history, fan out, store every answer.
 
-The compare page, the arena, suites and `cli.py ask` all go through `ask`, so every answer is
-stored the same way and labelled right after it finishes.
+The compare page, the arena, History's "continue" and `cli.py ask` all go through `ask`, so every
+chat answer is stored the same way and labelled right after it finishes. (Suite runs have their
+own batched writer in lib/suites/runner.py; both label through lib/deflection/labelling.py.)
 """
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from db import config, repo
+from db import config, conversations
 from db.engine import session_scope
-from db.models import Conversation
+from db.vocab import Mode
+from lib.deflection.labelling import LabelJob, label_responses
 from lib.providers.endpoints import Endpoint
 from lib.providers.fanout import Target, UpdateFn, fan_out
 from lib.providers.stream import Outcome, build_messages
@@ -62,33 +64,25 @@ def validate_prompt(prompt: str | None) -> str:
     return prompt
 
 
-def _label_hook():
-    try:
-        from lib.deflection import label_stored_response
-    except ImportError:  # the detector is optional for asking
-        return None
-    return label_stored_response
-
-
 def ask(
     prompt: str,
     columns: list[Column],
     *,
     system: str | None = None,
     conversation_id: int | None = None,
-    mode: str = "compare",
+    mode: str = Mode.COMPARE,
     meta: dict | None = None,
     overrides: dict | None = None,
     on_update: UpdateFn | None = None,
     on_stored: Callable[[str, int, Outcome], None] | None = None,
     exchange_id: int | None = None,
-    exchange_fields: dict | None = None,
     label: bool = True,
     on_start: Callable[[int, int], None] | None = None,
 ) -> AskResult:
     """Send `prompt` to every column at once and store each answer as it finishes.
 
-    With `exchange_id`, re-asks that existing turn (a retry) instead of adding a new one.
+    With `exchange_id`, re-asks that existing turn (a retry) instead of adding a new one. Raises
+    PromptError for an empty or oversized prompt, no column, or an unknown conversation.
     `on_start(conversation_id, exchange_id)` is called once the turn is stored, before any
     model is asked, so a caller interrupted mid-stream still knows where the answers went."""
     validate_prompt(prompt)
@@ -96,22 +90,17 @@ def ask(
         raise PromptError("no model selected: pick at least one")
     with session_scope() as session:
         if conversation_id is None:
-            conversation_id = repo.create_conversation(session, mode=mode, meta=meta).id
-        elif session.get(Conversation, conversation_id) is None:
+            conversation_id = conversations.create_conversation(session, mode=mode, meta=meta).id
+        elif conversations.get_conversation(session, conversation_id) is None:
             raise PromptError(f"there is no conversation {conversation_id}")
-        repo.remember_slots(session, conversation_id, [col.slot for col in columns])
+        conversations.remember_slots(session, conversation_id, [col.slot for col in columns])
         if exchange_id is None:
-            exchange = repo.add_exchange(
-                session,
-                conversation_id,
-                prompt,
-                system,
-                detect_language(prompt),
-                **(exchange_fields or {}),
-            )
-            exchange_id, turn = exchange.id, exchange.turn_index
+            exchange = conversations.add_exchange(session, conversation_id, prompt, system, detect_language(prompt))
         else:
-            turn = session.get(repo.Exchange, exchange_id).turn_index
+            exchange = conversations.get_exchange(session, exchange_id)
+            if exchange is None or exchange.conversation_id != conversation_id:
+                raise PromptError(f"there is no turn {exchange_id} in conversation {conversation_id}")
+        exchange_id, turn = exchange.id, exchange.turn_index
         targets = [
             Target(
                 key=col.slot,
@@ -119,7 +108,7 @@ def ask(
                 messages=build_messages(
                     col.endpoint,
                     system,
-                    repo.history_messages(session, conversation_id, col.slot, before_turn=turn),
+                    conversations.history_messages(session, conversation_id, col.slot, before_turn=turn),
                     prompt,
                 ),
                 overrides=dict(overrides or {}),
@@ -129,16 +118,21 @@ def ask(
     if on_start:
         on_start(conversation_id, exchange_id)
     result = AskResult(conversation_id, exchange_id)
-    labeller = _label_hook() if label else None
 
     def store(target: Target, outcome: Outcome) -> None:
-        with session_scope() as session:
-            row = repo.add_response(session, exchange_id, target.key, target.endpoint, outcome)
+        with session_scope() as session:  # stored first, in its own short transaction
+            row = conversations.add_response(session, exchange_id, target.key, target.endpoint, outcome)
             result.response_ids[target.key] = row.id
-            if labeller is not None:
-                labeller(session, row, prompt)
+        if label:  # then labelled, outside the write transaction
+            label_responses([LabelJob(row.id, prompt, outcome.text, outcome.status)])
         if on_stored:
             on_stored(target.key, result.response_ids[target.key], outcome)
 
     result.outcomes = fan_out(targets, on_update=on_update, on_done=store)
     return result
+
+
+def check_connection(endpoint: Endpoint) -> Outcome:
+    """The test-a-connection action: ask one endpoint for one word (16 tokens at most), store nothing."""
+    messages = build_messages(endpoint, None, [], "Reply with one word: hello.")
+    return fan_out([Target(endpoint.id, endpoint, messages, {"max_tokens": 16})])[endpoint.id]

@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 
 import openai
 
+from db.vocab import Status
 from lib.providers.endpoints import Endpoint
-from lib.providers.stream import STATUS_INTERRUPTED, Outcome, stream_chat
+from lib.providers.stream import Outcome, stream_chat
 
 
 @dataclass
@@ -76,9 +77,9 @@ async def fan_out_async(
             for target in targets:
                 out = outcomes[target.key]
                 if not out.done:
-                    out.status, out.error_kind, out.done = STATUS_INTERRUPTED, "interrupted", True
+                    out.status, out.error_kind, out.done = Status.INTERRUPTED, "interrupted", True
                     out.error_message = "Interrupted; the text streamed so far is kept."
-                if out.status == STATUS_INTERRUPTED and on_done:
+                if out.status == Status.INTERRUPTED and on_done:
                     on_done(target, out)
             raise
     return outcomes

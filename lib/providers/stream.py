@@ -16,6 +16,7 @@ import httpx2
 import openai
 from openai import AsyncOpenAI
 
+from db.vocab import Status
 from lib.providers import local_server
 from lib.providers.endpoints import Endpoint, api_key
 
@@ -28,7 +29,6 @@ BLOCK_MARKERS = (
     "content management policy",
     "safety",
 )
-STATUS_OK, STATUS_ERROR, STATUS_BLOCKED, STATUS_INTERRUPTED = "ok", "error", "blocked", "interrupted"
 
 ERROR_HELP = {
     "missing_key": "No API key: set the environment variable {key_env} (or put it in .streamlit/secrets.toml).",
@@ -52,7 +52,7 @@ class Outcome:
 
     text: str = ""
     reasoning: str = ""
-    status: str = STATUS_OK
+    status: str = Status.OK
     error_kind: str | None = None
     error_message: str | None = None
     finish_reason: str | None = None
@@ -113,12 +113,12 @@ class MissingKey(RuntimeError):
 def classify_error(exc: BaseException) -> tuple[str, str]:
     """(status, error_kind) for an exception raised while calling a provider."""
     if isinstance(exc, MissingKey):
-        return STATUS_ERROR, "missing_key"
+        return Status.ERROR, "missing_key"
     if isinstance(exc, local_server.LocalModelUnavailable):
-        return STATUS_ERROR, "local_unavailable"
+        return Status.ERROR, "local_unavailable"
     is_status = isinstance(exc, openai.APIError) and not isinstance(exc, openai.APIConnectionError)
     if is_status and any(marker in _body_text(exc) for marker in BLOCK_MARKERS):
-        return STATUS_BLOCKED, "blocked"
+        return Status.BLOCKED, "blocked"
     kinds = [
         (openai.AuthenticationError, "auth"),
         (openai.PermissionDeniedError, "auth"),
@@ -132,10 +132,10 @@ def classify_error(exc: BaseException) -> tuple[str, str]:
     ]
     for cls, kind in kinds:
         if isinstance(exc, cls):
-            return STATUS_ERROR, kind
+            return Status.ERROR, kind
     if isinstance(exc, TimeoutError):
-        return STATUS_ERROR, "timeout"
-    return STATUS_ERROR, "error"
+        return Status.ERROR, "timeout"
+    return Status.ERROR, "error"
 
 
 def explain(kind: str, endpoint: Endpoint, detail: str | None = None) -> str:
@@ -268,19 +268,19 @@ async def stream_chat(
             out.text, out.reasoning = out.text + text, out.reasoning + reasoning
         if out.finish_reason is None:
             # a clean end of the connection without a finish reason: the provider died mid-answer
-            out.status, out.error_kind = STATUS_ERROR, "stream_broken"
+            out.status, out.error_kind = Status.ERROR, "stream_broken"
             out.error_message = explain("stream_broken", endpoint, "no finish reason before the end")
         elif out.finish_reason == "content_filter":
-            out.status, out.error_kind = STATUS_BLOCKED, "blocked"
+            out.status, out.error_kind = Status.BLOCKED, "blocked"
             out.error_message = explain("blocked", endpoint, "finish_reason=content_filter")
     except BaseException as exc:  # noqa: BLE001 - every failure becomes a recorded outcome
         if not isinstance(exc, Exception):  # cancellation, KeyboardInterrupt, Streamlit rerun
-            out.status, out.error_kind = STATUS_INTERRUPTED, "interrupted"
+            out.status, out.error_kind = Status.INTERRUPTED, "interrupted"
             out.error_message = "Interrupted; the text streamed so far is kept."
             _finish(out, endpoint, start, counted)
             raise
         status, kind = classify_error(exc)
-        if status == STATUS_ERROR and out.text and kind in ("connection", "error", "timeout"):
+        if status == Status.ERROR and out.text and kind in ("connection", "error", "timeout"):
             kind = "stream_broken"
         out.status, out.error_kind = status, kind
         out.error_message = explain(kind, endpoint, None if kind == "missing_key" else _short(exc))

@@ -15,14 +15,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import yaml
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from db import config
+from db import config, suites
+from db.engine import session_scope
 from db.models import Suite, SuitePrompt
+from db.vocab import LANGUAGES
+from lib.files import iter_jsonl
 
 BUILTIN_DIR = config.ROOT / "suites"
-LANGUAGES = ("en", "zh")
 KINDS = ("probe", "control", "general")
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$")
 PROMPT_FIELDS = {"id", "text", "language", "topic", "kind", "twin", "control"}
@@ -191,13 +192,9 @@ def parse_suite(text: str, filename: str = "suite.yaml") -> SuiteDef:
     prompts: list[PromptDef] = []
     name, version, description = Path(filename).stem, "1", ""
     if filename.endswith(".jsonl"):
-        for number, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                item = json.loads(line)
-            except json.JSONDecodeError as exc:
-                problems.append(f"{where}:{number}: not JSON ({exc.msg})")
+        for number, item, problem in iter_jsonl(text):
+            if problem:
+                problems.append(f"{where}:{number}: {problem}")
                 continue
             if isinstance(item, dict) and "name" in item and "text" not in item:
                 name, version = str(item["name"]), str(item.get("version", "1"))
@@ -247,8 +244,9 @@ def load_file(path: Path) -> SuiteDef:
 
 
 def import_suite(session: Session, suite: SuiteDef) -> tuple[Suite, bool]:
-    """Store a validated suite; (row, created). The same content twice is a no-op."""
-    existing = session.scalar(select(Suite).where(Suite.name == suite.name, Suite.version == suite.version))
+    """Store a validated suite; (row, created). The same content twice is a no-op; the same
+    name and version with other prompts is a SuiteError."""
+    existing = suites.get_suite(session, suite.name, suite.version)
     if existing is not None:
         if stored_digest(existing) != suite.digest():
             raise SuiteError(
@@ -258,23 +256,19 @@ def import_suite(session: Session, suite: SuiteDef) -> tuple[Suite, bool]:
                 ]
             )
         return existing, False
-    row = Suite(name=suite.name, version=suite.version, description=suite.description)
-    row.prompts = [
-        SuitePrompt(
-            position=i,
-            key=p.key,
-            text=p.text,
-            language=p.language,
-            topic=p.topic,
-            kind=p.kind,
-            twin_key=p.twin_key,
-            control_key=p.control_key,
-        )
-        for i, p in enumerate(suite.prompts)
+    prompts = [
+        {
+            "key": p.key,
+            "text": p.text,
+            "language": p.language,
+            "topic": p.topic,
+            "kind": p.kind,
+            "twin_key": p.twin_key,
+            "control_key": p.control_key,
+        }
+        for p in suite.prompts
     ]
-    session.add(row)
-    session.flush()
-    return row, True
+    return suites.add_suite(session, suite.name, suite.version, suite.description, prompts), True
 
 
 def stored_digest(row: Suite) -> str:
@@ -287,17 +281,13 @@ def ensure_builtin(session: Session) -> None:
     """Import the built-in suites that are not in the database yet."""
     for path in sorted(BUILTIN_DIR.glob("*.yaml")):
         suite = load_file(path)
-        if session.scalar(select(Suite.id).where(Suite.name == suite.name, Suite.version == suite.version)) is None:
+        if suites.get_suite(session, suite.name, suite.version) is None:
             import_suite(session, suite)
 
 
 def find_suite(session: Session, name: str) -> Suite | None:
     """The newest version of a suite by name (or by 'name@version')."""
-    name, _, version = name.partition("@")
-    stmt = select(Suite).where(Suite.name == name)
-    if version:
-        stmt = stmt.where(Suite.version == version)
-    return session.scalars(stmt.order_by(Suite.id.desc())).first()
+    return suites.find_suite(session, name)
 
 
 def prompt_dict(p: SuitePrompt) -> dict:
@@ -311,3 +301,77 @@ def prompt_dict(p: SuitePrompt) -> dict:
         "twin": p.twin_key,
         "control": p.control_key,
     }
+
+
+@dataclass(frozen=True)
+class SuiteInfo:
+    """A stored suite as pages and the CLI show it."""
+
+    name: str
+    version: str
+    description: str
+    languages: list[str]
+    topics: list[str]
+    prompts: list[dict]  # prompt_dict rows, in order
+
+
+def _info(row: Suite) -> SuiteInfo:
+    prompts = [prompt_dict(p) for p in row.prompts]
+    return SuiteInfo(
+        row.name,
+        row.version,
+        row.description,
+        sorted({p["language"] for p in prompts}),
+        sorted({p["topic"] for p in prompts}),
+        prompts,
+    )
+
+
+def list_suites() -> list[SuiteInfo]:
+    """Every stored suite (the built-in ones imported first), by name."""
+    with session_scope() as s:
+        ensure_builtin(s)
+        return [_info(row) for row in suites.list_suites(s)]
+
+
+def suite_names() -> list[str]:
+    """Names of the stored suites (the built-in ones imported first)."""
+    with session_scope() as s:
+        ensure_builtin(s)
+        return suites.suite_names(s)
+
+
+def show_suite(name: str) -> SuiteInfo | None:
+    """One stored suite by name (or name@version), or None."""
+    with session_scope() as s:
+        ensure_builtin(s)
+        row = suites.find_suite(s, name)
+        return _info(row) if row is not None else None
+
+
+@dataclass(frozen=True)
+class SuiteImport:
+    """What importing a suite file did."""
+
+    name: str
+    version: str
+    prompts: int
+    created: bool
+
+
+def import_text(text: str, filename: str) -> SuiteImport:
+    """The suite-import action for a file's text: validate it completely, then store it.
+
+    Raises SuiteError listing every problem; nothing is written then."""
+    suite = parse_suite(text, filename)
+    with session_scope() as s:
+        _, created = import_suite(s, suite)
+    return SuiteImport(suite.name, suite.version, len(suite.prompts), created)
+
+
+def import_path(path: Path) -> SuiteImport:
+    """The suite-import action for a file on disk (see `import_text`)."""
+    suite = load_file(path)
+    with session_scope() as s:
+        _, created = import_suite(s, suite)
+    return SuiteImport(suite.name, suite.version, len(suite.prompts), created)

@@ -18,16 +18,17 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import openai
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from db import config, repo
+from db import config, conversations, suites
 from db.engine import session_scope
-from db.models import Conversation, Exchange, Response, Suite, SuitePrompt, SuiteRun, utcnow
+from db.models import Suite, SuitePrompt, SuiteRun, utcnow
+from db.vocab import RunStatus, Status
+from lib.deflection.labelling import LabelJob, label_responses
 from lib.providers.endpoints import Endpoint
 from lib.providers.stream import Outcome, build_messages, stream_chat
 
-DONE_STATUSES = ("ok", "blocked")
+DONE_STATUSES = Status.SETTLED
 
 
 class RunError(ValueError):
@@ -69,7 +70,7 @@ class Progress:
         return sum(self.done.values())
 
 
-def plan_prompts(session: Session, suite: Suite, spec: RunSpec) -> list[SuitePrompt]:
+def plan_prompts(session: Session | None, suite: Suite, spec: RunSpec) -> list[SuitePrompt]:
     """The suite's prompts after the language/topic filters and the --limit."""
     prompts = [
         p
@@ -100,36 +101,23 @@ def create_or_resume(
     session: Session, spec: RunSpec, endpoints: dict[str, Endpoint], new: bool = False
 ) -> tuple[SuiteRun, bool]:
     """The run for this spec: the earlier one with the same signature, unless `new`. (run, resumed)."""
-    from lib.suites.definitions import ensure_builtin, find_suite
+    from lib.suites.definitions import ensure_builtin
 
     validate(spec, endpoints)
     ensure_builtin(session)
-    suite = find_suite(session, spec.suite)
+    suite = suites.find_suite(session, spec.suite)
     if suite is None:
-        names = sorted(set(session.scalars(select(Suite.name))))
-        raise RunError(f"unknown suite {spec.suite!r}. Known: {', '.join(names)}")
+        raise RunError(f"unknown suite {spec.suite!r}. Known: {', '.join(suites.suite_names(session))}")
     if not plan_prompts(session, suite, spec):
         raise RunError(
             f"suite {suite.name!r} has no prompts for language={spec.language or 'any'}, topic={spec.topic or 'any'}"
         )
     signature = spec.signature(suite.id)
     if not new:
-        earlier = session.scalars(
-            select(SuiteRun).where(SuiteRun.signature == signature).order_by(SuiteRun.id.desc())
-        ).first()
+        earlier = suites.latest_run_with_signature(session, signature)
         if earlier is not None:
             return earlier, True
-    run = SuiteRun(
-        suite_id=suite.id,
-        signature=signature,
-        endpoints=list(spec.endpoints),
-        params=asdict(spec),
-        samples=spec.samples,
-        status="pending",
-    )
-    session.add(run)
-    session.flush()
-    return run, False
+    return suites.add_run(session, suite.id, signature, list(spec.endpoints), asdict(spec), spec.samples), False
 
 
 def spec_of(run: SuiteRun) -> RunSpec:
@@ -138,64 +126,144 @@ def spec_of(run: SuiteRun) -> RunSpec:
     return RunSpec(**{k: v for k, v in run.params.items() if k in known})
 
 
+def total_items(suite: Suite, run: SuiteRun) -> int:
+    """How many (prompt, sample, endpoint) items the run has in all."""
+    return len(plan_prompts(None, suite, spec_of(run))) * run.samples * len(run.endpoints)
+
+
 def pending_items(session: Session, run: SuiteRun) -> tuple[list[tuple[SuitePrompt, int, str]], int]:
     """(items still to do, total items) for a run; an item is (prompt, sample, endpoint id)."""
-    suite = session.get(Suite, run.suite_id)
-    spec = spec_of(run)
-    prompts = plan_prompts(session, suite, spec)
-    done = set(
-        session.execute(
-            select(Exchange.suite_prompt_id, Exchange.sample_index, Response.endpoint_id)
-            .join(Conversation, Conversation.id == Exchange.conversation_id)
-            .join(Response, Response.exchange_id == Exchange.id)
-            .where(Conversation.suite_run_id == run.id, Response.status.in_(DONE_STATUSES))
-        ).all()
-    )
+    suite = suites.get_suite_by_id(session, run.suite_id)
+    prompts = plan_prompts(session, suite, spec_of(run))
+    done = suites.settled_items(session, run.id)
     items = [(p, s, e) for p in prompts for s in range(run.samples) for e in run.endpoints]
     return [item for item in items if (item[0].id, item[1], item[2]) not in done], len(items)
 
 
-def _exchange_for(session: Session, run: SuiteRun, prompt: SuitePrompt, sample: int) -> int:
-    found = session.scalar(
-        select(Exchange.id)
-        .join(Conversation, Conversation.id == Exchange.conversation_id)
-        .where(
-            Conversation.suite_run_id == run.id, Exchange.suite_prompt_id == prompt.id, Exchange.sample_index == sample
-        )
-    )
-    if found is not None:
-        return found
-    conv = repo.create_conversation(
-        session, mode="suite", title=prompt.text[:200], meta={"suite_prompt": prompt.key}, suite_run_id=run.id
-    )
-    return repo.add_exchange(session, conv.id, prompt.text, None, prompt.language, prompt.id, sample).id
-
-
-def counts(session: Session, run: SuiteRun) -> dict:
-    """Done and failed items per endpoint, from the database (for status pages)."""
-    rows = session.execute(
-        select(Response.endpoint_id, Response.status, func.count(func.distinct(Exchange.id)))
-        .join(Exchange, Exchange.id == Response.exchange_id)
-        .join(Conversation, Conversation.id == Exchange.conversation_id)
-        .where(Conversation.suite_run_id == run.id)
-        .group_by(Response.endpoint_id, Response.status)
-    ).all()
+def _tally(rows: list[tuple[str, str, int]]) -> tuple[dict[str, int], dict[str, int]]:
     done, failed = {}, {}
     for endpoint_id, status, n in rows:
         if status in DONE_STATUSES:
             done[endpoint_id] = done.get(endpoint_id, 0) + n
-        elif status == "error":
+        elif status == Status.ERROR:
             failed[endpoint_id] = failed.get(endpoint_id, 0) + n
-    _, total = pending_items(session, run)
-    return {"total": total, "done": done, "failed": failed, "status": run.status}
+    return done, failed
 
 
-def start_in_background(run_id: int, log_dir) -> int:
-    """Run `cli.py suite resume RUN` in its own process session, so it outlives the browser tab."""
+def counts(session: Session, run: SuiteRun) -> dict:
+    """Done and failed items per endpoint, from the database: {total, done, failed, status}."""
+    done, failed = _tally(suites.status_counts(session, [run.id])[run.id])
+    suite = suites.get_suite_by_id(session, run.suite_id)
+    return {"total": total_items(suite, run), "done": done, "failed": failed, "status": run.status}
+
+
+@dataclass(frozen=True)
+class RunState:
+    """A run as pages and `suite status` show it. `status` is the effective state: a run marked
+    live whose worker is gone reads `stopped`; `stored_status` is what the database says."""
+
+    id: int
+    suite: str
+    status: str
+    stored_status: str
+    endpoints: list[str]
+    samples: int
+    total: int
+    done: dict[str, int]
+    failed: dict[str, int]
+    eta_s: float | None
+    created_at: object
+
+    @property
+    def completed(self) -> int:
+        """Items with an answer (ok or blocked)."""
+        return sum(self.done.values())
+
+    @property
+    def resumable(self) -> bool:
+        """True when the run has items left and no worker on it."""
+        return self.status in (RunStatus.INCOMPLETE, RunStatus.CANCELLED, RunStatus.STOPPED, RunStatus.FAILED) and (
+            self.completed < self.total
+        )
+
+
+def _state(run: SuiteRun, suite: Suite, rows: list[tuple[str, str, int]]) -> RunState:
+    done, failed = _tally(rows)
+    total = total_items(suite, run)
+    stopped = run.status in (RunStatus.RUNNING, RunStatus.CANCELLING) and not worker_alive(run)
+    return RunState(
+        id=run.id,
+        suite=suite.name,
+        status=RunStatus.STOPPED if stopped else run.status,
+        stored_status=run.status,
+        endpoints=list(run.endpoints),
+        samples=run.samples,
+        total=total,
+        done=done,
+        failed=failed,
+        eta_s=None if stopped else eta_seconds(run, sum(done.values()), total),
+        created_at=run.created_at,
+    )
+
+
+def run_state(run_id: int) -> RunState:
+    """The state of one run (effective status, progress per endpoint); RunError if there is none."""
+    with session_scope() as s:
+        run = suites.get_run(s, run_id)
+        if run is None:
+            raise RunError(f"there is no run {run_id}")
+        return _state(run, suites.get_suite_by_id(s, run.suite_id), suites.status_counts(s, [run_id])[run_id])
+
+
+def run_states(limit: int | None = None) -> list[RunState]:
+    """The newest runs' states, newest first, in three queries whatever their number."""
+    with session_scope() as s:
+        runs = suites.list_runs(s, limit)
+        rows = suites.status_counts(s, [run.id for run, _ in runs])
+        return [_state(run, suite, rows[run.id]) for run, suite in runs]
+
+
+@dataclass(frozen=True)
+class RunStart:
+    """What asking for a run gave: its id, whether it existed, and its state."""
+
+    run_id: int
+    resumed: bool
+    state: RunState
+
+    @property
+    def already_complete(self) -> bool:
+        """True when the same run exists and has nothing left to do."""
+        return self.resumed and self.state.completed >= self.state.total
+
+
+def create_run(spec: RunSpec, endpoints: dict[str, Endpoint], new: bool = False) -> RunStart:
+    """The start-a-run action (before any worker): the earlier run with the same suite, models
+    and parameters unless `new`, else a new one. RunError for a spec a user can fix."""
+    with session_scope() as s:
+        run, resumed = create_or_resume(s, spec, endpoints, new=new)
+        run_id = run.id
+    return RunStart(run_id, resumed, run_state(run_id))
+
+
+def check_resumable(run_id: int, endpoints: dict[str, Endpoint]) -> RunState:
+    """The run's state if it can be resumed with these endpoints; RunError naming what is missing."""
+    state = run_state(run_id)
+    missing = [e for e in state.endpoints if e not in endpoints]
+    if missing:
+        raise RunError(f"run {run_id} uses model(s) no longer configured: {', '.join(missing)}")
+    return state
+
+
+def start_in_background(run_id: int, log_dir=None) -> int:
+    """Run `cli.py suite resume RUN` in its own process session, so it outlives the browser tab.
+
+    The log goes to suite_run_RUN.log in `log_dir` (default: the data folder); returns the pid."""
     import subprocess
     import sys
 
     cli = config.ROOT / "cli.py"
+    log_dir = log_dir or config.data_dir()
     log_dir.mkdir(parents=True, exist_ok=True)
     with open(log_dir / f"suite_run_{run_id}.log", "ab") as log:
         proc = subprocess.Popen(
@@ -224,7 +292,7 @@ def eta_seconds(run: SuiteRun, done: int, total: int) -> float | None:
     """Seconds left for a running run, from its pace since the worker started."""
     params = run.params or {}
     started, base = params.get("started_at"), params.get("done_at_start", 0)
-    if run.status != "running" or not started or done <= base:
+    if run.status != RunStatus.RUNNING or not started or done <= base:
         return None
     return (total - done) * (time.time() - started) / (done - base)
 
@@ -232,47 +300,47 @@ def eta_seconds(run: SuiteRun, done: int, total: int) -> float | None:
 def request_cancel(run_id: int) -> None:
     """Ask a running worker to stop; it notices within a second."""
     with session_scope() as session:
-        run = session.get(SuiteRun, run_id)
-        if run is not None and run.status in ("pending", "running"):
-            run.status = "cancelling"
+        run = suites.get_run(session, run_id)
+        if run is None:
+            raise RunError(f"there is no run {run_id}")
+        if run.status in (RunStatus.PENDING, RunStatus.RUNNING):
+            run.status = RunStatus.CANCELLING
 
 
 def _set_status(run_id: int, status: str, **params) -> None:
     with session_scope() as session:
-        run = session.get(SuiteRun, run_id)
+        run = suites.get_run(session, run_id)
         run.status = status
         if params:
             run.params = {**run.params, **params}
-        if status in ("completed", "cancelled", "incomplete"):
+        if status in RunStatus.FINISHED:
             run.finished_at = utcnow()
 
 
 def _status(run_id: int) -> str:
     with session_scope() as session:
-        return session.get(SuiteRun, run_id).status
+        return suites.get_run(session, run_id).status
 
 
 def _store_batch(run_id: int, batch: list[tuple], label: bool) -> None:
-    """Store finished items in one transaction and label them with one detector call.
-
-    Runs in a worker thread, so the event loop keeps streaming while rows are written."""
-    from lib.deflection import label_stored_responses
-
+    """Store finished items in one short transaction, then label them outside it with one
+    detector call. Runs in a worker thread, so the event loop keeps streaming meanwhile."""
+    jobs = []
     with session_scope() as session:
-        run = session.get(SuiteRun, run_id)
-        rows = []
+        run = suites.get_run(session, run_id)
         for prompt_id, text, sample, endpoint, out in batch:
-            exchange_id = _exchange_for(session, run, session.get(SuitePrompt, prompt_id), sample)
-            rows.append((repo.add_response(session, exchange_id, endpoint.id, endpoint, out), text))
-        if label:
-            label_stored_responses(session, rows)
+            exchange_id = suites.exchange_for(session, run, suites.get_prompt(session, prompt_id), sample)
+            row = conversations.add_response(session, exchange_id, endpoint.id, endpoint, out)
+            jobs.append(LabelJob(row.id, text, out.text, out.status))
+    if label:
+        label_responses(jobs)
 
 
 async def _execute(
     run_id: int, endpoints: dict[str, Endpoint], on_progress: Callable[[Progress], None] | None, label: bool
 ) -> Progress:
     with session_scope() as session:
-        run = session.get(SuiteRun, run_id)
+        run = suites.get_run(session, run_id)
         items, total = pending_items(session, run)
         spec = spec_of(run)
         done_now = counts(session, run)["done"]
@@ -308,7 +376,7 @@ async def _execute(
     async def watch(tasks: list[asyncio.Task]) -> None:
         while not all(t.done() for t in tasks):
             await asyncio.sleep(1.0)
-            if await asyncio.to_thread(_status, run_id) == "cancelling":
+            if await asyncio.to_thread(_status, run_id) == RunStatus.CANCELLING:
                 for task in tasks:
                     task.cancel()
                 return
@@ -333,20 +401,20 @@ def execute(
     label: bool = True,
 ) -> str:
     """Run every pending item of a run in this process; returns the final status."""
-    if _status(run_id) == "cancelling":
-        _set_status(run_id, "cancelled")
-        return "cancelled"
+    if _status(run_id) == RunStatus.CANCELLING:
+        _set_status(run_id, RunStatus.CANCELLED)
+        return RunStatus.CANCELLED
     with session_scope() as session:
-        already = sum(counts(session, session.get(SuiteRun, run_id))["done"].values())
-    _set_status(run_id, "running", worker_pid=os.getpid(), started_at=time.time(), done_at_start=already)
+        already = sum(counts(session, suites.get_run(session, run_id))["done"].values())
+    _set_status(run_id, RunStatus.RUNNING, worker_pid=os.getpid(), started_at=time.time(), done_at_start=already)
     try:
         progress = asyncio.run(_execute(run_id, endpoints, on_progress, label))
     except BaseException:
-        _set_status(run_id, "incomplete")
+        _set_status(run_id, RunStatus.INCOMPLETE)
         raise
-    if _status(run_id) == "cancelling":
-        status = "cancelled"
+    if _status(run_id) == RunStatus.CANCELLING:
+        status = RunStatus.CANCELLED
     else:
-        status = "completed" if progress.completed >= progress.total else "incomplete"
+        status = RunStatus.COMPLETED if progress.completed >= progress.total else RunStatus.INCOMPLETE
     _set_status(run_id, status)
     return status

@@ -1,0 +1,101 @@
+"""Answers in scope for analyses and suite results: one flat row per stored response with its
+prompt, language, suite context and effective label."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from db.labels import effective_label, labels_by_response
+from db.models import Conversation, Exchange, Label, Response, SuitePrompt
+
+
+@dataclass
+class AnswerScope:
+    """Which stored answers an analysis looks at; dates are a half-open range [since, until)."""
+
+    suite_run_id: int | None = None
+    endpoint_ids: list[str] | None = None
+    language: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def key(self) -> tuple:
+        """A hashable form for caches."""
+        return (self.suite_run_id, tuple(self.endpoint_ids or ()), self.language, self.since, self.until)
+
+
+def scope_answers(session: Session, scope: AnswerScope) -> list[dict]:
+    """Every answer in scope, oldest first, as a dict with these keys:
+
+    response_id, endpoint_id, model_name (the display name), text, status, exchange_id, prompt,
+    language (en when unknown), suite_prompt_id, topic ('(chat)' outside suites), twin_key,
+    kind ('chat' outside suites), prompt_key, control_key, suite_run_id, label (effective, or None)."""
+    stmt = (
+        select(
+            Response.id,
+            Response.endpoint_id,
+            Response.display_name,
+            Response.text,
+            Response.status,
+            Exchange.id,
+            Exchange.prompt,
+            Exchange.language,
+            Exchange.suite_prompt_id,
+            SuitePrompt.topic,
+            SuitePrompt.twin_key,
+            SuitePrompt.kind,
+            SuitePrompt.key,
+            SuitePrompt.control_key,
+            Conversation.suite_run_id,
+        )
+        .join(Exchange, Exchange.id == Response.exchange_id)
+        .join(Conversation, Conversation.id == Exchange.conversation_id)
+        .outerjoin(SuitePrompt, SuitePrompt.id == Exchange.suite_prompt_id)
+        .order_by(Response.id)
+    )
+    if scope.suite_run_id is not None:
+        stmt = stmt.where(Conversation.suite_run_id == scope.suite_run_id)
+    if scope.endpoint_ids:
+        stmt = stmt.where(Response.endpoint_id.in_(scope.endpoint_ids))
+    if scope.language:
+        stmt = stmt.where(Exchange.language == scope.language)
+    if scope.since:
+        stmt = stmt.where(Response.created_at >= scope.since)
+    if scope.until:
+        stmt = stmt.where(Response.created_at < scope.until)
+    rows = [
+        {
+            "response_id": r[0],
+            "endpoint_id": r[1],
+            "model_name": r[2],
+            "text": r[3] or "",
+            "status": r[4],
+            "exchange_id": r[5],
+            "prompt": r[6],
+            "language": r[7] or "en",
+            "suite_prompt_id": r[8],
+            "topic": r[9] or "(chat)",
+            "twin_key": r[10],
+            "kind": r[11] or "chat",
+            "prompt_key": r[12],
+            "control_key": r[13],
+            "suite_run_id": r[14],
+            "label": None,
+        }
+        for r in session.execute(stmt)
+    ]
+    by_id = {row["response_id"]: row for row in rows}
+    for rid, labs in labels_by_response(session, list(by_id)).items():
+        by_id[rid]["label"] = effective_label(labs).label
+    return rows
+
+
+def answers_data_version(session: Session) -> tuple:
+    """Changes whenever answers or labels are added or corrected (a cache key for analyses)."""
+    responses = session.execute(select(func.count(Response.id), func.max(Response.id))).one()
+    labels = session.execute(select(func.count(Label.id), func.max(Label.created_at))).one()
+    return tuple(responses) + (labels[0], str(labels[1]))

@@ -1,0 +1,135 @@
+"""Suites (named, versioned prompt sets), their prompts, and suite runs: lookups, writes, and the
+counts a run's progress is read from."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, selectinload
+
+from db.conversations import add_exchange, create_conversation
+from db.models import Conversation, Exchange, Response, Suite, SuitePrompt, SuiteRun
+from db.vocab import Mode, RunStatus, Status
+
+
+def suite_names(session: Session) -> list[str]:
+    """Names of the stored suites, sorted."""
+    return sorted(set(session.scalars(select(Suite.name))))
+
+
+def list_suites(session: Session) -> list[Suite]:
+    """Every stored suite with its prompts loaded, by name then version."""
+    return list(session.scalars(select(Suite).options(selectinload(Suite.prompts)).order_by(Suite.name, Suite.id)))
+
+
+def get_suite(session: Session, name: str, version: str) -> Suite | None:
+    """The suite with exactly this name and version, or None."""
+    return session.scalar(select(Suite).where(Suite.name == name, Suite.version == version))
+
+
+def get_suite_by_id(session: Session, suite_id: int) -> Suite | None:
+    """One suite by id, or None."""
+    return session.get(Suite, suite_id)
+
+
+def find_suite(session: Session, name: str) -> Suite | None:
+    """The newest version of a suite by name (or exactly 'name@version')."""
+    name, _, version = name.partition("@")
+    stmt = select(Suite).where(Suite.name == name)
+    if version:
+        stmt = stmt.where(Suite.version == version)
+    return session.scalars(stmt.order_by(Suite.id.desc())).first()
+
+
+def add_suite(session: Session, name: str, version: str, description: str, prompts: list[dict]) -> Suite:
+    """Store a suite; `prompts` are dicts of SuitePrompt fields (key, text, language, topic, kind,
+    twin_key, control_key), stored in that order."""
+    row = Suite(name=name, version=version, description=description)
+    row.prompts = [SuitePrompt(position=i, **p) for i, p in enumerate(prompts)]
+    session.add(row)
+    session.flush()
+    return row
+
+
+def get_run(session: Session, run_id: int) -> SuiteRun | None:
+    """One suite run, or None."""
+    return session.get(SuiteRun, run_id)
+
+
+def latest_run_with_signature(session: Session, signature: str) -> SuiteRun | None:
+    """The newest run with this signature (same suite, endpoints and parameters), or None."""
+    stmt = select(SuiteRun).where(SuiteRun.signature == signature).order_by(SuiteRun.id.desc())
+    return session.scalars(stmt).first()
+
+
+def add_run(
+    session: Session, suite_id: int, signature: str, endpoints: list[str], params: dict, samples: int
+) -> SuiteRun:
+    """A new pending run."""
+    run = SuiteRun(suite_id=suite_id, signature=signature, endpoints=endpoints, params=params, samples=samples)
+    run.status = RunStatus.PENDING
+    session.add(run)
+    session.flush()
+    return run
+
+
+def list_runs(session: Session, limit: int | None = None) -> list[tuple[SuiteRun, Suite]]:
+    """(run, its suite with prompts loaded), newest first."""
+    stmt = (
+        select(SuiteRun, Suite)
+        .join(Suite, Suite.id == SuiteRun.suite_id)
+        .options(selectinload(Suite.prompts))
+        .order_by(SuiteRun.id.desc())
+    )
+    if limit:
+        stmt = stmt.limit(limit)
+    return [(run, suite) for run, suite in session.execute(stmt)]
+
+
+def settled_items(session: Session, run_id: int) -> set[tuple[int, int, str]]:
+    """(suite prompt id, sample index, endpoint id) of the run's items that need no retry."""
+    rows = session.execute(
+        select(Exchange.suite_prompt_id, Exchange.sample_index, Response.endpoint_id)
+        .join(Conversation, Conversation.id == Exchange.conversation_id)
+        .join(Response, Response.exchange_id == Exchange.id)
+        .where(Conversation.suite_run_id == run_id, Response.status.in_(Status.SETTLED))
+    )
+    return {tuple(r) for r in rows}
+
+
+def status_counts(session: Session, run_ids: list[int]) -> dict[int, list[tuple[str, str, int]]]:
+    """Per run: (endpoint id, response status, distinct items) — one query for many runs."""
+    if not run_ids:
+        return {}
+    rows = session.execute(
+        select(Conversation.suite_run_id, Response.endpoint_id, Response.status, func.count(func.distinct(Exchange.id)))
+        .join(Exchange, Exchange.id == Response.exchange_id)
+        .join(Conversation, Conversation.id == Exchange.conversation_id)
+        .where(Conversation.suite_run_id.in_(run_ids))
+        .group_by(Conversation.suite_run_id, Response.endpoint_id, Response.status)
+    )
+    found: dict[int, list[tuple[str, str, int]]] = {run_id: [] for run_id in run_ids}
+    for run_id, endpoint_id, status, n in rows:
+        found[run_id].append((endpoint_id, status, n))
+    return found
+
+
+def exchange_for(session: Session, run: SuiteRun, prompt: SuitePrompt, sample: int) -> int:
+    """The id of the run's exchange for (prompt, sample), created with its conversation if absent."""
+    found = session.scalar(
+        select(Exchange.id)
+        .join(Conversation, Conversation.id == Exchange.conversation_id)
+        .where(
+            Conversation.suite_run_id == run.id, Exchange.suite_prompt_id == prompt.id, Exchange.sample_index == sample
+        )
+    )
+    if found is not None:
+        return found
+    conv = create_conversation(
+        session, mode=Mode.SUITE, title=prompt.text[:200], meta={"suite_prompt": prompt.key}, suite_run_id=run.id
+    )
+    return add_exchange(session, conv.id, prompt.text, None, prompt.language, prompt.id, sample).id
+
+
+def get_prompt(session: Session, prompt_id: int) -> SuitePrompt | None:
+    """One suite prompt, or None."""
+    return session.get(SuitePrompt, prompt_id)

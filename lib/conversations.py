@@ -1,0 +1,189 @@
+"""Conversations as the pages and the CLI see them: typed, detached views of stored turns and
+answers, and the actions on them (list and search the history, open one, vote between two
+answers, rate one answer, correct a label)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from db import conversations, labels, votes
+from db.conversations import ConversationSummary
+from db.engine import session_scope
+from db.vocab import Status, Winner
+from lib.deflection.labelling import save_human_label
+
+__all__ = ["ConversationSummary", "save_human_label"]
+
+
+@dataclass(frozen=True)
+class LabelView:
+    """The effective label of an answer."""
+
+    label: str
+    source: str
+    confidence: float
+
+
+@dataclass(frozen=True)
+class ResponseView:
+    """One stored answer with what a page shows of it."""
+
+    id: int
+    exchange_id: int
+    slot: str
+    endpoint_id: str
+    display_name: str
+    text: str
+    reasoning: str | None
+    status: str
+    error_kind: str | None
+    error_message: str | None
+    finish_reason: str | None
+    ttft_ms: float | None
+    latency_ms: float | None
+    input_tokens: int | None
+    output_tokens: int | None
+    tokens_counted: bool
+    cost_usd: float | None
+    label: LabelView | None
+
+    @property
+    def failed(self) -> bool:
+        """True when the answer did not complete (error, block or interruption)."""
+        return self.status != Status.OK
+
+
+@dataclass(frozen=True)
+class ExchangeView:
+    """One user turn and every answer to it (retries included), oldest answer first."""
+
+    id: int
+    conversation_id: int
+    turn_index: int
+    prompt: str
+    system_prompt: str | None
+    language: str | None
+    responses: list[ResponseView]
+
+    @property
+    def latest(self) -> dict[str, ResponseView]:
+        """Each column's latest answer (a retry replaces the earlier one), by slot."""
+        return {r.slot: r for r in self.responses}
+
+
+@dataclass(frozen=True)
+class ConversationView:
+    """A conversation with its turns, its columns in the order they were chosen, and its vote."""
+
+    id: int
+    mode: str
+    title: str
+    meta: dict
+    created_at: datetime
+    slots: list[str]
+    exchanges: list[ExchangeView] = field(default_factory=list)
+    winners: dict[int, str] = field(default_factory=dict)  # exchange id -> winner of its first vote
+
+    @property
+    def system_prompt(self) -> str | None:
+        """The system prompt of the latest turn that had one (it carries over to the next turn)."""
+        return next((e.system_prompt for e in reversed(self.exchanges) if e.system_prompt), None)
+
+
+def _response_view(r) -> ResponseView:
+    label = labels.effective_label(r.labels)
+    return ResponseView(
+        id=r.id,
+        exchange_id=r.exchange_id,
+        slot=r.slot,
+        endpoint_id=r.endpoint_id,
+        display_name=r.display_name,
+        text=r.text or "",
+        reasoning=r.reasoning,
+        status=r.status,
+        error_kind=r.error_kind,
+        error_message=r.error_message,
+        finish_reason=r.finish_reason,
+        ttft_ms=r.ttft_ms,
+        latency_ms=r.latency_ms,
+        input_tokens=r.input_tokens,
+        output_tokens=r.output_tokens,
+        tokens_counted=bool(r.tokens_counted),
+        cost_usd=r.cost_usd,
+        label=LabelView(label.label, label.source, label.confidence) if label else None,
+    )
+
+
+def load(conversation_id: int) -> ConversationView | None:
+    """A stored conversation with every turn, answer, effective label and vote; None if absent."""
+    with session_scope() as s:
+        conv = conversations.load_conversation(s, conversation_id)
+        if conv is None:
+            return None
+        exchanges = [
+            ExchangeView(
+                id=e.id,
+                conversation_id=e.conversation_id,
+                turn_index=e.turn_index,
+                prompt=e.prompt,
+                system_prompt=e.system_prompt,
+                language=e.language,
+                responses=[_response_view(r) for r in e.responses],
+            )
+            for e in conv.exchanges
+        ]
+        found = {e.id: votes.vote_for_exchange(s, e.id) for e in conv.exchanges}
+        return ConversationView(
+            id=conv.id,
+            mode=conv.mode,
+            title=conv.title,
+            meta=dict(conv.meta or {}),
+            created_at=conv.created_at,
+            slots=conversations.conversation_slots(conv),
+            exchanges=exchanges,
+            winners={eid: v.winner for eid, v in found.items() if v is not None},
+        )
+
+
+def history(
+    query: str = "", mode: str | None = None, label: str | None = None, page: int = 0, per_page: int = 20
+) -> tuple[list[ConversationSummary], int]:
+    """One page of the history (newest first) matching a search, a mode and a label; and the total."""
+    with session_scope() as s:
+        return conversations.list_conversations(s, query, mode, label, page=page, per_page=per_page)
+
+
+class VoteError(ValueError):
+    """A vote that cannot be recorded (unknown turn, not exactly two answers, bad winner)."""
+
+
+def vote(exchange_id: int, winner: str, voter: str = "local") -> int:
+    """Record a named vote between the two answers of a turn (left is A); returns the vote id.
+
+    Raises VoteError when the turn does not exist or does not have exactly two columns."""
+    if winner not in Winner.ALL:
+        raise VoteError(f"the winner must be one of {', '.join(Winner.ALL)}, not {winner!r}")
+    with session_scope() as s:
+        exchange = conversations.get_exchange(s, exchange_id)
+        if exchange is None:
+            raise VoteError(f"there is no turn (exchange) {exchange_id}")
+        conv = conversations.load_conversation(s, exchange.conversation_id)
+        latest = {r.slot: r for r in exchange.responses}
+        shown = [slot for slot in conversations.conversation_slots(conv) if slot in latest]
+        if len(shown) != 2:
+            raise VoteError(f"turn {exchange_id} has {len(shown)} answers; a vote needs exactly two")
+        a, b = latest[shown[0]], latest[shown[1]]
+        return votes.add_vote(s, exchange_id, a.id, b.id, winner, blind=False, voter=voter).id
+
+
+def rate_answer(response_id: int, up: bool, voter: str = "local") -> None:
+    """Thumbs up or down for one answer (one per voter; a second rating replaces the first)."""
+    with session_scope() as s:
+        votes.add_thumb(s, response_id, up=up, voter=voter)
+
+
+def endpoint_names() -> dict[str, str]:
+    """The display name last stored for each endpoint id that has answers."""
+    with session_scope() as s:
+        return conversations.endpoint_names(s)

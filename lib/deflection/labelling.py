@@ -1,0 +1,76 @@
+"""Labelling stored answers: the detector (CPU work) runs outside any transaction, then the
+verdicts are written in one short one, so SQLite's write lock is held for milliseconds.
+
+Used right after an answer is stored (ask, suite runs, imports), for the backlog
+(`classify --db`, with the detector or an LLM judge), and for a person's correction."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from db import labels
+from db.engine import session_scope
+from db.vocab import Label, LabelSource, Status
+
+
+@dataclass(frozen=True)
+class LabelJob:
+    """One stored answer to label."""
+
+    response_id: int
+    prompt: str
+    text: str
+    status: str
+
+
+def _labellable(job: LabelJob) -> bool:
+    # a failed call without text is not an answer: it gets no label
+    return not (job.status == Status.ERROR and not job.text)
+
+
+def label_responses(jobs: list[LabelJob]) -> int:
+    """Label stored answers with the detector; returns how many labels were written."""
+    from lib.deflection import classify, source_name
+
+    jobs = [j for j in jobs if _labellable(j)]
+    if not jobs:
+        return 0
+    verdicts = classify([{"prompt": j.prompt, "response": j.text, "status": j.status} for j in jobs])
+    source = source_name()
+    with session_scope() as session:
+        for job, verdict in zip(jobs, verdicts, strict=True):
+            labels.set_label(session, job.response_id, verdict.label, source, verdict.confidence, verdict.rule)
+    return len(jobs)
+
+
+def label_backlog(source: str, verdicts_for: Callable[[list[dict]], list], batch: int = 512, on_batch=None) -> int:
+    """Label every stored response that `source` has not labelled yet, `batch` at a time.
+
+    `verdicts_for(items)` returns one Verdict per dict with prompt, response and status (the
+    detector's `classify` or a judge). Each batch is read, labelled outside a transaction, then
+    written; returns the number labelled."""
+    done = 0
+    while True:
+        with session_scope() as session:
+            jobs = [
+                LabelJob(r.id, r.exchange.prompt, r.text, r.status)
+                for r in labels.responses_without_label(session, source, limit=batch)
+            ]
+        if not jobs:
+            return done
+        verdicts = verdicts_for([{"prompt": j.prompt, "response": j.text, "status": j.status} for j in jobs])
+        with session_scope() as session:
+            for job, verdict in zip(jobs, verdicts, strict=True):
+                labels.set_label(session, job.response_id, verdict.label, source, verdict.confidence, verdict.rule)
+        done += len(jobs)
+        if on_batch:
+            on_batch(done)
+
+
+def save_human_label(response_id: int, label: str) -> None:
+    """Store a person's label for an answer (it wins over the detector everywhere)."""
+    if label not in Label.ALL:
+        raise ValueError(f"label must be one of {', '.join(Label.ALL)}, not {label!r}")
+    with session_scope() as session:
+        labels.set_label(session, response_id, label, LabelSource.HUMAN, 1.0, LabelSource.HUMAN)
