@@ -21,6 +21,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from db.vocab import Mode, RunStatus
+
 
 def utcnow() -> datetime:
     """Timezone-aware now, stored as UTC."""
@@ -36,7 +38,7 @@ class Conversation(Base):
 
     __tablename__ = "conversation"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    mode: Mapped[str] = mapped_column(String(16), default="compare")  # compare | arena | suite
+    mode: Mapped[str] = mapped_column(String(16), default=Mode.COMPARE)  # one of Mode.ALL
     title: Mapped[str] = mapped_column(String(200), default="")
     meta: Mapped[dict] = mapped_column(JSON, default=dict)
     suite_run_id: Mapped[int | None] = mapped_column(
@@ -195,7 +197,7 @@ class SuiteRun(Base):
     endpoints: Mapped[list] = mapped_column(JSON, default=list)
     params: Mapped[dict] = mapped_column(JSON, default=dict)
     samples: Mapped[int] = mapped_column(Integer, default=1)
-    status: Mapped[str] = mapped_column(String(16), default="pending")
+    status: Mapped[str] = mapped_column(String(16), default=RunStatus.PENDING)  # one of RunStatus
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
 

@@ -8,6 +8,7 @@ from lib.arena.battles import BattleError, BlindBattle, draw_pair, vote_blind
 from lib.present import WINNER_TEXT
 from lib.providers.chat import Column, PromptError, ask, validate_prompt
 from lib.providers.endpoints import endpoint_state
+from lib.vocab import Mode
 
 st.title("Arena")
 st.caption("Two anonymous models answer; vote for the better one, then see who they were.")
@@ -100,7 +101,7 @@ if prompt := st.chat_input("Ask both models…", key="arena_prompt", disabled=ba
         prompt,
         columns,
         conversation_id=battle.conversation_id,
-        mode="arena",
+        mode=Mode.ARENA,
         meta={"battle": dict(battle.slots)},
         on_update=lambda target, state: placeholders[target.key](target, state),
         on_start=lambda conversation, _exchange: setattr(battle, "conversation_id", conversation),
