@@ -85,7 +85,7 @@ def ask(
     live_texts = {c.slot: plain("…") for c in columns}
 
     def render() -> Table:
-        table = Table(*[plain(c.endpoint.name) for c in columns], expand=True, show_lines=False)
+        table = Table(*[plain(c.endpoint.name).plain for c in columns], expand=True, show_lines=False)
         table.add_row(*[live_texts[c.slot] for c in columns])
         return table
 

@@ -29,6 +29,7 @@ Untrusted input (issue 12), one scenario per kind:
                         | echo-key (echoes the Authorization header it got)
     ok-SHAPE            HTTP 200 that is not an event stream: json-error | html | completion
     stream-error        two tokens, then an error event inside the stream (OpenRouter)
+    silent              an event stream that ends at once: no text, no finish reason
     markup              an answer full of markup: a remote image, a $ amount, Rich tags, a formula
 
 Also used by bench/ for fan-out and suite timing. Bound to 127.0.0.1 on a free port.
@@ -287,6 +288,7 @@ SCRIPTS = {
         ({"reasoning_content": "First, consider..."}, None),
         ({}, "length"),
     ],
+    "silent": [],  # a 200 event stream that ends before any chunk or finish reason
     "stream-error": [
         ({"content": "Partial "}, None),
         ({"content": "answer "}, None),
