@@ -108,6 +108,8 @@ def _regions(tokens, count: int, protected: set[int]) -> list[tuple[int, int]]:
 def _rewrite(text: str, maths: bool) -> str:
     """The text with images, unsafe links and (unless `maths`) dollars neutralised outside code."""
     out, i, n = [], 0, len(text)
+    # longer than any backtick run in the text, so it can never close a span the text opened
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
     while i < n:
         char = text[i]
         if char == "\\" and i + 1 < n and _PUNCT.match(text[i + 1]):
@@ -126,8 +128,8 @@ def _rewrite(text: str, maths: bool) -> str:
             image = _IMAGE.match(text, i)
             if image:
                 alt, url = image.group(1), image.group(2).strip("<>")
-                label = f"*{escape_markdown(alt)}* " if alt.strip() else ""
-                out.append(f"🖼 {label}(image not loaded: {escape_markdown(url)})")
+                label = f" *{escape_markdown(alt)}*" if alt.strip() else ""
+                out.append(f"(image not loaded){label}: {fence} {url} {fence}")  # as code: no link
                 i = image.end()
             else:
                 out.append("\\!")  # an image in another form: at most a link, judged below
