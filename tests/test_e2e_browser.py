@@ -201,14 +201,14 @@ def test_an_answer_with_a_remote_image_and_dollars_fetches_nothing_and_renders_n
             box.press("Enter")
             answer = page.locator("[class*='st-key-answer_']").first
             answer.wait_for(timeout=60_000)
-            answer.get_by_text("image not loaded", exact=False).wait_for(timeout=30_000)
+            answer.get_by_text("today", exact=False).wait_for(timeout=30_000)  # the answer's last word
             page.wait_for_timeout(1500)  # time for any image request to go out
             page.screenshot(path=str(ARTIFACTS / "untrusted_markdown.png"), full_page=True)
-            text = answer.inner_text()
-            assert "It costs $5 and $10" in text and "exfiltrated-secret" in text
             assert images.hits == [] and seen == []
             assert page.locator(".katex, .katex-display, math").count() == 0
             assert page.locator("img[src*='pixel.png']").count() == 0
+            text = answer.inner_text()
+            assert "It costs $5 and $10" in text and "image not loaded" in text and "exfiltrated-secret" in text
     except BaseException:
         page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
         print(log.read_text()[-4000:] if log.exists() else "(no streamlit log)")
