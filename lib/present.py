@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 
 from markdown_it import MarkdownIt
@@ -52,8 +53,9 @@ def safe_database_label(url: str) -> str:
 # `$...$` into maths and follows links. `safe_markdown` rewrites the text so that it cannot:
 # images become their alt text and their URL as code, links with other schemes than http(s) and
 # mailto become text, and `$` is escaped unless maths is on. Code spans and blocks are left as
-# they are. The result is parsed again and, should anything unsafe survive (an odd construct the
-# rewrite missed), the whole text is shown as a plain code block instead. Raw HTML needs nothing:
+# they are. Text with none of these is returned as it is (one parse); a rewritten text is parsed
+# again and, should anything unsafe survive (an odd construct the rewrite missed), the whole text
+# is shown as a plain code block instead. Raw HTML needs nothing:
 # st.markdown shows it as text.
 
 SAFE_SCHEMES = ("http", "https", "mailto")
@@ -63,6 +65,15 @@ _IMAGE = re.compile(r'!\[([^\[\]\n]*)\]\(\s*(<[^<>\n]*>|[^\s()<>]*(?:\([^\s()]*\
 _LINK = re.compile(r"\[[^\[\]\n]*\]\(\s*(<[^<>\n]*>|[^\s)]*)")
 _AUTOLINK = re.compile(r"<([A-Za-z][A-Za-z0-9+.\-]{1,31}):[^\s<>]*>")
 _DEFINITION = re.compile(r"^( {0,3})\[[^\]\n]+\]:\s*(\S+)")
+
+
+_SPECIAL = re.compile(r"[\\`$!\[<]")
+_TICKS = re.compile(r"`+")
+
+
+@functools.lru_cache(maxsize=16)
+def _closer(run: int) -> re.Pattern:
+    return re.compile(rf"(?<!`)`{{{run}}}(?!`)")
 
 
 def _unsafe_url(url: str) -> bool:
@@ -75,11 +86,11 @@ def escape_markdown(text: str) -> str:
     return _PUNCT.sub(r"\\\1", text)
 
 
-def _parser(strict: bool):
+@functools.lru_cache(maxsize=1)
+def _parser():
     md = MarkdownIt("commonmark").enable(["table", "strikethrough"])
     md.core.ruler.disable("text_join")  # keep escapes as their own tokens, so `\$` can be told from `$`
-    if strict:
-        md.validateLink = lambda url: True  # see every link, then judge its scheme ourselves
+    md.validateLink = lambda url: True  # see every link, then judge its scheme ourselves
     return md
 
 
@@ -111,13 +122,19 @@ def _rewrite(text: str, maths: bool) -> str:
     # longer than any backtick run in the text, so it can never close a span the text opened
     fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
     while i < n:
+        special = _SPECIAL.search(text, i)  # jump to the next character that can matter
+        if special is None:
+            out.append(text[i:])
+            break
+        out.append(text[i : special.start()])
+        i = special.start()
         char = text[i]
         if char == "\\" and i + 1 < n and _PUNCT.match(text[i + 1]):
             out.append(text[i : i + 2])  # already escaped
             i += 2
         elif char == "`":
-            run = len(text[i:]) - len(text[i:].lstrip("`"))
-            close = re.compile(rf"(?<!`)`{{{run}}}(?!`)").search(text, i + run)
+            run = _TICKS.match(text, i).end() - i
+            close = _closer(run).search(text, i + run)
             end = close.end() if close else i + run
             out.append(text[i:end])  # a code span (or a literal run of backticks)
             i = end
@@ -146,20 +163,17 @@ def _rewrite(text: str, maths: bool) -> str:
     return "".join(out)
 
 
-def _is_safe(markdown: str, maths: bool) -> bool:
-    def walk(tokens) -> bool:
-        for token in tokens:
-            if token.type == "image":
-                return False
-            if token.type == "link_open" and _unsafe_url(str(token.attrs.get("href", ""))):
-                return False
-            if token.type == "text" and not maths and "$" in token.content:
-                return False
-            if token.children and not walk(token.children):
-                return False
-        return True
-
-    return walk(_parser(strict=True).parse(markdown))
+def _is_safe(tokens, maths: bool) -> bool:
+    for token in tokens:
+        if token.type == "image":
+            return False
+        if token.type == "link_open" and _unsafe_url(str(token.attrs.get("href", ""))):
+            return False
+        if token.type == "text" and not maths and "$" in token.content:
+            return False
+        if token.children and not _is_safe(token.children, maths):
+            return False
+    return True
 
 
 def plain_block(text: str) -> str:
@@ -174,8 +188,10 @@ def safe_markdown(text: str | None, maths: bool = False) -> str:
     text = clean_text(text).replace("\r\n", "\n").replace("\r", "\n")
     if not text:
         return ""
+    tokens = _parser().parse(text)
+    if _is_safe(tokens, maths):
+        return text  # most answers: one parse, nothing to change
     lines = text.split("\n")
-    tokens = _parser(strict=False).parse(text)
     protected = _protected_lines(tokens)
     for start, end in reversed(_regions(tokens, len(lines), protected)):  # from the end: counts may change
         block = _rewrite("\n".join(lines[start:end]), maths)
@@ -184,4 +200,4 @@ def safe_markdown(text: str | None, maths: bool = False) -> str:
             block = f"{definition.group(1)}\\{block[len(definition.group(1)) :]}"
         lines[start:end] = block.split("\n")
     result = "\n".join(lines)
-    return result if _is_safe(result, maths) else plain_block(text)
+    return result if _is_safe(_parser().parse(result), maths) else plain_block(text)

@@ -71,6 +71,24 @@ def test_a_split_emoji_and_a_stray_half_are_stored_and_the_other_column_finishes
     assert rows["slow"].status == "ok" and rows["slow"].text.split() == ["one", "two", "three", "four", "five", "six"]
 
 
+def test_a_column_that_cannot_be_stored_does_not_cut_the_others_short(protocol_server):
+    messages = [{"role": "user", "content": "one two three four five"}]
+    done = {}
+
+    def store(target, out):
+        if target.key == "bad":
+            raise ValueError("this column cannot be stored")
+        done[target.key] = out
+
+    targets = [
+        Target("bad", fake_endpoint(protocol_server.url, "echo", "bad"), messages),
+        Target("slow", fake_endpoint(protocol_server.url, "echo-0.05", "slow"), messages),
+    ]
+    with pytest.raises(ValueError, match="cannot be stored"):
+        fan_out(targets, on_done=store)
+    assert done["slow"].status == "ok" and done["slow"].text.split() == ["one", "two", "three", "four", "five"]
+
+
 def test_invalid_bytes_in_a_prompt_on_argv_or_stdin_are_replaced_not_a_traceback(protocol_server, tmp_path):
     user_endpoints(tmp_path, protocol_server.url, e="echo")
     on_argv = cli("ask", b"caf\xe9 au lait", "-m", "e", "--json")
