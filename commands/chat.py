@@ -10,7 +10,7 @@ import typer
 from rich.live import Live
 from rich.table import Table
 
-from commands.common import err, fail, load_endpoints_or_fail, open_db_or_fail, out
+from commands.common import err, fail, load_endpoints_or_fail, open_db_or_fail, out, plain
 from lib.vocab import Status
 
 app = typer.Typer()
@@ -42,7 +42,9 @@ def models(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] 
     table = Table("id", "name", "kind", "status", "detail")
     for row in rows:
         colour = "green" if row["ready"] else "yellow"
-        table.add_row(row["id"], row["name"], row["kind"], f"[{colour}]{row['status']}[/]", row["detail"])
+        table.add_row(
+            plain(row["id"]), plain(row["name"]), row["kind"], plain(row["status"], colour), plain(row["detail"])
+        )
     out.print(table)
 
 
@@ -60,11 +62,12 @@ def ask(
     from lib.providers.chat import Column, PromptError, validate_prompt
     from lib.providers.chat import ask as do_ask
     from lib.providers.endpoints import UnknownEndpoint, key_is_set, resolve
+    from lib.safety import decode_bytes
 
     if prompt == "-":
-        prompt = sys.stdin.read()
+        prompt = decode_bytes(sys.stdin.buffer.read())  # invalid UTF-8 becomes U+FFFD
     try:
-        validate_prompt(prompt)
+        prompt = validate_prompt(prompt)
     except PromptError as exc:
         fail(str(exc))
     if not model:
@@ -79,11 +82,11 @@ def ask(
     open_db_or_fail()
     columns = [Column(e.id, e) for e in endpoints]
     overrides = {"temperature": temperature, "max_tokens": max_tokens}
-    live_texts = {c.slot: "" for c in columns}
+    live_texts = {c.slot: plain("…") for c in columns}
 
     def render() -> Table:
-        table = Table(*[c.endpoint.name for c in columns], expand=True, show_lines=False)
-        table.add_row(*[live_texts[c.slot] or "…" for c in columns])
+        table = Table(*[plain(c.endpoint.name).plain for c in columns], expand=True, show_lines=False)
+        table.add_row(*[live_texts[c.slot] for c in columns])
         return table
 
     try:
@@ -93,11 +96,12 @@ def ask(
             with Live(render(), console=out, refresh_per_second=8, transient=False) as live:
 
                 def update(target, state):
-                    live_texts[target.key] = (
-                        state.text
-                        if state.status == Status.OK
-                        else (f"{state.text}\n[{state.status}] {state.error_message}")
-                    )
+                    cell = plain(state.text or ("" if state.done else "…"))
+                    if state.status != Status.OK:
+                        cell.append_text(plain(f"\n[{state.status}] {state.error_message}", "red"))
+                    elif state.done and state.note:
+                        cell.append_text(plain(f"\n{state.note}", "yellow"))
+                    live_texts[target.key] = cell
                     live.update(render())
 
                 result = do_ask(
@@ -120,6 +124,7 @@ def ask(
             "error_kind": o.error_kind,
             "error": o.error_message,
             "finish_reason": o.finish_reason,
+            "note": o.note,
             "ttft_ms": o.ttft_ms,
             "latency_ms": o.latency_ms,
             "input_tokens": o.input_tokens,
@@ -141,11 +146,11 @@ def ask(
         return
     for slot, a in answers.items():
         ttft = f"{a['ttft_ms']:.0f} ms" if a["ttft_ms"] is not None else "–"
-        err.print(
-            f"[dim]{slot}: {a['status']}, first token {ttft}, total {a['latency_ms']:.0f} ms, "
-            f"{a['output_tokens'] or 0} tokens[/]"
-        )
-    err.print(f"[dim]conversation {result.conversation_id} (continue with --conversation {result.conversation_id})[/]")
+        line = f"{slot}: {a['status']}, first token {ttft}, total {a['latency_ms']:.0f} ms"
+        err.print(plain(f"{line}, {a['output_tokens'] or 0} tokens", "dim"))
+    err.print(
+        f"conversation {result.conversation_id} (continue with --conversation {result.conversation_id})", style="dim"
+    )
 
 
 @app.command("serve-local")

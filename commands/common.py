@@ -1,5 +1,10 @@
 """What every command shares: the consoles, the one way to fail, and safe loading of the
-endpoints file and the database (each turns a user's mistake into a message and exit 2)."""
+endpoints file and the database (each turns a user's mistake into a message and exit 2).
+
+Model answers, prompts, endpoint ids and file contents are untrusted: `[/INST]` is common in
+model output and `[link=...]` would make a terminal hyperlink. So the consoles never read Rich
+markup (`markup=False`); our own styling is passed as styles, and untrusted text goes through
+`plain`, which also drops control characters (terminal escape sequences)."""
 
 from __future__ import annotations
 
@@ -7,14 +12,22 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
-err = Console(stderr=True, soft_wrap=True)
-out = Console()
+from lib.safety import terminal_text
+
+err = Console(stderr=True, soft_wrap=True, markup=False)
+out = Console(markup=False)
+
+
+def plain(text: object, style: str = "") -> Text:
+    """Untrusted text as Rich Text: printed exactly as written, never read as markup."""
+    return Text(terminal_text(text), style=style)
 
 
 def fail(message: str) -> None:
     """Print a usage error and exit 2."""
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    err.print(Text.assemble(("error:", "bold red"), " ", plain(message)), highlight=False)
     raise typer.Exit(2)
 
 

@@ -8,8 +8,18 @@ from typing import Annotated, Optional
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
-from commands.common import day_or_fail, err, fail, load_endpoints_or_fail, open_db_or_fail, out, vote_filter_or_fail
+from commands.common import (
+    day_or_fail,
+    err,
+    fail,
+    load_endpoints_or_fail,
+    open_db_or_fail,
+    out,
+    plain,
+    vote_filter_or_fail,
+)
 
 app = typer.Typer()
 
@@ -30,6 +40,7 @@ def leaderboard(
     from lib.arena.leaderboard import build_board
     from lib.arena.leaderboard import leaderboard as stored_leaderboard
     from lib.arena.rating import RatingError, read_battles_csv
+    from lib.safety import read_text
 
     if bootstrap < 0:
         fail("--bootstrap must be 0 or more")
@@ -37,7 +48,7 @@ def leaderboard(
         if battles is not None:
             if not battles.exists():
                 fail(f"{battles}: no such file")
-            board = build_board(read_battles_csv(battles.read_text(encoding="utf-8")), bootstrap=bootstrap, seed=seed)
+            board = build_board(read_battles_csv(read_text(battles)), bootstrap=bootstrap, seed=seed)
         else:
             chosen = vote_filter_or_fail(blind_only, language, since, until, include_leaked)
             open_db_or_fail()
@@ -52,7 +63,7 @@ def leaderboard(
         ci = "–" if r.ci_low is None else f"{r.ci_low:.0f} – {r.ci_high:.0f}"
         table.add_row(
             str(i),
-            board.names.get(r.model, r.model),
+            plain(board.names.get(r.model, r.model)),
             f"{r.rating:.0f}",
             ci,
             str(r.battles),
@@ -136,9 +147,10 @@ def classify(
     if not input_file.exists():
         fail(f"{input_file}: no such file")
     from lib.files import iter_jsonl
+    from lib.safety import read_text
 
     rows, problems = [], []
-    for number, row, problem in iter_jsonl(input_file.read_text(encoding="utf-8")):
+    for number, row, problem in iter_jsonl(read_text(input_file)):
         if problem:
             problems.append(f"line {number}: {problem}")
         elif not isinstance(row, dict) or not isinstance(row.get("response"), str):
@@ -236,25 +248,24 @@ def analyze(
     if as_json:
         print(json.dumps(result, ensure_ascii=False, default=str))
         return
-    out.print(f"{result['n']} answers, models: {', '.join(result['models']) or '-'}")
+    out.print(plain(f"{result['n']} answers, models: {', '.join(result['models']) or '-'}"))
     for view in ("clusters", "templates", "divergence", "deflection"):
         data = result[view]
         if "error" in data:
-            out.print(f"[yellow]{view}[/]: {data['error']}")
+            out.print(Text.assemble((view, "yellow"), ": ", plain(data["error"])))
         elif view == "clusters":
             for c in data["clusters"][:10]:
-                out.print(f"cluster {c['id']} ({c['size']}): {', '.join(c['terms'])}")
+                out.print(plain(f"cluster {c['id']} ({c['size']}): {', '.join(c['terms'])}"))
         elif view == "templates":
             out.print(f"templates: {len(data['templates'])}")
         elif view == "divergence":
             for p in data["prompts"][:5]:
-                out.print(f"divergence {p['mean_distance']:.3f} (outlier {p['outlier']}): {p['prompt'][:70]}")
+                out.print(plain(f"divergence {p['mean_distance']:.3f} (outlier {p['outlier']}): {p['prompt'][:70]}"))
         else:
             for r in data["rates"]:
                 if r["topic"] == "(all)":
                     na = r["not_answered"]
-                    out.print(
-                        f"{r['model']}: not answered {na['rate']:.0%} [{na['low']:.0%}-{na['high']:.0%}] of {r['n']}"
-                    )
+                    interval = f"[{na['low']:.0%}-{na['high']:.0%}]"
+                    out.print(plain(f"{r['model']}: not answered {na['rate']:.0%} {interval} of {r['n']}"))
     for path in result.get("html", []):
         err.print(f"wrote {path}")

@@ -8,8 +8,9 @@ from typing import Annotated, Optional
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
-from commands.common import err, fail, load_endpoints_or_fail, open_db_or_fail, out
+from commands.common import err, fail, load_endpoints_or_fail, open_db_or_fail, out, plain
 
 app = typer.Typer(help="Probe suites: list, show, import, run, status, results.", no_args_is_help=True)
 
@@ -36,7 +37,13 @@ def suite_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None
         return
     table = Table("name", "version", "prompts", "languages", "topics")
     for r in rows:
-        table.add_row(r["name"], r["version"], str(r["prompts"]), ",".join(r["languages"]), str(len(r["topics"])))
+        table.add_row(
+            plain(r["name"]),
+            plain(r["version"]),
+            str(r["prompts"]),
+            plain(",".join(r["languages"])),
+            str(len(r["topics"])),
+        )
     out.print(table)
 
 
@@ -53,9 +60,9 @@ def suite_show(name: str, as_json: Annotated[bool, typer.Option("--json")] = Fal
     if as_json:
         print(json.dumps(data, ensure_ascii=False, indent=2))
         return
-    out.print(f"[bold]{data['name']}[/] v{data['version']}: {data['description']}")
+    out.print(Text.assemble(plain(data["name"], "bold"), plain(f" v{data['version']}: {data['description']}")))
     for p in data["prompts"]:
-        out.print(f"{p['id']} [{p['language']}, {p['topic']}, {p['kind']}] {p['text']}", highlight=False)
+        out.print(plain(f"{p['id']} [{p['language']}, {p['topic']}, {p['kind']}] {p['text']}"), highlight=False)
 
 
 @app.command("import")
@@ -69,9 +76,10 @@ def suite_import(file: Path) -> None:
     try:
         imported = import_path(file)
     except SuiteError as exc:
-        err.print(f"[bold red]error:[/] {file} has {len(exc.problems)} problem(s); nothing was imported")
+        message = plain(f" {file} has {len(exc.problems)} problem(s); nothing was imported")
+        err.print(Text.assemble(("error:", "bold red"), message))
         for problem in exc.problems:
-            err.print(f"  {problem}", highlight=False)
+            err.print(plain(f"  {problem}"), highlight=False)
         raise typer.Exit(2) from None
     err.print(
         f"{'imported' if imported.created else 'already imported'} {imported.name} v{imported.version}: "
@@ -82,22 +90,25 @@ def suite_import(file: Path) -> None:
 def _run_with_progress(run_id: int, endpoints) -> str:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+    from lib.safety import terminal_text
     from lib.suites.runner import execute
 
     with Progress(
         TextColumn("[bold]run {task.fields[run]}"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("{task.fields[detail]}"),
+        TextColumn("{task.fields[detail]}", markup=False),
         TimeRemainingColumn(),
         console=err,
     ) as bar:
         task = bar.add_task("run", total=None, run=run_id, detail="")
 
         def show(p) -> None:
-            detail = " ".join(
-                f"{e}:{p.done.get(e, 0)}" + (f"/[red]{p.failed[e]} failed[/]" if p.failed.get(e) else "")
-                for e in sorted(set(p.done) | set(p.failed))
+            detail = terminal_text(
+                " ".join(
+                    f"{e}:{p.done.get(e, 0)}" + (f"/{p.failed[e]} failed" if p.failed.get(e) else "")
+                    for e in sorted(set(p.done) | set(p.failed))
+                )
             )
             bar.update(task, total=p.total, completed=p.completed, detail=detail)
 
@@ -141,10 +152,9 @@ def suite_run(
     run_id, state = started.run_id, started.state
     for endpoint_id in spec.endpoints:
         if not key_is_set(endpoints[endpoint_id]):
-            err.print(
-                f"[yellow]warning:[/] {endpoint_id} has no key ({endpoints[endpoint_id].key_env}); "
-                "its items will fail and can be retried later"
-            )
+            warning = f" {endpoint_id} has no key ({endpoints[endpoint_id].key_env}); its items will fail"
+            warning += " and can be retried later"
+            err.print(Text.assemble(("warning:", "yellow"), plain(warning)))
     if started.already_complete:
         err.print(
             f"run {run_id} is already complete ({state.total} answers); nothing added. Use --new for a fresh run."
@@ -211,7 +221,9 @@ def suite_status(run: int, as_json: Annotated[bool, typer.Option("--json")] = Fa
         return
     out.print(f"run {run}: {state.status}, {state.completed}/{state.total} answers")
     for endpoint_id in sorted(set(state.done) | set(state.failed)):
-        out.print(f"  {endpoint_id}: {state.done.get(endpoint_id, 0)} done, {state.failed.get(endpoint_id, 0)} failed")
+        out.print(
+            plain(f"  {endpoint_id}: {state.done.get(endpoint_id, 0)} done, {state.failed.get(endpoint_id, 0)} failed")
+        )
 
 
 @app.command("results")
@@ -235,15 +247,15 @@ def suite_results(
         print(json.dumps(body, ensure_ascii=False, default=str))
         return
     if data.error:
-        out.print(data.error)
+        out.print(plain(data.error))
         return
     _print_table(rates_table(data))
     for g in gap_table(data):
-        out.print(f"{g['model']}: not answered en {g['en']} vs zh {g['zh']} (gap {g['gap']})", highlight=False)
+        out.print(plain(f"{g['model']}: not answered en {g['en']} vs zh {g['zh']} (gap {g['gap']})"), highlight=False)
     for a in asymmetry_table(data):
         if a["topic"] == "(all)" and a["asymmetry"] != "–":
             out.print(
-                f"{a['model']}: probes {a['probes']} vs controls {a['controls']} (asymmetry {a['asymmetry']})",
+                plain(f"{a['model']}: probes {a['probes']} vs controls {a['controls']} (asymmetry {a['asymmetry']})"),
                 highlight=False,
             )
     if data.comparison:
@@ -255,5 +267,5 @@ def _print_table(rows: list[dict[str, str]]) -> None:
         return
     table = Table(*rows[0])
     for row in rows:
-        table.add_row(*row.values())
+        table.add_row(*(plain(value) for value in row.values()))
     out.print(table)

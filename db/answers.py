@@ -6,11 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from db.labels import effective_label, labels_by_response
 from db.models import Conversation, Exchange, Label, Response, SuitePrompt
+from db.vocab import Mode
 
 
 @dataclass
@@ -29,7 +30,8 @@ class AnswerScope:
 
 
 def scope_answers(session: Session, scope: AnswerScope) -> list[dict]:
-    """Every answer in scope, oldest first, as a dict with these keys:
+    """Every answer in scope, oldest first, leaving out blind battles not yet voted on (revealed),
+    as a dict with these keys:
 
     response_id, endpoint_id, model_name (the display name), text, status, exchange_id, prompt,
     language (en when unknown), suite_prompt_id, topic ('(chat)' outside suites), twin_key,
@@ -57,6 +59,8 @@ def scope_answers(session: Session, scope: AnswerScope) -> list[dict]:
         .outerjoin(SuitePrompt, SuitePrompt.id == Exchange.suite_prompt_id)
         .order_by(Response.id)
     )
+    # a blind battle nobody has voted on yet stays blind: its answers would name its models
+    stmt = stmt.where(or_(Conversation.mode != Mode.ARENA, Conversation.meta["revealed"].as_boolean().is_(True)))
     if scope.suite_run_id is not None:
         stmt = stmt.where(Conversation.suite_run_id == scope.suite_run_id)
     if scope.endpoint_ids:

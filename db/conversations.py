@@ -97,11 +97,20 @@ def add_response(session: Session, exchange_id: int, slot: str, endpoint, outcom
     return row
 
 
-def history_messages(session: Session, conversation_id: int, slot: str, before_turn: int | None = None) -> list[dict]:
+def history_messages(
+    session: Session,
+    conversation_id: int,
+    slot: str,
+    before_turn: int | None = None,
+    reasoning_field: str | None = None,
+) -> list[dict]:
     """The earlier turns of one column as chat messages, rebuilt from the database.
 
-    Each exchange contributes the user prompt and that column's latest usable answer; turns the
-    column has no answer for are left out, so the history never holds two user turns in a row."""
+    Each exchange contributes the user prompt and that column's latest answer (a retry replaces
+    the earlier one, as on the page) when that answer is usable: ok or interrupted, with text. A
+    turn whose latest answer failed, was blocked or is empty is left out together with its user
+    message, so roles still alternate. With `reasoning_field`, an assistant turn carries its
+    stored reasoning under that key (providers that ask for it back)."""
     query = (
         select(Exchange)
         .where(Exchange.conversation_id == conversation_id)
@@ -112,10 +121,14 @@ def history_messages(session: Session, conversation_id: int, slot: str, before_t
         query = query.where(Exchange.turn_index < before_turn)
     messages: list[dict] = []
     for exchange in session.scalars(query):
-        answers = [r for r in exchange.responses if r.slot == slot and r.status in Status.USABLE and r.text]
-        if answers:
-            messages.append({"role": "user", "content": exchange.prompt})
-            messages.append({"role": "assistant", "content": answers[-1].text})
+        answers = [r for r in exchange.responses if r.slot == slot]
+        latest = answers[-1] if answers else None
+        if latest is None or latest.status not in Status.USABLE or not (latest.text or "").strip():
+            continue
+        answer = {"role": "assistant", "content": latest.text}
+        if reasoning_field and latest.reasoning:
+            answer[reasoning_field] = latest.reasoning
+        messages += [{"role": "user", "content": exchange.prompt}, answer]
     return messages
 
 

@@ -10,8 +10,8 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, aliased
 
-from db.models import Exchange, Response, SuitePrompt, Thumb, Vote, utcnow
-from db.vocab import Winner
+from db.models import Conversation, Exchange, Response, SuitePrompt, Thumb, Vote, utcnow
+from db.vocab import Mode, Status, Winner
 
 
 def add_vote(
@@ -89,7 +89,7 @@ def _language_and_dates(stmt, f: VoteFilter, created_at):
     return stmt
 
 
-def _vote_query(f: VoteFilter, columns=None):
+def _vote_query(f: VoteFilter, columns=None, completed_only: bool = False):
     ra, rb = aliased(Response), aliased(Response)
     stmt = (
         select(*(columns(ra, rb) if columns else (Vote, Exchange, ra, rb)))
@@ -100,6 +100,8 @@ def _vote_query(f: VoteFilter, columns=None):
     )
     if f.blind_only:
         stmt = stmt.where(Vote.blind.is_(True))
+    if completed_only:
+        stmt = stmt.where(ra.status == Status.OK, rb.status == Status.OK)
     if not f.include_leaked:
         stmt = stmt.where(Vote.identity_leaked.is_(False))
     stmt = _language_and_dates(stmt, f, Vote.created_at)
@@ -118,21 +120,37 @@ def iter_votes(session: Session, f: VoteFilter, batch: int = 1000) -> Iterator[t
 
 
 def vote_battles(session: Session, f: VoteFilter) -> list[tuple[str, str, str]]:
-    """(endpoint a, endpoint b, winner) for the leaderboard, without loading texts."""
-    stmt = _vote_query(f, columns=lambda ra, rb: (ra.endpoint_id, rb.endpoint_id, Vote.winner))
+    """(endpoint a, endpoint b, winner) for the leaderboard, without loading texts. Votes where
+    either answer failed (error, blocked, interrupted) are left out: a failure is not a loss."""
+    stmt = _vote_query(f, columns=lambda ra, rb: (ra.endpoint_id, rb.endpoint_id, Vote.winner), completed_only=True)
     return [tuple(row) for row in session.execute(stmt)]
 
 
-def iter_thumbs(session: Session, f: VoteFilter, batch: int = 1000) -> Iterator[tuple]:
-    """(thumb, exchange, response) for single-answer ratings that pass the language/date filter."""
+def _thumb_query(f: VoteFilter, columns):
     stmt = (
-        select(Thumb, Exchange, Response)
+        select(*columns)
+        .select_from(Thumb)
         .join(Response, Response.id == Thumb.response_id)
         .join(Exchange, Exchange.id == Response.exchange_id)
         .order_by(Thumb.id)
     )
-    stmt = _language_and_dates(stmt, f, Thumb.created_at)
+    if f.blind_only:  # only answers rated inside a blind battle (thumbs on named answers are out)
+        stmt = stmt.join(Conversation, Conversation.id == Exchange.conversation_id).where(
+            Conversation.mode == Mode.ARENA
+        )
+    return _language_and_dates(stmt, f, Thumb.created_at)
+
+
+def iter_thumbs(session: Session, f: VoteFilter, batch: int = 1000) -> Iterator[tuple]:
+    """(thumb, exchange, response) for single-answer ratings that pass the filter (language,
+    dates; with `blind_only`, only answers given in blind battles)."""
+    stmt = _thumb_query(f, (Thumb, Exchange, Response))
     yield from session.execute(stmt.execution_options(yield_per=batch))
+
+
+def thumbed_responses(session: Session, f: VoteFilter) -> set[int]:
+    """Ids of the answers that have a thumb passing the filter (to keep one KTO row per answer)."""
+    return set(session.scalars(_thumb_query(f, (Thumb.response_id,))))
 
 
 def vote_data_version(session: Session) -> tuple[int, int]:

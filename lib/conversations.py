@@ -12,6 +12,7 @@ from db.conversations import ConversationSummary
 from db.engine import session_scope
 from db.vocab import Status, Winner
 from lib.deflection.labelling import save_human_label
+from lib.providers.signals import budget_note
 
 __all__ = ["ConversationSummary", "save_human_label"]
 
@@ -47,6 +48,7 @@ class ResponseView:
     tokens_counted: bool
     cost_usd: float | None
     label: LabelView | None
+    note: str | None = None  # what to do when the token budget cut the answer (signals.budget_note)
 
     @property
     def failed(self) -> bool:
@@ -112,7 +114,13 @@ def _response_view(r) -> ResponseView:
         tokens_counted=bool(r.tokens_counted),
         cost_usd=r.cost_usd,
         label=LabelView(label.label, label.source, label.confidence) if label else None,
+        note=budget_note(r.text, r.reasoning, r.finish_reason, r.output_tokens, _max_tokens(r.params)),
     )
+
+
+def _max_tokens(params: dict | None) -> int | None:
+    params = params or {}
+    return params.get("max_tokens") or params.get("max_completion_tokens")
 
 
 def load(conversation_id: int) -> ConversationView | None:

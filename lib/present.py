@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import functools
+import re
+
+from markdown_it import MarkdownIt
 from sqlalchemy.engine import make_url
 
 from db.vocab import Label, Winner
+from lib.safety import clean_text
 
 LABEL_COLOURS = {
     Label.ANSWERED: "green",
@@ -41,3 +46,158 @@ def safe_database_label(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:  # noqa: BLE001 - a display helper must not fail
         return "(unreadable database URL)"
+
+
+# --- Markdown from models: shown, never fetched or run -------------------------------------------
+# Answers, reasoning and prompts are rendered by Streamlit's Markdown, which fetches images, turns
+# `$...$` into maths and follows links. `safe_markdown` rewrites the text so that it cannot:
+# images become their alt text and their URL as code, links with other schemes than http(s) and
+# mailto become text, and `$` is escaped unless maths is on. Code spans and blocks are left as
+# they are. Text with none of these is returned as it is (one parse); a rewritten text is parsed
+# again and, should anything unsafe survive (an odd construct the rewrite missed), the whole text
+# is shown as a plain code block instead. Raw HTML needs nothing:
+# st.markdown shows it as text.
+
+SAFE_SCHEMES = ("http", "https", "mailto")
+_SCHEME = re.compile(r"^\s*<?\s*([A-Za-z][A-Za-z0-9+.\-]*):")
+_PUNCT = re.compile(r"([!-/:-@\[-`{-~])")
+_IMAGE = re.compile(r'!\[([^\[\]\n]*)\]\(\s*(<[^<>\n]*>|[^\s()<>]*(?:\([^\s()]*\)[^\s()<>]*)*)(?:\s+"[^"\n]*")?\s*\)')
+_LINK = re.compile(r"\[[^\[\]\n]*\]\(\s*(<[^<>\n]*>|[^\s)]*)")
+_AUTOLINK = re.compile(r"<([A-Za-z][A-Za-z0-9+.\-]{1,31}):[^\s<>]*>")
+_DEFINITION = re.compile(r"^( {0,3})\[[^\]\n]+\]:\s*(\S+)")
+
+
+_SPECIAL = re.compile(r"[\\`$!\[<]")
+_TICKS = re.compile(r"`+")
+
+
+@functools.lru_cache(maxsize=16)
+def _closer(run: int) -> re.Pattern:
+    return re.compile(rf"(?<!`)`{{{run}}}(?!`)")
+
+
+def _unsafe_url(url: str) -> bool:
+    found = _SCHEME.match(url or "")
+    return bool(found) and found.group(1).lower() not in SAFE_SCHEMES
+
+
+def escape_markdown(text: str) -> str:
+    """Text that Markdown shows literally (every ASCII punctuation character backslash-escaped)."""
+    return _PUNCT.sub(r"\\\1", text)
+
+
+@functools.lru_cache(maxsize=1)
+def _parser():
+    md = MarkdownIt("commonmark").enable(["table", "strikethrough"])
+    md.core.ruler.disable("text_join")  # keep escapes as their own tokens, so `\$` can be told from `$`
+    md.validateLink = lambda url: True  # see every link, then judge its scheme ourselves
+    return md
+
+
+def _protected_lines(tokens) -> set[int]:
+    lines: set[int] = set()
+    for token in tokens:
+        if token.type in ("fence", "code_block") and token.map:
+            lines.update(range(*token.map))
+    return lines
+
+
+def _regions(tokens, count: int, protected: set[int]) -> list[tuple[int, int]]:
+    """Line ranges rewritten as one piece: each inline block (a paragraph, a heading, a table row),
+    and every other line that is not code on its own."""
+    regions, covered = [], set(protected)
+    for token in tokens:
+        if token.type == "inline" and token.map:
+            start, end = token.map
+            if not covered.intersection(range(start, end)):
+                regions.append((start, end))
+                covered.update(range(start, end))
+    regions += [(n, n + 1) for n in range(count) if n not in covered]
+    return sorted(regions)
+
+
+def _rewrite(text: str, maths: bool) -> str:
+    """The text with images, unsafe links and (unless `maths`) dollars neutralised outside code."""
+    out, i, n = [], 0, len(text)
+    # longer than any backtick run in the text, so it can never close a span the text opened
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
+    while i < n:
+        special = _SPECIAL.search(text, i)  # jump to the next character that can matter
+        if special is None:
+            out.append(text[i:])
+            break
+        out.append(text[i : special.start()])
+        i = special.start()
+        char = text[i]
+        if char == "\\" and i + 1 < n and _PUNCT.match(text[i + 1]):
+            out.append(text[i : i + 2])  # already escaped
+            i += 2
+        elif char == "`":
+            run = _TICKS.match(text, i).end() - i
+            close = _closer(run).search(text, i + run)
+            end = close.end() if close else i + run
+            out.append(text[i:end])  # a code span (or a literal run of backticks)
+            i = end
+        elif char == "$" and not maths:
+            out.append("\\$")
+            i += 1
+        elif char == "!" and text.startswith("![", i):
+            image = _IMAGE.match(text, i)
+            if image:
+                alt, url = image.group(1), image.group(2).strip("<>")
+                label = f" *{escape_markdown(alt)}*" if alt.strip() else ""
+                out.append(f"(image not loaded){label}: {fence} {url} {fence}")  # as code: no link
+                i = image.end()
+            else:
+                out.append("\\!")  # an image in another form: at most a link, judged below
+                i += 1
+        elif char == "[" and (link := _LINK.match(text, i)) and _unsafe_url(link.group(1).strip("<>")):
+            out.append("\\[")  # [text](javascript:...) shows as text
+            i += 1
+        elif char == "<" and (auto := _AUTOLINK.match(text, i)) and _unsafe_url(auto.group(0)[1:]):
+            out.append("\\<")
+            i += 1
+        else:
+            out.append(char)
+            i += 1
+    return "".join(out)
+
+
+def _is_safe(tokens, maths: bool) -> bool:
+    for token in tokens:
+        if token.type == "image":
+            return False
+        if token.type == "link_open" and _unsafe_url(str(token.attrs.get("href", ""))):
+            return False
+        if token.type == "text" and not maths and "$" in token.content:
+            return False
+        if token.children and not _is_safe(token.children, maths):
+            return False
+    return True
+
+
+def plain_block(text: str) -> str:
+    """Text as a fenced code block: shown exactly as written, nothing rendered."""
+    ticks = max((len(run) for run in re.findall(r"`{3,}", text)), default=2)
+    fence = "`" * (ticks + 1)
+    return f"{fence}text\n{text}\n{fence}"
+
+
+def safe_markdown(text: str | None, maths: bool = False) -> str:
+    """Model or user text as Markdown that fetches nothing and runs nothing (see above)."""
+    text = clean_text(text).replace("\r\n", "\n").replace("\r", "\n")
+    if not text:
+        return ""
+    tokens = _parser().parse(text)
+    if _is_safe(tokens, maths):
+        return text  # most answers: one parse, nothing to change
+    lines = text.split("\n")
+    protected = _protected_lines(tokens)
+    for start, end in reversed(_regions(tokens, len(lines), protected)):  # from the end: counts may change
+        block = _rewrite("\n".join(lines[start:end]), maths)
+        definition = _DEFINITION.match(block)
+        if definition and _unsafe_url(definition.group(2)):
+            block = f"{definition.group(1)}\\{block[len(definition.group(1)) :]}"
+        lines[start:end] = block.split("\n")
+    result = "\n".join(lines)
+    return result if _is_safe(_parser().parse(result), maths) else plain_block(text)

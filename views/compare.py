@@ -83,7 +83,7 @@ if conv is not None:
     for index, exchange in enumerate(conv.exchanges):
         last = index == len(conv.exchanges) - 1
         with st.chat_message("user"):
-            st.markdown(exchange.prompt)
+            ui.render_text(exchange.prompt)
         latest = exchange.latest
         shown = [s for s in conv.slots if s in latest]
         columns = st.columns(max(1, len(shown)))
@@ -96,8 +96,8 @@ if conv is not None:
                     and st.button("Retry", key=f"retry_{exchange.id}_{slot}", icon=":material/refresh:")
                 ):
                     retry(exchange, slot)
-        if last and len(shown) == 2:
-            render_vote(exchange)
+        if last and len(shown) == 2 and not any(latest[slot].failed for slot in shown):
+            render_vote(exchange)  # a failed side is retried, not voted on
 
 if prompt := st.chat_input("Ask every selected model…", key="compare_prompt"):
     try:
@@ -108,7 +108,7 @@ if prompt := st.chat_input("Ask every selected model…", key="compare_prompt"):
         st.error(str(exc).capitalize())
         st.stop()
     with st.chat_message("user"):
-        st.markdown(prompt)
+        ui.render_text(prompt)
     columns = [Column(i, endpoints[i]) for i in selected]
     placeholders = {}
     for col, column in zip(st.columns(len(columns)), columns, strict=True):

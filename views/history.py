@@ -38,8 +38,8 @@ if not rows:
 for row in rows:
     with st.container(border=True, key=f"history_row_{row.id}"):
         left, right = st.columns([6, 1])
-        models = ", ".join(row.models) if row.models else "hidden until voted"
-        left.markdown(f"**{row.title or '(untitled)'}**")
+        models = ui.inline_text(", ".join(row.models)) if row.models else "hidden until voted"
+        left.markdown(f"**{ui.inline_text(row.title) or '(untitled)'}**")
         left.caption(f"#{row.id} · {row.mode} · {row.turns} turn(s) · {models} · {row.updated_at:%Y-%m-%d %H:%M}")
         if row.mode != Mode.ARENA and right.button("Open", key=f"open_{row.id}"):
             st.session_state[ui.CONVERSATION] = row.id

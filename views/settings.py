@@ -43,9 +43,9 @@ if st.button("Test connection", key="settings_test"):
         outcome = check_connection(endpoint)
     if outcome.status == Status.OK:
         st.success(f"Connected: {endpoint.name} answered in {outcome.latency_ms / 1000:.2f} s.")
-        st.markdown(outcome.text)
+        ui.render_text(outcome.text)
     else:
-        st.error(outcome.error_message or outcome.status)
+        st.error(ui.md(outcome.error_message or outcome.status))
 
 st.subheader("Add or edit an endpoint")
 st.caption(
@@ -137,3 +137,14 @@ if submitted:
         ui.refresh_states()
         st.session_state[SAVED] = f"Saved '{endpoint_id.strip()}' to {path}."
         st.rerun()
+
+# --- Display (kept apart from the endpoint form above) ------------------------------------------
+st.subheader("Display")
+st.toggle(
+    "Render maths in answers",
+    value=ui.maths_on(),
+    key="settings_maths",
+    on_change=lambda: st.session_state.__setitem__(ui.MATHS, st.session_state["settings_maths"]),
+    help="Off: a $ in an answer is a dollar sign ('$5 and $10' stays as written). On: $…$ is "
+    "rendered as LaTeX maths. Remote images in answers are never loaded either way.",
+)

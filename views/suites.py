@@ -4,6 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from lib import ui
+from lib.safety import decode_bytes
 from lib.suites.definitions import SuiteError, import_text, show_suite, suite_names
 from lib.suites.results import UnknownRun, asymmetry_table, comparison_table, gap_table, rates_table, results
 from lib.suites.runner import RunError, RunSpec, create_run, request_cancel, run_states, start_in_background
@@ -19,9 +20,9 @@ with tab_suites:
     upload = st.file_uploader("Import a suite (YAML or JSONL)", type=["yaml", "yml", "jsonl"], key="suite_upload")
     if upload is not None:
         try:
-            imported = import_text(upload.getvalue().decode("utf-8", errors="replace"), upload.name)
+            imported = import_text(decode_bytes(upload.getvalue()), upload.name)
         except SuiteError as exc:
-            st.error(f"{upload.name} has {len(exc.problems)} problem(s); nothing was imported.")
+            st.error(f"{ui.inline_text(upload.name)} has {len(exc.problems)} problem(s); nothing was imported.")
             st.code("\n".join(exc.problems), language=None)
         else:
             st.success(
@@ -33,7 +34,7 @@ names = suite_names()
 
 with tab_suites:
     shown = show_suite(st.selectbox("Suite", names, key="suite_show"))
-    st.caption(f"v{shown.version} · {len(shown.prompts)} prompts · {shown.description}")
+    st.caption(f"v{ui.inline_text(shown.version)} · {len(shown.prompts)} prompts · {ui.inline_text(shown.description)}")
     st.dataframe(pd.DataFrame(shown.prompts), hide_index=True, width="stretch")
 
 with tab_run:

@@ -2,8 +2,9 @@
 and flag battles where a model gives itself away ("I am Qwen", "developed by OpenAI").
 
 A `BlindBattle` is one battle's hidden session state (which endpoint answers as A and as B);
-`vote_blind` is the one vote action: scan every answer for identity leaks, store the vote on
-the last turn both sides answered, and reveal the battle."""
+`vote_blind` is the one vote action: scan every answer and its reasoning for identity leaks,
+store the vote on the last turn both sides answered (never when a side failed), and reveal the
+battle."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 
 from db import conversations, votes
 from db.engine import session_scope
-from db.vocab import Winner
+from db.vocab import Status, Winner
 
 MODEL_NAMES = (
     r"ChatGPT|GPT-?[345](?:\.\d)?(?:o|-turbo)?|o1|o3|Claude|Gemini|Bard|LLaMA|Llama|Qwen|QwQ|Tongyi|"
@@ -25,14 +26,21 @@ MAKERS = (
 )
 ZH_NAMES = r"通义千问|千问|文心一言|智谱清言|豆包|Kimi|DeepSeek|ChatGPT|Qwen|深度求索"
 ZH_MAKERS = r"阿里巴巴|阿里云|百度|智谱|月之暗面|深度求索|字节跳动|OpenAI|谷歌|Anthropic|Meta"
+# a name right after these is part of something else: "Claude Monet", "Gemini's orbit"
+NOT_SELF = r"(?!['’]s\b|(?-i:\s+[A-Z][a-z]))"
 LEAK_PATTERNS = [
-    re.compile(rf"\b(?:I am|I'm|my name is|this is|call me)\s+(?:an? |the )?(?:{MODEL_NAMES})\b", re.I),
+    re.compile(rf"\b(?:I am|I'm|my name is|this is|call me)\s+(?:an? |the )?(?:{MODEL_NAMES})\b{NOT_SELF}", re.I),
+    # "developed by Google", "As an AI language model trained by OpenAI": a maker named as the
+    # one who built something is read as the model speaking of itself
+    re.compile(rf"\b(?:developed|created|trained|made|built|designed|produced)\s+by\s+(?:{MAKERS})\b", re.I),
+    # "As Claude, I...", "As ChatGPT I..." (not "such as Claude Monet" or "as Gemini's orbit")
     re.compile(
-        rf"\b(?:I am|I'm|I was)\s+(?:a |an )?(?:large )?(?:language )?(?:model|AI|assistant)?[^.]{{0,40}}"
-        rf"(?:developed|created|trained|made|built|designed)\s+by\s+(?:{MAKERS})\b",
+        rf"(?<!such )\bas\s+(?:an? )?(?:{MODEL_NAMES})\b{NOT_SELF}"
+        r"(?=\s*,|\s+I\b|\s+(?:an? )?(?:AI|language model|assistant))",
         re.I,
     ),
-    re.compile(rf"\bas\s+(?:{MODEL_NAMES})\b", re.I),
+    # "Claude here", "Hi! Qwen here." at the start of the answer or of a sentence
+    re.compile(rf"(?:^|[.!?,:;]\s*|\n)\s*(?:{MODEL_NAMES})\s+here\b", re.I),
     re.compile(rf"我是(?:一个)?(?:由)?.{{0,12}}(?:{ZH_NAMES})"),
     re.compile(rf"由(?:{ZH_MAKERS}).{{0,10}}(?:开发|训练|研发|打造|推出)"),
 ]
@@ -62,7 +70,7 @@ def identity_leak(text: str) -> str | None:
     for pattern in LEAK_PATTERNS:
         match = pattern.search(text or "")
         if match:
-            return match.group(0)
+            return match.group(0).lstrip(".!?,:;\n\t ")
     return None
 
 
@@ -70,11 +78,29 @@ class BattleError(ValueError):
     """A vote that cannot be taken yet (no turn answered by both sides, or already voted)."""
 
 
+def last_pair(conv) -> tuple | None:
+    """(exchange, answer A, answer B) of the last turn both sides answered (latest answers), or None."""
+    pair = None
+    for exchange in conv.exchanges:
+        latest = {r.slot: r for r in exchange.responses}
+        if "a" in latest and "b" in latest:
+            pair = (exchange, latest["a"], latest["b"])
+    return pair
+
+
+def battle_leaks(conv) -> list[str]:
+    """Every phrase by which an answer or its reasoning names its model or maker."""
+    texts = [t for e in conv.exchanges for r in e.responses for t in (r.text, r.reasoning) if t]
+    return [leak for text in texts if (leak := identity_leak(text))]
+
+
 def vote_blind(battle: BlindBattle, winner: str, voter: str = "local") -> BlindBattle:
     """Vote on a blind battle: store the vote on its last turn answered by both A and B, flag it
-    identity-leaked when any answer names its model or maker, and mark the battle revealed.
+    identity-leaked when any answer or reasoning names its model or maker, and mark the battle
+    revealed.
 
-    Returns the battle with `voted` and `leaks` set; BattleError when there is nothing to vote on."""
+    Returns the battle with `voted` and `leaks` set; BattleError when there is nothing to vote on
+    or when either side of that turn failed (retry it or skip the battle instead)."""
     if winner not in Winner.ALL:
         raise BattleError(f"the winner must be one of {', '.join(Winner.ALL)}, not {winner!r}")
     if battle.voted is not None:
@@ -83,15 +109,15 @@ def vote_blind(battle: BlindBattle, winner: str, voter: str = "local") -> BlindB
         raise BattleError("ask both models something first")
     with session_scope() as s:
         conv = conversations.load_conversation(s, battle.conversation_id)
-        pair = None
-        for exchange in conv.exchanges:
-            latest = {r.slot: r for r in exchange.responses}
-            if "a" in latest and "b" in latest:
-                pair = (exchange.id, latest["a"].id, latest["b"].id)
+        pair = last_pair(conv)
         if pair is None:
             raise BattleError("no turn has answers from both models yet")
-        leaks = [leak for e in conv.exchanges for r in e.responses if (leak := identity_leak(r.text))]
-        votes.add_vote(s, *pair, winner, blind=True, identity_leaked=bool(leaks), voter=voter)
+        exchange, a, b = pair
+        failed = [side for side, r in (("A", a), ("B", b)) if r.status != Status.OK]
+        if failed:
+            raise BattleError(f"model {' and '.join(failed)} failed on this turn: retry it or skip this battle")
+        leaks = battle_leaks(conv)
+        votes.add_vote(s, exchange.id, a.id, b.id, winner, blind=True, identity_leaked=bool(leaks), voter=voter)
         conversations.reveal_battle(s, battle.conversation_id)
     battle.voted, battle.leaks = winner, leaks
     return battle

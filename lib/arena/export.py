@@ -9,10 +9,14 @@
   from votes (winner true, loser false; both-bad both false) and single-answer thumbs.
 - `jsonl` / `csv`: one flat row per vote with everything (models, winner, times, labels).
 
-Pairwise formats skip ties and both-bad votes. The prompt holds the system prompt and the
-earlier turns as the *chosen* model saw them (in a multi-turn battle each side has its own
-history). Rows are written as they are read, so 100k votes never sit in memory; nothing is
-written when there is nothing to export. No key or endpoint URL is ever written.
+Pairwise formats skip ties and both-bad votes. Training formats keep only answers that
+completed with text (never an error, a block, an interruption or an empty answer), never a pair
+with identical texts, and one KTO row per answer (a thumb wins over a vote). The prompt holds
+the endpoint's policy system prompt, the turn's system prompt and the earlier turns as the
+*chosen* model saw them (in a multi-turn battle each side has its own history). CSV cells that
+could run as spreadsheet formulas are neutralised and the file starts with a byte-order mark.
+Rows are written as they are read, so 100k votes never sit in memory; nothing is written when
+there is nothing to export. No key or endpoint URL is ever written.
 """
 
 from __future__ import annotations
@@ -29,8 +33,10 @@ from sqlalchemy.orm import Session
 
 from db import conversations, labels, votes
 from db.engine import session_scope
-from db.vocab import Winner
+from db.vocab import Status, Winner
 from db.votes import VoteFilter
+from lib.providers.endpoints import EndpointConfigError, load_endpoints
+from lib.safety import csv_row
 
 FORMATS = ("trl", "openai-dpo", "kto", "jsonl", "csv")
 ROW_KEYS = {
@@ -70,14 +76,47 @@ class NothingToExport(ValueError):
     """The filter matched no rows; no file was written."""
 
 
-def _prompt_messages(session: Session, exchange, slot: str, cache: dict) -> list[dict]:
-    key = (exchange.id, slot)
+def trainable(response) -> bool:
+    """Whether an answer may be a chosen, rejected or KTO completion: it completed (status ok)
+    with text. An error, a block, an interruption or an empty answer is not a preference signal."""
+    return response.status == Status.OK and bool((response.text or "").strip())
+
+
+class _Policies:
+    """The policy system prompt each answer's endpoint prepended (Endpoint.system_prompt).
+
+    Stored with each answer (`policy_system_prompt` in its params); for answers stored before
+    that, read from the endpoints file by endpoint id."""
+
+    def __init__(self) -> None:
+        self.configured: dict[str, str] | None = None
+
+    def __call__(self, response) -> str:
+        params = response.params or {}
+        if "policy_system_prompt" in params:
+            return params["policy_system_prompt"] or ""
+        if self.configured is None:
+            try:
+                self.configured = {eid: e.system_prompt for eid, e in load_endpoints().items()}
+            except EndpointConfigError:
+                self.configured = {}
+        return self.configured.get(response.endpoint_id, "")
+
+
+def _prompt_messages(session: Session, exchange, response, cache: dict, policies: _Policies) -> list[dict]:
+    """The messages the answering model saw before its answer: its policy prompt and the turn's
+    system prompt (one system message), its own earlier turns, then the prompt."""
+    policy = policies(response)
+    key = (exchange.id, response.slot, policy)
     if key not in cache:
         messages = []
-        if exchange.system_prompt:
-            messages.append({"role": "system", "content": exchange.system_prompt})
+        system = "\n\n".join(s for s in (policy, exchange.system_prompt or "") if s.strip())
+        if system:
+            messages.append({"role": "system", "content": system})
         if exchange.turn_index > 0:
-            messages += conversations.history_messages(session, exchange.conversation_id, slot, exchange.turn_index)
+            messages += conversations.history_messages(
+                session, exchange.conversation_id, response.slot, exchange.turn_index
+            )
         messages.append({"role": "user", "content": exchange.prompt})
         if len(cache) > 10_000:
             cache.clear()
@@ -94,46 +133,62 @@ def _label(response) -> str | None:
     return label.label if label else None
 
 
+def _flat(vote, exchange, a, b) -> dict:
+    return {
+        "vote_id": vote.id,
+        "voted_at": vote.created_at.isoformat(),
+        "winner": vote.winner,
+        "blind": vote.blind,
+        "identity_leaked": vote.identity_leaked,
+        "conversation_id": exchange.conversation_id,
+        "turn_index": exchange.turn_index,
+        "language": exchange.language,
+        "system_prompt": exchange.system_prompt,
+        "prompt": exchange.prompt,
+        "model_a": a.endpoint_id,
+        "model_a_name": a.display_name,
+        "model_b": b.endpoint_id,
+        "model_b_name": b.display_name,
+        "response_a": a.text,
+        "response_b": b.text,
+        "status_a": a.status,
+        "status_b": b.status,
+        "latency_ms_a": a.latency_ms,
+        "latency_ms_b": b.latency_ms,
+        "output_tokens_a": a.output_tokens,
+        "output_tokens_b": b.output_tokens,
+        "label_a": _label(a),
+        "label_b": _label(b),
+    }
+
+
 def iter_rows(session: Session, fmt: str, f: VoteFilter) -> Iterator[dict]:
-    """Rows of one export format, streamed from the database."""
+    """Rows of one export format, streamed from the database.
+
+    Training formats keep only what a trainer can trust: both answers completed with text
+    (`trainable`), chosen and rejected differ, and each answer gives at most one KTO row (a
+    thumb wins over a vote on the same answer: it rates that answer alone). Flat formats keep
+    every vote with its statuses; their CSV cells are made safe for spreadsheets."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
     cache: dict = {}
+    policies = _Policies()
+    thumbed = votes.thumbed_responses(session, f) if fmt == "kto" else set()
+    rated: set[int] = set()
     for vote, exchange, a, b in votes.iter_votes(session, f):
         if fmt in ("jsonl", "csv"):
-            yield {
-                "vote_id": vote.id,
-                "voted_at": vote.created_at.isoformat(),
-                "winner": vote.winner,
-                "blind": vote.blind,
-                "identity_leaked": vote.identity_leaked,
-                "conversation_id": exchange.conversation_id,
-                "turn_index": exchange.turn_index,
-                "language": exchange.language,
-                "system_prompt": exchange.system_prompt,
-                "prompt": exchange.prompt,
-                "model_a": a.endpoint_id,
-                "model_a_name": a.display_name,
-                "model_b": b.endpoint_id,
-                "model_b_name": b.display_name,
-                "response_a": a.text,
-                "response_b": b.text,
-                "status_a": a.status,
-                "status_b": b.status,
-                "latency_ms_a": a.latency_ms,
-                "latency_ms_b": b.latency_ms,
-                "output_tokens_a": a.output_tokens,
-                "output_tokens_b": b.output_tokens,
-                "label_a": _label(a),
-                "label_b": _label(b),
-            }
+            row = _flat(vote, exchange, a, b)
+            yield csv_row(row) if fmt == "csv" else row
             continue
         if fmt == "kto":
             good = {Winner.A: [a], Winner.B: [b], Winner.BOTH_BAD: [], Winner.TIE: []}[vote.winner]
             bad = {Winner.A: [b], Winner.B: [a], Winner.BOTH_BAD: [a, b], Winner.TIE: []}[vote.winner]
             for response, label in [(r, True) for r in good] + [(r, False) for r in bad]:
+                if not trainable(response) or response.id in thumbed or response.id in rated:
+                    continue
+                rated.add(response.id)
                 yield {
-                    "prompt": _prompt_messages(session, exchange, response.slot, cache),
+                    "prompt": _prompt_messages(session, exchange, response, cache, policies),
                     "completion": _assistant(response.text),
                     "label": label,
                 }
@@ -141,7 +196,9 @@ def iter_rows(session: Session, fmt: str, f: VoteFilter) -> Iterator[dict]:
         if vote.winner not in (Winner.A, Winner.B):
             continue
         chosen, rejected = (a, b) if vote.winner == Winner.A else (b, a)
-        prompt = _prompt_messages(session, exchange, chosen.slot, cache)
+        if not (trainable(chosen) and trainable(rejected)) or chosen.text.strip() == rejected.text.strip():
+            continue
+        prompt = _prompt_messages(session, exchange, chosen, cache, policies)
         if fmt == "trl":
             yield {"prompt": prompt, "chosen": _assistant(chosen.text), "rejected": _assistant(rejected.text)}
         else:
@@ -152,11 +209,12 @@ def iter_rows(session: Session, fmt: str, f: VoteFilter) -> Iterator[dict]:
             }
     if fmt == "kto":
         for thumb, exchange, response in votes.iter_thumbs(session, f):
-            yield {
-                "prompt": _prompt_messages(session, exchange, response.slot, cache),
-                "completion": _assistant(response.text),
-                "label": bool(thumb.up),
-            }
+            if trainable(response):
+                yield {
+                    "prompt": _prompt_messages(session, exchange, response, cache, policies),
+                    "completion": _assistant(response.text),
+                    "label": bool(thumb.up),
+                }
 
 
 @dataclass(frozen=True)
@@ -193,7 +251,8 @@ def write_export(session: Session, fmt: str, f: VoteFilter, path: Path) -> Expor
     tmp = path.with_name(path.name + ".part")
     count, models = 0, set()
     try:
-        with open(tmp, "w", encoding="utf-8", newline="") as out:
+        # a byte-order mark first in CSV, so Excel reads it as UTF-8 (Chinese shows correctly)
+        with open(tmp, "w", encoding="utf-8-sig" if fmt == "csv" else "utf-8", newline="") as out:
             writer = csv.DictWriter(out, FLAT_FIELDS) if fmt == "csv" else None
             if writer:
                 writer.writeheader()
@@ -231,8 +290,11 @@ Exported {datetime.now():%Y-%m-%d %H:%M} by Parallax.
 
 ## How the rows were made
 Votes were cast by Parallax users in blind battles (names hidden until the vote) or in named
-side-by-side comparisons. Ties and both-bad votes are left out of pairwise formats. The prompt
-holds the system prompt and earlier turns as the preferred model saw them.
+side-by-side comparisons. Ties and both-bad votes are left out of pairwise formats. Only
+answers that completed with text are used for training rows (no errors, blocks, interruptions
+or empty answers), never two identical texts as a pair, and each answer gives at most one KTO
+row. The prompt holds the policy system prompt, the system prompt and earlier turns as the
+preferred model saw them.
 
 ## Licence note
 The prompts are the users' own; the answers were generated by the listed models and are

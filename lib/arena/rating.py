@@ -58,7 +58,7 @@ class Rating:
 
 def read_battles_csv(text: str) -> list[Battle]:
     """Battles from CSV text with columns model_a, model_b, winner (Chatbot Arena's convention)."""
-    reader = csv.DictReader(io.StringIO(text))
+    reader = csv.DictReader(io.StringIO(text.removeprefix("\ufeff")))  # Excel writes a byte-order mark
     missing = {"model_a", "model_b", "winner"} - set(reader.fieldnames or [])
     if missing:
         raise RatingError(f"line 1: missing column(s) {', '.join(sorted(missing))} (need model_a, model_b, winner)")

@@ -18,6 +18,7 @@ from lib.deflection.labelling import LabelJob, label_responses
 from lib.providers.endpoints import Endpoint
 from lib.providers.fanout import Target, UpdateFn, fan_out
 from lib.providers.stream import Outcome, build_messages
+from lib.safety import clean_text
 
 CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 
@@ -53,8 +54,10 @@ def detect_language(text: str) -> str:
 
 
 def validate_prompt(prompt: str | None) -> str:
-    """The prompt, or PromptError when it is empty or over the configured limit."""
-    if prompt is None or not prompt.strip():
+    """The prompt made valid Unicode (see lib/safety.py), or PromptError when it is empty or over
+    the configured limit."""
+    prompt = clean_text(prompt)
+    if not prompt.strip():
         raise PromptError("the prompt is empty: type a question first")
     limit = config.max_prompt_chars()
     if len(prompt) > limit:
@@ -62,6 +65,13 @@ def validate_prompt(prompt: str | None) -> str:
             f"the prompt is {len(prompt):,} characters; the limit is {limit:,} (PARALLAX_MAX_PROMPT_CHARS)"
         )
     return prompt
+
+
+def _sent_back(endpoint: Endpoint) -> str | None:
+    """The message field that carries stored reasoning back to this endpoint, if it asks for it."""
+    if not endpoint.quirks.send_reasoning:
+        return None
+    return endpoint.quirks.reasoning_field or "reasoning_content"
 
 
 def ask(
@@ -85,7 +95,8 @@ def ask(
     PromptError for an empty or oversized prompt, no column, or an unknown conversation.
     `on_start(conversation_id, exchange_id)` is called once the turn is stored, before any
     model is asked, so a caller interrupted mid-stream still knows where the answers went."""
-    validate_prompt(prompt)
+    prompt = validate_prompt(prompt)
+    system = clean_text(system) or None
     if not columns:
         raise PromptError("no model selected: pick at least one")
     with session_scope() as session:
@@ -108,7 +119,9 @@ def ask(
                 messages=build_messages(
                     col.endpoint,
                     system,
-                    conversations.history_messages(session, conversation_id, col.slot, before_turn=turn),
+                    conversations.history_messages(
+                        session, conversation_id, col.slot, before_turn=turn, reasoning_field=_sent_back(col.endpoint)
+                    ),
                     prompt,
                 ),
                 overrides=dict(overrides or {}),

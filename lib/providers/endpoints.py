@@ -15,6 +15,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from db import config
+from lib.safety import clean_json, read_text, strip_credentials
 
 EMBEDDED = "embedded"
 KINDS = ("hosted", "local", "embedded")
@@ -42,6 +43,7 @@ QUIRKS = {
     "reasoning_field": str,
     "think_tags": bool,
     "stream_usage": bool,
+    "send_reasoning": bool,
 }
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$")
 
@@ -71,6 +73,7 @@ class Quirks:
     reasoning_field: str | None = None
     think_tags: bool = False
     stream_usage: bool = True
+    send_reasoning: bool = False
 
 
 @dataclass(frozen=True)
@@ -99,8 +102,9 @@ class Endpoint:
 
     @property
     def host(self) -> str:
-        """The base URL's host, the only part of the URL stored with a response."""
-        return EMBEDDED if self.is_embedded else (urlparse(self.base_url).netloc or self.base_url)
+        """The base URL's host (never its user:password@), the only part of the URL stored with a response."""
+        url = strip_credentials(self.base_url)
+        return EMBEDDED if self.is_embedded else (urlparse(url).netloc or url)
 
     def cost(self, input_tokens: int | None, output_tokens: int | None) -> float | None:
         """Cost in USD when the endpoint has prices and the token counts are known."""
@@ -121,7 +125,7 @@ def _line_of(text: str, endpoint_id: str) -> int:
 
 
 def _read_table(path: Path) -> tuple[dict, str]:
-    text = path.read_text(encoding="utf-8")
+    text = read_text(path)  # invalid UTF-8 becomes U+FFFD, a byte-order mark is dropped
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -261,7 +265,7 @@ def save_user_endpoint(endpoint_id: str, entry: dict, user_path: Path | None = N
     current: dict = {}
     if user_path.exists():
         current, _ = _read_table(user_path)
-    clean = {k: v for k, v in entry.items() if v not in (None, "", {})}
+    clean = {k: v for k, v in clean_json(entry).items() if v not in (None, "", {})}
     _check_entry(user_path, "", endpoint_id, clean, partial=False)
     current[endpoint_id] = clean
     user_path.parent.mkdir(parents=True, exist_ok=True)

@@ -3,8 +3,10 @@
 Each target streams into its own Outcome; `on_update` is called (throttled per target) so a UI
 can repaint one placeholder per column, and `on_done` as soon as one target finishes, so its
 row is stored without waiting for the slowest model. A failure in one target never touches
-the others. If the whole run is interrupted, the unfinished targets are marked `interrupted`
-with what they streamed so far and handed to `on_done` before the interruption propagates.
+the others: not a provider failure (it becomes that target's Outcome), and not an exception in
+`on_done` either (the other targets finish and are handed over before it is raised). If the
+whole run is interrupted, the unfinished targets are marked `interrupted` with what they
+streamed so far and handed to `on_done` before the interruption propagates.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ async def _run_one(
     on_done: UpdateFn | None,
     min_interval: float,
     http_client,
+    failures: list[Exception],
 ) -> None:
     last = 0.0
     async for state in stream_chat(target.endpoint, target.messages, target.overrides, out, http_client):
@@ -49,7 +52,10 @@ async def _run_one(
             last = now
             on_update(target, state)
     if on_done:
-        on_done(target, out)
+        try:
+            on_done(target, out)
+        except Exception as exc:  # noqa: BLE001 - kept for the caller, after every other column is done
+            failures.append(exc)
 
 
 async def fan_out_async(
@@ -63,9 +69,10 @@ async def fan_out_async(
     `on_update` runs at most every `min_interval` seconds per target (and once at the end), so six
     fast streams repaint a page at most 60 times a second."""
     outcomes = {t.key: Outcome() for t in targets}
+    failures: list[Exception] = []
     async with openai.DefaultAsyncHttpxClient() as http_client:  # one connection pool per run
         tasks = [
-            asyncio.ensure_future(_run_one(t, outcomes[t.key], on_update, on_done, min_interval, http_client))
+            asyncio.ensure_future(_run_one(t, outcomes[t.key], on_update, on_done, min_interval, http_client, failures))
             for t in targets
         ]
         try:
@@ -82,6 +89,8 @@ async def fan_out_async(
                 if out.status == Status.INTERRUPTED and on_done:
                     on_done(target, out)
             raise
+    if failures:  # e.g. storing one column failed: the others finished and were handed over first
+        raise failures[0]
     return outcomes
 
 

@@ -1,13 +1,17 @@
 """One streamed chat completion against one OpenAI-compatible endpoint.
 
 `build_request` maps our neutral parameters onto each provider's quirks; `stream_chat` yields
-the answer as it arrives and ends with a final `Outcome`; `classify_error` turns client
-exceptions into the failure kinds a user can act on (missing key, rate limit, content block...).
+the answer as it arrives and ends with a final `Outcome`. Everything a provider sends is
+untrusted: each delta is made valid Unicode and cleared of the endpoint's secrets before it
+reaches the Outcome (lib/safety.py), and every failure signal (status code, error body,
+finish reason, dropped connection) is mapped to a status through the one table in
+lib/providers/signals.py.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -15,35 +19,18 @@ from dataclasses import dataclass, field
 import httpx2
 import openai
 from openai import AsyncOpenAI
+from openai.types.chat import ChatCompletionChunk
 
 from db.vocab import Status
-from lib.providers import local_server
+from lib.providers import local_server, signals
 from lib.providers.endpoints import Endpoint, api_key
+from lib.providers.signals import MissingKey, NotEventStream, explain
+from lib.safety import Redactor, SurrogateJoiner, decode_bytes, url_secrets
 
-BLOCK_MARKERS = (
-    "content exists risk",  # DeepSeek
-    "data_inspection_failed",  # DashScope / Qwen
-    "inappropriate content",
-    "content_filter",
-    "content_policy_violation",
-    "content management policy",
-    "safety",
-)
-
-ERROR_HELP = {
-    "missing_key": "No API key: set the environment variable {key_env} (or put it in .streamlit/secrets.toml).",
-    "auth": "The provider rejected the API key ({key_env}). Check that it is valid for this endpoint.",
-    "model_not_found": "The provider does not know model '{model}'. Check the model name in the endpoint settings.",
-    "rate_limit": "Rate limited by the provider (HTTP 429), still after retries. Wait and retry.",
-    "timeout": "The provider did not answer in time ({timeout:.0f} s).",
-    "connection": "Could not connect to {host}. Is the server running and the URL right?",
-    "blocked": "The provider's content filter blocked this request or answer.",
-    "server_error": "The provider had an internal error (HTTP 5xx).",
-    "bad_request": "The provider rejected the request (HTTP 400).",
-    "stream_broken": "The stream broke off part way; what arrived is kept.",
-    "local_unavailable": "The embedded model could not be started.",
-    "error": "The request failed.",
-}
+__all__ = ["MissingKey", "Outcome", "build_messages", "build_request", "explain", "stream_chat"]
+# failures that, once some text has arrived, mean the stream broke off part way
+PART_WAY = ("connection", "timeout", "error", "bad_response", "provider_error")
+INTERRUPTED_MESSAGE = "Interrupted; the text streamed so far is kept."
 
 
 @dataclass
@@ -64,6 +51,12 @@ class Outcome:
     cost_usd: float | None = None
     params: dict = field(default_factory=dict)
     done: bool = False
+
+    @property
+    def note(self) -> str | None:
+        """What to do when the token budget cut this answer (see signals.budget_note), else None."""
+        budget = self.params.get("max_tokens") or self.params.get("max_completion_tokens")
+        return signals.budget_note(self.text, self.reasoning, self.finish_reason, self.output_tokens, budget)
 
 
 def build_messages(endpoint: Endpoint, system: str | None, history: list[dict], prompt: str) -> list[dict]:
@@ -98,98 +91,63 @@ def build_request(endpoint: Endpoint, messages: list[dict], overrides: dict | No
     return request
 
 
-def _body_text(exc: openai.APIError) -> str:
-    parts = [str(getattr(exc, "message", "") or exc)]
-    body = getattr(exc, "body", None)
-    if body is not None:
-        parts.append(str(body))
-    return " ".join(parts).lower()
+class ThinkSplitter:
+    """Separates reasoning sent inside `<think>...</think>` from the answer (the `think_tags` quirk).
 
+    Tags count only at the start of the answer: `<think>` there opens the reasoning, and a
+    `</think>` before any `<think>` closes reasoning whose opening tag the chat template already
+    put in the prompt (R1 distills behind vLLM or Ollama). After that, and in an answer that does
+    not start that way, tags are ordinary text. `text` and `reasoning` are running totals: text
+    shown while streaming can still move to the reasoning when a late `</think>` arrives."""
 
-class MissingKey(RuntimeError):
-    """The endpoint's key variable is not set."""
-
-
-def classify_error(exc: BaseException) -> tuple[str, str]:
-    """(status, error_kind) for an exception raised while calling a provider."""
-    if isinstance(exc, MissingKey):
-        return Status.ERROR, "missing_key"
-    if isinstance(exc, local_server.LocalModelUnavailable):
-        return Status.ERROR, "local_unavailable"
-    is_status = isinstance(exc, openai.APIError) and not isinstance(exc, openai.APIConnectionError)
-    if is_status and any(marker in _body_text(exc) for marker in BLOCK_MARKERS):
-        return Status.BLOCKED, "blocked"
-    kinds = [
-        (openai.AuthenticationError, "auth"),
-        (openai.PermissionDeniedError, "auth"),
-        (openai.NotFoundError, "model_not_found"),
-        (openai.RateLimitError, "rate_limit"),
-        (openai.APITimeoutError, "timeout"),
-        (openai.APIConnectionError, "connection"),
-        (openai.InternalServerError, "server_error"),
-        (openai.BadRequestError, "bad_request"),
-        (openai.UnprocessableEntityError, "bad_request"),
-    ]
-    for cls, kind in kinds:
-        if isinstance(exc, cls):
-            return Status.ERROR, kind
-    if isinstance(exc, TimeoutError):
-        return Status.ERROR, "timeout"
-    return Status.ERROR, "error"
-
-
-def explain(kind: str, endpoint: Endpoint, detail: str | None = None) -> str:
-    """A plain sentence for the user about a failure kind, with the provider's detail."""
-    text = ERROR_HELP.get(kind, ERROR_HELP["error"]).format(
-        key_env=endpoint.key_env or "(none)",
-        model=endpoint.model,
-        timeout=endpoint.timeout,
-        host=endpoint.host,
-    )
-    return f"{text} ({detail})" if detail else text
-
-
-def _short(exc: BaseException) -> str:
-    message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
-    return message if len(message) <= 500 else message[:500] + "…"
-
-
-class _ThinkSplitter:
-    """Moves <think>...</think> spans out of streamed content into reasoning."""
+    OPEN, CLOSE = "<think>", "</think>"
 
     def __init__(self) -> None:
-        self.inside = False
-        self.buffer = ""
+        self.state = "start"  # start -> inside | open -> text
+        self.pending = ""  # leading text that may still become an opening tag
+        self.text = ""
+        self.reasoning = ""
+        self.scanned = 0  # how far the current buffer was searched for a tag
 
-    def feed(self, chunk: str) -> tuple[str, str]:
-        self.buffer += chunk
-        text, reasoning = "", ""
-        while self.buffer:
-            tag = "</think>" if self.inside else "<think>"
-            at = self.buffer.find(tag)
-            if at < 0:
-                # keep a possible partial tag for the next chunk
-                keep = next((n for n in range(len(tag) - 1, 0, -1) if self.buffer.endswith(tag[:n])), 0)
-                out, self.buffer = (
-                    self.buffer[: len(self.buffer) - keep],
-                    self.buffer[len(self.buffer) - keep :],
-                )
-                if self.inside:
-                    reasoning += out
-                else:
-                    text += out
-                break
-            out, self.buffer = self.buffer[:at], self.buffer[at + len(tag) :]
-            if self.inside:
-                reasoning += out
+    def feed(self, chunk: str) -> None:
+        """Add one streamed piece of content."""
+        if self.state == "start":
+            self.pending += chunk
+            head = self.pending.lstrip()
+            if not head or (self.OPEN.startswith(head) and head != self.OPEN):
+                return  # not decided yet
+            chunk, self.pending = self.pending, ""
+            if head.startswith(self.OPEN):
+                self.state, chunk = "inside", head[len(self.OPEN) :]
             else:
-                text += out
-            self.inside = not self.inside
-        return text, reasoning
+                self.state = "open"
+        if self.state == "inside":
+            self.reasoning += chunk
+            self._close_in("reasoning")
+        elif self.state == "open":
+            self.text += chunk
+            self._close_in("text")
+        elif self.text or chunk.strip():
+            self.text += chunk if self.text else chunk.lstrip()  # no blank lines after </think>
 
-    def flush(self) -> tuple[str, str]:
-        out, self.buffer = self.buffer, ""
-        return ("", out) if self.inside else (out, "")
+    def _close_in(self, field: str) -> None:
+        buffer = getattr(self, field)
+        start = max(0, self.scanned - len(self.CLOSE))
+        close = buffer.find(self.CLOSE, start)
+        opened = buffer.find(self.OPEN, start) if field == "text" else -1
+        if opened >= 0 and (close < 0 or opened < close):
+            self.state = "text"  # a <think> in the middle of an answer is text, and so is all after it
+            return
+        if close < 0:
+            self.scanned = len(buffer)
+            return
+        # everything before the closing tag was reasoning (the other field is still empty)
+        self.reasoning, self.text = buffer[:close], buffer[close + len(self.CLOSE) :].lstrip()
+        self.state = "text"
+
+    def flush(self) -> None:
+        """The stream ended: undecided leading text is text."""
+        self.text, self.pending = self.text + self.pending, ""
 
 
 def _reasoning_delta(delta: object, field_name: str | None) -> str:
@@ -201,6 +159,90 @@ def _reasoning_delta(delta: object, field_name: str | None) -> str:
         if isinstance(value, str) and value:
             return value
     return ""
+
+
+class _Answer:
+    """One answer as it arrives: every piece made valid Unicode, `<think>` spans split out,
+    and the endpoint's secrets redacted before anything reaches the Outcome."""
+
+    def __init__(self, endpoint: Endpoint, out: Outcome) -> None:
+        self.endpoint, self.out = endpoint, out
+        self.content, self.thinking = SurrogateJoiner(), SurrogateJoiner()
+        self.splitter = ThinkSplitter() if endpoint.quirks.think_tags else None
+        self.text, self.reasoning = "", ""
+        self.redact = Redactor(url_secrets(endpoint.base_url))
+
+    def add(self, content: str, reasoning: str, final: bool = False) -> bool:
+        """Take one delta (or, with `final`, the end of the stream); True when the Outcome changed."""
+        content = self.content.flush() if final else self.content.feed(content)
+        reasoning = self.thinking.flush() if final else self.thinking.feed(reasoning)
+        self.reasoning += reasoning
+        if self.splitter is not None:
+            if content:
+                self.splitter.feed(content)
+            if final:
+                self.splitter.flush()
+            text, extra = self.splitter.text, self.splitter.reasoning
+        else:
+            text, extra = self.text + content, ""
+        self.text = text
+        text, both = self.redact(text), self.redact(self.reasoning + extra)
+        changed = (text, both) != (self.out.text, self.out.reasoning)
+        self.out.text, self.out.reasoning = text, both
+        return changed
+
+
+def _chunk_from_completion(body: dict) -> ChatCompletionChunk:
+    """A whole (non-streamed) chat completion as one chunk: some servers ignore stream=true."""
+    choice = body["choices"][0]
+    return ChatCompletionChunk.model_validate(
+        {
+            "id": str(body.get("id") or "completion"),
+            "object": "chat.completion.chunk",
+            "created": int(body.get("created") or 0),
+            "model": str(body.get("model") or ""),
+            "choices": [
+                {"index": 0, "delta": choice.get("message") or {}, "finish_reason": choice.get("finish_reason")}
+            ],
+            "usage": body.get("usage"),
+        }
+    )
+
+
+async def _chunks(stream) -> AsyncIterator[ChatCompletionChunk]:
+    """The stream's chunks; a 200 that is not an event stream is read whole and either used (a
+    full completion, or events sent under the wrong content type) or raised as the failure it
+    describes, with the provider's own words."""
+    response = stream.response
+    content_type = response.headers.get("content-type", "")
+    if not content_type or "event-stream" in content_type:
+        async for chunk in stream:
+            yield chunk
+        return
+    try:
+        raw = decode_bytes(await response.aread())
+    finally:
+        await response.aclose()
+    body: object = raw
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        events = [line[5:].strip() for line in raw.splitlines() if line.startswith("data:")]
+        if events:
+            for data in events:
+                if data != "[DONE]":
+                    yield ChatCompletionChunk.model_validate(json.loads(data))
+            return
+    if isinstance(body, dict) and isinstance(body.get("choices"), list) and body["choices"]:
+        try:
+            yield _chunk_from_completion(body)
+            return
+        except (KeyError, TypeError, ValueError):
+            pass
+    if isinstance(body, dict) and body.get("error"):
+        message = signals.provider_message(body) or "an error in a 200 response"
+        raise openai.APIError(message, response.request, body=body["error"])
+    raise NotEventStream(content_type, body)
 
 
 async def stream_chat(
@@ -219,13 +261,16 @@ async def stream_chat(
     out = out if out is not None else Outcome()
     request = build_request(endpoint, messages, overrides)
     out.params = {k: v for k, v in request.items() if k not in ("messages", "stream", "model")}
+    # the policy prompt the model saw ("" for none), so exports show the prompt as it was sent
+    out.params["policy_system_prompt"] = endpoint.system_prompt
     start = time.perf_counter()
-    splitter = _ThinkSplitter() if endpoint.quirks.think_tags else None
+    answer = _Answer(endpoint, out)
     counted = 0
     try:
         key = api_key(endpoint)
         if key is None:
             raise MissingKey(endpoint.key_env)
+        answer.redact = Redactor([key, *url_secrets(endpoint.base_url)])
         base_url = (await asyncio.to_thread(local_server.ensure_running)) if endpoint.is_embedded else endpoint.base_url
         client = AsyncOpenAI(
             api_key=key,
@@ -236,9 +281,7 @@ async def stream_chat(
         )
         try:
             stream = await client.chat.completions.create(**request)
-            if endpoint.is_embedded:  # llama.cpp sends no usage: count the prompt with its tokenizer
-                out.input_tokens = await asyncio.to_thread(local_server.count_prompt_tokens, request["messages"])
-            async for chunk in stream:
+            async for chunk in _chunks(stream):
                 if chunk.usage is not None:
                     out.input_tokens = chunk.usage.prompt_tokens
                     out.output_tokens = chunk.usage.completion_tokens
@@ -248,42 +291,39 @@ async def stream_chat(
                 delta = choice.delta
                 text = (delta.content or "") if delta is not None else ""
                 reasoning = _reasoning_delta(delta, endpoint.quirks.reasoning_field) if delta else ""
-                if splitter and text:
-                    text, extra = splitter.feed(text)
-                    reasoning += extra
                 if text or reasoning:
-                    if out.ttft_ms is None:
-                        out.ttft_ms = (time.perf_counter() - start) * 1000
                     counted += 1
-                    out.text += text
-                    out.reasoning += reasoning
-                    yield out
+                    if answer.add(text, reasoning):
+                        if out.ttft_ms is None:
+                            out.ttft_ms = (time.perf_counter() - start) * 1000
+                        yield out
                 if choice.finish_reason:
-                    out.finish_reason = choice.finish_reason
+                    out.finish_reason = answer.redact(str(choice.finish_reason))
+            if endpoint.is_embedded and out.input_tokens is None:  # a server without usage: count the prompt
+                out.input_tokens = await asyncio.to_thread(local_server.count_prompt_tokens, request["messages"])
         finally:
             if http_client is None:
                 await client.close()
-        if splitter:
-            text, reasoning = splitter.flush()
-            out.text, out.reasoning = out.text + text, out.reasoning + reasoning
-        if out.finish_reason is None:
-            # a clean end of the connection without a finish reason: the provider died mid-answer
-            out.status, out.error_kind = Status.ERROR, "stream_broken"
-            out.error_message = explain("stream_broken", endpoint, "no finish reason before the end")
-        elif out.finish_reason == "content_filter":
-            out.status, out.error_kind = Status.BLOCKED, "blocked"
-            out.error_message = explain("blocked", endpoint, "finish_reason=content_filter")
+        answer.add("", "", final=True)
+        rule = signals.for_finish(out.finish_reason)
+        if rule.status != Status.OK:
+            kind = "stream_empty" if rule.kind == "stream_broken" and not out.text else rule.kind
+            detail = f"finish_reason '{out.finish_reason}'" if out.finish_reason else None
+            out.status, out.error_kind = rule.status, kind
+            out.error_message = explain(kind, endpoint, detail)
     except BaseException as exc:  # noqa: BLE001 - every failure becomes a recorded outcome
+        answer.add("", "", final=True)
         if not isinstance(exc, Exception):  # cancellation, KeyboardInterrupt, Streamlit rerun
             out.status, out.error_kind = Status.INTERRUPTED, "interrupted"
-            out.error_message = "Interrupted; the text streamed so far is kept."
+            out.error_message = INTERRUPTED_MESSAGE
             _finish(out, endpoint, start, counted)
             raise
-        status, kind = classify_error(exc)
-        if status == Status.ERROR and out.text and kind in ("connection", "error", "timeout"):
-            kind = "stream_broken"
-        out.status, out.error_kind = status, kind
-        out.error_message = explain(kind, endpoint, None if kind == "missing_key" else _short(exc))
+        rule, detail, code = signals.for_exception(exc)
+        kind = rule.kind
+        if rule.status == Status.ERROR and kind in PART_WAY and (out.text or out.reasoning):
+            kind = "stream_broken"  # it failed part way: what arrived is kept
+        out.status, out.error_kind = rule.status, kind
+        out.error_message = explain(kind, endpoint, None if kind == "missing_key" else answer.redact(detail), code)
     _finish(out, endpoint, start, counted)
     yield out
 

@@ -22,6 +22,7 @@ from db.engine import session_scope
 from db.models import Suite, SuitePrompt
 from db.vocab import LANGUAGES
 from lib.files import iter_jsonl
+from lib.safety import clean_json, clean_text, read_text
 
 BUILTIN_DIR = config.ROOT / "suites"
 KINDS = ("probe", "control", "general")
@@ -204,7 +205,7 @@ def parse_suite(text: str, filename: str = "suite.yaml") -> SuiteDef:
                 prompts.append(prompt)
     else:
         try:
-            data = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - a SafeLoader subclass
+            data = clean_json(yaml.load(clean_text(text), Loader=_LineLoader))  # noqa: S506 - a SafeLoader subclass
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             raise SuiteError(
@@ -237,8 +238,8 @@ def load_file(path: Path) -> SuiteDef:
     if path.suffix not in (".yaml", ".yml", ".jsonl"):
         raise SuiteError([f"{path.name}: suite files are .yaml, .yml or .jsonl"])
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        text = read_text(path)  # invalid UTF-8 becomes U+FFFD (lib/safety.py)
+    except OSError as exc:
         raise SuiteError([f"{path}: cannot be read ({exc})"]) from exc
     return parse_suite(text, path.name)
 

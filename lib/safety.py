@@ -1,0 +1,151 @@
+"""The one sanitising path for text that crosses Parallax's trust boundary.
+
+Provider streams, error bodies, model text, prompts from the command line or stdin, files users
+hand us and form fields are untrusted. Every entry point passes its text through here:
+
+- `clean_text` makes any string storable and printable: lone UTF-16 surrogates (a JSON
+  `"\\ud83d"`, an argv byte that was not UTF-8) and NUL characters become U+FFFD, while a pair
+  of surrogate halves that arrived separately is joined into the character it encodes;
+  `SurrogateJoiner` does the same across streamed chunks, holding back a dangling first half.
+- `Redactor` removes an endpoint's key and the credentials of its base URL from provider text.
+- `terminal_text` drops control characters (escape sequences) before text reaches a terminal.
+- `csv_cell` neutralises spreadsheet formulas (OWASP's CSV-injection guidance).
+
+No third-party imports: db/, lib/ and commands/ all call it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+REPLACEMENT = "\ufffd"
+REDACTED = "[redacted]"
+MIN_SECRET_CHARS = 8  # shorter values are too likely to occur in ordinary text to be replaced
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+_HIGH = range(0xD800, 0xDC00)
+# C0 and C1 controls except tab and newline (a carriage return can overwrite a terminal line)
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# OWASP: a cell that starts with one of these may be run as a formula by a spreadsheet
+CSV_TRIGGERS = ("=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b", "\uff0d", "\uff20")
+_AUTH_HEADER = re.compile(r"(?i)\b(authorization|x-api-key|api[-_]key)(\"?\s*[:=]\s*\"?)(bearer\s+)?[^\s\"',}]+")
+
+
+def clean_text(text: str | None) -> str:
+    """`text` as valid, storable Unicode: surrogate pairs joined, lone halves and NULs -> U+FFFD."""
+    if not text:
+        return text or ""
+    if not _UNSTORABLE.search(text):
+        return text  # the common case costs one regex scan
+    joined = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    return joined.replace("\x00", REPLACEMENT)
+
+
+def clean_json(value: object) -> object:
+    """A parsed JSON/YAML/TOML value with every string in it (keys too) passed through `clean_text`."""
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, dict):
+        return {clean_json(k): clean_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [clean_json(v) for v in value]
+    return value
+
+
+def decode_bytes(data: bytes) -> str:
+    """Bytes from a file, a pipe or an upload as clean text: invalid UTF-8 becomes U+FFFD, a
+    leading byte-order mark is dropped."""
+    return clean_text(data.decode("utf-8", errors="replace").removeprefix("\ufeff"))
+
+
+def read_text(path) -> str:
+    """A text file's content via `decode_bytes` (OSError when it cannot be read)."""
+    with open(path, "rb") as handle:
+        return decode_bytes(handle.read())
+
+
+class SurrogateJoiner:
+    """Makes streamed text clean chunk by chunk without splitting a character in two.
+
+    A provider may send the two UTF-16 halves of an emoji in two chunks: the first half is held
+    back until the next chunk says whether its partner follows."""
+
+    def __init__(self) -> None:
+        self.pending = ""
+
+    def feed(self, chunk: str) -> str:
+        """The clean text that can be shown now."""
+        text = self.pending + (chunk or "")
+        self.pending = ""
+        if text and ord(text[-1]) in _HIGH:
+            text, self.pending = text[:-1], text[-1]
+        return clean_text(text)
+
+    def flush(self) -> str:
+        """What is still held back at the end of the stream (a lone half -> U+FFFD)."""
+        text, self.pending = self.pending, ""
+        return clean_text(text)
+
+
+def url_secrets(url: str | None) -> list[str]:
+    """The credentials in a URL: user and password before the host, and query-string values."""
+    if not url:
+        return []
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return []
+    found = [parts.password, unquote(parts.password)] if parts.password else []
+    for _, value in parse_qsl(parts.query):
+        found += [value]
+    return [s for s in found if s]
+
+
+def strip_credentials(url: str) -> str:
+    """`url` without any user:password@ part (for display and storage)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    if "@" not in parts.netloc:
+        return url
+    return parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]).geturl()
+
+
+class Redactor:
+    """Removes known secret values (an endpoint's key, its URL credentials) and any
+    Authorization-like header value from provider text."""
+
+    def __init__(self, secrets: Iterable[str | None] = ()) -> None:
+        values = {s for s in secrets if s and len(s) >= MIN_SECRET_CHARS}
+        self.secrets = sorted(values, key=len, reverse=True)  # longest first: no partial leftovers
+
+    def __call__(self, text: str | None) -> str:
+        """`text`, clean (see `clean_text`) and with every secret replaced by [redacted]."""
+        text = clean_text(text)
+        if not text:
+            return text
+        for secret in self.secrets:
+            if secret in text:
+                text = text.replace(secret, REDACTED)
+        return _AUTH_HEADER.sub(lambda m: f"{m.group(1)}{m.group(2)}{m.group(3) or ''}{REDACTED}", text)
+
+
+def terminal_text(text: object) -> str:
+    """Text safe to print on a terminal: clean, without control characters (escape sequences)."""
+    return _CONTROL.sub("", clean_text("" if text is None else str(text)))
+
+
+def csv_cell(value: object) -> object:
+    """A value safe for a spreadsheet: text that could start a formula gets a leading quote."""
+    if isinstance(value, str):
+        value = clean_text(value)
+        if value.startswith(CSV_TRIGGERS):
+            return "'" + value
+    return value
+
+
+def csv_row(row: dict) -> dict:
+    """Every cell of a CSV row through `csv_cell`."""
+    return {key: csv_cell(value) for key, value in row.items()}

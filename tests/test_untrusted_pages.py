@@ -1,0 +1,123 @@
+"""Pages show model text through one safe render path, and the blind arena names no model before
+the vote (issue 12, items 8, 9 and 12), with Streamlit's AppTest and the protocol test server."""
+
+import pytest
+from sqlalchemy import select
+from streamlit.testing.v1 import AppTest
+
+from db.engine import session_scope
+from db.models import Vote
+from lib import ui
+from lib.arena.battles import BlindBattle
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.app
+
+
+def app() -> AppTest:
+    return AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
+
+
+def endpoints_file(tmp_path, url: str, **entries: str) -> None:
+    """endpoints.user.toml with one local endpoint per id on the protocol server; the value is
+    the model name, optionally followed by TOML quirks after a '|'."""
+    lines = []
+    for eid, spec in entries.items():
+        model, _, quirks = spec.partition("|")
+        lines.append(
+            f'[endpoints.{eid}]\nname = "Name of {eid}"\nbase_url = "{url}"\nmodel = "{model}"\nkind = "local"'
+        )
+        lines.append("max_retries = 0" + (f"\nquirks = {{ {quirks} }}" if quirks else "") + "\n")
+    (tmp_path / "endpoints.user.toml").write_text("\n".join(lines))
+
+
+def markdown_shown(at: AppTest) -> str:
+    return "\n".join(str(m.value) for m in at.markdown)
+
+
+def test_compare_renders_an_answer_without_remote_images_links_or_maths(protocol_server, tmp_path):
+    endpoints_file(tmp_path, protocol_server.url, mk="markup")
+    at = app().run()
+    at.multiselect(key="compare_models").set_value(["mk"])
+    at.chat_input(key="compare_prompt").set_value("show me").run()
+    assert not at.exception
+    shown = markdown_shown(at)
+    assert "(image not loaded) *chart*: ` http://127.0.0.1:9/collect.png?d=secret `" in shown
+    assert "![chart]" not in shown and "costs \\$5 and \\$10" in shown
+    assert "\\[run](javascript:alert(1))" in shown
+    # with maths turned on in Settings, dollars are left for KaTeX
+    at.session_state[ui.MATHS] = True
+    at.run()
+    assert "costs $5 and $10" in markdown_shown(at)
+
+
+def test_the_maths_toggle_lives_in_settings_and_is_off_by_default():
+    at = app()
+    at.switch_page("views/settings.py").run()
+    assert not at.exception
+    toggle = at.toggle(key="settings_maths")
+    assert toggle.value is False
+    toggle.set_value(True).run()
+    assert at.session_state[ui.MATHS] is True
+
+
+def _battle(at: AppTest, a: str, b: str) -> None:
+    at.session_state[ui.ARENA_BATTLE] = BlindBattle(conversation_id=None, slots={"a": a, "b": b})
+
+
+def test_arena_hides_reasoning_and_speed_until_the_vote_and_flags_a_leak_in_reasoning(protocol_server, tmp_path):
+    endpoints_file(tmp_path, protocol_server.url, think='reasoner|reasoning_field = "reasoning_content"', plain="usage")
+    at = app()
+    at.switch_page("views/arena.py")
+    _battle(at, "think", "plain")
+    at.run()
+    at.chat_input(key="arena_prompt").set_value("I am Claude here").run()
+    assert not at.exception
+    before = " ".join(str(getattr(e, "value", "")) for e in at.main)
+    assert (
+        "Reasoning" not in [e.label for e in at.expander]
+        and "tok/s" not in before
+        and "(counted)" not in before
+        and "first token" not in before
+    )
+    at.button(key="arena_vote_a").click().run()
+    assert not at.exception
+    assert "Reasoning" in [e.label for e in at.expander]  # shown once the names are out
+    assert any("tok/s" in c.value for c in at.caption)
+    with session_scope() as s:
+        vote = s.scalars(select(Vote)).one()
+    assert vote.identity_leaked  # "Claude here" in an answer, read after the vote
+
+
+def test_a_leak_only_in_the_reasoning_flags_the_battle(protocol_server, tmp_path):
+    from lib.arena.battles import battle_leaks
+
+    class R:
+        def __init__(self, text, reasoning):
+            self.text, self.reasoning = text, reasoning
+
+    class E:
+        responses = [R("The capital is Paris.", "As an AI language model trained by OpenAI, I know this.")]
+
+    class C:
+        exchanges = [E()]
+
+    assert battle_leaks(C()) == ["trained by OpenAI"]
+
+
+def test_arena_offers_retry_or_skip_not_a_vote_when_a_side_failed(protocol_server, tmp_path):
+    endpoints_file(tmp_path, protocol_server.url, good="echo", bad="error500")
+    at = app()
+    at.switch_page("views/arena.py")
+    _battle(at, "good", "bad")
+    at.run()
+    at.chat_input(key="arena_prompt").set_value("hello both").run()
+    assert not at.exception
+    keys = {b.key for b in at.button}
+    assert "arena_vote_a" not in keys and {"arena_retry_b", "arena_skip"} <= keys
+    assert any("failed on this turn" in w.value for w in at.warning)
+    at.button(key="arena_skip").click().run()
+    assert not at.exception
+    assert at.session_state[ui.ARENA_BATTLE].conversation_id is None  # a fresh battle
+    with session_scope() as s:
+        assert s.scalars(select(Vote)).first() is None
