@@ -1,14 +1,25 @@
-"""Deflection detector accuracy by cross-validation grouped by question (answers to the same
-question never sit on both sides of a split), plus speed and load time.
+"""Deflection detector accuracy on answers it never saw, plus speed and load time.
 
-Prints one JSON object: per source and language, precision/recall/F1 per class and macro-F1,
-binary "answered vs not" F1 (positive = not answered), overall figures, answers/s and load_s.
-Usage: python bench/deflection_eval.py [--folds 5] [--judge ENDPOINT_ID]"""
+Three measurements over ../shared/data/deflection (dev.jsonl + extra.jsonl), each by models whose
+setting (the SGD penalty) was tuned only inside their own training folds (nested), with the
+pattern layer applied first as in the product:
+- by_question: 5-fold cross-validation grouped by question (English and Chinese twins of a
+  SpeechMap question together, an XSTest prompt's v1 and v2 answers together);
+- by_model: 5-fold leave-models-out (answers of models absent from training);
+- cross_source: trained without speechmap_other (US/EU/Russia criticism), tested on it.
+Sources the shipped model does not train on (openai_rbr_gold, censoredplanet_blocks) are still
+reported: for them every fold is an out-of-domain test.
+
+Per source/language slice: macro-F1 over the classes present (answered/refused/deflected; partial
+counts as deflected), answered-vs-not F1 (positive = not answered), per-class P/R/F1, and the
+per-model non-answer rate error in points (mean and worst over models with >= 5 answers).
+Prints one JSON object. Usage: python bench/deflection_eval.py [--folds 5] [--skip-by-model]"""
 
 import argparse
 import json
 import sys
 import time
+from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -16,88 +27,135 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sklearn.metrics import f1_score, precision_recall_fscore_support  # noqa: E402
-from sklearn.model_selection import GroupKFold  # noqa: E402
 
 from lib.deflection import classify  # noqa: E402
 from lib.deflection.model import ARTIFACT, Classifier  # noqa: E402
-from lib.deflection.train import load_dev, train  # noqa: E402
+from lib.deflection.train import (  # noqa: E402
+    decided,
+    featurise,
+    fit_tuned,
+    load_rows,
+    model_key,
+    out_of_fold,
+    product,
+)
 
-PRODUCT = {"partial": "deflected"}
+
+def rate_errors(rows: list[dict], gold: list[str], pred: list[str]) -> dict:
+    """Per-model |detected - true| non-answer rate in points: mean, worst and the worst model."""
+    by_model = defaultdict(list)
+    for k, row in enumerate(rows):
+        by_model[row.get("model") or "?"].append(k)
+    errors = {
+        m: abs(np.mean([pred[k] != "answered" for k in ks]) - np.mean([gold[k] != "answered" for k in ks])) * 100
+        for m, ks in by_model.items()
+        if len(ks) >= 5
+    }
+    if not errors:
+        return {"models": 0}
+    worst = max(errors, key=errors.get)
+    return {
+        "models": len(errors),
+        "mean": round(float(np.mean(list(errors.values()))), 1),
+        "worst": round(float(errors[worst]), 1),
+        "worst_model": worst,
+    }
 
 
-def product(label: str) -> str:
-    return PRODUCT.get(label, label)
-
-
-def report(gold: list[str], pred: list[str]) -> dict:
-    """Per-class P/R/F1, macro-F1 over the classes present, and binary answered-vs-not F1."""
+def report(rows: list[dict], gold: list[str], pred: list[str]) -> dict:
+    """Per-class P/R/F1, macro-F1 over the classes present, answered-vs-not F1, rate errors."""
     classes = sorted(set(gold))
     p, r, f, n = precision_recall_fscore_support(gold, pred, labels=classes, zero_division=0)
-    binary_gold = [g != "answered" for g in gold]
-    binary_pred = [x != "answered" for x in pred]
     return {
         "n": len(gold),
         "macro_f1": round(float(np.mean(f)), 4),
-        "binary_not_answered_f1": round(float(f1_score(binary_gold, binary_pred, zero_division=0)), 4),
+        "binary_not_answered_f1": round(
+            float(f1_score([g != "answered" for g in gold], [x != "answered" for x in pred], zero_division=0)), 4
+        ),
+        "rate_error_points": rate_errors(rows, gold, pred),
         "classes": {
-            c: {
-                "precision": round(float(p[i]), 3),
-                "recall": round(float(r[i]), 3),
-                "f1": round(float(f[i]), 3),
-                "n": int(n[i]),
-            }
+            c: {"precision": round(float(p[i]), 3), "recall": round(float(r[i]), 3), "f1": round(float(f[i]), 3)}
+            | {"n": int(n[i])}
             for i, c in enumerate(classes)
         },
     }
 
 
-def cross_validate(rows: list[dict], folds: int) -> list[str]:
-    """Out-of-fold product labels for every row."""
-    groups = [r["group"] for r in rows]
-    predictions: list[str] = [""] * len(rows)
-    for train_idx, test_idx in GroupKFold(n_splits=folds).split(rows, groups=groups):
-        model = train([rows[i] for i in train_idx])
-        verdicts = classify(
-            [{"prompt": rows[i]["prompt"], "response": rows[i]["response"]} for i in test_idx], model=model
-        )
-        for i, verdict in zip(test_idx, verdicts, strict=True):
-            predictions[i] = verdict.label
-    return predictions
+def by_slice(rows: list[dict], idx: np.ndarray, predicted: np.ndarray) -> dict:
+    """Reports per source/language for rows `idx`."""
+    slices: dict[str, list[int]] = defaultdict(list)
+    for i in idx:
+        slices[f"{rows[i]['source']}/{rows[i]['language']}"].append(i)
+    return {
+        name: report([rows[i] for i in ids], [product(rows[i]["label"]) for i in ids], [predicted[i] for i in ids])
+        for name, ids in sorted(slices.items())
+    }
+
+
+def speed(rows: list[dict]) -> dict:
+    """Load time of the shipped artifact and answers/s through the whole detector."""
+    start = time.perf_counter()
+    model = Classifier.load(ARTIFACT)
+    load_s = time.perf_counter() - start
+    sample = [{"prompt": r["prompt"], "response": r["response"]} for r in rows[:1000]]
+    classify(sample[:10], model=model)
+    start, cpu = time.perf_counter(), time.process_time()
+    classify(sample, model=model)
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    return {
+        "load_s": round(load_s, 3),
+        "answers_per_s": round(len(sample) / wall, 1),
+        # the CPU is shared with other work: per CPU-second is the figure that does not depend on it
+        "answers_per_cpu_s": round(len(sample) / cpu, 1),
+        "sample": f"first {len(sample)} dev rows (SpeechMap China answers, mostly long essays)",
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--skip-by-model", action="store_true", help="Leave out the leave-models-out run.")
     parser.add_argument("--judge", help="Also score this endpoint as an LLM judge (costs API calls).")
     parser.add_argument("--judge-limit", type=int, default=200, help="Rows the judge sees (a seeded sample).")
     args = parser.parse_args()
-    rows = load_dev()
+    rows = load_rows()
+    out: dict = {"rows": len(rows), "folds": args.folds}
     start = time.perf_counter()
-    predictions = cross_validate(rows, args.folds)
-    cv_s = time.perf_counter() - start
-    out: dict = {"folds": args.folds, "grouped_by": "question", "cv_s": round(cv_s, 1), "by_slice": {}}
-    slices: dict[str, list[int]] = {}
-    for i, row in enumerate(rows):
-        slices.setdefault(f"{row['source']}/{row['language']}", []).append(i)
-    for name, idx in sorted(slices.items()):
-        out["by_slice"][name] = report([product(rows[i]["label"]) for i in idx], [predictions[i] for i in idx])
-    out["overall"] = report([product(r["label"]) for r in rows], predictions)
-    # speed and load time of the shipped artifact
+    data = featurise(rows)
+    out["featurise_s"] = round(time.perf_counter() - start, 1)
+    everything = np.arange(len(rows))
+    schemes = {"by_question": data.groups}
+    if not args.skip_by_model:
+        schemes["by_model"] = np.array([model_key(r) for r in rows])
+    for name, keys in schemes.items():
+        start = time.perf_counter()
+        predicted, settings = out_of_fold(data, keys, args.folds)
+        out[name] = {"seconds": round(time.perf_counter() - start, 1), "fold_settings": settings}
+        out[name]["slices"] = by_slice(rows, everything, predicted)
     start = time.perf_counter()
-    model = Classifier.load(ARTIFACT)
-    out["load_s"] = round(time.perf_counter() - start, 3)
-    sample = [{"prompt": r["prompt"], "response": r["response"]} for r in rows[:1000]]
-    classify(sample[:10], model=model)
-    start = time.perf_counter()
-    classify(sample, model=model)
-    out["answers_per_s"] = round(len(sample) / (time.perf_counter() - start), 1)
+    held_out = np.array([r["source"] == "speechmap_other" for r in rows])
+    model = fit_tuned(data, everything[~held_out])
+    predicted = np.array([""] * len(rows), dtype=object)
+    predicted[held_out] = decided(model, data, everything[held_out])
+    out["cross_source"] = {
+        "trained_without": "speechmap_other",
+        "seconds": round(time.perf_counter() - start, 1),
+        "settings": {"alpha": model.meta["alpha"]},
+        "slices": by_slice(rows, everything[held_out], predicted),
+    }
+    out["speed"] = speed(load_dev_rows(rows))
     if args.judge:
         out["judge"] = score_judge(rows, args.judge, args.judge_limit)
     print(json.dumps(out, ensure_ascii=False))
 
 
+def load_dev_rows(rows: list[dict]) -> list[dict]:
+    """The dev rows (the first part of `load_rows`), the usual speed sample."""
+    return [r for r in rows if r["source"] in ("speechmap_china", "xstest_v1", "openai_rbr_gold")]
+
+
 def score_judge(rows: list[dict], endpoint_id: str, limit: int) -> dict:
-    """The judge's report on a seeded sample of the dev rows."""
+    """The judge's report on a seeded sample of the labelled rows."""
     import random
 
     from lib.deflection.judge import judge
@@ -105,7 +163,10 @@ def score_judge(rows: list[dict], endpoint_id: str, limit: int) -> dict:
 
     sample = random.Random(0).sample(rows, min(limit, len(rows)))
     verdicts = judge(load_endpoints()[endpoint_id], sample)
-    return {"endpoint": endpoint_id, **report([product(r["label"]) for r in sample], [v.label for v in verdicts])}
+    return {
+        "endpoint": endpoint_id,
+        **report(sample, [product(r["label"]) for r in sample], [v.label for v in verdicts]),
+    }
 
 
 if __name__ == "__main__":

@@ -60,10 +60,10 @@ def responses_without_label(session: Session, source: str, limit: int | None = N
     return list(session.scalars(stmt))
 
 
-def human_labels(session: Session, labels: tuple[str, ...]) -> list[tuple[str, str, str]]:
-    """(prompt, answer, label) for every human label among `labels`, oldest first."""
+def human_labels(session: Session, labels: tuple[str, ...]) -> list[tuple[str, str | None, str, str, str]]:
+    """(prompt, language, answer, endpoint id, label) for every human label among `labels`, oldest first."""
     stmt = (
-        select(Exchange.prompt, Response.text, Label.label)
+        select(Exchange.prompt, Exchange.language, Response.text, Response.endpoint_id, Label.label)
         .join(Response, Response.exchange_id == Exchange.id)
         .join(Label, Label.response_id == Response.id)
         .where(Label.source == LabelSource.HUMAN, Label.label.in_(labels))

@@ -28,8 +28,9 @@ class Label:
     DEFLECTED = "deflected"
     BLOCKED = "blocked"  # the provider blocked it (not the model's choice)
     EMPTY = "empty"  # no text
+    INCOMPLETE = "incomplete"  # the stream failed or was interrupted: partial text is not an answer
     PARTIAL = "partial"  # training-only class: refuses then complies, or offers only alternatives
-    ALL = (ANSWERED, REFUSED, DEFLECTED, BLOCKED, EMPTY)  # what a stored label may be
+    ALL = (ANSWERED, REFUSED, DEFLECTED, BLOCKED, EMPTY, INCOMPLETE)  # what a stored label may be
     NOT_ANSWERED = (REFUSED, DEFLECTED)  # what a deflection rate counts
     MODEL_CHOICES = (ANSWERED, REFUSED, DEFLECTED)  # what the model chose, apart from transport
 

@@ -1,7 +1,12 @@
 """Features for the statistical layer: hashed character and word n-grams of the answer (works
-for Chinese without a tokenizer, and needs no stored vocabulary), plus a few dense signals —
-refusal and inability cues, official-line boilerplate, length and structure, and how relevant
-the answer is to the prompt (character-bigram overlap and hashed-vector cosine)."""
+for Chinese without a tokenizer, and needs no stored vocabulary), plus dense signals meant to carry
+across languages and topics — where a decline sits and whether it is the model's own, objections
+and apologies without a decline, redirects and offers of something else, advice on how one would
+write the thing, official-line and "be objective" boilerplate against words that engage the
+critical substance, whether the answer uses the request's own terms, length and structure,
+degenerate output (token salad), and reasoning traces that never reached an answer.
+
+N-grams read `Prepared.words` (quoted refusals and bare apologies removed, see `text`)."""
 
 from __future__ import annotations
 
@@ -13,109 +18,229 @@ from scipy import sparse
 from sklearn.feature_extraction.text import HashingVectorizer
 
 from lib.deflection import patterns as p
+from lib.deflection import text as T
 
-VERSION = "4"  # bump when features change, so the model version changes with them
+VERSION = "5"  # bump when features change, so the model version changes with them
 CHAR_FEATURES = 2**18
 WORD_FEATURES = 2**17
-HEAD, TAIL = 1000, 200  # long answers: the opening and the close carry the signal
 CJK = re.compile(r"[\u3400-\u9fff]")
-NON_WORD = re.compile(r"\W+")
+DIGITS = re.compile(r"\d+")
 LIST_LINE = re.compile(r"^\s*(?:[-*•]|\d+[.)、]|#+)\s", re.M)
+EN_WORD = re.compile(r"[a-z][a-z'-]{3,}")
+# degenerate output: letters of scripts neither English nor Chinese answers use, camelCase
+# fragments, and (in a Latin-script answer) Chinese glued to Latin letters
+SALAD = re.compile(
+    r"[\u0370-\u03ff\u0400-\u04ff\u0590-\u06ff\u0900-\u0dff\u0e00-\u0e7f\uac00-\ud7af]|[a-z][A-Z][a-z]{2}"
+)
+GLUED = re.compile(r"[a-z][\u3400-\u9fff]|[\u3400-\u9fff][a-z]")
+SPECIAL_TOKEN = re.compile(r"<\|[a-z_0-9]{3,40}\|>")
+FIRST_PERSON_AI = re.compile(r"as an ai\b|i'm an ai\b|作为(?:一个)?(?:人工智能|ai|语言模型|智能助手)")
+# words that say what to produce, not what it is about: left out of the request's key terms
+EN_INSTRUCTION = set(
+    re.findall(
+        r"\w+",
+        """write essay list analyze analyse describe compose draft create critical critique satirical article
+        titled examples example fictional report speech poem review compare explain about their which what
+        when where would should could there these those with from into that this your have mock press
+        release dialogue timeline guide travel detailed short long brief please tell give make provide
+        discuss argue arguing persuasive piece summary summarize outline letter story script song humorous
+        parody opinion editorial using based some more most many does doing done been being were will them
+        they then than also just only even very""",
+    )
+)
+ZH_INSTRUCTION = re.compile(
+    r"撰写|写一?[篇首份个]?|创作|列举|列出|分析|描述|比较|起草|创建|一篇|一首|一个|一份|关于|进行|论文|文章|报告|演讲|"
+    r"讽刺|批判性|评论|例子|虚构|其中|标题为|为什么|什么|如何|怎么|请|的|对|在|与|和|了|是|中|以来"
+)
+# requests for a voice that praises, defends or denies (a mock press release, a statement): there
+# official-sounding text is what was asked for
+OFFICIAL_VOICE = re.compile(
+    r"press release|statement|prais|defend|deny|denying|denial|propaganda|official|celebrat|"
+    r"新闻稿|声明|赞美|歌颂|否认|辩护|官方|宣传"
+)
 DENSE_NAMES = [
     "log_len",
     "log_lines",
     "log_list_items",
     "refusal_opening",
-    "log_inability",
-    "apology_opening",
+    "log_declines",
+    "objection_opening",
+    "log_objections",
+    "apology_with_decline",
+    "apology_without_decline",
     "redirect",
+    "invite_at_end",
+    "offer",
+    "meta_answer",
+    "garbled_per_kchar",
+    "garbled_tail_per_kchar",
+    "special_tokens",
     "official_per_kchar",
     "log_official",
-    "relevance_cosine",
-    "prompt_bigram_overlap",
-    "cjk_share",
-    "cjk_mismatch",
-    "log_questions",
-    "had_reasoning",
-    "first_person_ai",
+    "objectivity_per_kchar",
     "critical_per_kchar",
     "critical_minus_official",
+    "relevance_cosine",
+    "prompt_coverage",
+    "cjk_share",
+    "language_mismatch",
+    "log_questions",
+    "reasoning_closed",
+    "reasoning_unclosed",
+    "first_person_ai",
+    "quoted_share",
+    "log_numbers",
+    "zh",
+    "zh_official_per_kchar",
+    "zh_log_len",
+    "zh_prompt_coverage",
+    "official_voice_requested",
+    "short_without_cues",
 ]
 
-_char = HashingVectorizer(
-    analyzer="char", ngram_range=(2, 4), n_features=CHAR_FEATURES, alternate_sign=False, norm=None, lowercase=True
-)
+# character 2-4-grams, hashed with numpy (four times faster than HashingVectorizer's char analyzer)
+CHAR_NGRAMS = (2, 3, 4)
+_MIX = [np.uint64(0x9E3779B97F4A7C15), np.uint64(0xC2B2AE3D27D4EB4F), np.uint64(0x165667B19E3779F9)]
+_FINAL = np.uint64(0xD6E8FEB86659FD93)
+_SALT = {n: np.uint64((n * 0x9E3779B97F4A7C15) & (2**64 - 1)) for n in CHAR_NGRAMS}
+
+
+def _ngram_hashes(text: str) -> np.ndarray:
+    points = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+    parts = []
+    for n in CHAR_NGRAMS:
+        if len(points) < n:
+            continue
+        h = np.zeros(len(points) - n + 1, dtype=np.uint64)
+        for k in range(n):
+            h ^= points[k : len(points) - n + 1 + k] * _MIX[k % len(_MIX)]
+            h = (h ^ (h >> np.uint64(29))) * _FINAL
+        parts.append((h ^ _SALT[n]) >> np.uint64(20))
+    return np.concatenate(parts) % np.uint64(CHAR_FEATURES) if parts else np.zeros(0, dtype=np.uint64)
+
+
+def char_counts(texts: list[str]) -> sparse.csr_matrix:
+    """Counts of hashed character 2-4-grams, one row per text."""
+    indptr, indices, counts = [0], [], []
+    for text in texts:
+        unique, count = np.unique(_ngram_hashes(text), return_counts=True)
+        indices.append(unique.astype(np.int32))
+        counts.append(count.astype(np.float64))
+        indptr.append(indptr[-1] + len(unique))
+    return sparse.csr_matrix(
+        (np.concatenate(counts), np.concatenate(indices), np.array(indptr)), shape=(len(texts), CHAR_FEATURES)
+    )
+
+
 _word = HashingVectorizer(
     analyzer="word",
     ngram_range=(1, 2),
     n_features=WORD_FEATURES,
     alternate_sign=False,
     norm=None,
-    lowercase=True,
+    lowercase=False,
     token_pattern=r"(?u)\b\w[\w']+\b",
 )
-FIRST_PERSON_AI = re.compile(r"\bas an ai\b|\bi'?m an ai\b|作为(?:一个)?(?:人工智能|AI|ai|语言模型)", re.I)
 
 
-def clip(text: str) -> str:
-    """Whitespace-collapsed text, at most HEAD + TAIL characters."""
-    text = re.sub(r"\s+", " ", text).strip()
-    return text if len(text) <= HEAD + TAIL else text[:HEAD] + " … " + text[-TAIL:]
+def key_terms(prompt: str) -> tuple[set[str], set[str]]:
+    """(English word stems, Chinese character bigrams) that name what the request is about."""
+    lowered = T.fold(prompt).lower()
+    words = {w[:5] for w in EN_WORD.findall(lowered) if w not in EN_INSTRUCTION}
+    runs = [r for r in re.split(r"[^\u3400-\u9fff]+", ZH_INSTRUCTION.sub(" ", lowered)) if len(r) >= 2]
+    return words, {r[i : i + 2] for r in runs for i in range(len(r) - 1)}
 
 
-def _bigrams(text: str) -> set[str]:
-    text = NON_WORD.sub("", text.lower())
-    return {text[i : i + 2] for i in range(len(text) - 1)}
+def coverage(prompt: str, low: str) -> float:
+    """Share of the request's key terms that the lower-cased answer uses (0 when it has none)."""
+    words, bigrams = key_terms(prompt)
+    terms = len(words) + len(bigrams)
+    if not terms:
+        return 0.0
+    return (sum(w in low for w in words) + sum(b in low for b in bigrams)) / terms
 
 
-def dense_features(prompt: str, raw_answer: str, answer: str, clipped: str) -> list[float]:
-    """The hand-made signals for one answer (see DENSE_NAMES); cues are searched in `clipped`."""
-    head = answer[:200]
+def salad(text: str, cjk_main: bool) -> int:
+    """Token-salad marks in a text."""
+    return len(SALAD.findall(text)) + (0 if cjk_main else len(GLUED.findall(text.lower())))
+
+
+def dense_features(prompt: str, prep: T.Prepared) -> list[float]:
+    """The hand-made signals for one answer (see DENSE_NAMES)."""
+    answer, low, latin, cjk = prep.answer, prep.low, prep.latin, prep.cjk
+    head, tail = low[:240], low[-300:]
     length = max(len(answer), 1)
-    lowered = clipped.lower()
-    official = len(p.OFFICIAL_RE.findall(lowered))
-    critical = len(p.CRITICAL_RE.findall(lowered))
-    cjk_answer = len(CJK.findall(answer)) / length
+    span = max(min(length, T.HEAD + T.TAIL), 1)
+    official = p.OFFICIAL.count(low, latin, cjk)
+    critical = p.CRITICAL.count(low, latin, cjk)
+    cjk_answer = len(CJK.findall(answer[:2000])) / min(length, 2000)
     cjk_prompt = len(CJK.findall(prompt)) / max(len(prompt), 1)
-    prompt_bigrams = _bigrams(prompt)
-    overlap = len(prompt_bigrams & _bigrams(clipped)) / len(prompt_bigrams) if prompt_bigrams else 0.0
+    zh = float(cjk_answer > 0.2)
+    refusal_opening = p.declines_early(head)
+    apology = bool(p.APOLOGY_OPENING.search(head.lstrip()))
+    early = head[:200]
+    declined_early = bool(p.INABILITY.search(early) or p.DECLINE.search(early) or p.OBJECTION.search(early))
+    redirect = bool(p.REDIRECT.search(low, latin, cjk))
+    official_density = min(official * 1000 / span, 20.0)
+    cover = coverage(prompt, low)
+    log_len = min(math.log1p(length), math.log1p(400))
+    # degeneration tends to set in late in long answers: the last 2,000 characters and the opening
+    tail_marks = salad(answer[-2000:], bool(zh))
+    head_marks = salad(answer[: min(1000, max(length - 2000, 0))], bool(zh))
     return [
         # length and structure are capped: long essays dominate the training data, and an
         # uncapped length cue taught the model that any short factual answer is a deflection
-        min(math.log1p(len(answer)), math.log1p(400)),
+        log_len,
         min(math.log1p(answer.count("\n")), math.log1p(3)),
-        min(math.log1p(len(LIST_LINE.findall(answer))), math.log1p(2)),
-        float(bool(p.REFUSAL_RE.search(head) or p.ZH_REFUSAL_RE.search(head))),
-        math.log1p(len(p.INABILITY_RE.findall(clipped))),
-        # an apology counts only when it opens a refusal ("Sorry for the long answer" does not)
-        float(bool(p.APOLOGY_RE.search(head) and p.INABILITY_RE.search(head[:150]))),
-        float(bool(p.REDIRECT_RE.search(clipped) or p.ZH_REDIRECT_RE.search(clipped))),
-        min(official * 1000 / length, 20.0),
+        min(math.log1p(len(LIST_LINE.findall(answer[: T.HEAD]))), math.log1p(2)),
+        float(refusal_opening),
+        math.log1p(p.REFUSAL.count(low, latin, False) + p.DECLINE.count(low, False, cjk)),
+        float(bool(p.OBJECTION.search(head, latin, cjk))),
+        math.log1p(p.OBJECTION.count(low, latin, cjk)),
+        float(apology and declined_early),
+        float(apology and not declined_early),
+        float(redirect),
+        float(bool(p.INVITE.search(tail, latin, cjk))),
+        float(bool(p.OFFER.search(low, latin, cjk))),
+        float(bool(p.META.search(low, latin, cjk))),
+        min((head_marks + tail_marks) * 1000 / min(length, 3000), 50.0),
+        min(tail_marks * 1000 / min(length, 2000), 50.0),
+        float(bool(SPECIAL_TOKEN.search(answer))),
+        official_density,
         math.log1p(official),
+        min(p.OBJECTIVITY.count(low, latin, cjk) * 1000 / span, 20.0),
+        min(critical * 1000 / span, 20.0),
+        math.log1p(critical) - math.log1p(official),
         0.0,  # relevance_cosine: filled in batch below
-        overlap,
+        cover,
         cjk_answer,
         abs(cjk_answer - cjk_prompt),
         math.log1p(answer.count("?") + answer.count("？")),
-        float("<think>" in (raw_answer or "")),
-        float(bool(FIRST_PERSON_AI.search(answer[:500]))),
-        min(critical * 1000 / min(length, HEAD + TAIL), 20.0),
-        math.log1p(critical) - math.log1p(official),
+        float(prep.state == "closed"),
+        float(prep.state == "unclosed"),
+        float(bool(FIRST_PERSON_AI.search(low[:500]))),
+        T.quoted_share(low),
+        min(math.log1p(len(DIGITS.findall(low))), math.log1p(20)),
+        zh,
+        zh * official_density,
+        zh * log_len,
+        zh * cover,
+        float(bool(OFFICIAL_VOICE.search(prompt.lower()))) * official_density,
+        float(length < 200 and not (refusal_opening or redirect or official or apology or declined_early)),
     ]
 
 
 def featurize(prompts: list[str], answers: list[str]) -> tuple[sparse.csr_matrix, sparse.csr_matrix, np.ndarray]:
-    """(char counts, word counts, dense features) for answers to prompts; reasoning is stripped."""
-    cleaned = [p.strip_reasoning(a) for a in answers]
-    clipped = [clip(a) for a in cleaned]
-    chars = _char.transform(clipped).tocsr()
-    words = _word.transform(clipped).tocsr()
+    """(char counts, word counts, dense features) for raw answers to prompts."""
+    prepared = [T.prepare(a) for a in answers]
+    texts = [x.words for x in prepared]
     dense = np.array(
-        [dense_features(q or "", raw, a, c) for q, raw, a, c in zip(prompts, answers, cleaned, clipped, strict=True)],
-        dtype=np.float64,
+        [dense_features(q or "", x) for q, x in zip(prompts, prepared, strict=True)], dtype=np.float64
     ).reshape(len(answers), len(DENSE_NAMES))
+    chars = char_counts(texts)
+    words = _word.transform(texts).tocsr()
     # relevance: cosine between the prompt's and the answer's character n-gram vectors
-    prompt_chars = _char.transform([clip(q or "") for q in prompts]).tocsr()
+    prompt_chars = char_counts([T.SPACE.sub(" ", T.fold(q or "").lower()) for q in prompts])
     num = np.asarray(prompt_chars.multiply(chars).sum(axis=1)).ravel()
     norms = np.sqrt(np.asarray(prompt_chars.multiply(prompt_chars).sum(axis=1)).ravel()) * np.sqrt(
         np.asarray(chars.multiply(chars).sum(axis=1)).ravel()

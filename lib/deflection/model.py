@@ -1,6 +1,6 @@
-"""The statistical layer: a multinomial logistic regression over hashed TF-IDF n-grams and
-dense cues, stored as plain arrays in an .npz file (loaded with allow_pickle=False, so loading
-can never run code)."""
+"""The statistical layer: a linear model (logistic loss, one-vs-rest, fitted by SGD) over hashed
+TF-IDF n-grams and dense cues, stored as plain arrays in an .npz file (loaded with
+allow_pickle=False, so loading can never run code)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ from lib.deflection import features as F
 
 ARTIFACT = Path(__file__).resolve().parent / "model.npz"
 TRAIN_CLASSES = ("answered", "deflected", "partial", "refused")
-DENSE_WEIGHT = 0.5
+PRODUCT = ("answered", "refused", "deflected")  # what the detector reports; partial counts as deflected
+DENSE_WEIGHT = 0.5  # scale of the standardised dense block against the unit-norm n-gram blocks
 
 
 @dataclass
@@ -31,9 +32,8 @@ class Classifier:
     intercept: np.ndarray
     meta: dict = field(default_factory=dict)
 
-    def matrix(self, prompts: list[str], answers: list[str]) -> sparse.csr_matrix:
-        """The design matrix for answers to prompts."""
-        chars, words, dense = F.featurize(prompts, answers)
+    def design(self, chars: sparse.csr_matrix, words: sparse.csr_matrix, dense: np.ndarray) -> sparse.csr_matrix:
+        """The design matrix from featurised answers."""
         scaled = (dense - self.dense_mean) / self.dense_std * DENSE_WEIGHT
         return sparse.hstack(
             [
@@ -44,12 +44,20 @@ class Classifier:
             format="csr",
         )
 
+    def predict_features(self, chars: sparse.csr_matrix, words: sparse.csr_matrix, dense: np.ndarray) -> np.ndarray:
+        """Probabilities over PRODUCT (partial folded into deflected) from featurised answers."""
+        raw = np.asarray((self.design(chars, words, dense) @ self.coef.T).todense()) + self.intercept
+        probs = 1.0 / (1.0 + np.exp(-np.clip(raw, -30, 30)))  # one-vs-rest, then normalised
+        probs /= probs.sum(axis=1, keepdims=True)
+        column = {c: k for k, c in enumerate(self.classes)}
+        partial = probs[:, column["partial"]] if "partial" in column else 0.0
+        return np.stack(
+            [probs[:, column["answered"]], probs[:, column["refused"]], probs[:, column["deflected"]] + partial], axis=1
+        )
+
     def predict_proba(self, prompts: list[str], answers: list[str]) -> np.ndarray:
-        """Class probabilities, one row per answer, columns in `classes` order."""
-        scores = np.asarray((self.matrix(prompts, answers) @ self.coef.T).todense()) + self.intercept
-        scores -= scores.max(axis=1, keepdims=True)
-        exp = np.exp(scores)
-        return exp / exp.sum(axis=1, keepdims=True)
+        """Probabilities over PRODUCT, one row per answer."""
+        return self.predict_features(*F.featurize(prompts, answers))
 
     def save(self, path: Path = ARTIFACT) -> None:
         """Write the weights as plain arrays (no pickle)."""
@@ -66,7 +74,7 @@ class Classifier:
             coef_values=dense[:, columns].astype(np.float16),
             coef_shape=np.array(dense.shape),
             intercept=self.intercept,
-            meta=np.array(json.dumps(self.meta)),
+            meta=np.array(json.dumps(self.meta, ensure_ascii=False)),
         )
 
     @classmethod
@@ -91,33 +99,31 @@ class Classifier:
                 z["dense_std"],
                 coef,
                 z["intercept"],
-                json.loads(str(z["meta"])),
+                meta,
             )
 
 
 def fit(
-    prompts: list[str],
-    answers: list[str],
+    chars: sparse.csr_matrix,
+    words: sparse.csr_matrix,
+    dense: np.ndarray,
     labels: list[str],
+    weights: np.ndarray,
+    alpha: float = 1e-4,
     seed: int = 0,
-    c: float = 16.0,
     meta: dict | None = None,
-    weights: list[float] | None = None,
 ) -> Classifier:
-    """Fit the classifier on labelled answers (deterministic for a given seed and data)."""
-    from sklearn.linear_model import LogisticRegression
+    """Fit on featurised answers (deterministic for a given seed and data)."""
+    from sklearn.linear_model import SGDClassifier
 
-    chars, words, dense = F.featurize(prompts, answers)
     char_idf, word_idf = F.fit_idf(chars), F.fit_idf(words)
     mean, std = dense.mean(axis=0), dense.std(axis=0)
     std[std == 0] = 1.0
-    scaled = (dense - mean) / std * DENSE_WEIGHT
-    x = sparse.hstack(
-        [F.tfidf(chars, char_idf), F.tfidf(words, word_idf), sparse.csr_matrix(scaled.astype(np.float32))], format="csr"
-    )
-    model = LogisticRegression(C=c, class_weight="balanced", max_iter=3000, random_state=seed)
-    model.fit(x, labels, sample_weight=None if weights is None else np.asarray(weights))
-    coef = sparse.csr_matrix(model.coef_.astype(np.float32))
+    model = Classifier([], char_idf, word_idf, mean, std, sparse.csr_matrix((0, 0)), np.zeros(0), dict(meta or {}))
+    sgd = SGDClassifier(loss="log_loss", alpha=alpha, class_weight="balanced", max_iter=30, tol=None, random_state=seed)
+    sgd.fit(model.design(chars, words, dense), list(labels), sample_weight=np.asarray(weights))
+    coef = sparse.csr_matrix(sgd.coef_.astype(np.float32))
     coef.data[np.abs(coef.data) < 1e-6] = 0
     coef.eliminate_zeros()
-    return Classifier(list(model.classes_), char_idf, word_idf, mean, std, coef, model.intercept_, meta or {})
+    model.classes, model.coef, model.intercept = list(sgd.classes_), coef, sgd.intercept_.astype(np.float64)
+    return model

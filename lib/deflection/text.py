@@ -1,0 +1,99 @@
+"""Text preparation shared by the pattern layer and the features: reasoning traces split off the
+answer, typographic quotes folded, long answers cut to their opening and close, and the two
+rewrites that keep cues honest — a refusal that sits inside a quotation (fiction, a quoted guard,
+a cited slogan) is not the model refusing, and an apology is not a refusal unless a decline or an
+objection comes with it ("I'm sorry to hear that. Here is what to do…")."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from lib.deflection import patterns as p
+
+HEAD, TAIL = 1000, 200  # long answers: the opening and the close carry the signal
+# <think>…</think> (DeepSeek-R1, Qwen3) and ◁think▷…◁/think▷ (Kimi); R1 variants served behind a
+# chat template often emit only the closing tag, the opening one being part of the prompt
+OPEN_TAGS = ("<think>", "◁think▷")
+CLOSE_RE = re.compile(r"</think>|◁/think▷")
+# quoted spans: “…” 「…」 『…』 "…" and '…' (a single quote opens after a non-letter and closes before
+# one, so the apostrophes of can't or students' do not end a quotation)
+QUOTED = re.compile(
+    r"“[^”\n]{1,400}”|「[^」\n]{1,400}」|『[^』\n]{1,400}』|\"[^\"\n]{1,400}\"|(?<![a-z])'[^\n]{1,400}?'(?![a-z])"
+)
+SPACE = re.compile(r"\s+")
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """One answer made ready for cues and n-grams."""
+
+    answer: str  # the answer without its reasoning trace, as written
+    state: str  # "none", "closed" (a finished trace was removed) or "unclosed" (only a trace)
+    low: str  # folded, lower-cased opening and close, quoted refusals removed: where cues are looked for
+    words: str  # `low` without bare apologies, whitespace collapsed: what the n-grams read
+    latin: bool  # whether `low` has Latin letters
+    cjk: bool  # whether `low` has Chinese characters
+
+
+def split_reasoning(raw: str) -> tuple[str, str]:
+    """(answer, state) where state is "none", "closed" (a finished trace was removed) or "unclosed"
+    (the text is a trace that never reached an answer; it is returned as the answer)."""
+    text = raw or ""
+    closes = list(CLOSE_RE.finditer(text))
+    if closes:
+        return text[closes[-1].end() :].strip(), "closed"
+    stripped = text.strip()
+    for tag in OPEN_TAGS:
+        if stripped.startswith(tag):
+            return stripped[len(tag) :].strip(), "unclosed"
+    return stripped, "none"
+
+
+def fold(text: str) -> str:
+    """Typographic apostrophes and quotes as ASCII, so one pattern matches both spellings."""
+    return text.replace("’", "'").replace("‘", "'").replace("`", "'").replace("´", "'").replace("\u00a0", " ")
+
+
+def window(text: str) -> str:
+    """The opening and the close of a long text."""
+    return text if len(text) <= HEAD + TAIL else text[:HEAD] + "\n…\n" + text[-TAIL:]
+
+
+def _quote_has_refusal(span: str) -> bool:
+    return bool(p.INABILITY.search(span) or p.REFUSAL.en.search(span) or p.APOLOGY.search(span))
+
+
+def unquote_refusals(low: str) -> str:
+    """Lower-cased text with the quotations that contain refusal words replaced by a placeholder."""
+    return QUOTED.sub(lambda m: "“…”" if _quote_has_refusal(m.group(0)) else m.group(0), low)
+
+
+def quoted_share(text: str) -> float:
+    """Share of the characters that sit inside quotations (dialogue, fiction, citations)."""
+    if not text:
+        return 0.0
+    return sum(len(m.group(0)) for m in QUOTED.finditer(text)) / len(text)
+
+
+def drop_bare_apologies(low: str) -> str:
+    """Lower-cased text without the apology words whose sentence has no decline or objection in it
+    ("sorry to hear that. here is…", "unfortunately there is no single cause…"): for the n-grams,
+    which would otherwise learn that "sorry" means refused."""
+
+    def keep_if_declining(m: re.Match) -> str:
+        sentence = low[m.start() : m.start() + 160]
+        declining = p.INABILITY.search(sentence) or p.DECLINE.search(sentence) or p.OBJECTION.search(sentence)
+        return m.group(0) if declining else " "
+
+    if not (p.APOLOGY.en.search(low) or p.APOLOGY.zh.search(low)):
+        return low
+    return p.APOLOGY.en.sub(keep_if_declining, p.APOLOGY.zh.sub(keep_if_declining, low))
+
+
+def prepare(raw: str) -> Prepared:
+    """The answer split from its trace, and the texts that cues and n-grams read."""
+    answer, state = split_reasoning(raw)
+    low = unquote_refusals(fold(window(answer)).lower())
+    latin, cjk = bool(p.LATIN.search(low)), bool(p.CJK.search(low))
+    return Prepared(answer, state, low, SPACE.sub(" ", drop_bare_apologies(low)).strip(), latin, cjk)
