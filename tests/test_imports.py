@@ -481,3 +481,20 @@ def test_cli_vote_records_a_named_vote_on_a_two_answer_turn(tmp_path):
         done = cli("vote", *args)
         assert done.returncode == 2 and message in done.stderr, (args, done.stderr)
     assert counts()["vote"] == 1
+
+
+def test_a_blind_battle_cannot_get_a_named_vote():
+    from db import conversations
+    from lib.conversations import VoteError, vote
+    from lib.providers.stream import Outcome
+
+    endpoint = Endpoint(id="m", name="M", base_url="http://h/v1", model="m")
+    with session_scope() as s:
+        conv = conversations.create_conversation(s, mode="arena")
+        exchange = conversations.add_exchange(s, conv.id, "which is better?")
+        for slot in ("a", "b"):
+            conversations.add_response(s, exchange.id, slot, endpoint, Outcome(text=slot, status="ok", done=True))
+        exchange_id = exchange.id
+    with pytest.raises(VoteError, match="blind battle: vote on it in the Arena"):
+        vote(exchange_id, "a")
+    assert counts()["vote"] == 0
