@@ -149,3 +149,23 @@ def test_empty_pages_offer_the_example_study_until_there_are_answers(tmp_path):
     for where, page in pages.items():
         at.switch_page(page).run()
         assert not [b for b in at.button if b.key == f"load_example_{where}"], where
+
+
+def test_an_imported_conversation_opens_read_only_and_keeps_the_model_pick(protocol_server, tmp_path):
+    two_echo_endpoints(tmp_path, protocol_server.url)
+    path = tmp_path / "old-answers.jsonl"
+    path.write_text(
+        '{"prompt": "What happened in 1989?", "model": "first", "response": "A crackdown."}\n'
+        '{"prompt": "What happened in 1989?", "model": "elsewhere/model", "response": "I cannot say."}\n'
+    )
+    import_file(path)
+    at = app().run()
+    at.multiselect(key="compare_models").set_value(["second"]).run()
+    at.switch_page("views/history.py").run()
+    next(b for b in at.button if b.key and b.key.startswith("open_")).click().run()
+    assert not at.exception, at.exception
+    assert any("cannot be continued or retried" in i.value for i in at.info)
+    assert at.chat_input(key="compare_prompt").proto.disabled
+    assert not [b for b in at.button if b.key and b.key.startswith("retry_")]  # not even for 'first'
+    assert any("first (imported)" in m.value for m in at.markdown)
+    assert at.multiselect(key="compare_models").value == ["second"]  # the user's pick stays

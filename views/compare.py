@@ -68,7 +68,8 @@ def column_title(slot: str, response) -> str:
 def render_vote(exchange) -> None:
     """Named vote between exactly two answers of the last exchange."""
     if exchange.id in conv.winners:
-        st.success(f"Your vote: {WINNER_TEXT[conv.winners[exchange.id]]} (left is A, right is B)")
+        who = "The imported vote" if imported else "Your vote"
+        st.success(f"{who}: {WINNER_TEXT[conv.winners[exchange.id]]} (left is A, right is B)")
         return
     cols = st.columns(4)
     for col, (winner, text) in zip(cols, WINNER_TEXT.items(), strict=True):

@@ -18,6 +18,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sqlalchemy.exc import IntegrityError
+
 from db import config, labels
 from db import imports as store
 from db.engine import session_scope
@@ -114,9 +116,17 @@ def import_file(path: Path, source: str | None = None, progress: Progress | None
         raise ImportProblems(plan.problems)
     if progress:
         progress("storing", 0, parsed.count)
-    with session_scope() as session:
-        conversations, stats = plan.build(session)  # raises ImportProblems before any write
-        votes = store.add_imported(session, conversations)
+    try:
+        with session_scope() as session:
+            conversations, stats = plan.build(session)  # raises ImportProblems before any write
+            votes = store.add_imported(session, conversations)
+    except IntegrityError:  # the content hashes are unique: another import stored some rows meanwhile
+        raise ImportProblems(
+            [
+                f"{path.name}: another import stored some of these rows at the same time; nothing was "
+                "written: import it again (only what is missing is added)"
+            ]
+        ) from None
     new = [r for c in conversations for e in c.exchanges for r in e.responses]
     prompts = {id(r): e.prompt for c in conversations for e in c.exchanges for r in e.responses}
     if progress:
