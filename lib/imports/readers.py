@@ -167,14 +167,14 @@ def _json_list_rows(text: str, count: int, name: str):
 
 
 def _rows(rows, name: str, progress: Progress | None) -> Parsed:
-    parsed: Parsed | None = None
+    rows = list(rows)
+    first = next((row for _, row, _ in rows if isinstance(row, dict)), {})
+    battles = {"model_a", "model_b"} <= {str(k).strip().lower() for k in first}
+    parsed = Parsed("battles" if battles else "rows")
     ignored: set[str] = set()
     for index, (where, row, problem) in enumerate(rows, start=1):
-        if parsed is None:
-            battles = isinstance(row, dict) and {"model_a", "model_b"} <= {str(k).strip().lower() for k in row}
-            parsed = Parsed("battles" if battles else "rows")
         if progress and index % 500 == 0:
-            progress("reading", index, 0)
+            progress("reading", index, len(rows))
         if problem:
             parsed.problems.append(f"{where}: {problem}")
             continue
@@ -191,7 +191,6 @@ def _rows(rows, name: str, progress: Progress | None) -> Parsed:
             record = _answer(row, where, parsed.problems)
             if record is not None:
                 parsed.answers.append(record)
-    parsed = parsed or Parsed("rows")
     if ignored:
         parsed.warnings.append(f"{name}: ignored field(s) {', '.join(sorted(ignored)[:10])}")
     return parsed
