@@ -46,11 +46,17 @@ def _states(ids: tuple[str, ...]) -> dict[str, tuple[bool, str, str]]:
 
 
 def drop_unknown(key: str, options) -> None:
-    """Remove choices that are no longer options from a kept multiselect's value (an endpoint
-    was removed since the value was kept), before the widget is drawn."""
-    value = st.session_state.get(key)
-    if isinstance(value, list) and any(v not in options for v in value):
-        st.session_state[key] = [v for v in value if v in options]
+    """Before a kept widget is drawn, forget what is no longer an option (an endpoint, a run or
+    a suite that went away since its value was kept): a multiselect keeps its other choices, a
+    selectbox falls back to its default."""
+    if key not in st.session_state:
+        return
+    value = st.session_state[key]
+    if isinstance(value, list):
+        if any(v not in options for v in value):
+            st.session_state[key] = [v for v in value if v in options]
+    elif value not in options:
+        del st.session_state[key]
 
 
 def refresh_states() -> None:

@@ -169,3 +169,22 @@ def test_an_imported_conversation_opens_read_only_and_keeps_the_model_pick(proto
     assert not [b for b in at.button if b.key and b.key.startswith("retry_")]  # not even for 'first'
     assert any("first (imported)" in m.value for m in at.markdown)
     assert at.multiselect(key="compare_models").value == ["second"]  # the user's pick stays
+
+
+def test_result_page_filters_survive_a_page_switch():
+    at = app()
+    at.switch_page("views/analysis.py").run()
+    at.selectbox(key="analysis_language").set_value("zh").run()
+    at.switch_page("views/leaderboard.py").run()
+    at.number_input(key="lb_rounds").set_value(200).run()
+    at.switch_page("views/export.py").run()
+    at.selectbox(key="export_language").set_value("en").run()
+    at.switch_page("views/compare.py").run()
+    for page, kind, key, value in (
+        ("views/analysis.py", "selectbox", "analysis_language", "zh"),
+        ("views/leaderboard.py", "number_input", "lb_rounds", 200),
+        ("views/export.py", "selectbox", "export_language", "en"),
+    ):
+        at.switch_page(page).run()
+        assert not at.exception, at.exception
+        assert getattr(at, kind)(key=key).value == value, key

@@ -25,8 +25,11 @@ preset = st.session_state.pop(ui.ANALYSIS_RUN, None)
 if preset in run_options:
     st.session_state["analysis_run"] = preset
 ui.drop_unknown("analysis_models", names)
+ui.drop_unknown("analysis_run", run_options)
 cols = st.columns([2, 2, 1, 2])
-run_id = cols[0].selectbox("Scope", run_options, format_func=run_labels.get, key="analysis_run")
+run_id = cols[0].selectbox(
+    "Scope", run_options, format_func=run_labels.get, key="analysis_run", persist_state="session"
+)
 models = cols[1].multiselect(
     "Models", sorted(names), format_func=lambda i: names.get(i, i), key="analysis_models", persist_state="session"
 )

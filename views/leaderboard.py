@@ -24,7 +24,8 @@ dates = cols[3].date_input(
 )
 rounds = cols[4].number_input("Bootstrap rounds", 0, 5000, 500, 100, key="lb_rounds", persist_state="session")
 topics = voted_topics()
-topic = st.selectbox("Suite topic", ["any", *topics], key="lb_topic") if topics else "any"
+ui.drop_unknown("lb_topic", ["any", *topics])
+topic = st.selectbox("Suite topic", ["any", *topics], key="lb_topic", persist_state="session") if topics else "any"
 chosen = vote_filter(
     blind_only=blind_only,
     include_leaked=include_leaked,

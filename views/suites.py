@@ -36,14 +36,16 @@ with tab_suites:
 names = suite_names()
 
 with tab_suites:
-    shown = show_suite(st.selectbox("Suite", names, key="suite_show"))
+    ui.drop_unknown("suite_show", names)
+    shown = show_suite(st.selectbox("Suite", names, key="suite_show", persist_state="session"))
     st.caption(f"v{shown.version} · {len(shown.prompts)} prompts · {shown.description}")
     st.dataframe(pd.DataFrame(shown.prompts), hide_index=True, width="stretch")
 
 with tab_run:
     ui.drop_unknown("run_models", endpoints)
+    ui.drop_unknown("run_suite", names)
     with st.form("suite_run_form"):
-        name = st.selectbox("Suite", names, key="run_suite")
+        name = st.selectbox("Suite", names, key="run_suite", persist_state="session")
         chosen = st.multiselect(
             "Models",
             list(endpoints),
@@ -128,13 +130,16 @@ with tab_results:
         st.info("No runs yet: start one on the Run tab.")
     else:
         labels = {r.id: f"#{r.id} · {r.suite} · {', '.join(r.endpoints)}" for r in runs}
-        run_id = st.selectbox("Run", list(labels), format_func=labels.get, key="results_run")
+        ui.drop_unknown("results_run", labels)
+        run_id = st.selectbox("Run", list(labels), format_func=labels.get, key="results_run", persist_state="session")
         others = [r for r in labels if r != run_id]
+        ui.drop_unknown("results_compare", [None, *others])
         other = (
             st.selectbox(
                 "Compare with run",
                 [None, *others],
                 key="results_compare",
+                persist_state="session",
                 format_func=lambda i: "—" if i is None else labels[i],
             )
             if others
