@@ -49,7 +49,9 @@ for row in rows:
             st.session_state[ui.CONVERSATION] = row.id
             if row.mode != Mode.IMPORTED:  # continuing it asks the same models with its system prompt
                 opened = conversations.load(row.id)
-                st.session_state[ui.COMPARE_MODELS] = [s for s in opened.slots if s in ui.endpoints_or_stop()]
+                still_configured = [s for s in opened.slots if s in ui.endpoints_or_stop()]
+                if still_configured:  # else the current pick stays: those models are gone
+                    st.session_state[ui.COMPARE_MODELS] = still_configured
                 st.session_state[ui.COMPARE_SYSTEM] = opened.system_prompt or ""
             st.switch_page("views/compare.py")
 
