@@ -96,6 +96,8 @@ class Response(Base):
     output_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
     tokens_counted: Mapped[bool] = mapped_column(Boolean, default=False)
     cost_usd: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # content hash of an imported answer (None for answers asked here): importing it again adds nothing
+    import_digest: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
     exchange: Mapped[Exchange] = relationship(back_populates="responses")
     labels: Mapped[list[Label]] = relationship(back_populates="response", cascade="all, delete-orphan")
@@ -203,3 +205,4 @@ class SuiteRun(Base):
 
 
 Index("ix_response_exchange_endpoint", Response.exchange_id, Response.endpoint_id)
+Index("uq_response_import_digest", Response.import_digest, unique=True)

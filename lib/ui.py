@@ -13,18 +13,20 @@ import time
 import streamlit as st
 
 from db.vocab import Label, LabelSource, Status
-from lib import storage
+from lib import imports, storage
 from lib.conversations import ResponseView, rate_answer, save_human_label
 from lib.present import LABEL_COLOURS, escape_markdown, format_metrics, safe_markdown
-from lib.providers.endpoints import EndpointConfigError, endpoint_state, load_endpoints
+from lib.providers.endpoints import EndpointConfigError, endpoint_state, forget_probes, load_endpoints
 from lib.safety import clean_text
 
 # session-state keys shared between pages
 CONVERSATION = "compare_conversation_id"
-SELECTED = "compare_selected_models"
+COMPARE_MODELS = "compare_models"  # Compare's model pick; History sets it to open a conversation
+COMPARE_SYSTEM = "compare_system"  # Compare's system prompt; History sets it to continue a conversation
 ARENA_BATTLE = "arena_battle"
 ANALYSIS_RUN = "analysis_suite_run"  # set by the suites page to open a run in Analysis
 MATHS = "render_maths"  # the Settings toggle: render $...$ in answers as maths
+EXAMPLE_LOADED = "example_loaded"  # what loading the example study did, shown once on Analysis
 LABELS = Label.ALL
 
 
@@ -72,9 +74,24 @@ def _states(ids: tuple[str, ...]) -> dict[str, tuple[bool, str, str]]:
     return {i: tuple(vars(endpoint_state(endpoints[i])).values()) for i in ids if i in endpoints}
 
 
+def drop_unknown(key: str, options) -> None:
+    """Before a kept widget is drawn, forget what is no longer an option (an endpoint, a run or
+    a suite that went away since its value was kept): a multiselect keeps its other choices, a
+    selectbox falls back to its default."""
+    if key not in st.session_state:
+        return
+    value = st.session_state[key]
+    if isinstance(value, list):
+        if any(v not in options for v in value):
+            st.session_state[key] = [v for v in value if v in options]
+    elif value not in options:
+        del st.session_state[key]
+
+
 def refresh_states() -> None:
     """Forget cached endpoint states (after the user edits the endpoints)."""
     _states.clear()
+    forget_probes()
 
 
 def sidebar() -> None:
@@ -211,3 +228,55 @@ def live_column(placeholder, title: str, anonymous: bool = False):
                 st.warning(note)
 
     return update
+
+
+def offer_example(where: str) -> None:
+    """While the database holds no answer: say what Parallax shows and offer the example study.
+
+    The button (key `load_example_WHERE`) runs the same import action as `cli.py import
+    --example`, then opens the Analysis page."""
+    if imports.has_answers():
+        return
+    with st.container(border=True, key=f"example_{where}"):
+        st.markdown(
+            "**No answers yet — no key needed to see what Parallax is for.** Load the example study: "
+            "real answers of 37 models (DeepSeek, Qwen, GLM, Kimi, GPT, Claude, Llama, Grok…) to 20 "
+            "China-critical requests, each asked in English and in Chinese, with two judges' labels "
+            "(SpeechMap, Apache-2.0). The Analysis page then shows which models refuse or deflect, "
+            "and how they differ between the two languages."
+        )
+        if not st.button(
+            "Load the example study", key=f"load_example_{where}", type="primary", icon=":material/download:"
+        ):
+            return
+        bar = st.progress(0.0, text="Reading the example study…")
+
+        def show(phase: str, done: int, total: int) -> None:
+            bar.progress(done / total if total else 0.0, text=f"{phase.capitalize()}… {done}/{total or '?'}")
+
+        try:
+            result = imports.load_example(progress=show)
+        except imports.ImportProblems as exc:
+            st.error(f"The example study cannot be loaded: {exc}")
+            return
+    agreement = result.agreement
+    st.session_state[EXAMPLE_LOADED] = (
+        "The example study was already loaded."
+        if result.added_nothing
+        else f"Loaded the example study: {result.answers_added} answers to {result.conversations_added} requests "
+        f"in {result.seconds:.0f} s."
+        + (
+            f" The detector agrees with the judges' labels on {agreement.rate:.1%} of them (it was trained on "
+            "these answers, so this is no test of it)."
+            if agreement and agreement.rate is not None
+            else ""
+        )
+    )
+    st.switch_page("views/analysis.py")
+
+
+def example_loaded_note() -> None:
+    """Say once what loading the example study did (on the page it opens)."""
+    note = st.session_state.pop(EXAMPLE_LOADED, None)
+    if note:
+        st.success(note, icon=":material/check_circle:")

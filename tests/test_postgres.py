@@ -92,3 +92,30 @@ def test_the_same_code_runs_on_postgresql(postgres_url, protocol_server, monkeyp
     assert {r["exchange_id"] for r in scoped} == {result.exchange_id}
     board = build_board(*battles_from_db(VoteFilter(blind_only=True)), bootstrap=10)
     assert [r.model for r in board.ratings] == ["a", "b"]
+
+
+def test_imports_run_on_postgresql(postgres_url, monkeypatch, tmp_path):
+    import json
+
+    from lib.imports import import_file
+
+    monkeypatch.setenv("PARALLAX_DATABASE_URL", postgres_url)
+    dispose_all()
+    path = tmp_path / "pg-answers.jsonl"
+    rows = [
+        {
+            "prompt": "What happened in 1989?",
+            "model": "m1",
+            "response": "A crackdown.",
+            "pair": "q",
+            "label": "answered",
+        },
+        {"prompt": "1989年发生了什么？", "model": "m1", "response": "换个话题吧\u0000", "pair": "q"},
+    ]
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    first = import_file(path)
+    assert (first.answers_added, first.imported_labels, first.detector_labels) == (2, 1, 2)
+    assert import_file(path).added_nothing  # the unique content hash holds on PostgreSQL too
+    with session_scope() as s:
+        scoped = [r for r in answers.scope_answers(s, AnswerScope()) if r["endpoint_id"] == "m1"]
+    assert {(r["language"], r["twin_key"]) for r in scoped} == {("en", "q-zh"), ("zh", "q-en")}

@@ -14,6 +14,8 @@ EMBEDDED = "analysis_embedded_scopes"  # (scope, embedder, data version) already
 
 st.title("Analysis")
 ui.database_or_stop()
+ui.example_loaded_note()
+ui.offer_example("analysis")
 
 runs = run_states()
 names = conversations.endpoint_names()
@@ -22,11 +24,17 @@ run_labels = {0: "Everything"} | {r.id: f"Run #{r.id} · {r.suite} · {r.status}
 preset = st.session_state.pop(ui.ANALYSIS_RUN, None)
 if preset in run_options:
     st.session_state["analysis_run"] = preset
+ui.drop_unknown("analysis_models", names)
+ui.drop_unknown("analysis_run", run_options)
 cols = st.columns([2, 2, 1, 2])
-run_id = cols[0].selectbox("Scope", run_options, format_func=run_labels.get, key="analysis_run")
-models = cols[1].multiselect("Models", sorted(names), format_func=lambda i: names.get(i, i), key="analysis_models")
-language = cols[2].selectbox("Language", ["any", "en", "zh"], key="analysis_language")
-dates = cols[3].date_input("Dates", value=(), key="analysis_dates")
+run_id = cols[0].selectbox(
+    "Scope", run_options, format_func=run_labels.get, key="analysis_run", persist_state="session"
+)
+models = cols[1].multiselect(
+    "Models", sorted(names), format_func=lambda i: names.get(i, i), key="analysis_models", persist_state="session"
+)
+language = cols[2].selectbox("Language", ["any", "en", "zh"], key="analysis_language", persist_state="session")
+dates = cols[3].date_input("Dates", value=(), key="analysis_dates", persist_state="session")
 scope = answer_scope(
     suite_run_id=run_id or None,
     endpoint_ids=models,
@@ -39,6 +47,7 @@ method = st.radio(
     ["pca", "tsne"],
     horizontal=True,
     key="analysis_method",
+    persist_state="session",
     format_func={"pca": "PCA", "tsne": "t-SNE (slower)"}.get,
 )
 
@@ -98,7 +107,7 @@ tab_map, tab_clusters, tab_templates, tab_div, tab_defl = st.tabs(
 with tab_map:
     if not problem(result["map"]):
         colour = st.segmented_control(
-            "Colour by", ["model", "cluster", "label"], default="model", key="analysis_colour"
+            "Colour by", ["model", "cluster", "label"], default="model", key="analysis_colour", persist_state="session"
         )
         event = st.plotly_chart(
             charts.answer_map(result["map"]["points"], colour or "model"),
@@ -177,6 +186,7 @@ with tab_defl:
             ["not_answered", "refused", "deflected", "blocked"],
             default="not_answered",
             key="analysis_defl_label",
+            persist_state="session",
         )
         st.plotly_chart(charts.deflection_heatmap(view, label or "not_answered"), key="analysis_defl_heatmap")
         if view["language_gap"]:

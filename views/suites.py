@@ -17,7 +17,11 @@ endpoints = ui.endpoints_or_stop()
 tab_run, tab_results, tab_suites = st.tabs(["Run", "Results", "Suites"])
 
 with tab_suites:
-    upload = st.file_uploader("Import a suite (YAML or JSONL)", type=["yaml", "yml", "jsonl"], key="suite_upload")
+    upload = st.file_uploader(
+        "Import a suite (YAML or JSONL, or a prompt list: .txt one per line, .csv with a prompt column)",
+        type=["yaml", "yml", "jsonl", "txt", "csv"],
+        key="suite_upload",
+    )
     if upload is not None:
         try:
             imported = import_text(decode_bytes(upload.getvalue()), upload.name)
@@ -33,36 +37,41 @@ with tab_suites:
 names = suite_names()
 
 with tab_suites:
-    shown = show_suite(st.selectbox("Suite", names, key="suite_show"))
+    ui.drop_unknown("suite_show", names)
+    shown = show_suite(st.selectbox("Suite", names, key="suite_show", persist_state="session"))
     st.caption(f"v{ui.inline_text(shown.version)} · {len(shown.prompts)} prompts · {ui.inline_text(shown.description)}")
     st.dataframe(pd.DataFrame(shown.prompts), hide_index=True, width="stretch")
 
 with tab_run:
+    ui.drop_unknown("run_models", endpoints)
+    ui.drop_unknown("run_suite", names)
     with st.form("suite_run_form"):
-        name = st.selectbox("Suite", names, key="run_suite")
+        name = st.selectbox("Suite", names, key="run_suite", persist_state="session")
         chosen = st.multiselect(
             "Models",
             list(endpoints),
             default=[i for i in ("smollm2", "smollm2-guarded") if i in endpoints],
             format_func=lambda i: endpoints[i].name,
             key="run_models",
+            persist_state="session",
         )
         c1, c2, c3, c4 = st.columns(4)
-        samples = c1.number_input("Samples per prompt", 1, 50, 1, key="run_samples")
+        samples = c1.number_input("Samples per prompt", 1, 50, 1, key="run_samples", persist_state="session")
         concurrency = c2.number_input(
             "Concurrency per model",
             1,
             32,
             4,
             key="run_concurrency",
+            persist_state="session",
             help="The embedded model always runs one request at a time.",
         )
-        temperature = c3.number_input("Temperature", 0.0, 2.0, 0.7, 0.1, key="run_temperature")
-        max_tokens = c4.number_input("Max tokens", 16, 8000, 256, 16, key="run_max_tokens")
+        temperature = c3.number_input("Temperature", 0.0, 2.0, 0.7, 0.1, key="run_temperature", persist_state="session")
+        max_tokens = c4.number_input("Max tokens", 16, 8000, 256, 16, key="run_max_tokens", persist_state="session")
         c5, c6, c7 = st.columns(3)
-        language = c5.selectbox("Language", ["both", "en", "zh"], key="run_language")
-        topic = c6.text_input("Topic (optional)", key="run_topic")
-        limit = c7.number_input("First K prompts (0 = all)", 0, 10000, 0, key="run_limit")
+        language = c5.selectbox("Language", ["both", "en", "zh"], key="run_language", persist_state="session")
+        topic = c6.text_input("Topic (optional)", key="run_topic", persist_state="session")
+        limit = c7.number_input("First K prompts (0 = all)", 0, 10000, 0, key="run_limit", persist_state="session")
         fresh = st.checkbox("Start a fresh run even if the same one exists", key="run_new")
         start = st.form_submit_button("Run in the background", type="primary", key="run_submit")
     if start:
@@ -122,13 +131,16 @@ with tab_results:
         st.info("No runs yet: start one on the Run tab.")
     else:
         labels = {r.id: f"#{r.id} · {r.suite} · {', '.join(r.endpoints)}" for r in runs}
-        run_id = st.selectbox("Run", list(labels), format_func=labels.get, key="results_run")
+        ui.drop_unknown("results_run", labels)
+        run_id = st.selectbox("Run", list(labels), format_func=labels.get, key="results_run", persist_state="session")
         others = [r for r in labels if r != run_id]
+        ui.drop_unknown("results_compare", [None, *others])
         other = (
             st.selectbox(
                 "Compare with run",
                 [None, *others],
                 key="results_compare",
+                persist_state="session",
                 format_func=lambda i: "—" if i is None else labels[i],
             )
             if others

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import re
+import threading
+import time
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +48,10 @@ QUIRKS = {
     "send_reasoning": bool,
 }
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$")
+PROBE_TTL_S = 5.0  # how long a local server's probe answer is trusted
+PROBE_TIMEOUT_S = 0.3
+_probes: dict[str, tuple[float, bool]] = {}  # base URL -> (when probed, alive)
+_probes_lock = threading.Lock()
 
 
 class EndpointConfigError(ValueError):
@@ -328,6 +334,27 @@ def endpoint_state(endpoint: Endpoint, probe: bool = True) -> EndpointState:
         return EndpointState(True, "starts on first use", "the embedded server starts when first asked")
     if not key_is_set(endpoint):
         return EndpointState(False, "key missing", f"set {endpoint.key_env}")
-    if endpoint.kind == "local" and probe and not local_server.is_alive(endpoint.base_url, timeout=0.3):
+    if endpoint.kind == "local" and probe and not probe_local(endpoint.base_url):
         return EndpointState(False, "server down", f"nothing answers at {endpoint.base_url}")
     return EndpointState(True, "ready", "")
+
+
+def probe_local(base_url: str) -> bool:
+    """Whether a local server answers GET /models now; one probe per URL per PROBE_TTL_S seconds
+    (pages ask on every rerun, and a server that is down costs up to PROBE_TIMEOUT_S)."""
+    from lib.providers import local_server
+
+    with _probes_lock:
+        found = _probes.get(base_url)
+    if found is not None and time.monotonic() - found[0] < PROBE_TTL_S:
+        return found[1]
+    alive = local_server.is_alive(base_url, timeout=PROBE_TIMEOUT_S)
+    with _probes_lock:
+        _probes[base_url] = (time.monotonic(), alive)
+    return alive
+
+
+def forget_probes() -> None:
+    """Drop cached probe answers (after the user edits the endpoints, and in tests)."""
+    with _probes_lock:
+        _probes.clear()

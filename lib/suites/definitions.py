@@ -4,11 +4,19 @@ numbers) before anything is written.
 A prompt has an id, text, language (en | zh), topic, kind (probe | control | general), an
 optional `twin` (the same prompt in the other language) and an optional `control` (a matched
 neutral question). YAML files may also list compact `probes`, each expanding to four prompts:
-ID-en and ID-zh (twins), and ID-control-en and ID-control-zh as their controls."""
+ID-en and ID-zh (twins), and ID-control-en and ID-control-zh as their controls.
+
+Plain prompt lists, the way people keep probe lists, are suites too, named after the file: a
+.txt file (one prompt per line, blank lines skipped) and a .csv file (a `prompt` or `text`
+column; optional `id`, `language`, `topic` (or `subject`, `category`) and `kind`). What they
+leave out is filled in: ids are numbers in file order, the language is detected, the topic is
+the file's name and the kind is probe."""
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 import re
 from dataclasses import asdict, dataclass
@@ -29,6 +37,9 @@ KINDS = ("probe", "control", "general")
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$")
 PROMPT_FIELDS = {"id", "text", "language", "topic", "kind", "twin", "control"}
 MAX_TEXT = 20_000
+SUFFIXES = (".yaml", ".yml", ".jsonl", ".txt", ".csv")
+CSV_COLUMNS = {"prompt": "text", "text": "text", "id": "id", "language": "language", "topic": "topic"}
+CSV_COLUMNS |= {"subject": "topic", "category": "topic", "kind": "kind"}
 
 
 class SuiteError(ValueError):
@@ -186,13 +197,58 @@ def _check_links(prompts: list[PromptDef], problems: list[str], where: str) -> N
             problems.append(f"{where}:{p.line}: prompt {p.key!r} cannot be its own control")
 
 
+def _list_items(text: str, filename: str, problems: list[str]) -> list[tuple[int, dict]]:
+    """(line, prompt fields) from a .txt prompt list or a .csv table, defaults filled in."""
+    where, stem = Path(filename).name, Path(filename).stem
+    items: list[tuple[int, dict]] = []
+    if filename.endswith(".txt"):
+        items = [(n, {"text": line.strip()}) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
+    else:
+        csv.field_size_limit(2**31 - 1)
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        header = {str(c).strip().lower() for c in reader.fieldnames or []}
+        if not header & {"prompt", "text"}:
+            problems.append(
+                f"{where}:1: a CSV suite needs a 'prompt' or 'text' column (found: {', '.join(sorted(header))})"
+            )
+            return []
+        start = 2
+        try:
+            for row in reader:
+                fields = {}
+                for column, value in row.items():
+                    name = CSV_COLUMNS.get(str(column).strip().lower()) if column is not None else None
+                    if name and value and value.strip() and name not in fields:
+                        fields[name] = value.strip() if name != "text" else value
+                items.append((start, fields))
+                start = reader.line_num + 1
+        except csv.Error as exc:
+            problems.append(f"{where}:{reader.line_num}: not valid CSV ({exc})")
+    width = len(str(len(items)))
+    for number, (_, fields) in enumerate(items, start=1):
+        fields.setdefault("id", f"{number:0{width}d}")
+        if "language" not in fields and isinstance(fields.get("text"), str):
+            from lib.providers.chat import detect_language
+
+            fields["language"] = detect_language(fields["text"])
+        fields.setdefault("topic", stem)
+        fields.setdefault("kind", "probe")
+    return items
+
+
 def parse_suite(text: str, filename: str = "suite.yaml") -> SuiteDef:
     """Parse and fully validate a suite file's text; raises SuiteError listing every problem."""
     problems: list[str] = []
     where = Path(filename).name
     prompts: list[PromptDef] = []
     name, version, description = Path(filename).stem, "1", ""
-    if filename.endswith(".jsonl"):
+    if filename.endswith((".txt", ".csv")):
+        name = re.sub(r"[^A-Za-z0-9_.:-]+", "-", name).strip("-.") or "prompts"
+        description = f"prompts of {where}"
+        for number, item in _list_items(text, filename, problems):
+            if (prompt := _prompt(item, number, problems, where)) is not None:
+                prompts.append(prompt)
+    elif filename.endswith(".jsonl"):
         for number, item, problem in iter_jsonl(text):
             if problem:
                 problems.append(f"{where}:{number}: {problem}")
@@ -235,8 +291,8 @@ def parse_suite(text: str, filename: str = "suite.yaml") -> SuiteDef:
 def load_file(path: Path) -> SuiteDef:
     """Parse a suite file from disk."""
     path = Path(path)
-    if path.suffix not in (".yaml", ".yml", ".jsonl"):
-        raise SuiteError([f"{path.name}: suite files are .yaml, .yml or .jsonl"])
+    if path.suffix not in SUFFIXES:
+        raise SuiteError([f"{path.name}: suite files are .yaml, .yml, .jsonl, .txt or .csv"])
     try:
         text = read_text(path)  # invalid UTF-8 becomes U+FFFD (lib/safety.py)
     except OSError as exc:
@@ -253,7 +309,7 @@ def import_suite(session: Session, suite: SuiteDef) -> tuple[Suite, bool]:
             raise SuiteError(
                 [
                     f"suite {suite.name!r} version {suite.version!r} is already imported with different "
-                    "prompts; give the file a new version"
+                    "prompts; give the file a new version (a .txt or .csv list: a new file name)"
                 ]
             )
         return existing, False
