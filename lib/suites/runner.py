@@ -1,9 +1,18 @@
 """Suite runs: every (prompt, sample, endpoint) of a suite, stored as ordinary responses.
 
 A run is identified by a signature of its suite, endpoints and parameters, so asking for the
-same run again resumes it instead of paying twice. Each finished answer is committed on its
-own, so a crash or a kill loses only what was in flight; resuming redoes exactly the items
-that have no `ok` or `blocked` answer yet (failed ones are retried). Concurrency is limited per
+same run again resumes it instead of paying twice (creation is serialised per suite, so two
+starts at once find the same run). One worker works on a run at a time: it holds the run's
+lease in the database (db/suites.py) and renews it every second; a second start is refused
+with the worker's host and pid (the CLI then follows its progress), and a run whose worker
+stopped renewing reads `stopped` and can be resumed.
+
+Finished answers are stored first, in short transactions of up to 64, and labelled after, in
+their own task outside any write transaction, so the write lock is held for milliseconds and
+no finished answer waits for the detector. Resuming redoes exactly the items that have no `ok`
+or `blocked` answer yet (failed ones are retried) and labels stored answers that missed their
+label. A write that fails (disk full, a database error) ends the run at once with status
+`failed` and the reason; progress counts stored answers only. Concurrency is limited per
 endpoint (the embedded server gains nothing from parallel requests, so it gets one). A run is
 cancelled by setting its status to `cancelling`; the worker notices within a second."""
 
@@ -12,10 +21,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 
 import openai
 from sqlalchemy.orm import Session
@@ -27,12 +37,27 @@ from db.vocab import RunStatus, Status
 from lib.deflection.labelling import LabelJob, label_responses
 from lib.providers.endpoints import Endpoint
 from lib.providers.stream import Outcome, build_messages, stream_chat
+from lib.suites import lease as leases
+from lib.suites.lease import HEARTBEAT_S, LEASE_S, Lease, LeaseLost
 
 DONE_STATUSES = Status.SETTLED
+BATCH = 64  # most answers stored in one transaction
 
 
 class RunError(ValueError):
     """A run that cannot start (unknown suite, no prompts for the language, zero samples...)."""
+
+
+class RunFailed(RuntimeError):
+    """A step of a run failed (storing, labelling, renewing the lease); the message says which."""
+
+
+class RunBusy(RunError):
+    """Another live worker holds the run's lease; `worker` names its host and pid."""
+
+    def __init__(self, run_id: int, worker: str | None):
+        super().__init__(f"run {run_id} is already running in another worker ({worker or 'unknown'})")
+        self.run_id, self.worker = run_id, worker
 
 
 @dataclass
@@ -58,11 +83,13 @@ class RunSpec:
 
 @dataclass
 class Progress:
-    """Live counts of one run."""
+    """Live counts of one run, from stored answers only; `commit_wait_max_ms` is the longest any
+    finished answer waited before its transaction committed."""
 
     total: int
     done: dict[str, int] = field(default_factory=dict)
     failed: dict[str, int] = field(default_factory=dict)
+    commit_wait_max_ms: float = 0.0
 
     @property
     def completed(self) -> int:
@@ -100,7 +127,9 @@ def validate(spec: RunSpec, endpoints: dict[str, Endpoint]) -> None:
 def create_or_resume(
     session: Session, spec: RunSpec, endpoints: dict[str, Endpoint], new: bool = False
 ) -> tuple[SuiteRun, bool]:
-    """The run for this spec: the earlier one with the same signature, unless `new`. (run, resumed)."""
+    """The run for this spec: the earlier one with the same signature, unless `new`. (run, resumed).
+
+    Two starts at the same moment find the same run: creation takes the suite's lock first."""
     from lib.suites.definitions import ensure_builtin
 
     validate(spec, endpoints)
@@ -114,6 +143,7 @@ def create_or_resume(
         )
     signature = spec.signature(suite.id)
     if not new:
+        suites.lock_suite_runs(session, suite.id)
         earlier = suites.latest_run_with_signature(session, signature)
         if earlier is not None:
             return earlier, True
@@ -160,7 +190,8 @@ def counts(session: Session, run: SuiteRun) -> dict:
 @dataclass(frozen=True)
 class RunState:
     """A run as pages and `suite status` show it. `status` is the effective state: a run marked
-    live whose worker is gone reads `stopped`; `stored_status` is what the database says."""
+    live whose worker's lease has lapsed reads `stopped`; `stored_status` is what the database
+    says. `worker` is the lease holder ('HOST pid N', while live); `error` why a run failed."""
 
     id: int
     suite: str
@@ -173,6 +204,8 @@ class RunState:
     failed: dict[str, int]
     eta_s: float | None
     created_at: object
+    worker: str | None = None
+    error: str | None = None
 
     @property
     def completed(self) -> int:
@@ -186,11 +219,17 @@ class RunState:
             self.completed < self.total
         )
 
+    @property
+    def live(self) -> bool:
+        """True while a worker is on the run (or about to start)."""
+        return self.status in RunStatus.LIVE
 
-def _state(run: SuiteRun, suite: Suite, rows: list[tuple[str, str, int]]) -> RunState:
+
+def _state(run: SuiteRun, suite: Suite, rows: list[tuple[str, str, int]], now: datetime) -> RunState:
     done, failed = _tally(rows)
     total = total_items(suite, run)
-    stopped = run.status in (RunStatus.RUNNING, RunStatus.CANCELLING) and not worker_alive(run)
+    alive = leases.holder_alive(run, now)
+    stopped = run.status in (RunStatus.RUNNING, RunStatus.CANCELLING) and not alive
     return RunState(
         id=run.id,
         suite=suite.name,
@@ -203,6 +242,8 @@ def _state(run: SuiteRun, suite: Suite, rows: list[tuple[str, str, int]]) -> Run
         failed=failed,
         eta_s=None if stopped else eta_seconds(run, sum(done.values()), total),
         created_at=run.created_at,
+        worker=run.worker if alive else None,
+        error=run.error,
     )
 
 
@@ -212,15 +253,17 @@ def run_state(run_id: int) -> RunState:
         run = suites.get_run(s, run_id)
         if run is None:
             raise RunError(f"there is no run {run_id}")
-        return _state(run, suites.get_suite_by_id(s, run.suite_id), suites.status_counts(s, [run_id])[run_id])
+        rows = suites.status_counts(s, [run_id])[run_id]
+        return _state(run, suites.get_suite_by_id(s, run.suite_id), rows, suites.db_now(s))
 
 
 def run_states(limit: int | None = None) -> list[RunState]:
-    """The newest runs' states, newest first, in three queries whatever their number."""
+    """The newest runs' states, newest first, in four queries whatever their number."""
     with session_scope() as s:
         runs = suites.list_runs(s, limit)
         rows = suites.status_counts(s, [run.id for run, _ in runs])
-        return [_state(run, suite, rows[run.id]) for run, suite in runs]
+        now = suites.db_now(s)
+        return [_state(run, suite, rows[run.id], now) for run, suite in runs]
 
 
 @dataclass(frozen=True)
@@ -236,6 +279,11 @@ class RunStart:
         """True when the same run exists and has nothing left to do."""
         return self.resumed and self.state.completed >= self.state.total
 
+    @property
+    def running_elsewhere(self) -> bool:
+        """True when the same run exists and a live worker is on it."""
+        return self.resumed and self.state.worker is not None
+
 
 def create_run(spec: RunSpec, endpoints: dict[str, Endpoint], new: bool = False) -> RunStart:
     """The start-a-run action (before any worker): the earlier run with the same suite, models
@@ -247,21 +295,27 @@ def create_run(spec: RunSpec, endpoints: dict[str, Endpoint], new: bool = False)
 
 
 def check_resumable(run_id: int, endpoints: dict[str, Endpoint]) -> RunState:
-    """The run's state if it can be resumed with these endpoints; RunError naming what is missing."""
+    """The run's state if it can be resumed with these endpoints; RunError naming what is missing,
+    RunBusy when a live worker is on it."""
     state = run_state(run_id)
     missing = [e for e in state.endpoints if e not in endpoints]
     if missing:
         raise RunError(f"run {run_id} uses model(s) no longer configured: {', '.join(missing)}")
+    if state.worker is not None:
+        raise RunBusy(run_id, state.worker)
     return state
 
 
 def start_in_background(run_id: int, log_dir=None) -> int:
     """Run `cli.py suite resume RUN` in its own process session, so it outlives the browser tab.
 
-    The log goes to suite_run_RUN.log in `log_dir` (default: the data folder); returns the pid."""
+    RunBusy when a live worker is already on the run (the new process would refuse anyway). The
+    log goes to suite_run_RUN.log in `log_dir` (default: the data folder); returns the pid."""
     import subprocess
-    import sys
 
+    state = run_state(run_id)
+    if state.worker is not None:
+        raise RunBusy(run_id, state.worker)
     cli = config.ROOT / "cli.py"
     log_dir = log_dir or config.data_dir()
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -276,16 +330,14 @@ def start_in_background(run_id: int, log_dir=None) -> int:
     return proc.pid
 
 
-def worker_alive(run: SuiteRun) -> bool:
-    """Whether the process that last ran this run is still alive."""
-    pid = (run.params or {}).get("worker_pid")
-    if not pid:
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except (OSError, ValueError):
-        return False
-    return True
+def follow(run_id: int, on_state: Callable[[RunState], None], every_s: float = 1.0) -> RunState:
+    """Watch a run another worker is on until it is no longer live; returns its last state."""
+    while True:
+        state = run_state(run_id)
+        on_state(state)
+        if not state.live:
+            return state
+        time.sleep(every_s)
 
 
 def eta_seconds(run: SuiteRun, done: int, total: int) -> float | None:
@@ -307,10 +359,11 @@ def request_cancel(run_id: int) -> None:
             run.status = RunStatus.CANCELLING
 
 
-def _set_status(run_id: int, status: str, **params) -> None:
+def _set_status(run_id: int, status: str, error: str | None = None, **params) -> None:
     with session_scope() as session:
         run = suites.get_run(session, run_id)
         run.status = status
+        run.error = error
         if params:
             run.params = {**run.params, **params}
         if status in RunStatus.FINISHED:
@@ -322,23 +375,43 @@ def _status(run_id: int) -> str:
         return suites.get_run(session, run_id).status
 
 
-def _store_batch(run_id: int, batch: list[tuple], label: bool) -> None:
-    """Store finished items in one short transaction, then label them outside it with one
-    detector call. Runs in a worker thread, so the event loop keeps streaming meanwhile."""
+@dataclass
+class _Finished:
+    prompt_id: int
+    prompt: str
+    sample: int
+    endpoint: Endpoint
+    out: Outcome
+    at: float  # time.monotonic() when the answer finished
+
+
+def _store_batch(run_id: int, batch: list[_Finished]) -> list[LabelJob]:
+    """Store finished items in one short transaction (no CPU work inside it); the label jobs."""
     jobs = []
     with session_scope() as session:
         run = suites.get_run(session, run_id)
-        for prompt_id, text, sample, endpoint, out in batch:
-            exchange_id = suites.exchange_for(session, run, suites.get_prompt(session, prompt_id), sample)
-            row = conversations.add_response(session, exchange_id, endpoint.id, endpoint, out)
-            jobs.append(LabelJob(row.id, text, out.text, out.status))
-    if label:
-        label_responses(jobs)
+        for item in batch:
+            prompt = suites.get_prompt(session, item.prompt_id)
+            exchange_id = suites.exchange_for(session, run, prompt, item.sample)
+            row = conversations.add_response(session, exchange_id, item.endpoint.id, item.endpoint, item.out)
+            jobs.append(LabelJob(row.id, item.prompt, item.out.text, item.out.status))
+    return jobs
+
+
+def _label_backlog(run_id: int) -> None:
+    """Label the run's stored answers that missed their label (a worker died in between)."""
+    from lib.deflection import source_name
+
+    with session_scope() as session:
+        rows = suites.unlabelled_run_answers(session, run_id, source_name())
+    for start in range(0, len(rows), 512):
+        label_responses([LabelJob(*row) for row in rows[start : start + 512]])
 
 
 async def _execute(
-    run_id: int, endpoints: dict[str, Endpoint], on_progress: Callable[[Progress], None] | None, label: bool
+    lease: Lease, endpoints: dict[str, Endpoint], on_progress: Callable[[Progress], None] | None, label: bool
 ) -> Progress:
+    run_id = lease.run_id
     with session_scope() as session:
         run = suites.get_run(session, run_id)
         items, total = pending_items(session, run)
@@ -348,7 +421,9 @@ async def _execute(
     progress = Progress(total=total, done=dict(done_now))
     overrides = {"temperature": spec.temperature, "max_tokens": spec.max_tokens}
     gates = {e: asyncio.Semaphore(1 if endpoints[e].is_embedded else spec.concurrency) for e in spec.endpoints}
-    finished: asyncio.Queue = asyncio.Queue()
+    finished: asyncio.Queue[_Finished | None] = asyncio.Queue()  # None: no more answers
+    to_label: asyncio.Queue[list[LabelJob] | None] = asyncio.Queue()
+    stored = asyncio.Event()
 
     async def one(prompt_id: int, text: str, sample: int, endpoint_id: str, http) -> None:
         endpoint = endpoints[endpoint_id]
@@ -356,42 +431,116 @@ async def _execute(
             out = Outcome()
             async for _ in stream_chat(endpoint, build_messages(endpoint, None, [], text), overrides, out, http):
                 pass
-        await finished.put((prompt_id, text, sample, endpoint, out))
+        finished.put_nowait(_Finished(prompt_id, text, sample, endpoint, out, time.monotonic()))
 
-    async def writer() -> None:
+    async def ask_all(http) -> None:
+        try:
+            async with asyncio.TaskGroup() as group:
+                for key in item_keys:
+                    group.create_task(one(*key, http))
+        finally:
+            finished.put_nowait(None)  # also when cancelled: the writer stores what finished
+
+    async def write() -> None:
         while True:
             batch = [await finished.get()]
-            while not finished.empty() and len(batch) < 64:
+            while batch[-1] is not None and len(batch) < BATCH and not finished.empty():
                 batch.append(finished.get_nowait())
-            try:
-                await asyncio.to_thread(_store_batch, run_id, batch, label)
-            finally:
-                for *_, endpoint, out in batch:
-                    bucket = progress.done if out.status in DONE_STATUSES else progress.failed
-                    bucket[endpoint.id] = bucket.get(endpoint.id, 0) + 1
-                    finished.task_done()
-            if on_progress:
-                on_progress(progress)
-
-    async def watch(tasks: list[asyncio.Task]) -> None:
-        while not all(t.done() for t in tasks):
-            await asyncio.sleep(1.0)
-            if await asyncio.to_thread(_status, run_id) == RunStatus.CANCELLING:
-                for task in tasks:
-                    task.cancel()
+            answers = [item for item in batch if item is not None]
+            if answers:
+                try:
+                    jobs = await asyncio.to_thread(_store_batch, run_id, answers)
+                except Exception as exc:
+                    raise RunFailed(f"storing {len(answers)} answers failed: {_cause(exc)}") from exc
+                committed = time.monotonic()
+                progress.commit_wait_max_ms = max(
+                    progress.commit_wait_max_ms, *((committed - item.at) * 1000 for item in answers)
+                )
+                for item in answers:  # counted once stored, never before
+                    bucket = progress.done if item.out.status in DONE_STATUSES else progress.failed
+                    bucket[item.endpoint.id] = bucket.get(item.endpoint.id, 0) + 1
+                if label:
+                    to_label.put_nowait(jobs)
+                if on_progress:
+                    on_progress(progress)
+            if batch[-1] is None:
+                to_label.put_nowait(None)
+                stored.set()
                 return
 
-    async with openai.DefaultAsyncHttpxClient(limits=openai.DEFAULT_CONNECTION_LIMITS) as http:
-        store = asyncio.ensure_future(writer())
-        tasks = [asyncio.ensure_future(one(pid, text, s, e, http)) for pid, text, s, e in item_keys]
-        watcher = asyncio.ensure_future(watch(tasks))
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await finished.join()  # everything that finished is stored before we return
-        watcher.cancel()
-        store.cancel()
+    async def labeller() -> None:
+        try:
+            await asyncio.to_thread(_label_backlog, run_id)
+        except Exception as exc:
+            raise RunFailed(f"labelling earlier answers failed: {_cause(exc)}") from exc
+        ended = False
+        while not ended:
+            jobs = [await to_label.get()]
+            while jobs[-1] is not None and not to_label.empty():
+                jobs.append(to_label.get_nowait())
+            ended = jobs[-1] is None
+            batch = [job for chunk in jobs if chunk for job in chunk]
+            if batch:
+                try:
+                    await asyncio.to_thread(label_responses, batch)
+                except Exception as exc:
+                    raise RunFailed(f"labelling {len(batch)} stored answers failed: {_cause(exc)}") from exc
+
+    async def watch(work: asyncio.Task) -> None:
+        failing_since = None
+        while not stored.is_set():
+            try:
+                await asyncio.wait_for(stored.wait(), HEARTBEAT_S)
+                return
+            except TimeoutError:
+                pass
+            try:
+                status = await asyncio.to_thread(leases.renew, lease)
+                failing_since = None
+            except LeaseLost:
+                raise
+            except Exception as exc:  # a busy database: keep trying while the lease is still ours
+                failing_since = failing_since or time.monotonic()
+                if time.monotonic() - failing_since > LEASE_S / 2:
+                    raise RunFailed(f"renewing the worker's lease failed: {_cause(exc)}") from exc
+                continue
+            if status == RunStatus.CANCELLING:
+                work.cancel()
+
+    http_client = openai.DefaultAsyncHttpxClient(limits=openai.DEFAULT_CONNECTION_LIMITS)
+    async with http_client as http, asyncio.TaskGroup() as group:
+        work = group.create_task(ask_all(http))
+        group.create_task(write())
+        if label:
+            group.create_task(labeller())
+        group.create_task(watch(work))
     if on_progress:
         on_progress(progress)
     return progress
+
+
+def _cause(exc: BaseException) -> str:
+    """The driver's words for a database error (SQLAlchemy's message adds the SQL), on one line."""
+    cause = getattr(exc, "orig", None) or exc
+    text = str(cause).splitlines()[0] if str(cause) else ""
+    return f"{type(cause).__name__}: {text}" if text else type(cause).__name__
+
+
+def _reason(exc: BaseException) -> str:
+    """One line saying why a run failed, from the errors of its task group."""
+    if isinstance(exc, BaseExceptionGroup):
+        return "; ".join(dict.fromkeys(_reason(e) for e in exc.exceptions))
+    if isinstance(exc, RunFailed):
+        return str(exc)
+    return f"the run failed: {_cause(exc)}"
+
+
+def _record_end(run_id: int, status: str, error: str | None = None) -> None:
+    """Store how the run ended; a database that refuses even this is reported, not hidden."""
+    try:
+        _set_status(run_id, status, error)
+    except Exception as exc:  # noqa: BLE001 - the run's own failure is the news; say both
+        print(f"run {run_id}: could not record status {status} ({_cause(exc)})", file=sys.stderr)
 
 
 def execute(
@@ -400,21 +549,51 @@ def execute(
     on_progress: Callable[[Progress], None] | None = None,
     label: bool = True,
 ) -> str:
-    """Run every pending item of a run in this process; returns the final status."""
-    if _status(run_id) == RunStatus.CANCELLING:
-        _set_status(run_id, RunStatus.CANCELLED)
-        return RunStatus.CANCELLED
-    with session_scope() as session:
-        already = sum(counts(session, suites.get_run(session, run_id))["done"].values())
-    _set_status(run_id, RunStatus.RUNNING, worker_pid=os.getpid(), started_at=time.time(), done_at_start=already)
+    """Run every pending item of a run in this process; returns the final status.
+
+    RunBusy (nothing done) when a live worker already holds the run. A failed write ends the run
+    at once with status `failed` and the reason in its `error` (see `run_state`)."""
     try:
-        progress = asyncio.run(_execute(run_id, endpoints, on_progress, label))
-    except BaseException:
-        _set_status(run_id, RunStatus.INCOMPLETE)
-        raise
-    if _status(run_id) == RunStatus.CANCELLING:
-        status = RunStatus.CANCELLED
-    else:
-        status = RunStatus.COMPLETED if progress.completed >= progress.total else RunStatus.INCOMPLETE
-    _set_status(run_id, status)
-    return status
+        lease = leases.acquire(run_id)
+    except leases.LeaseHeld as exc:
+        raise RunBusy(run_id, exc.worker) from None
+    except LookupError as exc:
+        raise RunError(str(exc)) from None
+    try:
+        if _status(run_id) == RunStatus.CANCELLING:
+            _set_status(run_id, RunStatus.CANCELLED)
+            return RunStatus.CANCELLED
+        with session_scope() as session:
+            already = sum(counts(session, suites.get_run(session, run_id))["done"].values())
+        _set_status(run_id, RunStatus.RUNNING, started_at=time.time(), done_at_start=already)
+        try:
+            asyncio.run(_execute(lease, endpoints, on_progress, label))
+        except Exception as exc:
+            if any(isinstance(e, LeaseLost) for e in _leaves(exc)):
+                raise RunError(str(next(e for e in _leaves(exc) if isinstance(e, LeaseLost)))) from None
+            _record_end(run_id, RunStatus.FAILED, _reason(exc))
+            return RunStatus.FAILED
+        except BaseException:
+            _record_end(run_id, RunStatus.INCOMPLETE)
+            raise
+        with session_scope() as session:
+            run = suites.get_run(session, run_id)
+            state = counts(session, run)
+            cancelling = run.status == RunStatus.CANCELLING
+        if cancelling:
+            status = RunStatus.CANCELLED
+        else:  # from what is stored, not from what was attempted
+            status = RunStatus.COMPLETED if sum(state["done"].values()) >= state["total"] else RunStatus.INCOMPLETE
+        _record_end(run_id, status)
+        return status
+    finally:
+        try:
+            leases.release(lease)
+        except Exception:  # noqa: BLE001, S110 - an unreleased lease lapses by itself after LEASE_S
+            pass
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for e in exc.exceptions for leaf in _leaves(e)]
+    return [exc]
