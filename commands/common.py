@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 err = Console(stderr=True, soft_wrap=True)
 out = Console()
@@ -14,8 +15,18 @@ out = Console()
 
 def fail(message: str) -> None:
     """Print a usage error and exit 2."""
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(2)
+
+
+def settings_or_fail() -> None:
+    """Check every PARALLAX_ environment setting, or exit 2 naming the bad one."""
+    from lib.storage import ConfigError, check_settings
+
+    try:
+        check_settings()
+    except ConfigError as exc:
+        fail(str(exc))
 
 
 def load_endpoints_or_fail():

@@ -60,7 +60,10 @@ def migrate(engine: Engine) -> None:
 
 def get_engine(url: str | None = None) -> Engine:
     """The engine for `url` (default: the configured database), migrated on first use."""
-    url = url or config.database_url()
+    try:
+        url = url or config.database_url()
+    except config.ConfigError as exc:
+        raise DatabaseUnavailable(str(exc)) from None
     with _lock:
         if url in _engines:
             return _engines[url]

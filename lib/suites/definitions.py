@@ -21,7 +21,7 @@ from db import config, suites
 from db.engine import session_scope
 from db.models import Suite, SuitePrompt
 from db.vocab import LANGUAGES
-from lib.files import iter_jsonl
+from lib.files import InputFileError, iter_jsonl, read_text_file
 
 BUILTIN_DIR = config.ROOT / "suites"
 KINDS = ("probe", "control", "general")
@@ -107,6 +107,10 @@ def _prompt(item: object, line: int, problems: list[str], where: str) -> PromptD
     topic = item.get("topic")
     if not isinstance(topic, str) or not topic.strip():
         problems.append(f"{where}:{line}: prompt {key!r} needs a topic")
+    for link in ("twin", "control"):
+        if item.get(link) is not None and not isinstance(item[link], str):
+            problems.append(f"{where}:{line}: prompt {key!r} {link} must be a prompt id, not {item[link]!r:.40}")
+            item = {**item, link: None}
     return PromptDef(
         key,
         text if isinstance(text, str) else "",
@@ -130,6 +134,13 @@ def _expand_probe(item: object, problems: list[str], where: str) -> list[PromptD
     if not isinstance(topic, str) or not topic:
         problems.append(f"{where}:{line}: probe {key!r} needs a topic")
     control = item.get("control") or {}
+    if not isinstance(control, dict):
+        problems.append(f"{where}:{line}: probe {key!r} control must be a mapping of en/zh texts")
+        control = {}
+    for text in [item.get(lang) for lang in LANGUAGES] + [control.get(lang) for lang in LANGUAGES]:
+        if text is not None and not isinstance(text, str):
+            problems.append(f"{where}:{line}: probe {key!r} texts must be text, not {type(text).__name__}")
+            return []
     langs = [lang for lang in LANGUAGES if item.get(lang)]
     if not langs:
         problems.append(f"{where}:{line}: probe {key!r} needs an 'en' and/or 'zh' text")
@@ -185,6 +196,17 @@ def _check_links(prompts: list[PromptDef], problems: list[str], where: str) -> N
             problems.append(f"{where}:{p.line}: prompt {p.key!r} cannot be its own control")
 
 
+def _listed(data: dict, key: str, problems: list[str], where: str) -> list:
+    """data[key] when it is a list (or absent: []); a problem naming the key otherwise."""
+    value = data.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        problems.append(f"{where}:{data.get('__line__', 1)}: '{key}' must be a list of entries, not {value!r:.40}")
+        return []
+    return value
+
+
 def parse_suite(text: str, filename: str = "suite.yaml") -> SuiteDef:
     """Parse and fully validate a suite file's text; raises SuiteError listing every problem."""
     problems: list[str] = []
@@ -214,12 +236,15 @@ def parse_suite(text: str, filename: str = "suite.yaml") -> SuiteDef:
             raise SuiteError([f"{where}:1: a suite file is a mapping with name, version and prompts"])
         name = str(data.get("name") or name)
         version, description = str(data.get("version", "1")), str(data.get("description", "") or "").strip()
-        for item in data.get("prompts") or []:
+        for key in ("name", "version", "description"):
+            if key in data and data[key] is not None and not isinstance(data[key], (str, int, float)):
+                problems.append(f"{where}:1: '{key}' must be text, not {type(data[key]).__name__}")
+        for item in _listed(data, "prompts", problems, where):
             if (
-                prompt := _prompt(item, item.get("__line__", 0) if isinstance(item, dict) else 0, problems, where)
+                prompt := _prompt(item, item.get("__line__", 0) if isinstance(item, dict) else "?", problems, where)
             ) is not None:
                 prompts.append(prompt)
-        for item in data.get("probes") or []:
+        for item in _listed(data, "probes", problems, where):
             prompts += _expand_probe(item, problems, where)
     if not ID_RE.match(name):
         problems.append(f"{where}:1: invalid suite name {name!r}")
@@ -237,9 +262,9 @@ def load_file(path: Path) -> SuiteDef:
     if path.suffix not in (".yaml", ".yml", ".jsonl"):
         raise SuiteError([f"{path.name}: suite files are .yaml, .yml or .jsonl"])
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SuiteError([f"{path}: cannot be read ({exc})"]) from exc
+        text = read_text_file(path)
+    except InputFileError as exc:
+        raise SuiteError([str(exc)]) from None
     return parse_suite(text, path.name)
 
 
