@@ -22,6 +22,7 @@ def check_settings() -> None:
 
     settings_or_fail()
 
+
 for group in (chat.app, results.app):
     for command in group.registered_commands:
         app.registered_commands.append(command)
