@@ -201,6 +201,8 @@ def suite_run(
         status = _run_with_progress(run_id, endpoints)
     except RunBusy as exc:  # another start took the run between our look and our lease
         status = _follow(run_id, exc.worker)
+    except RunError as exc:  # the lease was taken over by another worker
+        fail(str(exc))
     _finish(run_id, status)
 
 

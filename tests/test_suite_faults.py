@@ -19,7 +19,7 @@ from sqlalchemy.exc import OperationalError
 
 from db import suites as suite_queries
 from db.engine import dispose_all, session_scope
-from db.models import Conversation, Exchange, Label, Response, SuiteRun, utcnow
+from db.models import Conversation, Exchange, Label, Response, Suite, SuiteRun, utcnow
 from lib.providers.endpoints import load_endpoints
 from lib.suites import runner
 from lib.suites.runner import RunBusy, RunSpec, create_or_resume, execute, run_state
@@ -257,7 +257,7 @@ def two_concurrent_starts(server, model: str, env: dict | None = None) -> None:
         for _ in range(2)
     ]
     outcomes = [(p.wait(timeout=240), p.stderr.read()) for p in procs]
-    assert all(rc == 0 for rc, _ in outcomes), outcomes
+    assert all(rc == 0 for rc, _ in outcomes), "\n\n".join(err[-3000:] for _, err in outcomes)
     followed = [err for _, err in outcomes if "already running in" in err]
     assert len(followed) == 1, outcomes
     assert " pid " in followed[0] and ": completed" in followed[0]
@@ -322,3 +322,41 @@ def test_a_lease_held_on_another_host_counts_until_its_heartbeat_lapses(protocol
         s.get(SuiteRun, run_id).heartbeat_at = utcnow() - timedelta(seconds=runner.LEASE_S + 5)
     assert run_state(run_id).status == "stopped"
     assert execute(run_id, load_endpoints(), label=False) == "completed"
+
+
+def test_a_worker_whose_lease_was_taken_over_stops(protocol_server, tmp_path):
+    _endpoints_file(tmp_path, protocol_server.url, slow="echo-0.05")
+    run_id = _new_run(RunSpec("general", ["slow"], limit=17, concurrency=1))
+    thread, box = _in_thread(execute, run_id, load_endpoints(), label=False)
+    while run_state(run_id).worker is None:
+        time.sleep(0.05)
+    with session_scope() as s:  # as if this worker had stalled past its lease and another took over
+        run = s.get(SuiteRun, run_id)
+        run.lease_token, run.worker = "y" * 32, "elsewhere.example pid 1"
+    thread.join(timeout=30)
+    assert not thread.is_alive()
+    assert isinstance(box.get("error"), runner.RunError) and "took over" in str(box["error"])
+    assert run_state(run_id).worker == "elsewhere.example pid 1"  # the new holder's lease is untouched
+
+
+def test_processes_starting_together_on_a_new_database_migrate_and_import_once(tmp_path):
+    """Migrations and the built-in suites' import take turns across processes (app + CLI at once)."""
+    env = {**os.environ, "PARALLAX_DATABASE_URL": f"sqlite:///{tmp_path / 'fresh.db'}"}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(ROOT / "cli.py"), "suite", "list", "--json"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    outcomes = [(p.wait(timeout=120), p.stderr.read()) for p in procs]
+    assert all(rc == 0 for rc, _ in outcomes), "\n\n".join(err[-2000:] for _, err in outcomes)
+    os.environ["PARALLAX_DATABASE_URL"] = env["PARALLAX_DATABASE_URL"]
+    dispose_all()
+    with session_scope() as s:
+        names = s.scalars(select(Suite.name)).all()
+    assert sorted(names) == sorted(set(names)) and len(names) >= 2

@@ -310,6 +310,20 @@ def ensure_builtin(session: Session) -> None:
             import_suite(session, suite)
 
 
+def ensure_builtin_suites() -> None:
+    """Import missing built-in suites in a transaction of their own. Two processes may do it at
+    the same moment: the loser's insert breaks the unique (name, version) and it finds the
+    winner's suites on its second look."""
+    from sqlalchemy.exc import IntegrityError
+
+    try:
+        with session_scope() as s:
+            ensure_builtin(s)
+    except IntegrityError:
+        with session_scope() as s:
+            ensure_builtin(s)
+
+
 def find_suite(session: Session, name: str) -> Suite | None:
     """The newest version of a suite by name (or by 'name@version')."""
     return suites.find_suite(session, name)
@@ -354,22 +368,22 @@ def _info(row: Suite) -> SuiteInfo:
 
 def list_suites() -> list[SuiteInfo]:
     """Every stored suite (the built-in ones imported first), by name."""
+    ensure_builtin_suites()
     with session_scope() as s:
-        ensure_builtin(s)
         return [_info(row) for row in suites.list_suites(s)]
 
 
 def suite_names() -> list[str]:
     """Names of the stored suites (the built-in ones imported first)."""
+    ensure_builtin_suites()
     with session_scope() as s:
-        ensure_builtin(s)
         return suites.suite_names(s)
 
 
 def show_suite(name: str) -> SuiteInfo | None:
     """One stored suite by name (or name@version), or None."""
+    ensure_builtin_suites()
     with session_scope() as s:
-        ensure_builtin(s)
         row = suites.find_suite(s, name)
         return _info(row) if row is not None else None
 

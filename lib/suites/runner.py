@@ -130,10 +130,10 @@ def create_or_resume(
     """The run for this spec: the earlier one with the same signature, unless `new`. (run, resumed).
 
     Two starts at the same moment find the same run: creation takes the suite's lock first."""
-    from lib.suites.definitions import ensure_builtin
+    from lib.suites.definitions import ensure_builtin_suites
 
     validate(spec, endpoints)
-    ensure_builtin(session)
+    ensure_builtin_suites()
     suite = suites.find_suite(session, spec.suite)
     if suite is None:
         raise RunError(f"unknown suite {spec.suite!r}. Known: {', '.join(suites.suite_names(session))}")
