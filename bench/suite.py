@@ -48,7 +48,8 @@ def main() -> None:
         from db.engine import session_scope
         from lib.providers.endpoints import load_endpoints
         from lib.suites.definitions import import_suite, load_file
-        from lib.suites.runner import RunSpec, create_or_resume, execute
+        from lib.suites.runner import RunSpec, create_or_resume
+        from lib.suites.worker import execute
 
         endpoints = load_endpoints()
         item_s = single_latency(endpoints["e0"])

@@ -102,7 +102,7 @@ def _detail(done: dict[str, int], failed: dict[str, int]) -> str:
 
 def _run_with_progress(run_id: int, endpoints) -> str:
     """Work on the run in this process with a progress bar; its final status (RunBusy if taken)."""
-    from lib.suites.runner import execute
+    from lib.suites.worker import execute
 
     with _progress_bar() as bar:
         task = bar.add_task("run", total=None, run=run_id, detail="")

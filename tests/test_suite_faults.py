@@ -21,8 +21,10 @@ from db import suites as suite_queries
 from db.engine import dispose_all, session_scope
 from db.models import Conversation, Exchange, Label, Response, Suite, SuiteRun, utcnow
 from lib.providers.endpoints import load_endpoints
-from lib.suites import runner
-from lib.suites.runner import RunBusy, RunSpec, create_or_resume, execute, run_state
+from lib.suites import runner, worker
+from lib.suites.lease import LEASE_S
+from lib.suites.runner import RunBusy, RunSpec, create_or_resume, run_state
+from lib.suites.worker import execute
 from tests.conftest import ROOT
 from tests.test_cli import cli
 
@@ -83,7 +85,7 @@ def _in_thread(fn, *args, **kwargs):
 
 def _failing_store(fail_when):
     """A _store_batch that raises a database error when fail_when(stored so far, batch) is true."""
-    real, stored = runner._store_batch, {"n": 0}
+    real, stored = worker._store_batch, {"n": 0}
 
     def store(run_id, batch):
         if fail_when(stored["n"], batch):
@@ -98,7 +100,7 @@ def _failing_store(fail_when):
 def test_a_failed_write_ends_the_run_failed_with_the_reason(protocol_server, tmp_path, monkeypatch):
     _endpoints_file(tmp_path, protocol_server.url, slow="echo-0.02")
     run_id = _new_run(RunSpec("general", ["slow"], limit=30, concurrency=2))
-    monkeypatch.setattr(runner, "_store_batch", _failing_store(lambda n, batch: n >= 4))
+    monkeypatch.setattr(worker, "_store_batch", _failing_store(lambda n, batch: n >= 4))
     thread, box = _in_thread(execute, run_id, load_endpoints(), label=False)
     thread.join(timeout=60)
     assert not thread.is_alive(), "the run hung after a failed write"
@@ -114,7 +116,7 @@ def test_a_failed_write_ends_the_run_failed_with_the_reason(protocol_server, tmp
 def test_a_failed_last_batch_is_not_reported_complete(protocol_server, tmp_path, monkeypatch):
     _endpoints_file(tmp_path, protocol_server.url, fast="echo")
     run_id = _new_run(RunSpec("general", ["fast"], limit=10, concurrency=1))
-    monkeypatch.setattr(runner, "_store_batch", _failing_store(lambda n, batch: n + len(batch) >= 10))
+    monkeypatch.setattr(worker, "_store_batch", _failing_store(lambda n, batch: n + len(batch) >= 10))
     seen = []
     thread, box = _in_thread(execute, run_id, load_endpoints(), on_progress=lambda p: seen.append(p.completed))
     thread.join(timeout=60)
@@ -140,7 +142,7 @@ def test_finished_answers_are_stored_while_the_detector_is_still_busy(protocol_s
         labelled.extend(jobs)
         return len(jobs)
 
-    monkeypatch.setattr(runner, "label_responses", slow_labeller)
+    monkeypatch.setattr(worker, "label_responses", slow_labeller)
     assert execute(run_id, load_endpoints()) == "completed"
     assert all_stored.is_set(), "answers waited uncommitted for the labeller"
     assert len({job.response_id for job in labelled}) == 12
@@ -319,7 +321,7 @@ def test_a_lease_held_on_another_host_counts_until_its_heartbeat_lapses(protocol
     refused = cli("suite", "resume", str(run_id))
     assert refused.returncode == 2 and "elsewhere.example pid 4242" in refused.stderr
     with session_scope() as s:
-        s.get(SuiteRun, run_id).heartbeat_at = utcnow() - timedelta(seconds=runner.LEASE_S + 5)
+        s.get(SuiteRun, run_id).heartbeat_at = utcnow() - timedelta(seconds=LEASE_S + 5)
     assert run_state(run_id).status == "stopped"
     assert execute(run_id, load_endpoints(), label=False) == "completed"
 
