@@ -121,6 +121,23 @@ def _not_a_file(name: str, path: Path, must_exist: bool) -> None:
         raise ConfigError(f"{name} is {path}, which is not a file")
 
 
+def _check_secrets(path: Path) -> None:
+    """ConfigError naming the file and line when the secrets file is not UTF-8 TOML (keys and
+    sign-in settings are read from it by name; a broken file would read as 'no key')."""
+    import tomllib
+
+    if not path.is_file():
+        return
+    data = path.read_bytes()
+    try:
+        tomllib.loads(data.decode("utf-8-sig"))
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ConfigError(f"{path}, line {line}: not UTF-8 text; save the secrets file as UTF-8") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+
+
 def check_environment() -> None:
     """Check every PARALLAX_ setting the code reads; the first problem as a ConfigError."""
     data_dir()
@@ -129,6 +146,7 @@ def check_environment() -> None:
     _not_a_file("PARALLAX_ENDPOINTS", endpoints_file(), must_exist=True)
     _not_a_file("PARALLAX_USER_ENDPOINTS", user_endpoints_file(), must_exist=False)
     _not_a_file("PARALLAX_SECRETS", secrets_file(), must_exist=False)
+    _check_secrets(secrets_file())
     if (gguf := _env("PARALLAX_GGUF")) is not None:
         _not_a_file("PARALLAX_GGUF", _path("PARALLAX_GGUF", Path(gguf)), must_exist=True)
     _whole_number("PARALLAX_LLAMA_THREADS", None)

@@ -112,3 +112,14 @@ def test_a_gbk_suite_file_names_the_line(tmp_path):
     path.write_bytes("name: gbk\nprompts:\n  - {id: a, text: 天安门, language: zh, topic: t}\n".encode("gbk"))
     done = cli("suite", "import", str(path))
     assert done.returncode == 2 and f"{path}, line 3: not UTF-8" in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(b'OPENAI_API_KEY = "sk-abc\xff"\n', "line 1: not UTF-8"), (b"OPENAI_API_KEY = sk-abc\n", "not valid TOML")],
+)
+def test_a_broken_secrets_file_is_named_without_showing_its_content(tmp_path, content, message):
+    (tmp_path / "secrets.toml").write_bytes(content)
+    done = cli("models")
+    assert done.returncode == 2 and message in done.stderr and "secrets.toml" in done.stderr, done.stderr
+    assert "sk-abc" not in done.stderr
