@@ -96,10 +96,10 @@ def create_or_resume(
     """The run for this spec: the earlier one with the same signature, unless `new`. (run, resumed).
 
     Two starts at the same moment find the same run: creation takes the suite's lock first."""
-    from lib.suites.definitions import ensure_builtin_suites
+    from lib.suites.definitions import ensure_builtin
 
     validate(spec, endpoints)
-    ensure_builtin_suites()
+    ensure_builtin(session)
     suite = suites.find_suite(session, spec.suite)
     if suite is None:
         raise RunError(f"unknown suite {spec.suite!r}. Known: {', '.join(suites.suite_names(session))}")
@@ -254,6 +254,9 @@ class RunStart:
 def create_run(spec: RunSpec, endpoints: dict[str, Endpoint], new: bool = False) -> RunStart:
     """The start-a-run action (before any worker): the earlier run with the same suite, models
     and parameters unless `new`, else a new one. RunError for a spec a user can fix."""
+    from lib.suites.definitions import ensure_builtin_suites
+
+    ensure_builtin_suites()  # in a transaction of its own: another process may be doing it too
     with session_scope() as s:
         run, resumed = create_or_resume(s, spec, endpoints, new=new)
         run_id = run.id
