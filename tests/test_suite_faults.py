@@ -362,3 +362,13 @@ def test_processes_starting_together_on_a_new_database_migrate_and_import_once(t
     with session_scope() as s:
         names = s.scalars(select(Suite.name)).all()
     assert sorted(names) == sorted(set(names)) and len(names) >= 2
+
+
+def test_a_run_no_worker_ever_took_up_reads_stopped_after_a_lease_time(protocol_server, tmp_path):
+    _endpoints_file(tmp_path, protocol_server.url, fast="echo")
+    run_id = _new_run(RunSpec("general", ["fast"], limit=2))
+    assert run_state(run_id).status == "pending"  # its worker may still be starting
+    with session_scope() as s:
+        s.get(SuiteRun, run_id).created_at = utcnow() - timedelta(seconds=LEASE_S + 5)
+    state = run_state(run_id)
+    assert state.status == "stopped" and state.resumable

@@ -195,7 +195,9 @@ def _state(run: SuiteRun, suite: Suite, rows: list[tuple[str, str, int]], now: d
     done, failed = _tally(rows)
     total = total_items(suite, run)
     alive = leases.holder_alive(run, now)
-    stopped = run.status in (RunStatus.RUNNING, RunStatus.CANCELLING) and not alive
+    # a pending run nobody has taken up within a lease's time (its background start failed) is stopped too
+    never_started = run.status == RunStatus.PENDING and (now - run.created_at).total_seconds() > leases.LEASE_S
+    stopped = not alive and (run.status in (RunStatus.RUNNING, RunStatus.CANCELLING) or never_started)
     return RunState(
         id=run.id,
         suite=suite.name,
