@@ -3,6 +3,12 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8501
+# The app listens on loopback only. For a team, `make run HOST=0.0.0.0` (or a specific address)
+# exposes it, and then the app requires sign-in (see README, "Storage" — team deployment).
+HOST ?= 127.0.0.1
+# not into the app's environment: llama-cpp-python's server reads HOST and PORT from it and would
+# listen there instead of on the loopback port it is given
+unexport HOST PORT
 STAMP := $(VENV)/.installed
 # llama.cpp is built for a portable AVX2 baseline: a native build (-march=native) picked AMX
 # kernels here that crashed with a general protection fault inside this VM.
@@ -20,7 +26,7 @@ $(STAMP): requirements.txt
 venv: $(STAMP)
 
 run: $(STAMP)
-	$(PY) -m streamlit run app.py --server.headless true --server.port $(PORT) \
+	$(PY) -m streamlit run app.py --server.headless true --server.address $(HOST) --server.port $(PORT) \
 		--browser.gatherUsageStats false
 
 # Debian's Chromium for the real-browser tests (Playwright's own browser download fails here).

@@ -13,6 +13,16 @@ import typer  # noqa: E402
 from commands import chat, data, results, suites  # noqa: E402
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Compare language models side by side.")
+
+
+@app.callback()
+def check_settings() -> None:
+    """Refuse a bad PARALLAX_ setting before any command runs (one message naming it, exit 2)."""
+    from commands.common import settings_or_fail
+
+    settings_or_fail()
+
+
 for group in (chat.app, results.app, data.app):
     for command in group.registered_commands:
         app.registered_commands.append(command)

@@ -22,6 +22,8 @@ from commands.common import (
 )
 
 app = typer.Typer()
+# the files `analyze --html` may write (lib.analysis.charts.analysis_figures), checked before analysing
+HTML_CHARTS = ("map", "clusters", "divergence", "deflection", "language_gap")
 
 
 @app.command()
@@ -39,16 +41,18 @@ def leaderboard(
     """Bradley–Terry ratings with bootstrap intervals, from stored votes or a battles CSV."""
     from lib.arena.leaderboard import build_board
     from lib.arena.leaderboard import leaderboard as stored_leaderboard
-    from lib.arena.rating import RatingError, read_battles_csv
-    from lib.safety import read_text
+    from lib.arena.rating import RatingError, read_battles_file
+    from lib.files import InputFileError
 
     if bootstrap < 0:
         fail("--bootstrap must be 0 or more")
     try:
         if battles is not None:
-            if not battles.exists():
-                fail(f"{battles}: no such file")
-            board = build_board(read_battles_csv(read_text(battles)), bootstrap=bootstrap, seed=seed)
+            try:
+                rows = read_battles_file(battles)
+            except InputFileError as exc:
+                fail(str(exc))
+            board = build_board(rows, bootstrap=bootstrap, seed=seed)
         else:
             chosen = vote_filter_or_fail(blind_only, language, since, until, include_leaked)
             open_db_or_fail()
@@ -88,18 +92,21 @@ def export(
     """Export rated pairs as training data, streamed to the file."""
     from lib.arena.export import FORMATS, NothingToExport
     from lib.arena.export import export as run_export
+    from lib.files import OutputPathError, check_output_paths
 
     if fmt not in FORMATS:
         fail(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
     vote_filter = vote_filter_or_fail(blind_only, language, since, until, include_leaked)
-    if not output.parent.exists():
-        fail(f"{output.parent}: no such folder")
+    try:
+        check_output_paths([output] + ([card] if card is not None else []))
+    except OutputPathError as exc:
+        fail(str(exc))
     open_db_or_fail()
     try:
         summary = run_export(fmt, vote_filter, output, card=card)
-    except NothingToExport as exc:
+    except (NothingToExport, OutputPathError) as exc:
         fail(str(exc))
-    err.print(f"wrote {summary.rows} {fmt} rows to {output}")
+    err.print(f"wrote {summary.rows} {fmt} rows to {output}" + (f" and a dataset card to {card}" if card else ""))
 
 
 @app.command()
@@ -144,13 +151,17 @@ def classify(
         return
     if input_file is None or output is None:
         fail("give INPUT.jsonl and -o OUTPUT.jsonl, or --db")
-    if not input_file.exists():
-        fail(f"{input_file}: no such file")
-    from lib.files import iter_jsonl
-    from lib.safety import read_text
+    from lib.files import InputFileError, OutputPathError, StagedFile, check_output_path, iter_jsonl, read_text_lenient
 
+    try:
+        text, warning = read_text_lenient(input_file)  # bytes that are not UTF-8 become U+FFFD
+        check_output_path(output)
+    except (InputFileError, OutputPathError) as exc:
+        fail(str(exc))
+    if warning:
+        err.print(Text.assemble(("warning:", "yellow"), plain(f" {warning}")))
     rows, problems = [], []
-    for number, row, problem in iter_jsonl(read_text(input_file)):
+    for number, row, problem in iter_jsonl(text):
         if problem:
             problems.append(f"line {number}: {problem}")
         elif not isinstance(row, dict) or not isinstance(row.get("response"), str):
@@ -163,17 +174,17 @@ def classify(
             + "; ".join(problems[:20])
             + (f"; and {len(problems) - 20} more" if len(problems) > 20 else "")
         )
-    tmp = output.with_name(output.name + ".part")
+    if batch < 1:
+        fail("--batch must be at least 1")
     try:
-        with open(tmp, "w", encoding="utf-8") as out_file:
+        with StagedFile(output) as staged:
             for start in range(0, len(rows), batch):
                 chunk = rows[start : start + batch]
                 for row, verdict in zip(chunk, run_classifier(chunk), strict=True):
                     labelled = {**row, "label": verdict.label, "confidence": verdict.confidence, "rule": verdict.rule}
-                    out_file.write(json.dumps(labelled, ensure_ascii=False) + "\n")
-        tmp.replace(output)
-    finally:
-        tmp.unlink(missing_ok=True)
+                    staged.file.write(json.dumps(labelled, ensure_ascii=False) + "\n")
+    except OutputPathError as exc:
+        fail(str(exc))
     err.print(f"labelled {len(rows)} rows into {output}")
 
 
@@ -185,7 +196,12 @@ def train_deflection(
     """Refit the deflection classifier from ../shared/data plus human labels (fixed seed)."""
     from lib.deflection.model import ARTIFACT
     from lib.deflection.train import TrainingDataMissing, train_and_save
+    from lib.files import OutputPathError, check_output_path
 
+    try:
+        check_output_path(output or ARTIFACT)  # before minutes of training, not after
+    except OutputPathError as exc:
+        fail(str(exc))
     if not no_db:
         open_db_or_fail()
     try:
@@ -210,11 +226,17 @@ def analyze(
     from rich.progress import Progress
 
     from lib.analysis.views import analyze as run_analysis
+    from lib.files import OutputPathError, StagedFile, check_output_folder
     from lib.filters import answer_scope
 
     if method not in ("pca", "tsne"):
         fail("--method must be pca or tsne")
     vote_filter_or_fail(False, language, since, until, False)  # validates the dates and language
+    if html is not None:
+        try:  # before the analysis runs, not after
+            check_output_folder(html, [f"{name}.html" for name in HTML_CHARTS])
+        except OutputPathError as exc:
+            fail(str(exc))
     open_db_or_fail()
     scope = answer_scope(
         suite_run_id=suite_run,
@@ -239,11 +261,14 @@ def analyze(
     if html is not None:
         from lib.analysis.charts import analysis_figures
 
-        html.mkdir(parents=True, exist_ok=True)
         written = []
-        for name, figure in analysis_figures(result).items():
-            figure.write_html(html / f"{name}.html", include_plotlyjs="cdn")
-            written.append(str(html / f"{name}.html"))
+        try:
+            for name, figure in analysis_figures(result).items():
+                with StagedFile(html / f"{name}.html") as staged:
+                    figure.write_html(staged.file, include_plotlyjs="cdn")
+                written.append(str(html / f"{name}.html"))
+        except OutputPathError as exc:
+            fail(str(exc))
         result["html"] = written
     if as_json:
         print(json.dumps(result, ensure_ascii=False, default=str))

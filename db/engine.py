@@ -49,18 +49,44 @@ def _prepare_sqlite_path(url: str) -> None:
         raise DatabaseUnavailable(f"the database {path} is not writable")
 
 
+MIGRATION_LOCK = 7_351_902_113  # PostgreSQL advisory lock key: one migrating process at a time
+
+
 def migrate(engine: Engine) -> None:
-    """Bring the schema of `engine` to the newest Alembic revision."""
+    """Bring the schema of `engine` to the newest Alembic revision. Processes that start at the
+    same moment (the app and a CLI, two team members) take turns: an advisory lock on
+    PostgreSQL, a lock file beside the database on SQLite; the second finds the schema current."""
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as conn:
+    with _migration_lock(engine), engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
 
 
+@contextmanager
+def _migration_lock(engine: Engine) -> Iterator[None]:
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    if not database or database == ":memory:":
+        yield
+        return
+    import fcntl
+
+    with open(f"{database}.migrate-lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def get_engine(url: str | None = None) -> Engine:
     """The engine for `url` (default: the configured database), migrated on first use."""
-    url = url or config.database_url()
+    try:
+        url = url or config.database_url()
+    except config.ConfigError as exc:
+        raise DatabaseUnavailable(str(exc)) from None
     with _lock:
         if url in _engines:
             return _engines[url]

@@ -197,7 +197,7 @@ def render_thumb(response: ResponseView, key_prefix: str) -> None:
     value = st.feedback("thumbs", key=f"{key_prefix}_thumb_{response.id}")
     saved_key = f"thumb_saved_{response.id}"
     if value is not None and st.session_state.get(saved_key) != value:
-        rate_answer(response.id, up=bool(value))
+        rate_answer(response.id, up=bool(value), voter=current_voter())
         st.session_state[saved_key] = value
 
 
@@ -280,3 +280,111 @@ def example_loaded_note() -> None:
     note = st.session_state.pop(EXAMPLE_LOADED, None)
     if note:
         st.success(note, icon=":material/check_circle:")
+
+
+# --- Access: who may use the app, who votes, who administers --------------------------------
+# Local use (the app bound to 127.0.0.1, nothing configured) needs no sign-in: one voter,
+# "local", who is also the admin. Bound to anything else, or with sign-in configured in
+# .streamlit/secrets.toml, every session signs in first: through OpenID Connect (`st.login`,
+# an [auth] section) or, where no identity provider is set up, a shared password ([parallax]
+# password). Each signed-in person votes under their own id; only admins edit endpoints.
+VOTER = "access_voter"
+ADMIN = "access_admin"
+LOCAL_VOTER = "local"
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+def _secrets(section: str) -> dict:
+    try:
+        if not st.secrets.load_if_toml_exists():
+            return {}
+        value = st.secrets.get(section, {})
+    except Exception:  # noqa: BLE001 - an unreadable secrets file configures nothing
+        return {}
+    return dict(value) if hasattr(value, "keys") else {}
+
+
+def bind_address() -> str:
+    """The address the server listens on; '' means every interface (Streamlit's default)."""
+    return st.get_option("server.address") or ""
+
+
+def is_exposed(address: str) -> bool:
+    """True unless `address` is a loopback address (an empty one means every interface)."""
+    return not (address in LOOPBACK or address.startswith("127."))
+
+
+def current_voter() -> str:
+    """The signed-in person's voter id ('local' when the app needs no sign-in)."""
+    return st.session_state.get(VOTER, LOCAL_VOTER)
+
+
+def is_admin() -> bool:
+    """Whether this session may edit endpoints and test connections."""
+    return bool(st.session_state.get(ADMIN, False))
+
+
+def require_access() -> None:
+    """Let this session through (setting its voter id and admin flag), or show a sign-in and stop."""
+    settings, oidc = _secrets("parallax"), bool(_secrets("auth"))
+    address = bind_address()
+    if not (is_exposed(address) or oidc or settings.get("password")):
+        st.session_state[VOTER], st.session_state[ADMIN] = LOCAL_VOTER, True
+        return
+    if oidc:
+        _oidc_sign_in(settings)
+    elif settings.get("password"):
+        _password_sign_in(settings)
+    else:
+        st.error(
+            f"Parallax is listening on {address or 'every network interface'} but no sign-in is set up, so it "
+            "will not serve anyone. Configure OpenID Connect ([auth]) or a shared password ([parallax] password) "
+            "in .streamlit/secrets.toml, or listen on 127.0.0.1 only (`make run` does by default)."
+        )
+        st.stop()
+
+
+def _oidc_sign_in(settings: dict) -> None:
+    provider = settings.get("oidc_provider") or None
+    if not st.user.get("is_logged_in", False):
+        st.title("Parallax")
+        st.info("Sign in to use Parallax.")
+        st.button("Sign in", key="access_login", on_click=st.login, args=(provider,) if provider else ())
+        st.stop()
+    identity = str(st.user.get("email") or st.user.get("sub") or "")
+    st.session_state[VOTER] = f"oidc:{identity}"
+    st.session_state[ADMIN] = identity in [str(a) for a in settings.get("admins", [])]
+    with st.sidebar:
+        st.caption(f"Signed in as {identity}" + (" (admin)" if is_admin() else ""))
+        st.button("Sign out", key="access_logout", on_click=st.logout)
+
+
+def _password_sign_in(settings: dict) -> None:
+    import hmac
+    import time
+
+    if VOTER in st.session_state:
+        with st.sidebar:
+            st.caption(f"Signed in as {st.session_state[VOTER].split(':', 1)[-1]}" + (" (admin)" if is_admin() else ""))
+            if st.button("Sign out", key="access_logout"):
+                del st.session_state[VOTER], st.session_state[ADMIN]
+                st.rerun()
+        return
+    st.title("Parallax")
+    with st.form("access_form"):
+        name = st.text_input("Your name (your votes are recorded under it)", key="access_name", max_chars=64)
+        password = st.text_input("Team password", type="password", key="access_password")
+        submitted = st.form_submit_button("Sign in", key="access_submit")
+    if submitted:
+        name = "".join(c for c in name.strip() if c.isprintable())
+        admin_password = str(settings.get("admin_password") or "")
+        is_admin_password = bool(admin_password) and hmac.compare_digest(password.encode(), admin_password.encode())
+        if not name:
+            st.error("Type your name first.")
+        elif is_admin_password or hmac.compare_digest(password.encode(), str(settings["password"]).encode()):
+            st.session_state[VOTER], st.session_state[ADMIN] = f"user:{name}", is_admin_password
+            st.rerun()
+        else:
+            time.sleep(1.0)  # slows down guessing
+            st.error("Wrong password.")
+    st.stop()

@@ -119,3 +119,34 @@ def test_imports_run_on_postgresql(postgres_url, monkeypatch, tmp_path):
     with session_scope() as s:
         scoped = [r for r in answers.scope_answers(s, AnswerScope()) if r["endpoint_id"] == "m1"]
     assert {(r["language"], r["twin_key"]) for r in scoped} == {("en", "q-zh"), ("zh", "q-en")}
+
+
+def test_two_concurrent_suite_starts_run_one_worker_on_postgresql(postgres_url, protocol_server, tmp_path, monkeypatch):
+    """The run's lease (a compare-and-set UPDATE under PostgreSQL's row lock) lets one of two
+    simultaneous `suite run` processes work; the other follows it. A lapsed lease reads stopped."""
+    from datetime import timedelta
+
+    from sqlalchemy import select
+
+    from db import suites as suite_queries
+    from db.models import SuiteRun
+    from lib.suites.lease import LEASE_S
+    from lib.suites.runner import run_state
+    from tests.test_suite_faults import _endpoints_file, two_concurrent_starts
+
+    monkeypatch.setenv("PARALLAX_DATABASE_URL", postgres_url)
+    dispose_all()
+    model = "echo-0.032"  # a model name no other test calls
+    protocol_server.calls.pop(model, None)
+    _endpoints_file(tmp_path, protocol_server.url, twice=model)
+    two_concurrent_starts(protocol_server, model)
+    with session_scope() as s:
+        (run,) = s.scalars(select(SuiteRun)).all()
+        assert run.lease_token is None and run.status == "completed"
+        run.status, run.lease_token, run.worker = "running", "t" * 32, "elsewhere.example pid 7"
+        run.heartbeat_at = suite_queries.db_now(s)
+        run_id = run.id
+    assert run_state(run_id).status == "running" and run_state(run_id).worker == "elsewhere.example pid 7"
+    with session_scope() as s:
+        s.get(SuiteRun, run_id).heartbeat_at = suite_queries.db_now(s) - timedelta(seconds=LEASE_S + 1)
+    assert run_state(run_id).status == "stopped"

@@ -105,7 +105,7 @@ elif battle.voted is None and last_pair is not None:
     for col, (winner, text) in zip(st.columns(4), WINNER_TEXT.items(), strict=True):
         if col.button(text, key=f"arena_vote_{winner}", width="stretch"):
             try:
-                vote_blind(battle, winner)
+                vote_blind(battle, winner, voter=ui.current_voter())
             except BattleError as exc:
                 st.error(str(exc).capitalize())
             else:

@@ -74,7 +74,7 @@ def render_vote(exchange) -> None:
     cols = st.columns(4)
     for col, (winner, text) in zip(cols, WINNER_TEXT.items(), strict=True):
         if col.button(text, key=f"vote_{exchange.id}_{winner}", width="stretch"):
-            conversations.vote(exchange.id, winner)
+            conversations.vote(exchange.id, winner, voter=ui.current_voter())
             st.rerun()
 
 

@@ -7,7 +7,15 @@ from lib import ui
 from lib.safety import decode_bytes
 from lib.suites.definitions import SuiteError, import_text, show_suite, suite_names
 from lib.suites.results import UnknownRun, asymmetry_table, comparison_table, gap_table, rates_table, results
-from lib.suites.runner import RunError, RunSpec, create_run, request_cancel, run_states, start_in_background
+from lib.suites.runner import (
+    RunBusy,
+    RunError,
+    RunSpec,
+    create_run,
+    request_cancel,
+    run_states,
+    start_in_background,
+)
 from lib.vocab import RunStatus
 
 st.title("Probe suites")
@@ -97,8 +105,13 @@ with tab_run:
                     "Tick 'fresh run' to run it again."
                 )
             else:
-                start_in_background(started.run_id)
-                st.success(f"{'Resumed' if started.resumed else 'Started'} run #{started.run_id} in the background.")
+                try:
+                    start_in_background(started.run_id)
+                except RunBusy as exc:
+                    st.info(f"Run #{started.run_id} is already running ({exc.worker}); its progress is below.")
+                else:
+                    verb = "Resumed" if started.resumed else "Started"
+                    st.success(f"{verb} run #{started.run_id} in the background.")
 
     @st.fragment(run_every=2)
     def live_runs() -> None:
@@ -111,6 +124,10 @@ with tab_run:
                 eta = f" · about {r.eta_s:.0f} s left" if r.eta_s else ""
                 st.markdown(f"**Run #{r.id}** · {r.suite} · {r.status} · {r.completed}/{r.total}{eta}")
                 st.progress(r.completed / r.total if r.total else 0.0)
+                if r.worker:
+                    st.caption(f"Worker: {r.worker}")
+                if r.error:
+                    st.error(f"Failed: {r.error}")
                 st.caption(
                     " · ".join(
                         f"{e}: {r.done.get(e, 0)} done" + (f", {r.failed[e]} failed" if r.failed.get(e) else "")
@@ -121,7 +138,10 @@ with tab_run:
                 if r.status in (RunStatus.RUNNING, RunStatus.PENDING) and left.button("Cancel", key=f"cancel_{r.id}"):
                     request_cancel(r.id)
                 if r.resumable and right.button("Resume (retries failures)", key=f"resume_{r.id}"):
-                    start_in_background(r.id)
+                    try:
+                        start_in_background(r.id)
+                    except RunBusy as exc:
+                        st.info(str(exc).capitalize())
 
     live_runs()
 

@@ -1,8 +1,8 @@
 """Imported answers: a content hash per imported response, unique, so importing a file twice adds
 nothing (answers asked in Parallax keep NULL, which a unique index allows many times).
 
-Revision ID: 0003_imports
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 
 A plain ADD COLUMN (no batch rebuild): rebuilding `response` on SQLite would drop the full-text
 search triggers of revision 0002.
@@ -11,8 +11,8 @@ search triggers of revision 0002.
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0003_imports"
-down_revision = "0002"
+revision = "0004"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
