@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -111,12 +112,17 @@ def classify(
     judge: Annotated[
         Optional[str], typer.Option(help="Use this endpoint as an LLM judge instead (costs calls).")
     ] = None,
+    judge_max_tokens: Annotated[
+        Optional[int],
+        typer.Option(help="The judge's output budget (default: 16384 for reasoning endpoints, else 4096)."),
+    ] = None,
 ) -> None:
     """Label answers answered / refused / deflected / blocked / empty (JSONL in and out, or the database)."""
     from lib.deflection import classify as detector
     from lib.deflection import source_name
 
     run_classifier, source_name_fn = detector, source_name
+    unread: Counter = Counter()  # the judge's verdicts that could not be read, by why
     if judge:
         from lib.deflection.judge import judge as run_judge
         from lib.providers.endpoints import UnknownEndpoint, key_is_set, resolve
@@ -128,8 +134,13 @@ def classify(
         if not key_is_set(judge_endpoint):
             fail(f"the judge '{judge}' needs an API key: set {judge_endpoint.key_env}")
 
+        if judge_max_tokens is not None and judge_max_tokens < 1:
+            fail("--judge-max-tokens must be at least 1")
+
         def run_classifier(items):  # noqa: F811 - the judge replaces the detector
-            return run_judge(judge_endpoint, items)
+            verdicts = run_judge(judge_endpoint, items, max_tokens=judge_max_tokens)
+            unread.update(v.rule.split(":", 2)[2] for v in verdicts if v.rule.startswith(f"judge:{judge}:"))
+            return verdicts
 
         def source_name_fn():  # noqa: F811
             return f"judge:{judge}"
@@ -141,6 +152,7 @@ def classify(
         source = source_name_fn()
         done = label_backlog(source, run_classifier, batch=batch)
         err.print(f"labelled {done} responses with {source}")
+        _report_unread(unread)
         return
     if input_file is None or output is None:
         fail("give INPUT.jsonl and -o OUTPUT.jsonl, or --db")
@@ -175,6 +187,17 @@ def classify(
     finally:
         tmp.unlink(missing_ok=True)
     err.print(f"labelled {len(rows)} rows into {output}")
+    _report_unread(unread)
+
+
+def _report_unread(unread: Counter) -> None:
+    """Say how many judge verdicts could not be read, and why (stored as `empty` with confidence 0)."""
+    if not unread:
+        return
+    reasons = ", ".join(f"{n} {why}" for why, n in unread.most_common())
+    err.print(plain(f"warning: {sum(unread.values())} judge verdicts could not be read ({reasons})"))
+    if any(why.endswith("length") for why in unread):
+        err.print("the judge ran out of output tokens before its verdict: raise --judge-max-tokens")
 
 
 @app.command("train-deflection")
