@@ -276,6 +276,8 @@ def analyze(
         data = result[view]
         if "error" in data:
             out.print(Text.assemble((view, "yellow"), ": ", plain(data["error"])))
+            if view == "deflection" and "left_out" in data:
+                _print_left_out(data)
         elif view == "clusters":
             for c in data["clusters"][:10]:
                 out.print(plain(f"cluster {c['id']} ({c['size']}): {', '.join(c['terms'])}"))
@@ -285,10 +287,42 @@ def analyze(
             for p in data["prompts"][:5]:
                 out.print(plain(f"divergence {p['mean_distance']:.3f} (outlier {p['outlier']}): {p['prompt'][:70]}"))
         else:
-            for r in data["rates"]:
-                if r["topic"] == "(all)":
-                    na = r["not_answered"]
-                    interval = f"[{na['low']:.0%}-{na['high']:.0%}]"
-                    out.print(plain(f"{r['model']}: not answered {na['rate']:.0%} {interval} of {r['n']}"))
+            _print_deflection(data)
     for path in result.get("html", []):
         err.print(f"wrote {path}")
+
+
+def _print_deflection(data: dict) -> None:
+    """Per model: not answered raw and corrected; the gap; answers left out; agreement; the card."""
+    from lib.analysis.deflection import card_line, signed, with_interval
+
+    for r in data["rates"]:
+        if r["topic"] == "(all)":
+            line = (
+                f"{r['model']}: not answered {with_interval(r['not_answered'])} raw, "
+                f"{with_interval(r['corrected'])} corrected, of {r['n']}"
+            )
+            out.print(plain(line), highlight=False)
+    for g in data["language_gap"]:
+        line = (
+            f"{g['model']}: en {with_interval(g['en'])} vs zh {with_interval(g['zh'])} raw "
+            f"(gap {g['gap'] * 100:+.0f} pts); "
+            f"en {with_interval(g['en_corrected'])} vs zh {with_interval(g['zh_corrected'])} corrected "
+            f"(gap {signed(g['gap_corrected'])})"
+        )
+        out.print(plain(line), highlight=False)
+    _print_left_out(data)
+    for a in data["agreement"]:
+        kappa = "–" if a["kappa"] is None else f"{a['kappa']:.2f}"
+        out.print(plain(f"agreement with {a['source']} ({a['language']}): kappa {kappa}, n={a['n']}"), highlight=False)
+    out.print(plain(card_line(data)), highlight=False)
+    for note in data["correction"]["notes"]:
+        out.print(Text.assemble(("note", "yellow"), ": ", plain(note)))
+
+
+def _print_left_out(data: dict) -> None:
+    """Per model, the answers left out of rates and why (only models with any)."""
+    for model, c in data["left_out"].items():
+        reasons = ", ".join(f"{c[k]} {k}" for k in ("blocked", "incomplete", "empty", "unlabelled") if c[k])
+        if reasons:
+            out.print(plain(f"{model}: left out of rates: {reasons} (of {c['answers']})"), highlight=False)
