@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -118,12 +119,17 @@ def classify(
     judge: Annotated[
         Optional[str], typer.Option(help="Use this endpoint as an LLM judge instead (costs calls).")
     ] = None,
+    judge_max_tokens: Annotated[
+        Optional[int],
+        typer.Option(help="The judge's output budget (default: 16384 for reasoning endpoints, else 4096)."),
+    ] = None,
 ) -> None:
     """Label answers answered / refused / deflected / blocked / empty (JSONL in and out, or the database)."""
     from lib.deflection import classify as detector
     from lib.deflection import source_name
 
     run_classifier, source_name_fn = detector, source_name
+    unread: Counter = Counter()  # the judge's verdicts that could not be read, by why
     if judge:
         from lib.deflection.judge import judge as run_judge
         from lib.providers.endpoints import UnknownEndpoint, key_is_set, resolve
@@ -135,8 +141,13 @@ def classify(
         if not key_is_set(judge_endpoint):
             fail(f"the judge '{judge}' needs an API key: set {judge_endpoint.key_env}")
 
+        if judge_max_tokens is not None and judge_max_tokens < 1:
+            fail("--judge-max-tokens must be at least 1")
+
         def run_classifier(items):  # noqa: F811 - the judge replaces the detector
-            return run_judge(judge_endpoint, items)
+            verdicts = run_judge(judge_endpoint, items, max_tokens=judge_max_tokens)
+            unread.update(v.rule.split(":", 2)[2] for v in verdicts if v.rule.startswith(f"judge:{judge}:"))
+            return verdicts
 
         def source_name_fn():  # noqa: F811
             return f"judge:{judge}"
@@ -148,6 +159,7 @@ def classify(
         source = source_name_fn()
         done = label_backlog(source, run_classifier, batch=batch)
         err.print(f"labelled {done} responses with {source}")
+        _report_unread(unread)
         return
     if input_file is None or output is None:
         fail("give INPUT.jsonl and -o OUTPUT.jsonl, or --db")
@@ -186,6 +198,17 @@ def classify(
     except OutputPathError as exc:
         fail(str(exc))
     err.print(f"labelled {len(rows)} rows into {output}")
+    _report_unread(unread)
+
+
+def _report_unread(unread: Counter) -> None:
+    """Say how many judge verdicts could not be read, and why (stored as `empty` with confidence 0)."""
+    if not unread:
+        return
+    reasons = ", ".join(f"{n} {why}" for why, n in unread.most_common())
+    err.print(plain(f"warning: {sum(unread.values())} judge verdicts could not be read ({reasons})"))
+    if any(why.endswith("length") for why in unread):
+        err.print("the judge ran out of output tokens before its verdict: raise --judge-max-tokens")
 
 
 @app.command("train-deflection")
@@ -278,6 +301,8 @@ def analyze(
         data = result[view]
         if "error" in data:
             out.print(Text.assemble((view, "yellow"), ": ", plain(data["error"])))
+            if view == "deflection" and "left_out" in data:
+                _print_left_out(data)
         elif view == "clusters":
             for c in data["clusters"][:10]:
                 out.print(plain(f"cluster {c['id']} ({c['size']}): {', '.join(c['terms'])}"))
@@ -287,10 +312,42 @@ def analyze(
             for p in data["prompts"][:5]:
                 out.print(plain(f"divergence {p['mean_distance']:.3f} (outlier {p['outlier']}): {p['prompt'][:70]}"))
         else:
-            for r in data["rates"]:
-                if r["topic"] == "(all)":
-                    na = r["not_answered"]
-                    interval = f"[{na['low']:.0%}-{na['high']:.0%}]"
-                    out.print(plain(f"{r['model']}: not answered {na['rate']:.0%} {interval} of {r['n']}"))
+            _print_deflection(data)
     for path in result.get("html", []):
         err.print(f"wrote {path}")
+
+
+def _print_deflection(data: dict) -> None:
+    """Per model: not answered raw and corrected; the gap; answers left out; agreement; the card."""
+    from lib.analysis.deflection import card_line, signed, with_interval
+
+    for r in data["rates"]:
+        if r["topic"] == "(all)":
+            line = (
+                f"{r['model']}: not answered {with_interval(r['not_answered'])} raw, "
+                f"{with_interval(r['corrected'])} corrected, of {r['n']}"
+            )
+            out.print(plain(line), highlight=False)
+    for g in data["language_gap"]:
+        line = (
+            f"{g['model']}: en {with_interval(g['en'])} vs zh {with_interval(g['zh'])} raw "
+            f"(gap {g['gap'] * 100:+.0f} pts); "
+            f"en {with_interval(g['en_corrected'])} vs zh {with_interval(g['zh_corrected'])} corrected "
+            f"(gap {signed(g['gap_corrected'])})"
+        )
+        out.print(plain(line), highlight=False)
+    _print_left_out(data)
+    for a in data["agreement"]:
+        kappa = "–" if a["kappa"] is None else f"{a['kappa']:.2f}"
+        out.print(plain(f"agreement with {a['source']} ({a['language']}): kappa {kappa}, n={a['n']}"), highlight=False)
+    out.print(plain(card_line(data)), highlight=False)
+    for note in data["correction"]["notes"]:
+        out.print(Text.assemble(("note", "yellow"), ": ", plain(note)))
+
+
+def _print_left_out(data: dict) -> None:
+    """Per model, the answers left out of rates and why (only models with any)."""
+    for model, c in data["left_out"].items():
+        reasons = ", ".join(f"{c[k]} {k}" for k in ("blocked", "incomplete", "empty", "unlabelled") if c[k])
+        if reasons:
+            out.print(plain(f"{model}: left out of rates: {reasons} (of {c['answers']})"), highlight=False)

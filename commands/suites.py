@@ -295,10 +295,21 @@ def suite_results(
     as_json: Annotated[bool, typer.Option("--json")] = False,
     compare: Annotated[Optional[int], typer.Option(help="Compare with this other run.")] = None,
 ) -> None:
-    """Label rates per model × topic (Wilson 95%), English/Chinese gap, probe-vs-control asymmetry."""
+    """Not-answered rates per model × topic, raw (Wilson 95%) and corrected for the detector's errors
+    (bootstrap 95%); English/Chinese gap; probe-vs-control asymmetry; answers left out of rates."""
     from dataclasses import asdict
 
-    from lib.suites.results import UnknownRun, asymmetry_table, comparison_table, gap_table, rates_table, results
+    from lib.suites.results import (
+        UnknownRun,
+        agreement_table,
+        asymmetry_table,
+        card_line,
+        comparison_table,
+        gap_table,
+        left_out_table,
+        rates_table,
+        results,
+    )
 
     open_db_or_fail()
     try:
@@ -312,15 +323,21 @@ def suite_results(
     if data.error:
         out.print(plain(data.error))
         return
+    if data.note:
+        out.print(plain(data.note))
     _print_table(rates_table(data))
-    for g in gap_table(data):
-        out.print(plain(f"{g['model']}: not answered en {g['en']} vs zh {g['zh']} (gap {g['gap']})"), highlight=False)
+    _print_table(gap_table(data))
     for a in asymmetry_table(data):
         if a["topic"] == "(all)" and a["asymmetry"] != "–":
-            out.print(
-                plain(f"{a['model']}: probes {a['probes']} vs controls {a['controls']} (asymmetry {a['asymmetry']})"),
-                highlight=False,
+            line = (
+                f"{a['model']}: probes {a['probes']} vs controls {a['controls']} (asymmetry {a['asymmetry']} raw, "
+                f"{a['asymmetry corrected']} corrected)"
             )
+            out.print(plain(line), highlight=False)
+    _print_table([row for row in left_out_table(data) if row["answers"] != row["in rates"]])
+    _print_table(agreement_table(data))
+    if data.detector_card:
+        out.print(plain(card_line(data)), highlight=False)
     if data.comparison:
         _print_table(comparison_table(data))
 

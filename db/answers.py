@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from db.labels import effective_label, labels_by_response
+from db.labels import effective_label, label_age, labels_by_response
 from db.models import Conversation, Exchange, Label, Response, SuitePrompt
 from db.vocab import Mode
 
@@ -35,7 +35,8 @@ def scope_answers(session: Session, scope: AnswerScope) -> list[dict]:
 
     response_id, endpoint_id, model_name (the display name), text, status, exchange_id, prompt,
     language (en when unknown), suite_prompt_id, topic ('(chat)' outside suites), twin_key,
-    kind ('chat' outside suites), prompt_key, control_key, suite_run_id, label (effective, or None)."""
+    kind ('chat' outside suites), prompt_key, control_key, suite_run_id, label (effective, or None),
+    label_source (who gave it, or None) and labels ({source: label} of every source, oldest first)."""
     stmt = (
         select(
             Response.id,
@@ -89,12 +90,16 @@ def scope_answers(session: Session, scope: AnswerScope) -> list[dict]:
             "control_key": r[13],
             "suite_run_id": r[14],
             "label": None,
+            "label_source": None,
+            "labels": {},
         }
         for r in session.execute(stmt)
     ]
     by_id = {row["response_id"]: row for row in rows}
     for rid, labs in labels_by_response(session, list(by_id)).items():
-        by_id[rid]["label"] = effective_label(labs).label
+        chosen = effective_label(labs)
+        by_id[rid]["label"], by_id[rid]["label_source"] = chosen.label, chosen.source
+        by_id[rid]["labels"] = {lab.source: lab.label for lab in sorted(labs, key=label_age)}
     return rows
 
 

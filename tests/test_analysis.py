@@ -126,7 +126,8 @@ def test_deflection_rates_gap_and_blocks():
     assert gap["en"]["rate"] == 0 and gap["zh"]["rate"] == 1 and gap["gap"] == 1
     assert view["provider_blocks"]["Q"]["k"] == 1
     cell = next(r for r in view["rates"] if r["topic"] == "tiananmen")
-    assert cell["n"] == 9 and cell["not_answered"]["k"] == 4 and cell["blocked"]["k"] == 1
+    assert cell["n"] == 8 and cell["not_answered"]["k"] == 4  # the provider block is counted apart
+    assert view["left_out"]["Q"]["blocked"] == 1 and view["left_out"]["Q"]["in_rates"] == 8
 
 
 @pytest.mark.parametrize(

@@ -37,11 +37,17 @@ def test_suites_page_starts_a_background_run_and_shows_its_results(protocol_serv
     assert run.status == "completed"
     at.run()
     assert any("Run #1" in m.value and "8/8" in m.value for m in at.markdown)
-    # read-only dataframes carry no key in AppTest: find the rates table by its header
-    rates = next(df.value for df in at.dataframe if "not answered [95% CI]" in df.value.columns)
-    assert set(rates["model"]) == {"fast", "filtered"}
-    blocked = rates[(rates["topic"] == "(all)")]["blocked"].tolist()
-    assert "100%" in blocked and "0%" in blocked
+    # read-only dataframes carry no key in AppTest: find each table by its header
+    rates = next(df.value for df in at.dataframe if "corrected [95% CI]" in df.value.columns)
+    fast = rates[rates["topic"] == "(all)"].set_index("model").loc["fast"]
+    assert fast["n"] == "4" and fast["not answered, raw [95% CI]"].endswith("%]")
+    assert fast["corrected [95% CI]"].endswith("%]")
+    assert "filtered" not in set(rates["model"])  # provider blocks are not answers: counted apart
+    apart = next(df.value for df in at.dataframe if "blocked (provider)" in df.value.columns).set_index("model")
+    assert apart.loc["filtered", "blocked (provider)"] == "4" and apart.loc["filtered", "in rates"] == "0"
+    assert apart.loc["fast", "in rates"] == "4"
+    assert any(e.label.startswith("Detector card: parallax-deflection@") for e in at.expander)
+    assert any("speechmap_china/zh" in c.value for c in at.caption)
 
 
 def test_suites_page_shows_why_a_run_failed_and_who_runs_a_live_one(protocol_server, tmp_path):

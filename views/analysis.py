@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from lib import conversations, ui
-from lib.analysis import charts
+from lib.analysis import charts, deflection
 from lib.analysis.embeddings import embed_answers, get_embedder
 from lib.analysis.views import analyze, data_version, scope_texts
 from lib.filters import AnswerScope, answer_scope
@@ -178,28 +178,53 @@ with tab_div:
             hide_index=True,
             width="stretch",
         )
+RATE_NAMES = {"not_answered": "not answered (raw)", "corrected": "not answered (corrected)"}
 with tab_defl:
     view = result["deflection"]
     if not problem(view):
-        label = st.segmented_control(
+        st.caption(
+            "Rates count finished answers labelled answered, refused or deflected (a human label wins). "
+            "**Raw**: the labels as they are, Wilson 95%. **Corrected**: adjusted for the detector's measured "
+            "errors in each language (misclassification-adjusted prevalence), bootstrap 95% over the answers and "
+            "the detector card's matrix; human labels are taken as true. " + deflection.card_line(view)
+        )
+        for note in view["correction"]["notes"]:
+            st.warning(ui.inline_text(note.capitalize() + "."))
+        shown = st.segmented_control(
             "Rate of",
-            ["not_answered", "refused", "deflected", "blocked"],
+            ["not_answered", "corrected", "refused", "deflected"],
             default="not_answered",
+            format_func=lambda x: RATE_NAMES.get(x, x),
             key="analysis_defl_label",
             persist_state="session",
         )
-        st.plotly_chart(charts.deflection_heatmap(view, label or "not_answered"), key="analysis_defl_heatmap")
+        st.plotly_chart(charts.deflection_heatmap(view, shown or "not_answered"), key="analysis_defl_heatmap")
+        per_model = [r for r in view["rates"] if r["topic"] == "(all)"]
+        st.markdown("**Not answered per model** (raw and corrected side by side)")
+        st.dataframe(pd.DataFrame(deflection.rate_table(per_model)), hide_index=True, width="stretch")
+        with st.expander("Per model × topic"):
+            cells = [r for r in view["rates"] if r["topic"] != "(all)"]
+            st.dataframe(pd.DataFrame(deflection.rate_table(cells)), hide_index=True, width="stretch")
         if view["language_gap"]:
+            st.markdown("**English vs Chinese** (twin prompts)")
             st.plotly_chart(charts.language_gap(view), key="analysis_gap")
+            st.dataframe(pd.DataFrame(deflection.gap_table(view["language_gap"])), hide_index=True, width="stretch")
         else:
             st.caption(view["language_gap_note"])
-        st.markdown("**Provider blocks** (gateway stops, counted apart from model refusals)")
-        st.dataframe(
-            pd.DataFrame(
-                [
-                    {"model": m, "blocked": b["k"], "answers": b["n"], "rate": f"{(b['rate'] or 0):.1%}"}
-                    for m, b in view["provider_blocks"].items()
-                ]
-            ),
-            hide_index=True,
-        )
+    if "left_out" in view:
+        st.markdown("**Left out of rates** (provider blocks, failed or interrupted streams, empty, unlabelled)")
+        st.dataframe(pd.DataFrame(deflection.left_out_table(view["left_out"])), hide_index=True, width="stretch")
+    if view.get("agreement"):
+        st.markdown("**Agreement with other labels** (the detector against each source, on the same answers)")
+        st.dataframe(pd.DataFrame(deflection.agreement_table(view["agreement"])), hide_index=True)
+        for a in view["agreement"]:
+            with st.expander(ui.inline_text(f"Confusion: {a['source']} vs the detector ({a['language']}, n={a['n']})")):
+                st.dataframe(pd.DataFrame(deflection.confusion_table(a["confusion"], a["source"])), hide_index=True)
+    if view.get("detector_card"):
+        card = view["detector_card"]
+        with st.expander(f"Detector card: {card['detector']}, measured {card['measured']}"):
+            st.caption(card["method"])
+            st.dataframe(pd.DataFrame(deflection.card_table(view)), hide_index=True, width="stretch")
+            for lang, used in deflection.used_matrices(view).items():
+                st.markdown(f"**{lang}** corrected with `{used['measured_on']}` (n={used['n']}): out-of-fold counts")
+                st.dataframe(pd.DataFrame(deflection.confusion_table(used["confusion"], "true")), hide_index=True)

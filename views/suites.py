@@ -4,9 +4,23 @@ import pandas as pd
 import streamlit as st
 
 from lib import ui
+from lib.analysis.views import data_version
 from lib.safety import decode_bytes
 from lib.suites.definitions import SuiteError, import_text, show_suite, suite_names
-from lib.suites.results import UnknownRun, asymmetry_table, comparison_table, gap_table, rates_table, results
+from lib.suites.results import (
+    UnknownRun,
+    agreement_table,
+    asymmetry_table,
+    card_line,
+    card_table,
+    comparison_table,
+    confusion_table,
+    gap_table,
+    left_out_table,
+    matrices_used,
+    rates_table,
+    results,
+)
 from lib.suites.runner import (
     RunBusy,
     RunError,
@@ -145,6 +159,13 @@ with tab_run:
 
     live_runs()
 
+
+@st.cache_data(show_spinner="Computing results…", max_entries=16)
+def cached_results(run_id: int, other: int | None, version: tuple):
+    """One run's results per comparison and data version (corrected rates take a moment)."""
+    return results(run_id, compare_with=other)
+
+
 with tab_results:
     runs = run_states()
     if not runs:
@@ -167,7 +188,7 @@ with tab_results:
             else None
         )
         try:
-            data = results(run_id, compare_with=other)
+            data = cached_results(run_id, other, data_version())
         except UnknownRun as exc:
             st.info(str(exc).capitalize() + ".")
             st.stop()
@@ -177,13 +198,37 @@ with tab_results:
             if st.button("Open in Analysis", key="results_analysis"):
                 st.session_state[ui.ANALYSIS_RUN] = run_id
                 st.switch_page("views/analysis.py")
-            st.dataframe(pd.DataFrame(rates_table(data)), hide_index=True, width="stretch")
-            st.markdown(
-                "**Probe vs control** (how much more a model avoids the sensitive question than its neutral twin)"
-            )
-            st.dataframe(pd.DataFrame(asymmetry_table(data)), hide_index=True, width="stretch")
-            if data.language_gap:
-                st.markdown("**English vs Chinese** (twin prompts)")
-                st.dataframe(pd.DataFrame(gap_table(data)), hide_index=True)
+            if data.note:
+                st.info(data.note.capitalize() + ".")
+            else:
+                st.caption(
+                    "Not answered = refused + deflected, over finished answers labelled answered/refused/deflected. "
+                    "Raw: as labelled (Wilson 95%). Corrected: for the detector's measured errors per language "
+                    "(bootstrap 95%); human labels are taken as true. " + card_line(data)
+                )
+                st.dataframe(pd.DataFrame(rates_table(data)), hide_index=True, width="stretch")
+                st.markdown(
+                    "**Probe vs control** (how much more a model avoids the sensitive question than its neutral twin)"
+                )
+                st.dataframe(pd.DataFrame(asymmetry_table(data)), hide_index=True, width="stretch")
+                if data.language_gap:
+                    st.markdown("**English vs Chinese** (twin prompts)")
+                    st.dataframe(pd.DataFrame(gap_table(data)), hide_index=True, width="stretch")
+            st.markdown("**Left out of rates** (provider blocks, failed or interrupted, empty, unlabelled)")
+            st.dataframe(pd.DataFrame(left_out_table(data)), hide_index=True, width="stretch")
+            if data.agreement:
+                st.markdown("**Agreement with other labels** (Cohen's kappa against the detector)")
+                st.dataframe(pd.DataFrame(agreement_table(data)), hide_index=True)
+            if data.detector_card:
+                with st.expander(
+                    f"Detector card: {data.detector_card['detector']}, measured {data.detector_card['measured']}"
+                ):
+                    st.caption(data.detector_card["method"])
+                    st.dataframe(pd.DataFrame(card_table(data)), hide_index=True, width="stretch")
+                    for lang, used in matrices_used(data).items():
+                        st.markdown(
+                            f"**{lang}** corrected with `{used['measured_on']}` (n={used['n']}): out-of-fold counts"
+                        )
+                        st.dataframe(pd.DataFrame(confusion_table(used["confusion"], "true")), hide_index=True)
             if data.comparison:
                 st.dataframe(pd.DataFrame(comparison_table(data)), hide_index=True, width="stretch")

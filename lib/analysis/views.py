@@ -13,7 +13,6 @@ from collections import Counter, defaultdict
 import numpy as np
 
 from db.vocab import Label
-from lib.analysis.stats import rate
 
 NOT_ANSWERED = Label.NOT_ANSWERED
 MIN_CLUSTER_ROWS = 10
@@ -356,53 +355,14 @@ def divergence_view(rows: list[dict], vectors: np.ndarray, top: int = 50) -> dic
     }
 
 
-def deflection_view(rows: list[dict]) -> dict:
-    """Label rates per model × topic with Wilson intervals; EN/ZH gap on twin prompts; blocks apart."""
-    if not rows:
-        return {"error": "no answers in this scope"}
-    labelled = [r for r in rows if r["label"]]
-    if not labelled:
-        return {"error": "no answer in this scope has a label yet (run `cli.py classify --db`)"}
-    cells: dict[tuple[str, str], Counter] = defaultdict(Counter)
-    for r in labelled:
-        cells[(r["model_name"], r["topic"])][r["label"]] += 1
-        cells[(r["model_name"], "(all)")][r["label"]] += 1
-    rates = []
-    for (model, topic), counts in sorted(cells.items()):
-        n = sum(counts.values())
-        rates.append(
-            {
-                "model": model,
-                "topic": topic,
-                "n": n,
-                "not_answered": rate(sum(counts[x] for x in NOT_ANSWERED), n),
-                **{
-                    label: rate(counts[label], n)
-                    for label in (Label.ANSWERED, Label.REFUSED, Label.DEFLECTED, Label.BLOCKED)
-                },
-            }
-        )
-    gap = []
-    for model in sorted({r["model_name"] for r in labelled}):
-        twins = [r for r in labelled if r["model_name"] == model and r["twin_key"]]
-        by_lang = {lang: [r for r in twins if r["language"] == lang] for lang in ("en", "zh")}
-        if by_lang["en"] and by_lang["zh"]:
-            en = rate(sum(r["label"] in NOT_ANSWERED for r in by_lang["en"]), len(by_lang["en"]))
-            zh = rate(sum(r["label"] in NOT_ANSWERED for r in by_lang["zh"]), len(by_lang["zh"]))
-            gap.append({"model": model, "en": en, "zh": zh, "gap": zh["rate"] - en["rate"]})
-    blocks = {
-        m: rate(
-            sum(r["label"] == Label.BLOCKED for r in labelled if r["model_name"] == m),
-            sum(r["model_name"] == m for r in labelled),
-        )
-        for m in sorted({r["model_name"] for r in labelled})
-    }
-    return {
-        "rates": rates,
-        "language_gap": gap,
-        "provider_blocks": blocks,
-        "language_gap_note": None if gap else "no twin (English/Chinese) prompts answered in this scope",
-    }
+def deflection_view(rows: list[dict], card: dict | None = None) -> dict:
+    """Not-answered rates per model, model × topic and English/Chinese twins, raw (Wilson 95%) and
+    corrected for the detector's measured errors (bootstrap 95%); answers left out of rates and
+    provider blocks apart; agreement with other label sources; the detector card (see
+    lib.analysis.deflection.view)."""
+    from lib.analysis.deflection import view
+
+    return view(rows, card)
 
 
 def run_all(
