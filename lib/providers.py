@@ -236,8 +236,6 @@ async def stream_chat(
         )
         try:
             stream = await client.chat.completions.create(**request)
-            if endpoint.is_embedded:  # llama.cpp sends no usage: count the prompt with its tokenizer
-                out.input_tokens = await asyncio.to_thread(local_server.count_prompt_tokens, request["messages"])
             async for chunk in stream:
                 if chunk.usage is not None:
                     out.input_tokens = chunk.usage.prompt_tokens
@@ -260,6 +258,8 @@ async def stream_chat(
                     yield out
                 if choice.finish_reason:
                     out.finish_reason = choice.finish_reason
+            if endpoint.is_embedded and out.input_tokens is None:  # a server without usage: count the prompt
+                out.input_tokens = await asyncio.to_thread(local_server.count_prompt_tokens, request["messages"])
         finally:
             if http_client is None:
                 await client.close()
