@@ -127,8 +127,14 @@ def _recorded_url() -> str | None:
 
 
 def threads() -> int:
-    """CPU threads for generation (PARALLAX_LLAMA_THREADS; default all cores)."""
-    return int(os.environ.get("PARALLAX_LLAMA_THREADS") or max(1, os.cpu_count() or 1))
+    """CPU threads for generation (PARALLAX_LLAMA_THREADS; default one core less than all, 1 to 4).
+
+    llama.cpp's threads spin at every barrier: when another process takes one of their cores,
+    each token waits for it. On the shared 2-core machine, 2 threads gave 2.5-16 tokens/s under
+    load where 1 thread gave 46-53; one core stays free for the app, the HTTP path and others.
+    A 135M model gains little past 4 threads."""
+    cores = os.cpu_count() or 1
+    return int(os.environ.get("PARALLAX_LLAMA_THREADS") or max(1, min(4, cores - 1)))
 
 
 def llama_server_path() -> Path | None:
