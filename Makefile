@@ -92,7 +92,7 @@ $(LLAMA_BIN):
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cmake g++ >/dev/null; }
 	@mkdir -p $(LLAMA_DIR)
 	@echo "building llama-server from llama_cpp_python $(LLAMA_VERSION)'s llama.cpp sources" \
-		"(about 12 minutes on 2 cores, once per machine); log: $(LLAMA_DIR)/build.log"
+		"(10 CPU-minutes: 12-15 minutes on 2 busy cores; once per machine); log: $(LLAMA_DIR)/build.log"
 	@flock $(LLAMA_DIR)/.lock sh -ec '\
 		test -x $@ && exit 0; \
 		cd $(LLAMA_DIR); rm -rf work; mkdir work; \
