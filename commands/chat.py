@@ -179,6 +179,6 @@ def serve_local(
         f"(set PARALLAX_LOCAL_URL to share it); Ctrl-C stops it"
     )
     try:
-        raise typer.Exit(subprocess.call(command))
+        raise typer.Exit(subprocess.call(command, env=local_server.server_env()))
     except KeyboardInterrupt:
         raise typer.Exit(0) from None

@@ -126,3 +126,8 @@ def test_a_broken_secrets_file_is_named_without_showing_its_content(tmp_path, co
     done = cli("models")
     assert done.returncode == 2 and message in done.stderr and "secrets.toml" in done.stderr, done.stderr
     assert "sk-abc" not in done.stderr
+
+
+def test_a_llama_server_setting_that_is_not_an_executable_is_named(tmp_path):
+    done = cli("models", env={"PARALLAX_LLAMA_SERVER": str(tmp_path / "missing")})
+    assert done.returncode == 2 and "PARALLAX_LLAMA_SERVER" in done.stderr, done.stderr
