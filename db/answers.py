@@ -3,13 +3,14 @@ prompt, language, suite context and effective label."""
 
 from __future__ import annotations
 
+from collections import namedtuple
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from db.labels import effective_label, labels_by_response
+from db.labels import effective_label
 from db.models import Conversation, Exchange, Label, Response, SuitePrompt
 
 
@@ -28,35 +29,11 @@ class AnswerScope:
         return (self.suite_run_id, tuple(self.endpoint_ids or ()), self.language, self.since, self.until)
 
 
-def scope_answers(session: Session, scope: AnswerScope) -> list[dict]:
-    """Every answer in scope, oldest first, as a dict with these keys:
+_LabelRow = namedtuple("_LabelRow", "response_id source label created_at id")
 
-    response_id, endpoint_id, model_name (the display name), text, status, exchange_id, prompt,
-    language (en when unknown), suite_prompt_id, topic ('(chat)' outside suites), twin_key,
-    kind ('chat' outside suites), prompt_key, control_key, suite_run_id, label (effective, or None)."""
-    stmt = (
-        select(
-            Response.id,
-            Response.endpoint_id,
-            Response.display_name,
-            Response.text,
-            Response.status,
-            Exchange.id,
-            Exchange.prompt,
-            Exchange.language,
-            Exchange.suite_prompt_id,
-            SuitePrompt.topic,
-            SuitePrompt.twin_key,
-            SuitePrompt.kind,
-            SuitePrompt.key,
-            SuitePrompt.control_key,
-            Conversation.suite_run_id,
-        )
-        .join(Exchange, Exchange.id == Response.exchange_id)
-        .join(Conversation, Conversation.id == Exchange.conversation_id)
-        .outerjoin(SuitePrompt, SuitePrompt.id == Exchange.suite_prompt_id)
-        .order_by(Response.id)
-    )
+
+def _scoped(stmt, scope: AnswerScope):
+    """`stmt` (which joins Response, Exchange and Conversation) narrowed to the scope."""
     if scope.suite_run_id is not None:
         stmt = stmt.where(Conversation.suite_run_id == scope.suite_run_id)
     if scope.endpoint_ids:
@@ -67,6 +44,46 @@ def scope_answers(session: Session, scope: AnswerScope) -> list[dict]:
         stmt = stmt.where(Response.created_at >= scope.since)
     if scope.until:
         stmt = stmt.where(Response.created_at < scope.until)
+    return stmt
+
+
+def _joined(stmt):
+    return stmt.join(Exchange, Exchange.id == Response.exchange_id).join(
+        Conversation, Conversation.id == Exchange.conversation_id
+    )
+
+
+def scope_answers(session: Session, scope: AnswerScope) -> list[dict]:
+    """Every answer in scope, oldest first, as a dict with these keys:
+
+    response_id, endpoint_id, model_name (the display name), text, status, exchange_id, prompt,
+    language (en when unknown), suite_prompt_id, topic ('(chat)' outside suites), twin_key,
+    kind ('chat' outside suites), prompt_key, control_key, suite_run_id, label (effective, or None).
+    Two queries whatever the size (answers, then their labels), so a million rows load in seconds."""
+    stmt = _scoped(
+        _joined(
+            select(
+                Response.id,
+                Response.endpoint_id,
+                Response.display_name,
+                Response.text,
+                Response.status,
+                Exchange.id,
+                Exchange.prompt,
+                Exchange.language,
+                Exchange.suite_prompt_id,
+                SuitePrompt.topic,
+                SuitePrompt.twin_key,
+                SuitePrompt.kind,
+                SuitePrompt.key,
+                SuitePrompt.control_key,
+                Conversation.suite_run_id,
+            )
+        )
+        .outerjoin(SuitePrompt, SuitePrompt.id == Exchange.suite_prompt_id)
+        .order_by(Response.id),
+        scope,
+    )
     rows = [
         {
             "response_id": r[0],
@@ -86,12 +103,36 @@ def scope_answers(session: Session, scope: AnswerScope) -> list[dict]:
             "suite_run_id": r[14],
             "label": None,
         }
-        for r in session.execute(stmt)
+        for r in session.execute(stmt.execution_options(yield_per=50_000))
     ]
     by_id = {row["response_id"]: row for row in rows}
-    for rid, labs in labels_by_response(session, list(by_id)).items():
-        by_id[rid]["label"] = effective_label(labs).label
+    for rid, labs in scope_labels(session, scope).items():
+        if rid in by_id:
+            by_id[rid]["label"] = effective_label(labs).label
     return rows
+
+
+def scope_labels(session: Session, scope: AnswerScope) -> dict[int, list[_LabelRow]]:
+    """Every label of the answers in scope, grouped by response id, in one query (light rows with
+    the fields `effective_label` ranks by)."""
+    stmt = _scoped(
+        _joined(
+            select(Label.response_id, Label.source, Label.label, Label.created_at, Label.id).join(
+                Response, Response.id == Label.response_id
+            )
+        ),
+        scope,
+    )
+    found: dict[int, list[_LabelRow]] = {}
+    for r in session.execute(stmt.execution_options(yield_per=50_000)):
+        found.setdefault(r[0], []).append(_LabelRow(*r))
+    return found
+
+
+def scope_texts(session: Session, scope: AnswerScope) -> list[str]:
+    """The non-blank answer texts in scope, oldest first (what the embedder needs)."""
+    stmt = _scoped(_joined(select(Response.text)), scope).order_by(Response.id)
+    return [t for (t,) in session.execute(stmt.execution_options(yield_per=50_000)) if t and t.strip()]
 
 
 def answers_data_version(session: Session) -> tuple:
