@@ -237,6 +237,10 @@ def analyze(
         print(json.dumps(result, ensure_ascii=False, default=str))
         return
     out.print(f"{result['n']} answers, models: {', '.join(result['models']) or '-'}")
+    if result.get("embedder"):
+        out.print(f"embedder: {result['embedder']} ({result.get('embedder_note') or '-'})", markup=False)
+    if result.get("embedder_fallback"):
+        err.print(f"warning: {result['embedder_fallback']}", markup=False)
     for view in ("clusters", "templates", "divergence", "deflection"):
         data = result[view]
         if "error" in data:

@@ -267,8 +267,8 @@ def get_embedder(name: str | None = None, multilingual: bool = False) -> Embedde
     multilingual v3 when `multilingual`, else all-MiniLM-L6-v2). A model that cannot be loaded
     falls back to the bundled one, with the reason in `fallback_reason`."""
     name = name or os.environ.get("PARALLAX_EMBEDDER") or None
-    if name in (None, DEFAULT_NAME, MULTILINGUAL_NAME):
-        embedder, why = _bundled(multilingual or name == MULTILINGUAL_NAME)
+    if name in (None, DEFAULT_NAME, MULTILINGUAL_NAME):  # a bundled one named is used for every scope
+        embedder, why = _bundled(name == MULTILINGUAL_NAME or (name is None and multilingual))
         return dataclasses.replace(embedder, fallback_reason=why) if why else embedder
     try:
         return _cached(name, lambda: _load_transformer(name, offline=False))
@@ -298,7 +298,7 @@ def embed_texts(
     missing = list(dict.fromkeys(h for h, ok in zip(hashes, found, strict=True) if not ok))
     if not missing:
         return vectors if len(texts) else np.zeros((0, embedder.dim), dtype=np.float32)
-    by_hash = dict(zip(hashes, texts, strict=False))
+    by_hash = dict(zip(hashes, texts, strict=True))
     computed: dict[str, np.ndarray] = {}
     for start in range(0, len(missing), chunk):
         batch = missing[start : start + chunk]
