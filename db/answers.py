@@ -32,6 +32,12 @@ class AnswerScope:
 _LabelRow = namedtuple("_LabelRow", "response_id source label created_at id")
 
 
+def _stream(session: Session, stmt):
+    """Plain rows of a Core statement in batches, on the session's connection (skipping the ORM
+    layer's per-row work, which doubled the time to load 200,000 answers)."""
+    return session.connection().execute(stmt.execution_options(yield_per=50_000))
+
+
 def _scoped(stmt, scope: AnswerScope):
     """`stmt` (which joins Response, Exchange and Conversation) narrowed to the scope."""
     if scope.suite_run_id is not None:
@@ -103,12 +109,12 @@ def scope_answers(session: Session, scope: AnswerScope) -> list[dict]:
             "suite_run_id": r[14],
             "label": None,
         }
-        for r in session.execute(stmt.execution_options(yield_per=50_000))
+        for r in _stream(session, stmt)
     ]
     by_id = {row["response_id"]: row for row in rows}
     for rid, labs in scope_labels(session, scope).items():
-        if rid in by_id:
-            by_id[rid]["label"] = effective_label(labs).label
+        if rid in by_id:  # one label is the effective one; several are ranked
+            by_id[rid]["label"] = labs[0].label if len(labs) == 1 else effective_label(labs).label
     return rows
 
 
@@ -124,7 +130,7 @@ def scope_labels(session: Session, scope: AnswerScope) -> dict[int, list[_LabelR
         scope,
     )
     found: dict[int, list[_LabelRow]] = {}
-    for r in session.execute(stmt.execution_options(yield_per=50_000)):
+    for r in _stream(session, stmt):
         found.setdefault(r[0], []).append(_LabelRow(*r))
     return found
 
@@ -132,7 +138,7 @@ def scope_labels(session: Session, scope: AnswerScope) -> dict[int, list[_LabelR
 def scope_texts(session: Session, scope: AnswerScope) -> list[str]:
     """The non-blank answer texts in scope, oldest first (what the embedder needs)."""
     stmt = _scoped(_joined(select(Response.text)), scope).order_by(Response.id)
-    return [t for (t,) in session.execute(stmt.execution_options(yield_per=50_000)) if t and t.strip()]
+    return [t for (t,) in _stream(session, stmt) if t and t.strip()]
 
 
 def answers_data_version(session: Session) -> tuple:

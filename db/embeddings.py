@@ -6,8 +6,9 @@ the blobs become one numpy array with a single `frombuffer` — a million vector
 from __future__ import annotations
 
 import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import func, select, type_coerce
 from sqlalchemy.orm import Session
+from sqlalchemy.types import NullType
 
 from db.models import Embedding
 
@@ -18,39 +19,34 @@ SCAN_FRACTION = 0.25  # above this share of the embedder's rows, one scan beats 
 def _stack(blobs: list[bytes], dim: int) -> np.ndarray:
     if not blobs:
         return np.zeros((0, dim), dtype=np.float32)
-    return np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(blobs), -1)
+    return np.frombuffer(bytearray().join(blobs), dtype=np.float32).reshape(len(blobs), -1)  # writable
 
 
 def vector_matrix(session: Session, embedder_key: str, hashes: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """(rows, found) for these content hashes: rows[i] is the stored float32 vector of hashes[i]
     (zeros where none is stored) and found[i] says whether one was. Shape (len(hashes), dim)."""
-    wanted = {h: None for h in hashes}
+    wanted = dict.fromkeys(hashes)
     total = session.scalar(select(func.count(Embedding.id)).where(Embedding.embedder == embedder_key)) or 0
-    digests, blobs = [], []
+    # the blob column without SQLAlchemy's per-value processing (the driver already gives bytes)
+    stmt = select(Embedding.content_hash, type_coerce(Embedding.vector, NullType())).where(
+        Embedding.embedder == embedder_key
+    )
+    connection = session.connection()
     if total and len(wanted) > SCAN_FRACTION * total:
-        stmt = select(Embedding.content_hash, Embedding.vector).where(Embedding.embedder == embedder_key)
-        for digest, blob in session.execute(stmt.execution_options(yield_per=50_000)):
-            if digest in wanted:
-                digests.append(digest)
-                blobs.append(blob)
-    elif total:
-        unique = list(wanted)
+        found = [r for r in connection.execute(stmt.execution_options(yield_per=50_000)) if r[0] in wanted]
+    else:
+        unique, found = list(wanted) if total else [], []
         for start in range(0, len(unique), IN_LIST):
-            chunk = unique[start : start + IN_LIST]
-            stmt = select(Embedding.content_hash, Embedding.vector).where(
-                Embedding.embedder == embedder_key, Embedding.content_hash.in_(chunk)
-            )
-            for digest, blob in session.execute(stmt):
-                digests.append(digest)
-                blobs.append(blob)
-    dim = len(blobs[0]) // 4 if blobs else 0
-    stored = _stack(blobs, dim)
-    position = {d: i for i, d in enumerate(digests)}
+            found += connection.execute(stmt.where(Embedding.content_hash.in_(unique[start : start + IN_LIST]))).all()
+    position = {r[0]: i for i, r in enumerate(found)}
     index = np.fromiter((position.get(h, -1) for h in hashes), dtype=np.int64, count=len(hashes))
-    found = index >= 0
+    present = index >= 0
+    if len(found) == len(hashes) and (index == np.arange(len(hashes))).all():
+        return _stack([r[1] for r in found], len(found[0][1]) // 4), present  # already in order
+    dim = len(found[0][1]) // 4 if found else 0
     rows = np.zeros((len(hashes), dim), dtype=np.float32)
-    rows[found] = stored[index[found]]
-    return rows, found
+    rows[present] = _stack([r[1] for r in found], dim)[index[present]]
+    return rows, present
 
 
 def cached_vectors(session: Session, embedder_key: str, hashes: list[str]) -> dict[str, np.ndarray]:

@@ -175,6 +175,9 @@ def test_vectors_load_in_bulk_in_order_with_the_missing_flagged(monkeypatch):
             rows, found = store.vector_matrix(s, "k", wanted)
         assert found.tolist() == [False, True, True, True, False, True]
         assert np.array_equal(rows[[1, 2, 3, 5]], vectors[[3, 3, 39, 0]]) and not rows[[0, 4]].any()
+        with session_scope() as s:
+            rows, found = store.vector_matrix(s, "k", hashes[:40])  # all stored, in stored order
+        assert found.all() and np.array_equal(rows, vectors[:40]) and rows.flags.writeable
 
 
 class FakeModel:
