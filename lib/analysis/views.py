@@ -235,7 +235,9 @@ def cluster_labels(vectors: np.ndarray, keys: list | None = None, seed: int = 0)
     rng = np.random.default_rng(seed)
     fit_on = first if distinct <= PCA_SAMPLE else first[np.sort(rng.choice(distinct, PCA_SAMPLE, replace=False))]
     pca = PCA(n_components=min(15, len(fit_on) - 1, vectors.shape[1]), svd_solver="covariance_eigh", random_state=seed)
-    reduced = pca.fit(vectors[fit_on]).transform(vectors[first])
+    pca.fit(vectors[fit_on])
+    step = 100_000  # transformed in slices: no second copy of a million vectors
+    reduced = np.concatenate([pca.transform(vectors[first[k : k + step]]) for k in range(0, distinct, step)])
     sample = np.arange(distinct)
     if distinct > CLUSTER_SAMPLE:
         sample = np.sort(rng.choice(distinct, CLUSTER_SAMPLE, replace=False))
@@ -408,14 +410,17 @@ def _nearest_cells(vectors: np.ndarray, seed: int = 0) -> np.ndarray:
     return near
 
 
-def duplicate_groups(keys: list, vectors: np.ndarray, use_index: bool | None = None) -> np.ndarray:
-    """A group id per row: rows with the same key (exact-normalised text) are one group, and
-    groups whose first rows have cosine >= TEMPLATE_SIMILARITY are joined (transitively)."""
+def duplicate_groups(
+    keys: list, vectors: np.ndarray, use_index: bool | None = None, at: np.ndarray | None = None
+) -> np.ndarray:
+    """A group id per key: keys that are equal (exact-normalised texts) are one group, and groups
+    whose first vectors have cosine >= TEMPLATE_SIMILARITY are joined (transitively). The vector
+    of keys[i] is vectors[i], or vectors[at[i]] when `at` is given."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
     first, inverse = _unique(keys)
-    a, b = similar_edges(vectors[first], TEMPLATE_SIMILARITY, use_index)
+    a, b = similar_edges(vectors[first if at is None else at[first]], TEMPLATE_SIMILARITY, use_index)
     graph = coo_matrix((np.ones(len(a), dtype=np.int8), (a, b)), shape=(len(first), len(first)))
     _, component = connected_components(graph, directed=False)
     return component[inverse]
@@ -436,7 +441,7 @@ def templates_view(
     templates = []
     if len(candidates):
         texts = [keys[i] if keys is not None else _normalise(rows[i]["text"]) for i in candidates.tolist()]
-        group = duplicate_groups(texts, vectors[candidates], use_index)
+        group = duplicate_groups(texts, vectors, use_index, at=candidates)
         order = np.argsort(group, kind="stable")
         _, starts, sizes = np.unique(group[order], return_index=True, return_counts=True)
         for start, size in zip(starts.tolist(), sizes.tolist(), strict=True):
