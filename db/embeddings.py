@@ -33,7 +33,7 @@ def vector_matrix(session: Session, embedder_key: str, hashes: list[str]) -> tup
     )
     connection = session.connection()
     if total and len(wanted) > SCAN_FRACTION * total:
-        found = [r for r in connection.execute(stmt.execution_options(yield_per=50_000)) if r[0] in wanted]
+        found = [r for r in connection.execute(stmt).all() if r[0] in wanted]
     else:
         unique, found = list(wanted) if total else [], []
         for start in range(0, len(unique), IN_LIST):
@@ -43,10 +43,11 @@ def vector_matrix(session: Session, embedder_key: str, hashes: list[str]) -> tup
     present = index >= 0
     if len(found) == len(hashes) and (index == np.arange(len(hashes))).all():
         return _stack([r[1] for r in found], len(found[0][1]) // 4), present  # already in order
-    dim = len(found[0][1]) // 4 if found else 0
-    rows = np.zeros((len(hashes), dim), dtype=np.float32)
-    rows[present] = _stack([r[1] for r in found], dim)[index[present]]
-    return rows, present
+    if not found:
+        return np.zeros((len(hashes), 0), dtype=np.float32), present
+    dim = len(found[0][1]) // 4
+    stored = _stack([r[1] for r in found] + [bytes(4 * dim)], dim)  # a zero row last, for the missing
+    return stored[np.where(present, index, len(found))], present
 
 
 def cached_vectors(session: Session, embedder_key: str, hashes: list[str]) -> dict[str, np.ndarray]:
