@@ -9,6 +9,7 @@ from collections import Counter, defaultdict
 
 import numpy as np
 
+from lib.analysis import duplicates
 from lib.analysis import embeddings as emb
 from lib.analysis import views as analysis
 from tests.test_analysis import row
@@ -46,8 +47,8 @@ def synthetic(n: int, seed: int = 0) -> np.ndarray:
 def test_indexed_near_duplicate_search_finds_the_same_groups_as_all_pairs_on_20000_answers():
     vectors = synthetic(20_000)
     keys = list(range(len(vectors)))
-    exact = partition(analysis.duplicate_groups(keys, vectors, use_index=False))
-    indexed = partition(analysis.duplicate_groups(keys, vectors, use_index=True))
+    exact = partition(duplicates.duplicate_groups(keys, vectors, use_index=False))
+    indexed = partition(duplicates.duplicate_groups(keys, vectors, use_index=True))
     assert len(exact) > 150  # the planted groups (and the test is not vacuous)
     assert indexed == exact
 
@@ -63,9 +64,9 @@ def test_templates_view_is_the_same_through_the_index():
 
 def test_large_duplicate_groups_keep_few_edges():
     vectors = unit_rows(np.ones((3000, 8)) + np.random.default_rng(0).normal(scale=1e-3, size=(3000, 8)))
-    a, b = analysis.similar_edges(vectors, use_index=False)
+    a, b = duplicates.similar_edges(vectors, use_index=False)
     assert len(a) < 10_000  # a forest per block of rows, not the 4.5 million pairs
-    assert len(partition(analysis.duplicate_groups(list(range(3000)), vectors, use_index=False))) == 1
+    assert len(partition(duplicates.duplicate_groups(list(range(3000)), vectors, use_index=False))) == 1
 
 
 REFUSAL = "I'm sorry, but I can't help with that request."
