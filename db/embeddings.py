@@ -41,10 +41,10 @@ def vector_matrix(session: Session, embedder_key: str, hashes: list[str]) -> tup
     position = {r[0]: i for i, r in enumerate(found)}
     index = np.fromiter((position.get(h, -1) for h in hashes), dtype=np.int64, count=len(hashes))
     present = index >= 0
-    if len(found) == len(hashes) and (index == np.arange(len(hashes))).all():
-        return _stack([r[1] for r in found], len(found[0][1]) // 4), present  # already in order
     if not found:
         return np.zeros((len(hashes), 0), dtype=np.float32), present
+    if len(found) == len(hashes) and (index == np.arange(len(hashes))).all():
+        return _stack([r[1] for r in found], len(found[0][1]) // 4), present  # already in order
     dim = len(found[0][1]) // 4
     stored = _stack([r[1] for r in found] + [bytes(4 * dim)], dim)  # a zero row last, for the missing
     return stored[np.where(present, index, len(found))], present

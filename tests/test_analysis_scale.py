@@ -179,6 +179,9 @@ def test_vectors_load_in_bulk_in_order_with_the_missing_flagged(monkeypatch):
         with session_scope() as s:
             rows, found = store.vector_matrix(s, "k", hashes[:40])  # all stored, in stored order
         assert found.all() and np.array_equal(rows, vectors[:40]) and rows.flags.writeable
+        with session_scope() as s:
+            assert store.vector_matrix(s, "k", [])[0].shape[0] == 0  # an empty scope
+            assert not store.vector_matrix(s, "none-stored", ["h1"])[1].any()
 
 
 class FakeModel:
