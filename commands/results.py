@@ -297,6 +297,10 @@ def analyze(
         print(json.dumps(result, ensure_ascii=False, default=str))
         return
     out.print(plain(f"{result['n']} answers, models: {', '.join(result['models']) or '-'}"))
+    if result.get("embedder"):
+        out.print(plain(f"embedder: {result['embedder']} ({result.get('embedder_note') or '-'})"))
+    if result.get("embedder_fallback"):
+        err.print(plain(f"warning: {result['embedder_fallback']}"))
     for view in ("clusters", "templates", "divergence", "deflection"):
         data = result[view]
         if "error" in data:

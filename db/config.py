@@ -150,12 +150,11 @@ def check_environment() -> None:
     if (gguf := _env("PARALLAX_GGUF")) is not None:
         _not_a_file("PARALLAX_GGUF", _path("PARALLAX_GGUF", Path(gguf)), must_exist=True)
     _whole_number("PARALLAX_LLAMA_THREADS", None)
+    _whole_number("PARALLAX_ANALYSIS_THREADS", None)
     if (server := _env("PARALLAX_LLAMA_SERVER")) is not None and server != "off":
         path = _path("PARALLAX_LLAMA_SERVER", Path(server))
         if not (path.is_file() and os.access(path, os.X_OK)):
-            raise ConfigError(
-                f"PARALLAX_LLAMA_SERVER must be 'off' or an executable llama-server file, not {server!r}"
-            )
+            raise ConfigError(f"PARALLAX_LLAMA_SERVER must be 'off' or an executable llama-server file, not {server!r}")
     if (local := _env("PARALLAX_LOCAL_URL")) is not None:
         parsed = urlparse(local)
         if parsed.scheme not in ("http", "https") or not parsed.hostname:

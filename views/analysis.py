@@ -5,12 +5,12 @@ import streamlit as st
 
 from lib import conversations, ui
 from lib.analysis import charts, deflection
-from lib.analysis.embeddings import embed_answers, get_embedder
+from lib.analysis.embeddings import embed_answers, embedder_for
 from lib.analysis.views import analyze, data_version, scope_texts
 from lib.filters import AnswerScope, answer_scope
 from lib.suites.runner import run_states
 
-EMBEDDED = "analysis_embedded_scopes"  # (scope, embedder, data version) already embedded
+EMBEDDED = "analysis_embedded_scopes"  # (scope, data version) -> key of the embedder that embedded it
 
 st.title("Analysis")
 ui.database_or_stop()
@@ -52,25 +52,28 @@ method = st.radio(
 )
 
 
-def embed_missing(version: tuple) -> None:
+def embed_missing(version: tuple) -> str:
     """Compute embeddings not yet cached, with a progress bar, once per scope and data version
-    (the analysis below is cached separately and finds every vector stored)."""
-    done_key = (scope.key(), get_embedder().name, version)
-    if done_key in st.session_state.setdefault(EMBEDDED, set()):
-        return
+    (the analysis below is cached separately and finds every vector stored); returns the key of
+    the embedder the scope's languages call for."""
+    embedded = st.session_state.setdefault(EMBEDDED, {})
+    if (scope.key(), version) in embedded:
+        return embedded[(scope.key(), version)]
+    texts = scope_texts(scope)
+    embedder = embedder_for(texts)
     bar = None
 
     def show(done: int, total: int) -> None:
         nonlocal bar
         if bar is None:
-            embedder = get_embedder()
             bar = st.progress(0.0, text=f"Embedding {total} answers with {embedder.name} on {embedder.device}…")
         bar.progress(done / total)
 
-    embed_answers(scope_texts(scope), show)
+    embed_answers(texts, show)
     if bar is not None:
         bar.empty()
-    st.session_state[EMBEDDED].add(done_key)
+    embedded[(scope.key(), version)] = embedder.key
+    return embedder.key
 
 
 @st.cache_data(show_spinner="Analysing…", max_entries=16)
@@ -82,15 +85,18 @@ def cached_analysis(scope_key: tuple, method: str, embedder: str, version: tuple
 
 
 version = data_version()
-embed_missing(version)
-result = cached_analysis(scope.key(), method, get_embedder().name, version)
+embedder_key = embed_missing(version)
+result = cached_analysis(scope.key(), method, embedder_key, version)
 
 if result["n"] == 0:
     st.info("No answers in this scope yet: ask something on Compare, or run a probe suite.")
     st.stop()
 if result.get("embedder_fallback"):
     st.warning(result["embedder_fallback"])
-st.caption(f"{result['n']} answers · {len(result['models'])} models · embedder {result['embedder']}")
+st.caption(
+    f"{result['n']} answers · {len(result['models'])} models · embedder {result['embedder']}"
+    + (f" ({result['embedder_note']})" if result.get("embedder_note") else "")
+)
 
 
 def problem(view: dict) -> bool:
@@ -109,6 +115,8 @@ with tab_map:
         colour = st.segmented_control(
             "Colour by", ["model", "cluster", "label"], default="model", key="analysis_colour", persist_state="session"
         )
+        if result["map"]["shown"] < result["map"]["total"]:
+            st.caption(f"Showing a sample of {result['map']['shown']:,} of {result['map']['total']:,} answers.")
         event = st.plotly_chart(
             charts.answer_map(result["map"]["points"], colour or "model"),
             key="analysis_map",
