@@ -155,7 +155,8 @@ def _finish(run_id: int, status: str) -> None:
     from lib.vocab import RunStatus
 
     if status == RunStatus.FAILED:
-        err.print(f"[bold red]run {run_id} failed:[/] {escape(run_state(run_id).error or '')}", highlight=False)
+        why = run_state(run_id).error or "(the reason could not be stored; see above)"
+        err.print(f"[bold red]run {run_id} failed:[/] {escape(why)}", highlight=False)
         err.print(f"fix the cause, then `python cli.py suite resume {run_id}` continues where it stopped")
         raise typer.Exit(1)
     err.print(f"run {run_id}: {status} (see `python cli.py suite results {run_id}`)")

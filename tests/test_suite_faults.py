@@ -159,6 +159,45 @@ def test_answers_stored_but_never_labelled_are_labelled_on_resume(protocol_serve
         assert s.scalar(select(func.count(Label.id))) == 5
 
 
+def test_a_sqlite_database_keeps_a_reserve_that_a_failed_run_can_release(tmp_path):
+    """The reserve beside a SQLite file is allocated when the engine opens, released on demand and
+    put back by the next engine; an in-memory database has none."""
+    from db import engine as db_engine
+
+    url = f"sqlite:///{tmp_path / 'data' / 'test.db'}"
+    reserve = tmp_path / "data" / "test.db-reserve"
+    with session_scope() as s:
+        s.scalar(select(func.count(SuiteRun.id)))
+    assert reserve.stat().st_blocks * 512 >= db_engine.RESERVE_BYTES  # allocated, not sparse
+    assert db_engine.release_reserve() and not reserve.exists()
+    assert not db_engine.release_reserve()  # nothing left to release
+    dispose_all()
+    db_engine.get_engine(url)
+    assert reserve.exists()
+    assert not db_engine.release_reserve("sqlite://")
+
+
+def test_a_run_that_cannot_store_its_failure_says_why_on_stderr(protocol_server, tmp_path, monkeypatch, capsys):
+    """When even the failure cannot be written, the reason is printed, not lost."""
+    _endpoints_file(tmp_path, protocol_server.url, fast="echo")
+    run_id = _new_run(RunSpec("general", ["fast"], limit=3))
+
+    def refuse(*_a, **_k):
+        raise OperationalError("INSERT", {}, Exception("disk I/O error"))
+
+    monkeypatch.setattr(worker, "_store_batch", refuse)
+    real_set = worker._set_status
+
+    def set_status(rid, status, *a, **k):
+        return refuse() if status == "failed" else real_set(rid, status, *a, **k)
+
+    monkeypatch.setattr(worker, "_set_status", set_status)
+    assert execute(run_id, load_endpoints(), label=False) == "failed"
+    err = capsys.readouterr().err
+    assert f"run {run_id}: could not record status failed" in err and "disk I/O error" in err
+    assert f"run {run_id}: failed: storing" in err
+
+
 @pytest.mark.integration
 def test_a_full_filesystem_fails_the_run_promptly_and_resume_finishes_it(protocol_server, tmp_path):
     """A real tmpfs holds the database; a filler file leaves too little room for the run."""

@@ -13,6 +13,7 @@ setting its status to `cancelling`; the worker notices within a second."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import sys
 import time
 from collections.abc import Callable
@@ -21,7 +22,7 @@ from dataclasses import dataclass, field
 import openai
 
 from db import conversations, suites
-from db.engine import session_scope
+from db.engine import release_reserve, session_scope
 from db.models import utcnow
 from db.vocab import RunStatus
 from lib.deflection.labelling import LabelJob, label_responses
@@ -231,11 +232,29 @@ def _reason(exc: BaseException) -> str:
 
 
 def _record_end(run_id: int, status: str, error: str | None = None) -> None:
-    """Store how the run ended; a database that refuses even this is reported, not hidden."""
+    """Store how the run ended. On a full disk the database's reserve is released to make room
+    (see `db.engine.release_reserve`); a database that refuses even then is reported, not hidden,
+    and the reason is printed since it could not be stored."""
     try:
         _set_status(run_id, status, error)
+        return
     except Exception as exc:  # noqa: BLE001 - the run's own failure is the news; say both
-        print(f"run {run_id}: could not record status {status} ({_cause(exc)})", file=sys.stderr)
+        first = exc
+    if _disk_full(first) and release_reserve():
+        try:
+            _set_status(run_id, status, error)
+            return
+        except Exception as exc:  # noqa: BLE001
+            first = exc
+    print(f"run {run_id}: could not record status {status} ({_cause(first)})", file=sys.stderr)
+    if error:
+        print(f"run {run_id}: {status}: {error}", file=sys.stderr)
+
+
+def _disk_full(exc: BaseException) -> bool:
+    """SQLite's SQLITE_FULL ("database or disk is full") or an OSError ENOSPC, however wrapped."""
+    cause = getattr(exc, "orig", None) or exc
+    return getattr(cause, "errno", None) == errno.ENOSPC or "full" in str(cause).lower()
 
 
 def execute(
