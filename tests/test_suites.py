@@ -291,3 +291,13 @@ def test_a_few_builtin_prompts_on_the_real_embedded_model(embedded):
         "SmolLM2-135M (embedded)",
         "SmolLM2-135M + policy prompt (embedded)",
     }
+
+
+def test_embedded_endpoints_share_two_of_llama_servers_slots_and_one_on_the_fallback(monkeypatch):
+    from lib.providers import local_server
+    from lib.suites.worker import embedded_concurrency
+
+    monkeypatch.setattr(local_server, "backend", lambda: local_server.LLAMA_SERVER)
+    assert [embedded_concurrency(n) for n in (1, 2, 4, 16)] == [1, 2, 2, 2]
+    monkeypatch.setattr(local_server, "backend", lambda: local_server.FALLBACK_SERVER)
+    assert [embedded_concurrency(n) for n in (1, 4)] == [1, 1]
