@@ -109,6 +109,11 @@ def _summary(result) -> None:
             markup=False,
             highlight=False,
         )
+    if result.vectors_added:
+        err.print(
+            f"embeddings: {result.vectors_added} precomputed vectors stored, so the first analysis embeds nothing",
+            highlight=False,
+        )
     err.print("see them on the Analysis and History pages, or `python cli.py analyze --json`", highlight=False)
 
 
