@@ -512,6 +512,30 @@ def test_cli_vote_records_a_named_vote_on_a_two_answer_turn(tmp_path):
     assert counts()["vote"] == 1
 
 
+def test_a_vote_on_a_database_locked_by_another_writer_ends_in_one_line(tmp_path):
+    """Another process holds SQLite's write lock past the busy timeout: one line, exit 1, no vote."""
+    import os
+    import sqlite3
+
+    path = tmp_path / "two.jsonl"
+    write_jsonl(path, ROWS[:1] + [{**ROWS[2]}])
+    import_file(path)
+    with session_scope() as s:
+        two = s.scalars(select(Exchange.id)).one()
+    holder = sqlite3.connect(os.environ["PARALLAX_DATABASE_URL"].removeprefix("sqlite:///"), timeout=1)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        done = cli("vote", str(two), "a")
+    finally:
+        holder.rollback()
+        holder.close()
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.strip() == (
+        "error: the database refused the operation (database is locked); nothing was changed: try again"
+    )
+    assert counts()["vote"] == 0
+
+
 def test_a_blind_battle_cannot_get_a_named_vote():
     from db import conversations
     from lib.conversations import VoteError, vote
