@@ -121,7 +121,10 @@ def classify(
     ] = None,
     judge_max_tokens: Annotated[
         Optional[int],
-        typer.Option(help="The judge's output budget (default: 16384 for reasoning endpoints, else 4096)."),
+        typer.Option(
+            help="The judge's output budget (default: 16384 for reasoning endpoints, 256 for the embedded model, "
+            "else 4096)."
+        ),
     ] = None,
 ) -> None:
     """Label answers answered / refused / deflected / blocked / empty (JSONL in and out, or the database)."""

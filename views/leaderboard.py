@@ -45,7 +45,13 @@ def cached_board(filter_key: tuple, version: tuple, rounds: int):
 try:
     board = cached_board(chosen.key(), votes_version(), int(rounds))
 except RatingError as exc:
-    st.info(f"Nothing to rank: {exc}. Vote in the Arena (blind) or on Compare with two models.")
+    hint = (
+        "Only blind votes count while *Blind votes only* is on: switch it off to include Compare's named votes, "
+        "or vote in the Arena."
+        if blind_only
+        else "Vote in the Arena (blind) or on Compare with two models."
+    )
+    st.info(f"Nothing to rank yet: {exc}. {hint}")
     st.stop()
 
 st.caption(
