@@ -86,9 +86,12 @@ def escape_markdown(text: str) -> str:
     return _PUNCT.sub(r"\\\1", text)
 
 
+MAX_NESTING = 20  # markdown-it's commonmark preset; deeper text is never judged safe
+
+
 @functools.lru_cache(maxsize=1)
 def _parser():
-    md = MarkdownIt("commonmark").enable(["table", "strikethrough"])
+    md = MarkdownIt("commonmark", {"maxNesting": MAX_NESTING}).enable(["table", "strikethrough"])
     md.core.ruler.disable("text_join")  # keep escapes as their own tokens, so `\$` can be told from `$`
     md.validateLink = lambda url: True  # see every link, then judge its scheme ourselves
     return md
@@ -163,7 +166,16 @@ def _rewrite(text: str, maths: bool) -> str:
     return "".join(out)
 
 
+def _deepest(tokens) -> int:
+    """The deepest nesting level of these tokens and their inline children."""
+    return max((max(t.level, _deepest(t.children or [])) for t in tokens), default=0)
+
+
 def _is_safe(tokens, maths: bool) -> bool:
+    # the parser stops reading structure at maxNesting levels while a browser's renderer goes on:
+    # text that deep cannot be judged, so it is not safe (shown as a plain block)
+    if _deepest(tokens) >= MAX_NESTING - 1:
+        return False
     for token in tokens:
         if token.type == "image":
             return False

@@ -80,7 +80,8 @@ def test_csv_cells_that_a_spreadsheet_would_run_get_a_leading_quote(value, expec
 
 
 def _tokens(markdown: str):
-    md = MarkdownIt("commonmark").enable(["table", "strikethrough"])
+    # a browser's renderer has no nesting limit: read as deep as the tests go
+    md = MarkdownIt("commonmark", {"maxNesting": 10_000}).enable(["table", "strikethrough"])
     md.validateLink = lambda url: True
     md.core.ruler.disable("text_join")
     stack, found = list(md.parse(markdown)), []
@@ -101,6 +102,11 @@ def _tokens(markdown: str):
         "> quoted ![q](https://attacker.example/q.png)\n- item ![i](https://attacker.example/i.png)",
         "`unclosed ![x](https://attacker.example/x.png)",
         "| a | b |\n|---|---|\n| ![c](https://attacker.example/c.png) | x |",
+        # deeper than the checking parser reads (20 levels): quotes, lists, emphasis, brackets
+        "> " * 25 + "![deep](https://attacker.example/d.png) $5 and $10",
+        "".join("  " * i + "- item\n" for i in range(25)) + "  " * 25 + "- ![l](https://attacker.example/l.png)",
+        "_" * 40 + "a![e](https://attacker.example/e.png)" + "_" * 40,
+        "[" * 60 + "![b](https://attacker.example/b.png)" + "]" * 60,
     ],
 )
 def test_no_image_survives_the_rewrite(text):

@@ -51,7 +51,7 @@ except RatingError as exc:
         if blind_only
         else "Vote in the Arena (blind) or on Compare with two models."
     )
-    st.info(f"Nothing to rank yet: {exc}. {hint}")
+    st.info(f"Nothing to rank yet: {ui.inline_text(str(exc))}. {hint}")
     st.stop()
 
 st.caption(
@@ -75,7 +75,7 @@ table = pd.DataFrame(
 st.dataframe(table, hide_index=True, width="stretch", key="lb_table")
 sparse = [board.names.get(r.model, r.model) for r in board.ratings if r.battles < 5]
 if sparse:
-    st.caption(f"Few battles (under 5) for: {', '.join(sparse)} — their ratings are rough.")
+    st.caption(f"Few battles (under 5) for: {ui.inline_text(', '.join(sparse))} — their ratings are rough.")
 left, right = st.columns(2)
 left.plotly_chart(ratings_chart(board.ratings, board.names), key="lb_chart")
 right.plotly_chart(
