@@ -155,7 +155,8 @@ def get_engine(url: str | None = None) -> Engine:
                 pass
         except Exception as exc:
             engine.dispose()
-            raise DatabaseUnavailable(f"cannot open the database {engine.url!r}: {exc}") from exc
+            why = config.hide_database_secrets(str(exc), url)
+            raise DatabaseUnavailable(f"cannot open the database {config.display_database_url(url)}: {why}") from None
         try:
             migrate(engine)
         except Exception:

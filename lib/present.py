@@ -6,8 +6,8 @@ import functools
 import re
 
 from markdown_it import MarkdownIt
-from sqlalchemy.engine import make_url
 
+from db.config import display_database_url
 from db.vocab import Label, Winner
 from lib.safety import clean_text
 
@@ -41,11 +41,8 @@ def format_metrics(ttft_ms, latency_ms, output_tokens, tokens_counted=False, cos
 
 
 def safe_database_label(url: str) -> str:
-    """The database URL with any password hidden, for display."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - a display helper must not fail
-        return "(unreadable database URL)"
+    """The database URL with any password hidden (before the host or in the query), for display."""
+    return display_database_url(url)
 
 
 # --- Markdown from models: shown, never fetched or run -------------------------------------------

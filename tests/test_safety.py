@@ -142,3 +142,24 @@ def test_ordinary_markdown_is_left_as_written():
     text = "# Title\n\n**bold** and [a link](https://example.com), a list:\n\n- one\n- two\n\n"
     text += "| a | b |\n|---|---|\n| 1 | 2 |"
     assert safe_markdown(text) == text
+
+
+def test_database_passwords_are_hidden_before_the_host_and_in_the_query():
+    from db.config import display_database_url, hide_database_secrets
+
+    url = "postgresql+psycopg://alice:PW1secret@db.example/db?password=QUERYPW&sslpassword=SSLPW&sslmode=require"
+    shown = display_database_url(url)
+    assert "PW1secret" not in shown and "QUERYPW" not in shown and "SSLPW" not in shown
+    assert "alice" in shown and "sslmode=require" in shown and "password=***" in shown
+    assert hide_database_secrets('password "QUERYPW" was refused', url) == 'password "***" was refused'
+    assert display_database_url("not a url") == "(unreadable database URL)"
+
+
+def test_basic_credentials_and_bidi_overrides_are_removed():
+    url = "http://admin:URLPASSWORD99@llm.example/v1"
+    redact = Redactor(url_secrets(url))
+    token = "YWRtaW46VVJMUEFTU1dPUkQ5OQ=="  # base64("admin:URLPASSWORD99")
+    echoed = redact(f'{{"headers": {{"Authorization": "Basic {token}"}}}} and again {token}')
+    assert "YWRtaW46VVJMUEFTU1dPUkQ5OQ" not in echoed and "URLPASSWORD99" not in echoed
+    assert Redactor()("Proxy-Authorization: Basic dXNlcjpwYXNz") == "Proxy-Authorization: Basic [redacted]"
+    assert terminal_text("abc\u202edcb\u2066x\u2069") == "abcdcbx"
