@@ -132,6 +132,11 @@ with tab_run:
     def live_runs() -> None:
         """Progress of the newest runs, refreshed every two seconds."""
         runs = run_states(limit=10)
+        seen = st.session_state.setdefault("suites_seen_status", {})
+        ended = [r.id for r in runs if r.status in RunStatus.FINISHED and seen.get(r.id) not in (None, r.status)]
+        seen.update({r.id: r.status for r in runs})
+        if ended:  # a run just ended: the whole page again, so the Results tab shows its answers
+            st.rerun(scope="app")
         if not runs:
             st.caption("No runs yet.")
         for r in runs:
