@@ -63,7 +63,7 @@ table = pd.DataFrame(
             "rank": i + 1,
             "model": board.names.get(r.model, r.model),
             "rating": round(r.rating),
-            "95% CI": "–" if r.ci_low is None else f"{r.ci_low:.0f} – {r.ci_high:.0f}",
+            "95% CI": "– (too few battles)" if r.ci_low is None else f"{r.ci_low:.0f} – {r.ci_high:.0f}",
             "battles": r.battles,
             "wins": r.wins,
             "ties": r.ties,
