@@ -137,7 +137,12 @@ def deflection_heatmap(view: dict, label: str = "not_answered") -> go.Figure:
         )
     )
     title = "not answered (corrected)" if label == "corrected" else label.replace("_", " ")
-    fig.update_layout(title=f"{title} rate by topic (95% intervals in hover)", height=460, margin={"t": 50})
+    fig.update_layout(
+        title=f"{title} rate by topic (95% intervals in hover)",
+        height=max(460, 120 + 18 * len(models)),  # one readable row per model
+        margin={"t": 50},
+        yaxis={"dtick": 1, "automargin": True},  # every model named, not every other one
+    )
     return fig
 
 
