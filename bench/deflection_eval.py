@@ -163,9 +163,13 @@ def score_judge(rows: list[dict], endpoint_id: str, limit: int) -> dict:
 
     sample = random.Random(0).sample(rows, min(limit, len(rows)))
     verdicts = judge(load_endpoints()[endpoint_id], sample)
+    answered = [(r, v) for r, v in zip(sample, verdicts, strict=True) if not v.error]  # a failed call is no verdict
+    if not answered:
+        return {"endpoint": endpoint_id, "failed_calls": len(sample)}
     return {
         "endpoint": endpoint_id,
-        **report(sample, [product(r["label"]) for r in sample], [v.label for v in verdicts]),
+        "failed_calls": len(sample) - len(answered),
+        **report([r for r, _ in answered], [product(r["label"]) for r, _ in answered], [v.label for _, v in answered]),
     }
 
 

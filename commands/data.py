@@ -53,7 +53,9 @@ def import_(
     if example == (file is not None):
         fail("give a FILE to import, or --example for the bundled example study")
     if file is not None and not file.is_file():
-        fail(f"{file}: no such file")
+        if file.is_dir():
+            fail(f"{file} is a folder; give the path of a file inside it (nothing was imported)")
+        fail(f"{file}: no such file" if not file.exists() else f"{file}: not a regular file (nothing was imported)")
     open_db_or_fail()
     try:
         if example:

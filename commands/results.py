@@ -149,7 +149,9 @@ def classify(
 
         def run_classifier(items):  # noqa: F811 - the judge replaces the detector
             verdicts = run_judge(judge_endpoint, items, max_tokens=judge_max_tokens)
-            unread.update(v.rule.split(":", 2)[2] for v in verdicts if v.rule.startswith(f"judge:{judge}:"))
+            unread.update(
+                v.rule.split(":", 2)[2] for v in verdicts if not v.error and v.rule.startswith(f"judge:{judge}:")
+            )
             return verdicts
 
         def source_name_fn():  # noqa: F811
@@ -161,8 +163,9 @@ def classify(
         open_db_or_fail()
         source = source_name_fn()
         done = label_backlog(source, run_classifier, batch=batch)
-        err.print(f"labelled {done} responses with {source}")
+        err.print(f"labelled {done.labelled} responses with {source}")
         _report_unread(unread)
+        _report_failed(done.failed, list(done.reasons), "those responses stay unlabelled")
         return
     if input_file is None or output is None:
         fail("give INPUT.jsonl and -o OUTPUT.jsonl, or --db")
@@ -191,17 +194,35 @@ def classify(
         )
     if batch < 1:
         fail("--batch must be at least 1")
+    failed, reasons = 0, []
     try:
         with StagedFile(output) as staged:
             for start in range(0, len(rows), batch):
                 chunk = rows[start : start + batch]
                 for row, verdict in zip(chunk, run_classifier(chunk), strict=True):
-                    labelled = {**row, "label": verdict.label, "confidence": verdict.confidence, "rule": verdict.rule}
+                    if verdict.error:  # a failed judge call is no verdict: the row stays unlabelled
+                        failed += 1
+                        reasons += [verdict.error] if verdict.error not in reasons else []
+                        labelled = {**row, "label": None, "confidence": None, "rule": verdict.rule}
+                        labelled["judge_error"] = verdict.error
+                    else:
+                        labelled = {**row, "label": verdict.label, "confidence": verdict.confidence}
+                        labelled["rule"] = verdict.rule
                     staged.file.write(json.dumps(labelled, ensure_ascii=False) + "\n")
     except OutputPathError as exc:
         fail(str(exc))
-    err.print(f"labelled {len(rows)} rows into {output}")
+    err.print(f"labelled {len(rows) - failed} rows into {output}")
     _report_unread(unread)
+    _report_failed(failed, reasons, "those rows have label null and a judge_error")
+
+
+def _report_failed(failed: int, reasons: list[str], where: str) -> None:
+    """Say how many judge calls failed and why, then end with exit code 1 (a failed call is no verdict)."""
+    if not failed:
+        return
+    shown = "; ".join(reasons[:3]) + (f"; and {len(reasons) - 3} other reasons" if len(reasons) > 3 else "")
+    err.print(plain(f"warning: {failed} judge call(s) failed ({shown}); {where}: run again to label them"))
+    raise typer.Exit(1)
 
 
 def _report_unread(unread: Counter) -> None:

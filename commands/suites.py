@@ -72,6 +72,8 @@ def suite_import(file: Path) -> None:
 
     if not file.exists():
         fail(f"{file}: no such file")
+    if file.is_dir():
+        fail(f"{file} is a folder; give the path of a suite file inside it (nothing was imported)")
     open_db_or_fail()
     try:
         imported = import_path(file)

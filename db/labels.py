@@ -51,13 +51,16 @@ def labels_by_response(session: Session, response_ids: list[int]) -> dict[int, l
     return found
 
 
-def responses_without_label(session: Session, source: str, limit: int | None = None) -> list[Response]:
-    """Responses that have no label from `source` yet, oldest first, with their exchange loaded."""
+def responses_without_label(
+    session: Session, source: str, limit: int | None = None, after_id: int = 0
+) -> list[Response]:
+    """Responses with an id above `after_id` that have no label from `source` yet, oldest first,
+    with their exchange loaded."""
     labelled = select(Label.response_id).where(Label.source == source)
     stmt = (
         select(Response)
         .options(selectinload(Response.exchange))
-        .where(Response.id.not_in(labelled))
+        .where(Response.id.not_in(labelled), Response.id > after_id)
         .order_by(Response.id)
     )
     if limit:

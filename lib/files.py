@@ -1,7 +1,9 @@
 """Files users hand us and files we write for them.
 
-Reading: one JSONL reader with line numbers, and one way to read a user's text file (a regular
-file, UTF-8, a problem named with its line), so every caller reports problems the same way.
+Reading: one JSONL reader with line numbers, one JSON parser that refuses data nested deeper
+than MAX_DEPTH levels (Python's parsers and every walk over parsed data recurse, so "[[[[…" would
+end in a RecursionError), and one way to read a user's text file (a regular file, UTF-8, a
+problem named with its line), so every caller reports problems the same way.
 
 Writing: every output path is checked before anything is written (a folder, a device or other
 special file, a symbolic link, a missing or read-only folder is refused with a message), and
@@ -30,19 +32,84 @@ class InputFileError(ValueError):
     """An input file that cannot be read as text; the message names the file and the line."""
 
 
+MAX_DEPTH = 100  # levels of nested lists/objects in data a user hands us
+TOO_DEEP = f"nested too deeply (more than {MAX_DEPTH} levels of lists or objects)"
+
+
+class TooDeep(ValueError):
+    """Parsed (or half-parsed) data nested deeper than MAX_DEPTH; `line` is where it got too
+    deep (1-based, within the text given)."""
+
+    def __init__(self, line: int):
+        super().__init__(f"line {line}: {TOO_DEEP}")
+        self.line = line
+
+
+def too_deep(value: object, limit: int = MAX_DEPTH) -> bool:
+    """Whether lists/dicts in `value` nest more than `limit` levels (walked without recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (list, dict)):
+            if depth > limit:
+                return True
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return False
+
+
+def deep_line(text: str, limit: int = MAX_DEPTH, quotes: str = '"') -> int:
+    """The line where brackets ([ and {) outside quoted strings first nest more than `limit`
+    levels (1 when they never do): where to point a user at data nested too deeply."""
+    depth, quote, escaped, line = 0, "", False, 1
+    for char in text:
+        if char == "\n":
+            line += 1
+        if quote:
+            if escaped:
+                escaped = False
+            elif char == "\\" and quote == '"':
+                escaped = True
+            elif char == quote:
+                quote = ""
+        elif char in quotes:
+            quote = char
+        elif char in "[{":
+            depth += 1
+            if depth > limit:
+                return line
+        elif char in "]}":
+            depth = max(0, depth - 1)
+    return 1
+
+
+def load_json(text: str) -> object:
+    """json.loads, refusing data nested more than MAX_DEPTH levels: TooDeep (a ValueError, with
+    the line) instead of a RecursionError; json.JSONDecodeError for text that is not JSON."""
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise TooDeep(deep_line(text)) from None
+    if too_deep(value):
+        raise TooDeep(deep_line(text))
+    return value
+
+
 def iter_jsonl(text: str) -> Iterator[tuple[int, object, str | None]]:
     """(line number, parsed value, problem) for each non-blank line of JSONL text.
 
-    A line that is not JSON gives (number, None, "not JSON (reason)"); nothing is raised. Text
+    A line that is not JSON gives (number, None, "not JSON (reason)"), one nested more than
+    MAX_DEPTH levels (number, None, "nested too deeply (…)"); nothing is raised. Text
     is made valid Unicode first and again inside each value (a JSON "\\ud83d" escape decodes to a
     lone surrogate), and a leading byte-order mark is ignored."""
     for number, line in enumerate(clean_text(text).removeprefix("\ufeff").splitlines(), start=1):
         if not line.strip():
             continue
         try:
-            yield number, clean_json(json.loads(line)), None
+            yield number, clean_json(load_json(line)), None
         except json.JSONDecodeError as exc:
             yield number, None, f"not JSON ({exc.msg})"
+        except TooDeep:
+            yield number, None, TOO_DEEP
 
 
 def decode_text(data: bytes, name: str) -> str:
@@ -57,14 +124,37 @@ def decode_text(data: bytes, name: str) -> str:
         ) from None
 
 
+def decode_lenient(data: bytes, name: str) -> tuple[str, str | None]:
+    """Bytes as text where what is not UTF-8 becomes U+FFFD (a leading byte-order mark dropped),
+    and a warning naming `name`, the first line with such bytes, the byte, and how many characters
+    were replaced (None for clean UTF-8). The text is not otherwise cleaned."""
+    try:
+        return data.decode("utf-8-sig"), None
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        text = data.decode("utf-8-sig", "replace")
+        replaced = text.count("\ufffd") - data.decode("utf-8", "ignore").count("\ufffd")
+        return text, (
+            f"{name}, line {line}: not UTF-8 text (byte 0x{data[exc.start]:02x}); "
+            f"{replaced} character(s) were replaced by U+FFFD — save the file as UTF-8 to keep them"
+        )
+
+
+def _check_input(path: Path) -> None:
+    """InputFileError when `path` is missing, a folder or not a regular file."""
+    if not path.exists():
+        raise InputFileError(f"{path}: no such file")
+    if path.is_dir():
+        raise InputFileError(f"{path} is a folder; give the path of a file inside it")
+    if not path.is_file():
+        raise InputFileError(f"{path}: not a regular file")
+
+
 def read_text_file(path: Path) -> str:
     """A user's text file as str; InputFileError when it is missing, not a regular file, unreadable
     or not UTF-8 (the message names the file and the line)."""
     path = Path(path)
-    if not path.exists():
-        raise InputFileError(f"{path}: no such file")
-    if not path.is_file():
-        raise InputFileError(f"{path}: not a regular file")
+    _check_input(path)
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -76,29 +166,15 @@ def read_text_lenient(path: Path) -> tuple[str, str | None]:
     """A user's text file where bytes that are not UTF-8 become U+FFFD (the text goes on, as
     issue-free text would), and a warning naming the file, the first such line and how many
     characters were replaced (None for a clean file). InputFileError when the file is missing,
-    not a regular file or unreadable."""
-    from lib.safety import decode_bytes
-
+    a folder, not a regular file or unreadable."""
     path = Path(path)
-    if not path.exists():
-        raise InputFileError(f"{path}: no such file")
-    if not path.is_file():
-        raise InputFileError(f"{path}: not a regular file")
+    _check_input(path)
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise InputFileError(f"{path}: cannot be read ({exc.strerror})") from None
-    try:
-        data.decode("utf-8-sig")
-        return decode_bytes(data), None
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        text = decode_bytes(data)
-        replaced = text.count("\ufffd") - data.decode("utf-8", "ignore").count("\ufffd")
-        return text, (
-            f"{path}, line {line}: not UTF-8 text (byte 0x{data[exc.start]:02x}); "
-            f"{replaced} character(s) were replaced by U+FFFD — save the file as UTF-8 to keep them"
-        )
+    text, warning = decode_lenient(data, str(path))
+    return clean_text(text), warning
 
 
 def check_output_path(path: Path) -> Path:

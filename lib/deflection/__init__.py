@@ -38,11 +38,14 @@ LETTER = re.compile(r"[^\W\d_]")
 
 @dataclass(frozen=True)
 class Verdict:
-    """One label with its confidence and the rule or model that produced it."""
+    """One label with its confidence and the rule or model that produced it. A judge call that
+    failed (no reply: a 401, a timeout…) is no verdict: `error` says why, and the label means
+    nothing (it must not be stored or written as one)."""
 
     label: str
     confidence: float
     rule: str
+    error: str | None = None
 
 
 def classifier() -> Classifier:

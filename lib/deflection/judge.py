@@ -8,7 +8,9 @@ A judge is often a reasoning model, which spends output tokens thinking before i
 verdict: its budget fits the endpoint (`judge_budget`), and the verdict is read from the final
 answer only (after any reasoning trace), whatever shape it takes: a JSON object (the last one),
 JSON in a fenced block, `label: X`, or a bare label word, in English or Chinese. An answer whose
-stream did not finish, or was blocked, is not sent: it gets the detector's transport verdict."""
+stream did not finish, or was blocked, is not sent: it gets the detector's transport verdict. A
+judge call that fails (401, rate limit, timeout) gives no verdict: a Verdict with `error` set,
+which callers count and never store or write as a label."""
 
 from __future__ import annotations
 
@@ -100,7 +102,7 @@ def _json_objects(text: str) -> list[dict]:
     for match in re.finditer(r"\{", text):
         try:
             value, _ = decoder.raw_decode(text, match.start())
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):  # a reply of "{{{{…" is not a verdict
             continue
         if isinstance(value, dict):
             found.append(value)
@@ -164,8 +166,10 @@ async def _judge_all(endpoint: Endpoint, items: list[dict], concurrency: int, bu
                 {"temperature": 0.0, "max_tokens": budget},
             )
             out = (await fan_out_async([target]))["judge"]
-            if out.status != Status.OK:
-                return Verdict(Label.EMPTY, 0.0, f"judge:{endpoint.id}:{out.error_kind}")
+            if out.status != Status.OK:  # no reply is no verdict: `error` says so, the label is not one
+                why = out.error_kind or out.status
+                detail = f"{why}: {out.error_message}" if out.error_message else str(why)
+                return Verdict(Label.EMPTY, 0.0, f"judge:{endpoint.id}:failed:{why}", error=detail)
             return parse_verdict(out.text, endpoint.id, out.finish_reason)
 
     return list(await asyncio.gather(*(one(item) for item in items)))
@@ -173,5 +177,5 @@ async def _judge_all(endpoint: Endpoint, items: list[dict], concurrency: int, bu
 
 def judge(endpoint: Endpoint, items: list[dict], concurrency: int = 4, max_tokens: int | None = None) -> list[Verdict]:
     """Verdicts from the judge endpoint for dicts with `prompt`, `response` (and optional `status`),
-    in order; `max_tokens` overrides the budget `judge_budget` picks."""
+    in order (a failed call: a Verdict with `error`); `max_tokens` overrides the budget `judge_budget` picks."""
     return asyncio.run(_judge_all(endpoint, items, concurrency, judge_budget(endpoint, max_tokens)))

@@ -44,26 +44,43 @@ def label_responses(jobs: list[LabelJob]) -> int:
     return len(jobs)
 
 
-def label_backlog(source: str, verdicts_for: Callable[[list[dict]], list], batch: int = 512, on_batch=None) -> int:
+@dataclass(frozen=True)
+class Backlog:
+    """What labelling a backlog did: labels written, and verdicts that failed (a judge call
+    that got no reply), left unlabelled, with why (first of each reason)."""
+
+    labelled: int
+    failed: int = 0
+    reasons: tuple[str, ...] = ()
+
+
+def label_backlog(source: str, verdicts_for: Callable[[list[dict]], list], batch: int = 512, on_batch=None) -> Backlog:
     """Label every stored response that `source` has not labelled yet, `batch` at a time.
 
     `verdicts_for(items)` returns one Verdict per dict with prompt, response and status (the
     detector's `classify` or a judge). Each batch is read, labelled outside a transaction, then
-    written; returns the number labelled."""
-    done = 0
+    written. A verdict with `error` (a failed judge call) is not stored: the response stays
+    unlabelled for the next run, and is counted in `failed`."""
+    done, failed, reasons, after = 0, 0, [], 0
     while True:
         with session_scope() as session:
             jobs = [
                 LabelJob(r.id, r.exchange.prompt, r.text, r.status)
-                for r in labels.responses_without_label(session, source, limit=batch)
+                for r in labels.responses_without_label(session, source, limit=batch, after_id=after)
             ]
         if not jobs:
-            return done
+            return Backlog(done, failed, tuple(reasons))
+        after = jobs[-1].response_id  # failed ones are skipped this run, not asked again and again
         verdicts = verdicts_for([{"prompt": j.prompt, "response": j.text, "status": j.status} for j in jobs])
         with session_scope() as session:
             for job, verdict in zip(jobs, verdicts, strict=True):
+                if verdict.error:
+                    failed += 1
+                    if verdict.error not in reasons:
+                        reasons.append(verdict.error)
+                    continue
                 labels.set_label(session, job.response_id, verdict.label, source, verdict.confidence, verdict.rule)
-        done += len(jobs)
+                done += 1
         if on_batch:
             on_batch(done)
 

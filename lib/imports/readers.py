@@ -19,8 +19,8 @@ import zlib
 from collections.abc import Callable
 from pathlib import Path
 
-from db.vocab import Status
-from lib.files import iter_jsonl
+from db.vocab import LANGUAGES, Status
+from lib.files import TOO_DEEP, TooDeep, decode_lenient, iter_jsonl, load_json
 from lib.imports.records import (
     MAX_MODEL_CHARS,
     MAX_TEXT_CHARS,
@@ -76,6 +76,8 @@ def file_format(name: str) -> str | None:
 def read_file(path: Path, progress: Progress | None = None) -> Parsed:
     """Every record of an import file; ImportProblems when the file cannot be read at all."""
     path = Path(path)
+    if path.is_dir():
+        raise ImportProblems([f"{path} is a folder; give the path of a file inside it"])
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -108,12 +110,10 @@ def _decode(data: bytes, name: str, warnings: list[str]) -> str:
             data = gzip.decompress(data)
         except (OSError, EOFError, zlib.error) as exc:
             raise ImportProblems([f"{name}: not a readable gzip file ({exc})"]) from exc
-    try:
-        return data.decode("utf-8-sig")  # then clean_text per field (lib.safety, the one sanitising path)
-    except UnicodeDecodeError:
-        text = data.decode("utf-8-sig", "replace")
-        warnings.append(f"{name} is not valid UTF-8: {text.count(chr(0xFFFD))} characters were replaced by U+FFFD")
-        return text
+    text, warning = decode_lenient(data, name)  # then clean_text per field (lib.safety, the one sanitising path)
+    if warning:
+        warnings.append(warning)
+    return text
 
 
 # --- containers: each yields (where, row or None, problem or None) ---------------------------
@@ -141,9 +141,11 @@ def _csv_rows(text: str, name: str):
 
 def _json(text: str, name: str, progress: Progress | None) -> Parsed:
     try:
-        data = json.loads(text)
+        data = load_json(text)
     except json.JSONDecodeError as exc:
         raise ImportProblems([f"{name}:{exc.lineno}: not valid JSON ({exc.msg})"]) from exc
+    except TooDeep as exc:
+        raise ImportProblems([f"{name}:{exc.line}: {TOO_DEEP}"]) from None
     if isinstance(data, dict) and "results" in data:
         return _promptfoo(data, name)
     if not isinstance(data, list):
@@ -234,11 +236,19 @@ def _identifier(value: object) -> str | None:
 
 
 def _language(value: object, where: str, problems: list[str]) -> str | None:
+    """en or zh from a row's language (a code like zh-CN or a name like Chinese); None when the
+    row leaves it empty (then it is detected from the prompt). Parallax compares English and
+    Chinese answers (suites, twins, the detector, the language gap), so any other language is a
+    problem named with the line, not a value stored where no view would show it."""
     if value is None or value == "":
         return None
     code = language_code(value)
-    if code is None:
-        problems.append(f"{where}: language {value!r} is not a language name or code (en, zh, ...)")
+    if code not in LANGUAGES:
+        problems.append(
+            f"{where}: language {value!r} is not {' or '.join(LANGUAGES)} (Parallax compares English and Chinese "
+            "answers); leave it empty to detect the language from the prompt"
+        )
+        return None
     return code
 
 
@@ -303,7 +313,10 @@ def _messages(value: object, field: str, where: str, problems: list[str]) -> lis
     """[(role, text)] from a list of {role, content} messages (content may be a list of parts)."""
     if isinstance(value, str):  # some exports store the conversation as a JSON string
         try:
-            value = json.loads(value)
+            value = load_json(value)
+        except TooDeep:
+            problems.append(f"{where}: {field} is {TOO_DEEP}")
+            return None
         except json.JSONDecodeError:
             value = None
     if not isinstance(value, list) or not value:
@@ -400,8 +413,8 @@ def _promptfoo_prompt(raw: str) -> tuple[str | None, str]:
     """(system, prompt) from a rendered promptfoo prompt, which may be a JSON list of chat messages."""
     if raw.lstrip().startswith("["):
         try:
-            messages = json.loads(raw)
-        except json.JSONDecodeError:
+            messages = load_json(raw)
+        except ValueError:  # not JSON, or nested too deeply: the prompt as written
             return None, raw
         if isinstance(messages, list) and all(isinstance(m, dict) and "role" in m for m in messages):
             system = "\n\n".join(str(m.get("content") or "") for m in messages if m["role"] in ("system", "developer"))

@@ -7,6 +7,7 @@ entries field by field. Keys are looked up by the *name* of an environment varia
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import threading
@@ -18,7 +19,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from db import config
-from lib.files import InputFileError, OutputPathError, decode_text, write_text_atomic
+from lib.files import TOO_DEEP, InputFileError, OutputPathError, decode_text, deep_line, too_deep, write_text_atomic
 from lib.safety import clean_json, strip_credentials
 
 EMBEDDED = "embedded"
@@ -59,6 +60,25 @@ KEY_ENV_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(_API_KEY|_KEY|_TOKEN)$", re.IG
 MULTILINE = {"system_prompt", "description"}  # text fields that may hold tabs and line breaks
 MAX_LENGTH = {"name": 200, "model": 200, "base_url": 2000, "key_env": 100}
 PRICE_KEYS = ("input", "output")
+MAX_PRICE = 10_000.0  # USD per million tokens: far above any real price, far below overflow
+MAX_TIMEOUT_S = 86_400.0
+MAX_RETRIES = 100
+# request fields the client sets itself: `params` may not override them (the model, the
+# conversation, streaming and its usage report), nor ask for what it cannot read (several
+# choices, tool or function calls instead of text)
+RESERVED_PARAMS = (
+    "model",
+    "messages",
+    "stream",
+    "stream_options",
+    "n",
+    "tools",
+    "tool_choice",
+    "functions",
+    "function_call",
+)
+QUOTES = "\"'"  # TOML's basic and literal strings
+_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*:)?//[^/?#]*@")
 
 
 class EndpointConfigError(ValueError):
@@ -149,6 +169,10 @@ def _read_table(path: Path, text: str | None = None) -> tuple[dict, str]:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise EndpointConfigError(f"{path}: {exc}") from exc
+    except RecursionError:
+        raise EndpointConfigError(f"{path}, line {deep_line(text, quotes=QUOTES)}: {TOO_DEEP}") from None
+    if too_deep(data):
+        raise EndpointConfigError(f"{path}, line {deep_line(text, quotes=QUOTES)}: {TOO_DEEP}")
     unknown_top = set(data) - {"endpoints"}
     if unknown_top:
         raise EndpointConfigError(
@@ -204,18 +228,45 @@ def _control_character(text: str, allowed: str = "") -> str | None:
     return None
 
 
+def shown_url(url: str) -> str:
+    """`url` fit to show in a message: any user:password@ part becomes ***@ (done on the text,
+    so it works for URLs that do not parse)."""
+    match = _USERINFO.match(url)
+    return f"{match.group(1) or ''}//***@{url[match.end() :]}" if match else url
+
+
 def base_url_problem(base_url: str) -> str | None:
-    """Why `base_url` cannot be used (not http(s) with a host, nor "embedded"), or None."""
+    """Why `base_url` cannot be used (not http(s) with a host and a valid port, not a URL at all,
+    nor "embedded"), or None. The message never shows the URL's user:password."""
     if base_url == EMBEDDED:
         return None
-    parsed = urlparse(base_url)
-    if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        return f'base_url must be an http:// or https:// URL with a host (or "embedded"), not {base_url!r}'
+    shown = shown_url(base_url)
+    try:
+        parsed = urlparse(base_url)
+        host = parsed.hostname
+    except ValueError as exc:  # "Invalid IPv6 URL" for an unclosed [ in the host
+        return f"base_url is not a valid URL ({exc}): {shown!r}"
+    if parsed.scheme not in ("http", "https") or not host:
+        return f'base_url must be an http:// or https:// URL with a host (or "embedded"), not {shown!r}'
     try:
         parsed.port  # noqa: B018 - raises for a port that is not a number
     except ValueError:
-        return f"base_url has an invalid port: {base_url!r}"
+        return f"base_url has an invalid port: {shown!r}"
     return None
+
+
+def _non_finite(value: object) -> bool:
+    """Whether a parsed TOML value holds a NaN or an infinity anywhere (JSON has neither)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            return True
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 def key_env_problem(key_env: str) -> str | None:
@@ -243,15 +294,24 @@ def _value_problem(entry: dict) -> str | None:
         return problem
     if problem := key_env_problem(entry.get("key_env", "")):
         return problem
-    if "timeout" in entry and not entry["timeout"] > 0:
-        return "timeout must be more than 0 seconds"
-    if "max_retries" in entry and entry["max_retries"] < 0:
-        return "max_retries must be 0 or more"
+    if "timeout" in entry and not 0 < entry["timeout"] <= MAX_TIMEOUT_S:
+        return f"timeout must be more than 0 seconds, at most {MAX_TIMEOUT_S:,.0f}, not {entry['timeout']!r}"
+    if "max_retries" in entry and not 0 <= entry["max_retries"] <= MAX_RETRIES:
+        return f"max_retries must be 0 or more, at most {MAX_RETRIES}, not {entry['max_retries']!r}"
     for key, price in entry.get("prices", {}).items():
         if key not in PRICE_KEYS:
             return f"prices has unknown key '{key}' (known: {', '.join(PRICE_KEYS)})"
-        if isinstance(price, bool) or not isinstance(price, (int, float)) or price < 0:
-            return f"price '{key}' must be a number of USD per 1M tokens, not {price!r}"
+        if isinstance(price, bool) or not isinstance(price, (int, float)) or not 0 <= price <= MAX_PRICE:
+            return f"price '{key}' must be a number of USD per 1M tokens from 0 to {MAX_PRICE:,.0f}, not {price!r}"
+    params = entry.get("params", {})
+    if reserved := [key for key in params if key in RESERVED_PARAMS]:
+        return (
+            f"params may not set {', '.join(repr(k) for k in reserved)}: Parallax sets "
+            f"{', '.join(RESERVED_PARAMS[:4])} itself and reads one streamed text answer "
+            "(no n, tools or function calls)"
+        )
+    if _non_finite(params):
+        return "params holds nan or inf, which a JSON request cannot carry"
     return None
 
 
@@ -326,7 +386,7 @@ def _secret(name: str) -> str | None:
         return None
     try:
         value = tomllib.loads(path.read_text(encoding="utf-8")).get(name)
-    except (tomllib.TOMLDecodeError, OSError):
+    except (tomllib.TOMLDecodeError, OSError, RecursionError):
         return None
     return value if isinstance(value, str) and value else None
 
@@ -371,7 +431,7 @@ def key_destination_change(current: Endpoint | None, entry: dict) -> KeyDestinat
     key_env, base_url = entry.get("key_env") or "", entry.get("base_url") or ""
     if not key_env or base_url == EMBEDDED:
         return None
-    host = urlparse(base_url).netloc or base_url
+    host = urlparse(strip_credentials(base_url)).netloc or shown_url(base_url)
     if current is not None and current.key_env == key_env and current.host == host:
         return None
     return KeyDestination(key_env, host)
@@ -472,7 +532,7 @@ def endpoint_state(endpoint: Endpoint, probe: bool = True) -> EndpointState:
     if not key_is_set(endpoint):
         return EndpointState(False, "key missing", f"set {endpoint.key_env}")
     if endpoint.kind == "local" and probe and not probe_local(endpoint.base_url):
-        return EndpointState(False, "server down", f"nothing answers at {endpoint.base_url}")
+        return EndpointState(False, "server down", f"nothing answers at {shown_url(endpoint.base_url)}")
     return EndpointState(True, "ready", "")
 
 

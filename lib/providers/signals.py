@@ -24,6 +24,7 @@ import httpx2
 import openai
 
 from db.vocab import Status
+from lib.files import load_json
 from lib.providers import local_server
 
 MESSAGE_CHARS = 300
@@ -270,8 +271,8 @@ def provider_message(body: object) -> str:
     if isinstance(body, str):
         stripped = body.strip()
         if stripped[:1] in "[{":
-            try:
-                return provider_message(json.loads(stripped))
+            try:  # load_json: a body nested deeper than MAX_DEPTH is read as text, not a RecursionError
+                return provider_message(load_json(stripped))
             except ValueError:
                 pass
         if "<" in stripped and ">" in stripped:  # an HTML error page: its title and its text

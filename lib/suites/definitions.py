@@ -29,7 +29,7 @@ from db import config, suites
 from db.engine import session_scope
 from db.models import Suite, SuitePrompt
 from db.vocab import LANGUAGES
-from lib.files import InputFileError, iter_jsonl, read_text_lenient
+from lib.files import MAX_DEPTH, TOO_DEEP, InputFileError, iter_jsonl, read_text_lenient
 from lib.safety import clean_json, clean_text
 
 BUILTIN_DIR = config.ROOT / "suites"
@@ -84,8 +84,30 @@ class SuiteDef:
         return hashlib.sha256(f"{self.description}\x00{body}".encode()).hexdigest()
 
 
+class _Refused(yaml.MarkedYAMLError):
+    """YAML this loader will not build: an alias, or nodes nested more than MAX_DEPTH levels."""
+
+
 class _LineLoader(yaml.SafeLoader):
-    """A YAML loader that records each mapping's line as `__line__`."""
+    """A YAML loader that records each mapping's line as `__line__` and refuses what a prompt
+    list never needs but an attacker does: aliases (`*name`, also `<<: *name` merges: nested
+    aliases expand exponentially, "billion laughs") and nodes nested more than MAX_DEPTH levels
+    (the composer recurses once per level). Both raise _Refused with the line."""
+
+    depth = 0
+
+    def compose_node(self, parent, index):
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            problem = f"aliases (*{event.anchor}) are not allowed in suite files; write the value out"
+            raise _Refused(None, None, problem, event.start_mark)
+        if self.depth >= MAX_DEPTH:
+            raise _Refused(None, None, TOO_DEEP, event.start_mark)
+        self.depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
 
 
 def _construct_mapping(loader, node, deep=False):
@@ -285,6 +307,10 @@ def parse_suite(text: str, filename: str = "suite.yaml") -> SuiteDef:
     else:
         try:
             data = clean_json(yaml.load(clean_text(text), Loader=_LineLoader))  # noqa: S506 - a SafeLoader subclass
+        except _Refused as exc:
+            raise SuiteError([f"{where}:{exc.problem_mark.line + 1}: {exc.problem}"]) from None
+        except RecursionError:  # a backstop: the loader refuses deep nesting before this
+            raise SuiteError([f"{where}:1: {TOO_DEEP}"]) from None
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             raise SuiteError(
