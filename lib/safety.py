@@ -48,14 +48,20 @@ def clean_text(text: str | None) -> str:
     return joined.replace("\x00", REPLACEMENT)
 
 
-def clean_json(value: object) -> object:
-    """A parsed JSON/YAML/TOML value with every string in it (keys too) passed through `clean_text`."""
+MAX_DEPTH = 100  # nesting levels a parsed value may have (the file readers refuse deeper ones first)
+
+
+def clean_json(value: object, _depth: int = 0) -> object:
+    """A parsed JSON/YAML/TOML value with every string in it (keys too) passed through `clean_text`.
+    ValueError for a value nested deeper than MAX_DEPTH levels (never a RecursionError)."""
     if isinstance(value, str):
         return clean_text(value)
+    if isinstance(value, (dict, list)) and _depth >= MAX_DEPTH:
+        raise ValueError(f"nested more than {MAX_DEPTH} levels deep")
     if isinstance(value, dict):
-        return {clean_json(k): clean_json(v) for k, v in value.items()}
+        return {clean_json(k, _depth + 1): clean_json(v, _depth + 1) for k, v in value.items()}
     if isinstance(value, list):
-        return [clean_json(v) for v in value]
+        return [clean_json(v, _depth + 1) for v in value]
     return value
 
 

@@ -163,3 +163,12 @@ def test_basic_credentials_and_bidi_overrides_are_removed():
     assert "YWRtaW46VVJMUEFTU1dPUkQ5OQ" not in echoed and "URLPASSWORD99" not in echoed
     assert Redactor()("Proxy-Authorization: Basic dXNlcjpwYXNz") == "Proxy-Authorization: Basic [redacted]"
     assert terminal_text("abc\u202edcb\u2066x\u2069") == "abcdcbx"
+
+
+def test_clean_json_refuses_a_value_nested_too_deep_without_recursing_for_ever():
+    deep: object = "x"
+    for _ in range(5000):
+        deep = [deep]
+    with pytest.raises(ValueError, match="nested more than"):
+        clean_json(deep)
+    assert clean_json([[["\ud800"]]]) == [[["\ufffd"]]]
