@@ -10,7 +10,7 @@ from db.engine import session_scope
 from db.models import Exchange
 from lib.imports import import_file
 from lib.providers.local_server import free_port
-from tests.conftest import ROOT
+from tests.conftest import ROOT, as_read
 
 pytestmark = pytest.mark.app
 
@@ -164,10 +164,10 @@ def test_an_imported_conversation_opens_read_only_and_keeps_the_model_pick(proto
     at.switch_page("views/history.py").run()
     next(b for b in at.button if b.key and b.key.startswith("open_")).click().run()
     assert not at.exception, at.exception
-    assert any("cannot be continued or retried" in i.value for i in at.info)
+    assert any("cannot be continued or retried" in as_read(i.value) for i in at.info)
     assert at.chat_input(key="compare_prompt").proto.disabled
     assert not [b for b in at.button if b.key and b.key.startswith("retry_")]  # not even for 'first'
-    assert any("first (imported)" in m.value for m in at.markdown)
+    assert any("first (imported)" in as_read(m.value) for m in at.markdown)
     assert at.multiselect(key="compare_models").value == ["second"]  # the user's pick stays
 
 
