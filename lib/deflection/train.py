@@ -212,9 +212,13 @@ def fit_tuned(data: Featurised, idx: np.ndarray, meta: dict | None = None) -> Cl
     return fit_on(data, idx, tune(data, idx), meta)
 
 
-def out_of_fold(data: Featurised, keys: np.ndarray, folds: int = 5) -> tuple[np.ndarray, list[dict]]:
+def out_of_fold(
+    data: Featurised, keys: np.ndarray, folds: int = 5, confusions: bool = False
+) -> tuple[np.ndarray, list[dict]]:
     """Labels for every row from models that never saw its key (question group or model), each
-    tuned only on its own training folds; and each fold's chosen settings."""
+    tuned only on its own training folds; and each fold's chosen settings. With `confusions`, each
+    fold's settings also hold its `test` row indices and per-language confusion matrices measured
+    inside its training rows only (see `inner_confusions`), for correcting that fold's rates."""
     predicted = np.array([""] * len(data.rows), dtype=object)
     settings = []
     everything = np.arange(len(data.rows))
@@ -222,7 +226,27 @@ def out_of_fold(data: Featurised, keys: np.ndarray, folds: int = 5) -> tuple[np.
         model = fit_tuned(data, train_idx)
         predicted[test_idx] = decided(model, data, test_idx)
         settings.append({"alpha": model.meta["alpha"]})
+        if confusions:
+            settings[-1] |= {"test": test_idx, "confusions": inner_confusions(data, train_idx, model.meta["alpha"])}
     return predicted, settings
+
+
+def inner_confusions(data: Featurised, idx: np.ndarray, alpha: float, folds: int = 5) -> dict[str, np.ndarray]:
+    """Per-language confusion counts (true × detected over PRODUCT) measured out-of-fold within rows
+    `idx` alone (grouped by question, as the card is), with the penalty already chosen for them;
+    rows of sources not trained on are left out, as in the card."""
+    idx = idx[data.weights[idx] > 0]
+    predicted = np.empty(len(idx), dtype=object)
+    for inner_train, inner_test in GroupKFold(min(folds, len(set(data.groups[idx])))).split(
+        idx, groups=data.groups[idx]
+    ):
+        predicted[inner_test] = decided(fit_on(data, idx[inner_train], alpha), data, idx[inner_test])
+    column = {c: k for k, c in enumerate(PRODUCT)}
+    out: dict[str, np.ndarray] = {}
+    for i, guess in zip(idx, predicted, strict=True):
+        matrix = out.setdefault(data.rows[i].get("language") or "en", np.zeros((len(PRODUCT),) * 2, dtype=int))
+        matrix[column[product(str(data.labels[i]))], column[str(guess)]] += 1
+    return out
 
 
 def version_of(rows: list[dict]) -> str:
