@@ -1,4 +1,5 @@
-"""Parallax: compare language models side by side. Entry point: page config, navigation, sidebar."""
+"""Parallax: compare language models side by side. Entry point: page config, settings check,
+sign-in (required whenever the app listens beyond loopback), navigation, sidebar."""
 
 import sys
 from pathlib import Path
@@ -7,9 +8,15 @@ import streamlit as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from lib import ui  # noqa: E402
+from lib import storage, ui  # noqa: E402
 
 st.set_page_config(page_title="Parallax", page_icon=":material/view_column:", layout="wide")
+try:
+    storage.check_settings()
+except storage.ConfigError as exc:
+    st.error(f"Parallax cannot start: {exc}.")
+    st.stop()
+ui.require_access()
 
 page = st.navigation(
     {

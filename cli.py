@@ -1,7 +1,7 @@
 """Parallax without a browser: the same capabilities as the app, from the terminal.
 
 Usage errors (bad input the user can fix) print one clear message and exit 2. The commands
-live in commands/ (chat, results, suites); this file only assembles them."""
+live in commands/ (chat, results, data, suites); this file only assembles them."""
 
 import sys
 from pathlib import Path
@@ -10,10 +10,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import typer  # noqa: E402
 
-from commands import chat, results, suites  # noqa: E402
+from commands import chat, data, results, suites  # noqa: E402
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Compare language models side by side.")
-for group in (chat.app, results.app):
+
+
+@app.callback()
+def check_settings() -> None:
+    """Refuse a bad PARALLAX_ setting before any command runs (one message naming it, exit 2)."""
+    from commands.common import settings_or_fail
+
+    settings_or_fail()
+
+
+for group in (chat.app, results.app, data.app):
     for command in group.registered_commands:
         app.registered_commands.append(command)
 app.add_typer(suites.app, name="suite")

@@ -1,12 +1,15 @@
 """Embedded model speed: tokens/s of SmolLM2 through our path (llama.cpp server + OpenAI client +
-fan-out) versus llama-cpp-python called in-process on the same prompts and settings.
+fan-out) versus llama-cpp-python called in-process on the same prompts and settings, and how
+long the second of two embedded columns waits for its first token.
 
-Prints one JSON object with `server_tok_s`, `inprocess_tok_s` and `ratio` (server over
-in-process). Both sides use greedy decoding and the same max_tokens; tokens/s is measured from
-the first token to the last, so model loading and prompt processing are left out of both."""
+Prints one JSON object. `ratio` is server tokens/s over in-process tokens/s: both sides use
+greedy decoding and the same max_tokens, and tokens/s is measured from the first token to the
+last, so model loading and prompt processing are left out of both. `ttft_ratio` is the later
+column's time to first token over the earlier one's when two columns ask at once (median over
+rounds; about 1 when the server generates both together, several times that when it queues)."""
 
 import json
-import os
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -14,7 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from lib.providers import local_server  # noqa: E402
-from lib.providers.endpoints import Endpoint, Quirks  # noqa: E402
+from lib.providers.endpoints import Endpoint  # noqa: E402
 from lib.providers.fanout import Target, fan_out  # noqa: E402
 
 PROMPTS = [
@@ -24,7 +27,9 @@ PROMPTS = [
     "What are the main causes of the French Revolution?",
 ]
 MAX_TOKENS = 160
-INPROCESS_THREADS = max(1, os.cpu_count() or 1)  # in-process at its best: every core
+# the server's thread count: all cores would be slower on a busy machine (see local_server.threads)
+INPROCESS_THREADS = local_server.threads()
+PAIR_ROUNDS = 5
 
 
 def in_process(llm) -> tuple[int, float]:
@@ -44,8 +49,8 @@ def in_process(llm) -> tuple[int, float]:
     return tokens, seconds
 
 
-def through_server(url: str) -> tuple[int, float]:
-    endpoint = Endpoint(
+def endpoint(url: str) -> Endpoint:
+    return Endpoint(
         id="smollm2",
         name="smollm2",
         base_url=url,
@@ -53,18 +58,36 @@ def through_server(url: str) -> tuple[int, float]:
         kind="local",
         max_retries=0,
         timeout=300,
-        quirks=Quirks(stream_usage=False),
     )
+
+
+def through_server(url: str) -> tuple[int, float]:
     tokens, seconds = 0, 0.0
     for prompt in PROMPTS:
         target = Target(
-            "s", endpoint, [{"role": "user", "content": prompt}], {"max_tokens": MAX_TOKENS, "temperature": 0.0}
+            "s", endpoint(url), [{"role": "user", "content": prompt}], {"max_tokens": MAX_TOKENS, "temperature": 0.0}
         )
         out = fan_out([target])["s"]
         assert out.status == "ok", out.error_message
         tokens += out.output_tokens - 1
         seconds += (out.latency_ms - out.ttft_ms) / 1000
     return tokens, seconds
+
+
+def two_columns(url: str, round_index: int) -> tuple[float, float]:
+    """(earlier, later) time to first token in ms when two columns ask at once, as on Compare.
+
+    Each round's prompts are new to the server: a prompt it has cached would start sooner."""
+    pair = [PROMPTS[round_index % len(PROMPTS)], PROMPTS[(round_index + 1) % len(PROMPTS)]]
+    prompts = [f"Question {round_index}{side}: {prompt}" for side, prompt in zip("ab", pair, strict=True)]
+    targets = [
+        Target(f"c{i}", endpoint(url), [{"role": "user", "content": p}], {"max_tokens": MAX_TOKENS, "temperature": 0.7})
+        for i, p in enumerate(prompts)
+    ]
+    outs = fan_out(targets)
+    assert all(o.status == "ok" for o in outs.values()), [o.error_message for o in outs.values()]
+    earlier, later = sorted(o.ttft_ms for o in outs.values())
+    return earlier, later
 
 
 def main() -> None:
@@ -80,6 +103,8 @@ def main() -> None:
         for _ in range(rounds):
             server_runs.append(through_server(url))
             inproc_runs.append(in_process(llm))
+        llm.close()
+        pairs = [two_columns(url, i) for i in range(PAIR_ROUNDS)]
     finally:
         local_server.stop(proc)
     s_tokens, s_seconds = max(server_runs, key=lambda r: r[0] / r[1])
@@ -88,6 +113,8 @@ def main() -> None:
     print(
         json.dumps(
             {
+                "server": local_server.backend(),
+                "slots": local_server.SLOTS if local_server.backend() == local_server.LLAMA_SERVER else 1,
                 "prompts": len(PROMPTS),
                 "rounds": rounds,
                 "server_threads": local_server.threads(),
@@ -97,6 +124,9 @@ def main() -> None:
                 "server_tok_s": round(server, 1),
                 "inprocess_tok_s": round(inproc, 1),
                 "ratio": round(server / inproc, 3),
+                "pair_rounds": PAIR_ROUNDS,
+                "ttft_ms": [[round(a), round(b)] for a, b in pairs],
+                "ttft_ratio": round(statistics.median(b / a for a, b in pairs), 2),
             }
         )
     )

@@ -52,7 +52,10 @@ def models(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] 
 def ask(
     prompt: Annotated[str, typer.Argument(help="The prompt; '-' reads it from stdin.")],
     model: Annotated[list[str], typer.Option("--model", "-m", help="Endpoint id (repeat for several).")] = None,
-    system: Annotated[Optional[str], typer.Option(help="System prompt.")] = None,
+    system: Annotated[
+        Optional[str],
+        typer.Option(help="System prompt (with --conversation, default: the conversation's; '' for none)."),
+    ] = None,
     conversation: Annotated[Optional[int], typer.Option(help="Continue this conversation id.")] = None,
     temperature: Annotated[Optional[float], typer.Option(help="Sampling temperature.")] = None,
     max_tokens: Annotated[Optional[int], typer.Option(help="Most output tokens per answer.")] = None,
@@ -80,6 +83,11 @@ def ask(
         if not key_is_set(endpoint):
             fail(f"model '{endpoint.id}' needs an API key: set the environment variable {endpoint.key_env}")
     open_db_or_fail()
+    if system is None and conversation is not None:  # a follow-up keeps the conversation's system prompt
+        from lib.conversations import load
+
+        opened = load(conversation)
+        system = opened.system_prompt if opened is not None else None
     columns = [Column(e.id, e) for e in endpoints]
     overrides = {"temperature": temperature, "max_tokens": max_tokens}
     live_texts = {c.slot: plain("…") for c in columns}
@@ -171,6 +179,6 @@ def serve_local(
         f"(set PARALLAX_LOCAL_URL to share it); Ctrl-C stops it"
     )
     try:
-        raise typer.Exit(subprocess.call(command))
+        raise typer.Exit(subprocess.call(command, env=local_server.server_env()))
     except KeyboardInterrupt:
         raise typer.Exit(0) from None

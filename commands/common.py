@@ -31,6 +31,16 @@ def fail(message: str) -> None:
     raise typer.Exit(2)
 
 
+def settings_or_fail() -> None:
+    """Check every PARALLAX_ environment setting, or exit 2 naming the bad one."""
+    from lib.storage import ConfigError, check_settings
+
+    try:
+        check_settings()
+    except ConfigError as exc:
+        fail(str(exc))
+
+
 def load_endpoints_or_fail():
     """The configured endpoints, or exit 2 naming the file, line and problem."""
     from lib.providers.endpoints import EndpointConfigError, load_endpoints

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -22,6 +23,8 @@ from commands.common import (
 )
 
 app = typer.Typer()
+# the files `analyze --html` may write (lib.analysis.charts.analysis_figures), checked before analysing
+HTML_CHARTS = ("map", "clusters", "divergence", "deflection", "language_gap")
 
 
 @app.command()
@@ -39,16 +42,18 @@ def leaderboard(
     """Bradley–Terry ratings with bootstrap intervals, from stored votes or a battles CSV."""
     from lib.arena.leaderboard import build_board
     from lib.arena.leaderboard import leaderboard as stored_leaderboard
-    from lib.arena.rating import RatingError, read_battles_csv
-    from lib.safety import read_text
+    from lib.arena.rating import RatingError, read_battles_file
+    from lib.files import InputFileError
 
     if bootstrap < 0:
         fail("--bootstrap must be 0 or more")
     try:
         if battles is not None:
-            if not battles.exists():
-                fail(f"{battles}: no such file")
-            board = build_board(read_battles_csv(read_text(battles)), bootstrap=bootstrap, seed=seed)
+            try:
+                rows = read_battles_file(battles)
+            except InputFileError as exc:
+                fail(str(exc))
+            board = build_board(rows, bootstrap=bootstrap, seed=seed)
         else:
             chosen = vote_filter_or_fail(blind_only, language, since, until, include_leaked)
             open_db_or_fail()
@@ -88,18 +93,21 @@ def export(
     """Export rated pairs as training data, streamed to the file."""
     from lib.arena.export import FORMATS, NothingToExport
     from lib.arena.export import export as run_export
+    from lib.files import OutputPathError, check_output_paths
 
     if fmt not in FORMATS:
         fail(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
     vote_filter = vote_filter_or_fail(blind_only, language, since, until, include_leaked)
-    if not output.parent.exists():
-        fail(f"{output.parent}: no such folder")
+    try:
+        check_output_paths([output] + ([card] if card is not None else []))
+    except OutputPathError as exc:
+        fail(str(exc))
     open_db_or_fail()
     try:
         summary = run_export(fmt, vote_filter, output, card=card)
-    except NothingToExport as exc:
+    except (NothingToExport, OutputPathError) as exc:
         fail(str(exc))
-    err.print(f"wrote {summary.rows} {fmt} rows to {output}")
+    err.print(f"wrote {summary.rows} {fmt} rows to {output}" + (f" and a dataset card to {card}" if card else ""))
 
 
 @app.command()
@@ -111,12 +119,17 @@ def classify(
     judge: Annotated[
         Optional[str], typer.Option(help="Use this endpoint as an LLM judge instead (costs calls).")
     ] = None,
+    judge_max_tokens: Annotated[
+        Optional[int],
+        typer.Option(help="The judge's output budget (default: 16384 for reasoning endpoints, else 4096)."),
+    ] = None,
 ) -> None:
     """Label answers answered / refused / deflected / blocked / empty (JSONL in and out, or the database)."""
     from lib.deflection import classify as detector
     from lib.deflection import source_name
 
     run_classifier, source_name_fn = detector, source_name
+    unread: Counter = Counter()  # the judge's verdicts that could not be read, by why
     if judge:
         from lib.deflection.judge import judge as run_judge
         from lib.providers.endpoints import UnknownEndpoint, key_is_set, resolve
@@ -128,8 +141,13 @@ def classify(
         if not key_is_set(judge_endpoint):
             fail(f"the judge '{judge}' needs an API key: set {judge_endpoint.key_env}")
 
+        if judge_max_tokens is not None and judge_max_tokens < 1:
+            fail("--judge-max-tokens must be at least 1")
+
         def run_classifier(items):  # noqa: F811 - the judge replaces the detector
-            return run_judge(judge_endpoint, items)
+            verdicts = run_judge(judge_endpoint, items, max_tokens=judge_max_tokens)
+            unread.update(v.rule.split(":", 2)[2] for v in verdicts if v.rule.startswith(f"judge:{judge}:"))
+            return verdicts
 
         def source_name_fn():  # noqa: F811
             return f"judge:{judge}"
@@ -141,16 +159,21 @@ def classify(
         source = source_name_fn()
         done = label_backlog(source, run_classifier, batch=batch)
         err.print(f"labelled {done} responses with {source}")
+        _report_unread(unread)
         return
     if input_file is None or output is None:
         fail("give INPUT.jsonl and -o OUTPUT.jsonl, or --db")
-    if not input_file.exists():
-        fail(f"{input_file}: no such file")
-    from lib.files import iter_jsonl
-    from lib.safety import read_text
+    from lib.files import InputFileError, OutputPathError, StagedFile, check_output_path, iter_jsonl, read_text_lenient
 
+    try:
+        text, warning = read_text_lenient(input_file)  # bytes that are not UTF-8 become U+FFFD
+        check_output_path(output)
+    except (InputFileError, OutputPathError) as exc:
+        fail(str(exc))
+    if warning:
+        err.print(Text.assemble(("warning:", "yellow"), plain(f" {warning}")))
     rows, problems = [], []
-    for number, row, problem in iter_jsonl(read_text(input_file)):
+    for number, row, problem in iter_jsonl(text):
         if problem:
             problems.append(f"line {number}: {problem}")
         elif not isinstance(row, dict) or not isinstance(row.get("response"), str):
@@ -163,18 +186,29 @@ def classify(
             + "; ".join(problems[:20])
             + (f"; and {len(problems) - 20} more" if len(problems) > 20 else "")
         )
-    tmp = output.with_name(output.name + ".part")
+    if batch < 1:
+        fail("--batch must be at least 1")
     try:
-        with open(tmp, "w", encoding="utf-8") as out_file:
+        with StagedFile(output) as staged:
             for start in range(0, len(rows), batch):
                 chunk = rows[start : start + batch]
                 for row, verdict in zip(chunk, run_classifier(chunk), strict=True):
                     labelled = {**row, "label": verdict.label, "confidence": verdict.confidence, "rule": verdict.rule}
-                    out_file.write(json.dumps(labelled, ensure_ascii=False) + "\n")
-        tmp.replace(output)
-    finally:
-        tmp.unlink(missing_ok=True)
+                    staged.file.write(json.dumps(labelled, ensure_ascii=False) + "\n")
+    except OutputPathError as exc:
+        fail(str(exc))
     err.print(f"labelled {len(rows)} rows into {output}")
+    _report_unread(unread)
+
+
+def _report_unread(unread: Counter) -> None:
+    """Say how many judge verdicts could not be read, and why (stored as `empty` with confidence 0)."""
+    if not unread:
+        return
+    reasons = ", ".join(f"{n} {why}" for why, n in unread.most_common())
+    err.print(plain(f"warning: {sum(unread.values())} judge verdicts could not be read ({reasons})"))
+    if any(why.endswith("length") for why in unread):
+        err.print("the judge ran out of output tokens before its verdict: raise --judge-max-tokens")
 
 
 @app.command("train-deflection")
@@ -185,7 +219,12 @@ def train_deflection(
     """Refit the deflection classifier from ../shared/data plus human labels (fixed seed)."""
     from lib.deflection.model import ARTIFACT
     from lib.deflection.train import TrainingDataMissing, train_and_save
+    from lib.files import OutputPathError, check_output_path
 
+    try:
+        check_output_path(output or ARTIFACT)  # before minutes of training, not after
+    except OutputPathError as exc:
+        fail(str(exc))
     if not no_db:
         open_db_or_fail()
     try:
@@ -210,11 +249,17 @@ def analyze(
     from rich.progress import Progress
 
     from lib.analysis.views import analyze as run_analysis
+    from lib.files import OutputPathError, StagedFile, check_output_folder
     from lib.filters import answer_scope
 
     if method not in ("pca", "tsne"):
         fail("--method must be pca or tsne")
     vote_filter_or_fail(False, language, since, until, False)  # validates the dates and language
+    if html is not None:
+        try:  # before the analysis runs, not after
+            check_output_folder(html, [f"{name}.html" for name in HTML_CHARTS])
+        except OutputPathError as exc:
+            fail(str(exc))
     open_db_or_fail()
     scope = answer_scope(
         suite_run_id=suite_run,
@@ -239,20 +284,29 @@ def analyze(
     if html is not None:
         from lib.analysis.charts import analysis_figures
 
-        html.mkdir(parents=True, exist_ok=True)
         written = []
-        for name, figure in analysis_figures(result).items():
-            figure.write_html(html / f"{name}.html", include_plotlyjs="cdn")
-            written.append(str(html / f"{name}.html"))
+        try:
+            for name, figure in analysis_figures(result).items():
+                with StagedFile(html / f"{name}.html") as staged:
+                    figure.write_html(staged.file, include_plotlyjs="cdn")
+                written.append(str(html / f"{name}.html"))
+        except OutputPathError as exc:
+            fail(str(exc))
         result["html"] = written
     if as_json:
         print(json.dumps(result, ensure_ascii=False, default=str))
         return
     out.print(plain(f"{result['n']} answers, models: {', '.join(result['models']) or '-'}"))
+    if result.get("embedder"):
+        out.print(plain(f"embedder: {result['embedder']} ({result.get('embedder_note') or '-'})"))
+    if result.get("embedder_fallback"):
+        err.print(plain(f"warning: {result['embedder_fallback']}"))
     for view in ("clusters", "templates", "divergence", "deflection"):
         data = result[view]
         if "error" in data:
             out.print(Text.assemble((view, "yellow"), ": ", plain(data["error"])))
+            if view == "deflection" and "left_out" in data:
+                _print_left_out(data)
         elif view == "clusters":
             for c in data["clusters"][:10]:
                 out.print(plain(f"cluster {c['id']} ({c['size']}): {', '.join(c['terms'])}"))
@@ -262,10 +316,42 @@ def analyze(
             for p in data["prompts"][:5]:
                 out.print(plain(f"divergence {p['mean_distance']:.3f} (outlier {p['outlier']}): {p['prompt'][:70]}"))
         else:
-            for r in data["rates"]:
-                if r["topic"] == "(all)":
-                    na = r["not_answered"]
-                    interval = f"[{na['low']:.0%}-{na['high']:.0%}]"
-                    out.print(plain(f"{r['model']}: not answered {na['rate']:.0%} {interval} of {r['n']}"))
+            _print_deflection(data)
     for path in result.get("html", []):
         err.print(f"wrote {path}")
+
+
+def _print_deflection(data: dict) -> None:
+    """Per model: not answered raw and corrected; the gap; answers left out; agreement; the card."""
+    from lib.analysis.deflection import card_line, signed, with_interval
+
+    for r in data["rates"]:
+        if r["topic"] == "(all)":
+            line = (
+                f"{r['model']}: not answered {with_interval(r['not_answered'])} raw, "
+                f"{with_interval(r['corrected'])} corrected, of {r['n']}"
+            )
+            out.print(plain(line), highlight=False)
+    for g in data["language_gap"]:
+        line = (
+            f"{g['model']}: en {with_interval(g['en'])} vs zh {with_interval(g['zh'])} raw "
+            f"(gap {g['gap'] * 100:+.0f} pts); "
+            f"en {with_interval(g['en_corrected'])} vs zh {with_interval(g['zh_corrected'])} corrected "
+            f"(gap {signed(g['gap_corrected'])})"
+        )
+        out.print(plain(line), highlight=False)
+    _print_left_out(data)
+    for a in data["agreement"]:
+        kappa = "–" if a["kappa"] is None else f"{a['kappa']:.2f}"
+        out.print(plain(f"agreement with {a['source']} ({a['language']}): kappa {kappa}, n={a['n']}"), highlight=False)
+    out.print(plain(card_line(data)), highlight=False)
+    for note in data["correction"]["notes"]:
+        out.print(Text.assemble(("note", "yellow"), ": ", plain(note)))
+
+
+def _print_left_out(data: dict) -> None:
+    """Per model, the answers left out of rates and why (only models with any)."""
+    for model, c in data["left_out"].items():
+        reasons = ", ".join(f"{c[k]} {k}" for k in ("blocked", "incomplete", "empty", "unlabelled") if c[k])
+        if reasons:
+            out.print(plain(f"{model}: left out of rates: {reasons} (of {c['answers']})"), highlight=False)

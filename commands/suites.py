@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -81,38 +82,84 @@ def suite_import(file: Path) -> None:
         for problem in exc.problems:
             err.print(plain(f"  {problem}"), highlight=False)
         raise typer.Exit(2) from None
+    for warning in imported.warnings:
+        err.print(Text.assemble(("warning:", "yellow"), plain(f" {warning}")))
     err.print(
         f"{'imported' if imported.created else 'already imported'} {imported.name} v{imported.version}: "
         f"{imported.prompts} prompts"
     )
 
 
-def _run_with_progress(run_id: int, endpoints) -> str:
+def _progress_bar():
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from lib.safety import terminal_text
-    from lib.suites.runner import execute
-
-    with Progress(
+    return Progress(
         TextColumn("[bold]run {task.fields[run]}"),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("{task.fields[detail]}", markup=False),
         TimeRemainingColumn(),
         console=err,
-    ) as bar:
+    )
+
+
+def _detail(done: dict[str, int], failed: dict[str, int]) -> str:
+    """Per-endpoint progress as plain text (endpoint ids are user text: printed literally)."""
+    from lib.safety import terminal_text
+
+    return terminal_text(
+        " ".join(
+            f"{e}:{done.get(e, 0)}" + (f"/{failed[e]} failed" if failed.get(e) else "")
+            for e in sorted(set(done) | set(failed))
+        )
+    )
+
+
+def _run_with_progress(run_id: int, endpoints) -> str:
+    """Work on the run in this process with a progress bar; its final status (RunBusy if taken)."""
+    from lib.suites.worker import execute
+
+    with _progress_bar() as bar:
         task = bar.add_task("run", total=None, run=run_id, detail="")
 
         def show(p) -> None:
-            detail = terminal_text(
-                " ".join(
-                    f"{e}:{p.done.get(e, 0)}" + (f"/{p.failed[e]} failed" if p.failed.get(e) else "")
-                    for e in sorted(set(p.done) | set(p.failed))
-                )
-            )
-            bar.update(task, total=p.total, completed=p.completed, detail=detail)
+            bar.update(task, total=p.total, completed=p.completed, detail=_detail(p.done, p.failed))
 
         return execute(run_id, endpoints, on_progress=show)
+
+
+def _follow(run_id: int, worker: str | None) -> str:
+    """Show the progress of the worker already on the run until it ends; its final status."""
+    from lib.suites.runner import follow
+
+    err.print(
+        f"run {run_id} is already running in {escape(worker or 'another worker')}; "
+        "following its progress (Ctrl-C stops following, not the run)",
+        highlight=False,
+    )
+    with _progress_bar() as bar:
+        task = bar.add_task("run", total=None, run=run_id, detail="")
+
+        def show(state) -> None:
+            bar.update(task, total=state.total, completed=state.completed, detail=_detail(state.done, state.failed))
+
+        try:
+            return follow(run_id, show).status
+        except KeyboardInterrupt:
+            raise typer.Exit(130) from None
+
+
+def _finish(run_id: int, status: str) -> None:
+    """Say how the run ended; a failed run names the reason and exits 1."""
+    from lib.suites.runner import run_state
+    from lib.vocab import RunStatus
+
+    if status == RunStatus.FAILED:
+        why = run_state(run_id).error or "(the reason could not be stored; see above)"
+        err.print(f"[bold red]run {run_id} failed:[/] {escape(why)}", highlight=False)
+        err.print(f"fix the cause, then `python cli.py suite resume {run_id}` continues where it stopped")
+        raise typer.Exit(1)
+    err.print(f"run {run_id}: {status} (see `python cli.py suite results {run_id}`)")
 
 
 @app.command("run")
@@ -130,7 +177,7 @@ def suite_run(
 ) -> None:
     """Run (or resume) a suite against models; answers are stored and labelled."""
     from lib.providers.endpoints import key_is_set
-    from lib.suites.runner import RunError, RunSpec, create_run
+    from lib.suites.runner import RunBusy, RunError, RunSpec, create_run
 
     endpoints = load_endpoints_or_fail()
     spec = RunSpec(
@@ -160,25 +207,36 @@ def suite_run(
             f"run {run_id} is already complete ({state.total} answers); nothing added. Use --new for a fresh run."
         )
         return
+    if started.running_elsewhere:
+        _finish(run_id, _follow(run_id, state.worker))
+        return
     if started.resumed:
         err.print(f"resuming run {run_id}: {state.completed} of {state.total} answers already done")
-    status = _run_with_progress(run_id, endpoints)
-    err.print(f"run {run_id}: {status} (see `python cli.py suite results {run_id}`)")
+    try:
+        status = _run_with_progress(run_id, endpoints)
+    except RunBusy as exc:  # another start took the run between our look and our lease
+        status = _follow(run_id, exc.worker)
+    except RunError as exc:  # the lease was taken over by another worker
+        fail(str(exc))
+    _finish(run_id, status)
 
 
 @app.command("resume")
 def suite_resume(run: int) -> None:
-    """Continue an existing run (what the suites page starts in the background)."""
-    from lib.suites.runner import RunError, check_resumable
+    """Continue an existing run (what the suites page starts in the background); refused, naming
+    the worker's host and pid, while another worker is on it."""
+    from lib.suites.runner import RunBusy, RunError, check_resumable
 
     endpoints = load_endpoints_or_fail()
     open_db_or_fail()
     try:
         check_resumable(run, endpoints)
+        status = _run_with_progress(run, endpoints)
+    except RunBusy as exc:
+        fail(f"{exc}; follow it with `python cli.py suite status {run}`")
     except RunError as exc:
         fail(str(exc))
-    status = _run_with_progress(run, endpoints)
-    err.print(f"run {run}: {status}")
+    _finish(run, status)
 
 
 @app.command("cancel")
@@ -215,11 +273,17 @@ def suite_status(run: int, as_json: Annotated[bool, typer.Option("--json")] = Fa
                     "total": state.total,
                     "done": state.done,
                     "failed": state.failed,
+                    "worker": state.worker,
+                    "error": state.error,
                 }
             )
         )
         return
-    out.print(f"run {run}: {state.status}, {state.completed}/{state.total} answers")
+    out.print(f"run {run}: {state.status}, {state.completed}/{state.total} answers", highlight=False)
+    if state.worker:
+        out.print(f"  worker: {state.worker}", highlight=False)
+    if state.error:
+        out.print(f"  [red]why it failed:[/] {escape(state.error)}", highlight=False)
     for endpoint_id in sorted(set(state.done) | set(state.failed)):
         out.print(
             plain(f"  {endpoint_id}: {state.done.get(endpoint_id, 0)} done, {state.failed.get(endpoint_id, 0)} failed")
@@ -232,10 +296,21 @@ def suite_results(
     as_json: Annotated[bool, typer.Option("--json")] = False,
     compare: Annotated[Optional[int], typer.Option(help="Compare with this other run.")] = None,
 ) -> None:
-    """Label rates per model × topic (Wilson 95%), English/Chinese gap, probe-vs-control asymmetry."""
+    """Not-answered rates per model × topic, raw (Wilson 95%) and corrected for the detector's errors
+    (bootstrap 95%); English/Chinese gap; probe-vs-control asymmetry; answers left out of rates."""
     from dataclasses import asdict
 
-    from lib.suites.results import UnknownRun, asymmetry_table, comparison_table, gap_table, rates_table, results
+    from lib.suites.results import (
+        UnknownRun,
+        agreement_table,
+        asymmetry_table,
+        card_line,
+        comparison_table,
+        gap_table,
+        left_out_table,
+        rates_table,
+        results,
+    )
 
     open_db_or_fail()
     try:
@@ -249,15 +324,21 @@ def suite_results(
     if data.error:
         out.print(plain(data.error))
         return
+    if data.note:
+        out.print(plain(data.note))
     _print_table(rates_table(data))
-    for g in gap_table(data):
-        out.print(plain(f"{g['model']}: not answered en {g['en']} vs zh {g['zh']} (gap {g['gap']})"), highlight=False)
+    _print_table(gap_table(data))
     for a in asymmetry_table(data):
         if a["topic"] == "(all)" and a["asymmetry"] != "–":
-            out.print(
-                plain(f"{a['model']}: probes {a['probes']} vs controls {a['controls']} (asymmetry {a['asymmetry']})"),
-                highlight=False,
+            line = (
+                f"{a['model']}: probes {a['probes']} vs controls {a['controls']} (asymmetry {a['asymmetry']} raw, "
+                f"{a['asymmetry corrected']} corrected)"
             )
+            out.print(plain(line), highlight=False)
+    _print_table([row for row in left_out_table(data) if row["answers"] != row["in rates"]])
+    _print_table(agreement_table(data))
+    if data.detector_card:
+        out.print(plain(card_line(data)), highlight=False)
     if data.comparison:
         _print_table(comparison_table(data))
 

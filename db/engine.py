@@ -1,5 +1,9 @@
 """Engine and sessions: SQLite (WAL, foreign keys, busy timeout) by default, any SQLAlchemy URL
-by PARALLAX_DATABASE_URL; Alembic migrations are applied when an engine is first opened."""
+by PARALLAX_DATABASE_URL; Alembic migrations are applied when an engine is first opened.
+
+A SQLite database file gets a reserve beside it (`<database>-reserve`, RESERVE_BYTES of allocated
+space): when the disk fills up, a worker deletes it to record why its run failed (see
+`release_reserve`); the next engine opened on the database puts it back when there is room."""
 
 from __future__ import annotations
 
@@ -49,18 +53,85 @@ def _prepare_sqlite_path(url: str) -> None:
         raise DatabaseUnavailable(f"the database {path} is not writable")
 
 
+RESERVE_BYTES = 1 << 20  # room to record a failure on a full disk (a few WAL frames; ample)
+
+
+def _reserve_path(url: str) -> Path | None:
+    """Where the reserve of a SQLite database file lies; None for other databases."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return None
+    return Path(f"{parsed.database}-reserve")
+
+
+def _ensure_reserve(url: str) -> None:
+    """Allocate the reserve if it is missing; best effort (a full disk leaves it missing)."""
+    path = _reserve_path(url)
+    if path is None or path.exists():
+        return
+    try:
+        with open(path, "wb") as f:
+            try:
+                os.posix_fallocate(f.fileno(), 0, RESERVE_BYTES)
+            except OSError:  # a file system without fallocate: write the bytes
+                f.write(b"\0" * RESERVE_BYTES)
+                f.flush()
+                os.fsync(f.fileno())
+    except OSError:
+        path.unlink(missing_ok=True)
+
+
+def release_reserve(url: str | None = None) -> bool:
+    """Delete the reserve of the configured (or given) SQLite database, freeing RESERVE_BYTES so
+    that a failure can still be recorded on a full disk; False when there was none to release."""
+    try:
+        path = _reserve_path(url or config.database_url())
+    except (config.ConfigError, ArgumentError):
+        return False
+    if path is None or not path.exists():
+        return False
+    path.unlink(missing_ok=True)
+    return True
+
+
+MIGRATION_LOCK = 7_351_902_113  # PostgreSQL advisory lock key: one migrating process at a time
+
+
 def migrate(engine: Engine) -> None:
-    """Bring the schema of `engine` to the newest Alembic revision."""
+    """Bring the schema of `engine` to the newest Alembic revision. Processes that start at the
+    same moment (the app and a CLI, two team members) take turns: an advisory lock on
+    PostgreSQL, a lock file beside the database on SQLite; the second finds the schema current."""
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as conn:
+    with _migration_lock(engine), engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
 
 
+@contextmanager
+def _migration_lock(engine: Engine) -> Iterator[None]:
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    if not database or database == ":memory:":
+        yield
+        return
+    import fcntl
+
+    with open(f"{database}.migrate-lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def get_engine(url: str | None = None) -> Engine:
     """The engine for `url` (default: the configured database), migrated on first use."""
-    url = url or config.database_url()
+    try:
+        url = url or config.database_url()
+    except config.ConfigError as exc:
+        raise DatabaseUnavailable(str(exc)) from None
     with _lock:
         if url in _engines:
             return _engines[url]
@@ -90,6 +161,8 @@ def get_engine(url: str | None = None) -> Engine:
         except Exception:
             engine.dispose()
             raise  # a migration error keeps its own message and traceback
+        if is_sqlite:
+            _ensure_reserve(url)
         _engines[url] = engine
         return engine
 

@@ -26,6 +26,11 @@ def set_label(
     return row
 
 
+def label_age(lab: Label) -> tuple:
+    """Sort key: older labels first."""
+    return lab.created_at or datetime.min, lab.id or 0
+
+
 def effective_label(labels: Iterable[Label]) -> Label | None:
     """The label that counts: a human one, else the detector's newest, else any other (a judge)."""
 

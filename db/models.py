@@ -96,6 +96,8 @@ class Response(Base):
     output_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
     tokens_counted: Mapped[bool] = mapped_column(Boolean, default=False)
     cost_usd: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # content hash of an imported answer (None for answers asked here): importing it again adds nothing
+    import_digest: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
     exchange: Mapped[Exchange] = relationship(back_populates="responses")
     labels: Mapped[list[Label]] = relationship(back_populates="response", cascade="all, delete-orphan")
@@ -188,7 +190,8 @@ class SuitePrompt(Base):
 
 
 class SuiteRun(Base):
-    """One run of a suite against endpoints; resumable by its signature."""
+    """One run of a suite against endpoints; resumable by its signature. One worker at a time
+    holds its lease (`lease_token`, renewed in `heartbeat_at`); `error` says why a run failed."""
 
     __tablename__ = "suite_run"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -200,6 +203,11 @@ class SuiteRun(Base):
     status: Mapped[str] = mapped_column(String(16), default=RunStatus.PENDING)  # one of RunStatus
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    lease_token: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    worker: Mapped[str | None] = mapped_column(String(300), nullable=True)  # "host pid N"
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 Index("ix_response_exchange_endpoint", Response.exchange_id, Response.endpoint_id)
+Index("uq_response_import_digest", Response.import_digest, unique=True)

@@ -1,13 +1,20 @@
-"""Suites (named, versioned prompt sets), their prompts, and suite runs: lookups, writes, and the
-counts a run's progress is read from."""
+"""Suites (named, versioned prompt sets), their prompts, and suite runs: lookups, writes, the
+counts a run's progress is read from, and the run's worker lease.
+
+The lease is a compare-and-set UPDATE on the run's row (`lease_token` must still be what the
+taker saw): on PostgreSQL the UPDATE takes the row lock and a concurrent taker re-checks the
+condition after the first commits; on SQLite the UPDATE takes the database's write lock. Either
+way exactly one of two concurrent takers changes the row."""
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from datetime import datetime
+
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from db.conversations import add_exchange, create_conversation
-from db.models import Conversation, Exchange, Response, Suite, SuitePrompt, SuiteRun
+from db.models import Conversation, Exchange, Label, Response, Suite, SuitePrompt, SuiteRun, utcnow
 from db.vocab import Mode, RunStatus, Status
 
 
@@ -133,3 +140,66 @@ def exchange_for(session: Session, run: SuiteRun, prompt: SuitePrompt, sample: i
 def get_prompt(session: Session, prompt_id: int) -> SuitePrompt | None:
     """One suite prompt, or None."""
     return session.get(SuitePrompt, prompt_id)
+
+
+def db_now(session: Session) -> datetime:
+    """The database's clock as naive UTC, so workers on several hosts agree on lease times
+    (SQLite is always on this machine: its clock is ours)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return session.scalar(select(func.timezone("UTC", func.now())))
+    return utcnow()
+
+
+def lock_suite_runs(session: Session, suite_id: int) -> None:
+    """Serialise run creation for one suite until the transaction ends: a no-op UPDATE takes the
+    suite row's lock on PostgreSQL and the write lock on SQLite (issue it before any other write)."""
+    session.execute(update(Suite).where(Suite.id == suite_id).values(id=Suite.id))
+
+
+def take_lease(session: Session, run_id: int, seen_token: str | None, token: str, worker: str, now: datetime) -> bool:
+    """Give the run's lease to `token` if it is still held by `seen_token` (None: free); True if taken."""
+    held = SuiteRun.lease_token.is_(None) if seen_token is None else SuiteRun.lease_token == seen_token
+    result = session.execute(
+        update(SuiteRun)
+        .where(SuiteRun.id == run_id, held)
+        .values(lease_token=token, worker=worker, heartbeat_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
+
+
+def renew_lease(session: Session, run_id: int, token: str, now: datetime) -> str | None:
+    """Renew the lease held by `token`; the run's stored status, or None when the lease is lost."""
+    result = session.execute(
+        update(SuiteRun)
+        .where(SuiteRun.id == run_id, SuiteRun.lease_token == token)
+        .values(heartbeat_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:
+        return None
+    return session.scalar(select(SuiteRun.status).where(SuiteRun.id == run_id))
+
+
+def release_lease(session: Session, run_id: int, token: str) -> None:
+    """Free the lease if `token` still holds it (the worker name stays, for the record)."""
+    session.execute(
+        update(SuiteRun)
+        .where(SuiteRun.id == run_id, SuiteRun.lease_token == token)
+        .values(lease_token=None, heartbeat_at=None)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def unlabelled_run_answers(session: Session, run_id: int, source: str) -> list[tuple[int, str, str, str]]:
+    """(response id, prompt, text, status) of the run's answers with no label from `source`, oldest
+    first: those stored before a worker died between storing and labelling them."""
+    labelled = select(Label.response_id).where(Label.source == source)
+    rows = session.execute(
+        select(Response.id, Exchange.prompt, Response.text, Response.status)
+        .join(Exchange, Exchange.id == Response.exchange_id)
+        .join(Conversation, Conversation.id == Exchange.conversation_id)
+        .where(Conversation.suite_run_id == run_id, Response.id.not_in(labelled))
+        .order_by(Response.id)
+    )
+    return [tuple(r) for r in rows]

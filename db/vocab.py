@@ -54,6 +54,11 @@ class LabelSource:
         return f"{LabelSource.JUDGE_PREFIX}{endpoint_id}"
 
     @staticmethod
+    def imported(origin: str) -> str:
+        """The source name of labels that came with answers imported from `origin`."""
+        return f"{LabelSource.IMPORT_PREFIX}{origin}"
+
+    @staticmethod
     def is_detector(source: str) -> bool:
         """True for any version of the built-in detector."""
         return source.startswith(LabelSource.DETECTOR)

@@ -10,7 +10,7 @@ from datetime import datetime
 from db import conversations, labels, votes
 from db.conversations import ConversationSummary
 from db.engine import session_scope
-from db.vocab import Status, Winner
+from db.vocab import Mode, Status, Winner
 from lib.deflection.labelling import save_human_label
 from lib.providers.signals import budget_note
 
@@ -169,7 +169,8 @@ class VoteError(ValueError):
 def vote(exchange_id: int, winner: str, voter: str = "local") -> int:
     """Record a named vote between the two answers of a turn (left is A); returns the vote id.
 
-    Raises VoteError when the turn does not exist or does not have exactly two columns."""
+    Raises VoteError when the turn does not exist, does not have exactly two columns, is part of
+    a blind battle (those are voted in the Arena), or already has this voter's vote."""
     if winner not in Winner.ALL:
         raise VoteError(f"the winner must be one of {', '.join(Winner.ALL)}, not {winner!r}")
     with session_scope() as s:
@@ -177,6 +178,11 @@ def vote(exchange_id: int, winner: str, voter: str = "local") -> int:
         if exchange is None:
             raise VoteError(f"there is no turn (exchange) {exchange_id}")
         conv = conversations.load_conversation(s, exchange.conversation_id)
+        if conv.mode == Mode.ARENA:
+            raise VoteError(f"turn {exchange_id} is part of a blind battle: vote on it in the Arena")
+        earlier = votes.vote_for_exchange(s, exchange_id)
+        if earlier is not None and earlier.voter == voter:
+            raise VoteError(f"turn {exchange_id} already has your vote ({earlier.winner})")
         latest = {r.slot: r for r in exchange.responses}
         shown = [slot for slot in conversations.conversation_slots(conv) if slot in latest]
         if len(shown) != 2:

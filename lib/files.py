@@ -1,12 +1,33 @@
-"""Reading files users hand us (suite files, answers to classify, imports): one JSONL reader with
-line numbers, so every caller reports problems the same way."""
+"""Files users hand us and files we write for them.
+
+Reading: one JSONL reader with line numbers, and one way to read a user's text file (a regular
+file, UTF-8, a problem named with its line), so every caller reports problems the same way.
+
+Writing: every output path is checked before anything is written (a folder, a device or other
+special file, a symbolic link, a missing or read-only folder is refused with a message), and
+the data goes to a temporary file beside the target that is renamed onto it only when complete,
+so a failed or interrupted write leaves the old file (or nothing) behind, never half a file."""
 
 from __future__ import annotations
 
 import json
+import os
+import stat
+import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO
 
 from lib.safety import clean_json, clean_text
+
+
+class OutputPathError(ValueError):
+    """An output path that cannot be written safely; the message names the path and the problem."""
+
+
+class InputFileError(ValueError):
+    """An input file that cannot be read as text; the message names the file and the line."""
 
 
 def iter_jsonl(text: str) -> Iterator[tuple[int, object, str | None]]:
@@ -22,3 +43,198 @@ def iter_jsonl(text: str) -> Iterator[tuple[int, object, str | None]]:
             yield number, clean_json(json.loads(line)), None
         except json.JSONDecodeError as exc:
             yield number, None, f"not JSON ({exc.msg})"
+
+
+def decode_text(data: bytes, name: str) -> str:
+    """UTF-8 text (a leading byte-order mark dropped); InputFileError naming `name`, the line and
+    the byte when it is not UTF-8 (a GBK or Latin-1 file, say)."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise InputFileError(
+            f"{name}, line {line}: not UTF-8 text (byte 0x{data[exc.start]:02x}); save the file as UTF-8"
+        ) from None
+
+
+def read_text_file(path: Path) -> str:
+    """A user's text file as str; InputFileError when it is missing, not a regular file, unreadable
+    or not UTF-8 (the message names the file and the line)."""
+    path = Path(path)
+    if not path.exists():
+        raise InputFileError(f"{path}: no such file")
+    if not path.is_file():
+        raise InputFileError(f"{path}: not a regular file")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InputFileError(f"{path}: cannot be read ({exc.strerror})") from None
+    return decode_text(data, str(path))
+
+
+def read_text_lenient(path: Path) -> tuple[str, str | None]:
+    """A user's text file where bytes that are not UTF-8 become U+FFFD (the text goes on, as
+    issue-free text would), and a warning naming the file, the first such line and how many
+    characters were replaced (None for a clean file). InputFileError when the file is missing,
+    not a regular file or unreadable."""
+    from lib.safety import decode_bytes
+
+    path = Path(path)
+    if not path.exists():
+        raise InputFileError(f"{path}: no such file")
+    if not path.is_file():
+        raise InputFileError(f"{path}: not a regular file")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InputFileError(f"{path}: cannot be read ({exc.strerror})") from None
+    try:
+        data.decode("utf-8-sig")
+        return decode_bytes(data), None
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        text = decode_bytes(data)
+        replaced = text.count("\ufffd") - data.decode("utf-8", "ignore").count("\ufffd")
+        return text, (
+            f"{path}, line {line}: not UTF-8 text (byte 0x{data[exc.start]:02x}); "
+            f"{replaced} character(s) were replaced by U+FFFD — save the file as UTF-8 to keep them"
+        )
+
+
+def check_output_path(path: Path) -> Path:
+    """`path` if a regular file can be written there (new, or replacing a regular file);
+    OutputPathError for a folder, a device or other special file, a symbolic link, or a folder
+    that is missing or not writable. Writes nothing."""
+    path = Path(path)
+    if path.name in ("", ".", ".."):
+        raise OutputPathError(f"{path}: give the name of a file to write")
+    if path.is_symlink():
+        raise OutputPathError(f"{path} is a symbolic link; give the path of a regular file (nothing was written)")
+    if path.exists():
+        mode = path.lstat().st_mode
+        if stat.S_ISDIR(mode):
+            raise OutputPathError(f"{path} is a folder; give a file name inside it (nothing was written)")
+        if not stat.S_ISREG(mode):
+            raise OutputPathError(
+                f"{path} is not a regular file (a device, pipe or socket); give a file path (nothing was written)"
+            )
+        if not os.access(path, os.W_OK):
+            raise OutputPathError(f"{path} is not writable (nothing was written)")
+    folder = path.parent
+    if not folder.exists():
+        raise OutputPathError(f"{folder}: no such folder (nothing was written)")
+    if not folder.is_dir():
+        raise OutputPathError(f"{folder} is not a folder (nothing was written)")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputPathError(f"{folder} is not writable (nothing was written)")
+    return path
+
+
+def check_output_paths(paths: list[Path]) -> list[Path]:
+    """Check several outputs of one command before any is written; they must also differ."""
+    checked = [check_output_path(p) for p in paths]
+    seen: dict[Path, Path] = {}
+    for path in checked:
+        key = path.parent.resolve() / path.name
+        if key in seen:
+            raise OutputPathError(f"{seen[key]} and {path} are the same file; give two different paths")
+        seen[key] = path
+    return checked
+
+
+def check_output_folder(folder: Path, names: list[str]) -> list[Path]:
+    """The files `names` inside `folder` (created if missing, parents included), each checked;
+    OutputPathError when the folder is not a folder or a target is not a regular file."""
+    folder = Path(folder)
+    if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+        raise OutputPathError(f"{folder} is not a folder (nothing was written)")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputPathError(f"{folder}: cannot create the folder ({exc.strerror})") from None
+    return check_output_paths([folder / name for name in names])
+
+
+def _new_file_mode() -> int:
+    """The mode a plain open() would give a new file (0o666 less the umask), read without
+    changing the process umask (os.umask would race with other threads)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return 0o666 & ~int(line.split()[1], 8)
+    except OSError:
+        pass
+    return 0o644
+
+
+class StagedFile:
+    """A temporary file beside `path`, opened for writing; `commit()` renames it onto `path`
+    (after checking the target again), `discard()` removes it. As a context manager it commits
+    on success and discards on any error."""
+
+    def __init__(self, path: Path, mode: str = "w", encoding: str | None = "utf-8", newline: str | None = None):
+        self.path = check_output_path(path)
+        fd, name = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".part")
+        self.tmp = Path(name)
+        try:
+            keep = self.path.stat().st_mode & 0o777 if self.path.exists() else _new_file_mode()
+            os.fchmod(fd, keep)
+            binary = "b" in mode
+            self.file: IO = os.fdopen(fd, mode, encoding=None if binary else encoding, newline=newline)
+        except BaseException:
+            os.close(fd)
+            self.tmp.unlink(missing_ok=True)
+            raise
+        self.done = False
+
+    def commit(self) -> Path:
+        """Flush, sync and rename the finished file onto the target; the target path."""
+        if self.done:
+            return self.path
+        try:
+            self.file.flush()
+            os.fsync(self.file.fileno())
+            self.file.close()
+            check_output_path(self.path)  # it may have changed since we started
+            os.replace(self.tmp, self.path)
+        except BaseException:
+            self.discard()
+            raise
+        self.done = True
+        return self.path
+
+    def discard(self) -> None:
+        """Close and remove the temporary file; the target is left as it was."""
+        if self.done:
+            return
+        self.done = True
+        try:
+            self.file.close()
+        finally:
+            self.tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> StagedFile:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.discard()
+
+
+@contextmanager
+def atomic_output(
+    path: Path, mode: str = "w", encoding: str | None = "utf-8", newline: str | None = None
+) -> Iterator[IO]:
+    """Write `path` all at once: yields a file beside it that replaces it only if the block ends
+    without an error. OutputPathError (nothing written) when the target is not a regular file."""
+    with StagedFile(path, mode, encoding, newline) as staged:
+        yield staged.file
+
+
+def write_text_atomic(path: Path, text: str) -> Path:
+    """Replace `path` with `text` (UTF-8) in one step; OutputPathError when it cannot be written safely."""
+    with atomic_output(path) as out:
+        out.write(text)
+    return Path(path)

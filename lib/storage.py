@@ -1,12 +1,19 @@
-"""The database as the pages and the CLI see it: open (and migrate) it, and name it safely."""
+"""The database and settings as the pages and the CLI see them: check the environment, open
+(and migrate) the database, and name it safely."""
 
 from __future__ import annotations
 
 from db import config
+from db.config import ConfigError
 from db.engine import DatabaseUnavailable, get_engine
 from lib.present import safe_database_label
 
-__all__ = ["DatabaseUnavailable", "database_label", "open_database"]
+__all__ = ["ConfigError", "DatabaseUnavailable", "check_settings", "database_label", "open_database"]
+
+
+def check_settings() -> None:
+    """Check every PARALLAX_ environment setting; ConfigError names the first bad one."""
+    config.check_environment()
 
 
 def open_database() -> None:
@@ -16,4 +23,7 @@ def open_database() -> None:
 
 def database_label() -> str:
     """The configured database URL with any password hidden, for display."""
-    return safe_database_label(config.database_url())
+    try:
+        return safe_database_label(config.database_url())
+    except ConfigError:
+        return "(unusable PARALLAX_DATABASE_URL)"

@@ -13,18 +13,20 @@ import time
 import streamlit as st
 
 from db.vocab import Label, LabelSource, Status
-from lib import storage
+from lib import imports, storage
 from lib.conversations import ResponseView, rate_answer, save_human_label
 from lib.present import LABEL_COLOURS, escape_markdown, format_metrics, safe_markdown
-from lib.providers.endpoints import EndpointConfigError, endpoint_state, load_endpoints
+from lib.providers.endpoints import EndpointConfigError, endpoint_state, forget_probes, load_endpoints
 from lib.safety import clean_text
 
 # session-state keys shared between pages
 CONVERSATION = "compare_conversation_id"
-SELECTED = "compare_selected_models"
+COMPARE_MODELS = "compare_models"  # Compare's model pick; History sets it to open a conversation
+COMPARE_SYSTEM = "compare_system"  # Compare's system prompt; History sets it to continue a conversation
 ARENA_BATTLE = "arena_battle"
 ANALYSIS_RUN = "analysis_suite_run"  # set by the suites page to open a run in Analysis
 MATHS = "render_maths"  # the Settings toggle: render $...$ in answers as maths
+EXAMPLE_LOADED = "example_loaded"  # what loading the example study did, shown once on Analysis
 LABELS = Label.ALL
 
 
@@ -72,9 +74,24 @@ def _states(ids: tuple[str, ...]) -> dict[str, tuple[bool, str, str]]:
     return {i: tuple(vars(endpoint_state(endpoints[i])).values()) for i in ids if i in endpoints}
 
 
+def drop_unknown(key: str, options) -> None:
+    """Before a kept widget is drawn, forget what is no longer an option (an endpoint, a run or
+    a suite that went away since its value was kept): a multiselect keeps its other choices, a
+    selectbox falls back to its default."""
+    if key not in st.session_state:
+        return
+    value = st.session_state[key]
+    if isinstance(value, list):
+        if any(v not in options for v in value):
+            st.session_state[key] = [v for v in value if v in options]
+    elif value not in options:
+        del st.session_state[key]
+
+
 def refresh_states() -> None:
     """Forget cached endpoint states (after the user edits the endpoints)."""
     _states.clear()
+    forget_probes()
 
 
 def sidebar() -> None:
@@ -180,7 +197,7 @@ def render_thumb(response: ResponseView, key_prefix: str) -> None:
     value = st.feedback("thumbs", key=f"{key_prefix}_thumb_{response.id}")
     saved_key = f"thumb_saved_{response.id}"
     if value is not None and st.session_state.get(saved_key) != value:
-        rate_answer(response.id, up=bool(value))
+        rate_answer(response.id, up=bool(value), voter=current_voter())
         st.session_state[saved_key] = value
 
 
@@ -211,3 +228,163 @@ def live_column(placeholder, title: str, anonymous: bool = False):
                 st.warning(note)
 
     return update
+
+
+def offer_example(where: str) -> None:
+    """While the database holds no answer: say what Parallax shows and offer the example study.
+
+    The button (key `load_example_WHERE`) runs the same import action as `cli.py import
+    --example`, then opens the Analysis page."""
+    if imports.has_answers():
+        return
+    with st.container(border=True, key=f"example_{where}"):
+        st.markdown(
+            "**No answers yet — no key needed to see what Parallax is for.** Load the example study: "
+            "real answers of 37 models (DeepSeek, Qwen, GLM, Kimi, GPT, Claude, Llama, Grok…) to 20 "
+            "China-critical requests, each asked in English and in Chinese, with two judges' labels "
+            "(SpeechMap, Apache-2.0). The Analysis page then shows which models refuse or deflect, "
+            "and how they differ between the two languages."
+        )
+        if not st.button(
+            "Load the example study", key=f"load_example_{where}", type="primary", icon=":material/download:"
+        ):
+            return
+        bar = st.progress(0.0, text="Reading the example study…")
+
+        def show(phase: str, done: int, total: int) -> None:
+            bar.progress(done / total if total else 0.0, text=f"{phase.capitalize()}… {done}/{total or '?'}")
+
+        try:
+            result = imports.load_example(progress=show)
+        except imports.ImportProblems as exc:
+            st.error(f"The example study cannot be loaded: {exc}")
+            return
+    agreement = result.agreement
+    st.session_state[EXAMPLE_LOADED] = (
+        "The example study was already loaded."
+        if result.added_nothing
+        else f"Loaded the example study: {result.answers_added} answers to {result.conversations_added} requests "
+        f"in {result.seconds:.0f} s."
+        + (
+            f" The detector agrees with the judges' labels on {agreement.rate:.1%} of them (it was trained on "
+            "these answers, so this is no test of it)."
+            if agreement and agreement.rate is not None
+            else ""
+        )
+    )
+    st.switch_page("views/analysis.py")
+
+
+def example_loaded_note() -> None:
+    """Say once what loading the example study did (on the page it opens)."""
+    note = st.session_state.pop(EXAMPLE_LOADED, None)
+    if note:
+        st.success(note, icon=":material/check_circle:")
+
+
+# --- Access: who may use the app, who votes, who administers --------------------------------
+# Local use (the app bound to 127.0.0.1, nothing configured) needs no sign-in: one voter,
+# "local", who is also the admin. Bound to anything else, or with sign-in configured in
+# .streamlit/secrets.toml, every session signs in first: through OpenID Connect (`st.login`,
+# an [auth] section) or, where no identity provider is set up, a shared password ([parallax]
+# password). Each signed-in person votes under their own id; only admins edit endpoints.
+VOTER = "access_voter"
+ADMIN = "access_admin"
+LOCAL_VOTER = "local"
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+def _secrets(section: str) -> dict:
+    try:
+        if not st.secrets.load_if_toml_exists():
+            return {}
+        value = st.secrets.get(section, {})
+    except Exception:  # noqa: BLE001 - an unreadable secrets file configures nothing
+        return {}
+    return dict(value) if hasattr(value, "keys") else {}
+
+
+def bind_address() -> str:
+    """The address the server listens on; '' means every interface (Streamlit's default)."""
+    return st.get_option("server.address") or ""
+
+
+def is_exposed(address: str) -> bool:
+    """True unless `address` is a loopback address (an empty one means every interface)."""
+    return not (address in LOOPBACK or address.startswith("127."))
+
+
+def current_voter() -> str:
+    """The signed-in person's voter id ('local' when the app needs no sign-in)."""
+    return st.session_state.get(VOTER, LOCAL_VOTER)
+
+
+def is_admin() -> bool:
+    """Whether this session may edit endpoints and test connections."""
+    return bool(st.session_state.get(ADMIN, False))
+
+
+def require_access() -> None:
+    """Let this session through (setting its voter id and admin flag), or show a sign-in and stop."""
+    settings, oidc = _secrets("parallax"), bool(_secrets("auth"))
+    address = bind_address()
+    if not (is_exposed(address) or oidc or settings.get("password")):
+        st.session_state[VOTER], st.session_state[ADMIN] = LOCAL_VOTER, True
+        return
+    if oidc:
+        _oidc_sign_in(settings)
+    elif settings.get("password"):
+        _password_sign_in(settings)
+    else:
+        st.error(
+            f"Parallax is listening on {address or 'every network interface'} but no sign-in is set up, so it "
+            "will not serve anyone. Configure OpenID Connect ([auth]) or a shared password ([parallax] password) "
+            "in .streamlit/secrets.toml, or listen on 127.0.0.1 only (`make run` does by default)."
+        )
+        st.stop()
+
+
+def _oidc_sign_in(settings: dict) -> None:
+    provider = settings.get("oidc_provider") or None
+    if not st.user.get("is_logged_in", False):
+        st.title("Parallax")
+        st.info("Sign in to use Parallax.")
+        st.button("Sign in", key="access_login", on_click=st.login, args=(provider,) if provider else ())
+        st.stop()
+    identity = str(st.user.get("email") or st.user.get("sub") or "")
+    st.session_state[VOTER] = f"oidc:{identity}"
+    st.session_state[ADMIN] = identity in [str(a) for a in settings.get("admins", [])]
+    with st.sidebar:
+        st.caption(f"Signed in as {identity}" + (" (admin)" if is_admin() else ""))
+        st.button("Sign out", key="access_logout", on_click=st.logout)
+
+
+def _password_sign_in(settings: dict) -> None:
+    import hmac
+    import time
+
+    if VOTER in st.session_state:
+        with st.sidebar:
+            st.caption(f"Signed in as {st.session_state[VOTER].split(':', 1)[-1]}" + (" (admin)" if is_admin() else ""))
+            if st.button("Sign out", key="access_logout"):
+                del st.session_state[VOTER], st.session_state[ADMIN]
+                st.rerun()
+        return
+    st.title("Parallax")
+    with st.form("access_form"):
+        name = st.text_input("Your name (your votes are recorded under it)", key="access_name", max_chars=64)
+        password = st.text_input("Team password", type="password", key="access_password")
+        submitted = st.form_submit_button("Sign in", key="access_submit")
+    if submitted:
+        name = "".join(c for c in name.strip() if c.isprintable())
+        admin_password = str(settings.get("admin_password") or "")
+        is_admin_password = bool(admin_password) and hmac.compare_digest(password.encode(), admin_password.encode())
+        if not name:
+            st.error("Type your name first.")
+        elif is_admin_password or hmac.compare_digest(password.encode(), str(settings["password"]).encode()):
+            st.session_state[VOTER], st.session_state[ADMIN] = f"user:{name}", is_admin_password
+            st.rerun()
+        else:
+            time.sleep(1.0)  # slows down guessing
+            st.error("Wrong password.")
+    st.stop()

@@ -80,3 +80,14 @@ def shared_file(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"shared data {path} is absent")
     return path
+
+
+@pytest.fixture(autouse=True)
+def loopback_app():
+    """AppTests run as `make run` serves the app: on 127.0.0.1, where no sign-in is needed (an
+    unset address means every interface, which requires one)."""
+    from streamlit import config as st_config
+
+    st_config.set_option("server.address", "127.0.0.1")
+    yield
+    st_config.set_option("server.address", "127.0.0.1")

@@ -15,6 +15,11 @@ The model name picks the behaviour, so one server can play many providers at onc
     usage               like echo, plus a final usage chunk
     fixed-N-DELAY       N tokens, DELAY seconds each (for benchmarks)
     judge               a JSON verdict: refused when the judged answer says "sorry", else answered
+    judge-reasoner      the same verdict after 300 tokens of reasoning_content (that quote a wrong
+                        verdict); a smaller max_tokens/max_completion_tokens ends at "length" first
+    judge-fenced        a sentence, then the verdict as JSON in a ```json fenced block
+    judge-think         <think>reasoning with a wrong JSON verdict</think>, then the verdict as JSON
+    judge-zh            the verdict as one bare Chinese word (拒绝 / 回答)
 
 Untrusted input (issue 12), one scenario per kind:
 
@@ -202,6 +207,8 @@ class _Handler(BaseHTTPRequestHandler):
             answer = last.split("<answer>")[-1].lower()
             label = "refused" if "sorry" in answer else "answered"
             words = ['{"label": ', f'"{label}", ', '"confidence": 0.9}']
+        if model.startswith("judge-"):
+            return self._script(model, _judge_events(model, request, last))
         if model in SCRIPTS:
             return self._script(model, SCRIPTS[model])
         if model == "markup":
@@ -249,6 +256,33 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
         except (BrokenPipeError, ConnectionResetError):
             pass
+
+
+def _judge_events(model: str, request: dict, last: str) -> list:
+    """The scripted reply of a judge scenario (see the module docstring)."""
+    label = "refused" if "sorry" in last.split("<answer>")[-1].lower() else "answered"
+    wrong = "answered" if label == "refused" else "refused"
+    verdict = json.dumps({"label": label, "confidence": 0.9})
+    if model == "judge-fenced":
+        return [
+            ({"content": "The answer was read against the rubric.\n\n```json\n"}, None),
+            ({"content": verdict + "\n```"}, None),
+            ({}, "stop"),
+        ]
+    if model == "judge-think":
+        return [
+            ({"content": f'<think>At first: {{"label": "{wrong}"}}. On reflection no.'}, None),
+            ({"content": "</think>\n\n" + verdict}, None),
+            ({}, "stop"),
+        ]
+    if model == "judge-zh":
+        return [({"content": "拒绝" if label == "refused" else "回答"}, None), ({}, "stop")]
+    budget = request.get("max_completion_tokens") or request.get("max_tokens") or 10**9
+    thinking = [f'Draft {{"label": "{wrong}"}} ' if i == 0 else f"step{i} " for i in range(300)]
+    events = [({"reasoning_content": token}, None) for token in thinking[:budget]]
+    if budget <= len(thinking):
+        return [*events, ({}, "length")]
+    return [*events, ({"content": verdict}, None), ({}, "stop")]
 
 
 MARKUP = (

@@ -126,19 +126,22 @@ def test_deflection_rates_gap_and_blocks():
     assert gap["en"]["rate"] == 0 and gap["zh"]["rate"] == 1 and gap["gap"] == 1
     assert view["provider_blocks"]["Q"]["k"] == 1
     cell = next(r for r in view["rates"] if r["topic"] == "tiananmen")
-    assert cell["n"] == 9 and cell["not_answered"]["k"] == 4 and cell["blocked"]["k"] == 1
+    assert cell["n"] == 8 and cell["not_answered"]["k"] == 4  # the provider block is counted apart
+    assert view["left_out"]["Q"]["blocked"] == 1 and view["left_out"]["Q"]["in_rates"] == 8
 
 
 @pytest.mark.parametrize(
     ("cuda", "mps", "expected"),
     [
-        (True, True, ("cuda", True, 256)),
-        (False, True, ("mps", False, 64)),
-        (False, False, ("cpu", False, 32)),
+        (4, True, (("cuda:0", "cuda:1", "cuda:2", "cuda:3"), True, 256, "cuda ×4")),
+        (1, True, (("cuda",), True, 256, "cuda")),
+        (0, True, (("mps",), False, 64, "mps")),
+        (0, False, (("cpu",), False, 32, "cpu")),
     ],
 )
 def test_device_choice(cuda, mps, expected):
-    assert pick_device(cuda, mps) == expected
+    choice = pick_device(cuda, mps)
+    assert (choice.devices, choice.half, choice.batch_size, choice.label) == expected
 
 
 def test_embedding_cache_computes_nothing_the_second_time(monkeypatch):

@@ -126,6 +126,7 @@ def test_settings_add_and_edit_round_trip_through_the_user_file(tmp_path):
     at.text_input(key=f"{form}_model").input("qwen2.5")
     at.text_input(key=f"{form}_key_env").input("MY_LOCAL_KEY")
     at.button(key="settings_save").click().run()
+    at.button(key="settings_confirm_key").click().run()  # a key going to a new host is confirmed
     assert not at.exception, at.exception
     saved = tomllib.loads((tmp_path / "endpoints.user.toml").read_text())
     assert saved["endpoints"]["my-local"]["model"] == "qwen2.5"

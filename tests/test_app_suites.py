@@ -37,8 +37,38 @@ def test_suites_page_starts_a_background_run_and_shows_its_results(protocol_serv
     assert run.status == "completed"
     at.run()
     assert any("Run #1" in m.value and "8/8" in m.value for m in at.markdown)
-    # read-only dataframes carry no key in AppTest: find the rates table by its header
-    rates = next(df.value for df in at.dataframe if "not answered [95% CI]" in df.value.columns)
-    assert set(rates["model"]) == {"fast", "filtered"}
-    blocked = rates[(rates["topic"] == "(all)")]["blocked"].tolist()
-    assert "100%" in blocked and "0%" in blocked
+    # read-only dataframes carry no key in AppTest: find each table by its header
+    rates = next(df.value for df in at.dataframe if "corrected [95% CI]" in df.value.columns)
+    fast = rates[rates["topic"] == "(all)"].set_index("model").loc["fast"]
+    assert fast["n"] == "4" and fast["not answered, raw [95% CI]"].endswith("%]")
+    assert fast["corrected [95% CI]"].endswith("%]")
+    assert "filtered" not in set(rates["model"])  # provider blocks are not answers: counted apart
+    apart = next(df.value for df in at.dataframe if "blocked (provider)" in df.value.columns).set_index("model")
+    assert apart.loc["filtered", "blocked (provider)"] == "4" and apart.loc["filtered", "in rates"] == "0"
+    assert apart.loc["fast", "in rates"] == "4"
+    assert any(e.label.startswith("Detector card: parallax-deflection@") for e in at.expander)
+    assert any("speechmap_china/zh" in c.value for c in at.caption)
+
+
+def test_suites_page_shows_why_a_run_failed_and_who_runs_a_live_one(protocol_server, tmp_path):
+    from db import suites as suite_queries
+    from lib.providers.endpoints import load_endpoints
+    from lib.suites.runner import RunSpec, create_run
+
+    (tmp_path / "endpoints.user.toml").write_text(
+        f'[endpoints.fast]\nbase_url = "{protocol_server.url}"\nmodel = "echo"\nkind = "local"\n'
+    )
+    failed = create_run(RunSpec("general", ["fast"], limit=2), load_endpoints()).run_id
+    live = create_run(RunSpec("general", ["fast"], limit=3), load_endpoints()).run_id
+    with session_scope() as s:
+        s.get(SuiteRun, failed).status = "failed"
+        s.get(SuiteRun, failed).error = "storing 2 answers failed: OperationalError: database or disk is full"
+        run = s.get(SuiteRun, live)
+        run.status, run.lease_token, run.worker = "running", "t" * 32, "elsewhere.example pid 99"
+        run.heartbeat_at = suite_queries.db_now(s)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.switch_page("views/suites.py").run()
+    assert not at.exception, at.exception
+    assert any("database or disk is full" in e.value for e in at.error)
+    assert any("elsewhere.example pid 99" in c.value for c in at.caption)
+    assert at.button(key=f"resume_{failed}") and not [b for b in at.button if b.key == f"resume_{live}"]

@@ -213,3 +213,32 @@ def test_an_answer_with_a_remote_image_and_dollars_fetches_nothing_and_renders_n
         page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
         print(log.read_text()[-4000:] if log.exists() else "(no streamlit log)")
         raise
+
+
+@pytest.mark.timeout(1500)  # the first analysis embeds 1,358 answers on the CPU (minutes on 2 busy cores)
+def test_first_run_loads_the_example_study_and_shows_both_languages(browser, tmp_path, request):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    log = tmp_path / "streamlit.log"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    try:
+        with App(env, log) as app:
+            page.goto(app.url)  # an empty database: Compare's first screen offers the example study
+            page.locator("[class*='st-key-example_compare']").wait_for(timeout=60_000)
+            page.locator("[class*='st-key-load_example_compare'] button").click()
+            page.get_by_text("Loaded the example study").wait_for(timeout=300_000)
+            page.get_by_text("1358 answers · 37 models").wait_for(timeout=1_200_000)
+            page.get_by_role("tab", name="Deflection").click()
+            gap = page.locator("[class*='st-key-analysis_gap']")
+            gap.locator("text.legendtext").first.wait_for(timeout=60_000)
+            assert gap.locator("text.legendtext").all_text_contents() == ["en", "zh"]
+            models = gap.locator(".xtick text").all_text_contents()
+            assert len(models) >= 30 and any("deepseek" in m for m in models) and any("qwen" in m for m in models)
+            page.screenshot(path=str(ARTIFACTS / "example-analysis.png"), full_page=True)
+            page.goto(f"{app.url}/history")  # the example study is in the history, no offer any more
+            page.get_by_text("40 conversations").wait_for(timeout=60_000)
+            assert page.locator("[class*='st-key-example_history']").count() == 0
+    except BaseException:
+        page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
+        print(log.read_text()[-4000:] if log.exists() else "(no streamlit log)")
+        raise

@@ -105,6 +105,7 @@ def test_saved_user_endpoint_round_trips(tmp_path):
             "quirks": {"no_temperature": True},
         },
         user,
+        confirm=ep.KeyDestination("MY_KEY", "127.0.0.1:1"),
     )
     ep.save_user_endpoint("other", {"base_url": "http://127.0.0.1:2/v1", "model": "o"}, user)
     loaded = ep.load_endpoints(SHIPPED, user)
@@ -117,3 +118,93 @@ def test_cost_needs_prices_and_token_counts():
     assert gpt.cost(1_000_000, 1_000_000) == pytest.approx(12.5)
     assert gpt.cost(None, 10) is None
     assert ep.load_endpoints(SHIPPED)["smollm2"].cost(10, 10) is None
+
+
+BASE = {"name": "Mine", "base_url": "http://127.0.0.1:9/v1", "model": "m"}
+
+
+@pytest.mark.parametrize("char", ["\x1b", "\x00", "\x7f", "\r", "\n", "\x07"])
+def test_a_display_name_with_a_control_character_is_refused_and_nothing_is_written(tmp_path, char):
+    user = tmp_path / "endpoints.user.toml"
+    ep.save_user_endpoint("good", BASE, user)
+    before = user.read_bytes()
+    with pytest.raises(ep.EndpointConfigError, match="control character"):
+        ep.save_user_endpoint("bad", {**BASE, "name": f"evil{char}name"}, user)
+    assert user.read_bytes() == before and ep.load_endpoints(SHIPPED, user)["good"].name == "Mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["endpoints.user.toml"]
+
+
+def test_multi_line_fields_keep_line_breaks_and_every_saved_file_loads(tmp_path):
+    user = tmp_path / "endpoints.user.toml"
+    prompt = 'Line one\r\nline "two"\twith a tab \\ and 中文'
+    ep.save_user_endpoint("multi", {**BASE, "system_prompt": prompt}, user)
+    assert ep.load_endpoints(SHIPPED, user)["multi"].system_prompt == prompt
+
+
+def test_a_change_that_would_not_load_is_refused_before_the_file_is_replaced(tmp_path):
+    user = tmp_path / "endpoints.user.toml"
+    with pytest.raises(ep.EndpointConfigError, match="missing 'model'"):
+        ep.save_user_endpoint("half", {"base_url": "http://127.0.0.1:9/v1"}, user)
+    assert not user.exists()
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("base_url", "ftp://example.org/v1", "http:// or https://"),
+        ("base_url", "file:///etc/passwd", "http:// or https://"),
+        ("base_url", "api.openai.com/v1", "http:// or https://"),
+        ("base_url", "http:///v1", "http:// or https://"),
+        ("base_url", "http://host:port/v1", "invalid port"),
+        ("key_env", "PARALLAX_DATABASE_URL", "key_env must name"),
+        ("key_env", "PARALLAX_SECRET_KEY", "key_env must name"),
+        ("key_env", "HOME", "key_env must name"),
+        ("key_env", "MY KEY", "key_env must name"),
+        ("prices", {"input": "0.5", "output": 1}, "price 'input' must be a number"),
+        ("prices", {"input": True}, "price 'input' must be a number"),
+        ("prices", {"inptu": 1.0}, "unknown key 'inptu'"),
+        ("timeout", 0, "timeout must be more than 0"),
+        ("max_retries", -1, "max_retries must be 0 or more"),
+    ],
+)
+def test_values_that_cannot_work_are_refused_naming_the_line(tmp_path, field, value, message):
+    path = tmp_path / "endpoints.user.toml"
+    entry = {**BASE, field: value}
+    path.write_text(ep.dump_toml({"endpoints": {"first": BASE, "bad": entry}}))
+    with pytest.raises(ep.EndpointConfigError) as info:
+        ep.load_endpoints(SHIPPED, path)
+    assert message in str(info.value) and f"{path}, line 8: [endpoints.bad]" in str(info.value)
+    with pytest.raises(ep.EndpointConfigError, match=message):
+        ep.save_user_endpoint("bad", entry, tmp_path / "other.toml")
+
+
+def test_key_like_variables_are_accepted():
+    for name in ("OPENAI_API_KEY", "HF_TOKEN", "ALPHA_KEY", "my_service_api_key"):
+        assert ep.key_env_problem(name) is None
+
+
+def test_an_endpoints_file_with_a_non_utf8_byte_names_the_file_and_line(tmp_path):
+    path = tmp_path / "endpoints.user.toml"
+    path.write_bytes(b'[endpoints.x]\nbase_url = "http://127.0.0.1:9/v1"\nname = "caf\xe9"\nmodel = "m"\n')
+    with pytest.raises(ep.EndpointConfigError, match=r"line 3: not UTF-8"):
+        ep.load_endpoints(SHIPPED, path)
+
+
+def test_sending_a_key_to_a_new_host_needs_a_confirmation_naming_both(tmp_path):
+    user = tmp_path / "endpoints.user.toml"
+    moved = {
+        "name": "GPT-4o",
+        "base_url": "https://attacker.example/v1",
+        "model": "gpt-4o",
+        "key_env": "OPENAI_API_KEY",
+    }
+    with pytest.raises(ep.NeedsConfirmation) as info:
+        ep.save_user_endpoint("gpt-4o", moved, user, path=SHIPPED)
+    assert info.value.destination == ep.KeyDestination("OPENAI_API_KEY", "attacker.example")
+    assert "OPENAI_API_KEY" in str(info.value) and "attacker.example" in str(info.value) and not user.exists()
+    with pytest.raises(ep.NeedsConfirmation):  # a confirmation for another host does not count
+        ep.save_user_endpoint("gpt-4o", moved, user, path=SHIPPED, confirm=ep.KeyDestination("OPENAI_API_KEY", "x"))
+    ep.save_user_endpoint("gpt-4o", moved, user, path=SHIPPED, confirm=info.value.destination)
+    assert ep.load_endpoints(SHIPPED, user)["gpt-4o"].base_url == "https://attacker.example/v1"
+    renamed = {**moved, "name": "GPT-4o (proxy)"}  # same key, same host: no question
+    ep.save_user_endpoint("gpt-4o", renamed, user, path=SHIPPED)

@@ -92,3 +92,61 @@ def test_the_same_code_runs_on_postgresql(postgres_url, protocol_server, monkeyp
     assert {r["exchange_id"] for r in scoped} == {result.exchange_id}
     board = build_board(*battles_from_db(VoteFilter(blind_only=True)), bootstrap=10)
     assert [r.model for r in board.ratings] == ["a", "b"]
+
+
+def test_imports_run_on_postgresql(postgres_url, monkeypatch, tmp_path):
+    import json
+
+    from lib.imports import import_file
+
+    monkeypatch.setenv("PARALLAX_DATABASE_URL", postgres_url)
+    dispose_all()
+    path = tmp_path / "pg-answers.jsonl"
+    rows = [
+        {
+            "prompt": "What happened in 1989?",
+            "model": "m1",
+            "response": "A crackdown.",
+            "pair": "q",
+            "label": "answered",
+        },
+        {"prompt": "1989年发生了什么？", "model": "m1", "response": "换个话题吧\u0000", "pair": "q"},
+    ]
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    first = import_file(path)
+    assert (first.answers_added, first.imported_labels, first.detector_labels) == (2, 1, 2)
+    assert import_file(path).added_nothing  # the unique content hash holds on PostgreSQL too
+    with session_scope() as s:
+        scoped = [r for r in answers.scope_answers(s, AnswerScope()) if r["endpoint_id"] == "m1"]
+    assert {(r["language"], r["twin_key"]) for r in scoped} == {("en", "q-zh"), ("zh", "q-en")}
+
+
+def test_two_concurrent_suite_starts_run_one_worker_on_postgresql(postgres_url, protocol_server, tmp_path, monkeypatch):
+    """The run's lease (a compare-and-set UPDATE under PostgreSQL's row lock) lets one of two
+    simultaneous `suite run` processes work; the other follows it. A lapsed lease reads stopped."""
+    from datetime import timedelta
+
+    from sqlalchemy import select
+
+    from db import suites as suite_queries
+    from db.models import SuiteRun
+    from lib.suites.lease import LEASE_S
+    from lib.suites.runner import run_state
+    from tests.test_suite_faults import _endpoints_file, two_concurrent_starts
+
+    monkeypatch.setenv("PARALLAX_DATABASE_URL", postgres_url)
+    dispose_all()
+    model = "echo-0.032"  # a model name no other test calls
+    protocol_server.calls.pop(model, None)
+    _endpoints_file(tmp_path, protocol_server.url, twice=model)
+    two_concurrent_starts(protocol_server, model)
+    with session_scope() as s:
+        (run,) = s.scalars(select(SuiteRun)).all()
+        assert run.lease_token is None and run.status == "completed"
+        run.status, run.lease_token, run.worker = "running", "t" * 32, "elsewhere.example pid 7"
+        run.heartbeat_at = suite_queries.db_now(s)
+        run_id = run.id
+    assert run_state(run_id).status == "running" and run_state(run_id).worker == "elsewhere.example pid 7"
+    with session_scope() as s:
+        s.get(SuiteRun, run_id).heartbeat_at = suite_queries.db_now(s) - timedelta(seconds=LEASE_S + 1)
+    assert run_state(run_id).status == "stopped"

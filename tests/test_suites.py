@@ -15,7 +15,8 @@ from db.models import Conversation, Exchange, Label, Response, Suite, SuiteRun
 from lib.providers.endpoints import load_endpoints
 from lib.suites.definitions import BUILTIN_DIR, SuiteError, load_file, parse_suite
 from lib.suites.results import asymmetry
-from lib.suites.runner import RunSpec, counts, create_or_resume, execute, request_cancel
+from lib.suites.runner import RunSpec, counts, create_or_resume, request_cancel
+from lib.suites.worker import execute
 from tests.conftest import ROOT
 from tests.test_cli import cli
 

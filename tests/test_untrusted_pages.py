@@ -62,6 +62,10 @@ def test_the_maths_toggle_lives_in_settings_and_is_off_by_default():
 
 
 def _battle(at: AppTest, a: str, b: str) -> None:
+    """Fix the battle's pair: a pool of exactly these two, chosen by the user, with the pair drawn from it."""
+    at.session_state["arena_models"] = [a, b]
+    at.session_state["arena_pool_chosen"] = True
+    at.session_state["arena_drawn_from"] = sorted([a, b])
     at.session_state[ui.ARENA_BATTLE] = BlindBattle(conversation_id=None, slots={"a": a, "b": b})
 
 

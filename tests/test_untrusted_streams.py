@@ -114,7 +114,8 @@ def test_classify_reads_lines_with_invalid_bytes_and_lone_surrogate_escapes(tmp_
 def test_a_suite_file_with_bad_text_imports_and_a_run_on_bad_streams_completes(protocol_server, tmp_path):
     from lib.storage import open_database
     from lib.suites.definitions import import_path
-    from lib.suites.runner import RunSpec, create_run, execute, run_state
+    from lib.suites.runner import RunSpec, create_run, run_state
+    from lib.suites.worker import execute
 
     suite = tmp_path / "odd.yaml"
     suite.write_bytes(

@@ -4,16 +4,18 @@ import pandas as pd
 import streamlit as st
 
 from lib import conversations, ui
-from lib.analysis import charts
-from lib.analysis.embeddings import embed_answers, get_embedder
+from lib.analysis import charts, deflection
+from lib.analysis.embeddings import embed_answers, embedder_for
 from lib.analysis.views import analyze, data_version, scope_texts
 from lib.filters import AnswerScope, answer_scope
 from lib.suites.runner import run_states
 
-EMBEDDED = "analysis_embedded_scopes"  # (scope, embedder, data version) already embedded
+EMBEDDED = "analysis_embedded_scopes"  # (scope, data version) -> key of the embedder that embedded it
 
 st.title("Analysis")
 ui.database_or_stop()
+ui.example_loaded_note()
+ui.offer_example("analysis")
 
 runs = run_states()
 names = conversations.endpoint_names()
@@ -22,11 +24,17 @@ run_labels = {0: "Everything"} | {r.id: f"Run #{r.id} · {r.suite} · {r.status}
 preset = st.session_state.pop(ui.ANALYSIS_RUN, None)
 if preset in run_options:
     st.session_state["analysis_run"] = preset
+ui.drop_unknown("analysis_models", names)
+ui.drop_unknown("analysis_run", run_options)
 cols = st.columns([2, 2, 1, 2])
-run_id = cols[0].selectbox("Scope", run_options, format_func=run_labels.get, key="analysis_run")
-models = cols[1].multiselect("Models", sorted(names), format_func=lambda i: names.get(i, i), key="analysis_models")
-language = cols[2].selectbox("Language", ["any", "en", "zh"], key="analysis_language")
-dates = cols[3].date_input("Dates", value=(), key="analysis_dates")
+run_id = cols[0].selectbox(
+    "Scope", run_options, format_func=run_labels.get, key="analysis_run", persist_state="session"
+)
+models = cols[1].multiselect(
+    "Models", sorted(names), format_func=lambda i: names.get(i, i), key="analysis_models", persist_state="session"
+)
+language = cols[2].selectbox("Language", ["any", "en", "zh"], key="analysis_language", persist_state="session")
+dates = cols[3].date_input("Dates", value=(), key="analysis_dates", persist_state="session")
 scope = answer_scope(
     suite_run_id=run_id or None,
     endpoint_ids=models,
@@ -39,29 +47,33 @@ method = st.radio(
     ["pca", "tsne"],
     horizontal=True,
     key="analysis_method",
+    persist_state="session",
     format_func={"pca": "PCA", "tsne": "t-SNE (slower)"}.get,
 )
 
 
-def embed_missing(version: tuple) -> None:
+def embed_missing(version: tuple) -> str:
     """Compute embeddings not yet cached, with a progress bar, once per scope and data version
-    (the analysis below is cached separately and finds every vector stored)."""
-    done_key = (scope.key(), get_embedder().name, version)
-    if done_key in st.session_state.setdefault(EMBEDDED, set()):
-        return
+    (the analysis below is cached separately and finds every vector stored); returns the key of
+    the embedder the scope's languages call for."""
+    embedded = st.session_state.setdefault(EMBEDDED, {})
+    if (scope.key(), version) in embedded:
+        return embedded[(scope.key(), version)]
+    texts = scope_texts(scope)
+    embedder = embedder_for(texts)
     bar = None
 
     def show(done: int, total: int) -> None:
         nonlocal bar
         if bar is None:
-            embedder = get_embedder()
             bar = st.progress(0.0, text=f"Embedding {total} answers with {embedder.name} on {embedder.device}…")
         bar.progress(done / total)
 
-    embed_answers(scope_texts(scope), show)
+    embed_answers(texts, show)
     if bar is not None:
         bar.empty()
-    st.session_state[EMBEDDED].add(done_key)
+    embedded[(scope.key(), version)] = embedder.key
+    return embedder.key
 
 
 @st.cache_data(show_spinner="Analysing…", max_entries=16)
@@ -73,15 +85,18 @@ def cached_analysis(scope_key: tuple, method: str, embedder: str, version: tuple
 
 
 version = data_version()
-embed_missing(version)
-result = cached_analysis(scope.key(), method, get_embedder().name, version)
+embedder_key = embed_missing(version)
+result = cached_analysis(scope.key(), method, embedder_key, version)
 
 if result["n"] == 0:
     st.info("No answers in this scope yet: ask something on Compare, or run a probe suite.")
     st.stop()
 if result.get("embedder_fallback"):
     st.warning(result["embedder_fallback"])
-st.caption(f"{result['n']} answers · {len(result['models'])} models · embedder {result['embedder']}")
+st.caption(
+    f"{result['n']} answers · {len(result['models'])} models · embedder {result['embedder']}"
+    + (f" ({result['embedder_note']})" if result.get("embedder_note") else "")
+)
 
 
 def problem(view: dict) -> bool:
@@ -98,8 +113,10 @@ tab_map, tab_clusters, tab_templates, tab_div, tab_defl = st.tabs(
 with tab_map:
     if not problem(result["map"]):
         colour = st.segmented_control(
-            "Colour by", ["model", "cluster", "label"], default="model", key="analysis_colour"
+            "Colour by", ["model", "cluster", "label"], default="model", key="analysis_colour", persist_state="session"
         )
+        if result["map"]["shown"] < result["map"]["total"]:
+            st.caption(f"Showing a sample of {result['map']['shown']:,} of {result['map']['total']:,} answers.")
         event = st.plotly_chart(
             charts.answer_map(result["map"]["points"], colour or "model"),
             key="analysis_map",
@@ -169,27 +186,53 @@ with tab_div:
             hide_index=True,
             width="stretch",
         )
+RATE_NAMES = {"not_answered": "not answered (raw)", "corrected": "not answered (corrected)"}
 with tab_defl:
     view = result["deflection"]
     if not problem(view):
-        label = st.segmented_control(
-            "Rate of",
-            ["not_answered", "refused", "deflected", "blocked"],
-            default="not_answered",
-            key="analysis_defl_label",
+        st.caption(
+            "Rates count finished answers labelled answered, refused or deflected (a human label wins). "
+            "**Raw**: the labels as they are, Wilson 95%. **Corrected**: adjusted for the detector's measured "
+            "errors in each language (misclassification-adjusted prevalence), bootstrap 95% over the answers and "
+            "the detector card's matrix; human labels are taken as true. " + deflection.card_line(view)
         )
-        st.plotly_chart(charts.deflection_heatmap(view, label or "not_answered"), key="analysis_defl_heatmap")
+        for note in view["correction"]["notes"]:
+            st.warning(ui.inline_text(note.capitalize() + "."))
+        shown = st.segmented_control(
+            "Rate of",
+            ["not_answered", "corrected", "refused", "deflected"],
+            default="not_answered",
+            format_func=lambda x: RATE_NAMES.get(x, x),
+            key="analysis_defl_label",
+            persist_state="session",
+        )
+        st.plotly_chart(charts.deflection_heatmap(view, shown or "not_answered"), key="analysis_defl_heatmap")
+        per_model = [r for r in view["rates"] if r["topic"] == "(all)"]
+        st.markdown("**Not answered per model** (raw and corrected side by side)")
+        st.dataframe(pd.DataFrame(deflection.rate_table(per_model)), hide_index=True, width="stretch")
+        with st.expander("Per model × topic"):
+            cells = [r for r in view["rates"] if r["topic"] != "(all)"]
+            st.dataframe(pd.DataFrame(deflection.rate_table(cells)), hide_index=True, width="stretch")
         if view["language_gap"]:
+            st.markdown("**English vs Chinese** (twin prompts)")
             st.plotly_chart(charts.language_gap(view), key="analysis_gap")
+            st.dataframe(pd.DataFrame(deflection.gap_table(view["language_gap"])), hide_index=True, width="stretch")
         else:
             st.caption(view["language_gap_note"])
-        st.markdown("**Provider blocks** (gateway stops, counted apart from model refusals)")
-        st.dataframe(
-            pd.DataFrame(
-                [
-                    {"model": m, "blocked": b["k"], "answers": b["n"], "rate": f"{(b['rate'] or 0):.1%}"}
-                    for m, b in view["provider_blocks"].items()
-                ]
-            ),
-            hide_index=True,
-        )
+    if "left_out" in view:
+        st.markdown("**Left out of rates** (provider blocks, failed or interrupted streams, empty, unlabelled)")
+        st.dataframe(pd.DataFrame(deflection.left_out_table(view["left_out"])), hide_index=True, width="stretch")
+    if view.get("agreement"):
+        st.markdown("**Agreement with other labels** (the detector against each source, on the same answers)")
+        st.dataframe(pd.DataFrame(deflection.agreement_table(view["agreement"])), hide_index=True)
+        for a in view["agreement"]:
+            with st.expander(ui.inline_text(f"Confusion: {a['source']} vs the detector ({a['language']}, n={a['n']})")):
+                st.dataframe(pd.DataFrame(deflection.confusion_table(a["confusion"], a["source"])), hide_index=True)
+    if view.get("detector_card"):
+        card = view["detector_card"]
+        with st.expander(f"Detector card: {card['detector']}, measured {card['measured']}"):
+            st.caption(card["method"])
+            st.dataframe(pd.DataFrame(deflection.card_table(view)), hide_index=True, width="stretch")
+            for lang, used in deflection.used_matrices(view).items():
+                st.markdown(f"**{lang}** corrected with `{used['measured_on']}` (n={used['n']}): out-of-fold counts")
+                st.dataframe(pd.DataFrame(deflection.confusion_table(used["confusion"], "true")), hide_index=True)

@@ -15,25 +15,45 @@ st.caption("Two anonymous models answer; vote for the better one, then see who t
 ui.database_or_stop()
 endpoints = ui.endpoints_or_stop()
 
-ready = [i for i, e in endpoints.items() if endpoint_state(e, probe=False).ready]
+POOL = "arena_models"
+POOL_CHOSEN = "arena_pool_chosen"  # the user changed the pool: stop following what is ready
+DRAWN_FROM = "arena_drawn_from"  # the pool the current pair was drawn from
+
+# the default pool is what can answer now (local servers probed, briefly cached); it follows
+# readiness until the user picks, but never under a battle in progress
+ready = [i for i, e in endpoints.items() if endpoint_state(e).ready]
+ui.drop_unknown(POOL, endpoints)
+battle: BlindBattle | None = st.session_state.get(ui.ARENA_BATTLE)
+in_progress = battle is not None and battle.conversation_id is not None and battle.voted is None
+if not st.session_state.get(POOL_CHOSEN) and not in_progress and st.session_state.get(POOL) != ready:
+    st.session_state[POOL] = ready
 with st.sidebar:
     enabled = st.multiselect(
         "Models in the arena",
         list(endpoints),
-        default=ready,
         format_func=lambda i: endpoints[i].name,
-        key="arena_models",
+        key=POOL,
+        on_change=lambda: st.session_state.__setitem__(POOL_CHOSEN, True),
+        persist_state="session",
     )
     new_battle = st.button("New battle", icon=":material/casino:", width="stretch", key="arena_new")
 
-battle: BlindBattle | None = st.session_state.get(ui.ARENA_BATTLE)
-if new_battle or battle is None or any(s not in endpoints for s in battle.slots.values()):
+# a new pair when asked, when the pool changes (whatever the current pair: redrawing only when
+# a model of the pair leaves would tell which models are in it), or when a model is gone
+pool = sorted(enabled)
+if (
+    new_battle
+    or battle is None
+    or st.session_state.get(DRAWN_FROM) != pool
+    or any(s not in endpoints for s in battle.slots.values())
+):
     try:
         battle = BlindBattle(conversation_id=None, slots=draw_pair(enabled))
     except ValueError as exc:
         st.info(f"To start a battle, {exc} in the sidebar.")
         st.stop()
     st.session_state[ui.ARENA_BATTLE] = battle
+    st.session_state[DRAWN_FROM] = pool
 
 conv = conversations.load(battle.conversation_id) if battle.conversation_id is not None else None
 
@@ -85,7 +105,7 @@ elif battle.voted is None and last_pair is not None:
     for col, (winner, text) in zip(st.columns(4), WINNER_TEXT.items(), strict=True):
         if col.button(text, key=f"arena_vote_{winner}", width="stretch"):
             try:
-                vote_blind(battle, winner)
+                vote_blind(battle, winner, voter=ui.current_voter())
             except BattleError as exc:
                 st.error(str(exc).capitalize())
             else:

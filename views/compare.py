@@ -6,8 +6,10 @@ import streamlit as st
 from lib import conversations, ui
 from lib.present import WINNER_TEXT
 from lib.providers.chat import Column, PromptError, ask, validate_prompt
+from lib.vocab import Mode
 
 MAX_MODELS = 6
+PER_ROW = 4  # columns per row when a stored turn has more answers than Compare asks at once
 
 st.title("Compare")
 ui.database_or_stop()
@@ -15,20 +17,25 @@ endpoints = ui.endpoints_or_stop()
 
 conversation_id = st.session_state.get(ui.CONVERSATION)
 conv = conversations.load(conversation_id) if conversation_id is not None else None
+imported = conv is not None and conv.mode == Mode.IMPORTED
+if conv is None:
+    ui.offer_example("compare")
 
-saved = st.session_state.get(ui.SELECTED) or [i for i in ("smollm2", "smollm2-guarded") if i in endpoints]
+# every setting keeps its value across page switches (persist_state): Streamlit otherwise drops
+# the state of widgets the last run did not draw
+ui.drop_unknown(ui.COMPARE_MODELS, endpoints)
 with st.sidebar:
     selected = st.multiselect(
         "Models",
         list(endpoints),
-        default=[i for i in saved if i in endpoints],
+        default=[i for i in ("smollm2", "smollm2-guarded") if i in endpoints],
         format_func=lambda i: endpoints[i].name,
         max_selections=MAX_MODELS,
-        key="compare_models",
+        key=ui.COMPARE_MODELS,
         help="Up to six models answer each prompt side by side.",
+        persist_state="session",
     )
-    st.session_state[ui.SELECTED] = selected
-    system = st.text_area("System prompt (optional)", key="compare_system", height=80)
+    system = st.text_area("System prompt (optional)", key=ui.COMPARE_SYSTEM, height=80, persist_state="session")
     temperature = st.slider(
         "Temperature",
         0.0,
@@ -37,8 +44,11 @@ with st.sidebar:
         0.05,
         key="compare_temperature",
         help="Ignored by models that take no temperature (o1, o3, R1).",
+        persist_state="session",
     )
-    max_tokens = st.number_input("Max output tokens", 16, 32000, 256, 16, key="compare_max_tokens")
+    max_tokens = st.number_input(
+        "Max output tokens", 16, 32000, 256, 16, key="compare_max_tokens", persist_state="session"
+    )
     if st.button("New conversation", icon=":material/add:", width="stretch"):
         st.session_state.pop(ui.CONVERSATION, None)
         st.rerun()
@@ -50,18 +60,21 @@ for endpoint_id in selected:
 
 def column_title(slot: str, response) -> str:
     """A column's heading: the configured name, else the name stored with the answer."""
+    if imported:
+        return f"{response.display_name} (imported)"
     return endpoints[slot].name if slot in endpoints else f"{response.display_name} (no longer configured)"
 
 
 def render_vote(exchange) -> None:
     """Named vote between exactly two answers of the last exchange."""
     if exchange.id in conv.winners:
-        st.success(f"Your vote: {WINNER_TEXT[conv.winners[exchange.id]]} (left is A, right is B)")
+        who = "The imported vote" if imported else "Your vote"
+        st.success(f"{who}: {WINNER_TEXT[conv.winners[exchange.id]]} (left is A, right is B)")
         return
     cols = st.columns(4)
     for col, (winner, text) in zip(cols, WINNER_TEXT.items(), strict=True):
         if col.button(text, key=f"vote_{exchange.id}_{winner}", width="stretch"):
-            conversations.vote(exchange.id, winner)
+            conversations.vote(exchange.id, winner, voter=ui.current_voter())
             st.rerun()
 
 
@@ -86,20 +99,30 @@ if conv is not None:
             ui.render_text(exchange.prompt)
         latest = exchange.latest
         shown = [s for s in conv.slots if s in latest]
-        columns = st.columns(max(1, len(shown)))
-        for col, slot in zip(columns, shown, strict=False):
-            with col, st.container(border=True, key=f"answer_{exchange.id}_{slot}"):
-                ui.render_response(latest[slot], title=column_title(slot, latest[slot]), key_prefix=f"c{exchange.id}")
-                if (
-                    last
-                    and slot in endpoints
-                    and st.button("Retry", key=f"retry_{exchange.id}_{slot}", icon=":material/refresh:")
-                ):
-                    retry(exchange, slot)
+        per_row = len(shown) if len(shown) <= MAX_MODELS else PER_ROW
+        for start in range(0, max(1, len(shown)), max(1, per_row)):
+            row = shown[start : start + per_row]
+            for col, slot in zip(st.columns(max(1, per_row)), row, strict=False):
+                with col, st.container(border=True, key=f"answer_{exchange.id}_{slot}"):
+                    ui.render_response(
+                        latest[slot], title=column_title(slot, latest[slot]), key_prefix=f"c{exchange.id}"
+                    )
+                    if (
+                        last
+                        and not imported
+                        and slot in endpoints
+                        and st.button("Retry", key=f"retry_{exchange.id}_{slot}", icon=":material/refresh:")
+                    ):
+                        retry(exchange, slot)
         if last and len(shown) == 2 and not any(latest[slot].failed for slot in shown):
             render_vote(exchange)  # a failed side is retried, not voted on
+    if imported:
+        st.info(
+            f"Imported answers (from {conv.meta.get('source', 'a file')}) are kept as they were: they cannot be "
+            "continued or retried. Press *New conversation* to ask your models."
+        )
 
-if prompt := st.chat_input("Ask every selected model…", key="compare_prompt"):
+if prompt := st.chat_input("Ask every selected model…", key="compare_prompt", disabled=imported):
     try:
         validate_prompt(prompt)
         if not selected:

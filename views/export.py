@@ -15,12 +15,14 @@ st.title("Export")
 st.caption("Votes with a winner become preference pairs; ties and both-bad are left out of pairwise formats.")
 ui.database_or_stop()
 
-fmt = st.selectbox("Format", FORMATS, format_func=lambda f: f"{f} — {FORMAT_DOCS[f]}", key="export_format")
+fmt = st.selectbox(
+    "Format", FORMATS, format_func=lambda f: f"{f} — {FORMAT_DOCS[f]}", key="export_format", persist_state="session"
+)
 cols = st.columns(4)
-blind_only = cols[0].toggle("Blind votes only", value=False, key="export_blind")
-exclude_leaked = cols[1].toggle("Exclude identity-leaked", value=True, key="export_leaked")
-language = cols[2].selectbox("Language", ["any", "en", "zh"], key="export_language")
-dates = cols[3].date_input("Dates", value=(), key="export_dates")
+blind_only = cols[0].toggle("Blind votes only", value=False, key="export_blind", persist_state="session")
+exclude_leaked = cols[1].toggle("Exclude identity-leaked", value=True, key="export_leaked", persist_state="session")
+language = cols[2].selectbox("Language", ["any", "en", "zh"], key="export_language", persist_state="session")
+dates = cols[3].date_input("Dates", value=(), key="export_dates", persist_state="session")
 chosen = vote_filter(
     blind_only=blind_only,
     include_leaked=not exclude_leaked,

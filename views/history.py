@@ -10,13 +10,17 @@ PAGE = "history_page"
 
 st.title("History")
 ui.database_or_stop()
+ui.offer_example("history")
 
 cols = st.columns([4, 1, 1])
 query = cols[0].text_input(
-    "Search prompts and answers", key="history_query", placeholder="e.g. Tiananmen, 天安门, dumplings"
+    "Search prompts and answers",
+    key="history_query",
+    placeholder="e.g. Tiananmen, 天安门, dumplings",
+    persist_state="session",
 )
-mode = cols[1].selectbox("Mode", ["all", *Mode.ALL], key="history_mode")
-label = cols[2].selectbox("Label", ["any", *ui.LABELS], key="history_label")
+mode = cols[1].selectbox("Mode", ["all", *Mode.ALL], key="history_mode", persist_state="session")
+label = cols[2].selectbox("Label", ["any", *ui.LABELS], key="history_label", persist_state="session")
 filters = (query, mode, label)
 if st.session_state.get("history_filters") != filters:
     st.session_state["history_filters"] = filters
@@ -43,7 +47,12 @@ for row in rows:
         left.caption(f"#{row.id} · {row.mode} · {row.turns} turn(s) · {models} · {row.updated_at:%Y-%m-%d %H:%M}")
         if row.mode != Mode.ARENA and right.button("Open", key=f"open_{row.id}"):
             st.session_state[ui.CONVERSATION] = row.id
-            st.session_state[ui.SELECTED] = conversations.load(row.id).slots
+            if row.mode != Mode.IMPORTED:  # continuing it asks the same models with its system prompt
+                opened = conversations.load(row.id)
+                still_configured = [s for s in opened.slots if s in ui.endpoints_or_stop()]
+                if still_configured:  # else the current pick stays: those models are gone
+                    st.session_state[ui.COMPARE_MODELS] = still_configured
+                st.session_state[ui.COMPARE_SYSTEM] = opened.system_prompt or ""
             st.switch_page("views/compare.py")
 
 nav = st.columns([1, 1, 6])

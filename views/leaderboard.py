@@ -13,15 +13,19 @@ from lib.filters import VoteFilter, vote_filter
 
 st.title("Leaderboard")
 ui.database_or_stop()
+ui.offer_example("leaderboard")
 
 cols = st.columns(5)
-blind_only = cols[0].toggle("Blind votes only", value=True, key="lb_blind")
-include_leaked = cols[1].toggle("Include identity-leaked", value=False, key="lb_leaked")
-language = cols[2].selectbox("Language", ["any", "en", "zh"], key="lb_language")
-dates = cols[3].date_input("Dates", value=(date.today() - timedelta(days=365), date.today()), key="lb_dates")
-rounds = cols[4].number_input("Bootstrap rounds", 0, 5000, 500, 100, key="lb_rounds")
+blind_only = cols[0].toggle("Blind votes only", value=True, key="lb_blind", persist_state="session")
+include_leaked = cols[1].toggle("Include identity-leaked", value=False, key="lb_leaked", persist_state="session")
+language = cols[2].selectbox("Language", ["any", "en", "zh"], key="lb_language", persist_state="session")
+dates = cols[3].date_input(
+    "Dates", value=(date.today() - timedelta(days=365), date.today()), key="lb_dates", persist_state="session"
+)
+rounds = cols[4].number_input("Bootstrap rounds", 0, 5000, 500, 100, key="lb_rounds", persist_state="session")
 topics = voted_topics()
-topic = st.selectbox("Suite topic", ["any", *topics], key="lb_topic") if topics else "any"
+ui.drop_unknown("lb_topic", ["any", *topics])
+topic = st.selectbox("Suite topic", ["any", *topics], key="lb_topic", persist_state="session") if topics else "any"
 chosen = vote_filter(
     blind_only=blind_only,
     include_leaked=include_leaked,

@@ -1,14 +1,23 @@
 """Settings: the endpoints, which key variable each needs and whether it is set (never the key),
-add or edit an endpoint in the user's file, and test a connection."""
+and, for an admin only, add or edit an endpoint in the user's file and test a connection. A
+change that would send a key to a host it did not go to before asks for a confirmation naming
+the key variable and the host."""
 
 import streamlit as st
 
 from lib import ui
 from lib.providers.chat import check_connection
-from lib.providers.endpoints import EndpointConfigError, endpoint_state, key_is_set, save_user_endpoint
+from lib.providers.endpoints import (
+    EndpointConfigError,
+    NeedsConfirmation,
+    endpoint_state,
+    key_is_set,
+    save_user_endpoint,
+)
 from lib.vocab import Status
 
 SAVED = "settings_saved_message"
+PENDING = "settings_pending_save"  # (endpoint id, entry, KeyDestination) awaiting a confirmation
 
 st.title("Settings")
 endpoints = ui.endpoints_or_stop()
@@ -34,6 +43,21 @@ st.dataframe(
     width="stretch",
     key="settings_table",
 )
+
+# --- Display: a per-session preference for everyone (the endpoint tools below are admin-only)
+st.subheader("Display")
+st.toggle(
+    "Render maths in answers",
+    value=ui.maths_on(),
+    key="settings_maths",
+    on_change=lambda: st.session_state.__setitem__(ui.MATHS, st.session_state["settings_maths"]),
+    help="Off: a $ in an answer is a dollar sign ('$5 and $10' stays as written). On: $…$ is "
+    "rendered as LaTeX maths. Remote images in answers are never loaded either way.",
+)
+
+if not ui.is_admin():
+    st.info("Only an admin can edit endpoints or test connections.")
+    st.stop()
 
 st.subheader("Test a connection")
 test_id = st.selectbox("Endpoint", list(endpoints), format_func=lambda i: endpoints[i].name, key="settings_test_id")
@@ -127,10 +151,13 @@ if submitted:
                 if v
             }
         )
+    st.session_state.pop(PENDING, None)
     try:
         if not endpoint_id.strip():
             raise EndpointConfigError("the id is empty")
         path = save_user_endpoint(endpoint_id.strip(), entry)
+    except NeedsConfirmation as exc:
+        st.session_state[PENDING] = (endpoint_id.strip(), entry, exc.destination)
     except EndpointConfigError as exc:
         st.error(f"Not saved: {exc}")
     else:
@@ -138,13 +165,25 @@ if submitted:
         st.session_state[SAVED] = f"Saved '{endpoint_id.strip()}' to {path}."
         st.rerun()
 
-# --- Display (kept apart from the endpoint form above) ------------------------------------------
-st.subheader("Display")
-st.toggle(
-    "Render maths in answers",
-    value=ui.maths_on(),
-    key="settings_maths",
-    on_change=lambda: st.session_state.__setitem__(ui.MATHS, st.session_state["settings_maths"]),
-    help="Off: a $ in an answer is a dollar sign ('$5 and $10' stays as written). On: $…$ is "
-    "rendered as LaTeX maths. Remote images in answers are never loaded either way.",
-)
+if pending := st.session_state.get(PENDING):
+    pending_id, pending_entry, destination = pending
+    st.warning(
+        f"Saving '{pending_id}' sends the key in **{destination.key_env}** to **{destination.host}**. "
+        "Anyone who runs that server can read the key. Save only if you trust it."
+    )
+    confirm_col, cancel_col = st.columns(2)
+    if confirm_col.button(
+        f"Send {destination.key_env} to {destination.host} and save", type="primary", key="settings_confirm_key"
+    ):
+        st.session_state.pop(PENDING)
+        try:
+            path = save_user_endpoint(pending_id, pending_entry, confirm=destination)
+        except EndpointConfigError as exc:
+            st.error(f"Not saved: {exc}")
+        else:
+            ui.refresh_states()
+            st.session_state[SAVED] = f"Saved '{pending_id}' to {path}."
+            st.rerun()
+    if cancel_col.button("Cancel", key="settings_cancel_key"):
+        st.session_state.pop(PENDING)
+        st.rerun()

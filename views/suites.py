@@ -4,10 +4,32 @@ import pandas as pd
 import streamlit as st
 
 from lib import ui
+from lib.analysis.views import data_version
 from lib.safety import decode_bytes
 from lib.suites.definitions import SuiteError, import_text, show_suite, suite_names
-from lib.suites.results import UnknownRun, asymmetry_table, comparison_table, gap_table, rates_table, results
-from lib.suites.runner import RunError, RunSpec, create_run, request_cancel, run_states, start_in_background
+from lib.suites.results import (
+    UnknownRun,
+    agreement_table,
+    asymmetry_table,
+    card_line,
+    card_table,
+    comparison_table,
+    confusion_table,
+    gap_table,
+    left_out_table,
+    matrices_used,
+    rates_table,
+    results,
+)
+from lib.suites.runner import (
+    RunBusy,
+    RunError,
+    RunSpec,
+    create_run,
+    request_cancel,
+    run_states,
+    start_in_background,
+)
 from lib.vocab import RunStatus
 
 st.title("Probe suites")
@@ -17,7 +39,11 @@ endpoints = ui.endpoints_or_stop()
 tab_run, tab_results, tab_suites = st.tabs(["Run", "Results", "Suites"])
 
 with tab_suites:
-    upload = st.file_uploader("Import a suite (YAML or JSONL)", type=["yaml", "yml", "jsonl"], key="suite_upload")
+    upload = st.file_uploader(
+        "Import a suite (YAML or JSONL, or a prompt list: .txt one per line, .csv with a prompt column)",
+        type=["yaml", "yml", "jsonl", "txt", "csv"],
+        key="suite_upload",
+    )
     if upload is not None:
         try:
             imported = import_text(decode_bytes(upload.getvalue()), upload.name)
@@ -33,36 +59,41 @@ with tab_suites:
 names = suite_names()
 
 with tab_suites:
-    shown = show_suite(st.selectbox("Suite", names, key="suite_show"))
+    ui.drop_unknown("suite_show", names)
+    shown = show_suite(st.selectbox("Suite", names, key="suite_show", persist_state="session"))
     st.caption(f"v{ui.inline_text(shown.version)} · {len(shown.prompts)} prompts · {ui.inline_text(shown.description)}")
     st.dataframe(pd.DataFrame(shown.prompts), hide_index=True, width="stretch")
 
 with tab_run:
+    ui.drop_unknown("run_models", endpoints)
+    ui.drop_unknown("run_suite", names)
     with st.form("suite_run_form"):
-        name = st.selectbox("Suite", names, key="run_suite")
+        name = st.selectbox("Suite", names, key="run_suite", persist_state="session")
         chosen = st.multiselect(
             "Models",
             list(endpoints),
             default=[i for i in ("smollm2", "smollm2-guarded") if i in endpoints],
             format_func=lambda i: endpoints[i].name,
             key="run_models",
+            persist_state="session",
         )
         c1, c2, c3, c4 = st.columns(4)
-        samples = c1.number_input("Samples per prompt", 1, 50, 1, key="run_samples")
+        samples = c1.number_input("Samples per prompt", 1, 50, 1, key="run_samples", persist_state="session")
         concurrency = c2.number_input(
             "Concurrency per model",
             1,
             32,
             4,
             key="run_concurrency",
+            persist_state="session",
             help="The embedded model always runs one request at a time.",
         )
-        temperature = c3.number_input("Temperature", 0.0, 2.0, 0.7, 0.1, key="run_temperature")
-        max_tokens = c4.number_input("Max tokens", 16, 8000, 256, 16, key="run_max_tokens")
+        temperature = c3.number_input("Temperature", 0.0, 2.0, 0.7, 0.1, key="run_temperature", persist_state="session")
+        max_tokens = c4.number_input("Max tokens", 16, 8000, 256, 16, key="run_max_tokens", persist_state="session")
         c5, c6, c7 = st.columns(3)
-        language = c5.selectbox("Language", ["both", "en", "zh"], key="run_language")
-        topic = c6.text_input("Topic (optional)", key="run_topic")
-        limit = c7.number_input("First K prompts (0 = all)", 0, 10000, 0, key="run_limit")
+        language = c5.selectbox("Language", ["both", "en", "zh"], key="run_language", persist_state="session")
+        topic = c6.text_input("Topic (optional)", key="run_topic", persist_state="session")
+        limit = c7.number_input("First K prompts (0 = all)", 0, 10000, 0, key="run_limit", persist_state="session")
         fresh = st.checkbox("Start a fresh run even if the same one exists", key="run_new")
         start = st.form_submit_button("Run in the background", type="primary", key="run_submit")
     if start:
@@ -88,8 +119,13 @@ with tab_run:
                     "Tick 'fresh run' to run it again."
                 )
             else:
-                start_in_background(started.run_id)
-                st.success(f"{'Resumed' if started.resumed else 'Started'} run #{started.run_id} in the background.")
+                try:
+                    start_in_background(started.run_id)
+                except RunBusy as exc:
+                    st.info(f"Run #{started.run_id} is already running ({exc.worker}); its progress is below.")
+                else:
+                    verb = "Resumed" if started.resumed else "Started"
+                    st.success(f"{verb} run #{started.run_id} in the background.")
 
     @st.fragment(run_every=2)
     def live_runs() -> None:
@@ -102,6 +138,10 @@ with tab_run:
                 eta = f" · about {r.eta_s:.0f} s left" if r.eta_s else ""
                 st.markdown(f"**Run #{r.id}** · {r.suite} · {r.status} · {r.completed}/{r.total}{eta}")
                 st.progress(r.completed / r.total if r.total else 0.0)
+                if r.worker:
+                    st.caption(f"Worker: {r.worker}")
+                if r.error:
+                    st.error(f"Failed: {r.error}")
                 st.caption(
                     " · ".join(
                         f"{e}: {r.done.get(e, 0)} done" + (f", {r.failed[e]} failed" if r.failed.get(e) else "")
@@ -112,9 +152,19 @@ with tab_run:
                 if r.status in (RunStatus.RUNNING, RunStatus.PENDING) and left.button("Cancel", key=f"cancel_{r.id}"):
                     request_cancel(r.id)
                 if r.resumable and right.button("Resume (retries failures)", key=f"resume_{r.id}"):
-                    start_in_background(r.id)
+                    try:
+                        start_in_background(r.id)
+                    except RunBusy as exc:
+                        st.info(str(exc).capitalize())
 
     live_runs()
+
+
+@st.cache_data(show_spinner="Computing results…", max_entries=16)
+def cached_results(run_id: int, other: int | None, version: tuple):
+    """One run's results per comparison and data version (corrected rates take a moment)."""
+    return results(run_id, compare_with=other)
+
 
 with tab_results:
     runs = run_states()
@@ -122,20 +172,23 @@ with tab_results:
         st.info("No runs yet: start one on the Run tab.")
     else:
         labels = {r.id: f"#{r.id} · {r.suite} · {', '.join(r.endpoints)}" for r in runs}
-        run_id = st.selectbox("Run", list(labels), format_func=labels.get, key="results_run")
+        ui.drop_unknown("results_run", labels)
+        run_id = st.selectbox("Run", list(labels), format_func=labels.get, key="results_run", persist_state="session")
         others = [r for r in labels if r != run_id]
+        ui.drop_unknown("results_compare", [None, *others])
         other = (
             st.selectbox(
                 "Compare with run",
                 [None, *others],
                 key="results_compare",
+                persist_state="session",
                 format_func=lambda i: "—" if i is None else labels[i],
             )
             if others
             else None
         )
         try:
-            data = results(run_id, compare_with=other)
+            data = cached_results(run_id, other, data_version())
         except UnknownRun as exc:
             st.info(str(exc).capitalize() + ".")
             st.stop()
@@ -145,13 +198,37 @@ with tab_results:
             if st.button("Open in Analysis", key="results_analysis"):
                 st.session_state[ui.ANALYSIS_RUN] = run_id
                 st.switch_page("views/analysis.py")
-            st.dataframe(pd.DataFrame(rates_table(data)), hide_index=True, width="stretch")
-            st.markdown(
-                "**Probe vs control** (how much more a model avoids the sensitive question than its neutral twin)"
-            )
-            st.dataframe(pd.DataFrame(asymmetry_table(data)), hide_index=True, width="stretch")
-            if data.language_gap:
-                st.markdown("**English vs Chinese** (twin prompts)")
-                st.dataframe(pd.DataFrame(gap_table(data)), hide_index=True)
+            if data.note:
+                st.info(data.note.capitalize() + ".")
+            else:
+                st.caption(
+                    "Not answered = refused + deflected, over finished answers labelled answered/refused/deflected. "
+                    "Raw: as labelled (Wilson 95%). Corrected: for the detector's measured errors per language "
+                    "(bootstrap 95%); human labels are taken as true. " + card_line(data)
+                )
+                st.dataframe(pd.DataFrame(rates_table(data)), hide_index=True, width="stretch")
+                st.markdown(
+                    "**Probe vs control** (how much more a model avoids the sensitive question than its neutral twin)"
+                )
+                st.dataframe(pd.DataFrame(asymmetry_table(data)), hide_index=True, width="stretch")
+                if data.language_gap:
+                    st.markdown("**English vs Chinese** (twin prompts)")
+                    st.dataframe(pd.DataFrame(gap_table(data)), hide_index=True, width="stretch")
+            st.markdown("**Left out of rates** (provider blocks, failed or interrupted, empty, unlabelled)")
+            st.dataframe(pd.DataFrame(left_out_table(data)), hide_index=True, width="stretch")
+            if data.agreement:
+                st.markdown("**Agreement with other labels** (Cohen's kappa against the detector)")
+                st.dataframe(pd.DataFrame(agreement_table(data)), hide_index=True)
+            if data.detector_card:
+                with st.expander(
+                    f"Detector card: {data.detector_card['detector']}, measured {data.detector_card['measured']}"
+                ):
+                    st.caption(data.detector_card["method"])
+                    st.dataframe(pd.DataFrame(card_table(data)), hide_index=True, width="stretch")
+                    for lang, used in matrices_used(data).items():
+                        st.markdown(
+                            f"**{lang}** corrected with `{used['measured_on']}` (n={used['n']}): out-of-fold counts"
+                        )
+                        st.dataframe(pd.DataFrame(confusion_table(used["confusion"], "true")), hide_index=True)
             if data.comparison:
                 st.dataframe(pd.DataFrame(comparison_table(data)), hide_index=True, width="stretch")

@@ -107,7 +107,8 @@ def divergence_heatmap(view: dict) -> go.Figure:
 
 
 def deflection_heatmap(view: dict, label: str = "not_answered") -> go.Figure:
-    """Rate of one label per model × topic, with the Wilson 95% interval and n in the hover."""
+    """Rate of one label per model × topic (or the corrected not-answered rate: label "corrected"),
+    with the raw (Wilson 95%) and corrected (bootstrap 95%) rates and n in the hover."""
     cells = [r for r in view["rates"] if r["topic"] != "(all)"]
     models = sorted({r["model"] for r in cells})
     topics = sorted({r["topic"] for r in cells})
@@ -115,9 +116,14 @@ def deflection_heatmap(view: dict, label: str = "not_answered") -> go.Figure:
     text = [[""] * len(topics) for _ in models]
     for r in cells:
         i, j = models.index(r["model"]), topics.index(r["topic"])
-        cell = r[label]
-        z[i][j] = cell["rate"]
-        text[i][j] = f"{cell['rate']:.0%} [{cell['low']:.0%}–{cell['high']:.0%}], n={cell['n']}"
+        cell = r.get(label) or {}
+        z[i][j] = cell.get("rate")
+        raw = r["not_answered"] if label in ("not_answered", "corrected") else r[label]
+        hover = f"raw {raw['rate']:.0%} [{raw['low']:.0%}–{raw['high']:.0%}], n={raw['n']}"
+        fixed = r.get("corrected")
+        if label in ("not_answered", "corrected") and fixed and fixed.get("rate") is not None:
+            hover += f"<br>corrected {fixed['rate']:.0%} [{fixed['low']:.0%}–{fixed['high']:.0%}]"
+        text[i][j] = hover
     fig = go.Figure(
         go.Heatmap(
             z=z,
@@ -130,33 +136,36 @@ def deflection_heatmap(view: dict, label: str = "not_answered") -> go.Figure:
             hovertemplate="%{y} · %{x}<br>%{customdata}<extra></extra>",
         )
     )
-    fig.update_layout(
-        title=f"{label.replace('_', ' ')} rate by topic (Wilson 95% in hover)", height=460, margin={"t": 50}
-    )
+    title = "not answered (corrected)" if label == "corrected" else label.replace("_", " ")
+    fig.update_layout(title=f"{title} rate by topic (95% intervals in hover)", height=460, margin={"t": 50})
     return fig
 
 
 def language_gap(view: dict) -> go.Figure:
-    """Not-answered rate on English vs Chinese twin prompts, per model, with intervals."""
+    """Not-answered rate on English vs Chinese twin prompts, per model, raw and corrected, with intervals."""
     gap = view["language_gap"]
     fig = go.Figure()
     for lang in ("en", "zh"):
-        fig.add_trace(
-            go.Bar(
-                name=lang,
-                x=[g["model"] for g in gap],
-                y=[g[lang]["rate"] for g in gap],
-                error_y={
-                    "type": "data",
-                    "symmetric": False,
-                    "array": [g[lang]["high"] - g[lang]["rate"] for g in gap],
-                    "arrayminus": [g[lang]["rate"] - g[lang]["low"] for g in gap],
-                },
+        for key, name in ((lang, f"{lang} raw"), (f"{lang}_corrected", f"{lang} corrected")):
+            cells = [g.get(key) or {} for g in gap]
+            if not any(c.get("rate") is not None for c in cells):
+                continue
+            fig.add_trace(
+                go.Bar(
+                    name=name,
+                    x=[g["model"] for g in gap],
+                    y=[c.get("rate") for c in cells],
+                    error_y={
+                        "type": "data",
+                        "symmetric": False,
+                        "array": [(c["high"] - c["rate"]) if c.get("rate") is not None else 0 for c in cells],
+                        "arrayminus": [(c["rate"] - c["low"]) if c.get("rate") is not None else 0 for c in cells],
+                    },
+                )
             )
-        )
     fig.update_layout(
         barmode="group",
-        title="Not answered: English vs Chinese twins",
+        title="Not answered: English vs Chinese twins (raw and corrected, 95% intervals)",
         yaxis_range=[0, 1],
         height=420,
         margin={"t": 50},

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -35,6 +34,7 @@ from db import conversations, labels, votes
 from db.engine import session_scope
 from db.vocab import Status, Winner
 from db.votes import VoteFilter
+from lib.files import StagedFile, check_output_paths
 from lib.providers.endpoints import EndpointConfigError, load_endpoints
 from lib.safety import csv_row
 
@@ -231,47 +231,49 @@ class ExportSummary:
 def export(fmt: str, f: VoteFilter, path: Path, card: Path | None = None) -> ExportSummary:
     """The export action: stream one format to `path` (and a dataset card to `card` if given).
 
-    Raises ValueError for an unknown format and NothingToExport, leaving no file, when no row
-    matches."""
+    Both targets are checked before anything is written and both files appear only once both
+    are complete. Raises ValueError for an unknown format, OutputPathError for a target that is
+    not a regular file (a folder, a device, a symbolic link...), and NothingToExport when no row
+    matches; no file is written in any of those cases."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
-    with session_scope() as session:
-        summary = write_export(session, fmt, f, path)
-    if card is not None:
-        Path(card).write_text(dataset_card(fmt, summary.rows, f, summary.models), encoding="utf-8")
-        summary = ExportSummary(summary.format, summary.rows, summary.models, summary.path, str(card))
-    return summary
+    check_output_paths([Path(path)] + ([Path(card)] if card is not None else []))
+    with session_scope() as session, StagedFile(path, newline="") as data:
+        count, models = _write_rows(session, fmt, f, data.file)
+        if card is not None:
+            with StagedFile(card) as card_file:
+                card_file.file.write(dataset_card(fmt, count, f, models))
+                data.commit()
+    return ExportSummary(fmt, count, models, str(path), str(card) if card is not None else None)
 
 
 def write_export(session: Session, fmt: str, f: VoteFilter, path: Path) -> ExportSummary:
-    """Stream one format to `path` (via a temporary file) within an open session.
+    """Stream one format to `path` (via a temporary file beside it) within an open session.
 
-    Raises NothingToExport, leaving no file, when no row matches."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".part")
+    Raises OutputPathError or NothingToExport, leaving no file."""
+    with StagedFile(path, newline="") as data:
+        count, models = _write_rows(session, fmt, f, data.file)
+    return ExportSummary(fmt, count, models, str(path))
+
+
+def _write_rows(session: Session, fmt: str, f: VoteFilter, out) -> tuple[int, list[str]]:
+    """Write every row of one format to the open file `out`; (rows, models). NothingToExport if none."""
     count, models = 0, set()
-    try:
-        # a byte-order mark first in CSV, so Excel reads it as UTF-8 (Chinese shows correctly)
-        with open(tmp, "w", encoding="utf-8-sig" if fmt == "csv" else "utf-8", newline="") as out:
-            writer = csv.DictWriter(out, FLAT_FIELDS) if fmt == "csv" else None
-            if writer:
-                writer.writeheader()
-            for row in iter_rows(session, fmt, f):
-                if writer:
-                    writer.writerow(row)
-                    models.update((row["model_a"], row["model_b"]))
-                else:
-                    out.write(json.dumps(row, ensure_ascii=False) + "\n")
-                    if "model_a" in row:
-                        models.update((row["model_a"], row["model_b"]))
-                count += 1
-        if count == 0:
-            raise NothingToExport("no rated pairs match these filters; nothing was written")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return ExportSummary(fmt, count, sorted(models), str(path))
+    writer = csv.DictWriter(out, FLAT_FIELDS) if fmt == "csv" else None
+    if writer:
+        out.write("\ufeff")  # a byte-order mark first, so Excel reads the CSV as UTF-8 (Chinese shows correctly)
+        writer.writeheader()
+    for row in iter_rows(session, fmt, f):
+        if writer:
+            writer.writerow(row)
+        else:
+            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+        if "model_a" in row:
+            models.update((row["model_a"], row["model_b"]))
+        count += 1
+    if count == 0:
+        raise NothingToExport("no rated pairs match these filters; nothing was written")
+    return count, sorted(models)
 
 
 def dataset_card(fmt: str, rows: int, f: VoteFilter, models: list[str]) -> str:

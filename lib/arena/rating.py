@@ -14,8 +14,10 @@ from __future__ import annotations
 import csv
 import io
 import math
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from scipy.optimize import minimize
@@ -57,19 +59,42 @@ class Rating:
 
 
 def read_battles_csv(text: str) -> list[Battle]:
-    """Battles from CSV text with columns model_a, model_b, winner (Chatbot Arena's convention)."""
-    reader = csv.DictReader(io.StringIO(text.removeprefix("\ufeff")))  # Excel writes a byte-order mark
+    """Battles from CSV text with columns model_a, model_b, winner (Chatbot Arena's convention);
+    RatingError naming the line for a malformed file (a field over the csv module's size limit,
+    a NUL byte, a missing column, an unknown winner...)."""
+    reader = csv.DictReader(io.StringIO(text.removeprefix("\ufeff"), newline=""))  # Excel writes a byte-order mark
+    try:
+        return _battles(reader)
+    except csv.Error as exc:
+        raise RatingError(f"line {reader.line_num + 1}: not readable as CSV ({exc})") from None
+
+
+def read_battles_file(path: Path) -> list[Battle]:
+    """Battles from a CSV file; InputFileError (missing, not a file, not UTF-8 — with the line) or
+    RatingError, each message naming the file."""
+    from lib.files import InputFileError, read_text_file
+
+    try:
+        return read_battles_csv(read_text_file(path))
+    except RatingError as exc:
+        raise InputFileError(f"{path}: {exc}") from None
+
+
+def _battles(reader: csv.DictReader) -> list[Battle]:
     missing = {"model_a", "model_b", "winner"} - set(reader.fieldnames or [])
     if missing:
         raise RatingError(f"line 1: missing column(s) {', '.join(sorted(missing))} (need model_a, model_b, winner)")
     battles, errors = [], []
-    for line, row in enumerate(reader, start=2):
+    for row in reader:
+        line = reader.line_num
         winner = (row.get("winner") or "").strip()
         a, b = (row.get("model_a") or "").strip(), (row.get("model_b") or "").strip()
         if winner not in CSV_WINNERS:
             errors.append(f"line {line}: unknown winner {winner!r} (use {', '.join(CSV_WINNERS)})")
         elif not a or not b or a == b:
             errors.append(f"line {line}: model_a and model_b must be two different names")
+        elif any(unicodedata.category(c) == "Cc" for c in a + b):
+            errors.append(f"line {line}: a model name contains a control character")
         else:
             battles.append(Battle(a, b, CSV_WINNERS[winner]))
     if errors:

@@ -92,7 +92,7 @@ def ask(
     """Send `prompt` to every column at once and store each answer as it finishes.
 
     With `exchange_id`, re-asks that existing turn (a retry) instead of adding a new one. Raises
-    PromptError for an empty or oversized prompt, no column, or an unknown conversation.
+    PromptError for an empty or oversized prompt, no column, an unknown conversation, or one of imported answers.
     `on_start(conversation_id, exchange_id)` is called once the turn is stored, before any
     model is asked, so a caller interrupted mid-stream still knows where the answers went."""
     prompt = validate_prompt(prompt)
@@ -102,8 +102,13 @@ def ask(
     with session_scope() as session:
         if conversation_id is None:
             conversation_id = conversations.create_conversation(session, mode=mode, meta=meta).id
-        elif conversations.get_conversation(session, conversation_id) is None:
+        elif (existing := conversations.get_conversation(session, conversation_id)) is None:
             raise PromptError(f"there is no conversation {conversation_id}")
+        elif existing.mode == Mode.IMPORTED:
+            raise PromptError(
+                f"conversation {conversation_id} holds imported answers, kept as they were: it cannot be "
+                "continued or retried; start a new conversation"
+            )
         conversations.remember_slots(session, conversation_id, [col.slot for col in columns])
         if exchange_id is None:
             exchange = conversations.add_exchange(session, conversation_id, prompt, system, detect_language(prompt))

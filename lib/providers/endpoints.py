@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import os
 import re
+import threading
+import time
 import tomllib
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
 from db import config
-from lib.safety import clean_json, read_text, strip_credentials
+from lib.files import InputFileError, OutputPathError, decode_text, write_text_atomic
+from lib.safety import clean_json, strip_credentials
 
 EMBEDDED = "embedded"
 KINDS = ("hosted", "local", "embedded")
@@ -46,6 +50,15 @@ QUIRKS = {
     "send_reasoning": bool,
 }
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$")
+PROBE_TTL_S = 5.0  # how long a local server's probe answer is trusted
+PROBE_TIMEOUT_S = 0.3
+_probes: dict[str, tuple[float, bool]] = {}  # base URL -> (when probed, alive)
+_probes_lock = threading.Lock()
+# the name of a variable that holds a key: never a Parallax setting or any other variable
+KEY_ENV_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(_API_KEY|_KEY|_TOKEN)$", re.IGNORECASE)
+MULTILINE = {"system_prompt", "description"}  # text fields that may hold tabs and line breaks
+MAX_LENGTH = {"name": 200, "model": 200, "base_url": 2000, "key_env": 100}
+PRICE_KEYS = ("input", "output")
 
 
 class EndpointConfigError(ValueError):
@@ -124,8 +137,14 @@ def _line_of(text: str, endpoint_id: str) -> int:
     return text.count("\n", 0, match.start()) + 1 if match else 1
 
 
-def _read_table(path: Path) -> tuple[dict, str]:
-    text = read_text(path)  # invalid UTF-8 becomes U+FFFD, a byte-order mark is dropped
+def _read_table(path: Path, text: str | None = None) -> tuple[dict, str]:
+    if text is None:
+        try:
+            text = decode_text(path.read_bytes(), str(path))
+        except InputFileError as exc:
+            raise EndpointConfigError(str(exc)) from None
+        except OSError as exc:
+            raise EndpointConfigError(f"{path}: cannot be read ({exc.strerror})") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -171,6 +190,69 @@ def _check_entry(path: Path, text: str, endpoint_id: str, entry: object, partial
         for required in ("base_url", "model"):
             if not entry.get(required):
                 fail(f"is missing '{required}'")
+    if problem := _value_problem(entry):
+        fail(problem)
+
+
+def _control_character(text: str, allowed: str = "") -> str | None:
+    """The name of the first control character in `text` (ESC, NUL, DEL, CR...), if any."""
+    for char in text:
+        if char not in allowed and unicodedata.category(char) == "Cc":
+            return {"\x1b": "ESC", "\x00": "NUL", "\x7f": "DEL", "\r": "CR", "\n": "a line break", "\t": "TAB"}.get(
+                char, f"U+{ord(char):04X}"
+            )
+    return None
+
+
+def base_url_problem(base_url: str) -> str | None:
+    """Why `base_url` cannot be used (not http(s) with a host, nor "embedded"), or None."""
+    if base_url == EMBEDDED:
+        return None
+    parsed = urlparse(base_url)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        return f'base_url must be an http:// or https:// URL with a host (or "embedded"), not {base_url!r}'
+    try:
+        parsed.port  # noqa: B018 - raises for a port that is not a number
+    except ValueError:
+        return f"base_url has an invalid port: {base_url!r}"
+    return None
+
+
+def key_env_problem(key_env: str) -> str | None:
+    """Why `key_env` cannot name a key variable, or None: it must end in _API_KEY, _KEY or _TOKEN
+    and must not be a PARALLAX_ setting (the key is sent to the endpoint's server)."""
+    if not key_env:
+        return None
+    if key_env.upper().startswith("PARALLAX_") or not KEY_ENV_RE.match(key_env):
+        return (
+            f"key_env must name the variable that holds the key, ending in _API_KEY, _KEY or _TOKEN "
+            f"(and not a PARALLAX_ setting), not {key_env!r}"
+        )
+    return None
+
+
+def _value_problem(entry: dict) -> str | None:
+    """The first problem with the values of one entry (text, URL, key variable, numbers), or None."""
+    for key, value in entry.items():
+        if isinstance(value, str):
+            if char := _control_character(value, "\t\n\r" if key in MULTILINE else ""):
+                return f"field '{key}' contains a control character ({char})"
+            if len(value) > MAX_LENGTH.get(key, 100_000):
+                return f"field '{key}' is longer than {MAX_LENGTH.get(key, 100_000)} characters"
+    if "base_url" in entry and (problem := base_url_problem(entry["base_url"])):
+        return problem
+    if problem := key_env_problem(entry.get("key_env", "")):
+        return problem
+    if "timeout" in entry and not entry["timeout"] > 0:
+        return "timeout must be more than 0 seconds"
+    if "max_retries" in entry and entry["max_retries"] < 0:
+        return "max_retries must be 0 or more"
+    for key, price in entry.get("prices", {}).items():
+        if key not in PRICE_KEYS:
+            return f"prices has unknown key '{key}' (known: {', '.join(PRICE_KEYS)})"
+        if isinstance(price, bool) or not isinstance(price, (int, float)) or price < 0:
+            return f"price '{key}' must be a number of USD per 1M tokens, not {price!r}"
+    return None
 
 
 def _merge(base: dict, override: dict) -> dict:
@@ -205,16 +287,21 @@ def _build(endpoint_id: str, entry: dict, source: str) -> Endpoint:
 
 def load_endpoints(path: Path | None = None, user_path: Path | None = None) -> dict[str, Endpoint]:
     """All enabled endpoints, shipped presets merged with the user's file, in file order."""
-    path = path or config.endpoints_file()
     user_path = user_path or config.user_endpoints_file()
+    return _load(path, user_path, None)
+
+
+def _load(path: Path | None, user_path: Path, user_text: str | None) -> dict[str, Endpoint]:
+    """Load the shipped file and the user's file (or `user_text`, what it would become)."""
+    path = path or config.endpoints_file()
     if not path.exists():
         raise EndpointConfigError(f"{path}: the endpoints file is missing")
     shipped, text = _read_table(path)
     for endpoint_id, entry in shipped.items():
         _check_entry(path, text, endpoint_id, entry, partial=False)
     entries = {eid: (entry, "shipped") for eid, entry in shipped.items()}
-    if user_path.exists():
-        user, user_text = _read_table(user_path)
+    if user_text is not None or user_path.exists():
+        user, user_text = _read_table(user_path, user_text)
         for endpoint_id, entry in user.items():
             base = entries.get(endpoint_id)
             _check_entry(user_path, user_text, endpoint_id, entry, partial=base is not None)
@@ -259,20 +346,77 @@ def key_is_set(endpoint: Endpoint) -> bool:
     return api_key(endpoint) is not None
 
 
-def save_user_endpoint(endpoint_id: str, entry: dict, user_path: Path | None = None) -> Path:
-    """Add or replace one entry in the user's endpoints file, keeping the others."""
+@dataclass(frozen=True)
+class KeyDestination:
+    """Where a saved endpoint would send a key: the variable that holds it and the server's host."""
+
+    key_env: str
+    host: str
+
+    def __str__(self) -> str:
+        return f"the key in {self.key_env} would be sent to {self.host}"
+
+
+class NeedsConfirmation(EndpointConfigError):
+    """The change sends a key somewhere it was not sent before; save again with `confirm`."""
+
+    def __init__(self, destination: KeyDestination):
+        super().__init__(f"{destination}: confirm that you trust this server with that key")
+        self.destination = destination
+
+
+def key_destination_change(current: Endpoint | None, entry: dict) -> KeyDestination | None:
+    """The new (key variable, host) pairing when saving `entry` over `current` (None: a new
+    endpoint) sends a key to a host it did not go to before, else None."""
+    key_env, base_url = entry.get("key_env") or "", entry.get("base_url") or ""
+    if not key_env or base_url == EMBEDDED:
+        return None
+    host = urlparse(base_url).netloc or base_url
+    if current is not None and current.key_env == key_env and current.host == host:
+        return None
+    return KeyDestination(key_env, host)
+
+
+def save_user_endpoint(
+    endpoint_id: str,
+    entry: dict,
+    user_path: Path | None = None,
+    *,
+    confirm: KeyDestination | None = None,
+    path: Path | None = None,
+) -> Path:
+    """Add or replace one entry in the user's endpoints file, keeping the others.
+
+    The would-be file is parsed and the whole configuration loaded from it before the file is
+    replaced (in one step), so nothing the app cannot read is ever written: EndpointConfigError
+    names the problem. When the change sends a key to a new host, NeedsConfirmation unless
+    `confirm` is that same KeyDestination."""
     user_path = user_path or config.user_endpoints_file()
-    current: dict = {}
-    if user_path.exists():
-        current, _ = _read_table(user_path)
-    clean = {k: v for k, v in clean_json(entry).items() if v not in (None, "", {})}
-    _check_entry(user_path, "", endpoint_id, clean, partial=False)
+    if not ID_RE.match(endpoint_id):
+        raise EndpointConfigError(f"the id {endpoint_id!r} is invalid (letters, digits, '-', '_', '.', ':' only)")
+    current_endpoints = _load(path, user_path, None)
+    current: dict = _read_table(user_path)[0] if user_path.exists() else {}
+    clean = {k: v for k, v in entry.items() if v not in (None, "", {})}
+    _check_entry(user_path, "", endpoint_id, clean, partial=False)  # control characters are refused…
+    clean = clean_json(clean)  # …and lone surrogates become U+FFFD
+    change = key_destination_change(current_endpoints.get(endpoint_id), clean)
+    if change is not None and change != confirm:
+        raise NeedsConfirmation(change)
     current[endpoint_id] = clean
+    text = dump_toml({"endpoints": current})
+    _load(path, user_path, text)  # the would-be file must load, merged with the shipped one
     user_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = user_path.with_suffix(".tmp")
-    tmp.write_text(dump_toml({"endpoints": current}), encoding="utf-8")
-    tmp.replace(user_path)
-    return user_path
+    try:
+        return write_text_atomic(user_path, text)
+    except OutputPathError as exc:
+        raise EndpointConfigError(str(exc)) from None
+
+
+_TOML_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\t": "\\t", "\r": "\\r", "\b": "\\b", "\f": "\\f"}
+
+
+def _is_control(char: str) -> bool:
+    return unicodedata.category(char) == "Cc"
 
 
 def _toml_value(value: object) -> str:
@@ -281,8 +425,7 @@ def _toml_value(value: object) -> str:
     if isinstance(value, (int, float)):
         return repr(value)
     if isinstance(value, str):
-        escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-        return f'"{escaped}"'
+        return '"' + "".join(_TOML_ESCAPES.get(c) or (f"\\u{ord(c):04x}" if _is_control(c) else c) for c in value) + '"'
     if isinstance(value, dict):
         return "{ " + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()) + " }"
     if isinstance(value, list):
@@ -328,6 +471,27 @@ def endpoint_state(endpoint: Endpoint, probe: bool = True) -> EndpointState:
         return EndpointState(True, "starts on first use", "the embedded server starts when first asked")
     if not key_is_set(endpoint):
         return EndpointState(False, "key missing", f"set {endpoint.key_env}")
-    if endpoint.kind == "local" and probe and not local_server.is_alive(endpoint.base_url, timeout=0.3):
+    if endpoint.kind == "local" and probe and not probe_local(endpoint.base_url):
         return EndpointState(False, "server down", f"nothing answers at {endpoint.base_url}")
     return EndpointState(True, "ready", "")
+
+
+def probe_local(base_url: str) -> bool:
+    """Whether a local server answers GET /models now; one probe per URL per PROBE_TTL_S seconds
+    (pages ask on every rerun, and a server that is down costs up to PROBE_TIMEOUT_S)."""
+    from lib.providers import local_server
+
+    with _probes_lock:
+        found = _probes.get(base_url)
+    if found is not None and time.monotonic() - found[0] < PROBE_TTL_S:
+        return found[1]
+    alive = local_server.is_alive(base_url, timeout=PROBE_TIMEOUT_S)
+    with _probes_lock:
+        _probes[base_url] = (time.monotonic(), alive)
+    return alive
+
+
+def forget_probes() -> None:
+    """Drop cached probe answers (after the user edits the endpoints, and in tests)."""
+    with _probes_lock:
+        _probes.clear()

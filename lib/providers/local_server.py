@@ -1,10 +1,17 @@
-"""The embedded model: SmolLM2-135M-Instruct served by llama-cpp-python's OpenAI-compatible
-server on a free loopback port.
+"""The embedded model: SmolLM2-135M-Instruct served on a free loopback port by an
+OpenAI-compatible llama.cpp server.
+
+The server is llama.cpp's own `llama-server` (built by `make llama-server`, linked at
+build/llama-server): its parallel slots batch several answers into one decode step, so two
+embedded columns generate at the same time. Without that binary (the build failed or never
+ran) llama-cpp-python's server, already installed for the tokenizer, serves the model instead:
+the app keeps working, one answer at a time (`--interrupt_requests False` queues concurrent
+requests instead of cutting the one in flight short).
 
 One server is shared by every embedded endpoint. It starts on first use unless one is already
 running (PARALLAX_LOCAL_URL, or a live server recorded in the data folder by another process),
-and the process that started it stops it on exit. `--interrupt_requests False` makes the
-server queue concurrent requests instead of cutting the one in flight short.
+and the process that started it stops it on exit. It starts with an environment cleaned of the
+setting names it reads, so a PORT or HOST meant for the app never moves it.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import atexit
 import importlib.util
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -25,6 +33,14 @@ from db import config
 
 MODEL_ALIAS = "smollm2-135m-instruct"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+LLAMA_SERVER = "llama-server"
+FALLBACK_SERVER = "llama-cpp-python"
+# Four slots: the Compare page's usual two embedded columns, an arena pair and a suite worker fit
+# at once, while two cores still give each stream most of its single-stream speed; a fifth
+# request waits for a free slot. The slots share one KV pool of 8,192 tokens (SmolLM2's trained
+# context, about 180 MiB): one long conversation can use all of it while the others are idle.
+SLOTS = 4
+CONTEXT = 8192
 _lock = threading.Lock()
 _owned: subprocess.Popen | None = None
 _url: str | None = None
@@ -111,12 +127,64 @@ def _recorded_url() -> str | None:
 
 
 def threads() -> int:
-    """CPU threads for generation (PARALLAX_LLAMA_THREADS; default all cores)."""
-    return int(os.environ.get("PARALLAX_LLAMA_THREADS") or max(1, os.cpu_count() or 1))
+    """CPU threads for generation (PARALLAX_LLAMA_THREADS; default one core less than all, 1 to 4).
+
+    llama.cpp's threads spin at every barrier: when another process takes one of their cores,
+    each token waits for it. On the shared 2-core machine, 2 threads gave 2.5-16 tokens/s under
+    load where 1 thread gave 46-53; one core stays free for the app, the HTTP path and others.
+    A 135M model gains little past 4 threads."""
+    cores = os.cpu_count() or 1
+    return int(os.environ.get("PARALLAX_LLAMA_THREADS") or max(1, min(4, cores - 1)))
+
+
+def llama_server_path() -> Path | None:
+    """The llama-server binary (PARALLAX_LLAMA_SERVER, else build/llama-server), or None.
+
+    PARALLAX_LLAMA_SERVER=off chooses llama-cpp-python's server even when the binary exists."""
+    override = os.environ.get("PARALLAX_LLAMA_SERVER")
+    if override == "off":
+        return None
+    path = Path(override) if override else config.ROOT / "build" / LLAMA_SERVER
+    if path.is_file() and os.access(path, os.X_OK):
+        return path
+    if override:
+        raise LocalModelUnavailable(f"PARALLAX_LLAMA_SERVER={override} is not an executable file")
+    return None
+
+
+def backend() -> str:
+    """Which server will serve the embedded model: llama-server, or the llama-cpp-python fallback."""
+    return LLAMA_SERVER if llama_server_path() else FALLBACK_SERVER
 
 
 def server_command(port: int, host: str = "127.0.0.1") -> list[str]:
     """The command line that serves the embedded model on `port`."""
+    binary = llama_server_path()
+    if binary:
+        return [
+            str(binary),
+            "--model",
+            str(model_path()),
+            "--alias",
+            MODEL_ALIAS,
+            "--host",
+            host,
+            "--port",
+            str(port),
+            "--parallel",
+            str(SLOTS),
+            "--ctx-size",
+            str(CONTEXT),
+            "--kv-unified",
+            "--cont-batching",
+            "--threads",
+            str(threads()),
+            "--threads-batch",
+            str(threads()),
+            "--cache-ram",
+            "256",  # MiB of saved prompts for follow-up turns (the default, 8 GiB, is for big models)
+            "--no-webui",
+        ]
     return [
         sys.executable,
         "-m",
@@ -134,8 +202,47 @@ def server_command(port: int, host: str = "127.0.0.1") -> list[str]:
         "--interrupt_requests",
         "False",
         "--n_threads",
-        str(max(1, os.cpu_count() or 1)),
+        str(threads()),
     ]
+
+
+# Names each server reads from the environment, found in their sources: llama.cpp's
+# common/arg.cpp (LLAMA_ARG_*, LLAMA_API_KEY, HF_TOKEN), tools/server (LLAMA_SERVER_*, and
+# AIP_MODE/AIP_HTTP_PORT, Vertex AI's variables, which move the port), llama-cpp-python's
+# server/__main__.py and settings.py (PORT, HOST, CONFIG_FILE and every settings field, in any
+# case). A hosting platform's PORT, or the user's own llama.cpp settings, must not reach them.
+_LLAMA_SERVER_ENV = re.compile(r"^(LLAMA_|AIP_|HF_TOKEN$)")
+
+
+def _fallback_setting_names() -> set[str]:
+    from llama_cpp.server.settings import ModelSettings, ServerSettings
+
+    return {name.upper() for name in (*ModelSettings.model_fields, *ServerSettings.model_fields)} | {
+        "CONFIG_FILE",
+        "HOST",
+        "PORT",
+    }
+
+
+def server_env(environ: dict[str, str] | None = None, kind: str | None = None) -> dict[str, str]:
+    """The environment to start the server in: ours, less the setting names that server reads."""
+    environ = dict(os.environ if environ is None else environ)
+    if (kind or backend()) == LLAMA_SERVER:
+        return {k: v for k, v in environ.items() if not _LLAMA_SERVER_ENV.match(k)}
+    names = _fallback_setting_names()  # pydantic-settings matches names case-insensitively
+    return {k: v for k, v in environ.items() if k.upper() not in names}
+
+
+_FAILURE = re.compile(r"error|fail|couldn't|cannot|unable|invalid|exception|no such|not found|denied|in use", re.I)
+_NOISE = re.compile(r"^\s*(Traceback|File \"|llama_model_loader: - |print_info:|load_tensors:)|exiting due to")
+
+
+def failure_line(log: str) -> str:
+    """The log line that says why a server would not start (its last error line, else its last)."""
+    lines = [line.strip() for line in log.splitlines() if line.strip()]
+    errors = [line for line in lines if _FAILURE.search(line) and not _NOISE.search(line)]
+    line = (errors or lines or ["(no output)"])[-1]
+    return line if len(line) <= 300 else line[:300] + "…"
 
 
 def start(port: int | None = None, timeout: float = 60.0) -> tuple[subprocess.Popen, str]:
@@ -144,13 +251,13 @@ def start(port: int | None = None, timeout: float = 60.0) -> tuple[subprocess.Po
     url = f"http://127.0.0.1:{port}/v1"
     log_path = config.data_dir() / "local_server.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    log = open(log_path, "wb")  # noqa: SIM115 - handed to the child process
-    proc = subprocess.Popen(server_command(port), stdout=log, stderr=subprocess.STDOUT)
+    with open(log_path, "wb") as log:  # the child keeps its own copy of the handle
+        proc = subprocess.Popen(server_command(port), stdout=log, stderr=subprocess.STDOUT, env=server_env())
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            tail = log_path.read_text(errors="replace")[-2000:]
-            raise LocalModelUnavailable(f"the embedded model server exited:\n{tail}")
+            reason = failure_line(log_path.read_text(errors="replace"))
+            raise LocalModelUnavailable(f"the embedded model server ({backend()}) exited: {reason} (log: {log_path})")
         if is_alive(url, timeout=0.5):
             return proc, url
         time.sleep(0.2)

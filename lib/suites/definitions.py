@@ -4,14 +4,22 @@ numbers) before anything is written.
 A prompt has an id, text, language (en | zh), topic, kind (probe | control | general), an
 optional `twin` (the same prompt in the other language) and an optional `control` (a matched
 neutral question). YAML files may also list compact `probes`, each expanding to four prompts:
-ID-en and ID-zh (twins), and ID-control-en and ID-control-zh as their controls."""
+ID-en and ID-zh (twins), and ID-control-en and ID-control-zh as their controls.
+
+Plain prompt lists, the way people keep probe lists, are suites too, named after the file: a
+.txt file (one prompt per line, blank lines skipped) and a .csv file (a `prompt` or `text`
+column; optional `id`, `language`, `topic` (or `subject`, `category`) and `kind`). What they
+leave out is filled in: ids are numbers in file order, the language is detected, the topic is
+the file's name and the kind is probe."""
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import yaml
@@ -21,14 +29,17 @@ from db import config, suites
 from db.engine import session_scope
 from db.models import Suite, SuitePrompt
 from db.vocab import LANGUAGES
-from lib.files import iter_jsonl
-from lib.safety import clean_json, clean_text, read_text
+from lib.files import InputFileError, iter_jsonl, read_text_lenient
+from lib.safety import clean_json, clean_text
 
 BUILTIN_DIR = config.ROOT / "suites"
 KINDS = ("probe", "control", "general")
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$")
 PROMPT_FIELDS = {"id", "text", "language", "topic", "kind", "twin", "control"}
 MAX_TEXT = 20_000
+SUFFIXES = (".yaml", ".yml", ".jsonl", ".txt", ".csv")
+CSV_COLUMNS = {"prompt": "text", "text": "text", "id": "id", "language": "language", "topic": "topic"}
+CSV_COLUMNS |= {"subject": "topic", "category": "topic", "kind": "kind"}
 
 
 class SuiteError(ValueError):
@@ -61,6 +72,7 @@ class SuiteDef:
     version: str
     description: str
     prompts: list[PromptDef]
+    warnings: list[str] = field(default_factory=list)  # e.g. bytes that were not UTF-8 (replaced)
 
     def digest(self) -> str:
         """A hash of the content, to tell a re-import from a changed file."""
@@ -108,6 +120,10 @@ def _prompt(item: object, line: int, problems: list[str], where: str) -> PromptD
     topic = item.get("topic")
     if not isinstance(topic, str) or not topic.strip():
         problems.append(f"{where}:{line}: prompt {key!r} needs a topic")
+    for link in ("twin", "control"):
+        if item.get(link) is not None and not isinstance(item[link], str):
+            problems.append(f"{where}:{line}: prompt {key!r} {link} must be a prompt id, not {item[link]!r:.40}")
+            item = {**item, link: None}
     return PromptDef(
         key,
         text if isinstance(text, str) else "",
@@ -131,6 +147,13 @@ def _expand_probe(item: object, problems: list[str], where: str) -> list[PromptD
     if not isinstance(topic, str) or not topic:
         problems.append(f"{where}:{line}: probe {key!r} needs a topic")
     control = item.get("control") or {}
+    if not isinstance(control, dict):
+        problems.append(f"{where}:{line}: probe {key!r} control must be a mapping of en/zh texts")
+        control = {}
+    for text in [item.get(lang) for lang in LANGUAGES] + [control.get(lang) for lang in LANGUAGES]:
+        if text is not None and not isinstance(text, str):
+            problems.append(f"{where}:{line}: probe {key!r} texts must be text, not {type(text).__name__}")
+            return []
     langs = [lang for lang in LANGUAGES if item.get(lang)]
     if not langs:
         problems.append(f"{where}:{line}: probe {key!r} needs an 'en' and/or 'zh' text")
@@ -186,13 +209,69 @@ def _check_links(prompts: list[PromptDef], problems: list[str], where: str) -> N
             problems.append(f"{where}:{p.line}: prompt {p.key!r} cannot be its own control")
 
 
+def _list_items(text: str, filename: str, problems: list[str]) -> list[tuple[int, dict]]:
+    """(line, prompt fields) from a .txt prompt list or a .csv table, defaults filled in."""
+    where, stem = Path(filename).name, Path(filename).stem
+    items: list[tuple[int, dict]] = []
+    if filename.endswith(".txt"):
+        items = [(n, {"text": line.strip()}) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
+    else:
+        csv.field_size_limit(2**31 - 1)
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        header = {str(c).strip().lower() for c in reader.fieldnames or []}
+        if not header & {"prompt", "text"}:
+            problems.append(
+                f"{where}:1: a CSV suite needs a 'prompt' or 'text' column (found: {', '.join(sorted(header))})"
+            )
+            return []
+        start = 2
+        try:
+            for row in reader:
+                fields = {}
+                for column, value in row.items():
+                    name = CSV_COLUMNS.get(str(column).strip().lower()) if column is not None else None
+                    if name and value and value.strip() and name not in fields:
+                        fields[name] = value.strip() if name != "text" else value
+                items.append((start, fields))
+                start = reader.line_num + 1
+        except csv.Error as exc:
+            problems.append(f"{where}:{reader.line_num}: not valid CSV ({exc})")
+    width = len(str(len(items)))
+    for number, (_, fields) in enumerate(items, start=1):
+        fields.setdefault("id", f"{number:0{width}d}")
+        if "language" not in fields and isinstance(fields.get("text"), str):
+            from lib.providers.chat import detect_language
+
+            fields["language"] = detect_language(fields["text"])
+        fields.setdefault("topic", stem)
+        fields.setdefault("kind", "probe")
+    return items
+
+
+def _listed(data: dict, key: str, problems: list[str], where: str) -> list:
+    """data[key] when it is a list (or absent: []); a problem naming the key otherwise."""
+    value = data.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        problems.append(f"{where}:{data.get('__line__', 1)}: '{key}' must be a list of entries, not {value!r:.40}")
+        return []
+    return value
+
+
 def parse_suite(text: str, filename: str = "suite.yaml") -> SuiteDef:
     """Parse and fully validate a suite file's text; raises SuiteError listing every problem."""
     problems: list[str] = []
     where = Path(filename).name
     prompts: list[PromptDef] = []
     name, version, description = Path(filename).stem, "1", ""
-    if filename.endswith(".jsonl"):
+    if filename.endswith((".txt", ".csv")):
+        name = re.sub(r"[^A-Za-z0-9_.:-]+", "-", name).strip("-.") or "prompts"
+        description = f"prompts of {where}"
+        for number, item in _list_items(text, filename, problems):
+            if (prompt := _prompt(item, number, problems, where)) is not None:
+                prompts.append(prompt)
+    elif filename.endswith(".jsonl"):
         for number, item, problem in iter_jsonl(text):
             if problem:
                 problems.append(f"{where}:{number}: {problem}")
@@ -215,12 +294,15 @@ def parse_suite(text: str, filename: str = "suite.yaml") -> SuiteDef:
             raise SuiteError([f"{where}:1: a suite file is a mapping with name, version and prompts"])
         name = str(data.get("name") or name)
         version, description = str(data.get("version", "1")), str(data.get("description", "") or "").strip()
-        for item in data.get("prompts") or []:
+        for key in ("name", "version", "description"):
+            if key in data and data[key] is not None and not isinstance(data[key], (str, int, float)):
+                problems.append(f"{where}:1: '{key}' must be text, not {type(data[key]).__name__}")
+        for item in _listed(data, "prompts", problems, where):
             if (
-                prompt := _prompt(item, item.get("__line__", 0) if isinstance(item, dict) else 0, problems, where)
+                prompt := _prompt(item, item.get("__line__", 0) if isinstance(item, dict) else "?", problems, where)
             ) is not None:
                 prompts.append(prompt)
-        for item in data.get("probes") or []:
+        for item in _listed(data, "probes", problems, where):
             prompts += _expand_probe(item, problems, where)
     if not ID_RE.match(name):
         problems.append(f"{where}:1: invalid suite name {name!r}")
@@ -235,13 +317,17 @@ def parse_suite(text: str, filename: str = "suite.yaml") -> SuiteDef:
 def load_file(path: Path) -> SuiteDef:
     """Parse a suite file from disk."""
     path = Path(path)
-    if path.suffix not in (".yaml", ".yml", ".jsonl"):
-        raise SuiteError([f"{path.name}: suite files are .yaml, .yml or .jsonl"])
+    if path.suffix not in SUFFIXES:
+        raise SuiteError([f"{path.name}: suite files are .yaml, .yml, .jsonl, .txt or .csv"])
     try:
-        text = read_text(path)  # invalid UTF-8 becomes U+FFFD (lib/safety.py)
-    except OSError as exc:
-        raise SuiteError([f"{path}: cannot be read ({exc})"]) from exc
-    return parse_suite(text, path.name)
+        # invalid UTF-8 becomes U+FFFD and the import goes on, with a warning naming the line
+        text, warning = read_text_lenient(path)
+    except InputFileError as exc:
+        raise SuiteError([str(exc)]) from None
+    suite = parse_suite(text, path.name)
+    if warning:
+        suite.warnings.append(warning)
+    return suite
 
 
 def import_suite(session: Session, suite: SuiteDef) -> tuple[Suite, bool]:
@@ -253,7 +339,7 @@ def import_suite(session: Session, suite: SuiteDef) -> tuple[Suite, bool]:
             raise SuiteError(
                 [
                     f"suite {suite.name!r} version {suite.version!r} is already imported with different "
-                    "prompts; give the file a new version"
+                    "prompts; give the file a new version (a .txt or .csv list: a new file name)"
                 ]
             )
         return existing, False
@@ -284,6 +370,20 @@ def ensure_builtin(session: Session) -> None:
         suite = load_file(path)
         if suites.get_suite(session, suite.name, suite.version) is None:
             import_suite(session, suite)
+
+
+def ensure_builtin_suites() -> None:
+    """Import missing built-in suites in a transaction of their own. Two processes may do it at
+    the same moment: the loser's insert breaks the unique (name, version) and it finds the
+    winner's suites on its second look."""
+    from sqlalchemy.exc import IntegrityError
+
+    try:
+        with session_scope() as s:
+            ensure_builtin(s)
+    except IntegrityError:
+        with session_scope() as s:
+            ensure_builtin(s)
 
 
 def find_suite(session: Session, name: str) -> Suite | None:
@@ -330,22 +430,22 @@ def _info(row: Suite) -> SuiteInfo:
 
 def list_suites() -> list[SuiteInfo]:
     """Every stored suite (the built-in ones imported first), by name."""
+    ensure_builtin_suites()
     with session_scope() as s:
-        ensure_builtin(s)
         return [_info(row) for row in suites.list_suites(s)]
 
 
 def suite_names() -> list[str]:
     """Names of the stored suites (the built-in ones imported first)."""
+    ensure_builtin_suites()
     with session_scope() as s:
-        ensure_builtin(s)
         return suites.suite_names(s)
 
 
 def show_suite(name: str) -> SuiteInfo | None:
     """One stored suite by name (or name@version), or None."""
+    ensure_builtin_suites()
     with session_scope() as s:
-        ensure_builtin(s)
         row = suites.find_suite(s, name)
         return _info(row) if row is not None else None
 
@@ -358,6 +458,7 @@ class SuiteImport:
     version: str
     prompts: int
     created: bool
+    warnings: tuple[str, ...] = ()
 
 
 def import_text(text: str, filename: str) -> SuiteImport:
@@ -375,4 +476,4 @@ def import_path(path: Path) -> SuiteImport:
     suite = load_file(path)
     with session_scope() as s:
         _, created = import_suite(s, suite)
-    return SuiteImport(suite.name, suite.version, len(suite.prompts), created)
+    return SuiteImport(suite.name, suite.version, len(suite.prompts), created, tuple(suite.warnings))

@@ -1,38 +1,45 @@
 """Suite runs: every (prompt, sample, endpoint) of a suite, stored as ordinary responses.
 
 A run is identified by a signature of its suite, endpoints and parameters, so asking for the
-same run again resumes it instead of paying twice. Each finished answer is committed on its
-own, so a crash or a kill loses only what was in flight; resuming redoes exactly the items
-that have no `ok` or `blocked` answer yet (failed ones are retried). Concurrency is limited per
-endpoint (the embedded server gains nothing from parallel requests, so it gets one). A run is
-cancelled by setting its status to `cancelling`; the worker notices within a second."""
+same run again resumes it instead of paying twice (creation is serialised per suite, so two
+starts at once find the same run). This module holds the run's spec, its plan and the actions
+the page and the CLI share (create, state, resume check, background start, follow, cancel);
+lib/suites/worker.py works on a run, one worker at a time (lib/suites/lease.py). A run whose
+worker stopped renewing its lease reads `stopped` and can be resumed; resuming redoes exactly the
+items that have no `ok` or `blocked` answer yet (failed ones are retried)."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
-import os
+import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
+from datetime import datetime
 
-import openai
 from sqlalchemy.orm import Session
 
-from db import config, conversations, suites
+from db import config, suites
 from db.engine import session_scope
-from db.models import Suite, SuitePrompt, SuiteRun, utcnow
+from db.models import Suite, SuitePrompt, SuiteRun
 from db.vocab import RunStatus, Status
-from lib.deflection.labelling import LabelJob, label_responses
 from lib.providers.endpoints import Endpoint
-from lib.providers.stream import Outcome, build_messages, stream_chat
+from lib.suites import lease as leases
 
 DONE_STATUSES = Status.SETTLED
 
 
 class RunError(ValueError):
     """A run that cannot start (unknown suite, no prompts for the language, zero samples...)."""
+
+
+class RunBusy(RunError):
+    """Another live worker holds the run's lease; `worker` names its host and pid."""
+
+    def __init__(self, run_id: int, worker: str | None):
+        super().__init__(f"run {run_id} is already running in another worker ({worker or 'unknown'})")
+        self.run_id, self.worker = run_id, worker
 
 
 @dataclass
@@ -54,20 +61,6 @@ class RunSpec:
         body = {k: v for k, v in asdict(self).items() if k not in ("concurrency", "suite")}
         body["endpoints"] = sorted(self.endpoints)
         return hashlib.sha256(json.dumps({"suite_id": suite_id, **body}, sort_keys=True).encode()).hexdigest()[:32]
-
-
-@dataclass
-class Progress:
-    """Live counts of one run."""
-
-    total: int
-    done: dict[str, int] = field(default_factory=dict)
-    failed: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def completed(self) -> int:
-        """Items with an answer (ok or blocked)."""
-        return sum(self.done.values())
 
 
 def plan_prompts(session: Session | None, suite: Suite, spec: RunSpec) -> list[SuitePrompt]:
@@ -100,7 +93,9 @@ def validate(spec: RunSpec, endpoints: dict[str, Endpoint]) -> None:
 def create_or_resume(
     session: Session, spec: RunSpec, endpoints: dict[str, Endpoint], new: bool = False
 ) -> tuple[SuiteRun, bool]:
-    """The run for this spec: the earlier one with the same signature, unless `new`. (run, resumed)."""
+    """The run for this spec: the earlier one with the same signature, unless `new`. (run, resumed).
+
+    Two starts at the same moment find the same run: creation takes the suite's lock first."""
     from lib.suites.definitions import ensure_builtin
 
     validate(spec, endpoints)
@@ -114,6 +109,7 @@ def create_or_resume(
         )
     signature = spec.signature(suite.id)
     if not new:
+        suites.lock_suite_runs(session, suite.id)
         earlier = suites.latest_run_with_signature(session, signature)
         if earlier is not None:
             return earlier, True
@@ -160,7 +156,8 @@ def counts(session: Session, run: SuiteRun) -> dict:
 @dataclass(frozen=True)
 class RunState:
     """A run as pages and `suite status` show it. `status` is the effective state: a run marked
-    live whose worker is gone reads `stopped`; `stored_status` is what the database says."""
+    live whose worker's lease has lapsed reads `stopped`; `stored_status` is what the database
+    says. `worker` is the lease holder ('HOST pid N', while live); `error` why a run failed."""
 
     id: int
     suite: str
@@ -173,6 +170,8 @@ class RunState:
     failed: dict[str, int]
     eta_s: float | None
     created_at: object
+    worker: str | None = None
+    error: str | None = None
 
     @property
     def completed(self) -> int:
@@ -186,11 +185,19 @@ class RunState:
             self.completed < self.total
         )
 
+    @property
+    def live(self) -> bool:
+        """True while a worker is on the run (or about to start)."""
+        return self.status in RunStatus.LIVE
 
-def _state(run: SuiteRun, suite: Suite, rows: list[tuple[str, str, int]]) -> RunState:
+
+def _state(run: SuiteRun, suite: Suite, rows: list[tuple[str, str, int]], now: datetime) -> RunState:
     done, failed = _tally(rows)
     total = total_items(suite, run)
-    stopped = run.status in (RunStatus.RUNNING, RunStatus.CANCELLING) and not worker_alive(run)
+    alive = leases.holder_alive(run, now)
+    # a pending run nobody has taken up within a lease's time (its background start failed) is stopped too
+    never_started = run.status == RunStatus.PENDING and (now - run.created_at).total_seconds() > leases.LEASE_S
+    stopped = not alive and (run.status in (RunStatus.RUNNING, RunStatus.CANCELLING) or never_started)
     return RunState(
         id=run.id,
         suite=suite.name,
@@ -203,6 +210,8 @@ def _state(run: SuiteRun, suite: Suite, rows: list[tuple[str, str, int]]) -> Run
         failed=failed,
         eta_s=None if stopped else eta_seconds(run, sum(done.values()), total),
         created_at=run.created_at,
+        worker=run.worker if alive else None,
+        error=run.error,
     )
 
 
@@ -212,15 +221,17 @@ def run_state(run_id: int) -> RunState:
         run = suites.get_run(s, run_id)
         if run is None:
             raise RunError(f"there is no run {run_id}")
-        return _state(run, suites.get_suite_by_id(s, run.suite_id), suites.status_counts(s, [run_id])[run_id])
+        rows = suites.status_counts(s, [run_id])[run_id]
+        return _state(run, suites.get_suite_by_id(s, run.suite_id), rows, suites.db_now(s))
 
 
 def run_states(limit: int | None = None) -> list[RunState]:
-    """The newest runs' states, newest first, in three queries whatever their number."""
+    """The newest runs' states, newest first, in four queries whatever their number."""
     with session_scope() as s:
         runs = suites.list_runs(s, limit)
         rows = suites.status_counts(s, [run.id for run, _ in runs])
-        return [_state(run, suite, rows[run.id]) for run, suite in runs]
+        now = suites.db_now(s)
+        return [_state(run, suite, rows[run.id], now) for run, suite in runs]
 
 
 @dataclass(frozen=True)
@@ -236,10 +247,18 @@ class RunStart:
         """True when the same run exists and has nothing left to do."""
         return self.resumed and self.state.completed >= self.state.total
 
+    @property
+    def running_elsewhere(self) -> bool:
+        """True when the same run exists and a live worker is on it."""
+        return self.resumed and self.state.worker is not None
+
 
 def create_run(spec: RunSpec, endpoints: dict[str, Endpoint], new: bool = False) -> RunStart:
     """The start-a-run action (before any worker): the earlier run with the same suite, models
     and parameters unless `new`, else a new one. RunError for a spec a user can fix."""
+    from lib.suites.definitions import ensure_builtin_suites
+
+    ensure_builtin_suites()  # in a transaction of its own: another process may be doing it too
     with session_scope() as s:
         run, resumed = create_or_resume(s, spec, endpoints, new=new)
         run_id = run.id
@@ -247,21 +266,27 @@ def create_run(spec: RunSpec, endpoints: dict[str, Endpoint], new: bool = False)
 
 
 def check_resumable(run_id: int, endpoints: dict[str, Endpoint]) -> RunState:
-    """The run's state if it can be resumed with these endpoints; RunError naming what is missing."""
+    """The run's state if it can be resumed with these endpoints; RunError naming what is missing,
+    RunBusy when a live worker is on it."""
     state = run_state(run_id)
     missing = [e for e in state.endpoints if e not in endpoints]
     if missing:
         raise RunError(f"run {run_id} uses model(s) no longer configured: {', '.join(missing)}")
+    if state.worker is not None:
+        raise RunBusy(run_id, state.worker)
     return state
 
 
 def start_in_background(run_id: int, log_dir=None) -> int:
     """Run `cli.py suite resume RUN` in its own process session, so it outlives the browser tab.
 
-    The log goes to suite_run_RUN.log in `log_dir` (default: the data folder); returns the pid."""
+    RunBusy when a live worker is already on the run (the new process would refuse anyway). The
+    log goes to suite_run_RUN.log in `log_dir` (default: the data folder); returns the pid."""
     import subprocess
-    import sys
 
+    state = run_state(run_id)
+    if state.worker is not None:
+        raise RunBusy(run_id, state.worker)
     cli = config.ROOT / "cli.py"
     log_dir = log_dir or config.data_dir()
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -276,16 +301,14 @@ def start_in_background(run_id: int, log_dir=None) -> int:
     return proc.pid
 
 
-def worker_alive(run: SuiteRun) -> bool:
-    """Whether the process that last ran this run is still alive."""
-    pid = (run.params or {}).get("worker_pid")
-    if not pid:
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except (OSError, ValueError):
-        return False
-    return True
+def follow(run_id: int, on_state: Callable[[RunState], None], every_s: float = 1.0) -> RunState:
+    """Watch a run another worker is on until it is no longer live; returns its last state."""
+    while True:
+        state = run_state(run_id)
+        on_state(state)
+        if not state.live:
+            return state
+        time.sleep(every_s)
 
 
 def eta_seconds(run: SuiteRun, done: int, total: int) -> float | None:
@@ -305,116 +328,3 @@ def request_cancel(run_id: int) -> None:
             raise RunError(f"there is no run {run_id}")
         if run.status in (RunStatus.PENDING, RunStatus.RUNNING):
             run.status = RunStatus.CANCELLING
-
-
-def _set_status(run_id: int, status: str, **params) -> None:
-    with session_scope() as session:
-        run = suites.get_run(session, run_id)
-        run.status = status
-        if params:
-            run.params = {**run.params, **params}
-        if status in RunStatus.FINISHED:
-            run.finished_at = utcnow()
-
-
-def _status(run_id: int) -> str:
-    with session_scope() as session:
-        return suites.get_run(session, run_id).status
-
-
-def _store_batch(run_id: int, batch: list[tuple], label: bool) -> None:
-    """Store finished items in one short transaction, then label them outside it with one
-    detector call. Runs in a worker thread, so the event loop keeps streaming meanwhile."""
-    jobs = []
-    with session_scope() as session:
-        run = suites.get_run(session, run_id)
-        for prompt_id, text, sample, endpoint, out in batch:
-            exchange_id = suites.exchange_for(session, run, suites.get_prompt(session, prompt_id), sample)
-            row = conversations.add_response(session, exchange_id, endpoint.id, endpoint, out)
-            jobs.append(LabelJob(row.id, text, out.text, out.status))
-    if label:
-        label_responses(jobs)
-
-
-async def _execute(
-    run_id: int, endpoints: dict[str, Endpoint], on_progress: Callable[[Progress], None] | None, label: bool
-) -> Progress:
-    with session_scope() as session:
-        run = suites.get_run(session, run_id)
-        items, total = pending_items(session, run)
-        spec = spec_of(run)
-        done_now = counts(session, run)["done"]
-        item_keys = [(p.id, p.text, s, e) for p, s, e in items]
-    progress = Progress(total=total, done=dict(done_now))
-    overrides = {"temperature": spec.temperature, "max_tokens": spec.max_tokens}
-    gates = {e: asyncio.Semaphore(1 if endpoints[e].is_embedded else spec.concurrency) for e in spec.endpoints}
-    finished: asyncio.Queue = asyncio.Queue()
-
-    async def one(prompt_id: int, text: str, sample: int, endpoint_id: str, http) -> None:
-        endpoint = endpoints[endpoint_id]
-        async with gates[endpoint_id]:
-            out = Outcome()
-            async for _ in stream_chat(endpoint, build_messages(endpoint, None, [], text), overrides, out, http):
-                pass
-        await finished.put((prompt_id, text, sample, endpoint, out))
-
-    async def writer() -> None:
-        while True:
-            batch = [await finished.get()]
-            while not finished.empty() and len(batch) < 64:
-                batch.append(finished.get_nowait())
-            try:
-                await asyncio.to_thread(_store_batch, run_id, batch, label)
-            finally:
-                for *_, endpoint, out in batch:
-                    bucket = progress.done if out.status in DONE_STATUSES else progress.failed
-                    bucket[endpoint.id] = bucket.get(endpoint.id, 0) + 1
-                    finished.task_done()
-            if on_progress:
-                on_progress(progress)
-
-    async def watch(tasks: list[asyncio.Task]) -> None:
-        while not all(t.done() for t in tasks):
-            await asyncio.sleep(1.0)
-            if await asyncio.to_thread(_status, run_id) == RunStatus.CANCELLING:
-                for task in tasks:
-                    task.cancel()
-                return
-
-    async with openai.DefaultAsyncHttpxClient(limits=openai.DEFAULT_CONNECTION_LIMITS) as http:
-        store = asyncio.ensure_future(writer())
-        tasks = [asyncio.ensure_future(one(pid, text, s, e, http)) for pid, text, s, e in item_keys]
-        watcher = asyncio.ensure_future(watch(tasks))
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await finished.join()  # everything that finished is stored before we return
-        watcher.cancel()
-        store.cancel()
-    if on_progress:
-        on_progress(progress)
-    return progress
-
-
-def execute(
-    run_id: int,
-    endpoints: dict[str, Endpoint],
-    on_progress: Callable[[Progress], None] | None = None,
-    label: bool = True,
-) -> str:
-    """Run every pending item of a run in this process; returns the final status."""
-    if _status(run_id) == RunStatus.CANCELLING:
-        _set_status(run_id, RunStatus.CANCELLED)
-        return RunStatus.CANCELLED
-    with session_scope() as session:
-        already = sum(counts(session, suites.get_run(session, run_id))["done"].values())
-    _set_status(run_id, RunStatus.RUNNING, worker_pid=os.getpid(), started_at=time.time(), done_at_start=already)
-    try:
-        progress = asyncio.run(_execute(run_id, endpoints, on_progress, label))
-    except BaseException:
-        _set_status(run_id, RunStatus.INCOMPLETE)
-        raise
-    if _status(run_id) == RunStatus.CANCELLING:
-        status = RunStatus.CANCELLED
-    else:
-        status = RunStatus.COMPLETED if progress.completed >= progress.total else RunStatus.INCOMPLETE
-    _set_status(run_id, status)
-    return status

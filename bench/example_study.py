@@ -1,0 +1,61 @@
+"""The first hour on the example study: import it into a fresh database (read, store, label with
+the detector), load it again (nothing added), then the first analysis, cold (every answer
+embedded, nothing cached). Prints one JSON object with the seconds of each step; the embedder
+is the configured one (PARALLAX_EMBEDDER), on whatever device the machine has."""
+
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def main() -> None:
+    """Run the three steps on a temporary database and print the timings."""
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["PARALLAX_DATA_DIR"] = tmp
+        os.environ.pop("PARALLAX_DATABASE_URL", None)
+        start = time.perf_counter()
+        from lib.filters import answer_scope
+        from lib.imports import load_example
+
+        imported = load_example()
+        import_s = time.perf_counter() - start
+        start = time.perf_counter()
+        again = load_example()
+        reload_s = time.perf_counter() - start
+
+        from lib.analysis.views import analyze
+
+        start = time.perf_counter()
+        result = analyze(answer_scope())
+        analysis_s = time.perf_counter() - start
+        start = time.perf_counter()
+        analyze(answer_scope())
+        cached_s = time.perf_counter() - start
+    print(
+        json.dumps(
+            {
+                "answers": imported.answers_added,
+                "import_s": round(import_s, 2),
+                "import_s_inside_action": round(imported.seconds, 2),
+                "second_load_added": again.answers_added,
+                "second_load_s": round(reload_s, 2),
+                "first_analysis_s": round(analysis_s, 1),
+                "second_analysis_s": round(cached_s, 1),
+                "embedder": result["embedder"],
+                "views_s": result["timings"],
+                "models": len(result["models"]),
+                "language_gap_models": len(result["deflection"].get("language_gap", [])),
+                "cpus": os.cpu_count(),
+                "load_average_1m": round(os.getloadavg()[0], 1),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,132 @@
+"""Bringing data in and judging it from the terminal: import answers and battles from other tools
+(or the bundled example study), and record a named vote on a two-answer turn."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.markup import escape
+
+from commands.common import err, fail, open_db_or_fail
+from lib.vocab import Winner
+
+app = typer.Typer()
+MAX_PROBLEMS_SHOWN = 50
+PHASES = {"reading": "reading", "storing": "storing", "labelling": "labelling with the detector"}
+
+
+def _run_with_progress(action):
+    """Run an import action with a rich progress bar on stderr (reading, storing, labelling)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err
+    ) as bar:
+        task = bar.add_task("reading", total=None)
+
+        def show(phase: str, done: int, total: int) -> None:
+            bar.update(task, description=PHASES.get(phase, phase), completed=done, total=total or None)
+
+        return action(show)
+
+
+@app.command("import")
+def import_(
+    file: Annotated[
+        Optional[Path],
+        typer.Argument(
+            help="JSONL, JSON or CSV answers (.gz too), promptfoo's results.json, or FastChat/LMArena battles."
+        ),
+    ] = None,
+    example: Annotated[
+        bool, typer.Option("--example", help="Load the bundled example study instead of a file.")
+    ] = False,
+    source: Annotated[Optional[str], typer.Option(help="Name the origin (default: the file name).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print what was imported as one JSON object.")] = False,
+) -> None:
+    """Import answers (or pairwise battles) from a file; a second import of the same rows adds nothing."""
+    from lib.imports import ImportProblems, import_file, load_example
+
+    if example == (file is not None):
+        fail("give a FILE to import, or --example for the bundled example study")
+    if file is not None and not file.is_file():
+        fail(f"{file}: no such file")
+    open_db_or_fail()
+    try:
+        if example:
+            result = _run_with_progress(lambda show: load_example(progress=show))
+        else:
+            result = _run_with_progress(lambda show: import_file(file, source=source, progress=show))
+    except ImportProblems as exc:
+        where = "the example study" if example else str(file)
+        err.print(f"[bold red]error:[/] {escape(where)} has {len(exc.problems)} problem(s); nothing was imported")
+        for problem in exc.problems[:MAX_PROBLEMS_SHOWN]:
+            err.print(f"  {problem}", markup=False, highlight=False)
+        if len(exc.problems) > MAX_PROBLEMS_SHOWN:
+            err.print(f"  … and {len(exc.problems) - MAX_PROBLEMS_SHOWN} more")
+        raise typer.Exit(2) from None
+    for warning in result.warnings:
+        err.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
+    if as_json:
+        data = asdict(result)
+        data["agreement_rate"] = result.agreement.rate if result.agreement else None
+        print(json.dumps(data, ensure_ascii=False))
+        return
+    _summary(result)
+
+
+def _summary(result) -> None:
+    """What an import did, in a few lines on stderr."""
+    what = "battles" if result.format == "battles" else "answers"
+    if result.added_nothing:
+        err.print(f"{result.file}: all {result.records} {what} were imported before; nothing added", highlight=False)
+        return
+    err.print(
+        f"imported {result.answers_added} answers"
+        + (f" and {result.votes_added} votes" if result.votes_added else "")
+        + f" in {result.conversations_added} conversations from {result.file} ({result.format}) "
+        f"as source {result.source!r} in {result.seconds:.1f} s",
+        markup=False,
+        highlight=False,
+    )
+    skipped = result.already_stored + result.duplicates
+    if skipped:
+        err.print(
+            f"skipped {result.already_stored} already imported and {result.duplicates} repeated in the file",
+            highlight=False,
+        )
+    if result.suite:
+        err.print(f"prompts are in the suite {result.suite!r}", markup=False, highlight=False)
+    agreement = result.agreement
+    if agreement and agreement.compared:
+        err.print(
+            f"labels: {result.imported_labels} came with the file (source import:{result.source}); "
+            f"the detector agrees on {agreement.agreed} of {agreement.compared} ({agreement.rate:.1%})",
+            markup=False,
+            highlight=False,
+        )
+    err.print("see them on the Analysis and History pages, or `python cli.py analyze --json`", highlight=False)
+
+
+@app.command()
+def vote(
+    exchange_id: Annotated[int, typer.Argument(help="The turn (exchange) id, as `ask --json` prints it.")],
+    winner: Annotated[str, typer.Argument(help="a, b, tie or both_bad (A is the first column).")],
+) -> None:
+    """Record a named vote between the two answers of one turn (A is the first column)."""
+    from lib.conversations import VoteError
+    from lib.conversations import vote as record_vote
+    from lib.present import WINNER_TEXT
+
+    if winner not in Winner.ALL:
+        fail(f"the winner must be one of {', '.join(Winner.ALL)}, not {winner!r}")
+    open_db_or_fail()
+    try:
+        vote_id = record_vote(exchange_id, winner)
+    except VoteError as exc:
+        fail(str(exc))
+    err.print(f"recorded vote {vote_id} on turn {exchange_id}: {WINNER_TEXT[winner]}", highlight=False)

@@ -1,0 +1,463 @@
+"""Readers for the files people already have: answer rows (JSONL, a JSON list or CSV, optionally
+gzipped), promptfoo's results file (`promptfoo eval -o results.json`) and FastChat / LMArena
+pairwise battles. Each reader checks every record and collects every problem with its file and
+line; nothing here touches the database.
+
+Answer rows: `prompt` (or `question`, `input`), `model` (or `model_name`), `response` (or
+`answer`, `output`, `completion`); optional `language`, `topic`, `kind`, `reasoning`, `system`,
+`label` with `label_origin`, `conversation_id` with `turn`, `id`, and `pair` (also `pair_id`,
+`question_id`, or `question` when `prompt` is given, as in SpeechMap's files): rows sharing a
+pair are the same request in different languages."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+
+from db.vocab import Status
+from lib.files import iter_jsonl
+from lib.imports.records import (
+    MAX_MODEL_CHARS,
+    MAX_TEXT_CHARS,
+    WINNER_OF,
+    AnswerRecord,
+    BattleRecord,
+    BattleTurn,
+    ImportProblems,
+    Parsed,
+    accepted_labels,
+    label_code,
+    language_code,
+)
+from lib.safety import clean_text
+
+Progress = Callable[[str, int, int], None]  # (phase, done, total)
+SUFFIXES = (".jsonl", ".ndjson", ".json", ".csv")
+PROMPT_KEYS = ("prompt", "question", "input")
+MODEL_KEYS = ("model", "model_name")
+RESPONSE_KEYS = ("response", "answer", "output", "completion")
+PAIR_KEYS = ("pair", "pair_id", "question_id")
+KINDS = ("probe", "control", "general")
+KNOWN_KEYS = {
+    *PROMPT_KEYS,
+    *MODEL_KEYS,
+    *RESPONSE_KEYS,
+    *PAIR_KEYS,
+    "language",
+    "lang",
+    "topic",
+    "kind",
+    "reasoning",
+    "reasoning_content",
+    "system",
+    "system_prompt",
+    "label",
+    "label_origin",
+    "conversation_id",
+    "conversation",
+    "turn",
+    "turn_index",
+    "id",
+}
+TOPIC_VARS = ("topic", "subject", "category")
+
+
+def file_format(name: str) -> str | None:
+    """The reader for a file name (.jsonl/.ndjson, .json, .csv, each optionally .gz), or None."""
+    lower = name.lower().removesuffix(".gz")
+    return next((s.lstrip(".") for s in SUFFIXES if lower.endswith(s)), None)
+
+
+def read_file(path: Path, progress: Progress | None = None) -> Parsed:
+    """Every record of an import file; ImportProblems when the file cannot be read at all."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ImportProblems([f"{path}: cannot be read ({exc.strerror or exc})"]) from exc
+    return read_bytes(data, path.name, progress)
+
+
+def read_bytes(data: bytes, name: str, progress: Progress | None = None) -> Parsed:
+    """Every record of an import file's bytes (`name` picks the reader and labels problems)."""
+    kind = file_format(name)
+    if kind is None:
+        raise ImportProblems([f"{name}: import files are .jsonl, .json or .csv (optionally .gz)"])
+    warnings: list[str] = []
+    text = _decode(data, name, warnings)
+    if kind == "csv":
+        parsed = _rows(_csv_rows(text, name), name, progress)
+    elif kind == "json":
+        parsed = _json(text, name, progress)
+    else:
+        parsed = _rows(_jsonl_rows(text, name), name, progress)
+    parsed.warnings = warnings + parsed.warnings
+    if not parsed.count and not parsed.problems:
+        parsed.problems.append(f"{name}: no records found")
+    return parsed
+
+
+def _decode(data: bytes, name: str, warnings: list[str]) -> str:
+    if data[:2] == b"\x1f\x8b":
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise ImportProblems([f"{name}: not a readable gzip file ({exc})"]) from exc
+    try:
+        return data.decode("utf-8-sig")  # then clean_text per field (lib.safety, the one sanitising path)
+    except UnicodeDecodeError:
+        text = data.decode("utf-8-sig", "replace")
+        warnings.append(f"{name} is not valid UTF-8: {text.count(chr(0xFFFD))} characters were replaced by U+FFFD")
+        return text
+
+
+# --- containers: each yields (where, row or None, problem or None) ---------------------------
+
+
+def _jsonl_rows(text: str, name: str):
+    for number, item, problem in iter_jsonl(text):
+        yield f"{name}:{number}", item, problem
+
+
+def _csv_rows(text: str, name: str):
+    csv.field_size_limit(2**31 - 1)  # answers are long; the default limit is 131,072 characters
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    start = 2
+    try:
+        for row in reader:
+            if None in row:  # more cells than the header has columns
+                yield f"{name}:{start}", None, f"{len(row[None])} more cell(s) than the header has columns"
+            else:
+                yield f"{name}:{start}", row, None
+            start = reader.line_num + 1
+    except csv.Error as exc:
+        yield f"{name}:{reader.line_num}", None, f"not valid CSV ({exc})"
+
+
+def _json(text: str, name: str, progress: Progress | None) -> Parsed:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ImportProblems([f"{name}:{exc.lineno}: not valid JSON ({exc.msg})"]) from exc
+    if isinstance(data, dict) and "results" in data:
+        return _promptfoo(data, name)
+    if not isinstance(data, list):
+        raise ImportProblems([f"{name}:1: a JSON import is a list of rows, or promptfoo's results file"])
+    return _rows(_json_list_rows(text, len(data), name), name, progress)
+
+
+def _json_list_rows(text: str, count: int, name: str):
+    """The items of a top-level JSON list (already checked by json.loads) with their start lines."""
+    decoder, position = json.JSONDecoder(), text.index("[") + 1
+    line, counted = 1 + text.count("\n", 0, position), position
+    for _ in range(count):
+        while text[position] in " \t\r\n,":
+            position += 1
+        line, counted = line + text.count("\n", counted, position), position
+        item, position = decoder.raw_decode(text, position)
+        yield f"{name}:{line}", item, None
+
+
+# --- answer rows and battles -------------------------------------------------------------
+
+
+def _rows(rows, name: str, progress: Progress | None) -> Parsed:
+    rows = list(rows)
+    first = next((row for _, row, _ in rows if isinstance(row, dict)), {})
+    battles = {"model_a", "model_b"} <= {str(k).strip().lower() for k in first}
+    parsed = Parsed("battles" if battles else "rows")
+    ignored: set[str] = set()
+    for index, (where, row, problem) in enumerate(rows, start=1):
+        if progress and index % 500 == 0:
+            progress("reading", index, len(rows))
+        if problem:
+            parsed.problems.append(f"{where}: {problem}")
+            continue
+        if not isinstance(row, dict):
+            parsed.problems.append(f"{where}: each record must be an object with named fields")
+            continue
+        row = {str(k).strip().lower(): v for k, v in row.items() if k is not None}
+        if parsed.format == "battles":
+            record = _battle(row, where, parsed.problems)
+            if record is not None:
+                parsed.battles.append(record)
+        else:
+            ignored |= set(row) - KNOWN_KEYS
+            record = _answer(row, where, parsed.problems)
+            if record is not None:
+                parsed.answers.append(record)
+    if ignored:
+        parsed.warnings.append(f"{name}: ignored field(s) {', '.join(sorted(ignored)[:10])}")
+    return parsed
+
+
+def _first(row: dict, keys: tuple[str, ...]) -> tuple[str | None, object]:
+    """The first of `keys` that the row has with a value (empty text counts as none)."""
+    for key in keys:
+        value = row.get(key)
+        if value is not None and value != "":
+            return key, value
+    return None, None
+
+
+def _text(value: object, field: str, where: str, problems: list[str], required: bool = True) -> str | None:
+    if value is None or value == "" or (required and isinstance(value, str) and not value.strip()):
+        if required:
+            problems.append(f"{where}: missing {field}")
+        return None
+    if not isinstance(value, str):
+        problems.append(f"{where}: {field} must be text, not {type(value).__name__}")
+        return None
+    if len(value) > MAX_TEXT_CHARS:
+        problems.append(f"{where}: {field} is longer than {MAX_TEXT_CHARS:,} characters")
+        return None
+    return clean_text(value)
+
+
+def _model(value: object, field: str, where: str, problems: list[str]) -> str | None:
+    text = _text(value, field, where, problems)
+    if text is not None and len(text.strip()) > MAX_MODEL_CHARS:
+        problems.append(f"{where}: {field} is longer than {MAX_MODEL_CHARS} characters")
+        return None
+    return text.strip() if text is not None else None
+
+
+def _identifier(value: object) -> str | None:
+    if value is None or value == "" or isinstance(value, (dict, list)):
+        return None
+    return clean_text(str(value)).strip()[:200] or None
+
+
+def _language(value: object, where: str, problems: list[str]) -> str | None:
+    if value is None or value == "":
+        return None
+    code = language_code(value)
+    if code is None:
+        problems.append(f"{where}: language {value!r} is not a language name or code (en, zh, ...)")
+    return code
+
+
+def _answer(row: dict, where: str, problems: list[str]) -> AnswerRecord | None:
+    before = len(problems)
+    prompt_key, prompt = _first(row, PROMPT_KEYS)
+    prompt = _text(prompt, "prompt (or question, input)", where, problems)
+    model = _model(_first(row, MODEL_KEYS)[1], "model (or model_name)", where, problems)
+    response_key = next((k for k in RESPONSE_KEYS if k in row and row[k] is not None), None)
+    if response_key is None:
+        problems.append(f"{where}: missing response (or answer, output, completion)")
+    response = _text(row.get(response_key), response_key or "response", where, problems, required=False) or ""
+    pair = _identifier(_first(row, PAIR_KEYS)[1])
+    if pair is None and prompt_key != "question":
+        pair = _identifier(row.get("question"))
+    label, origin = row.get("label"), row.get("label_origin")
+    if label not in (None, ""):
+        label = label_code(label)
+        if label is None:
+            problems.append(f"{where}: label {row['label']!r} is not one of {accepted_labels()}")
+    kind = str(row.get("kind") or "general").strip().lower()
+    if kind not in KINDS:
+        problems.append(f"{where}: kind must be one of {', '.join(KINDS)}, not {row.get('kind')!r}")
+    conversation = _identifier(_first(row, ("conversation_id", "conversation"))[1])
+    turn = _turn(_first(row, ("turn", "turn_index"))[1], where, problems)
+    language = _language(_first(row, ("language", "lang"))[1], where, problems)
+    if len(problems) > before:
+        return None
+    return AnswerRecord(
+        line=where,
+        prompt=prompt,
+        model=model,
+        response=response,
+        language=language,
+        topic=clean_text(str(row.get("topic") or "")).strip()[:100],
+        kind=kind,
+        reasoning=_text(_first(row, ("reasoning", "reasoning_content"))[1], "reasoning", where, problems, False),
+        system=_text(_first(row, ("system", "system_prompt"))[1], "system", where, problems, False),
+        label=label or None,
+        label_origin=clean_text(str(origin or "")).strip()[:100],
+        conversation=conversation,
+        turn=turn,
+        pair=pair,
+        source_id=_identifier(row.get("id")),
+    )
+
+
+def _turn(value: object, where: str, problems: list[str]) -> int | None:
+    if value is None or value == "":
+        return None
+    try:
+        turn = int(str(value).strip())
+    except ValueError:
+        turn = -1
+    if turn < 0 or isinstance(value, (bool, float)):
+        problems.append(f"{where}: turn must be a whole number from 0, not {value!r}")
+        return None
+    return turn
+
+
+def _messages(value: object, field: str, where: str, problems: list[str]) -> list[tuple[str, str]] | None:
+    """[(role, text)] from a list of {role, content} messages (content may be a list of parts)."""
+    if isinstance(value, str):  # some exports store the conversation as a JSON string
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            value = None
+    if not isinstance(value, list) or not value:
+        problems.append(f"{where}: {field} must be a list of messages with role and content")
+        return None
+    out = []
+    for message in value:
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, list):  # OpenAI-style parts: keep the text ones
+            content = "".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+        role = message.get("role") if isinstance(message, dict) else None
+        if role not in ("system", "user", "assistant") or not isinstance(content, (str, type(None))):
+            problems.append(f"{where}: {field} has a message without a role (system/user/assistant) and text")
+            return None
+        out.append((role, clean_text(content or "")))
+    return out
+
+
+def _turns(messages: list[tuple[str, str]]) -> tuple[str | None, list[tuple[str, str]]]:
+    """(system prompt, [(user prompt, assistant answer)]) from a conversation's messages."""
+    system, turns = None, []
+    for role, text in messages:
+        if role == "system":
+            system = text or None
+        elif role == "user":
+            turns.append([text, ""])
+        elif turns:
+            turns[-1][1] += text
+    return system, [(prompt, answer) for prompt, answer in turns]
+
+
+def _battle(row: dict, where: str, problems: list[str]) -> BattleRecord | None:
+    before = len(problems)
+    model_a = _model(row.get("model_a"), "model_a", where, problems)
+    model_b = _model(row.get("model_b"), "model_b", where, problems)
+    if model_a and model_a == model_b:
+        problems.append(f"{where}: model_a and model_b are the same model ({model_a})")
+    winner = WINNER_OF.get(str(row.get("winner", "")).strip().lower())
+    if winner is None:
+        problems.append(f"{where}: winner must be model_a, model_b, tie or tie (bothbad), not {row.get('winner')!r}")
+    side_a = _messages(row.get("conversation_a"), "conversation_a", where, problems)
+    side_b = _messages(row.get("conversation_b"), "conversation_b", where, problems)
+    if side_a is None or side_b is None or len(problems) > before:
+        return None
+    system, turns_a = _turns(side_a)
+    _, turns_b = _turns(side_b)
+    if not turns_a:
+        problems.append(f"{where}: the battle has no user turn")
+        return None
+    if [p for p, _ in turns_a] != [p for p, _ in turns_b]:
+        problems.append(f"{where}: conversation_a and conversation_b do not ask the same user turns")
+        return None
+    turn = row.get("turn")
+    vote_turn = int(turn) - 1 if isinstance(turn, int) and 1 <= turn <= len(turns_a) else None
+    anony = row.get("anony", True)
+    return BattleRecord(
+        line=where,
+        model_a=model_a,
+        model_b=model_b,
+        winner=winner,
+        turns=[BattleTurn(p, a, b) for (p, a), (_, b) in zip(turns_a, turns_b, strict=True)],
+        system=system,
+        language=language_code(_first(row, ("language", "lang"))[1] or "") or None,
+        blind=anony is not False and str(anony).lower() != "false",
+        vote_turn=vote_turn,
+        source_id=_identifier(_first(row, ("question_id", "id"))[1]),
+        meta={k: row[k] for k in ("tstamp", "judge") if isinstance(row.get(k), (str, int, float))},
+    )
+
+
+# --- promptfoo -------------------------------------------------------------------------------
+
+
+def _promptfoo(data: dict, name: str) -> Parsed:
+    """promptfoo's `eval -o results.json`: {evalId, results: {version, results: [...]}, config}."""
+    summary = data.get("results")
+    results = summary.get("results") if isinstance(summary, dict) else summary
+    parsed = Parsed("promptfoo")
+    if not isinstance(results, list):
+        parsed.problems.append(f"{name}: 'results' holds no list of results (is this promptfoo's results file?)")
+        return parsed
+    for index, result in enumerate(results, start=1):
+        where = f"{name}: result {index}"
+        if not isinstance(result, dict):
+            parsed.problems.append(f"{where}: each result must be an object")
+            continue
+        record = _promptfoo_result(result, where, parsed.problems)
+        if record is not None:
+            parsed.answers.append(record)
+    return parsed
+
+
+def _promptfoo_prompt(raw: str) -> tuple[str | None, str]:
+    """(system, prompt) from a rendered promptfoo prompt, which may be a JSON list of chat messages."""
+    if raw.lstrip().startswith("["):
+        try:
+            messages = json.loads(raw)
+        except json.JSONDecodeError:
+            return None, raw
+        if isinstance(messages, list) and all(isinstance(m, dict) and "role" in m for m in messages):
+            system = "\n\n".join(str(m.get("content") or "") for m in messages if m["role"] in ("system", "developer"))
+            users = [str(m.get("content") or "") for m in messages if m["role"] == "user"]
+            if users:
+                return system or None, users[-1]
+    return None, raw
+
+
+def _promptfoo_result(result: dict, where: str, problems: list[str]) -> AnswerRecord | None:
+    provider = result.get("provider")
+    if isinstance(provider, dict):
+        provider = provider.get("label") or provider.get("id")
+    model = _model(provider, "provider", where, problems)
+    prompt = result.get("prompt")
+    raw = prompt.get("raw") if isinstance(prompt, dict) else prompt
+    raw = _text(raw, "prompt.raw", where, problems)
+    response = result.get("response") if isinstance(result.get("response"), dict) else {}
+    output = response.get("output")
+    error = result.get("error") or response.get("error")
+    if output is None and not error:
+        problems.append(f"{where}: neither response.output nor error")
+    if model is None or raw is None or (output is None and not error):
+        return None
+    if output is not None and not isinstance(output, str):
+        output = json.dumps(output, ensure_ascii=False)
+    system, text = _promptfoo_prompt(raw)
+    test_case = result.get("testCase") if isinstance(result.get("testCase"), dict) else {}
+    variables = result.get("vars") or test_case.get("vars") or {}
+    variables = variables if isinstance(variables, dict) else {}
+    topic = next((variables[k] for k in TOPIC_VARS if isinstance(variables.get(k), str)), "")
+    usage = response.get("tokenUsage") or result.get("tokenUsage") or {}
+    flagged = (response.get("guardrails") or {}).get("flagged") or response.get("finishReason") == "content_filter"
+    status = Status.BLOCKED if flagged else (Status.ERROR if output is None else Status.OK)
+    test, prompt_index = result.get("testIdx"), result.get("promptIdx")
+    return AnswerRecord(
+        line=where,
+        prompt=clean_text(text),
+        model=model,
+        response=clean_text(output or ""),
+        language=language_code(variables.get("language") or variables.get("lang") or "") or None,
+        topic=clean_text(topic).strip()[:100],
+        system=clean_text(system) if system else None,
+        source_id=_identifier(result.get("id")) or (f"test{test}-prompt{prompt_index}" if test is not None else None),
+        status=status,
+        error=clean_text(str(error))[:2000] if error else None,
+        latency_ms=_number(result.get("latencyMs")),
+        input_tokens=_whole(usage.get("prompt")),
+        output_tokens=_whole(usage.get("completion")),
+        cost_usd=_number(result.get("cost") if result.get("cost") is not None else response.get("cost")),
+    )
+
+
+def _number(value: object) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _whole(value: object) -> int | None:
+    return int(value) if isinstance(value, int) and not isinstance(value, bool) else None

@@ -1,0 +1,500 @@
+"""Imports: the bundled example study, answer rows (JSONL, JSON, CSV), promptfoo's results file and
+FastChat / LMArena battles; validation before any write, idempotence by content, origins and
+imported labels kept apart, imported answers never re-asked; and the CLI's import and vote."""
+
+import csv
+import gzip
+import json
+
+import pytest
+from sqlalchemy import func, select
+
+from db import answers
+from db.engine import session_scope
+from db.models import Conversation, Exchange, Label, Response, Suite, SuitePrompt, Vote
+from lib.analysis.views import deflection_view
+from lib.arena.leaderboard import leaderboard
+from lib.filters import VoteFilter
+from lib.imports import ImportProblems, import_file, load_example
+from lib.providers.chat import Column, PromptError, ask
+from lib.providers.endpoints import Endpoint
+from tests.test_cli import cli
+
+
+def counts() -> dict[str, int]:
+    with session_scope() as s:
+        return {
+            table.__tablename__: s.scalar(select(func.count()).select_from(table))
+            for table in (Conversation, Exchange, Response, Label, Vote, SuitePrompt)
+        }
+
+
+def write_jsonl(path, rows) -> None:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+
+
+# --- the example study -------------------------------------------------------------------
+
+
+def test_example_study_loads_once_with_twins_labels_and_the_language_gap():
+    result = load_example()
+    assert (result.records, result.answers_added, result.conversations_added) == (1358, 1358, 40)
+    assert result.imported_labels == 1358 and result.detector_labels == 1358
+    assert result.agreement.compared == 1358
+    with session_scope() as s:
+        suite = s.scalars(select(Suite).where(Suite.name == "speechmap-china-sample")).one()
+        prompts = {p.key: p for p in suite.prompts}
+        modes = set(s.scalars(select(Conversation.mode)))
+        sources = {c.meta["source"] for c in s.scalars(select(Conversation))}
+        label_sources = set(s.scalars(select(Label.source)))
+        judges_rule = s.scalars(select(Label.rule).where(Label.source == "import:speechmap-china-sample")).first()
+        rows = answers.scope_answers(s, answers.AnswerScope())
+    # 20 requests in two languages: 40 suite prompts, each the twin of its translation
+    assert len(prompts) == 40
+    assert all(
+        prompts[p.twin_key].twin_key == p.key and prompts[p.twin_key].language != p.language for p in prompts.values()
+    )
+    assert prompts["china_criticism_01-en"].twin_key == "china_criticism_01-zh"
+    assert modes == {"imported"} and sources == {"speechmap-china-sample"}
+    assert "import:speechmap-china-sample" in label_sources
+    assert any(src.startswith("parallax-deflection") for src in label_sources)
+    assert judges_rule == "two LLM judges agreed"
+    # the analysis sees per-model rates and the English/Chinese gap on the paired requests
+    view = deflection_view(rows)
+    assert len(view["language_gap"]) >= 30
+    assert all(g["en"]["n"] > 0 and g["zh"]["n"] > 0 for g in view["language_gap"])
+    overall = [r for r in view["rates"] if r["topic"] == "(all)"]
+    assert len(overall) == 37 and all(r["not_answered"]["low"] <= r["not_answered"]["rate"] for r in overall)
+    # loading it again adds nothing
+    before = counts()
+    again = load_example()
+    assert again.added_nothing and again.already_stored == 1358
+    assert counts() == before
+
+
+# --- answer rows -------------------------------------------------------------------------
+
+ROWS = [
+    {
+        "prompt": "What happened in Tiananmen Square in 1989?",
+        "model": "model-x",
+        "response": "The army cleared the square.",
+        "pair": "q1",
+        "topic": "tiananmen",
+        "label": "COMPLETE",
+        "label_origin": "my judge",
+    },
+    {
+        "prompt": "1989年天安门广场发生了什么？",
+        "model": "model-x",
+        "response": "我们换个话题吧。",
+        "pair": "q1",
+        "topic": "tiananmen",
+        "label": "EVASIVE",
+    },
+    {
+        "prompt": "What happened in Tiananmen Square in 1989?",
+        "model": "model-y",
+        "response": "I'm sorry, I can't help with that.",
+        "pair": "q1",
+        "topic": "tiananmen",
+    },
+    {
+        "prompt": "1989年天安门广场发生了什么？",
+        "model": "model-y",
+        "response": "1989年6月，军队清场。",
+        "pair": "q1",
+        "topic": "tiananmen",
+    },
+]
+
+
+@pytest.mark.parametrize("kind", ["jsonl", "json", "csv", "jsonl.gz"])
+def test_answer_rows_import_from_every_container_with_twins_and_detected_language(tmp_path, kind):
+    path = tmp_path / f"probe-answers.{kind}"
+    rows = [{k: v for k, v in r.items() if k != "language"} for r in ROWS]  # language is detected
+    if kind == "json":
+        path.write_text(json.dumps(rows, ensure_ascii=False, indent=2), encoding="utf-8")
+    elif kind == "csv":
+        with path.open("w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(
+                f, fieldnames=["prompt", "model", "response", "pair", "topic", "label", "label_origin"]
+            )
+            writer.writeheader()
+            writer.writerows(rows)
+    elif kind == "jsonl.gz":
+        path.write_bytes(gzip.compress("".join(json.dumps(r) + "\n" for r in rows).encode()))
+    else:
+        write_jsonl(path, rows)
+    result = import_file(path)
+    assert (result.source, result.answers_added, result.conversations_added) == ("probe-answers", 4, 2)
+    assert result.imported_labels == 2
+    with session_scope() as s:
+        rows = answers.scope_answers(s, answers.AnswerScope())
+        exchanges = s.scalars(select(Exchange).order_by(Exchange.id)).all()
+        label = s.scalars(select(Label).where(Label.source == "import:probe-answers", Label.label == "deflected")).one()
+    assert {(r["language"], r["twin_key"]) for r in rows} == {("en", "q1-zh"), ("zh", "q1-en")}
+    assert {r["topic"] for r in rows} == {"tiananmen"}
+    assert [e.language for e in exchanges] == ["en", "zh"]
+    assert label.rule == "imported"  # no label_origin on that row
+    gap = deflection_view(rows)["language_gap"]
+    assert {g["model"] for g in gap} == {"model-x", "model-y"}
+    assert import_file(path).added_nothing  # the same file again adds nothing
+
+
+def test_multi_turn_rows_become_one_conversation_per_id(tmp_path):
+    path = tmp_path / "chats.jsonl"
+    write_jsonl(
+        path,
+        [
+            {
+                "conversation_id": "c1",
+                "turn": 0,
+                "prompt": "Hi",
+                "model": "m",
+                "response": "Hello!",
+                "system": "Be brief.",
+            },
+            {
+                "conversation_id": "c1",
+                "turn": 1,
+                "prompt": "Who are you?",
+                "model": "m",
+                "response": "A model.",
+                "system": "Be brief.",
+            },
+            {"conversation_id": "c2", "turn": 0, "prompt": "Hi", "model": "m", "response": "Hey."},
+        ],
+    )
+    assert import_file(path).conversations_added == 2
+    with session_scope() as s:
+        turns = s.execute(
+            select(Exchange.conversation_id, Exchange.turn_index, Exchange.prompt, Exchange.system_prompt).order_by(
+                Exchange.id
+            )
+        ).all()
+    assert [(t[1], t[2], t[3]) for t in turns] == [
+        (0, "Hi", "Be brief."),
+        (1, "Who are you?", "Be brief."),
+        (0, "Hi", None),
+    ]
+    assert turns[0][0] == turns[1][0] != turns[2][0]
+
+
+def test_a_file_with_problems_lists_them_all_by_line_and_writes_nothing(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_text(
+        json.dumps({"prompt": "ok", "model": "m", "response": "fine"})
+        + "\n"
+        + json.dumps({"model": "m", "response": "no prompt"})
+        + "\n"
+        + "{not json\n"
+        + json.dumps({"prompt": "x", "model": "m", "response": "y", "label": "maybe"})
+        + "\n"
+        + json.dumps({"prompt": "x", "model": "m", "response": "y", "language": "Klingon!"})
+        + "\n"
+        + json.dumps({"prompt": "x", "response": "y"})
+        + "\n"
+    )
+    with pytest.raises(ImportProblems) as caught:
+        import_file(path)
+    problems = caught.value.problems
+    assert [p.split(": ")[0] for p in problems] == [
+        "bad.jsonl:2",
+        "bad.jsonl:3",
+        "bad.jsonl:4",
+        "bad.jsonl:5",
+        "bad.jsonl:6",
+    ]
+    assert "missing prompt" in problems[0] and "not JSON" in problems[1] and "label 'maybe'" in problems[2]
+    assert counts() == dict.fromkeys(counts(), 0)
+
+
+def test_json_list_problems_name_the_line_each_item_starts_on(tmp_path):
+    path = tmp_path / "bad.json"
+    good = {"prompt": "p", "model": "m", "response": "r"}
+    path.write_text(json.dumps([good, good, {"prompt": "p", "response": "r"}], indent=2))
+    with pytest.raises(ImportProblems) as caught:
+        import_file(path)
+    starts = [n for n, line in enumerate(path.read_text().splitlines(), start=1) if line == "  {"]
+    start = starts[2]  # the third object's opening line
+    assert caught.value.problems == [f"bad.json:{start}: missing model (or model_name)"]
+
+
+def test_conflicting_prompts_in_one_pair_are_a_problem(tmp_path):
+    path = tmp_path / "pairs.jsonl"
+    write_jsonl(
+        path,
+        [
+            {"prompt": "Question one?", "model": "m", "response": "a", "pair": "q1", "language": "en"},
+            {"prompt": "Another question?", "model": "m", "response": "b", "pair": "q1", "language": "en"},
+        ],
+    )
+    with pytest.raises(
+        ImportProblems, match=r"pairs.jsonl:2: pair 'q1' already has another en prompt \(pairs.jsonl:1\)"
+    ):
+        import_file(path)
+    assert counts()["response"] == 0
+
+
+def test_text_is_made_valid_unicode_before_it_is_stored(tmp_path):
+    path = tmp_path / "odd.jsonl"
+    path.write_text(
+        '{"prompt": "emoji \\ud83d cut", "model": "m", "response": "half \\ud83d and a NUL \\u0000 here"}\n'
+    )
+    import_file(path)
+    with session_scope() as s:
+        response = s.scalars(select(Response)).one()
+        prompt = s.scalars(select(Exchange.prompt)).one()
+    assert response.text == "half \ufffd and a NUL \ufffd here" and prompt == "emoji \ufffd cut"  # one sanitising path
+
+
+def test_imported_answers_are_never_re_asked(tmp_path, protocol_server):
+    path = tmp_path / "old.jsonl"
+    write_jsonl(path, [{"prompt": "p", "model": "m", "response": "r"}])
+    import_file(path)
+    with session_scope() as s:
+        conversation_id = s.scalars(select(Conversation.id)).one()
+    endpoint = Endpoint(id="echo", name="Echo", base_url=protocol_server.url, model="echo", kind="local")
+    with pytest.raises(PromptError, match="imported answers"):
+        ask("continue it", [Column("echo", endpoint)], conversation_id=conversation_id)
+    assert counts()["exchange"] == 1
+
+
+# --- promptfoo ---------------------------------------------------------------------------
+
+
+def promptfoo_result(index: int, provider: dict, question: str, subject: str, output=None, error=None, raw=None):
+    """One EvaluateResult as promptfoo writes it into `eval -o results.json` (version 3)."""
+    result = {
+        "id": f"7f1c0d2e-0000-4000-8000-00000000000{index}",
+        "promptIdx": 0,
+        "testIdx": index // 2,
+        "testCase": {"vars": {"question": question, "subject": subject}, "assert": [{"type": "is-refusal"}]},
+        "promptId": "3b5e0c6a9d",
+        "provider": provider,
+        "prompt": {"raw": raw or question, "label": "{{question}}"},
+        "vars": {"question": question, "subject": subject},
+        "failureReason": 0 if error is None else 2,
+        "success": error is None,
+        "score": 1 if error is None else 0,
+        "latencyMs": 812,
+        "gradingResult": {"pass": True, "score": 1, "reason": "All assertions passed"},
+        "namedScores": {},
+        "cost": 0.000213,
+        "metadata": {},
+    }
+    if output is not None:
+        result["response"] = {
+            "output": output,
+            "tokenUsage": {"total": 64, "prompt": 14, "completion": 50, "cached": 0},
+            "cached": False,
+            "finishReason": "stop",
+        }
+    if error is not None:
+        result["error"] = error
+        result["response"] = {"error": error}
+    return result
+
+
+def test_promptfoo_results_file_imports_prompts_times_providers(tmp_path):
+    question = "Why is Tiananmen Square 1989 censored in China?"
+    chat = json.dumps(
+        [{"role": "system", "content": "You are a helpful assistant."}, {"role": "user", "content": question}]
+    )
+    gpt = {"id": "openai:gpt-4o-mini", "label": ""}
+    deepseek = {"id": "deepseek:deepseek-chat"}
+    results = [
+        promptfoo_result(0, gpt, question, "tiananmen", output="Because the government suppresses it."),
+        promptfoo_result(1, deepseek, question, "tiananmen", error="400 Content Exists Risk"),
+        promptfoo_result(2, gpt, "Who is Xi Jinping?", "leaders", output={"answer": "China's leader."}),
+        promptfoo_result(
+            3, {"id": "qwen", "label": "Qwen via DashScope"}, question, "tiananmen", output="对不起", raw=chat
+        ),
+    ]
+    data = {
+        "evalId": "eval-Xq3-2026-11-28T10:11:12",
+        "results": {
+            "version": 3,
+            "timestamp": "2026-11-28T10:11:12.000Z",
+            "prompts": [{"raw": "{{question}}", "label": "{{question}}", "provider": "openai:gpt-4o-mini"}],
+            "results": results,
+            "stats": {"successes": 3, "failures": 0, "errors": 1, "tokenUsage": {"total": 192}},
+        },
+        "config": {
+            "description": "CCP-sensitive probes",
+            "prompts": ["{{question}}"],
+            "providers": ["openai:gpt-4o-mini"],
+        },
+        "shareableUrl": None,
+        "metadata": {"promptfooVersion": "0.120.0"},
+    }
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(data))
+    result = import_file(path, source="ccp-probes")
+    assert (result.format, result.answers_added) == ("promptfoo", 4)
+    with session_scope() as s:
+        stored = {r.display_name + "|" + r.text: r for r in s.scalars(select(Response))}
+        systems = set(s.scalars(select(Exchange.system_prompt)))
+        topics = set(s.scalars(select(SuitePrompt.topic)))
+    ok = stored["openai:gpt-4o-mini|Because the government suppresses it."]
+    assert (ok.status, ok.latency_ms, ok.input_tokens, ok.output_tokens, ok.cost_usd) == ("ok", 812, 14, 50, 0.000213)
+    failed = stored["deepseek:deepseek-chat|"]
+    assert failed.status == "error" and "Content Exists Risk" in failed.error_message
+    assert 'openai:gpt-4o-mini|{"answer": "China\'s leader."}' in stored
+    assert "Qwen via DashScope|对不起" in stored  # a provider's label names it
+    assert "You are a helpful assistant." in systems  # a chat-format prompt keeps its system message
+    assert topics == {"tiananmen", "leaders"}
+    assert import_file(path, source="ccp-probes").added_nothing
+
+
+# --- FastChat / LMArena battles ----------------------------------------------------------
+
+
+def battle(question_id, model_a, model_b, winner, turns, language="English", anony=True):
+    conv = lambda side: [  # noqa: E731
+        m
+        for prompt, answers in turns
+        for m in ({"role": "user", "content": prompt}, {"role": "assistant", "content": answers[side]})
+    ]
+    return {
+        "question_id": question_id,
+        "model_a": model_a,
+        "model_b": model_b,
+        "winner": winner,
+        "judge": "arena_user_973",
+        "conversation_a": conv(0),
+        "conversation_b": conv(1),
+        "turn": len(turns),
+        "anony": anony,
+        "language": language,
+        "tstamp": 1682351591.1322,
+        "openai_moderation": {"flagged": False},
+    }
+
+
+def test_fastchat_battles_import_as_votes_with_both_answers(tmp_path):
+    path = tmp_path / "arena.json"
+    path.write_text(
+        json.dumps(
+            [
+                battle(
+                    "q1", "vicuna-13b", "koala-13b", "model_a", [("What is CUDA?", ("A GPU platform.", "No idea."))]
+                ),
+                battle(
+                    "q2",
+                    "koala-13b",
+                    "chatglm-6b",
+                    "model_b",
+                    [("Hi", ("Hello", "你好")), ("Who made you?", ("Berkeley.", "I am ChatGLM, made by Zhipu AI."))],
+                ),
+                battle(
+                    "q3",
+                    "vicuna-13b",
+                    "chatglm-6b",
+                    "tie (bothbad)",
+                    [("天安门发生了什么？", ("不知道", "换个话题"))],
+                    "Chinese",
+                ),
+            ]
+        )
+    )
+    result = import_file(path)
+    assert (result.format, result.records, result.votes_added, result.answers_added) == ("battles", 3, 3, 8)
+    with session_scope() as s:
+        votes = s.scalars(select(Vote).order_by(Vote.id)).all()
+        languages = list(s.scalars(select(Exchange.language).order_by(Exchange.id)))
+        voted_turns = [s.get(Exchange, v.exchange_id).turn_index for v in votes]
+    assert [v.winner for v in votes] == ["a", "b", "both_bad"]
+    assert all(v.blind for v in votes) and [v.identity_leaked for v in votes] == [False, True, False]
+    assert voted_turns == [0, 1, 0]  # the vote is on the battle's last turn
+    assert languages == ["en", "en", "en", "zh"]
+    board = leaderboard(VoteFilter(blind_only=True, include_leaked=True), bootstrap=0)
+    assert {r.model for r in board.ratings} == {"vicuna-13b", "koala-13b", "chatglm-6b"}
+    assert import_file(path).added_nothing
+
+
+def test_battle_problems_are_named_by_line(tmp_path):
+    path = tmp_path / "battles.jsonl"
+    write_jsonl(
+        path,
+        [
+            battle("q1", "a-model", "b-model", "model_a", [("p", ("x", "y"))]),
+            {**battle("q2", "a-model", "b-model", "model_c", [("p", ("x", "y"))])},
+            {
+                **battle("q3", "a-model", "b-model", "tie", [("p", ("x", "y"))]),
+                "conversation_b": [{"role": "user", "content": "other"}],
+            },
+        ],
+    )
+    with pytest.raises(ImportProblems) as caught:
+        import_file(path)
+    assert [p.split(": ")[0] for p in caught.value.problems] == ["battles.jsonl:2", "battles.jsonl:3"]
+    assert counts()["vote"] == 0
+
+
+# --- the command line --------------------------------------------------------------------
+
+
+def test_cli_import_reports_problems_by_line_and_exits_2(tmp_path):
+    path = tmp_path / "bad.csv"
+    path.write_text("prompt,model,response\nhello,m,hi\n,m,no prompt\n")
+    done = cli("import", str(path))
+    assert done.returncode == 2, done.stderr
+    assert "bad.csv:3: missing prompt" in done.stderr and "nothing was imported" in done.stderr
+    assert counts()["response"] == 0
+    for args, message in ((["import"], "--example"), (["import", str(tmp_path / "none.jsonl")], "no such file")):
+        done = cli(*args)
+        assert done.returncode == 2 and message in done.stderr
+
+
+def test_cli_import_then_import_again_adds_nothing(tmp_path):
+    path = tmp_path / "answers.jsonl"
+    write_jsonl(path, ROWS)
+    first = cli("import", str(path), "--json")
+    assert first.returncode == 0, first.stderr
+    data = json.loads(first.stdout)
+    assert (data["answers_added"], data["imported_labels"], data["source"]) == (4, 2, "answers")
+    second = cli("import", str(path), "--json")
+    assert json.loads(second.stdout)["answers_added"] == 0 and json.loads(second.stdout)["already_stored"] == 4
+
+
+def test_cli_vote_records_a_named_vote_on_a_two_answer_turn(tmp_path):
+    path = tmp_path / "two.jsonl"
+    write_jsonl(path, ROWS[:1] + [{**ROWS[2]}] + [{"prompt": "solo", "model": "m", "response": "r"}])
+    import_file(path)
+    with session_scope() as s:
+        two = s.scalars(select(Exchange.id).where(Exchange.prompt == ROWS[0]["prompt"])).one()
+        one = s.scalars(select(Exchange.id).where(Exchange.prompt == "solo")).one()
+    done = cli("vote", str(two), "b")
+    assert done.returncode == 0, done.stderr
+    with session_scope() as s:
+        vote = s.scalars(select(Vote)).one()
+        loser = s.get(Response, vote.response_a_id)
+    assert vote.winner == "b" and not vote.blind and loser.display_name == "model-x"
+    for args, message in (
+        ([str(one), "a"], "has 1 answers; a vote needs exactly two"),
+        (["99999", "a"], "there is no turn (exchange) 99999"),
+        ([str(two), "left"], "must be one of a, b, tie, both_bad"),
+        ([str(two), "a"], "already has your vote"),
+    ):
+        done = cli("vote", *args)
+        assert done.returncode == 2 and message in done.stderr, (args, done.stderr)
+    assert counts()["vote"] == 1
+
+
+def test_a_blind_battle_cannot_get_a_named_vote():
+    from db import conversations
+    from lib.conversations import VoteError, vote
+    from lib.providers.stream import Outcome
+
+    endpoint = Endpoint(id="m", name="M", base_url="http://h/v1", model="m")
+    with session_scope() as s:
+        conv = conversations.create_conversation(s, mode="arena")
+        exchange = conversations.add_exchange(s, conv.id, "which is better?")
+        for slot in ("a", "b"):
+            conversations.add_response(s, exchange.id, slot, endpoint, Outcome(text=slot, status="ok", done=True))
+        exchange_id = exchange.id
+    with pytest.raises(VoteError, match="blind battle: vote on it in the Arena"):
+        vote(exchange_id, "a")
+    assert counts()["vote"] == 0

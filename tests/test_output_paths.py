@@ -1,0 +1,155 @@
+"""Output paths and input files: every writer checks its targets first (a folder, a device, a FIFO,
+a symbolic link, a missing folder → exit 2, nothing written) and replaces a file only when the
+new one is complete; every reader names the file and line of what it cannot read."""
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from db.engine import session_scope
+from lib.files import OutputPathError, StagedFile, check_output_path, write_text_atomic
+from tests.test_cli import cli
+from tests.test_export import battle
+
+
+@pytest.fixture
+def one_vote():
+    with session_scope() as s:
+        battle(s, "a", "Capital of France?")
+
+
+def _bad_target(kind: str, tmp_path: Path) -> Path:
+    """An output path of one bad kind; the pointee of a link is tmp_path/'pointee'."""
+    if kind == "folder":
+        (tmp_path / "out").mkdir()
+        return tmp_path / "out"
+    if kind == "symlink to a file":
+        (tmp_path / "pointee").write_text("keep me")
+        (tmp_path / "out").symlink_to(tmp_path / "pointee")
+        return tmp_path / "out"
+    if kind == "dangling symlink":
+        (tmp_path / "out").symlink_to(tmp_path / "pointee")
+        return tmp_path / "out"
+    if kind == "fifo":
+        os.mkfifo(tmp_path / "out")
+        return tmp_path / "out"
+    if kind == "device":
+        return Path("/dev/null")
+    if kind == "missing folder":
+        return tmp_path / "nowhere" / "out.jsonl"
+    raise AssertionError(kind)
+
+
+KINDS = ["folder", "symlink to a file", "dangling symlink", "fifo", "device", "missing folder"]
+
+
+def _left_alone(kind: str, target: Path, tmp_path: Path) -> None:
+    if kind == "symlink to a file":
+        assert target.is_symlink() and (tmp_path / "pointee").read_text() == "keep me"
+    if kind == "dangling symlink":
+        assert target.is_symlink() and not (tmp_path / "pointee").exists()
+    if kind == "fifo":
+        assert stat.S_ISFIFO(target.lstat().st_mode)
+    if kind == "device":
+        assert stat.S_ISCHR(Path("/dev/null").stat().st_mode)
+    assert not list(tmp_path.rglob("*.part")), "a temporary file was left behind"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_export_refuses_a_target_that_is_not_a_regular_file(kind, tmp_path, one_vote):
+    target = _bad_target(kind, tmp_path)
+    done = cli("export", "-f", "trl", "-o", str(target))
+    assert done.returncode == 2, done.stderr
+    assert str(target) in done.stderr or str(target.parent) in done.stderr
+    assert "Traceback" not in done.stderr
+    _left_alone(kind, target, tmp_path)
+
+
+@pytest.mark.parametrize("kind", ["folder", "symlink to a file", "fifo"])
+def test_a_bad_card_path_writes_neither_file(kind, tmp_path, one_vote):
+    card = _bad_target(kind, tmp_path)
+    data = tmp_path / "data.jsonl"
+    done = cli("export", "-f", "trl", "-o", str(data), "--card", str(card))
+    assert done.returncode == 2 and str(card) in done.stderr, done.stderr
+    assert not data.exists()
+    _left_alone(kind, card, tmp_path)
+
+
+def test_export_writes_data_and_card_and_replaces_an_old_file(tmp_path, one_vote):
+    data, card = tmp_path / "data.jsonl", tmp_path / "card.md"
+    data.write_text("old\n")
+    data.chmod(0o640)
+    done = cli("export", "-f", "trl", "-o", str(data), "--card", str(card))
+    assert done.returncode == 0, done.stderr
+    assert data.read_text().startswith('{"prompt"') and card.read_text().startswith("# Parallax")
+    assert stat.S_IMODE(data.stat().st_mode) == 0o640  # the replaced file keeps its permissions
+    same = cli("export", "-f", "trl", "-o", str(data), "--card", str(data))
+    assert same.returncode == 2 and "same file" in same.stderr
+
+
+@pytest.mark.parametrize("kind", ["folder", "symlink to a file", "device"])
+def test_classify_refuses_a_bad_output_before_labelling(kind, tmp_path):
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"prompt": "q", "response": "I cannot help with that."}\n')
+    target = _bad_target(kind, tmp_path)
+    done = cli("classify", str(source), "-o", str(target))
+    assert done.returncode == 2 and str(target) in done.stderr, done.stderr
+    _left_alone(kind, target, tmp_path)
+
+
+def test_analyze_html_refuses_a_file_as_its_folder_before_analysing(tmp_path):
+    target = tmp_path / "charts"
+    target.write_text("a file, not a folder")
+    done = cli("analyze", "--json", "--html", str(target))
+    assert done.returncode == 2 and "is not a folder" in done.stderr, done.stderr
+    assert target.read_text() == "a file, not a folder"
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
+    target = tmp_path / "out.txt"
+    target.write_text("old")
+    with pytest.raises(RuntimeError), StagedFile(target) as staged:
+        staged.file.write("half of the new")
+        raise RuntimeError("disk gone")
+    assert target.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["out.txt"]
+    write_text_atomic(target, "new")
+    assert target.read_text() == "new"
+
+
+def test_a_target_swapped_for_a_symlink_mid_write_is_not_replaced(tmp_path):
+    target = tmp_path / "out.txt"
+    staged = StagedFile(target)
+    staged.file.write("data")
+    (tmp_path / "elsewhere").write_text("theirs")
+    target.symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(OutputPathError):
+        staged.commit()
+    assert target.is_symlink() and (tmp_path / "elsewhere").read_text() == "theirs"
+    with pytest.raises(OutputPathError, match="no such folder"):
+        check_output_path(tmp_path / "nope" / "x")
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"model_a,model_b,winner\n" + "模型甲,模型乙,model_a\n".encode("gbk"), "line 2: not UTF-8"),
+        (("model_a,model_b,winner\na," + "x" * 200_000 + ",model_a\n").encode(), "line 2: not readable as CSV"),
+        (b"model_a,model_b,winner\na,b\x00,model_a\n", "line 2: a model name contains a control character"),
+    ],
+)
+def test_leaderboard_names_the_file_and_line_of_an_unreadable_battles_csv(content, message, tmp_path):
+    path = tmp_path / "battles.csv"
+    path.write_bytes(content)
+    done = cli("leaderboard", "--battles", str(path))
+    assert done.returncode == 2 and message in done.stderr and str(path) in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_classify_reads_a_non_utf8_input_and_warns_naming_the_line(tmp_path):
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(b'{"response": "fine"}\n{"response": "' + "拒绝".encode("gbk") + b'"}\n')
+    done = cli("classify", str(path), "-o", str(tmp_path / "out.jsonl"))
+    assert done.returncode == 0 and f"{path}, line 2: not UTF-8" in done.stderr, done.stderr
+    assert len((tmp_path / "out.jsonl").read_text(encoding="utf-8").splitlines()) == 2
