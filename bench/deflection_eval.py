@@ -13,9 +13,10 @@ reported: for them every fold is an out-of-domain test.
 Per source/language slice: macro-F1 over the classes present (answered/refused/deflected; partial
 counts as deflected), answered-vs-not F1 (positive = not answered), per-class P/R/F1, and the
 per-model non-answer rate error in points (mean and worst over models with >= 5 answers), raw and
-corrected: the product shows rates corrected with the detector card's per-language confusion
-matrices (lib/analysis/rates.corrected_not_answered), so each test fold's rates are corrected here
-with matrices measured by an inner out-of-fold pass (grouped by question, like the card) inside
+corrected: the product shows rates corrected with one confusion matrix per language from the
+detector card (lib/analysis/rates: the China-critical requests matrix of that language), so each
+test fold's rates are corrected here with the matrices picked the same way (`card_matrices`) from
+a card measured by an inner out-of-fold pass (grouped by question, like the shipped card) inside
 that fold's training rows only; where one fold holds all of a model's answers (leave-models-out)
 the share of models whose 95% interval holds the true rate is reported too.
 Prints one JSON object. Usage: python bench/deflection_eval.py [--folds 5] [--skip-by-model]"""
@@ -33,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sklearn.metrics import f1_score, precision_recall_fscore_support  # noqa: E402
 
-from lib.analysis.rates import Confusion, corrected_not_answered  # noqa: E402
+from lib.analysis.rates import card_matrices, corrected_not_answered  # noqa: E402
 from lib.deflection import classify  # noqa: E402
 from lib.deflection.model import ARTIFACT, Classifier  # noqa: E402
 from lib.deflection.train import (  # noqa: E402
@@ -49,9 +50,10 @@ from lib.deflection.train import (  # noqa: E402
 
 def rate_errors(rows: list[dict], gold: list[str], pred: list[str], folds: list[dict] | None = None) -> dict:
     """Per-model |detected - true| non-answer rate in points over models with >= 5 answers: mean,
-    worst and the worst model; with `folds` (out_of_fold settings holding `test` indices and
-    inner `confusions`) also the corrected rate's error, each fold's share of a model's answers
-    corrected with the confusion matrices measured inside that fold's training rows only, and how
+    worst and the worst model; with `folds` (out_of_fold settings holding `test` indices and an
+    inner `card`) also the corrected rate's error, each fold's share of a model's answers corrected
+    with the matrices the product would pick (`card_matrices`) from a card measured inside that
+    fold's training rows only, and how
     often the corrected rate's 95% interval holds the true rate (where one fold holds all of a
     model's answers, as when models are left out)."""
     by_model = defaultdict(list)
@@ -76,7 +78,7 @@ def rate_errors(rows: list[dict], gold: list[str], pred: list[str], folds: list[
             labels = defaultdict(list)
             for k in part:
                 labels[rows[k].get("language") or "en"].append(pred[k])
-            matrices = {lang: Confusion(c) for lang, c in folds[f]["confusions"].items()}
+            matrices = {lang: m.confusion for lang, m in card_matrices(folds[f]["card"]).items()}
             rate = corrected_not_answered(labels, matrices, rounds=200 if len(parts) == 1 else 1)
             total += rate.corrected * len(part)
             if len(parts) == 1:
@@ -172,7 +174,7 @@ def main() -> None:
         predicted, folds = out_of_fold(data, keys, args.folds, confusions=True)
         out[name] = {
             "seconds": round(time.perf_counter() - start, 1),
-            "fold_settings": [{k: v for k, v in f.items() if k not in ("test", "confusions")} for f in folds],
+            "fold_settings": [{k: v for k, v in f.items() if k not in ("test", "card")} for f in folds],
         }
         out[name]["slices"] = by_slice(rows, everything, predicted, folds)
     start = time.perf_counter()

@@ -217,8 +217,8 @@ def out_of_fold(
 ) -> tuple[np.ndarray, list[dict]]:
     """Labels for every row from models that never saw its key (question group or model), each
     tuned only on its own training folds; and each fold's chosen settings. With `confusions`, each
-    fold's settings also hold its `test` row indices and per-language confusion matrices measured
-    inside its training rows only (see `inner_confusions`), for correcting that fold's rates."""
+    fold's settings also hold its `test` row indices and a detector card measured inside its
+    training rows only (see `inner_confusions`), for correcting that fold's rates."""
     predicted = np.array([""] * len(data.rows), dtype=object)
     settings = []
     everything = np.arange(len(data.rows))
@@ -227,26 +227,27 @@ def out_of_fold(
         predicted[test_idx] = decided(model, data, test_idx)
         settings.append({"alpha": model.meta["alpha"]})
         if confusions:
-            settings[-1] |= {"test": test_idx, "confusions": inner_confusions(data, train_idx, model.meta["alpha"])}
+            settings[-1] |= {"test": test_idx, "card": inner_confusions(data, train_idx, model.meta["alpha"])}
     return predicted, settings
 
 
-def inner_confusions(data: Featurised, idx: np.ndarray, alpha: float, folds: int = 5) -> dict[str, np.ndarray]:
-    """Per-language confusion counts (true × detected over PRODUCT) measured out-of-fold within rows
-    `idx` alone (grouped by question, as the card is), with the penalty already chosen for them;
-    rows of sources not trained on are left out, as in the card."""
+def inner_confusions(data: Featurised, idx: np.ndarray, alpha: float, folds: int = 5) -> dict:
+    """A detector card (see `card.build`) measured out-of-fold within rows `idx` alone (grouped by
+    question, as the shipped card is), with the penalty already chosen for them: per-language and
+    per-source confusion counts, from which `lib.analysis.rates.card_matrices` picks the matrix
+    that corrects each language's rates, exactly as the product picks it from the shipped card."""
+    from types import SimpleNamespace
+
+    from lib.deflection import card as detector_card
+
     idx = idx[data.weights[idx] > 0]
     predicted = np.empty(len(idx), dtype=object)
     for inner_train, inner_test in GroupKFold(min(folds, len(set(data.groups[idx])))).split(
         idx, groups=data.groups[idx]
     ):
         predicted[inner_test] = decided(fit_on(data, idx[inner_train], alpha), data, idx[inner_test])
-    column = {c: k for k, c in enumerate(PRODUCT)}
-    out: dict[str, np.ndarray] = {}
-    for i, guess in zip(idx, predicted, strict=True):
-        matrix = out.setdefault(data.rows[i].get("language") or "en", np.zeros((len(PRODUCT),) * 2, dtype=int))
-        matrix[column[product(str(data.labels[i]))], column[str(guess)]] += 1
-    return out
+    inner = SimpleNamespace(rows=[data.rows[i] for i in idx], labels=data.labels[idx])
+    return detector_card.build(inner, predicted, [], {})
 
 
 def version_of(rows: list[dict]) -> str:
