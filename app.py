@@ -14,7 +14,7 @@ st.set_page_config(page_title="Parallax", page_icon=":material/view_column:", la
 try:
     storage.check_settings()
 except storage.ConfigError as exc:
-    st.error(f"Parallax cannot start: {exc}.")
+    st.error(f"Parallax cannot start: {ui.inline_text(str(exc))}.")
     st.stop()
 ui.require_access()
 

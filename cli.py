@@ -30,8 +30,17 @@ app.add_typer(suites.app, name="suite")
 
 
 def main() -> None:
-    """Entry point."""
-    app()
+    """Entry point. A database that refuses an operation (locked by another writer for longer
+    than the busy timeout, a full disk, a lost server) ends the command with one line, exit 1."""
+    from sqlalchemy.exc import OperationalError
+
+    try:
+        app()
+    except OperationalError as exc:
+        cause = getattr(exc, "orig", None) or exc
+        why = (str(cause).strip().splitlines() or [type(cause).__name__])[0][:300]
+        print(f"error: the database refused the operation ({why}); nothing was changed: try again", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

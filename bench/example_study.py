@@ -1,7 +1,11 @@
 """The first hour on the example study: import it into a fresh database (read, store, label with
-the detector), load it again (nothing added), then the first analysis, cold (every answer
-embedded, nothing cached). Prints one JSON object with the seconds of each step; the embedder
-is the configured one (PARALLAX_EMBEDDER), on whatever device the machine has."""
+the detector, store its shipped embeddings), load it again (nothing added), then the first
+analysis and a second one. With --without-vectors the shipped embeddings are deleted before the
+first analysis, which then embeds every answer (what it cost before they were shipped). Prints
+one JSON object with the seconds of each step; the embedder is the configured one
+(PARALLAX_EMBEDDER), on whatever device the machine has.
+
+Usage: python bench/example_study.py [--without-vectors]"""
 
 import json
 import os
@@ -27,6 +31,14 @@ def main() -> None:
         start = time.perf_counter()
         again = load_example()
         reload_s = time.perf_counter() - start
+        if "--without-vectors" in sys.argv[1:]:
+            from sqlalchemy import delete
+
+            from db.engine import session_scope
+            from db.models import Embedding
+
+            with session_scope() as session:
+                session.execute(delete(Embedding))
 
         from lib.analysis.views import analyze
 
@@ -44,6 +56,8 @@ def main() -> None:
                 "import_s_inside_action": round(imported.seconds, 2),
                 "second_load_added": again.answers_added,
                 "second_load_s": round(reload_s, 2),
+                "vectors_shipped": imported.vectors_added,
+                "without_vectors": "--without-vectors" in sys.argv[1:],
                 "first_analysis_s": round(analysis_s, 1),
                 "second_analysis_s": round(cached_s, 1),
                 "embedder": result["embedder"],

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.live import Live
-from rich.table import Table
+from rich.table import Column, Table
 
 from commands.common import err, fail, load_endpoints_or_fail, open_db_or_fail, out, plain
 from lib.vocab import Status
@@ -39,7 +39,8 @@ def models(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] 
     if as_json:
         print(json.dumps(rows, ensure_ascii=False, indent=2))
         return
-    table = Table("id", "name", "kind", "status", "detail")
+    widest = max((len(r["id"]) for r in rows), default=2)
+    table = Table(Column("id", no_wrap=True, min_width=widest), "name", "kind", "status", "detail")  # ids are typed
     for row in rows:
         colour = "green" if row["ready"] else "yellow"
         table.add_row(
@@ -120,6 +121,8 @@ def ask(
                     overrides=overrides,
                     on_update=update,
                 )
+            if not out.is_terminal:
+                out.line()  # Live leaves a pipe or file without the table's last newline
     except PromptError as exc:
         fail(str(exc))
     answers = {}

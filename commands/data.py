@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.markup import escape
 
 from commands.common import err, fail, open_db_or_fail
 from lib.vocab import Winner
@@ -63,14 +62,14 @@ def import_(
             result = _run_with_progress(lambda show: import_file(file, source=source, progress=show))
     except ImportProblems as exc:
         where = "the example study" if example else str(file)
-        err.print(f"[bold red]error:[/] {escape(where)} has {len(exc.problems)} problem(s); nothing was imported")
+        err.print(f"error: {where} has {len(exc.problems)} problem(s); nothing was imported", highlight=False)
         for problem in exc.problems[:MAX_PROBLEMS_SHOWN]:
             err.print(f"  {problem}", markup=False, highlight=False)
         if len(exc.problems) > MAX_PROBLEMS_SHOWN:
             err.print(f"  … and {len(exc.problems) - MAX_PROBLEMS_SHOWN} more")
         raise typer.Exit(2) from None
     for warning in result.warnings:
-        err.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
+        err.print(f"warning: {warning}", highlight=False)
     if as_json:
         data = asdict(result)
         data["agreement_rate"] = result.agreement.rate if result.agreement else None
@@ -107,6 +106,11 @@ def _summary(result) -> None:
             f"labels: {result.imported_labels} came with the file (source import:{result.source}); "
             f"the detector agrees on {agreement.agreed} of {agreement.compared} ({agreement.rate:.1%})",
             markup=False,
+            highlight=False,
+        )
+    if result.vectors_added:
+        err.print(
+            f"embeddings: {result.vectors_added} precomputed vectors stored, so the first analysis embeds nothing",
             highlight=False,
         )
     err.print("see them on the Analysis and History pages, or `python cli.py analyze --json`", highlight=False)

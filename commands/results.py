@@ -121,7 +121,10 @@ def classify(
     ] = None,
     judge_max_tokens: Annotated[
         Optional[int],
-        typer.Option(help="The judge's output budget (default: 16384 for reasoning endpoints, else 4096)."),
+        typer.Option(
+            help="The judge's output budget (default: 16384 for reasoning endpoints, 256 for the embedded model, "
+            "else 4096)."
+        ),
     ] = None,
 ) -> None:
     """Label answers answered / refused / deflected / blocked / empty (JSONL in and out, or the database)."""
@@ -270,9 +273,13 @@ def analyze(
     )
     with Progress(console=err, transient=True) as progress:
         task = progress.add_task("embedding answers", total=None)
-        result = run_analysis(
-            scope, method, progress=lambda done, total: progress.update(task, completed=done, total=total)
-        )
+
+        def show(done: int, total: int) -> None:
+            if done == 0 and not err.is_terminal:  # no bar without a terminal: say it once
+                err.print(f"embedding {total} answers not embedded yet (minutes on a CPU for thousands)")
+            progress.update(task, completed=done, total=total)
+
+        result = run_analysis(scope, method, progress=show)
     result["scope"] = {
         "suite_run": suite_run,
         "models": models or None,

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -133,7 +132,7 @@ def _follow(run_id: int, worker: str | None) -> str:
     from lib.suites.runner import follow
 
     err.print(
-        f"run {run_id} is already running in {escape(worker or 'another worker')}; "
+        f"run {run_id} is already running in {worker or 'another worker'}; "
         "following its progress (Ctrl-C stops following, not the run)",
         highlight=False,
     )
@@ -156,7 +155,7 @@ def _finish(run_id: int, status: str) -> None:
 
     if status == RunStatus.FAILED:
         why = run_state(run_id).error or "(the reason could not be stored; see above)"
-        err.print(f"[bold red]run {run_id} failed:[/] {escape(why)}", highlight=False)
+        err.print(f"run {run_id} failed: {why}", highlight=False)
         err.print(f"fix the cause, then `python cli.py suite resume {run_id}` continues where it stopped")
         raise typer.Exit(1)
     err.print(f"run {run_id}: {status} (see `python cli.py suite results {run_id}`)")
@@ -246,10 +245,13 @@ def suite_cancel(run: int) -> None:
 
     open_db_or_fail()
     try:
-        request_cancel(run)
+        status = request_cancel(run)
     except RunError as exc:
         fail(str(exc))
-    err.print(f"asked run {run} to stop")
+    if status == "cancelling":
+        err.print(f"asked run {run} to stop")
+    else:
+        err.print(f"run {run} has already ended ({status}); nothing to stop", highlight=False)
 
 
 @app.command("status")
@@ -283,7 +285,7 @@ def suite_status(run: int, as_json: Annotated[bool, typer.Option("--json")] = Fa
     if state.worker:
         out.print(f"  worker: {state.worker}", highlight=False)
     if state.error:
-        out.print(f"  [red]why it failed:[/] {escape(state.error)}", highlight=False)
+        out.print(f"  why it failed: {state.error}", highlight=False)
     for endpoint_id in sorted(set(state.done) | set(state.failed)):
         out.print(
             plain(f"  {endpoint_id}: {state.done.get(endpoint_id, 0)} done, {state.failed.get(endpoint_id, 0)} failed")

@@ -93,6 +93,45 @@ def check_database_url(url: str) -> None:
         )
 
 
+_SECRET_PARAMS = ("password", "passwd", "pwd", "pass", "secret", "token", "key", "sslpassword", "auth")
+
+
+def database_secrets(url: str) -> list[str]:
+    """The secret values in a database URL: the password before the host and the values of query
+    parameters that hold one (`?password=`, `sslpassword=`, `...token=`, `...key=`)."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+    except Exception:  # noqa: BLE001 - an unparseable URL has no secrets we could name
+        return []
+    found = [parsed.password] if parsed.password else []
+    for name, value in parsed.query.items():
+        if any(word in name.lower() for word in _SECRET_PARAMS):
+            found += [value] if isinstance(value, str) else list(value)
+    return [str(s) for s in found if s]
+
+
+def display_database_url(url: str) -> str:
+    """The database URL for messages and pages: the password and secret query values as ***."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+    except Exception:  # noqa: BLE001 - a display helper must not fail
+        return "(unreadable database URL)"
+    query = {k: ("***" if any(word in k.lower() for word in _SECRET_PARAMS) else v) for k, v in parsed.query.items()}
+    return parsed.set(query=query).render_as_string(hide_password=True).replace("%2A%2A%2A", "***")
+
+
+def hide_database_secrets(text: str, url: str) -> str:
+    """`text` (a driver's error message) with the database URL's secret values replaced by ***."""
+    for secret in sorted(database_secrets(url), key=len, reverse=True):
+        if len(secret) >= 3:
+            text = text.replace(secret, "***")
+    return text
+
+
 def max_prompt_chars() -> int:
     """Longest prompt accepted, in characters (PARALLAX_MAX_PROMPT_CHARS, default 32000)."""
     return _whole_number("PARALLAX_MAX_PROMPT_CHARS", DEFAULT_MAX_PROMPT_CHARS)

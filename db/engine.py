@@ -155,7 +155,8 @@ def get_engine(url: str | None = None) -> Engine:
                 pass
         except Exception as exc:
             engine.dispose()
-            raise DatabaseUnavailable(f"cannot open the database {engine.url!r}: {exc}") from exc
+            why = config.hide_database_secrets(str(exc), url)
+            raise DatabaseUnavailable(f"cannot open the database {config.display_database_url(url)}: {why}") from None
         try:
             migrate(engine)
         except Exception:
@@ -176,9 +177,12 @@ def dispose_all() -> None:
 
 
 @contextmanager
-def session_scope(url: str | None = None) -> Iterator[Session]:
-    """A session that commits on success and rolls back on any error."""
-    factory = sessionmaker(get_engine(url), expire_on_commit=False)
+def session_scope(url: str | None = None, beside: Session | None = None) -> Iterator[Session]:
+    """A session that commits on success and rolls back on any error: on the database of `url`
+    (default: the configured one), or on the same engine as the open session `beside` — a short
+    write of its own while that session goes on reading (SQLite holds its write lock only for
+    this transaction)."""
+    factory = sessionmaker(beside.get_bind() if beside is not None else get_engine(url), expire_on_commit=False)
     session = factory()
     try:
         yield session

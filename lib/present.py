@@ -6,8 +6,8 @@ import functools
 import re
 
 from markdown_it import MarkdownIt
-from sqlalchemy.engine import make_url
 
+from db.config import display_database_url
 from db.vocab import Label, Winner
 from lib.safety import clean_text
 
@@ -41,11 +41,8 @@ def format_metrics(ttft_ms, latency_ms, output_tokens, tokens_counted=False, cos
 
 
 def safe_database_label(url: str) -> str:
-    """The database URL with any password hidden, for display."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - a display helper must not fail
-        return "(unreadable database URL)"
+    """The database URL with any password hidden (before the host or in the query), for display."""
+    return display_database_url(url)
 
 
 # --- Markdown from models: shown, never fetched or run -------------------------------------------
@@ -86,9 +83,12 @@ def escape_markdown(text: str) -> str:
     return _PUNCT.sub(r"\\\1", text)
 
 
+MAX_NESTING = 20  # markdown-it's commonmark preset; deeper text is never judged safe
+
+
 @functools.lru_cache(maxsize=1)
 def _parser():
-    md = MarkdownIt("commonmark").enable(["table", "strikethrough"])
+    md = MarkdownIt("commonmark", {"maxNesting": MAX_NESTING}).enable(["table", "strikethrough"])
     md.core.ruler.disable("text_join")  # keep escapes as their own tokens, so `\$` can be told from `$`
     md.validateLink = lambda url: True  # see every link, then judge its scheme ourselves
     return md
@@ -163,7 +163,16 @@ def _rewrite(text: str, maths: bool) -> str:
     return "".join(out)
 
 
+def _deepest(tokens) -> int:
+    """The deepest nesting level of these tokens and their inline children."""
+    return max((max(t.level, _deepest(t.children or [])) for t in tokens), default=0)
+
+
 def _is_safe(tokens, maths: bool) -> bool:
+    # the parser stops reading structure at maxNesting levels while a browser's renderer goes on:
+    # text that deep cannot be judged, so it is not safe (shown as a plain block)
+    if _deepest(tokens) >= MAX_NESTING - 1:
+        return False
     for token in tokens:
         if token.type == "image":
             return False

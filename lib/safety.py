@@ -16,6 +16,7 @@ No third-party imports: db/, lib/ and commands/ all call it.
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Iterable
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -29,7 +30,12 @@ _HIGH = range(0xD800, 0xDC00)
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 # OWASP: a cell that starts with one of these may be run as a formula by a spreadsheet
 CSV_TRIGGERS = ("=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b", "\uff0d", "\uff20")
-_AUTH_HEADER = re.compile(r"(?i)\b(authorization|x-api-key|api[-_]key)(\"?\s*[:=]\s*\"?)(bearer\s+)?[^\s\"',}]+")
+_AUTH_HEADER = re.compile(
+    r"(?i)\b(authorization|proxy-authorization|x-api-key|api[-_]key)(\"?\s*[:=]\s*\"?)"
+    r"((?:bearer|basic|token|digest)\s+)?[^\s\"',}]+"
+)
+# bidirectional overrides and isolates reorder what a terminal shows (Trojan Source, CVE-2021-42574)
+_BIDI = re.compile("[\u202a-\u202e\u2066-\u2069]")
 
 
 def clean_text(text: str | None) -> str:
@@ -97,6 +103,9 @@ def url_secrets(url: str | None) -> list[str]:
     except ValueError:
         return []
     found = [parts.password, unquote(parts.password)] if parts.password else []
+    if parts.username and parts.password:  # as an HTTP client sends them: Basic base64(user:password)
+        pair = f"{unquote(parts.username)}:{unquote(parts.password)}"
+        found.append(base64.b64encode(pair.encode()).decode())
     for _, value in parse_qsl(parts.query):
         found += [value]
     return [s for s in found if s]
@@ -133,8 +142,9 @@ class Redactor:
 
 
 def terminal_text(text: object) -> str:
-    """Text safe to print on a terminal: clean, without control characters (escape sequences)."""
-    return _CONTROL.sub("", clean_text("" if text is None else str(text)))
+    """Text safe to print on a terminal: clean, without control characters (escape sequences) or
+    bidirectional overrides (which reorder what the terminal shows)."""
+    return _BIDI.sub("", _CONTROL.sub("", clean_text("" if text is None else str(text))))
 
 
 def csv_cell(value: object) -> object:

@@ -55,7 +55,7 @@ def endpoints_or_stop():
     try:
         return load_endpoints()
     except EndpointConfigError as exc:
-        st.error(f"The endpoints file cannot be read: {exc}")
+        st.error(f"The endpoints file cannot be read: {inline_text(str(exc))}")
         st.stop()
 
 
@@ -64,7 +64,8 @@ def database_or_stop() -> None:
     try:
         storage.open_database()
     except storage.DatabaseUnavailable as exc:
-        st.error(f"The database cannot be opened: {exc}. Set PARALLAX_DATABASE_URL to a writable place.")
+        why = inline_text(str(exc))
+        st.error(f"The database cannot be opened: {why}. Set PARALLAX_DATABASE_URL to a writable place.")
         st.stop()
 
 
@@ -101,14 +102,14 @@ def sidebar() -> None:
         try:
             endpoints = load_endpoints()
         except EndpointConfigError as exc:
-            st.error(str(exc))
+            st.error(inline_text(str(exc)))
             return
         with st.expander("Endpoints", expanded=False):
             for endpoint_id, (ready, status, detail) in _states(tuple(endpoints)).items():
                 icon = ":green[●]" if ready else ":gray[○]"
-                st.markdown(f"{icon} **{endpoints[endpoint_id].name}** — {status}")
+                st.markdown(f"{icon} **{inline_text(endpoints[endpoint_id].name)}** — {inline_text(status)}")
                 if detail and not ready:
-                    st.caption(detail)
+                    st.caption(inline_text(detail))
 
 
 def render_label(response: ResponseView, key_prefix: str) -> None:
@@ -163,7 +164,7 @@ def render_response(
     `anonymous` (a blind battle before the vote) hides anything that could name the model: the
     reasoning, error details, cost, speed and whether tokens were counted locally."""
     if title:
-        st.markdown(f"**{title}**")
+        st.markdown(f"**{inline_text(title)}**")
     if response.reasoning and not anonymous:
         with st.expander("Reasoning", expanded=False):
             render_text(response.reasoning)
@@ -218,7 +219,7 @@ def live_column(placeholder, title: str, anonymous: bool = False):
 
     def _paint(state) -> None:
         with placeholder.container():
-            st.markdown(f"**{title}**")
+            st.markdown(f"**{inline_text(title)}**")
             if state.reasoning and not anonymous:
                 st.caption(f"Reasoning… {len(state.reasoning)} characters")
             render_text(state.text or "…")
@@ -257,7 +258,7 @@ def offer_example(where: str) -> None:
         try:
             result = imports.load_example(progress=show)
         except imports.ImportProblems as exc:
-            st.error(f"The example study cannot be loaded: {exc}")
+            st.error(f"The example study cannot be loaded: {inline_text(str(exc))}")
             return
     agreement = result.agreement
     st.session_state[EXAMPLE_LOADED] = (

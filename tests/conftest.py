@@ -91,3 +91,10 @@ def loopback_app():
     st_config.set_option("server.address", "127.0.0.1")
     yield
     st_config.set_option("server.address", "127.0.0.1")
+
+
+def as_read(markdown: str) -> str:
+    """Markdown source as a reader sees it: backslash escapes of punctuation removed."""
+    import re
+
+    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", markdown)

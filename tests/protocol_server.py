@@ -36,6 +36,8 @@ Untrusted input (issue 12), one scenario per kind:
     stream-error        two tokens, then an error event inside the stream (OpenRouter)
     silent              an event stream that ends at once: no text, no finish reason
     markup              an answer full of markup: a remote image, a $ amount, Rich tags, a formula
+    trickle-SECONDS     only SSE keep-alive comments (": PROCESSING") every 0.2 s for SECONDS,
+                        then the echo (a queued request at OpenRouter)
 
 Also used by bench/ for fan-out and suite timing. Bound to 127.0.0.1 on a free port.
 """
@@ -222,6 +224,12 @@ class _Handler(BaseHTTPRequestHandler):
             _, count, delay_text = model.split("-")
             words, delay = [f"t{i} " for i in range(int(count))], float(delay_text)
         try:
+            if model.startswith("trickle-"):
+                until = time.monotonic() + float(model.split("-", 1)[1])
+                while time.monotonic() < until:
+                    self.wfile.write(b": PROCESSING\n\n")
+                    self.wfile.flush()
+                    time.sleep(0.2)
             self._chunk(model, {"role": "assistant", "content": ""})
             if model == "reasoner":
                 for piece in ["Let me ", "think. "]:

@@ -161,6 +161,38 @@ def test_embedding_cache_computes_nothing_the_second_time(monkeypatch):
     assert np.array_equal(first, second) and np.allclose(np.linalg.norm(first, axis=1), 1, atol=1e-5)
 
 
+def test_embedding_a_scope_never_holds_the_write_lock_between_chunks():
+    """Another writer (with no patience at all) writes while a scope is being embedded: each
+    chunk is stored in a short transaction of its own, not in one held for the whole run."""
+    from dataclasses import dataclass
+
+    from sqlalchemy import func, select
+
+    from db.engine import session_scope
+    from db.models import Embedding
+
+    @dataclass
+    class Slow:
+        key: str = "test-slow"
+        dim: int = 4
+
+        def encode(self, texts):
+            with session_scope() as other:  # e.g. a vote cast meanwhile
+                other.connection().exec_driver_sql("PRAGMA busy_timeout=0")
+                other.add(Embedding(content_hash=f"other-{len(seen)}", embedder="other", dim=1, vector=b"\0" * 4))
+            seen.append(len(texts))
+            vectors = np.ones((len(texts), 4), np.float32)
+            return vectors / 2
+
+    seen: list[int] = []
+    with session_scope() as s:
+        vectors = embed_texts(s, [f"text {i}" for i in range(5)], Slow(), chunk=2)
+    assert seen == [2, 2, 1] and vectors.shape == (5, 4)
+    with session_scope() as s:
+        assert s.scalar(select(func.count()).where(Embedding.embedder == "test-slow")) == 5
+        assert s.scalar(select(func.count()).where(Embedding.embedder == "other")) == 3
+
+
 def test_an_embedder_that_cannot_load_falls_back_to_the_default(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     embedder = get_embedder("/no/such/embedder-model")

@@ -12,7 +12,7 @@ from db.models import Label, Response, Vote
 from lib.providers.endpoints import Endpoint
 from lib.providers.local_server import free_port
 from lib.providers.stream import Outcome
-from tests.conftest import ROOT
+from tests.conftest import ROOT, as_read
 
 pytestmark = pytest.mark.app
 
@@ -174,4 +174,4 @@ def test_settings_test_connection_reports_the_outcome(embedded):
     at.selectbox(key="settings_test_id").set_value("smollm2")
     at.button(key="settings_test").click().run()
     assert not at.exception
-    assert any("Connected: SmolLM2-135M (embedded)" in s.value for s in at.success)
+    assert any("Connected: SmolLM2-135M (embedded)" in as_read(s.value) for s in at.success)

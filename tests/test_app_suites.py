@@ -8,7 +8,7 @@ from streamlit.testing.v1 import AppTest
 
 from db.engine import session_scope
 from db.models import SuiteRun
-from tests.conftest import ROOT
+from tests.conftest import ROOT, as_read
 
 pytestmark = pytest.mark.app
 
@@ -69,6 +69,6 @@ def test_suites_page_shows_why_a_run_failed_and_who_runs_a_live_one(protocol_ser
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
     at.switch_page("views/suites.py").run()
     assert not at.exception, at.exception
-    assert any("database or disk is full" in e.value for e in at.error)
-    assert any("elsewhere.example pid 99" in c.value for c in at.caption)
+    assert any("database or disk is full" in as_read(e.value) for e in at.error)
+    assert any("elsewhere.example pid 99" in as_read(c.value) for c in at.caption)
     assert at.button(key=f"resume_{failed}") and not [b for b in at.button if b.key == f"resume_{live}"]

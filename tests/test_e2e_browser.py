@@ -231,7 +231,12 @@ def test_first_run_loads_the_example_study_and_shows_both_languages(browser, tmp
             page.get_by_role("tab", name="Deflection").click()
             gap = page.locator("[class*='st-key-analysis_gap']")
             gap.locator("text.legendtext").first.wait_for(timeout=60_000)
-            assert gap.locator("text.legendtext").all_text_contents() == ["en", "zh"]
+            assert gap.locator("text.legendtext").all_text_contents() == [
+                "en raw",
+                "en corrected",
+                "zh raw",
+                "zh corrected",
+            ]
             models = gap.locator(".xtick text").all_text_contents()
             assert len(models) >= 30 and any("deepseek" in m for m in models) and any("qwen" in m for m in models)
             page.screenshot(path=str(ARTIFACTS / "example-analysis.png"), full_page=True)

@@ -12,6 +12,7 @@ from db.votes import VoteFilter
 from lib.arena.export import FLAT_FIELDS, ROW_KEYS, NothingToExport, dataset_card, iter_rows, write_export
 from lib.providers.endpoints import Endpoint
 from lib.providers.stream import Outcome
+from tests.conftest import as_read
 
 A = Endpoint(
     id="model-a", name="Model Alpha", base_url="https://secret-host.example/v1", model="a", key_env="ALPHA_KEY"
@@ -121,6 +122,7 @@ def test_nothing_to_export_writes_no_file(tmp_path):
 
 def test_dataset_card_names_counts_models_and_filters():
     card = dataset_card("trl", 12, VoteFilter(blind_only=True, language="zh"), ["model-a", "model-b"])
+    card = as_read(card)
     assert "Rows: 12" in card and "model-a, model-b" in card and "blind_only: True" in card
     assert "Licence" in card
 

@@ -35,6 +35,19 @@ def test_server_error_is_reported_not_raised(protocol_server):
     assert "internal error" in out.error_message
 
 
+def test_keep_alive_comments_do_not_hold_an_answer_past_its_timeout(protocol_server):
+    """A provider that only sends SSE comments ends in a timeout after `timeout` seconds, not when
+    it stops trickling; one that sends its answer within the timeout is unaffected."""
+    import time
+
+    started = time.monotonic()
+    out = one(protocol_server.url, "trickle-6", timeout=1.0)
+    assert (out.status, out.error_kind) == ("error", "timeout") and time.monotonic() - started < 4
+    assert "keep-alive comments do not count" in out.error_message, out.error_message
+    out = one(protocol_server.url, "trickle-0.3", timeout=1.0)
+    assert out.status == "ok" and out.text.strip() == "hello there world"
+
+
 def test_slow_first_token_times_out(protocol_server):
     out = one(protocol_server.url, "slow-3", timeout=0.5)
     assert (out.status, out.error_kind) == ("error", "timeout")

@@ -72,6 +72,35 @@ def test_example_study_loads_once_with_twins_labels_and_the_language_gap():
     assert counts() == before
 
 
+def test_the_example_study_brings_its_embeddings_so_the_first_analysis_embeds_nothing():
+    """Every answer text of the study is stored under the multilingual key (scopes with Chinese)
+    and every English one under the English key; the shipped vectors are what the installed
+    embedders compute (keys equal, a sample of vectors within float16 rounding)."""
+    import numpy as np
+
+    from db import embeddings as stored
+    from lib.analysis.embeddings import content_hash, get_embedder
+    from lib.imports.action import EXAMPLE_VECTORS
+
+    result = load_example()
+    assert result.vectors_added > 0 and not [w for w in result.warnings if "embeddings" in w]
+    multilingual, english = get_embedder(multilingual=True), get_embedder()
+    with np.load(EXAMPLE_VECTORS) as data:
+        assert sorted(str(k) for k in data["keys"]) == sorted([multilingual.key, english.key])
+    with session_scope() as s:
+        rows = [r for r in answers.scope_answers(s, answers.AnswerScope()) if r["text"].strip()]
+        english_rows = [r for r in rows if r["language"] == "en"]
+        for embedder, scope in ((multilingual, rows), (english, english_rows)):
+            hashes = [content_hash(r["text"]) for r in scope]
+            vectors, found = stored.vector_matrix(s, embedder.key, hashes)
+            assert found.all(), f"{embedder.name}: {int((~found).sum())} of {len(hashes)} answers not embedded"
+            sample = [0, len(scope) // 2, len(scope) - 1]
+            fresh = embedder.encode([scope[i]["text"] for i in sample])
+            cosine = (fresh * vectors[sample]).sum(axis=1)
+            assert (cosine > 0.999).all(), (embedder.name, cosine)
+    assert load_example().vectors_added == 0  # a second load stores nothing
+
+
 # --- answer rows -------------------------------------------------------------------------
 
 ROWS = [
@@ -481,6 +510,30 @@ def test_cli_vote_records_a_named_vote_on_a_two_answer_turn(tmp_path):
         done = cli("vote", *args)
         assert done.returncode == 2 and message in done.stderr, (args, done.stderr)
     assert counts()["vote"] == 1
+
+
+def test_a_vote_on_a_database_locked_by_another_writer_ends_in_one_line(tmp_path):
+    """Another process holds SQLite's write lock past the busy timeout: one line, exit 1, no vote."""
+    import os
+    import sqlite3
+
+    path = tmp_path / "two.jsonl"
+    write_jsonl(path, ROWS[:1] + [{**ROWS[2]}])
+    import_file(path)
+    with session_scope() as s:
+        two = s.scalars(select(Exchange.id)).one()
+    holder = sqlite3.connect(os.environ["PARALLAX_DATABASE_URL"].removeprefix("sqlite:///"), timeout=1)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        done = cli("vote", str(two), "a")
+    finally:
+        holder.rollback()
+        holder.close()
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.strip() == (
+        "error: the database refused the operation (database is locked); nothing was changed: try again"
+    )
+    assert counts()["vote"] == 0
 
 
 def test_a_blind_battle_cannot_get_a_named_vote():

@@ -74,3 +74,12 @@ def test_battles_csv_errors_name_the_line():
         read_battles_csv("model_a,model_b,winner\nx,y,model_a\nx,y,left\n")
     ok = read_battles_csv("model_a,model_b,winner\nx,y,tie (bothbad)\ny,x,model_b\n")
     assert [b.winner for b in ok] == ["tie", "b"]
+
+
+def test_a_model_with_too_few_battles_gets_no_interval_rather_than_a_zero_wide_one():
+    one = rank([Battle("x", "y", "a")], bootstrap=200)
+    assert all(r.ci_low is None and r.ci_high is None for r in one)  # resampling one battle: no spread
+    many = rank([Battle("x", "y", "a"), Battle("x", "y", "b")] * 5 + [Battle("x", "z", "a")] * 2, bootstrap=200)
+    by_model = {r.model: r for r in many}
+    assert by_model["x"].ci_low < by_model["x"].rating < by_model["x"].ci_high
+    assert by_model["z"].ci_low is None  # 2 battles

@@ -80,7 +80,8 @@ def test_csv_cells_that_a_spreadsheet_would_run_get_a_leading_quote(value, expec
 
 
 def _tokens(markdown: str):
-    md = MarkdownIt("commonmark").enable(["table", "strikethrough"])
+    # a browser's renderer has no nesting limit: read as deep as the tests go
+    md = MarkdownIt("commonmark", {"maxNesting": 10_000}).enable(["table", "strikethrough"])
     md.validateLink = lambda url: True
     md.core.ruler.disable("text_join")
     stack, found = list(md.parse(markdown)), []
@@ -101,6 +102,11 @@ def _tokens(markdown: str):
         "> quoted ![q](https://attacker.example/q.png)\n- item ![i](https://attacker.example/i.png)",
         "`unclosed ![x](https://attacker.example/x.png)",
         "| a | b |\n|---|---|\n| ![c](https://attacker.example/c.png) | x |",
+        # deeper than the checking parser reads (20 levels): quotes, lists, emphasis, brackets
+        "> " * 25 + "![deep](https://attacker.example/d.png) $5 and $10",
+        "".join("  " * i + "- item\n" for i in range(25)) + "  " * 25 + "- ![l](https://attacker.example/l.png)",
+        "_" * 40 + "a![e](https://attacker.example/e.png)" + "_" * 40,
+        "[" * 60 + "![b](https://attacker.example/b.png)" + "]" * 60,
     ],
 )
 def test_no_image_survives_the_rewrite(text):
@@ -136,3 +142,24 @@ def test_ordinary_markdown_is_left_as_written():
     text = "# Title\n\n**bold** and [a link](https://example.com), a list:\n\n- one\n- two\n\n"
     text += "| a | b |\n|---|---|\n| 1 | 2 |"
     assert safe_markdown(text) == text
+
+
+def test_database_passwords_are_hidden_before_the_host_and_in_the_query():
+    from db.config import display_database_url, hide_database_secrets
+
+    url = "postgresql+psycopg://alice:PW1secret@db.example/db?password=QUERYPW&sslpassword=SSLPW&sslmode=require"
+    shown = display_database_url(url)
+    assert "PW1secret" not in shown and "QUERYPW" not in shown and "SSLPW" not in shown
+    assert "alice" in shown and "sslmode=require" in shown and "password=***" in shown
+    assert hide_database_secrets('password "QUERYPW" was refused', url) == 'password "***" was refused'
+    assert display_database_url("not a url") == "(unreadable database URL)"
+
+
+def test_basic_credentials_and_bidi_overrides_are_removed():
+    url = "http://admin:URLPASSWORD99@llm.example/v1"
+    redact = Redactor(url_secrets(url))
+    token = "YWRtaW46VVJMUEFTU1dPUkQ5OQ=="  # base64("admin:URLPASSWORD99")
+    echoed = redact(f'{{"headers": {{"Authorization": "Basic {token}"}}}} and again {token}')
+    assert "YWRtaW46VVJMUEFTU1dPUkQ5OQ" not in echoed and "URLPASSWORD99" not in echoed
+    assert Redactor()("Proxy-Authorization: Basic dXNlcjpwYXNz") == "Proxy-Authorization: Basic [redacted]"
+    assert terminal_text("abc\u202edcb\u2066x\u2069") == "abcdcbx"

@@ -215,6 +215,9 @@ def test_cancelling_stops_a_run_that_can_then_be_resumed(protocol_server, tmp_pa
     assert 0 < sum(state["done"].values()) < 40
     assert execute(run_id, endpoints, label=False) == "completed"
     assert len(_answers_per_item(run_id)) == 40
+    ended = cli("suite", "cancel", str(run_id))  # nothing left to stop: said so, status kept
+    assert ended.returncode == 0 and f"run {run_id} has already ended (completed)" in ended.stderr, ended.stderr
+    assert request_cancel(run_id) == "completed"
 
 
 def test_an_endpoint_that_always_fails_does_not_stop_the_others(protocol_server, tmp_path):
@@ -291,3 +294,13 @@ def test_a_few_builtin_prompts_on_the_real_embedded_model(embedded):
         "SmolLM2-135M (embedded)",
         "SmolLM2-135M + policy prompt (embedded)",
     }
+
+
+def test_embedded_endpoints_share_two_of_llama_servers_slots_and_one_on_the_fallback(monkeypatch):
+    from lib.providers import local_server
+    from lib.suites.worker import embedded_concurrency
+
+    monkeypatch.setattr(local_server, "backend", lambda: local_server.LLAMA_SERVER)
+    assert [embedded_concurrency(n) for n in (1, 2, 4, 16)] == [1, 2, 2, 2]
+    monkeypatch.setattr(local_server, "backend", lambda: local_server.FALLBACK_SERVER)
+    assert [embedded_concurrency(n) for n in (1, 4)] == [1, 1]

@@ -1,6 +1,8 @@
 """Pages show model text through one safe render path, and the blind arena names no model before
 the vote (issue 12, items 8, 9 and 12), with Streamlit's AppTest and the protocol test server."""
 
+import json
+
 import pytest
 from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
@@ -125,3 +127,51 @@ def test_arena_offers_retry_or_skip_not_a_vote_when_a_side_failed(protocol_serve
     assert at.session_state[ui.ARENA_BATTLE].conversation_id is None  # a fresh battle
     with session_scope() as s:
         assert s.scalars(select(Vote)).first() is None
+
+
+HOSTILE_NAME = "![n](http://127.0.0.1:9/name.png) $x^2$ [go](javascript:alert(1))"
+
+
+def _fetches_or_maths(markdown: str) -> list[str]:
+    """Images, javascript: links and unescaped dollars a renderer without limits would act on."""
+    from markdown_it import MarkdownIt
+
+    parser = MarkdownIt("commonmark", {"maxNesting": 10_000}).enable(["table", "strikethrough"])
+    parser.validateLink = lambda url: True
+    parser.core.ruler.disable("text_join")
+    found, stack = [], list(parser.parse(markdown))
+    while stack:
+        token = stack.pop()
+        stack += token.children or []
+        if token.type == "image" or (token.type == "link_open" and "javascript" in str(token.attrs.get("href"))):
+            found.append(token.type)
+        if token.type == "text" and "$" in token.content:
+            found.append("maths")
+    return found
+
+
+def test_endpoint_and_imported_model_names_are_shown_literally(protocol_server, tmp_path):
+    """Names come from an endpoints file and from imported files: every page shows them as text."""
+    from lib.imports import import_file
+
+    (tmp_path / "endpoints.user.toml").write_text(
+        f'[endpoints.mk]\nname = "{HOSTILE_NAME}"\ndescription = "{HOSTILE_NAME}"\n'
+        f'base_url = "{protocol_server.url}"\nmodel = "echo"\nkind = "local"\nmax_retries = 0\n'
+    )
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(
+        "".join(json.dumps({"prompt": "p", "model": m, "response": "ok"}) + "\n" for m in (HOSTILE_NAME, "m2"))
+    )
+    import_file(rows)
+    at = app().run()
+    at.multiselect(key="compare_models").set_value(["mk"])
+    at.chat_input(key="compare_prompt").set_value("hello").run()
+    assert not at.exception
+    pages = {"compare": markdown_shown(at) + "\n".join(str(c.value) for c in at.caption)}
+    for page in ("views/history.py", "views/leaderboard.py", "views/settings.py", "views/suites.py"):
+        at.switch_page(page).run()
+        assert not at.exception, page
+        pages[page] = markdown_shown(at) + "\n".join(str(c.value) for c in at.caption)
+    assert "name\\.png" in pages["compare"]  # the name is there, as text
+    for page, shown in pages.items():
+        assert _fetches_or_maths(shown) == [], (page, shown[:2000])

@@ -50,7 +50,7 @@ if (
     try:
         battle = BlindBattle(conversation_id=None, slots=draw_pair(enabled))
     except ValueError as exc:
-        st.info(f"To start a battle, {exc} in the sidebar.")
+        st.info(f"To start a battle, {ui.inline_text(str(exc))} in the sidebar.")
         st.stop()
     st.session_state[ui.ARENA_BATTLE] = battle
     st.session_state[DRAWN_FROM] = pool
@@ -107,7 +107,7 @@ elif battle.voted is None and last_pair is not None:
             try:
                 vote_blind(battle, winner, voter=ui.current_voter())
             except BattleError as exc:
-                st.error(str(exc).capitalize())
+                st.error(ui.inline_text(str(exc).capitalize()))
             else:
                 st.rerun()
 
@@ -131,7 +131,7 @@ if prompt := st.chat_input("Ask both models…", key="arena_prompt", disabled=ba
     try:
         validate_prompt(prompt)
     except PromptError as exc:
-        st.error(str(exc).capitalize())
+        st.error(ui.inline_text(str(exc).capitalize()))
         st.stop()
     with st.chat_message("user"):
         ui.render_text(prompt)

@@ -55,7 +55,8 @@ with st.sidebar:
 
 for endpoint_id in selected:
     if endpoints[endpoint_id].description:
-        st.caption(f"**{endpoints[endpoint_id].name}**: {endpoints[endpoint_id].description}")
+        shown = endpoints[endpoint_id]
+        st.caption(f"**{ui.inline_text(shown.name)}**: {ui.inline_text(shown.description)}")
 
 
 def column_title(slot: str, response) -> str:
@@ -128,7 +129,7 @@ if prompt := st.chat_input("Ask every selected model…", key="compare_prompt", 
         if not selected:
             raise PromptError("no model selected: pick at least one in the sidebar")
     except PromptError as exc:
-        st.error(str(exc).capitalize())
+        st.error(ui.inline_text(str(exc).capitalize()))
         st.stop()
     with st.chat_message("user"):
         ui.render_text(prompt)

@@ -37,7 +37,7 @@ if st.button("Prepare export", type="primary", key="export_go"):
     try:
         summary = export(fmt, chosen, folder / f"parallax-{fmt}{suffix}", card=folder / "README.md")
     except NothingToExport as exc:
-        st.info(str(exc).capitalize() + ".")
+        st.info(ui.inline_text(str(exc).capitalize()) + ".")
     else:
         st.session_state[READY] = summary
 

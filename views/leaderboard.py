@@ -45,7 +45,13 @@ def cached_board(filter_key: tuple, version: tuple, rounds: int):
 try:
     board = cached_board(chosen.key(), votes_version(), int(rounds))
 except RatingError as exc:
-    st.info(f"Nothing to rank: {exc}. Vote in the Arena (blind) or on Compare with two models.")
+    hint = (
+        "Only blind votes count while *Blind votes only* is on: switch it off to include Compare's named votes, "
+        "or vote in the Arena."
+        if blind_only
+        else "Vote in the Arena (blind) or on Compare with two models."
+    )
+    st.info(f"Nothing to rank yet: {ui.inline_text(str(exc))}. {hint}")
     st.stop()
 
 st.caption(
@@ -57,7 +63,7 @@ table = pd.DataFrame(
             "rank": i + 1,
             "model": board.names.get(r.model, r.model),
             "rating": round(r.rating),
-            "95% CI": "–" if r.ci_low is None else f"{r.ci_low:.0f} – {r.ci_high:.0f}",
+            "95% CI": "– (too few battles)" if r.ci_low is None else f"{r.ci_low:.0f} – {r.ci_high:.0f}",
             "battles": r.battles,
             "wins": r.wins,
             "ties": r.ties,
@@ -69,7 +75,7 @@ table = pd.DataFrame(
 st.dataframe(table, hide_index=True, width="stretch", key="lb_table")
 sparse = [board.names.get(r.model, r.model) for r in board.ratings if r.battles < 5]
 if sparse:
-    st.caption(f"Few battles (under 5) for: {', '.join(sparse)} — their ratings are rough.")
+    st.caption(f"Few battles (under 5) for: {ui.inline_text(', '.join(sparse))} — their ratings are rough.")
 left, right = st.columns(2)
 left.plotly_chart(ratings_chart(board.ratings, board.names), key="lb_chart")
 right.plotly_chart(

@@ -66,7 +66,7 @@ if st.button("Test connection", key="settings_test"):
     with st.spinner(f"Asking {endpoint.name}…"):
         outcome = check_connection(endpoint)
     if outcome.status == Status.OK:
-        st.success(f"Connected: {endpoint.name} answered in {outcome.latency_ms / 1000:.2f} s.")
+        st.success(f"Connected: {ui.inline_text(endpoint.name)} answered in {outcome.latency_ms / 1000:.2f} s.")
         ui.render_text(outcome.text)
     else:
         st.error(ui.md(outcome.error_message or outcome.status))
@@ -159,7 +159,7 @@ if submitted:
     except NeedsConfirmation as exc:
         st.session_state[PENDING] = (endpoint_id.strip(), entry, exc.destination)
     except EndpointConfigError as exc:
-        st.error(f"Not saved: {exc}")
+        st.error(f"Not saved: {ui.inline_text(str(exc))}")
     else:
         ui.refresh_states()
         st.session_state[SAVED] = f"Saved '{endpoint_id.strip()}' to {path}."
@@ -179,7 +179,7 @@ if pending := st.session_state.get(PENDING):
         try:
             path = save_user_endpoint(pending_id, pending_entry, confirm=destination)
         except EndpointConfigError as exc:
-            st.error(f"Not saved: {exc}")
+            st.error(f"Not saved: {ui.inline_text(str(exc))}")
         else:
             ui.refresh_states()
             st.session_state[SAVED] = f"Saved '{pending_id}' to {path}."

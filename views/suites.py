@@ -111,7 +111,7 @@ with tab_run:
         try:
             started = create_run(spec, endpoints, new=fresh)
         except RunError as exc:
-            st.error(str(exc).capitalize())
+            st.error(ui.inline_text(str(exc).capitalize()))
         else:
             if started.already_complete:
                 st.info(
@@ -122,7 +122,8 @@ with tab_run:
                 try:
                     start_in_background(started.run_id)
                 except RunBusy as exc:
-                    st.info(f"Run #{started.run_id} is already running ({exc.worker}); its progress is below.")
+                    who = ui.inline_text(exc.worker)
+                    st.info(f"Run #{started.run_id} is already running ({who}); its progress is below.")
                 else:
                     verb = "Resumed" if started.resumed else "Started"
                     st.success(f"{verb} run #{started.run_id} in the background.")
@@ -131,17 +132,22 @@ with tab_run:
     def live_runs() -> None:
         """Progress of the newest runs, refreshed every two seconds."""
         runs = run_states(limit=10)
+        seen = st.session_state.setdefault("suites_seen_status", {})
+        ended = [r.id for r in runs if r.status in RunStatus.FINISHED and seen.get(r.id) not in (None, r.status)]
+        seen.update({r.id: r.status for r in runs})
+        if ended:  # a run just ended: the whole page again, so the Results tab shows its answers
+            st.rerun(scope="app")
         if not runs:
             st.caption("No runs yet.")
         for r in runs:
             with st.container(border=True, key=f"run_{r.id}"):
                 eta = f" · about {r.eta_s:.0f} s left" if r.eta_s else ""
-                st.markdown(f"**Run #{r.id}** · {r.suite} · {r.status} · {r.completed}/{r.total}{eta}")
+                st.markdown(f"**Run #{r.id}** · {ui.inline_text(r.suite)} · {r.status} · {r.completed}/{r.total}{eta}")
                 st.progress(r.completed / r.total if r.total else 0.0)
                 if r.worker:
-                    st.caption(f"Worker: {r.worker}")
+                    st.caption(f"Worker: {ui.inline_text(r.worker)}")
                 if r.error:
-                    st.error(f"Failed: {r.error}")
+                    st.error(f"Failed: {ui.inline_text(r.error)}")
                 st.caption(
                     " · ".join(
                         f"{e}: {r.done.get(e, 0)} done" + (f", {r.failed[e]} failed" if r.failed.get(e) else "")
@@ -155,7 +161,7 @@ with tab_run:
                     try:
                         start_in_background(r.id)
                     except RunBusy as exc:
-                        st.info(str(exc).capitalize())
+                        st.info(ui.inline_text(str(exc).capitalize()))
 
     live_runs()
 
@@ -190,10 +196,10 @@ with tab_results:
         try:
             data = cached_results(run_id, other, data_version())
         except UnknownRun as exc:
-            st.info(str(exc).capitalize() + ".")
+            st.info(ui.inline_text(str(exc).capitalize()) + ".")
             st.stop()
         if data.error:
-            st.info(data.error.capitalize() + ".")
+            st.info(ui.inline_text(data.error.capitalize()) + ".")
         else:
             if st.button("Open in Analysis", key="results_analysis"):
                 st.session_state[ui.ANALYSIS_RUN] = run_id

@@ -12,7 +12,7 @@ def ratings_chart(ratings, names: dict[str, str]) -> go.Figure:
     """Ratings with 95% bootstrap intervals as error bars, best first."""
     labels = [names.get(r.model, r.model) for r in ratings]
     values = [r.rating for r in ratings]
-    has_ci = all(r.ci_low is not None for r in ratings)
+    has_ci = any(r.ci_low is not None for r in ratings)  # a model with too few battles has none: no bar
     fig = go.Figure(
         go.Scatter(
             x=labels,
@@ -22,8 +22,8 @@ def ratings_chart(ratings, names: dict[str, str]) -> go.Figure:
             error_y={
                 "type": "data",
                 "symmetric": False,
-                "array": [r.ci_high - r.rating for r in ratings] if has_ci else None,
-                "arrayminus": [r.rating - r.ci_low for r in ratings] if has_ci else None,
+                "array": [None if r.ci_high is None else r.ci_high - r.rating for r in ratings] if has_ci else None,
+                "arrayminus": [None if r.ci_low is None else r.rating - r.ci_low for r in ratings] if has_ci else None,
             },
             hovertemplate="%{x}<br>rating %{y:.0f}<extra></extra>",
         )

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from db import embeddings as store
@@ -291,7 +292,10 @@ def embed_texts(
     chunk: int = 256,
 ) -> np.ndarray:
     """One normalised float32 vector per text (shape (len(texts), dim)), computing and storing only
-    the ones not cached under this embedder's key."""
+    the ones not cached under this embedder's key. `session` reads; each chunk of new vectors is
+    stored in a short transaction of its own, so other writers (a vote, a suite run) are never
+    kept waiting while a scope is embedded. `progress(done, total)` counts the texts to embed,
+    starting at 0."""
     embedder = embedder or get_embedder()
     hashes = [content_hash(t) for t in texts]
     vectors, found = store.vector_matrix(session, embedder.key, hashes)
@@ -300,10 +304,16 @@ def embed_texts(
         return vectors if len(texts) else np.zeros((0, embedder.dim), dtype=np.float32)
     by_hash = dict(zip(hashes, texts, strict=True))
     computed: dict[str, np.ndarray] = {}
+    if progress:
+        progress(0, len(missing))
     for start in range(0, len(missing), chunk):
         batch = missing[start : start + chunk]
         encoded = embedder.encode([by_hash[h] for h in batch])
-        store.store_vectors(session, embedder.key, batch, encoded)
+        try:  # each chunk in a short write of its own: minutes of embedding never hold the write lock
+            with session_scope(beside=session) as writer:
+                store.store_vectors(writer, embedder.key, batch, encoded)
+        except IntegrityError:  # another process stored some of them meanwhile: the same vectors
+            pass
         computed.update(zip(batch, encoded, strict=True))
         if progress:
             progress(min(start + chunk, len(missing)), len(missing))

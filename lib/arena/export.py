@@ -35,8 +35,9 @@ from db.engine import session_scope
 from db.vocab import Status, Winner
 from db.votes import VoteFilter
 from lib.files import StagedFile, check_output_paths
+from lib.present import escape_markdown
 from lib.providers.endpoints import EndpointConfigError, load_endpoints
-from lib.safety import csv_row
+from lib.safety import clean_text, csv_row
 
 FORMATS = ("trl", "openai-dpo", "kto", "jsonl", "csv")
 ROW_KEYS = {
@@ -277,8 +278,13 @@ def _write_rows(session: Session, fmt: str, f: VoteFilter, out) -> tuple[int, li
 
 
 def dataset_card(fmt: str, rows: int, f: VoteFilter, models: list[str]) -> str:
-    """A Markdown dataset card for one export: counts, models, filters, licence note."""
-    filters = "\n".join(f"- {k}: {v}" for k, v in f.describe().items() if v not in (None, False))
+    """A Markdown dataset card for one export: counts, models, filters, licence note. Model names
+    and filter values come from stored (untrusted) data: escaped, so the card renders them as
+    written and fetches nothing wherever it is shown (the Export page, a dataset hub)."""
+    filters = "\n".join(
+        f"- {k}: {escape_markdown(clean_text(str(v)))}" for k, v in f.describe().items() if v not in (None, False)
+    )
+    models = [escape_markdown(clean_text(m)) for m in models]
     return f"""# Parallax preference export ({fmt})
 
 Exported {datetime.now():%Y-%m-%d %H:%M} by Parallax.

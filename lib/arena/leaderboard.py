@@ -40,7 +40,7 @@ def build_board(
 ) -> Board:
     """Rank battles; RatingError when there is nothing meaningful to rank."""
     if not battles:
-        raise RatingError("no votes to rank: need votes between at least two models")
+        raise RatingError("no votes in this selection; a ranking needs votes between at least two models")
     ratings = rank(battles, bootstrap=bootstrap, seed=seed)
     models, rates = win_rate_matrix(battles)
     return Board(ratings, names or {}, models, rates, len(battles))

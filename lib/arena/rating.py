@@ -171,8 +171,13 @@ def to_scale(beta: np.ndarray) -> np.ndarray:
     return BASE + SCALE * (beta - beta.mean()) / math.log(10)
 
 
+MIN_BATTLES_FOR_CI = 5  # under this, resampling a model's few battles gives a falsely narrow interval
+
+
 def rank(battles: list[Battle], bootstrap: int = 1000, seed: int = 0) -> list[Rating]:
-    """The leaderboard: ratings with bootstrap 95% intervals and counts, best first."""
+    """The leaderboard: ratings with bootstrap 95% intervals and counts, best first. A model with
+    fewer than MIN_BATTLES_FOR_CI battles gets no interval (None): resampling one battle always
+    draws the same battle, so its interval would be zero wide — certainty it does not have."""
     models, ia, ib, out = _encode(battles)
     if len(models) < 2:
         raise RatingError("need votes between at least two models to rank them")
@@ -194,12 +199,13 @@ def rank(battles: list[Battle], bootstrap: int = 1000, seed: int = 0) -> list[Ra
             winner, loser = (ma, mb) if o == 0 else (mb, ma)
             counts[winner][0] += 1
             counts[loser][2] += 1
+    few = [sum(counts[m]) < MIN_BATTLES_FOR_CI for m in models]
     board = [
         Rating(
             m,
             float(ratings[i]),
-            None if low[i] is None else float(low[i]),
-            None if high[i] is None else float(high[i]),
+            None if low[i] is None or few[i] else float(low[i]),
+            None if high[i] is None or few[i] else float(high[i]),
             sum(counts[m]),
             counts[m][0],
             counts[m][1],

@@ -11,6 +11,7 @@ the Suites page, so new answers line up with the imported ones prompt by prompt.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 import time
@@ -18,9 +19,10 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 from sqlalchemy.exc import IntegrityError
 
-from db import config, labels
+from db import config, embeddings, labels
 from db import imports as store
 from db.engine import session_scope
 from db.vocab import LabelSource, Status
@@ -29,6 +31,8 @@ from lib.imports.records import AnswerRecord, BattleRecord, ImportProblems, Pars
 
 EXAMPLE = config.ROOT / "examples" / "speechmap-china-sample.jsonl.gz"
 EXAMPLE_SOURCE = "speechmap-china-sample"
+# the example's answers embedded by both bundled embedders (examples/README.md says how it is built)
+EXAMPLE_VECTORS = config.ROOT / "examples" / "speechmap-china-sample.vectors.npz"
 SOURCE_RE = re.compile(r"[^A-Za-z0-9_.:-]+")
 LABEL_BATCH = 256
 MAX_SLOT = 64  # the width of response.slot
@@ -67,6 +71,7 @@ class ImportResult:
     agreement: Agreement | None
     warnings: list[str]
     seconds: float
+    vectors_added: int = 0  # precomputed embeddings stored with it (the example study only)
 
     @property
     def added_nothing(self) -> bool:
@@ -92,7 +97,40 @@ def load_example(progress: Progress | None = None) -> ImportResult:
     """Import the bundled example study (see examples/README.md); a second load adds nothing."""
     if not EXAMPLE.exists():
         raise ImportProblems([f"{EXAMPLE}: the example study is missing from this installation"])
-    return import_file(EXAMPLE, source=EXAMPLE_SOURCE, progress=progress)
+    result = import_file(EXAMPLE, source=EXAMPLE_SOURCE, progress=progress)
+    try:
+        added = store_example_vectors()
+    except Exception as exc:  # noqa: BLE001 - the study is loaded; its first analysis just embeds it
+        why = f"{EXAMPLE_VECTORS.name}: the precomputed embeddings were not stored ({type(exc).__name__}: {exc})"
+        return dataclasses.replace(result, warnings=[*result.warnings, why])
+    return dataclasses.replace(result, vectors_added=added)
+
+
+def store_example_vectors(path: Path = EXAMPLE_VECTORS) -> int:
+    """Store the example study's precomputed embeddings that are not stored yet; the number stored.
+
+    The file holds, per bundled embedder key, the SHA-256 content hashes of the texts the first
+    analysis embeds and their vectors as float16 (normalised again here, as float32): loading
+    them saves the minutes the first analysis of the study would spend embedding on a CPU. Keys
+    that the installed embedders no longer use are stored but never read. Raises OSError or
+    ValueError for an unreadable file (nothing stored)."""
+    if not path.exists():
+        return 0
+    added = 0
+    with np.load(path, allow_pickle=False) as data:
+        keys = [str(k) for k in data["keys"]]
+        with session_scope() as session:
+            for i, key in enumerate(keys):
+                hashes = [bytes(h).hex() for h in data[f"hashes_{i}"]]
+                vectors = data[f"vectors_{i}"].astype(np.float32)
+                if vectors.ndim != 2 or len(vectors) != len(hashes):
+                    raise ValueError(f"embedder {key}: {len(hashes)} hashes but vectors of shape {vectors.shape}")
+                vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+                _, found = embeddings.vector_matrix(session, key, hashes)
+                new = np.flatnonzero(~found)
+                embeddings.store_vectors(session, key, [hashes[j] for j in new], vectors[new])
+                added += len(new)
+    return added
 
 
 def import_file(path: Path, source: str | None = None, progress: Progress | None = None) -> ImportResult:

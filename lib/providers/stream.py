@@ -245,6 +245,21 @@ async def _chunks(stream) -> AsyncIterator[ChatCompletionChunk]:
     raise NotEventStream(content_type, body)
 
 
+async def _each_within(chunks: AsyncIterator[ChatCompletionChunk], seconds: float) -> AsyncIterator:
+    """The chunks, each arriving within `seconds` of the one before: TimeoutError otherwise.
+    The HTTP read timeout alone restarts on any byte, so a provider that sends only keep-alive
+    comments (": PROCESSING") could hold an answer open for ever; comments are no chunks here."""
+    iterator = aiter(chunks)
+    while True:
+        try:
+            chunk = await asyncio.wait_for(anext(iterator), seconds)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise TimeoutError(f"no data for {seconds:g} s (keep-alive comments do not count)") from None
+        yield chunk
+
+
 async def stream_chat(
     endpoint: Endpoint,
     messages: list[dict],
@@ -281,7 +296,7 @@ async def stream_chat(
         )
         try:
             stream = await client.chat.completions.create(**request)
-            async for chunk in _chunks(stream):
+            async for chunk in _each_within(_chunks(stream), endpoint.timeout):
                 if chunk.usage is not None:
                     out.input_tokens = chunk.usage.prompt_tokens
                     out.output_tokens = chunk.usage.completion_tokens

@@ -320,11 +320,14 @@ def eta_seconds(run: SuiteRun, done: int, total: int) -> float | None:
     return (total - done) * (time.time() - started) / (done - base)
 
 
-def request_cancel(run_id: int) -> None:
-    """Ask a running worker to stop; it notices within a second."""
+def request_cancel(run_id: int) -> str:
+    """Ask a running worker to stop; it notices within a second. Returns the run's stored status
+    afterwards: `cancelling`, or how it already ended (nothing to stop then). RunError when there
+    is no such run."""
     with session_scope() as session:
         run = suites.get_run(session, run_id)
         if run is None:
             raise RunError(f"there is no run {run_id}")
         if run.status in (RunStatus.PENDING, RunStatus.RUNNING):
             run.status = RunStatus.CANCELLING
+        return run.status

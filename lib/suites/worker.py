@@ -6,8 +6,9 @@ their own task outside any write transaction, so the write lock is held for mill
 finished answer waits for the detector (answers stored but never labelled, as when a worker dies
 in between, are labelled when the run resumes). A write that fails (disk full, a database error)
 ends the run at once with status `failed` and the reason; progress counts stored answers only;
-an error in any task ends the run, none is swallowed. Concurrency is limited per endpoint (the
-embedded server gains nothing from parallel requests, so it gets one). A run is cancelled by
+an error in any task ends the run, none is swallowed. Concurrency is limited per endpoint; the
+embedded endpoints share one limit that leaves the Compare page two of the server's slots (see
+`embedded_concurrency`). A run is cancelled by
 setting its status to `cancelling`; the worker notices within a second."""
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from db.engine import release_reserve, session_scope
 from db.models import utcnow
 from db.vocab import RunStatus
 from lib.deflection.labelling import LabelJob, label_responses
+from lib.providers import local_server
 from lib.providers.endpoints import Endpoint
 from lib.providers.stream import Outcome, build_messages, stream_chat
 from lib.suites import lease as leases
@@ -53,6 +55,15 @@ class Progress:
     def completed(self) -> int:
         """Items with an answer (ok or blocked)."""
         return sum(self.done.values())
+
+
+def embedded_concurrency(requested: int) -> int:
+    """How many requests a run sends the embedded model at once, all its embedded endpoints
+    together: up to SLOTS - 2 with llama-server (two slots stay free for the Compare page's two
+    columns), one with llama-cpp-python's server, which answers one request at a time."""
+    if local_server.backend() != local_server.LLAMA_SERVER:
+        return 1
+    return max(1, min(requested, local_server.SLOTS - 2))
 
 
 def _set_status(run_id: int, status: str, error: str | None = None, **params) -> None:
@@ -116,7 +127,8 @@ async def _execute(
         item_keys = [(p.id, p.text, s, e) for p, s, e in items]
     progress = Progress(total=total, done=dict(done_now))
     overrides = {"temperature": spec.temperature, "max_tokens": spec.max_tokens}
-    gates = {e: asyncio.Semaphore(1 if endpoints[e].is_embedded else spec.concurrency) for e in spec.endpoints}
+    embedded = asyncio.Semaphore(embedded_concurrency(spec.concurrency))  # shared by the embedded endpoints
+    gates = {e: embedded if endpoints[e].is_embedded else asyncio.Semaphore(spec.concurrency) for e in spec.endpoints}
     finished: asyncio.Queue[_Finished | None] = asyncio.Queue()  # None: no more answers
     to_label: asyncio.Queue[list[LabelJob] | None] = asyncio.Queue()
     stored = asyncio.Event()
