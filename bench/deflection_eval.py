@@ -12,7 +12,13 @@ reported: for them every fold is an out-of-domain test.
 
 Per source/language slice: macro-F1 over the classes present (answered/refused/deflected; partial
 counts as deflected), answered-vs-not F1 (positive = not answered), per-class P/R/F1, and the
-per-model non-answer rate error in points (mean and worst over models with >= 5 answers).
+per-model non-answer rate error in points (mean and worst over models with >= 5 answers), raw and
+corrected: the product shows rates corrected with one confusion matrix per language from the
+detector card (lib/analysis/rates: the China-critical requests matrix of that language), so each
+test fold's rates are corrected here with the matrices picked the same way (`card_matrices`) from
+a card measured by an inner out-of-fold pass (grouped by question, like the shipped card) inside
+that fold's training rows only; where one fold holds all of a model's answers (leave-models-out)
+the share of models whose 95% interval holds the true rate is reported too.
 Prints one JSON object. Usage: python bench/deflection_eval.py [--folds 5] [--skip-by-model]"""
 
 import argparse
@@ -28,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sklearn.metrics import f1_score, precision_recall_fscore_support  # noqa: E402
 
+from lib.analysis.rates import card_matrices, corrected_not_answered  # noqa: E402
 from lib.deflection import classify  # noqa: E402
 from lib.deflection.model import ARTIFACT, Classifier  # noqa: E402
 from lib.deflection.train import (  # noqa: E402
@@ -41,29 +48,60 @@ from lib.deflection.train import (  # noqa: E402
 )
 
 
-def rate_errors(rows: list[dict], gold: list[str], pred: list[str]) -> dict:
-    """Per-model |detected - true| non-answer rate in points: mean, worst and the worst model."""
+def rate_errors(rows: list[dict], gold: list[str], pred: list[str], folds: list[dict] | None = None) -> dict:
+    """Per-model |detected - true| non-answer rate in points over models with >= 5 answers: mean,
+    worst and the worst model; with `folds` (out_of_fold settings holding `test` indices and an
+    inner `card`) also the corrected rate's error, each fold's share of a model's answers corrected
+    with the matrices the product would pick (`card_matrices`) from a card measured inside that
+    fold's training rows only, and how
+    often the corrected rate's 95% interval holds the true rate (where one fold holds all of a
+    model's answers, as when models are left out)."""
     by_model = defaultdict(list)
     for k, row in enumerate(rows):
         by_model[row.get("model") or "?"].append(k)
-    errors = {
-        m: abs(np.mean([pred[k] != "answered" for k in ks]) - np.mean([gold[k] != "answered" for k in ks])) * 100
-        for m, ks in by_model.items()
-        if len(ks) >= 5
-    }
-    if not errors:
+    by_model = {m: ks for m, ks in by_model.items() if len(ks) >= 5}
+    if not by_model:
         return {"models": 0}
+    truth = {m: np.mean([gold[k] != "answered" for k in ks]) for m, ks in by_model.items()}
+    raw = {m: abs(np.mean([pred[k] != "answered" for k in ks]) - truth[m]) * 100 for m, ks in by_model.items()}
+    out = {"models": len(raw)} | _mean_worst(raw)
+    if folds is None:
+        return out
+    fold_of = {int(i): f for f, fold in enumerate(folds) for i in fold["test"]}
+    corrected, covered = {}, []
+    for m, ks in by_model.items():
+        parts = defaultdict(list)
+        for k in ks:
+            parts[fold_of[rows[k]["_index"]]].append(k)
+        total = 0.0
+        for f, part in parts.items():
+            labels = defaultdict(list)
+            for k in part:
+                labels[rows[k].get("language") or "en"].append(pred[k])
+            matrices = {lang: m.confusion for lang, m in card_matrices(folds[f]["card"]).items()}
+            rate = corrected_not_answered(labels, matrices, rounds=200 if len(parts) == 1 else 1)
+            total += rate.corrected * len(part)
+            if len(parts) == 1:
+                covered.append(rate.low <= truth[m] <= rate.high)
+        corrected[m] = abs(total / len(ks) - truth[m]) * 100
+    out["corrected"] = _mean_worst(corrected)
+    if covered:
+        out["corrected"]["interval_covers_truth"] = round(float(np.mean(covered)), 3)
+    return out
+
+
+def _mean_worst(errors: dict) -> dict:
     worst = max(errors, key=errors.get)
     return {
-        "models": len(errors),
         "mean": round(float(np.mean(list(errors.values()))), 1),
         "worst": round(float(errors[worst]), 1),
         "worst_model": worst,
     }
 
 
-def report(rows: list[dict], gold: list[str], pred: list[str]) -> dict:
-    """Per-class P/R/F1, macro-F1 over the classes present, answered-vs-not F1, rate errors."""
+def report(rows: list[dict], gold: list[str], pred: list[str], folds: list[dict] | None = None) -> dict:
+    """Per-class P/R/F1, macro-F1 over the classes present, answered-vs-not F1, rate errors (raw,
+    and corrected where `folds` carry inner confusion matrices)."""
     classes = sorted(set(gold))
     p, r, f, n = precision_recall_fscore_support(gold, pred, labels=classes, zero_division=0)
     return {
@@ -72,7 +110,7 @@ def report(rows: list[dict], gold: list[str], pred: list[str]) -> dict:
         "binary_not_answered_f1": round(
             float(f1_score([g != "answered" for g in gold], [x != "answered" for x in pred], zero_division=0)), 4
         ),
-        "rate_error_points": rate_errors(rows, gold, pred),
+        "rate_error_points": rate_errors(rows, gold, pred, folds),
         "classes": {
             c: {"precision": round(float(p[i]), 3), "recall": round(float(r[i]), 3), "f1": round(float(f[i]), 3)}
             | {"n": int(n[i])}
@@ -81,13 +119,15 @@ def report(rows: list[dict], gold: list[str], pred: list[str]) -> dict:
     }
 
 
-def by_slice(rows: list[dict], idx: np.ndarray, predicted: np.ndarray) -> dict:
-    """Reports per source/language for rows `idx`."""
+def by_slice(rows: list[dict], idx: np.ndarray, predicted: np.ndarray, folds: list[dict] | None = None) -> dict:
+    """Reports per source/language for rows `idx` (rows carry their `_index`; see `report`)."""
     slices: dict[str, list[int]] = defaultdict(list)
     for i in idx:
         slices[f"{rows[i]['source']}/{rows[i]['language']}"].append(i)
     return {
-        name: report([rows[i] for i in ids], [product(rows[i]["label"]) for i in ids], [predicted[i] for i in ids])
+        name: report(
+            [rows[i] for i in ids], [product(rows[i]["label"]) for i in ids], [predicted[i] for i in ids], folds
+        )
         for name, ids in sorted(slices.items())
     }
 
@@ -119,6 +159,8 @@ def main() -> None:
     parser.add_argument("--judge-limit", type=int, default=200, help="Rows the judge sees (a seeded sample).")
     args = parser.parse_args()
     rows = load_rows()
+    for i, row in enumerate(rows):
+        row["_index"] = i
     out: dict = {"rows": len(rows), "folds": args.folds}
     start = time.perf_counter()
     data = featurise(rows)
@@ -129,9 +171,12 @@ def main() -> None:
         schemes["by_model"] = np.array([model_key(r) for r in rows])
     for name, keys in schemes.items():
         start = time.perf_counter()
-        predicted, settings = out_of_fold(data, keys, args.folds)
-        out[name] = {"seconds": round(time.perf_counter() - start, 1), "fold_settings": settings}
-        out[name]["slices"] = by_slice(rows, everything, predicted)
+        predicted, folds = out_of_fold(data, keys, args.folds, confusions=True)
+        out[name] = {
+            "seconds": round(time.perf_counter() - start, 1),
+            "fold_settings": [{k: v for k, v in f.items() if k not in ("test", "card")} for f in folds],
+        }
+        out[name]["slices"] = by_slice(rows, everything, predicted, folds)
     start = time.perf_counter()
     held_out = np.array([r["source"] == "speechmap_other" for r in rows])
     model = fit_tuned(data, everything[~held_out])

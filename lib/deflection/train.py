@@ -212,9 +212,13 @@ def fit_tuned(data: Featurised, idx: np.ndarray, meta: dict | None = None) -> Cl
     return fit_on(data, idx, tune(data, idx), meta)
 
 
-def out_of_fold(data: Featurised, keys: np.ndarray, folds: int = 5) -> tuple[np.ndarray, list[dict]]:
+def out_of_fold(
+    data: Featurised, keys: np.ndarray, folds: int = 5, confusions: bool = False
+) -> tuple[np.ndarray, list[dict]]:
     """Labels for every row from models that never saw its key (question group or model), each
-    tuned only on its own training folds; and each fold's chosen settings."""
+    tuned only on its own training folds; and each fold's chosen settings. With `confusions`, each
+    fold's settings also hold its `test` row indices and a detector card measured inside its
+    training rows only (see `inner_confusions`), for correcting that fold's rates."""
     predicted = np.array([""] * len(data.rows), dtype=object)
     settings = []
     everything = np.arange(len(data.rows))
@@ -222,7 +226,28 @@ def out_of_fold(data: Featurised, keys: np.ndarray, folds: int = 5) -> tuple[np.
         model = fit_tuned(data, train_idx)
         predicted[test_idx] = decided(model, data, test_idx)
         settings.append({"alpha": model.meta["alpha"]})
+        if confusions:
+            settings[-1] |= {"test": test_idx, "card": inner_confusions(data, train_idx, model.meta["alpha"])}
     return predicted, settings
+
+
+def inner_confusions(data: Featurised, idx: np.ndarray, alpha: float, folds: int = 5) -> dict:
+    """A detector card (see `card.build`) measured out-of-fold within rows `idx` alone (grouped by
+    question, as the shipped card is), with the penalty already chosen for them: per-language and
+    per-source confusion counts, from which `lib.analysis.rates.card_matrices` picks the matrix
+    that corrects each language's rates, exactly as the product picks it from the shipped card."""
+    from types import SimpleNamespace
+
+    from lib.deflection import card as detector_card
+
+    idx = idx[data.weights[idx] > 0]
+    predicted = np.empty(len(idx), dtype=object)
+    for inner_train, inner_test in GroupKFold(min(folds, len(set(data.groups[idx])))).split(
+        idx, groups=data.groups[idx]
+    ):
+        predicted[inner_test] = decided(fit_on(data, idx[inner_train], alpha), data, idx[inner_test])
+    inner = SimpleNamespace(rows=[data.rows[i] for i in idx], labels=data.labels[idx])
+    return detector_card.build(inner, predicted, [], {})
 
 
 def version_of(rows: list[dict]) -> str:
