@@ -62,6 +62,10 @@ _IMAGE = re.compile(r'!\[([^\[\]\n]*)\]\(\s*(<[^<>\n]*>|[^\s()<>]*(?:\([^\s()]*\
 _LINK = re.compile(r"\[[^\[\]\n]*\]\(\s*(<[^<>\n]*>|[^\s)]*)")
 _AUTOLINK = re.compile(r"<([A-Za-z][A-Za-z0-9+.\-]{1,31}):[^\s<>]*>")
 _DEFINITION = re.compile(r"^( {0,3})\[[^\]\n]+\]:\s*(\S+)")
+# a GFM footnote definition: CommonMark (the checking parser) reads it as a link reference
+# definition and never looks inside, while the browser's renderer shows it, images and maths too
+_FOOTNOTE = re.compile(r"\[(?=\^[^\]\n]*\]:)")
+MAX_REWRITE_CHARS = 20_000  # an unsafe text longer than this is shown as a plain block (the rewrite is not linear)
 
 
 _SPECIAL = re.compile(r"[\\`$!\[<]")
@@ -198,8 +202,15 @@ def safe_markdown(text: str | None, maths: bool = False) -> str:
     if not text:
         return ""
     tokens = _parser().parse(text)
+    if _FOOTNOTE.search(text):  # no footnotes: their definitions become text both parsers read alike
+        protected = _protected_lines(tokens)
+        lines = text.split("\n")
+        text = "\n".join(line if n in protected else _FOOTNOTE.sub(r"\\[", line) for n, line in enumerate(lines))
+        tokens = _parser().parse(text)
     if _is_safe(tokens, maths):
         return text  # most answers: one parse, nothing to change
+    if len(text) > MAX_REWRITE_CHARS:
+        return plain_block(text)
     lines = text.split("\n")
     protected = _protected_lines(tokens)
     for start, end in reversed(_regions(tokens, len(lines), protected)):  # from the end: counts may change

@@ -172,3 +172,31 @@ def test_clean_json_refuses_a_value_nested_too_deep_without_recursing_for_ever()
     with pytest.raises(ValueError, match="nested more than"):
         clean_json(deep)
     assert clean_json([[["\ud800"]]]) == [[["\ufffd"]]]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[^a]: ![fn](https://attacker.example/f.png)\n\nsee [^a]",
+        "[^m]: $\\frac{a}{b}$\n\nsee [^m]",
+        "> [^q]: ![q](https://attacker.example/q.png)\n\nsee [^q]",
+        "[^a]: ok\n\n    ![x](https://attacker.example/x.png) $x$\n\nsee [^a]",
+    ],
+)
+def test_footnote_definitions_cannot_hide_images_or_maths(text):
+    """GFM renders footnotes; CommonMark reads their definitions as link definitions and never
+    looks inside: no definition is left for the renderer to make a footnote of."""
+    import re
+
+    safe = safe_markdown(text)
+    assert not re.search(r"(?<!\\)\[\^[^\]\n]*\]:", safe), safe
+    assert not [t for t in _tokens(safe) if t.type == "image"], safe
+    code = {t.content for t in _tokens(safe) if t.type in ("code_block", "fence")}
+    assert "$" not in "".join(t.content for t in _tokens(safe) if t.type == "text" and t.content not in code)
+
+
+def test_a_long_unsafe_text_is_shown_plainly_and_fast_enough():
+    from lib.present import MAX_REWRITE_CHARS
+
+    text = "![a](" * (MAX_REWRITE_CHARS // 4) + "$"
+    assert safe_markdown(text).startswith("```")

@@ -175,3 +175,23 @@ def test_endpoint_and_imported_model_names_are_shown_literally(protocol_server, 
     assert "name\\.png" in pages["compare"]  # the name is there, as text
     for page, shown in pages.items():
         assert _fetches_or_maths(shown) == [], (page, shown[:2000])
+
+
+def test_the_arena_reveal_shows_endpoint_names_literally(protocol_server, tmp_path):
+    (tmp_path / "endpoints.user.toml").write_text(
+        "".join(
+            f'[endpoints.{eid}]\nname = "{eid} {HOSTILE_NAME}"\nbase_url = "{protocol_server.url}"\n'
+            f'model = "echo"\nkind = "local"\nmax_retries = 0\n\n'
+            for eid in ("one", "two")
+        )
+    )
+    at = app()
+    at.switch_page("views/arena.py")
+    _battle(at, "one", "two")
+    at.run()
+    at.chat_input(key="arena_prompt").set_value("hello").run()
+    at.button(key="arena_vote_a").click().run()
+    assert not at.exception
+    shown = markdown_shown(at)
+    assert "name\\.png" in shown  # revealed, as text
+    assert _fetches_or_maths(shown) == [], shown[:2000]

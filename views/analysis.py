@@ -92,10 +92,10 @@ if result["n"] == 0:
     st.info("No answers in this scope yet: ask something on Compare, or run a probe suite.")
     st.stop()
 if result.get("embedder_fallback"):
-    st.warning(result["embedder_fallback"])
+    st.warning(ui.inline_text(result["embedder_fallback"]))
 st.caption(
-    f"{result['n']} answers · {len(result['models'])} models · embedder {result['embedder']}"
-    + (f" ({result['embedder_note']})" if result.get("embedder_note") else "")
+    f"{result['n']} answers · {len(result['models'])} models · embedder {ui.inline_text(result['embedder'])}"
+    + (f" ({ui.inline_text(result['embedder_note'])})" if result.get("embedder_note") else "")
 )
 
 

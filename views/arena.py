@@ -115,8 +115,8 @@ if battle.voted is not None:
     with st.container(border=True, key="arena_reveal"):
         st.success(f"Your vote: {WINNER_TEXT[battle.voted]}")
         st.markdown(
-            f"**Model A** was **{endpoints[battle.slots['a']].name}** · "
-            f"**Model B** was **{endpoints[battle.slots['b']].name}**"
+            f"**Model A** was **{ui.inline_text(endpoints[battle.slots['a']].name)}** · "
+            f"**Model B** was **{ui.inline_text(endpoints[battle.slots['b']].name)}**"
         )
         if battle.leaks:
             st.warning(
