@@ -175,6 +175,10 @@ def _check_secrets(path: Path) -> None:
         raise ConfigError(f"{path}, line {line}: not UTF-8 text; save the secrets file as UTF-8") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    except ValueError:  # an integer of more than 4,300 digits (Python refuses to read it)
+        raise ConfigError(f"{path}: holds a number too long to read") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply") from None
 
 
 def check_environment() -> None:

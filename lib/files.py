@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import tempfile
 from collections.abc import Iterator
@@ -82,13 +83,31 @@ def deep_line(text: str, limit: int = MAX_DEPTH, quotes: str = '"') -> int:
     return 1
 
 
+LONG_NUMBER = re.compile(r"\d{4000,}")
+
+
+TOO_LONG_NUMBER = "a number of more than 4,000 digits"  # Python refuses to read such integers (CVE-2020-10735)
+
+
+def long_number_line(text: str) -> int:
+    """The line of the first number of 4,000 digits or more in the text (1 when there is none)."""
+    found = LONG_NUMBER.search(text)
+    return text.count("\n", 0, found.start()) + 1 if found else 1
+
+
 def load_json(text: str) -> object:
     """json.loads, refusing data nested more than MAX_DEPTH levels: TooDeep (a ValueError, with
-    the line) instead of a RecursionError; json.JSONDecodeError for text that is not JSON."""
+    the line) instead of a RecursionError; json.JSONDecodeError for text that is not JSON or that
+    holds a number too long to read."""
     try:
         value = json.loads(text)
     except RecursionError:
         raise TooDeep(deep_line(text)) from None
+    except json.JSONDecodeError:
+        raise
+    except ValueError as exc:  # an integer of more than 4,300 digits
+        found = LONG_NUMBER.search(text)
+        raise json.JSONDecodeError(TOO_LONG_NUMBER, text, found.start() if found else 0) from exc
     if too_deep(value):
         raise TooDeep(deep_line(text))
     return value

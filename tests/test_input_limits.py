@@ -268,3 +268,33 @@ def test_classify_with_a_failing_judge_writes_no_label_and_exits_1(protocol_serv
     assert "labelled 0 responses" in done.stderr and "1 judge call(s) failed" in done.stderr
     with session_scope() as s:
         assert list(s.scalars(select(Label.source))) == []
+
+
+LONG = "9" * 5000  # Python refuses to read an integer this long (CVE-2020-10735): ValueError
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "args"),
+    [
+        ("a.jsonl", f'{{"prompt": "p", "model": "m", "response": "r", "pair": {LONG}}}\n', ["import"]),
+        ("b.json", f'[{{"prompt": "p", "model": "m", "response": "r", "input_tokens": {LONG}}}]\n', ["import"]),
+        ("s.yaml", f"name: s\nprompts:\n  - text: hello\n    weight: {LONG}\n", ["suite", "import"]),
+        ("c.jsonl", f'{{"id": {LONG}, "prompt": "p", "response": "r"}}\n', ["classify"]),
+    ],
+)
+def test_a_number_too_long_to_read_is_a_named_problem(tmp_path, name, text, args):
+    path = tmp_path / name
+    path.write_text(text)
+    extra = ["-o", str(tmp_path / "out.jsonl")] if args == ["classify"] else []
+    done = cli(*args, str(path), *extra)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert "a number of more than 4,000 digits" in done.stderr and name in done.stderr, done.stderr
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_an_endpoints_file_with_a_number_too_long_names_its_line(tmp_path):
+    (tmp_path / "endpoints.user.toml").write_text(
+        f'[endpoints.x]\nbase_url = "http://127.0.0.1:1/v1"\nmodel = "m"\ntimeout = {LONG}\n'
+    )
+    done = cli("models")
+    assert done.returncode == 2 and "line 4: a number of more than 4,000 digits" in done.stderr, done.stderr

@@ -19,7 +19,17 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from db import config
-from lib.files import TOO_DEEP, InputFileError, OutputPathError, decode_text, deep_line, too_deep, write_text_atomic
+from lib.files import (
+    TOO_DEEP,
+    TOO_LONG_NUMBER,
+    InputFileError,
+    OutputPathError,
+    decode_text,
+    deep_line,
+    long_number_line,
+    too_deep,
+    write_text_atomic,
+)
 from lib.safety import clean_json, strip_credentials
 
 EMBEDDED = "embedded"
@@ -169,6 +179,8 @@ def _read_table(path: Path, text: str | None = None) -> tuple[dict, str]:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise EndpointConfigError(f"{path}: {exc}") from exc
+    except ValueError:  # an integer too long to read
+        raise EndpointConfigError(f"{path}, line {long_number_line(text)}: {TOO_LONG_NUMBER}") from None
     except RecursionError:
         raise EndpointConfigError(f"{path}, line {deep_line(text, quotes=QUOTES)}: {TOO_DEEP}") from None
     if too_deep(data):
@@ -386,7 +398,7 @@ def _secret(name: str) -> str | None:
         return None
     try:
         value = tomllib.loads(path.read_text(encoding="utf-8")).get(name)
-    except (tomllib.TOMLDecodeError, OSError, RecursionError):
+    except (ValueError, OSError, RecursionError):  # TOMLDecodeError is a ValueError
         return None
     return value if isinstance(value, str) and value else None
 

@@ -29,7 +29,15 @@ from db import config, suites
 from db.engine import session_scope
 from db.models import Suite, SuitePrompt
 from db.vocab import LANGUAGES
-from lib.files import MAX_DEPTH, TOO_DEEP, InputFileError, iter_jsonl, read_text_lenient
+from lib.files import (
+    MAX_DEPTH,
+    TOO_DEEP,
+    TOO_LONG_NUMBER,
+    InputFileError,
+    iter_jsonl,
+    long_number_line,
+    read_text_lenient,
+)
 from lib.safety import clean_json, clean_text
 
 BUILTIN_DIR = config.ROOT / "suites"
@@ -311,6 +319,8 @@ def parse_suite(text: str, filename: str = "suite.yaml") -> SuiteDef:
             raise SuiteError([f"{where}:{exc.problem_mark.line + 1}: {exc.problem}"]) from None
         except RecursionError:  # a backstop: the loader refuses deep nesting before this
             raise SuiteError([f"{where}:1: {TOO_DEEP}"]) from None
+        except ValueError:  # an integer of more than 4,300 digits
+            raise SuiteError([f"{where}:{long_number_line(text)}: {TOO_LONG_NUMBER}"]) from None
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             raise SuiteError(
