@@ -38,6 +38,7 @@ Untrusted input (issue 12), one scenario per kind:
     markup              an answer full of markup: a remote image, a $ amount, Rich tags, a formula
     trickle-SECONDS     only SSE keep-alive comments (": PROCESSING") every 0.2 s for SECONDS,
                         then the echo (a queued request at OpenRouter)
+    empties-SECONDS     empty content deltas every 0.2 s for SECONDS, then the echo
 
 Also used by bench/ for fan-out and suite timing. Bound to 127.0.0.1 on a free port.
 """
@@ -224,6 +225,11 @@ class _Handler(BaseHTTPRequestHandler):
             _, count, delay_text = model.split("-")
             words, delay = [f"t{i} " for i in range(int(count))], float(delay_text)
         try:
+            if model.startswith("empties-"):
+                until = time.monotonic() + float(model.split("-", 1)[1])
+                while time.monotonic() < until:
+                    self._chunk(model, {"content": ""})
+                    time.sleep(0.2)
             if model.startswith("trickle-"):
                 until = time.monotonic() + float(model.split("-", 1)[1])
                 while time.monotonic() < until:

@@ -43,9 +43,13 @@ def test_keep_alive_comments_do_not_hold_an_answer_past_its_timeout(protocol_ser
     started = time.monotonic()
     out = one(protocol_server.url, "trickle-6", timeout=1.0)
     assert (out.status, out.error_kind) == ("error", "timeout") and time.monotonic() - started < 4
-    assert "keep-alive comments do not count" in out.error_message, out.error_message
-    out = one(protocol_server.url, "trickle-0.3", timeout=1.0)
-    assert out.status == "ok" and out.text.strip() == "hello there world"
+    assert "keep-alive comments and empty chunks do not count" in out.error_message, out.error_message
+    started = time.monotonic()
+    out = one(protocol_server.url, "empties-6", timeout=1.0)  # empty deltas are no progress either
+    assert (out.status, out.error_kind) == ("error", "timeout") and time.monotonic() - started < 4
+    for model in ("trickle-0.3", "empties-0.3"):
+        out = one(protocol_server.url, model, timeout=1.0)
+        assert out.status == "ok" and out.text.strip() == "hello there world"
 
 
 def test_slow_first_token_times_out(protocol_server):

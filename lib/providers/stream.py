@@ -245,18 +245,36 @@ async def _chunks(stream) -> AsyncIterator[ChatCompletionChunk]:
     raise NotEventStream(content_type, body)
 
 
-async def _each_within(chunks: AsyncIterator[ChatCompletionChunk], seconds: float) -> AsyncIterator:
-    """The chunks, each arriving within `seconds` of the one before: TimeoutError otherwise.
-    The HTTP read timeout alone restarts on any byte, so a provider that sends only keep-alive
-    comments (": PROCESSING") could hold an answer open for ever; comments are no chunks here."""
+def _progress(chunk: ChatCompletionChunk, reasoning_field: str | None) -> bool:
+    """Whether a chunk moves the answer on: text or reasoning, a finish reason or the usage."""
+    if chunk.usage is not None:
+        return True
+    for choice in chunk.choices or []:
+        delta = choice.delta
+        if choice.finish_reason or (delta is not None and (delta.content or _reasoning_delta(delta, reasoning_field))):
+            return True
+    return False
+
+
+async def _each_within(
+    chunks: AsyncIterator[ChatCompletionChunk], seconds: float, reasoning_field: str | None = None
+) -> AsyncIterator:
+    """The chunks, as long as each `seconds` bring some progress (see `_progress`): TimeoutError
+    otherwise. The HTTP read timeout alone restarts on any byte, so a provider that sends only
+    keep-alive comments (": PROCESSING") or empty deltas could hold an answer open for ever."""
     iterator = aiter(chunks)
+    deadline = time.monotonic() + seconds
     while True:
         try:
-            chunk = await asyncio.wait_for(anext(iterator), seconds)
+            chunk = await asyncio.wait_for(anext(iterator), max(deadline - time.monotonic(), 0.001))
         except StopAsyncIteration:
             return
         except TimeoutError:
-            raise TimeoutError(f"no data for {seconds:g} s (keep-alive comments do not count)") from None
+            raise TimeoutError(
+                f"no text for {seconds:g} s (keep-alive comments and empty chunks do not count)"
+            ) from None
+        if _progress(chunk, reasoning_field):
+            deadline = time.monotonic() + seconds
         yield chunk
 
 
@@ -296,7 +314,7 @@ async def stream_chat(
         )
         try:
             stream = await client.chat.completions.create(**request)
-            async for chunk in _each_within(_chunks(stream), endpoint.timeout):
+            async for chunk in _each_within(_chunks(stream), endpoint.timeout, endpoint.quirks.reasoning_field):
                 if chunk.usage is not None:
                     out.input_tokens = chunk.usage.prompt_tokens
                     out.output_tokens = chunk.usage.completion_tokens
