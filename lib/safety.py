@@ -19,7 +19,7 @@ from __future__ import annotations
 import base64
 import re
 from collections.abc import Iterable
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlsplit
 
 REPLACEMENT = "\ufffd"
 REDACTED = "[redacted]"
@@ -133,7 +133,11 @@ class Redactor:
     Authorization-like header value from provider text."""
 
     def __init__(self, secrets: Iterable[str | None] = ()) -> None:
-        values = {s for s in secrets if s and len(s) >= MIN_SECRET_CHARS}
+        values = set()
+        for secret in secrets:
+            if secret and len(secret) >= MIN_SECRET_CHARS:
+                # as a provider may echo it: as is, URL-encoded (a query string), JSON-escaped ("\/")
+                values |= {secret, quote(secret, safe=""), quote_plus(secret), secret.replace("/", "\\/")}
         self.secrets = sorted(values, key=len, reverse=True)  # longest first: no partial leftovers
 
     def __call__(self, text: str | None) -> str:

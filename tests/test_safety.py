@@ -200,3 +200,11 @@ def test_a_long_unsafe_text_is_shown_plainly_and_fast_enough():
 
     text = "![a](" * (MAX_REWRITE_CHARS // 4) + "$"
     assert safe_markdown(text).startswith("```")
+
+
+def test_a_key_echoed_url_encoded_or_json_escaped_is_redacted():
+    key = "sk-AbC/dEf+Gh=ijkl0123456789"
+    redact = Redactor([key])
+    for echoed in ("key=sk-AbC%2FdEf%2BGh%3Dijkl0123456789&x=1", '{"key": "sk-AbC\\/dEf+Gh=ijkl0123456789"}'):
+        text = redact(f"the provider said: {echoed} was refused")
+        assert "ijkl0123456789" not in text and "[redacted]" in text, text
