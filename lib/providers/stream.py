@@ -265,8 +265,9 @@ async def _each_within(
     iterator = aiter(chunks)
     deadline = time.monotonic() + seconds
     while True:
-        try:
-            chunk = await asyncio.wait_for(anext(iterator), max(deadline - time.monotonic(), 0.001))
+        try:  # in this task (not wait_for's): a cancelled page never leaves the stream mid-read
+            async with asyncio.timeout(max(deadline - time.monotonic(), 0.001)):
+                chunk = await anext(iterator)
         except StopAsyncIteration:
             return
         except TimeoutError:
