@@ -40,7 +40,13 @@ def models(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] 
         print(json.dumps(rows, ensure_ascii=False, indent=2))
         return
     widest = max((len(r["id"]) for r in rows), default=2)
-    table = Table(Column("id", no_wrap=True, min_width=widest), "name", "kind", "status", "detail")  # ids are typed
+    table = Table(  # ids are typed: never cut; the rest wraps, never truncated
+        Column("id", no_wrap=True, min_width=widest),
+        Column("name", overflow="fold"),
+        "kind",
+        Column("status", overflow="fold"),
+        Column("detail", overflow="fold", ratio=2),
+    )
     for row in rows:
         colour = "green" if row["ready"] else "yellow"
         table.add_row(

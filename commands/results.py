@@ -65,7 +65,11 @@ def leaderboard(
         return
     table = Table("#", "model", "rating", "95% CI", "battles", "W", "T", "L")
     for i, r in enumerate(board.ratings, 1):
-        ci = "–" if r.ci_low is None else f"{r.ci_low:.0f} – {r.ci_high:.0f}"
+        ci = (
+            "– (too few battles)"
+            if r.ci_low is None and bootstrap
+            else ("–" if r.ci_low is None else f"{r.ci_low:.0f} – {r.ci_high:.0f}")
+        )
         table.add_row(
             str(i),
             plain(board.names.get(r.model, r.model)),
@@ -77,6 +81,12 @@ def leaderboard(
             str(r.losses),
         )
     out.print(table)
+    if battles is None:
+        counted = "blind votes only" if blind_only else "blind and named votes (--blind-only: blind ones only)"
+        err.print(f"{board.battles} battle{'s' if board.battles != 1 else ''} counted: {counted}", highlight=False)
+    sparse = [board.names.get(r.model, r.model) for r in board.ratings if r.battles < 5]
+    if sparse:
+        err.print(f"few battles (under 5) for: {', '.join(sparse)}; their ratings are rough", highlight=False)
 
 
 @app.command()

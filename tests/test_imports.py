@@ -501,6 +501,9 @@ def test_cli_vote_records_a_named_vote_on_a_two_answer_turn(tmp_path):
         vote = s.scalars(select(Vote)).one()
         loser = s.get(Response, vote.response_a_id)
     assert vote.winner == "b" and not vote.blind and loser.display_name == "model-x"
+    board = cli("leaderboard", "--bootstrap", "50")  # says what it counted, and that one vote is rough
+    assert board.returncode == 0 and "(too few battles)" in board.stdout, board.stdout
+    assert "1 battle counted: blind and named votes" in board.stderr and "few battles" in board.stderr, board.stderr
     for args, message in (
         ([str(one), "a"], "has 1 answers; a vote needs exactly two"),
         (["99999", "a"], "there is no turn (exchange) 99999"),

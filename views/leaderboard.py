@@ -55,7 +55,8 @@ except RatingError as exc:
     st.stop()
 
 st.caption(
-    f"{board.battles} battles · ties and both-bad count as half a win each way · rating = 1000 + 400·log10(odds)"
+    f"{board.battles} battle{'s' if board.battles != 1 else ''} · ties and both-bad count as half a win each way"
+    " · rating = 1000 + 400·log10(odds)"
 )
 table = pd.DataFrame(
     [
