@@ -11,6 +11,7 @@ from typing import Annotated, Optional
 import typer
 
 from commands.common import err, fail, open_db_or_fail
+from lib.files import InputFileError, check_input_file
 from lib.vocab import Winner
 
 app = typer.Typer()
@@ -52,10 +53,11 @@ def import_(
 
     if example == (file is not None):
         fail("give a FILE to import, or --example for the bundled example study")
-    if file is not None and not file.is_file():
-        if file.is_dir():
-            fail(f"{file} is a folder; give the path of a file inside it (nothing was imported)")
-        fail(f"{file}: no such file" if not file.exists() else f"{file}: not a regular file (nothing was imported)")
+    if file is not None:
+        try:
+            check_input_file(file)
+        except InputFileError as exc:
+            fail(f"{exc} (nothing was imported)")
     open_db_or_fail()
     try:
         if example:

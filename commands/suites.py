@@ -11,6 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from commands.common import err, fail, load_endpoints_or_fail, open_db_or_fail, out, plain
+from lib.files import InputFileError, check_input_file
 
 app = typer.Typer(help="Probe suites: list, show, import, run, status, results.", no_args_is_help=True)
 
@@ -70,10 +71,10 @@ def suite_import(file: Path) -> None:
     """Validate a suite file (YAML or JSONL) completely, then store it."""
     from lib.suites.definitions import SuiteError, import_path
 
-    if not file.exists():
-        fail(f"{file}: no such file")
-    if file.is_dir():
-        fail(f"{file} is a folder; give the path of a suite file inside it (nothing was imported)")
+    try:
+        check_input_file(file)
+    except InputFileError as exc:
+        fail(f"{exc} (nothing was imported)")
     open_db_or_fail()
     try:
         imported = import_path(file)

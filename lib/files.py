@@ -159,8 +159,8 @@ def decode_lenient(data: bytes, name: str) -> tuple[str, str | None]:
         )
 
 
-def _check_input(path: Path) -> None:
-    """InputFileError when `path` is missing, a folder or not a regular file."""
+def check_input_file(path: Path) -> None:
+    """InputFileError when `path` is missing, a folder or not a regular file (the message names it)."""
     if not path.exists():
         raise InputFileError(f"{path}: no such file")
     if path.is_dir():
@@ -169,16 +169,21 @@ def _check_input(path: Path) -> None:
         raise InputFileError(f"{path}: not a regular file")
 
 
+def read_input_bytes(path: Path) -> bytes:
+    """A user's input file's bytes; InputFileError when it is missing, a folder, not a regular
+    file or unreadable (the message names the file)."""
+    path = Path(path)
+    check_input_file(path)
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise InputFileError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+
+
 def read_text_file(path: Path) -> str:
     """A user's text file as str; InputFileError when it is missing, not a regular file, unreadable
     or not UTF-8 (the message names the file and the line)."""
-    path = Path(path)
-    _check_input(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise InputFileError(f"{path}: cannot be read ({exc.strerror})") from None
-    return decode_text(data, str(path))
+    return decode_text(read_input_bytes(path), str(path))
 
 
 def read_text_lenient(path: Path) -> tuple[str, str | None]:
@@ -186,13 +191,7 @@ def read_text_lenient(path: Path) -> tuple[str, str | None]:
     issue-free text would), and a warning naming the file, the first such line and how many
     characters were replaced (None for a clean file). InputFileError when the file is missing,
     a folder, not a regular file or unreadable."""
-    path = Path(path)
-    _check_input(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise InputFileError(f"{path}: cannot be read ({exc.strerror})") from None
-    text, warning = decode_lenient(data, str(path))
+    text, warning = decode_lenient(read_input_bytes(path), str(path))
     return clean_text(text), warning
 
 

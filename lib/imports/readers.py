@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from db.vocab import LANGUAGES, Status
-from lib.files import TOO_DEEP, TooDeep, decode_lenient, iter_jsonl, load_json
+from lib.files import TOO_DEEP, InputFileError, TooDeep, decode_lenient, iter_jsonl, load_json, read_input_bytes
 from lib.imports.records import (
     MAX_MODEL_CHARS,
     MAX_TEXT_CHARS,
@@ -76,12 +76,10 @@ def file_format(name: str) -> str | None:
 def read_file(path: Path, progress: Progress | None = None) -> Parsed:
     """Every record of an import file; ImportProblems when the file cannot be read at all."""
     path = Path(path)
-    if path.is_dir():
-        raise ImportProblems([f"{path} is a folder; give the path of a file inside it"])
     try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ImportProblems([f"{path}: cannot be read ({exc.strerror or exc})"]) from exc
+        data = read_input_bytes(path)
+    except InputFileError as exc:
+        raise ImportProblems([str(exc)]) from None
     return read_bytes(data, path.name, progress)
 
 
