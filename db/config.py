@@ -96,6 +96,11 @@ def check_database_url(url: str) -> None:
 _SECRET_PARAMS = ("password", "passwd", "pwd", "pass", "secret", "token", "key", "sslpassword", "auth")
 
 
+def _secret_param(name: str) -> bool:
+    """Whether a database URL's query parameter holds a secret (`password`, `sslpassword`, `...token`)."""
+    return any(word in name.lower() for word in _SECRET_PARAMS)
+
+
 def database_secrets(url: str) -> list[str]:
     """The secret values in a database URL: the password before the host and the values of query
     parameters that hold one (`?password=`, `sslpassword=`, `...token=`, `...key=`)."""
@@ -107,7 +112,7 @@ def database_secrets(url: str) -> list[str]:
         return []
     found = [parsed.password] if parsed.password else []
     for name, value in parsed.query.items():
-        if any(word in name.lower() for word in _SECRET_PARAMS):
+        if _secret_param(name):
             found += [value] if isinstance(value, str) else list(value)
     return [str(s) for s in found if s]
 
@@ -120,7 +125,7 @@ def display_database_url(url: str) -> str:
         parsed = make_url(url)
     except Exception:  # noqa: BLE001 - a display helper must not fail
         return "(unreadable database URL)"
-    query = {k: ("***" if any(word in k.lower() for word in _SECRET_PARAMS) else v) for k, v in parsed.query.items()}
+    query = {k: ("***" if _secret_param(k) else v) for k, v in parsed.query.items()}
     return parsed.set(query=query).render_as_string(hide_password=True).replace("%2A%2A%2A", "***")
 
 

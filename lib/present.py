@@ -7,7 +7,6 @@ import re
 
 from markdown_it import MarkdownIt
 
-from db.config import display_database_url
 from db.vocab import Label, Winner
 from lib.safety import clean_text
 
@@ -38,11 +37,6 @@ def format_metrics(ttft_ms, latency_ms, output_tokens, tokens_counted=False, cos
     if cost_usd is not None:
         parts.append(f"${cost_usd:.5f}")
     return " · ".join(parts)
-
-
-def safe_database_label(url: str) -> str:
-    """The database URL with any password hidden (before the host or in the query), for display."""
-    return display_database_url(url)
 
 
 # --- Markdown from models: shown, never fetched or run -------------------------------------------

@@ -6,7 +6,6 @@ from __future__ import annotations
 from db import config
 from db.config import ConfigError
 from db.engine import DatabaseUnavailable, get_engine
-from lib.present import safe_database_label
 
 __all__ = ["ConfigError", "DatabaseUnavailable", "check_settings", "database_label", "open_database"]
 
@@ -24,6 +23,6 @@ def open_database() -> None:
 def database_label() -> str:
     """The configured database URL with any password hidden, for display."""
     try:
-        return safe_database_label(config.database_url())
+        return config.display_database_url(config.database_url())
     except ConfigError:
         return "(unusable PARALLAX_DATABASE_URL)"
