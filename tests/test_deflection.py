@@ -258,11 +258,10 @@ def test_the_detector_card_has_a_confusion_matrix_per_language():
     assert "censoredplanet_blocks" in card["not_trained_on"]
 
 
-def test_evaluation_folds_never_train_on_their_test_questions(monkeypatch):
-    from lib.deflection import train as T
-
+def _synthetic_rows(questions: int) -> list[dict]:
+    """Six answers per question, the three labels in turn, for checking how folds are drawn."""
     rows = []
-    for q in range(8):
+    for q in range(questions):
         for m in range(6):
             label = ("answered", "refused", "deflected")[(q + m) % 3]
             text = {
@@ -271,6 +270,13 @@ def test_evaluation_folds_never_train_on_their_test_questions(monkeypatch):
                 "deflected": "Let's talk about something else. How about the weather?",
             }[label]
             rows.append({"prompt": f"question {q}", "response": text, "label": label, "source": "s", "id": f"{q}-{m}"})
+    return rows
+
+
+def test_evaluation_folds_never_train_on_their_test_questions(monkeypatch):
+    from lib.deflection import train as T
+
+    rows = _synthetic_rows(8)
     data = T.featurise(rows)
     seen = []
     fit_on = T.fit_on
@@ -389,16 +395,7 @@ def test_llm_judge_labels_are_parsed_and_stored_under_their_own_source(protocol_
 def test_the_rate_correcting_card_is_measured_inside_each_training_fold_only(monkeypatch):
     from lib.deflection import train as T
 
-    rows = []
-    for q in range(10):
-        for m in range(6):
-            label = ("answered", "refused", "deflected")[(q + m) % 3]
-            text = {
-                "answered": f"Topic {q} explained: the facts are {m} and {q}, with dates and places.",
-                "refused": "I'm sorry, but I can't help with that request.",
-                "deflected": "Let's talk about something else. How about the weather?",
-            }[label]
-            rows.append({"prompt": f"question {q}", "response": text, "label": label, "source": "s", "id": f"{q}-{m}"})
+    rows = _synthetic_rows(10)
     data = T.featurise(rows)
     seen = []
     fit_on = T.fit_on
