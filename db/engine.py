@@ -101,9 +101,15 @@ def migrate(engine: Engine) -> None:
     """Bring the schema of `engine` to the newest Alembic revision. Processes that start at the
     same moment (the app and a CLI, two team members) take turns: an advisory lock on
     PostgreSQL, a lock file beside the database on SQLite; the second finds the schema current."""
+    with _migration_lock(engine):
+        _upgrade(engine)
+
+
+def _upgrade(engine: Engine) -> None:
+    """The migration itself; the caller holds the migration lock."""
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
-    with _migration_lock(engine), engine.begin() as conn:
+    with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
             conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
         cfg.attributes["connection"] = conn
@@ -150,18 +156,23 @@ def get_engine(url: str | None = None) -> Engine:
             ) from None
         if is_sqlite:
             event.listen(engine, "connect", _sqlite_pragmas)
-        try:
-            with engine.connect():  # can we reach it at all? (a migration bug must not read as this)
-                pass
-        except Exception as exc:
-            engine.dispose()
-            why = config.hide_database_secrets(str(exc), url)
-            raise DatabaseUnavailable(f"cannot open the database {config.display_database_url(url)}: {why}") from None
-        try:
-            migrate(engine)
-        except Exception:
-            engine.dispose()
-            raise  # a migration error keeps its own message and traceback
+        # the first connection to a new SQLite file switches it to WAL, which another process's
+        # migration would refuse at once ("database is locked"): opening waits its turn too
+        with _migration_lock(engine):
+            try:
+                with engine.connect():  # can we reach it at all? (a migration bug must not read as this)
+                    pass
+            except Exception as exc:
+                engine.dispose()
+                why = config.hide_database_secrets(str(exc), url)
+                raise DatabaseUnavailable(
+                    f"cannot open the database {config.display_database_url(url)}: {why}"
+                ) from None
+            try:
+                _upgrade(engine)
+            except Exception:
+                engine.dispose()
+                raise  # a migration error keeps its own message and traceback
         if is_sqlite:
             _ensure_reserve(url)
         _engines[url] = engine
