@@ -1,7 +1,7 @@
 """Deflection detector accuracy on answers it never saw, plus speed and load time.
 
 Three measurements over ../shared/data/deflection (dev.jsonl + extra.jsonl), each by models whose
-setting (the SGD penalty) was tuned only inside their own training folds (nested), with the
+setting (penalty and dense-cue scale, train.SETTINGS) was tuned only inside their own training folds (nested), with the
 pattern layer applied first as in the product:
 - by_question: 5-fold cross-validation grouped by question (English and Chinese twins of a
   SpeechMap question together, an XSTest prompt's v1 and v2 answers together);
@@ -185,7 +185,7 @@ def main() -> None:
     out["cross_source"] = {
         "trained_without": "speechmap_other",
         "seconds": round(time.perf_counter() - start, 1),
-        "settings": {"alpha": model.meta["alpha"]},
+        "settings": model.meta["setting"],
         "slices": by_slice(rows, everything[held_out], predicted),
     }
     out["speed"] = speed(load_dev_rows(rows))

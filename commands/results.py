@@ -250,7 +250,7 @@ def train_deflection(
     output: Annotated[Optional[Path], typer.Option(help="Artifact to write (default: the shipped one).")] = None,
     no_db: Annotated[bool, typer.Option("--no-db", help="Leave out human labels from the database.")] = False,
 ) -> None:
-    """Refit the deflection classifier from ../shared/data plus human labels (fixed seed)."""
+    """Refit the deflection classifier from ../shared/data plus human labels (deterministic)."""
     from lib.deflection.model import ARTIFACT
     from lib.deflection.train import TrainingDataMissing, train_and_save
     from lib.files import OutputPathError, check_output_path

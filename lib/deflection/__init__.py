@@ -99,7 +99,7 @@ def classify(items: list[dict], model: Classifier | None = None) -> list[Verdict
         text = (item.get("response") or "")[:MAX_CHARS]
         if verdict := transport_verdict(item.get("status") or Status.OK, text):
             verdicts[i] = verdict
-        elif canned := patterns.canned_label(patterns.strip_reasoning(text)):
+        elif canned := patterns.pattern_label(text):
             verdicts[i] = _other_language_check(Verdict(canned[0], 0.97, canned[1]), text)
         else:
             pending.append(i)

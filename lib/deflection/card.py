@@ -1,6 +1,6 @@
 """The detector card: how often the shipped detector mistakes one label for another, per language,
 measured out-of-fold (5-fold cross-validation grouped by question, English and Chinese twins in
-the same fold, the SGD penalty tuned inside each training fold) when the artifact is trained.
+the same fold, the model's setting tuned inside each training fold) when the artifact is trained.
 
 Rows of each matrix are the true label and columns the detector's, over LABELS, as raw counts:
 dividing a row by its sum gives P(detected | true), which is what a misclassification-corrected
@@ -22,8 +22,8 @@ LABELS = list(PRODUCT)
 CARD = ARTIFACT.with_name("card.json")
 METHOD = (
     "5-fold cross-validation grouped by question (English and Chinese versions of a question in the same fold); "
-    "the SGD penalty was tuned by 3-fold grouped cross-validation inside each training fold; the pattern layer "
-    "applied first, as in the product"
+    "the setting (penalty and dense-cue scale) was tuned by 3-fold grouped cross-validation inside each training "
+    "fold; the pattern layer applied first, as in the product"
 )
 LICENCE_NOTE = (
     "censoredplanet_blocks (GPL-3.0) is not trained on; its canned messages informed the pattern layer and are "

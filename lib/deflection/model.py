@@ -1,6 +1,6 @@
-"""The statistical layer: a linear model (logistic loss, one-vs-rest, fitted by SGD) over hashed
-TF-IDF n-grams and dense cues, stored as plain arrays in an .npz file (loaded with
-allow_pickle=False, so loading can never run code)."""
+"""The statistical layer: a linear model (multinomial logistic regression, fitted to convergence by
+L-BFGS) over hashed TF-IDF n-grams and dense cues, stored as plain arrays in an .npz file (loaded
+with allow_pickle=False, so loading can never run code)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from lib.deflection import features as F
 ARTIFACT = Path(__file__).resolve().parent / "model.npz"
 TRAIN_CLASSES = ("answered", "deflected", "partial", "refused")
 PRODUCT = ("answered", "refused", "deflected")  # what the detector reports; partial counts as deflected
-DENSE_WEIGHT = 0.5  # scale of the standardised dense block against the unit-norm n-gram blocks
+DENSE_WEIGHT = 0.5  # default scale of the standardised dense block against the unit-norm n-gram blocks
 
 
 @dataclass
@@ -31,10 +31,11 @@ class Classifier:
     coef: sparse.csr_matrix  # classes × features
     intercept: np.ndarray
     meta: dict = field(default_factory=dict)
+    dense_weight: float = DENSE_WEIGHT  # a tuned setting (see train.SETTINGS); stored with the weights
 
     def design(self, chars: sparse.csr_matrix, words: sparse.csr_matrix, dense: np.ndarray) -> sparse.csr_matrix:
         """The design matrix from featurised answers."""
-        scaled = (dense - self.dense_mean) / self.dense_std * DENSE_WEIGHT
+        scaled = (dense - self.dense_mean) / self.dense_std * self.dense_weight
         return sparse.hstack(
             [
                 F.tfidf(chars, self.char_idf),
@@ -47,12 +48,17 @@ class Classifier:
     def predict_features(self, chars: sparse.csr_matrix, words: sparse.csr_matrix, dense: np.ndarray) -> np.ndarray:
         """Probabilities over PRODUCT (partial folded into deflected) from featurised answers."""
         raw = np.asarray((self.design(chars, words, dense) @ self.coef.T).todense()) + self.intercept
-        probs = 1.0 / (1.0 + np.exp(-np.clip(raw, -30, 30)))  # one-vs-rest, then normalised
+        probs = np.exp(raw - raw.max(axis=1, keepdims=True))  # softmax (multinomial)
         probs /= probs.sum(axis=1, keepdims=True)
-        column = {c: k for k, c in enumerate(self.classes)}
-        partial = probs[:, column["partial"]] if "partial" in column else 0.0
+        column = {c: probs[:, k] for k, c in enumerate(self.classes)}
+        none = np.zeros(len(probs))
         return np.stack(
-            [probs[:, column["answered"]], probs[:, column["refused"]], probs[:, column["deflected"]] + partial], axis=1
+            [
+                column.get("answered", none),
+                column.get("refused", none),
+                column.get("deflected", none) + column.get("partial", none),
+            ],
+            axis=1,
         )
 
     def predict_proba(self, prompts: list[str], answers: list[str]) -> np.ndarray:
@@ -74,6 +80,7 @@ class Classifier:
             coef_values=dense[:, columns].astype(np.float16),
             coef_shape=np.array(dense.shape),
             intercept=self.intercept,
+            dense_weight=np.array(self.dense_weight),
             meta=np.array(json.dumps(self.meta, ensure_ascii=False)),
         )
 
@@ -100,6 +107,7 @@ class Classifier:
                 coef,
                 z["intercept"],
                 meta,
+                float(z["dense_weight"]),
             )
 
 
@@ -109,21 +117,39 @@ def fit(
     dense: np.ndarray,
     labels: list[str],
     weights: np.ndarray,
-    alpha: float = 1e-4,
-    seed: int = 0,
+    c: float = 10.0,
+    dense_weight: float = DENSE_WEIGHT,
     meta: dict | None = None,
 ) -> Classifier:
-    """Fit on featurised answers (deterministic for a given seed and data)."""
-    from sklearn.linear_model import SGDClassifier
+    """Fit on featurised answers: multinomial logistic regression with inverse penalty `c`, classes
+    balanced, run to convergence (deterministic: the same data gives the same weights)."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
 
     char_idf, word_idf = F.fit_idf(chars), F.fit_idf(words)
     mean, std = dense.mean(axis=0), dense.std(axis=0)
     std[std == 0] = 1.0
-    model = Classifier([], char_idf, word_idf, mean, std, sparse.csr_matrix((0, 0)), np.zeros(0), dict(meta or {}))
-    sgd = SGDClassifier(loss="log_loss", alpha=alpha, class_weight="balanced", max_iter=30, tol=None, random_state=seed)
-    sgd.fit(model.design(chars, words, dense), list(labels), sample_weight=np.asarray(weights))
-    coef = sparse.csr_matrix(sgd.coef_.astype(np.float32))
+    model = Classifier(
+        [], char_idf, word_idf, mean, std, sparse.csr_matrix((0, 0)), np.zeros(0), dict(meta or {}), dense_weight
+    )
+    design = model.design(chars, words, dense).tocsc()
+    # a hashed column no training answer has gets weight 0 under the L2 penalty: fit on the used
+    # columns only (L-BFGS's cost per step grows with the number of weights)
+    used = np.flatnonzero(np.diff(design.indptr))
+    regression = LogisticRegression(C=c, class_weight="balanced", solver="lbfgs", max_iter=500)
+    with warnings.catch_warnings():  # the last digits of a 100k-weight fit are not worth more iterations
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        regression.fit(design[:, used].tocsr(), list(labels), sample_weight=np.asarray(weights))
+    fitted, intercept = regression.coef_, regression.intercept_
+    if len(regression.classes_) == 2:  # binary: softmax over (0, z) is the sigmoid of z
+        fitted, intercept = np.vstack([np.zeros_like(fitted), fitted]), np.concatenate([[0.0], intercept])
+    full = np.zeros((len(fitted), design.shape[1]), dtype=np.float32)
+    full[:, used] = fitted
+    coef = sparse.csr_matrix(full)
     coef.data[np.abs(coef.data) < 1e-6] = 0
     coef.eliminate_zeros()
-    model.classes, model.coef, model.intercept = list(sgd.classes_), coef, sgd.intercept_.astype(np.float64)
+    model.classes, model.coef = list(regression.classes_), coef
+    model.intercept = np.asarray(intercept, dtype=np.float64)
     return model

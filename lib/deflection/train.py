@@ -8,8 +8,8 @@ Weights: extra.jsonl is 90% English answered essays (speechmap_other), so only a
 those answered rows are kept and that source counts 0.3; OpenAI's synthetic RBR completions
 (labelled by a rule over their properties) and the Chinese chatbots' canned block messages
 (censoredplanet_blocks, GPL-3.0; ten distinct texts, which the pattern layer covers) are not
-trained on, only measured. The one setting, the SGD penalty, is chosen by grouped
-cross-validation inside whatever rows a model is trained on."""
+trained on, only measured. The setting (the logistic regression's penalty and the dense cues'
+scale) is chosen by grouped cross-validation inside whatever rows a model is trained on."""
 
 from __future__ import annotations
 
@@ -32,7 +32,6 @@ from lib.deflection.model import ARTIFACT, PRODUCT, TRAIN_CLASSES, Classifier, f
 DATA_DIR = config.ROOT.parent / "shared" / "data" / "deflection"
 DEV_FILE = DATA_DIR / "dev.jsonl"
 EXTRA_FILE = DATA_DIR / "extra.jsonl"
-SEED = 0
 SOURCE_WEIGHTS = {
     "speechmap_other": 0.3,
     "openai_rbr_gold": 0.0,
@@ -40,7 +39,9 @@ SOURCE_WEIGHTS = {
     LabelSource.HUMAN: 3.0,
 }
 ANSWERED_KEPT = {"speechmap_other": 0.3}  # share of a source's answered rows kept (by a hash of the id)
-ALPHAS = (1e-4, 3e-4)
+# the settings tuned by inner grouped cross-validation: the inverse penalty C of the logistic
+# regression and the scale of the dense cues against the n-gram blocks
+SETTINGS = ({"c": 10.0, "dense_weight": 0.5}, {"c": 30.0, "dense_weight": 0.25})
 INNER_FOLDS = 3
 
 
@@ -143,7 +144,7 @@ class Featurised:
 def featurise(rows: list[dict]) -> Featurised:
     """Features, weights, groups and pattern verdicts for labelled rows."""
     chars, words, dense = F.featurize([r["prompt"] or "" for r in rows], [r["response"] or "" for r in rows])
-    canned = [patterns.canned_label(patterns.strip_reasoning(r["response"] or "")) for r in rows]
+    canned = [patterns.pattern_label(r["response"] or "") for r in rows]
     return Featurised(
         rows,
         chars,
@@ -156,13 +157,13 @@ def featurise(rows: list[dict]) -> Featurised:
     )
 
 
-def fit_on(data: Featurised, idx: np.ndarray, alpha: float, meta: dict | None = None) -> Classifier:
-    """A model fitted on the weighted rows `idx`, with the given settings."""
+def fit_on(data: Featurised, idx: np.ndarray, setting: dict, meta: dict | None = None) -> Classifier:
+    """A model fitted on the weighted rows `idx`, with the given setting (one of SETTINGS)."""
     idx = idx[data.weights[idx] > 0]
     model = fit(
-        data.chars[idx], data.words[idx], data.dense[idx], data.labels[idx], data.weights[idx], alpha, SEED, meta
+        data.chars[idx], data.words[idx], data.dense[idx], data.labels[idx], data.weights[idx], meta=meta, **setting
     )
-    model.meta["alpha"] = alpha
+    model.meta["setting"] = dict(setting)
     return model
 
 
@@ -190,21 +191,22 @@ def objective(data: Featurised, idx: np.ndarray, predicted: np.ndarray) -> float
     return float(np.mean(scores)) if scores else 0.0
 
 
-def tune(data: Featurised, idx: np.ndarray, folds: int = INNER_FOLDS) -> float:
-    """The SGD penalty (alpha) chosen by grouped cross-validation within rows `idx`."""
+def tune(data: Featurised, idx: np.ndarray, folds: int = INNER_FOLDS) -> dict:
+    """The setting (one of SETTINGS) chosen by grouped cross-validation within rows `idx`; the
+    first on a tie."""
     idx = idx[data.weights[idx] > 0]
     folds = min(folds, len(set(data.groups[idx])))
     if folds < 2:
-        return ALPHAS[0]
+        return SETTINGS[0]
     scored = []
-    for alpha in ALPHAS:
+    for k, setting in enumerate(SETTINGS):
         probs = np.zeros((len(idx), len(PRODUCT)))
         for inner_train, inner_test in GroupKFold(folds).split(idx, groups=data.groups[idx]):
-            model = fit_on(data, idx[inner_train], alpha)
+            model = fit_on(data, idx[inner_train], setting)
             test = idx[inner_test]
             probs[inner_test] = model.predict_features(data.chars[test], data.words[test], data.dense[test])
-        scored.append((objective(data, idx, label_rows(probs, data.canned[idx])), -alpha, alpha))
-    return max(scored)[2]
+        scored.append((objective(data, idx, label_rows(probs, data.canned[idx])), -k))
+    return SETTINGS[-max(scored)[1]]
 
 
 def fit_tuned(data: Featurised, idx: np.ndarray, meta: dict | None = None) -> Classifier:
@@ -225,15 +227,15 @@ def out_of_fold(
     for train_idx, test_idx in GroupKFold(folds).split(everything, groups=keys):
         model = fit_tuned(data, train_idx)
         predicted[test_idx] = decided(model, data, test_idx)
-        settings.append({"alpha": model.meta["alpha"]})
+        settings.append(dict(model.meta["setting"]))
         if confusions:
-            settings[-1] |= {"test": test_idx, "card": inner_confusions(data, train_idx, model.meta["alpha"])}
+            settings[-1] |= {"test": test_idx, "card": inner_confusions(data, train_idx, model.meta["setting"])}
     return predicted, settings
 
 
-def inner_confusions(data: Featurised, idx: np.ndarray, alpha: float, folds: int = 5) -> dict:
+def inner_confusions(data: Featurised, idx: np.ndarray, setting: dict, folds: int = 5) -> dict:
     """A detector card (see `card.build`) measured out-of-fold within rows `idx` alone (grouped by
-    question, as the shipped card is), with the penalty already chosen for them: per-language and
+    question, as the shipped card is), with the setting already chosen for them: per-language and
     per-source confusion counts, from which `lib.analysis.rates.card_matrices` picks the matrix
     that corrects each language's rates, exactly as the product picks it from the shipped card."""
     from types import SimpleNamespace
@@ -245,7 +247,7 @@ def inner_confusions(data: Featurised, idx: np.ndarray, alpha: float, folds: int
     for inner_train, inner_test in GroupKFold(min(folds, len(set(data.groups[idx])))).split(
         idx, groups=data.groups[idx]
     ):
-        predicted[inner_test] = decided(fit_on(data, idx[inner_train], alpha), data, idx[inner_test])
+        predicted[inner_test] = decided(fit_on(data, idx[inner_train], setting), data, idx[inner_test])
     inner = SimpleNamespace(rows=[data.rows[i] for i in idx], labels=data.labels[idx])
     return detector_card.build(inner, predicted, [], {})
 
@@ -258,7 +260,7 @@ def version_of(rows: list[dict]) -> str:
     return f"{len(rows)}-{digest.hexdigest()[:10]}"
 
 
-def train(rows: list[dict], seed: int = SEED, data: Featurised | None = None) -> Classifier:
+def train(rows: list[dict], data: Featurised | None = None) -> Classifier:
     """Fit on rows with settings tuned inside them; the same data gives the same model."""
     data = data or featurise(rows)
     used = [r for r, w in zip(rows, data.weights, strict=True) if w > 0]
@@ -266,14 +268,13 @@ def train(rows: list[dict], seed: int = SEED, data: Featurised | None = None) ->
         "version": version_of(rows),
         "features": F.VERSION,
         "rows": len(used),
-        "seed": seed,
         "sources": sorted({r.get("source", "?") for r in used}),
         "not_trained_on": sorted({r.get("source", "?") for r in rows} - {r.get("source", "?") for r in used}),
     }
     return fit_tuned(data, np.arange(len(rows)), meta)
 
 
-def train_and_save(output: Path = ARTIFACT, include_db: bool = True, seed: int = SEED, card: bool = True) -> dict:
+def train_and_save(output: Path = ARTIFACT, include_db: bool = True, card: bool = True) -> dict:
     """Refit from the shared data (plus human labels), write the artifact and its detector card
     (out-of-fold confusion matrices, grouped by question); returns the artifact's metadata."""
     from lib.deflection import card as detector_card
@@ -282,7 +283,7 @@ def train_and_save(output: Path = ARTIFACT, include_db: bool = True, seed: int =
     if include_db:
         rows += human_rows()
     data = featurise(rows)
-    model = train(rows, seed, data)
+    model = train(rows, data)
     model.save(output)
     if card:
         predicted, settings = out_of_fold(data, data.groups)
