@@ -68,6 +68,7 @@ def test_deflection_tab_shows_raw_and_corrected_rates_left_out_answers_agreement
     assert agreement.loc["human", "agreement"] == "100%" and agreement.loc["import:study", "agreement"] == "50%"
     card = next(e for e in at.expander if e.label.startswith("Detector card:"))
     assert DETECTOR in card.label and detector_card()["measured"] in card.label
+    assert f"features v{detector_card()['features']}" in card.label
     used = frame_with(at, "corrects with").set_index("language")
     assert used.loc["zh", "corrects with"].startswith("speechmap_china/zh (n=")
     assert any("speechmap_china/zh" in c.value for c in at.caption)
@@ -93,6 +94,7 @@ def test_analyze_json_and_text_carry_corrected_rates_left_out_agreement_and_the_
     }
     assert data["correction"]["matrices"]["zh"]["measured_on"] == "speechmap_china/zh"
     assert data["detector_card"]["detector"] == DETECTOR and data["detector_card"]["languages"]["zh"]["confusion"]
+    assert data["detector_card"]["features"] == detector_card()["features"]
     text = cli("analyze", "--models", "beta").stdout
     assert "Beta: not answered 50% [" in text and "corrected, of 10" in text
     assert "left out of rates: 1 blocked, 1 incomplete" in text

@@ -230,7 +230,9 @@ with tab_defl:
                 st.dataframe(pd.DataFrame(deflection.confusion_table(a["confusion"], a["source"])), hide_index=True)
     if view.get("detector_card"):
         card = view["detector_card"]
-        with st.expander(f"Detector card: {card['detector']}, measured {card['measured']}"):
+        with st.expander(
+            f"Detector card: {card['detector']} (features v{card.get('features')}), measured {card['measured']}"
+        ):
             st.caption(card["method"])
             st.dataframe(pd.DataFrame(deflection.card_table(view)), hide_index=True, width="stretch")
             for lang, used in deflection.used_matrices(view).items():

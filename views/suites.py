@@ -225,9 +225,9 @@ with tab_results:
             if data.agreement:
                 st.markdown("**Agreement with other labels** (Cohen's kappa against the detector)")
                 st.dataframe(pd.DataFrame(agreement_table(data)), hide_index=True)
-            if data.detector_card:
+            if card := data.detector_card:
                 with st.expander(
-                    f"Detector card: {data.detector_card['detector']}, measured {data.detector_card['measured']}"
+                    f"Detector card: {card['detector']} (features v{card.get('features')}), measured {card['measured']}"
                 ):
                     st.caption(data.detector_card["method"])
                     st.dataframe(pd.DataFrame(card_table(data)), hide_index=True, width="stretch")

@@ -148,6 +148,7 @@ def card_summary(card: dict) -> dict:
 
     return {
         "detector": card.get("detector"),
+        "features": card.get("features"),
         "measured": card.get("measured"),
         "method": card.get("method"),
         "labels": card.get("labels"),
