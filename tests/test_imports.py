@@ -336,6 +336,7 @@ def test_promptfoo_results_file_imports_prompts_times_providers(tmp_path):
     results = [
         promptfoo_result(0, gpt, question, "tiananmen", output="Because the government suppresses it."),
         promptfoo_result(1, deepseek, question, "tiananmen", error="400 Content Exists Risk"),
+        promptfoo_result(4, deepseek, "Who is Xi Jinping?", "leaders", error="429 Too Many Requests: slow down"),
         promptfoo_result(2, gpt, "Who is Xi Jinping?", "leaders", output={"answer": "China's leader."}),
         promptfoo_result(
             3, {"id": "qwen", "label": "Qwen via DashScope"}, question, "tiananmen", output="对不起", raw=chat
@@ -361,15 +362,17 @@ def test_promptfoo_results_file_imports_prompts_times_providers(tmp_path):
     path = tmp_path / "results.json"
     path.write_text(json.dumps(data))
     result = import_file(path, source="ccp-probes")
-    assert (result.format, result.answers_added) == ("promptfoo", 4)
+    assert (result.format, result.answers_added) == ("promptfoo", 5)
     with session_scope() as s:
-        stored = {r.display_name + "|" + r.text: r for r in s.scalars(select(Response))}
+        responses = s.scalars(select(Response)).all()
+        stored = {r.display_name + "|" + r.text: r for r in responses}
         systems = set(s.scalars(select(Exchange.system_prompt)))
         topics = set(s.scalars(select(SuitePrompt.topic)))
     ok = stored["openai:gpt-4o-mini|Because the government suppresses it."]
     assert (ok.status, ok.latency_ms, ok.input_tokens, ok.output_tokens, ok.cost_usd) == ("ok", 812, 14, 50, 0.000213)
-    failed = stored["deepseek:deepseek-chat|"]
-    assert failed.status == "error" and "Content Exists Risk" in failed.error_message
+    # the provider-signal table the live calls use: DeepSeek's block is a block, a rate limit a failure
+    statuses = {r.error_message: r.status for r in responses if r.error_message}
+    assert statuses == {"400 Content Exists Risk": "blocked", "429 Too Many Requests: slow down": "error"}
     assert 'openai:gpt-4o-mini|{"answer": "China\'s leader."}' in stored
     assert "Qwen via DashScope|对不起" in stored  # a provider's label names it
     assert "You are a helpful assistant." in systems  # a chat-format prompt keeps its system message

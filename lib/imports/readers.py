@@ -445,8 +445,7 @@ def _promptfoo_result(result: dict, where: str, problems: list[str]) -> AnswerRe
     variables = variables if isinstance(variables, dict) else {}
     topic = next((variables[k] for k in TOPIC_VARS if isinstance(variables.get(k), str)), "")
     usage = response.get("tokenUsage") or result.get("tokenUsage") or {}
-    flagged = (response.get("guardrails") or {}).get("flagged") or response.get("finishReason") == "content_filter"
-    status = Status.BLOCKED if flagged else (Status.ERROR if output is None else Status.OK)
+    status = _promptfoo_status(response, output, error)
     test, prompt_index = result.get("testIdx"), result.get("promptIdx")
     return AnswerRecord(
         line=where,
@@ -464,6 +463,23 @@ def _promptfoo_result(result: dict, where: str, problems: list[str]) -> AnswerRe
         output_tokens=_whole(usage.get("completion")),
         cost_usd=_number(result.get("cost") if result.get("cost") is not None else response.get("cost")),
     )
+
+
+def _promptfoo_status(response: dict, output: object, error: object) -> str:
+    """ok, blocked or error, read with the provider-signal table the live calls use: a guardrail
+    flag, a blocking finish reason, or an error whose text is a content block ("400 Content Exists
+    Risk") is a block, not a failed call."""
+    from lib.providers import signals
+
+    finish = response.get("finishReason")
+    if (response.get("guardrails") or {}).get("flagged") or (
+        isinstance(finish, str) and signals.for_finish(finish).status == Status.BLOCKED
+    ):
+        return Status.BLOCKED
+    if output is not None:
+        return Status.OK
+    said = signals.Signal("transport", body=str(error or ""))
+    return Status.BLOCKED if signals.lookup(said).status == Status.BLOCKED else Status.ERROR
 
 
 def _number(value: object) -> float | None:
