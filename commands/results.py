@@ -21,6 +21,7 @@ from commands.common import (
     plain,
     vote_filter_or_fail,
 )
+from lib.vocab import Status
 
 app = typer.Typer()
 # the files `analyze --html` may write (lib.analysis.charts.analysis_figures), checked before analysing
@@ -194,8 +195,13 @@ def classify(
             problems.append(f"line {number}: {problem}")
         elif not isinstance(row, dict) or not isinstance(row.get("response"), str):
             problems.append(f"line {number}: no 'response' text")
+        elif (status := row.get("status")) is not None and (
+            not isinstance(status, str) or status.lower() not in Status.ALL
+        ):
+            # an unknown status would silently make the answer 'incomplete' and drop it from rates
+            problems.append(f"line {number}: status {status!r} is not one of {', '.join(Status.ALL)}")
         else:
-            rows.append(row)
+            rows.append(row | ({"status": status.lower()} if status is not None else {}))
     if problems:
         fail(
             f"{input_file}: "
