@@ -367,7 +367,7 @@ def analyze(
 
 def _print_deflection(data: dict) -> None:
     """Per model: not answered raw and corrected; the gap; answers left out; agreement; the card."""
-    from lib.analysis.deflection import card_line, signed, with_interval
+    from lib.analysis.deflection import card_line, points, signed, with_interval
 
     for r in data["rates"]:
         if r["topic"] == "(all)":
@@ -379,7 +379,7 @@ def _print_deflection(data: dict) -> None:
     for g in data["language_gap"]:
         line = (
             f"{g['model']}: en {with_interval(g['en'])} vs zh {with_interval(g['zh'])} raw "
-            f"(gap {g['gap'] * 100:+.0f} pts); "
+            f"(gap {points(g['gap'])} pts); "
             f"en {with_interval(g['en_corrected'])} vs zh {with_interval(g['zh_corrected'])} corrected "
             f"(gap {signed(g['gap_corrected'])})"
         )

@@ -99,3 +99,10 @@ def test_analyze_json_and_text_carry_corrected_rates_left_out_agreement_and_the_
     assert "Beta: not answered 50% [" in text and "corrected, of 10" in text
     assert "left out of rates: 1 blocked, 1 incomplete" in text
     assert "agreement with human (zh): kappa" in text and "zh ← speechmap_china/zh" in text
+
+
+def test_differences_in_points_never_print_minus_zero():
+    from lib.analysis.deflection import points, signed
+
+    assert signed({"rate": 0.12, "low": -0.003, "high": 0.34}) == "+12 pts [+0–+34]"
+    assert [points(x) for x in (-0.004, 0.0, -0.03, 0.256)] == ["+0", "+0", "-3", "+26"]

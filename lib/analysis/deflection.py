@@ -252,11 +252,16 @@ def with_interval(cell: dict | None) -> str:
     return f"{cell['rate']:.0%} [{cell['low']:.0%}–{cell['high']:.0%}]"
 
 
+def points(share: float) -> str:
+    """A difference of shares in whole points with its sign: '+12', '-3', and '+0' (never '-0')."""
+    return f"{int(round(float(share) * 100)):+d}"
+
+
 def signed(cell: dict | None) -> str:
     """'+12 pts [+3–+20]' for a difference with an interval, '–' without one."""
     if not cell or cell.get("rate") is None:
         return "–"
-    return f"{cell['rate'] * 100:+.0f} pts [{cell['low'] * 100:+.0f}–{cell['high'] * 100:+.0f}]"
+    return f"{points(cell['rate'])} pts [{points(cell['low'])}–{points(cell['high'])}]"
 
 
 RAW = "not answered, raw [95% CI]"
@@ -289,7 +294,7 @@ def gap_table(gaps: list[dict]) -> list[dict[str, str]]:
             "en corrected": with_interval(g.get("en_corrected")),
             "zh raw": with_interval(g["zh"]),
             "zh corrected": with_interval(g.get("zh_corrected")),
-            "gap raw": f"{g['gap'] * 100:+.0f} pts",
+            "gap raw": f"{points(g['gap'])} pts",
             "gap corrected": signed(g.get("gap_corrected")),
         }
         for g in gaps
