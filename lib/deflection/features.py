@@ -29,8 +29,9 @@ from sklearn.feature_extraction.text import HashingVectorizer
 from lib.deflection import patterns as p
 from lib.deflection import text as T
 
-VERSION = "8"  # bump when features or the model's form change (8: multinomial regression, stored dense scale,
-# official-line density apart where nothing declines)
+# bump when features or the model's form change (8: multinomial regression with a stored dense scale;
+# official-line density apart where nothing declines; the official line not counted where quoted or attributed)
+VERSION = "8"
 CHAR_FEATURES = 2**18
 WORD_FEATURES = 2**17
 CJK = re.compile(r"[\u3400-\u9fff]")
@@ -250,12 +251,12 @@ def dense_features(prompt: str, prep: T.Prepared) -> list[float]:
     official_density = min(official * 1000 / span, 20.0)
     cover = coverage(prompt, low)
     log_len = min(math.log1p(length), math.log1p(400))
-    # degeneration tends to set in late in long answers: the last 2,000 characters and the opening
     declines = p.REFUSAL.count(low, latin, False) + p.DECLINE.count(low, False, cjk)
     # a refusal says no; official-line text with no decline anywhere is a deflection however dense
     # its boilerplate (without these, the refused class took the steepest slope on official density)
     no_decline = float(not (refusal_opening or declines or (apology and declined_early)))
     objectivity_density = min(p.OBJECTIVITY.count(low, latin, cjk) * 1000 / span, 20.0)
+    # degeneration tends to set in late in long answers: the last 2,000 characters and the opening
     tail_marks = salad(answer[-2000:], bool(zh))
     head_marks = salad(answer[: min(1000, max(length - 2000, 0))], bool(zh))
     return [

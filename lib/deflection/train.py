@@ -198,15 +198,15 @@ def tune(data: Featurised, idx: np.ndarray, folds: int = INNER_FOLDS) -> dict:
     folds = min(folds, len(set(data.groups[idx])))
     if folds < 2:
         return SETTINGS[0]
-    scored = []
-    for k, setting in enumerate(SETTINGS):
+    scores = []
+    for setting in SETTINGS:
         probs = np.zeros((len(idx), len(PRODUCT)))
         for inner_train, inner_test in GroupKFold(folds).split(idx, groups=data.groups[idx]):
             model = fit_on(data, idx[inner_train], setting)
             test = idx[inner_test]
             probs[inner_test] = model.predict_features(data.chars[test], data.words[test], data.dense[test])
-        scored.append((objective(data, idx, label_rows(probs, data.canned[idx])), -k))
-    return SETTINGS[-max(scored)[1]]
+        scores.append(objective(data, idx, label_rows(probs, data.canned[idx])))
+    return SETTINGS[int(np.argmax(scores))]  # argmax takes the first of equal scores
 
 
 def fit_tuned(data: Featurised, idx: np.ndarray, meta: dict | None = None) -> Classifier:
