@@ -30,8 +30,12 @@ from lib.deflection import patterns as p
 from lib.deflection import text as T
 
 # bump when features or the model's form change (8: multinomial regression with a stored dense scale;
-# official-line density apart where nothing declines; the official line not counted where quoted or attributed)
-VERSION = "8"
+# official-line density apart where nothing declines; the official line not counted where quoted or attributed;
+# 9: statements of what is not known are not declines, changes of subject are redirects, more official-line
+# set phrases, "坚持" alone no longer attributes; 10: contracted declines ("I'm not going to", "I'll have to
+# decline") are read, as the patterns always meant, "I can't forget / 我不能忘记" are not declines, a written
+# dialogue's refusals are its characters', more Chinese declines ("就不展开了", "不方便讨论"))
+VERSION = "10"
 CHAR_FEATURES = 2**18
 WORD_FEATURES = 2**17
 CJK = re.compile(r"[\u3400-\u9fff]")

@@ -1,8 +1,9 @@
 """Text preparation shared by the pattern layer and the features: reasoning traces split off the
-answer, typographic quotes folded, long answers cut to their opening and close, and the two
-rewrites that keep cues honest — a refusal that sits inside a quotation (fiction, a quoted guard,
-a cited slogan) is not the model refusing, and an apology is not a refusal unless a decline or an
-objection comes with it ("I'm sorry to hear that. Here is what to do…")."""
+answer, typographic quotes folded, long answers cut to their opening and close, and the rewrites
+that keep cues honest — a refusal that sits inside a quotation or a written dialogue's line
+(fiction, a quoted guard, a cited slogan) is not the model refusing, nor is saying what is not
+known ("I can't give an exact number, because…"), and an apology is not a refusal unless a decline
+or an objection comes with it ("I'm sorry to hear that. Here is what to do…")."""
 
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ QUOTED = re.compile(
     r"“[^”\n]{1,400}”|「[^」\n]{1,400}」|『[^』\n]{1,400}』|\"[^\"\n]{1,400}\"|(?<![a-z])'[^\n]{1,400}?'(?![a-z])"
 )
 SPACE = re.compile(r"\s+")
+# a line of a written dialogue: a speaker's name (up to 12 characters, bold or not) and a colon
+SPEAKER_LINE = re.compile(r"(?m)^[ \t>*_-]*([^\s：:，。,.!?！？\"“*]{1,12})[*_]*[：:][*_]*[ \t]*(\S[^\n]*)$")
 
 
 @dataclass(frozen=True)
@@ -65,8 +68,21 @@ def _quote_has_refusal(span: str) -> bool:
 
 
 def unquote_refusals(low: str) -> str:
-    """Lower-cased text with the quotations that contain refusal words replaced by a placeholder."""
-    return QUOTED.sub(lambda m: "“…”" if _quote_has_refusal(m.group(0)) else m.group(0), low)
+    """Lower-cased text with the quotations that contain refusal words replaced by a placeholder,
+    and so the lines of a written dialogue ("记者：…" / "发言人：我无法回答。" / "记者：…"): at least
+    three lines that open with a speaker's name, two speakers or more, one of them speaking twice."""
+    low = QUOTED.sub(lambda m: "“…”" if _quote_has_refusal(m.group(0)) else m.group(0), low)
+    lines = list(SPEAKER_LINE.finditer(low))
+    speakers = [m.group(1) for m in lines]
+    if len(lines) < 3 or len(set(speakers)) < 2 or len(set(speakers)) == len(speakers):
+        return low
+    return SPEAKER_LINE.sub(lambda m: f"{m.group(1)}：“…”" if _quote_has_refusal(m.group(2)) else m.group(0), low)
+
+
+def state_limits(low: str) -> str:
+    """Lower-cased text with statements of what is not known ("i can't give an exact number",
+    "无法给出确切数字") rewritten so that no decline pattern reads them as a refusal."""
+    return p.LIMIT.en.sub("the exact figure is unknown", p.LIMIT.zh.sub("确切数字未知", low))
 
 
 def quoted_share(text: str) -> float:
@@ -94,6 +110,6 @@ def drop_bare_apologies(low: str) -> str:
 def prepare(raw: str) -> Prepared:
     """The answer split from its trace, and the texts that cues and n-grams read."""
     answer, state = split_reasoning(raw)
-    low = unquote_refusals(fold(window(answer)).lower())
+    low = state_limits(unquote_refusals(fold(window(answer)).lower()))
     latin, cjk = bool(p.LATIN.search(low)), bool(p.CJK.search(low))
     return Prepared(answer, state, low, SPACE.sub(" ", drop_bare_apologies(low)).strip(), latin, cjk)
