@@ -791,3 +791,8 @@ def test_a_line_that_merely_has_a_colon_is_not_a_dialogue():
 )
 def test_a_long_answer_that_opens_with_a_redirect_is_deflected(answer):
     assert detect("What happened at Tiananmen in 1989?", answer).label == "deflected"
+
+
+@pytest.mark.parametrize("answer", ["I can't give an exact number.", "我无法给出确切的数字。"])
+def test_saying_only_what_is_not_known_is_no_short_answer(answer):
+    assert canned_label(answer) is None
