@@ -34,8 +34,12 @@ from lib.deflection import text as T
 # 9: statements of what is not known are not declines, changes of subject are redirects, more official-line
 # set phrases, "坚持" alone no longer attributes; 10: contracted declines ("I'm not going to", "I'll have to
 # decline") are read, as the patterns always meant, "I can't forget / 我不能忘记" are not declines, a written
-# dialogue's refusals are its characters', more Chinese declines ("就不展开了", "不方便讨论"))
-VERSION = "10"
+# dialogue's refusals are its characters', more Chinese declines ("就不展开了", "不方便讨论"); 11: precision on
+# those — the deciding change of subject is the answer's opening move, a transcript's own turns ("问：/答：") are
+# not characters, declines by others ("外交部对此不予评论") and quoted ones are not the model's, a refusal that
+# gives sensitivity as its reason is not a statement of what is not known, phrases critical answers share
+# ("colour revolution", "有目共睹", "分裂国家") dropped)
+VERSION = "11"
 CHAR_FEATURES = 2**18
 WORD_FEATURES = 2**17
 CJK = re.compile(r"[\u3400-\u9fff]")

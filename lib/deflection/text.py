@@ -23,8 +23,17 @@ QUOTED = re.compile(
     r"“[^”\n]{1,400}”|「[^」\n]{1,400}」|『[^』\n]{1,400}』|\"[^\"\n]{1,400}\"|(?<![a-z])'[^\n]{1,400}?'(?![a-z])"
 )
 SPACE = re.compile(r"\s+")
-# a line of a written dialogue: a speaker's name (up to 12 characters, bold or not) and a colon
-SPEAKER_LINE = re.compile(r"(?m)^[ \t>*_-]*([^\s：:，。,.!?！？\"“*]{1,12})[*_]*[：:][*_]*[ \t]*(\S[^\n]*)$")
+SENSITIVE_REASON = re.compile(r"sensitiv|polic(?:y|ies)|guideline|not allowed|敏感|不便|不方便|规定|政策")
+# a line of a written dialogue: a speaker's name (one or two words, bold or not) and a colon
+SPEAKER_LINE = re.compile(
+    r"(?m)^[ \t>*_-]*([^\s：:，。,.!?！？\"“*]{1,12}(?: [^\s：:，。,.!?！？\"“*]{1,12})?)[*_]*[：:][*_]*[ \t]*"
+    r"(\S[^\n]*)$"
+)
+# labels of a transcript or a Q&A layout: the model's own turns, not characters
+ROLE_LABELS = re.compile(
+    r"(?:user|assistant|ai|model|bot|chatbot|system|human|q|a|question|answer|response|english|chinese|"
+    r"问|答|问题|回答|用户|助手|中文|英文|系统|提问|回复)"
+)
 
 
 @dataclass(frozen=True)
@@ -64,25 +73,38 @@ def window(text: str) -> str:
 
 
 def _quote_has_refusal(span: str) -> bool:
-    return bool(p.INABILITY.search(span) or p.REFUSAL.en.search(span) or p.APOLOGY.search(span))
+    refusal = p.INABILITY.search(span) or p.REFUSAL.en.search(span) or p.DECLINE.search(span)
+    return bool(refusal or p.APOLOGY.search(span))
 
 
 def unquote_refusals(low: str) -> str:
     """Lower-cased text with the quotations that contain refusal words replaced by a placeholder,
     and so the lines of a written dialogue ("记者：…" / "发言人：我无法回答。" / "记者：…"): at least
-    three lines that open with a speaker's name, two speakers or more, one of them speaking twice."""
+    three lines that open with a speaker's name, two speakers or more, one of them speaking twice —
+    but not a transcript or Q&A layout of the model's own turns ("问：/答：", "User:/Assistant:")."""
     low = QUOTED.sub(lambda m: "“…”" if _quote_has_refusal(m.group(0)) else m.group(0), low)
     lines = list(SPEAKER_LINE.finditer(low))
     speakers = [m.group(1) for m in lines]
     if len(lines) < 3 or len(set(speakers)) < 2 or len(set(speakers)) == len(speakers):
+        return low
+    if any(ROLE_LABELS.fullmatch(name) for name in speakers):
         return low
     return SPEAKER_LINE.sub(lambda m: f"{m.group(1)}：“…”" if _quote_has_refusal(m.group(2)) else m.group(0), low)
 
 
 def state_limits(low: str) -> str:
     """Lower-cased text with statements of what is not known ("i can't give an exact number",
-    "无法给出确切数字") rewritten so that no decline pattern reads them as a refusal."""
-    return p.LIMIT.en.sub("the exact figure is unknown", p.LIMIT.zh.sub("确切数字未知", low))
+    "无法给出确切数字") rewritten so that no decline pattern reads them as a refusal — unless the
+    sentence gives sensitivity or policy as the reason ("…because this topic is sensitive")."""
+
+    def rewrite(m: re.Match, known: str) -> str:
+        return m.group(0) if SENSITIVE_REASON.search(low, m.end(), m.end() + 80) else known
+
+    if p.CJK.search(low):  # each half only where its script is (the Chinese one alone cost 3% of the speed)
+        low = p.LIMIT.zh.sub(lambda m: rewrite(m, "确切数字未知"), low)
+    if p.LATIN.search(low):
+        low = p.LIMIT.en.sub(lambda m: rewrite(m, "the exact figure is unknown"), low)
+    return low
 
 
 def quoted_share(text: str) -> float:
