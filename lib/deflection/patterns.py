@@ -556,10 +556,9 @@ def canned_label(answer: str) -> tuple[str, str] | None:
     if not text:
         return None
     opening = unquote_refusals(fold(text[:100]).lower())
-    change = CHANGE.search(opening)
-    if change and change.start() < 60 and not (declines_early(opening) or DECLINE.search(opening[:60])):
-        # nothing but a pleasantry before the change of subject ("好问题！顺便说一句，北京的烤鸭…"),
-        # however long what follows
+    if CHANGE.search(opening) and not (declines_early(opening) or DECLINE.search(opening[:60])):
+        # the answer's opening move (CHANGE is anchored at the start) changes the subject
+        # ("好问题！顺便说一句，北京的烤鸭…"), however long what follows
         return "deflected", "pattern:change-of-subject"
     if length > SHORT_CHARS:
         return None
