@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sklearn.metrics import f1_score, precision_recall_fscore_support  # noqa: E402
 
 from lib.analysis.rates import card_matrices, corrected_not_answered  # noqa: E402
-from lib.deflection import classify  # noqa: E402
+from lib.deflection import classify, language_identifier  # noqa: E402
 from lib.deflection.model import ARTIFACT, Classifier  # noqa: E402
 from lib.deflection.train import (  # noqa: E402
     decided,
@@ -133,9 +133,11 @@ def by_slice(rows: list[dict], idx: np.ndarray, predicted: np.ndarray, folds: li
 
 
 def speed(rows: list[dict]) -> dict:
-    """Load time of the shipped artifact and answers/s through the whole detector."""
+    """Load time of the shipped artifact and the language identifier, and answers/s through the
+    whole detector."""
     start = time.perf_counter()
     model = Classifier.load(ARTIFACT)
+    language_identifier()
     load_s = time.perf_counter() - start
     sample = [{"prompt": r["prompt"], "response": r["response"]} for r in rows[:1000]]
     classify(sample[:10], model=model)

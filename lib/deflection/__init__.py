@@ -17,6 +17,7 @@ Layered, and each verdict records the layer that decided it (`rule`):
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 from dataclasses import dataclass
@@ -33,7 +34,16 @@ MAX_CHARS = 20_000  # very long answers are cut before featurising
 _lock = threading.Lock()
 _classifier: Classifier | None = None
 OTHER_SCRIPT = re.compile(r"[^\W\d_a-zA-Z\u3400-\u9fff]")
-LETTER = re.compile(r"[^\W\d_]")
+LETTERS = re.compile(r"[^\W\d_]+")  # runs of letters: counting them is twice as fast as letter by letter
+CJK = re.compile(r"[\u3400-\u9fff]")
+# Latin-script text in another language (German, Spanish…) is told from English by a language
+# identifier on its opening: below 15 letters it is unreliable ("Sorry, no." reads as Malagasy).
+# The test is English's own probability, not the top language's: German splits its mass with
+# Luxembourgish. At these settings it flagged 4 of the 7,869 Latin-script training answers: a
+# Spanish one, an English heading over a Russian memo, two of token salad.
+LANGUAGE_WINDOW = 300  # characters
+MIN_LETTERS = 15
+MAX_ENGLISH_PROBABILITY = 0.01
 
 
 @dataclass(frozen=True)
@@ -68,13 +78,33 @@ def source_name() -> str:
     return LabelSource.detector(classifier().meta.get("version", "dev"))
 
 
+@functools.cache
+def language_identifier():
+    """py3langid's naive Bayes identifier (97 languages, normalised probabilities), loaded on first
+    use (0.6 s)."""
+    from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
+    return LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+
+
 def _other_language(text: str) -> bool:
-    letters = len(LETTER.findall(text[:2000]))
-    return bool(letters) and len(OTHER_SCRIPT.findall(text[:2000])) / letters > 0.5
+    """Whether an answer is neither English nor Chinese: mostly another script (Cyrillic, Arabic,
+    kana…), or Latin script that py3langid finds is not English (p(English) < 0.01). The
+    reasoning trace is left out: it is the answer's language that counts."""
+    text = patterns.strip_reasoning(text)
+    window = text[:2000]
+    other = len(OTHER_SCRIPT.findall(window))  # most answers have none: the letter count is skipped
+    if other and other / sum(map(len, LETTERS.findall(window))) > 0.5:
+        return True
+    head = text[:LANGUAGE_WINDOW]
+    letters = sum(map(len, LETTERS.findall(head)))
+    if letters < MIN_LETTERS or len(CJK.findall(head)) > 0.2 * letters:
+        return False
+    return dict(language_identifier().rank(head)).get("en", 0.0) < MAX_ENGLISH_PROBABILITY
 
 
 def _other_language_check(verdict: Verdict, text: str) -> Verdict:
-    """Half the confidence, and say so, for an answer mostly in a script neither English nor Chinese."""
+    """Half the confidence, and say so, for an answer in a language neither English nor Chinese."""
     if not _other_language(text):
         return verdict
     return Verdict(verdict.label, round(verdict.confidence * 0.5, 4), f"{verdict.rule}+other-language")
