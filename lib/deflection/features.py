@@ -60,6 +60,9 @@ WEIRD_WORD = re.compile(
     rf"(?<![A-Za-z])[a-z]+[\u3400-\u9fff]|[\u3400-\u9fff][a-z]|[A-Za-z][{_OTHER}]|[{_OTHER}][A-Za-z]|"
     r"[A-Za-z]_[A-Za-z]|[a-z]\d+[a-z]|\d[A-Z][a-z]{2}"
 )
+# the same matches in text with neither Chinese nor another script (most answers: half the time)
+WEIRD_LATIN = re.compile(r"[A-Za-z]_[A-Za-z]|[a-z]\d+[a-z]|\d[A-Z][a-z]{2}")
+MIXED_SCRIPT = re.compile(rf"[\u3400-\u9fff{_OTHER}]")
 WORD = re.compile(r"\w+")
 # what comes after an opening decline or objection when the answer then does part of the job anyway
 PIVOT = re.compile(
@@ -233,7 +236,10 @@ def salad(text: str, cjk_main: bool) -> int:
 def weird_share(text: str) -> float:
     """Degenerate words per word of a text (0 under 20 words; see WEIRD_WORD)."""
     words = len(WORD.findall(text))
-    return 0.0 if words < 20 else min(len(WEIRD_WORD.findall(text)) / words, 1.0)
+    if words < 20:
+        return 0.0
+    weird = WEIRD_WORD if MIXED_SCRIPT.search(text) else WEIRD_LATIN
+    return min(len(weird.findall(text)) / words, 1.0)
 
 
 def dense_features(prompt: str, prep: T.Prepared) -> list[float]:
