@@ -18,6 +18,8 @@ from commands.common import (
     load_endpoints_or_fail,
     open_db_or_fail,
     out,
+    output_folder_or_fail,
+    output_or_fail,
     plain,
     vote_filter_or_fail,
 )
@@ -92,39 +94,69 @@ def leaderboard(
 
 @app.command()
 def export(
+    ctx: typer.Context,
     fmt: Annotated[str, typer.Option("--format", "-f", help="trl | openai-dpo | kto | jsonl | csv")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="File to write.")],
+    output: Annotated[
+        str,
+        typer.Option(
+            "--output",
+            "-o",
+            metavar="<path>",
+            help="File to write, or a folder (ending in /) to write parallax-FORMAT.* into.",
+        ),
+    ],
     blind_only: Annotated[bool, typer.Option("--blind-only", help="Only blind votes.")] = False,
     include_leaked: Annotated[bool, typer.Option("--include-leaked", help="Keep identity-leaked battles.")] = False,
     language: Annotated[Optional[str], typer.Option(help="en or zh.")] = None,
     since: Annotated[Optional[str], typer.Option(help="First day (YYYY-MM-DD).")] = None,
     until: Annotated[Optional[str], typer.Option(help="Last day (YYYY-MM-DD).")] = None,
-    card: Annotated[Optional[Path], typer.Option(help="Also write a Markdown dataset card here.")] = None,
+    card: Annotated[
+        Optional[str],
+        typer.Option(
+            metavar="<path>", help="Also write a Markdown dataset card here (a file, or a folder ending in /)."
+        ),
+    ] = None,
 ) -> None:
     """Export rated pairs as training data, streamed to the file."""
-    from lib.arena.export import FORMATS, NothingToExport
+    from lib.arena.export import FORMATS, NothingToExport, file_names
     from lib.arena.export import export as run_export
     from lib.files import OutputPathError, check_output_paths
 
     if fmt not in FORMATS:
         fail(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
     vote_filter = vote_filter_or_fail(blind_only, language, since, until, include_leaked)
+    data_name, card_name = file_names(fmt)
+    data_path = output_or_fail(ctx, output, data_name)
+    card_path = output_or_fail(ctx, card, card_name) if card is not None else None
     try:
-        check_output_paths([output] + ([card] if card is not None else []))
+        check_output_paths([data_path] + ([card_path] if card_path is not None else []))
     except OutputPathError as exc:
         fail(str(exc))
     open_db_or_fail()
     try:
-        summary = run_export(fmt, vote_filter, output, card=card)
+        summary = run_export(fmt, vote_filter, data_path, card=card_path)
     except (NothingToExport, OutputPathError) as exc:
         fail(str(exc))
-    err.print(f"wrote {summary.rows} {fmt} rows to {output}" + (f" and a dataset card to {card}" if card else ""))
+    err.print(
+        f"wrote {summary.rows} {fmt} rows to {data_path}"
+        + (f" and a dataset card to {card_path}" if card_path else ""),
+        highlight=False,
+    )
 
 
 @app.command()
 def classify(
+    ctx: typer.Context,
     input_file: Annotated[Optional[Path], typer.Argument(help="JSONL rows with prompt and response.")] = None,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Where to write labelled rows.")] = None,
+    output: Annotated[
+        Optional[str],
+        typer.Option(
+            "--output",
+            "-o",
+            metavar="<path>",
+            help="Where to write labelled rows: a file, or a folder (ending in /) to write INPUT.labelled.jsonl into.",
+        ),
+    ] = None,
     db: Annotated[bool, typer.Option("--db", help="Label every stored response the current detector has not.")] = False,
     batch: Annotated[int, typer.Option(help="Rows per batch.")] = 512,
     judge: Annotated[
@@ -184,8 +216,12 @@ def classify(
 
     try:
         text, warning = read_text_lenient(input_file)  # bytes that are not UTF-8 become U+FFFD
+    except InputFileError as exc:
+        fail(str(exc))
+    output = output_or_fail(ctx, output, f"{input_file.stem}.labelled.jsonl")
+    try:
         check_output_path(output)
-    except (InputFileError, OutputPathError) as exc:
+    except OutputPathError as exc:
         fail(str(exc))
     if warning:
         err.print(Text.assemble(("warning:", "yellow"), plain(f" {warning}")))
@@ -227,7 +263,7 @@ def classify(
                     staged.file.write(json.dumps(labelled, ensure_ascii=False) + "\n")
     except OutputPathError as exc:
         fail(str(exc))
-    err.print(f"labelled {len(rows) - failed} rows into {output}")
+    err.print(f"labelled {len(rows) - failed} rows into {output}", highlight=False)
     _report_unread(unread)
     _report_failed(failed, reasons, "those rows have label null and a judge_error")
 
@@ -253,29 +289,41 @@ def _report_unread(unread: Counter) -> None:
 
 @app.command("train-deflection")
 def train_deflection(
-    output: Annotated[Optional[Path], typer.Option(help="Artifact to write (default: the shipped one).")] = None,
+    ctx: typer.Context,
+    output: Annotated[
+        Optional[str],
+        typer.Option(
+            metavar="<path>",
+            help="Artifact to write (default: the shipped one): a .npz file, or a folder (ending in /) for model.npz.",
+        ),
+    ] = None,
     no_db: Annotated[bool, typer.Option("--no-db", help="Leave out human labels from the database.")] = False,
 ) -> None:
     """Refit the deflection classifier from ../shared/data plus human labels (deterministic)."""
+    from lib.deflection.card import card_path
     from lib.deflection.model import ARTIFACT
     from lib.deflection.train import TrainingDataMissing, train_and_save
-    from lib.files import OutputPathError, check_output_path
+    from lib.files import OutputPathError, check_output_paths
 
-    try:
-        check_output_path(output or ARTIFACT)  # before minutes of training, not after
+    artifact = ARTIFACT if output is None else output_or_fail(ctx, output, ARTIFACT.name)
+    if artifact.suffix != ".npz":  # numpy adds .npz to any other name: check and name the file it writes
+        artifact = artifact.with_name(artifact.name + ".npz")
+    try:  # the artifact and its card, before minutes of training, not after
+        check_output_paths([artifact, card_path(artifact)])
     except OutputPathError as exc:
         fail(str(exc))
     if not no_db:
         open_db_or_fail()
     try:
-        meta = train_and_save(output or ARTIFACT, include_db=not no_db)
+        meta = train_and_save(artifact, include_db=not no_db)
     except TrainingDataMissing as exc:
         fail(str(exc))
-    err.print(f"trained {meta['version']} on {meta['rows']} rows -> {output or ARTIFACT}")
+    err.print(f"trained {meta['version']} on {meta['rows']} rows -> {artifact}", highlight=False)
 
 
 @app.command()
 def analyze(
+    ctx: typer.Context,
     suite_run: Annotated[Optional[int], typer.Option("--suite-run", help="Only this suite run.")] = None,
     models: Annotated[Optional[list[str]], typer.Option("--models", "-m", help="Endpoint ids (repeat).")] = None,
     language: Annotated[Optional[str], typer.Option(help="en or zh.")] = None,
@@ -283,23 +331,23 @@ def analyze(
     until: Annotated[Optional[str], typer.Option(help="Last day (YYYY-MM-DD).")] = None,
     method: Annotated[str, typer.Option(help="pca or tsne.")] = "pca",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
-    html: Annotated[Optional[Path], typer.Option(help="Write the charts as standalone HTML files here.")] = None,
+    html: Annotated[
+        Optional[Path],
+        typer.Option(help="Write the charts as standalone HTML files into this folder (made if missing)."),
+    ] = None,
 ) -> None:
     """Clusters, canned templates, divergence and deflection rates for a scope of stored answers."""
     from rich.progress import Progress
 
     from lib.analysis.views import analyze as run_analysis
-    from lib.files import OutputPathError, StagedFile, check_output_folder
+    from lib.files import OutputPathError, StagedFile
     from lib.filters import answer_scope
 
     if method not in ("pca", "tsne"):
         fail("--method must be pca or tsne")
     vote_filter_or_fail(False, language, since, until, False)  # validates the dates and language
-    if html is not None:
-        try:  # before the analysis runs, not after
-            check_output_folder(html, [f"{name}.html" for name in HTML_CHARTS])
-        except OutputPathError as exc:
-            fail(str(exc))
+    if html is not None:  # before the analysis runs, not after
+        output_folder_or_fail(ctx, html, [f"{name}.html" for name in HTML_CHARTS])
     open_db_or_fail()
     scope = answer_scope(
         suite_run_id=suite_run,

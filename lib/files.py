@@ -5,8 +5,10 @@ than MAX_DEPTH levels (Python's parsers and every walk over parsed data recurse,
 end in a RecursionError), and one way to read a user's text file (a regular file, UTF-8, a
 problem named with its line), so every caller reports problems the same way.
 
-Writing: every output path is checked before anything is written (a folder, a device or other
-special file, a symbolic link, a missing or read-only folder is refused with a message), and
+Writing: an output the user gives as a folder (a trailing slash, or an existing folder) means a
+file of a default name inside it, the folder made when missing (never its parents); every output
+path is checked before anything is written (a folder, a device or other special file, a symbolic
+link, a missing or read-only folder is refused with a message), and
 the data goes to a temporary file beside the target that is renamed onto it only when complete,
 so a failed or interrupted write leaves the old file (or nothing) behind, never half a file."""
 
@@ -236,17 +238,51 @@ def check_output_paths(paths: list[Path]) -> list[Path]:
     return checked
 
 
-def check_output_folder(folder: Path, names: list[str]) -> list[Path]:
-    """The files `names` inside `folder` (created if missing, parents included), each checked;
-    OutputPathError when the folder is not a folder or a target is not a regular file."""
+SEPARATORS = tuple({"/", os.sep, os.altsep or "/"})
+
+
+def output_file(given: str | os.PathLike[str], name: str) -> tuple[Path, Path | None]:
+    """The file to write for an output a user gave, and the folder made for it (None when none
+    was): `given` itself, or `name` inside it when `given` ends with a slash or is an existing
+    folder (`-o out/` means the folder out, which is made when missing; its parent must exist).
+    OutputPathError naming the path for an empty path or a folder that cannot be made; writes
+    no file, and the target file itself is not checked (`check_output_path` does that)."""
+    text = os.fspath(given)  # a str: Path() would drop the trailing slash that says "a folder"
+    if not text.strip():
+        raise OutputPathError("the output path is empty: give a file, or a folder ending in /")
+    path = Path(text)
+    if not (text.endswith(SEPARATORS) or path.is_dir()):
+        return path, None
+    return path / name, (path if make_output_folder(path) else None)
+
+
+def make_output_folder(folder: Path) -> bool:
+    """Make `folder` to write outputs into unless it is a folder already; whether it was made.
+    Its parent must exist (a mistyped parent is refused, not created). OutputPathError naming the
+    path when a file or a link is in its place or it cannot be made."""
     folder = Path(folder)
-    if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+    if folder.is_dir():
+        return False
+    if folder.is_symlink() or folder.exists():
         raise OutputPathError(f"{folder} is not a folder (nothing was written)")
+    parent = folder.parent
+    if not parent.exists():
+        raise OutputPathError(f"{parent}: no such folder (nothing was written)")
+    if not parent.is_dir():
+        raise OutputPathError(f"{parent} is not a folder (nothing was written)")
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        folder.mkdir()
     except OSError as exc:
-        raise OutputPathError(f"{folder}: cannot create the folder ({exc.strerror})") from None
-    return check_output_paths([folder / name for name in names])
+        raise OutputPathError(f"{folder}: cannot create the folder ({exc.strerror or exc})") from None
+    return True
+
+
+def remove_if_empty(folder: Path) -> None:
+    """Remove a folder made for outputs when nothing was written into it (anything else stays)."""
+    try:
+        Path(folder).rmdir()
+    except OSError:
+        pass  # not empty (something was written), or already gone
 
 
 def _new_file_mode() -> int:
