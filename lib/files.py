@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
-from lib.safety import clean_json, clean_text
+from lib.safety import clean_json, clean_text, excerpt
 
 
 class OutputPathError(ValueError):
@@ -115,20 +115,43 @@ def load_json(text: str) -> object:
     return value
 
 
+# line ends as editors and Python's text files count them; str.splitlines also breaks at U+2028,
+# U+0085, form feeds…, which a JSON string may hold, so it would number the lines after one wrongly
+NEWLINE = re.compile(r"\r\n|\r|\n")
+
+
+def json_problem(exc: json.JSONDecodeError) -> tuple[int, str]:
+    """Where and what for text that did not parse as JSON: (line, counted as editors count it, and
+    "not JSON at column C: what the decoder expected, found 'a short excerpt'") — the excerpt is
+    a few characters from the error on, sanitised (lib.safety.excerpt), never the whole text."""
+    text, pos = exc.doc, exc.pos
+    line, start = 1, 0
+    for end in NEWLINE.finditer(text, 0, pos):
+        line, start = line + 1, end.end()
+    column = pos - start + 1
+    if exc.msg == TOO_LONG_NUMBER:
+        return line, f"column {column}: {TOO_LONG_NUMBER}"
+    rest = NEWLINE.split(text[pos : pos + 200], maxsplit=1)[0]  # the rest of that line, at most
+    found = excerpt(rest) if rest else ("the end of the line" if pos < len(text) else "the end of the text")
+    what = re.sub(r"( starting)? at$", "", exc.msg)  # "Unterminated string starting at" preceded a position
+    return line, f"not JSON at column {column}: {what[:1].lower()}{what[1:]}, found {found}"
+
+
 def iter_jsonl(text: str) -> Iterator[tuple[int, object, str | None]]:
     """(line number, parsed value, problem) for each non-blank line of JSONL text.
 
-    A line that is not JSON gives (number, None, "not JSON (reason)"), one nested more than
-    MAX_DEPTH levels (number, None, "nested too deeply (…)"); nothing is raised. Text
-    is made valid Unicode first and again inside each value (a JSON "\\ud83d" escape decodes to a
-    lone surrogate), and a leading byte-order mark is ignored."""
-    for number, line in enumerate(clean_text(text).removeprefix("\ufeff").splitlines(), start=1):
+    A line that is not JSON gives (number, None, "not JSON at column C: what, found '…'"), one
+    nested more than MAX_DEPTH levels (number, None, "nested too deeply (…)"); nothing is raised.
+    Lines end at \\n, \\r\\n or \\r only, as an editor numbers them. Text is made valid Unicode
+    first and again inside each value (a JSON "\\ud83d" escape decodes to a lone surrogate), and a
+    leading byte-order mark is ignored."""
+    for number, line in enumerate(NEWLINE.split(clean_text(text).removeprefix("\ufeff")), start=1):
         if not line.strip():
             continue
         try:
             yield number, clean_json(load_json(line)), None
         except json.JSONDecodeError as exc:
-            yield number, None, f"not JSON ({exc.msg})"
+            yield number, None, json_problem(exc)[1]
         except TooDeep:
             yield number, None, TOO_DEEP
 
