@@ -33,6 +33,13 @@ def fail(message: str) -> None:
     raise typer.Exit(2)
 
 
+def heading(title: str) -> None:
+    """Start a section of text output: a blank line, then its title (bold on a terminal, plain
+    text when piped), so a reader sees where one section ends and the next begins."""
+    out.print()
+    out.print(Text(title, style="bold"))
+
+
 def output_or_fail(ctx: typer.Context, given: str, name: str) -> Path:
     """The file an output option names: `given`, or `name` inside it when `given` ends with a slash
     or is an existing folder (made when missing, and removed again when the command `ctx` ends

@@ -15,6 +15,7 @@ from commands.common import (
     day_or_fail,
     err,
     fail,
+    heading,
     load_endpoints_or_fail,
     open_db_or_fail,
     out,
@@ -393,57 +394,108 @@ def analyze(
         out.print(plain(f"embedder: {result['embedder']} ({result.get('embedder_note') or '-'})"))
     if result.get("embedder_fallback"):
         err.print(plain(f"warning: {result['embedder_fallback']}"))
-    for view in ("clusters", "templates", "divergence", "deflection"):
-        data = result[view]
-        if "error" in data:
-            out.print(Text.assemble((view, "yellow"), ": ", plain(data["error"])))
-            if view == "deflection" and "left_out" in data:
-                _print_left_out(data)
-        elif view == "clusters":
-            for c in data["clusters"][:10]:
-                out.print(plain(f"cluster {c['id']} ({c['size']}): {', '.join(c['terms'])}"))
-        elif view == "templates":
-            out.print(f"templates: {len(data['templates'])}")
-        elif view == "divergence":
-            for p in data["prompts"][:5]:
-                out.print(plain(f"divergence {p['mean_distance']:.3f} (outlier {p['outlier']}): {p['prompt'][:70]}"))
-        else:
-            _print_deflection(data)
+    _print_clusters(result["clusters"])
+    _print_templates(result["templates"])
+    _print_divergence(result["divergence"])
+    _print_deflection(result["deflection"])
     for path in result.get("html", []):
         err.print(f"wrote {path}")
+
+
+def _one_line(text: str, limit: int = 70) -> str:
+    """The start of a prompt or an answer on one line (its line breaks would look like a new section)."""
+    flat = " ".join(text.split())
+    return flat[:limit] + ("…" if len(flat) > limit else "")
+
+
+def _problem(data: dict) -> bool:
+    """Print why a section has nothing to show (no answers in the scope, too few…); whether it had."""
+    if "error" in data:
+        out.print(Text.assemble("  ", plain(data["error"], "yellow")))
+    return "error" in data
+
+
+def _print_clusters(data: dict) -> None:
+    """The largest clusters: id, size and the words that set each apart."""
+    heading("Clusters (the 10 largest: size and distinctive words)")
+    if _problem(data):
+        return
+    for c in data["clusters"][:10]:
+        out.print(plain(f"  cluster {c['id']} ({c['size']}): {', '.join(c['terms'])}"), highlight=False)
+    out.print(f"  {data['noise']} answers fit no cluster", highlight=False)
+
+
+def _print_templates(data: dict) -> None:
+    """Canned templates: near-identical answers given to many prompts, the most used first."""
+    heading("Canned templates (near-identical answers given to many prompts)")
+    if _problem(data):
+        return
+    if not data["templates"]:
+        out.print(f"  none: no near-identical answer was given to {data['min_prompts']}+ prompts", highlight=False)
+    for t in data["templates"][:5]:
+        models = ", ".join(f"{m} ({n})" for m, n in t["by_model"].items())
+        out.print(plain(f"  used {t['uses']}× for {t['prompts']} prompts by {models}: {_one_line(t['example'])}"))
+    if len(data["templates"]) > 5:
+        out.print(f"  and {len(data['templates']) - 5} more (--json lists them all)", highlight=False)
+
+
+def _print_divergence(data: dict) -> None:
+    """The prompts whose answers differ most between models, with the outlying model."""
+    heading("Divergence (where the models differ most: mean distance, outlying model)")
+    if _problem(data):
+        return
+    for p in data["prompts"][:5]:
+        out.print(
+            plain(f"  {p['mean_distance']:.3f} (outlier {p['outlier']}): {_one_line(p['prompt'])}"), highlight=False
+        )
 
 
 def _print_deflection(data: dict) -> None:
     """Per model: not answered raw and corrected; the gap; answers left out; agreement; the card."""
     from lib.analysis.deflection import card_line, points, signed, with_interval
 
+    heading("Not answered per model (raw, Wilson 95%; corrected, bootstrap 95%)")
+    if _problem(data):
+        _print_left_out(data)
+        return
     for r in data["rates"]:
         if r["topic"] == "(all)":
             line = (
-                f"{r['model']}: not answered {with_interval(r['not_answered'])} raw, "
+                f"  {r['model']}: {with_interval(r['not_answered'])} raw, "
                 f"{with_interval(r['corrected'])} corrected, of {r['n']}"
             )
             out.print(plain(line), highlight=False)
+    heading("English vs Chinese (twin prompts)")
+    if not data["language_gap"] and data.get("language_gap_note"):
+        out.print(plain(f"  {data['language_gap_note']}"), highlight=False)
     for g in data["language_gap"]:
         line = (
-            f"{g['model']}: en {with_interval(g['en'])} vs zh {with_interval(g['zh'])} raw "
+            f"  {g['model']}: en {with_interval(g['en'])} vs zh {with_interval(g['zh'])} raw "
             f"(gap {points(g['gap'])} pts); "
             f"en {with_interval(g['en_corrected'])} vs zh {with_interval(g['zh_corrected'])} corrected "
             f"(gap {signed(g['gap_corrected'])})"
         )
         out.print(plain(line), highlight=False)
     _print_left_out(data)
+    if data["agreement"]:
+        heading("Agreement with other labels (Cohen's kappa against the detector)")
     for a in data["agreement"]:
         kappa = "–" if a["kappa"] is None else f"{a['kappa']:.2f}"
-        out.print(plain(f"agreement with {a['source']} ({a['language']}): kappa {kappa}, n={a['n']}"), highlight=False)
-    out.print(plain(card_line(data)), highlight=False)
+        out.print(plain(f"  {a['source']} ({a['language']}): kappa {kappa}, n={a['n']}"), highlight=False)
+    heading("Detector card")
+    out.print(plain(f"  {card_line(data)}"), highlight=False)
     for note in data["correction"]["notes"]:
-        out.print(Text.assemble(("note", "yellow"), ": ", plain(note)))
+        out.print(Text.assemble("  ", ("note", "yellow"), ": ", plain(note)))
 
 
 def _print_left_out(data: dict) -> None:
-    """Per model, the answers left out of rates and why (only models with any)."""
-    for model, c in data["left_out"].items():
+    """Per model, the answers left out of rates and why (only models with any), under its heading."""
+    lines = []
+    for model, c in data.get("left_out", {}).items():
         reasons = ", ".join(f"{c[k]} {k}" for k in ("blocked", "incomplete", "empty", "unlabelled") if c[k])
         if reasons:
-            out.print(plain(f"{model}: left out of rates: {reasons} (of {c['answers']})"), highlight=False)
+            lines.append(f"  {model}: {reasons} (of {c['answers']})")
+    if lines:
+        heading("Left out of rates (blocked, failed or interrupted, empty, unlabelled)")
+    for line in lines:
+        out.print(plain(line), highlight=False)
