@@ -6,11 +6,11 @@ end in a RecursionError), and one way to read a user's text file (a regular file
 problem named with its line), so every caller reports problems the same way.
 
 Writing: an output the user gives as a folder (a trailing slash, or an existing folder) means a
-file of a default name inside it, the folder made when missing (never its parents); every output
-path is checked before anything is written (a folder, a device or other special file, a symbolic
-link, a missing or read-only folder is refused with a message), and
-the data goes to a temporary file beside the target that is renamed onto it only when complete,
-so a failed or interrupted write leaves the old file (or nothing) behind, never half a file."""
+file of a default name inside it, the folder made when missing (never its parents); every file
+to write is checked before anything is written (a folder, a device or other special file, a
+symbolic link, a missing or read-only folder is refused with a message), and the data goes to a
+temporary file beside the target that is renamed onto it only when complete, so a failed or
+interrupted write leaves the old file (or nothing) behind, never half a file."""
 
 from __future__ import annotations
 
