@@ -1,5 +1,6 @@
-"""What every command shares: the consoles, the one way to fail, and safe loading of the
-endpoints file and the database (each turns a user's mistake into a message and exit 2).
+"""What every command shares: the consoles, the one way to fail, output paths as the user meant
+them, and safe loading of the endpoints file and the database (each turns a user's mistake into
+a message and exit 2).
 
 Model answers, prompts, endpoint ids and file contents are untrusted: `[/INST]` is common in
 model output and `[link=...]` would make a terminal hyperlink. So the consoles never read Rich
@@ -8,6 +9,7 @@ markup (`markup=False`); our own styling is passed as styles, and untrusted text
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Optional
 
 import typer
@@ -29,6 +31,42 @@ def fail(message: str) -> None:
     """Print a usage error and exit 2."""
     err.print(Text.assemble(("error:", "bold red"), " ", plain(message)), highlight=False)
     raise typer.Exit(2)
+
+
+def heading(title: str) -> None:
+    """Start a section of text output: a blank line, then its title (bold on a terminal, plain
+    text when piped), so a reader sees where one section ends and the next begins."""
+    out.print()
+    out.print(Text(title, style="bold"))
+
+
+def output_or_fail(ctx: typer.Context, given: str, name: str) -> Path:
+    """The file an output option names: `given`, or `name` inside it when `given` ends with a slash
+    or is an existing folder (made when missing, and removed again when the command `ctx` ends
+    without writing into it: a failed command leaves nothing behind); exit 2 naming the path when
+    it cannot be used. The caller checks the file itself (check_output_path[s])."""
+    from lib.files import OutputPathError, output_file, remove_if_empty
+
+    try:
+        path, made = output_file(given, name)
+    except OutputPathError as exc:
+        fail(str(exc))
+    if made is not None:
+        ctx.call_on_close(lambda: remove_if_empty(made))
+    return path
+
+
+def output_folder_or_fail(ctx: typer.Context, folder: Path, names: list[str]) -> list[Path]:
+    """The files `names` inside the output folder `folder` (made when missing, its parent must
+    exist; removed again if nothing is written into it), each checked; or exit 2 naming the path."""
+    from lib.files import OutputPathError, check_output_paths, make_output_folder, remove_if_empty
+
+    try:
+        if make_output_folder(folder):
+            ctx.call_on_close(lambda: remove_if_empty(folder))
+        return check_output_paths([folder / name for name in names])
+    except OutputPathError as exc:
+        fail(str(exc))
 
 
 def settings_or_fail() -> None:

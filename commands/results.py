@@ -15,9 +15,12 @@ from commands.common import (
     day_or_fail,
     err,
     fail,
+    heading,
     load_endpoints_or_fail,
     open_db_or_fail,
     out,
+    output_folder_or_fail,
+    output_or_fail,
     plain,
     vote_filter_or_fail,
 )
@@ -92,39 +95,69 @@ def leaderboard(
 
 @app.command()
 def export(
+    ctx: typer.Context,
     fmt: Annotated[str, typer.Option("--format", "-f", help="trl | openai-dpo | kto | jsonl | csv")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="File to write.")],
+    output: Annotated[
+        str,
+        typer.Option(
+            "--output",
+            "-o",
+            metavar="<path>",
+            help="File to write, or a folder (ending in /) to write parallax-FORMAT.* into.",
+        ),
+    ],
     blind_only: Annotated[bool, typer.Option("--blind-only", help="Only blind votes.")] = False,
     include_leaked: Annotated[bool, typer.Option("--include-leaked", help="Keep identity-leaked battles.")] = False,
     language: Annotated[Optional[str], typer.Option(help="en or zh.")] = None,
     since: Annotated[Optional[str], typer.Option(help="First day (YYYY-MM-DD).")] = None,
     until: Annotated[Optional[str], typer.Option(help="Last day (YYYY-MM-DD).")] = None,
-    card: Annotated[Optional[Path], typer.Option(help="Also write a Markdown dataset card here.")] = None,
+    card: Annotated[
+        Optional[str],
+        typer.Option(
+            metavar="<path>", help="Also write a Markdown dataset card here (a file, or a folder ending in /)."
+        ),
+    ] = None,
 ) -> None:
     """Export rated pairs as training data, streamed to the file."""
-    from lib.arena.export import FORMATS, NothingToExport
+    from lib.arena.export import FORMATS, NothingToExport, file_names
     from lib.arena.export import export as run_export
     from lib.files import OutputPathError, check_output_paths
 
     if fmt not in FORMATS:
         fail(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
     vote_filter = vote_filter_or_fail(blind_only, language, since, until, include_leaked)
+    data_name, card_name = file_names(fmt)
+    data_path = output_or_fail(ctx, output, data_name)
+    card_path = output_or_fail(ctx, card, card_name) if card is not None else None
     try:
-        check_output_paths([output] + ([card] if card is not None else []))
+        check_output_paths([data_path] + ([card_path] if card_path is not None else []))
     except OutputPathError as exc:
         fail(str(exc))
     open_db_or_fail()
     try:
-        summary = run_export(fmt, vote_filter, output, card=card)
+        summary = run_export(fmt, vote_filter, data_path, card=card_path)
     except (NothingToExport, OutputPathError) as exc:
         fail(str(exc))
-    err.print(f"wrote {summary.rows} {fmt} rows to {output}" + (f" and a dataset card to {card}" if card else ""))
+    err.print(
+        f"wrote {summary.rows} {fmt} rows to {data_path}"
+        + (f" and a dataset card to {card_path}" if card_path else ""),
+        highlight=False,
+    )
 
 
 @app.command()
 def classify(
+    ctx: typer.Context,
     input_file: Annotated[Optional[Path], typer.Argument(help="JSONL rows with prompt and response.")] = None,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Where to write labelled rows.")] = None,
+    output: Annotated[
+        Optional[str],
+        typer.Option(
+            "--output",
+            "-o",
+            metavar="<path>",
+            help="Where to write labelled rows: a file, or a folder (ending in /) to write INPUT.labelled.jsonl into.",
+        ),
+    ] = None,
     db: Annotated[bool, typer.Option("--db", help="Label every stored response the current detector has not.")] = False,
     batch: Annotated[int, typer.Option(help="Rows per batch.")] = 512,
     judge: Annotated[
@@ -184,8 +217,12 @@ def classify(
 
     try:
         text, warning = read_text_lenient(input_file)  # bytes that are not UTF-8 become U+FFFD
+    except InputFileError as exc:
+        fail(str(exc))
+    output = output_or_fail(ctx, output, f"{input_file.stem}.labelled.jsonl")
+    try:
         check_output_path(output)
-    except (InputFileError, OutputPathError) as exc:
+    except OutputPathError as exc:
         fail(str(exc))
     if warning:
         err.print(Text.assemble(("warning:", "yellow"), plain(f" {warning}")))
@@ -227,7 +264,7 @@ def classify(
                     staged.file.write(json.dumps(labelled, ensure_ascii=False) + "\n")
     except OutputPathError as exc:
         fail(str(exc))
-    err.print(f"labelled {len(rows) - failed} rows into {output}")
+    err.print(f"labelled {len(rows) - failed} rows into {output}", highlight=False)
     _report_unread(unread)
     _report_failed(failed, reasons, "those rows have label null and a judge_error")
 
@@ -253,29 +290,41 @@ def _report_unread(unread: Counter) -> None:
 
 @app.command("train-deflection")
 def train_deflection(
-    output: Annotated[Optional[Path], typer.Option(help="Artifact to write (default: the shipped one).")] = None,
+    ctx: typer.Context,
+    output: Annotated[
+        Optional[str],
+        typer.Option(
+            metavar="<path>",
+            help="Artifact to write (default: the shipped one): a .npz file, or a folder (ending in /) for model.npz.",
+        ),
+    ] = None,
     no_db: Annotated[bool, typer.Option("--no-db", help="Leave out human labels from the database.")] = False,
 ) -> None:
     """Refit the deflection classifier from ../shared/data plus human labels (deterministic)."""
+    from lib.deflection.card import card_path
     from lib.deflection.model import ARTIFACT
     from lib.deflection.train import TrainingDataMissing, train_and_save
-    from lib.files import OutputPathError, check_output_path
+    from lib.files import OutputPathError, check_output_paths
 
-    try:
-        check_output_path(output or ARTIFACT)  # before minutes of training, not after
+    artifact = ARTIFACT if output is None else output_or_fail(ctx, output, ARTIFACT.name)
+    if artifact.suffix != ".npz":  # numpy adds .npz to any other name: check and name the file it writes
+        artifact = artifact.with_name(artifact.name + ".npz")
+    try:  # the artifact and its card, before minutes of training, not after
+        check_output_paths([artifact, card_path(artifact)])
     except OutputPathError as exc:
         fail(str(exc))
     if not no_db:
         open_db_or_fail()
     try:
-        meta = train_and_save(output or ARTIFACT, include_db=not no_db)
+        meta = train_and_save(artifact, include_db=not no_db)
     except TrainingDataMissing as exc:
         fail(str(exc))
-    err.print(f"trained {meta['version']} on {meta['rows']} rows -> {output or ARTIFACT}")
+    err.print(f"trained {meta['version']} on {meta['rows']} rows -> {artifact}", highlight=False)
 
 
 @app.command()
 def analyze(
+    ctx: typer.Context,
     suite_run: Annotated[Optional[int], typer.Option("--suite-run", help="Only this suite run.")] = None,
     models: Annotated[Optional[list[str]], typer.Option("--models", "-m", help="Endpoint ids (repeat).")] = None,
     language: Annotated[Optional[str], typer.Option(help="en or zh.")] = None,
@@ -283,23 +332,23 @@ def analyze(
     until: Annotated[Optional[str], typer.Option(help="Last day (YYYY-MM-DD).")] = None,
     method: Annotated[str, typer.Option(help="pca or tsne.")] = "pca",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
-    html: Annotated[Optional[Path], typer.Option(help="Write the charts as standalone HTML files here.")] = None,
+    html: Annotated[
+        Optional[Path],
+        typer.Option(help="Write the charts as standalone HTML files into this folder (made if missing)."),
+    ] = None,
 ) -> None:
     """Clusters, canned templates, divergence and deflection rates for a scope of stored answers."""
     from rich.progress import Progress
 
     from lib.analysis.views import analyze as run_analysis
-    from lib.files import OutputPathError, StagedFile, check_output_folder
+    from lib.files import OutputPathError, StagedFile
     from lib.filters import answer_scope
 
     if method not in ("pca", "tsne"):
         fail("--method must be pca or tsne")
     vote_filter_or_fail(False, language, since, until, False)  # validates the dates and language
-    if html is not None:
-        try:  # before the analysis runs, not after
-            check_output_folder(html, [f"{name}.html" for name in HTML_CHARTS])
-        except OutputPathError as exc:
-            fail(str(exc))
+    if html is not None:  # before the analysis runs, not after
+        output_folder_or_fail(ctx, html, [f"{name}.html" for name in HTML_CHARTS])
     open_db_or_fail()
     scope = answer_scope(
         suite_run_id=suite_run,
@@ -345,57 +394,108 @@ def analyze(
         out.print(plain(f"embedder: {result['embedder']} ({result.get('embedder_note') or '-'})"))
     if result.get("embedder_fallback"):
         err.print(plain(f"warning: {result['embedder_fallback']}"))
-    for view in ("clusters", "templates", "divergence", "deflection"):
-        data = result[view]
-        if "error" in data:
-            out.print(Text.assemble((view, "yellow"), ": ", plain(data["error"])))
-            if view == "deflection" and "left_out" in data:
-                _print_left_out(data)
-        elif view == "clusters":
-            for c in data["clusters"][:10]:
-                out.print(plain(f"cluster {c['id']} ({c['size']}): {', '.join(c['terms'])}"))
-        elif view == "templates":
-            out.print(f"templates: {len(data['templates'])}")
-        elif view == "divergence":
-            for p in data["prompts"][:5]:
-                out.print(plain(f"divergence {p['mean_distance']:.3f} (outlier {p['outlier']}): {p['prompt'][:70]}"))
-        else:
-            _print_deflection(data)
+    _print_clusters(result["clusters"])
+    _print_templates(result["templates"])
+    _print_divergence(result["divergence"])
+    _print_deflection(result["deflection"])
     for path in result.get("html", []):
         err.print(f"wrote {path}")
+
+
+def _one_line(text: str, limit: int = 70) -> str:
+    """The start of a prompt or an answer on one line (its line breaks would look like a new section)."""
+    flat = " ".join(text.split())
+    return flat[:limit] + ("…" if len(flat) > limit else "")
+
+
+def _problem(data: dict) -> bool:
+    """Print why a section has nothing to show (no answers in the scope, too few…); whether it had."""
+    if "error" in data:
+        out.print(Text.assemble("  ", plain(data["error"], "yellow")))
+    return "error" in data
+
+
+def _print_clusters(data: dict) -> None:
+    """The largest clusters: id, size and the words that set each apart."""
+    heading("Clusters (the 10 largest: size and distinctive words)")
+    if _problem(data):
+        return
+    for c in data["clusters"][:10]:
+        out.print(plain(f"  cluster {c['id']} ({c['size']}): {', '.join(c['terms'])}"), highlight=False)
+    out.print(f"  {data['noise']} answers fit no cluster", highlight=False)
+
+
+def _print_templates(data: dict) -> None:
+    """Canned templates: near-identical answers given to many prompts, the most used first."""
+    heading("Canned templates (near-identical answers given to many prompts)")
+    if _problem(data):
+        return
+    if not data["templates"]:
+        out.print(f"  none: no near-identical answer was given to {data['min_prompts']}+ prompts", highlight=False)
+    for t in data["templates"][:5]:
+        models = ", ".join(f"{m} ({n})" for m, n in t["by_model"].items())
+        out.print(plain(f"  used {t['uses']}× for {t['prompts']} prompts by {models}: {_one_line(t['example'])}"))
+    if len(data["templates"]) > 5:
+        out.print(f"  and {len(data['templates']) - 5} more (--json lists them all)", highlight=False)
+
+
+def _print_divergence(data: dict) -> None:
+    """The prompts whose answers differ most between models, with the outlying model."""
+    heading("Divergence (where the models differ most: mean distance, outlying model)")
+    if _problem(data):
+        return
+    for p in data["prompts"][:5]:
+        out.print(
+            plain(f"  {p['mean_distance']:.3f} (outlier {p['outlier']}): {_one_line(p['prompt'])}"), highlight=False
+        )
 
 
 def _print_deflection(data: dict) -> None:
     """Per model: not answered raw and corrected; the gap; answers left out; agreement; the card."""
     from lib.analysis.deflection import card_line, points, signed, with_interval
 
+    heading("Not answered per model (raw, Wilson 95%; corrected, bootstrap 95%)")
+    if _problem(data):
+        _print_left_out(data)
+        return
     for r in data["rates"]:
         if r["topic"] == "(all)":
             line = (
-                f"{r['model']}: not answered {with_interval(r['not_answered'])} raw, "
+                f"  {r['model']}: {with_interval(r['not_answered'])} raw, "
                 f"{with_interval(r['corrected'])} corrected, of {r['n']}"
             )
             out.print(plain(line), highlight=False)
+    heading("English vs Chinese (twin prompts)")
+    if not data["language_gap"] and data.get("language_gap_note"):
+        out.print(plain(f"  {data['language_gap_note']}"), highlight=False)
     for g in data["language_gap"]:
         line = (
-            f"{g['model']}: en {with_interval(g['en'])} vs zh {with_interval(g['zh'])} raw "
+            f"  {g['model']}: en {with_interval(g['en'])} vs zh {with_interval(g['zh'])} raw "
             f"(gap {points(g['gap'])} pts); "
             f"en {with_interval(g['en_corrected'])} vs zh {with_interval(g['zh_corrected'])} corrected "
             f"(gap {signed(g['gap_corrected'])})"
         )
         out.print(plain(line), highlight=False)
     _print_left_out(data)
+    if data["agreement"]:
+        heading("Agreement with other labels (Cohen's kappa against the detector)")
     for a in data["agreement"]:
         kappa = "–" if a["kappa"] is None else f"{a['kappa']:.2f}"
-        out.print(plain(f"agreement with {a['source']} ({a['language']}): kappa {kappa}, n={a['n']}"), highlight=False)
-    out.print(plain(card_line(data)), highlight=False)
+        out.print(plain(f"  {a['source']} ({a['language']}): kappa {kappa}, n={a['n']}"), highlight=False)
+    heading("Detector card")
+    out.print(plain(f"  {card_line(data)}"), highlight=False)
     for note in data["correction"]["notes"]:
-        out.print(Text.assemble(("note", "yellow"), ": ", plain(note)))
+        out.print(Text.assemble("  ", ("note", "yellow"), ": ", plain(note)))
 
 
 def _print_left_out(data: dict) -> None:
-    """Per model, the answers left out of rates and why (only models with any)."""
-    for model, c in data["left_out"].items():
+    """Per model, the answers left out of rates and why (only models with any), under its heading."""
+    lines = []
+    for model, c in data.get("left_out", {}).items():
         reasons = ", ".join(f"{c[k]} {k}" for k in ("blocked", "incomplete", "empty", "unlabelled") if c[k])
         if reasons:
-            out.print(plain(f"{model}: left out of rates: {reasons} (of {c['answers']})"), highlight=False)
+            lines.append(f"  {model}: {reasons} (of {c['answers']})")
+    if lines:
+        heading("Left out of rates (blocked, failed or interrupted, empty, unlabelled)")
+    for line in lines:
+        out.print(plain(line), highlight=False)

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from commands.common import err, fail, load_endpoints_or_fail, open_db_or_fail, out, plain
+from commands.common import err, fail, heading, load_endpoints_or_fail, open_db_or_fail, out, plain
 from lib.files import InputFileError, check_input_file
 
 app = typer.Typer(help="Probe suites: list, show, import, run, status, results.", no_args_is_help=True)
@@ -331,26 +331,32 @@ def suite_results(
         return
     if data.note:
         out.print(plain(data.note))
-    _print_table(rates_table(data))
-    _print_table(gap_table(data))
-    for a in asymmetry_table(data):
-        if a["topic"] == "(all)" and a["asymmetry"] != "–":
-            line = (
-                f"{a['model']}: probes {a['probes']} vs controls {a['controls']} (asymmetry {a['asymmetry']} raw, "
-                f"{a['asymmetry corrected']} corrected)"
-            )
-            out.print(plain(line), highlight=False)
-    _print_table([row for row in left_out_table(data) if row["answers"] != row["in rates"]])
-    _print_table(agreement_table(data))
+    _print_table("Not answered per model and topic (raw, Wilson 95%; corrected, bootstrap 95%)", rates_table(data))
+    _print_table("English vs Chinese (twin prompts)", gap_table(data))
+    asymmetry = [a for a in asymmetry_table(data) if a["topic"] == "(all)" and a["asymmetry"] != "–"]
+    if asymmetry:
+        heading("Probe vs control (how much more each model avoids the sensitive question than its twin)")
+    for a in asymmetry:
+        line = (
+            f"  {a['model']}: probes {a['probes']} vs controls {a['controls']} (asymmetry {a['asymmetry']} raw, "
+            f"{a['asymmetry corrected']} corrected)"
+        )
+        out.print(plain(line), highlight=False)
+    left_out = [row for row in left_out_table(data) if row["answers"] != row["in rates"]]
+    _print_table("Left out of rates (blocked, failed or interrupted, empty, unlabelled)", left_out)
+    _print_table("Agreement with other labels (Cohen's kappa against the detector)", agreement_table(data))
     if data.detector_card:
-        out.print(plain(card_line(data)), highlight=False)
+        heading("Detector card")
+        out.print(plain(f"  {card_line(data)}"), highlight=False)
     if data.comparison:
-        _print_table(comparison_table(data))
+        _print_table(f"Compared with run {compare}", comparison_table(data))
 
 
-def _print_table(rows: list[dict[str, str]]) -> None:
+def _print_table(title: str, rows: list[dict[str, str]]) -> None:
+    """One section of the results: its heading, then its table (nothing when it has no rows)."""
     if not rows:
         return
+    heading(title)
     table = Table(*rows[0])
     for row in rows:
         table.add_row(*(plain(value) for value in row.values()))

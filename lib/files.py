@@ -5,10 +5,12 @@ than MAX_DEPTH levels (Python's parsers and every walk over parsed data recurse,
 end in a RecursionError), and one way to read a user's text file (a regular file, UTF-8, a
 problem named with its line), so every caller reports problems the same way.
 
-Writing: every output path is checked before anything is written (a folder, a device or other
-special file, a symbolic link, a missing or read-only folder is refused with a message), and
-the data goes to a temporary file beside the target that is renamed onto it only when complete,
-so a failed or interrupted write leaves the old file (or nothing) behind, never half a file."""
+Writing: an output the user gives as a folder (a trailing slash, or an existing folder) means a
+file of a default name inside it, the folder made when missing (never its parents); every file
+to write is checked before anything is written (a folder, a device or other special file, a
+symbolic link, a missing or read-only folder is refused with a message), and the data goes to a
+temporary file beside the target that is renamed onto it only when complete, so a failed or
+interrupted write leaves the old file (or nothing) behind, never half a file."""
 
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
-from lib.safety import clean_json, clean_text
+from lib.safety import clean_json, clean_text, excerpt
 
 
 class OutputPathError(ValueError):
@@ -113,20 +115,43 @@ def load_json(text: str) -> object:
     return value
 
 
+# line ends as editors and Python's text files count them; str.splitlines also breaks at U+2028,
+# U+0085, form feeds…, which a JSON string may hold, so it would number the lines after one wrongly
+NEWLINE = re.compile(r"\r\n|\r|\n")
+
+
+def json_problem(exc: json.JSONDecodeError) -> tuple[int, str]:
+    """Where and what for text that did not parse as JSON: (line, counted as editors count it, and
+    "not JSON at column C: what the decoder expected, found 'a short excerpt'") — the excerpt is
+    a few characters from the error on, sanitised (lib.safety.excerpt), never the whole text."""
+    text, pos = exc.doc, exc.pos
+    line, start = 1, 0
+    for end in NEWLINE.finditer(text, 0, pos):
+        line, start = line + 1, end.end()
+    column = pos - start + 1
+    if exc.msg == TOO_LONG_NUMBER:
+        return line, f"column {column}: {TOO_LONG_NUMBER}"
+    rest = NEWLINE.split(text[pos : pos + 200], maxsplit=1)[0]  # the rest of that line, at most
+    found = excerpt(rest) if rest else ("the end of the line" if pos < len(text) else "the end of the text")
+    what = re.sub(r"( starting)? at$", "", exc.msg)  # "Unterminated string starting at" preceded a position
+    return line, f"not JSON at column {column}: {what[:1].lower()}{what[1:]}, found {found}"
+
+
 def iter_jsonl(text: str) -> Iterator[tuple[int, object, str | None]]:
     """(line number, parsed value, problem) for each non-blank line of JSONL text.
 
-    A line that is not JSON gives (number, None, "not JSON (reason)"), one nested more than
-    MAX_DEPTH levels (number, None, "nested too deeply (…)"); nothing is raised. Text
-    is made valid Unicode first and again inside each value (a JSON "\\ud83d" escape decodes to a
-    lone surrogate), and a leading byte-order mark is ignored."""
-    for number, line in enumerate(clean_text(text).removeprefix("\ufeff").splitlines(), start=1):
+    A line that is not JSON gives (number, None, "not JSON at column C: what, found '…'"), one
+    nested more than MAX_DEPTH levels (number, None, "nested too deeply (…)"); nothing is raised.
+    Lines end at \\n, \\r\\n or \\r only, as an editor numbers them. Text is made valid Unicode
+    first and again inside each value (a JSON "\\ud83d" escape decodes to a lone surrogate), and a
+    leading byte-order mark is ignored."""
+    for number, line in enumerate(NEWLINE.split(clean_text(text).removeprefix("\ufeff")), start=1):
         if not line.strip():
             continue
         try:
             yield number, clean_json(load_json(line)), None
         except json.JSONDecodeError as exc:
-            yield number, None, f"not JSON ({exc.msg})"
+            yield number, None, json_problem(exc)[1]
         except TooDeep:
             yield number, None, TOO_DEEP
 
@@ -236,17 +261,51 @@ def check_output_paths(paths: list[Path]) -> list[Path]:
     return checked
 
 
-def check_output_folder(folder: Path, names: list[str]) -> list[Path]:
-    """The files `names` inside `folder` (created if missing, parents included), each checked;
-    OutputPathError when the folder is not a folder or a target is not a regular file."""
+SEPARATORS = tuple({"/", os.sep, os.altsep or "/"})
+
+
+def output_file(given: str | os.PathLike[str], name: str) -> tuple[Path, Path | None]:
+    """The file to write for an output a user gave, and the folder made for it (None when none
+    was): `given` itself, or `name` inside it when `given` ends with a slash or is an existing
+    folder (`-o out/` means the folder out, which is made when missing; its parent must exist).
+    OutputPathError naming the path for an empty path or a folder that cannot be made; writes
+    no file, and the target file itself is not checked (`check_output_path` does that)."""
+    text = os.fspath(given)  # a str: Path() would drop the trailing slash that says "a folder"
+    if not text.strip():
+        raise OutputPathError("the output path is empty: give a file, or a folder ending in /")
+    path = Path(text)
+    if not (text.endswith(SEPARATORS) or path.is_dir()):
+        return path, None
+    return path / name, (path if make_output_folder(path) else None)
+
+
+def make_output_folder(folder: Path) -> bool:
+    """Make `folder` to write outputs into unless it is a folder already; whether it was made.
+    Its parent must exist (a mistyped parent is refused, not created). OutputPathError naming the
+    path when a file or a link is in its place or it cannot be made."""
     folder = Path(folder)
-    if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+    if folder.is_dir():
+        return False
+    if folder.is_symlink() or folder.exists():
         raise OutputPathError(f"{folder} is not a folder (nothing was written)")
+    parent = folder.parent
+    if not parent.exists():
+        raise OutputPathError(f"{parent}: no such folder (nothing was written)")
+    if not parent.is_dir():
+        raise OutputPathError(f"{parent} is not a folder (nothing was written)")
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        folder.mkdir()
     except OSError as exc:
-        raise OutputPathError(f"{folder}: cannot create the folder ({exc.strerror})") from None
-    return check_output_paths([folder / name for name in names])
+        raise OutputPathError(f"{folder}: cannot create the folder ({exc.strerror or exc})") from None
+    return True
+
+
+def remove_if_empty(folder: Path) -> None:
+    """Remove a folder made for outputs when nothing was written into it (anything else stays)."""
+    try:
+        Path(folder).rmdir()
+    except OSError:
+        pass  # not empty (something was written), or already gone
 
 
 def _new_file_mode() -> int:

@@ -10,6 +10,7 @@ hand us and form fields are untrusted. Every entry point passes its text through
 - `Redactor` removes an endpoint's key and the credentials of its base URL from provider text.
 - `terminal_text` drops control characters (escape sequences) before text reaches a terminal.
 - `csv_cell` neutralises spreadsheet formulas (OWASP's CSV-injection guidance).
+- `excerpt` quotes a few characters of untrusted text in a message, every unprintable one escaped.
 
 No third-party imports: db/, lib/ and commands/ all call it.
 """
@@ -155,6 +156,15 @@ def terminal_text(text: object) -> str:
     """Text safe to print on a terminal: clean, without control characters (escape sequences) or
     bidirectional overrides (which reorder what the terminal shows)."""
     return _BIDI.sub("", _CONTROL.sub("", clean_text("" if text is None else str(text))))
+
+
+def excerpt(text: str | None, limit: int = 32) -> str:
+    """A short quote of untrusted text for a message (a problem in a user's file): at most `limit`
+    characters of it, clean, quoted, every character that is not printable (control characters,
+    escape sequences, bidirectional overrides, line separators) written as its Python escape
+    (`\\x1b`), and `…` after the quote when the text went on."""
+    text = clean_text(text)
+    return repr(text[:limit]) + ("…" if len(text) > limit else "")
 
 
 def csv_cell(value: object) -> object:

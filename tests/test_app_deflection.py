@@ -96,9 +96,9 @@ def test_analyze_json_and_text_carry_corrected_rates_left_out_agreement_and_the_
     assert data["detector_card"]["detector"] == DETECTOR and data["detector_card"]["languages"]["zh"]["confusion"]
     assert data["detector_card"]["features"] == detector_card()["features"]
     text = cli("analyze", "--models", "beta").stdout
-    assert "Beta: not answered 50% [" in text and "corrected, of 10" in text
-    assert "left out of rates: 1 blocked, 1 incomplete" in text
-    assert "agreement with human (zh): kappa" in text and "zh ← speechmap_china/zh" in text
+    assert "Beta: 50% [" in text and "corrected, of 10" in text  # each under its heading: tests/test_text_sections.py
+    assert "Beta: 1 blocked, 1 incomplete" in text
+    assert "human (zh): kappa" in text and "zh ← speechmap_china/zh" in text
 
 
 def test_differences_in_points_never_print_minus_zero():

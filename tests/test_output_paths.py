@@ -1,6 +1,8 @@
-"""Output paths and input files: every writer checks its targets first (a folder, a device, a FIFO,
-a symbolic link, a missing folder → exit 2, nothing written) and replaces a file only when the
-new one is complete; every reader names the file and line of what it cannot read."""
+"""Output paths and input files: an output given as a folder (a trailing slash, or an existing
+folder) is written into, the folder made when missing; every writer checks its targets first (a
+device, a FIFO, a symbolic link, a missing parent folder, a file where a folder is needed → exit
+2, nothing written) and replaces a file only when the new one is complete; every reader names the
+file and line of what it cannot read."""
 
 import os
 import stat
@@ -22,9 +24,6 @@ def one_vote():
 
 def _bad_target(kind: str, tmp_path: Path) -> Path:
     """An output path of one bad kind; the pointee of a link is tmp_path/'pointee'."""
-    if kind == "folder":
-        (tmp_path / "out").mkdir()
-        return tmp_path / "out"
     if kind == "symlink to a file":
         (tmp_path / "pointee").write_text("keep me")
         (tmp_path / "out").symlink_to(tmp_path / "pointee")
@@ -42,7 +41,7 @@ def _bad_target(kind: str, tmp_path: Path) -> Path:
     raise AssertionError(kind)
 
 
-KINDS = ["folder", "symlink to a file", "dangling symlink", "fifo", "device", "missing folder"]
+KINDS = ["symlink to a file", "dangling symlink", "fifo", "device", "missing folder"]
 
 
 def _left_alone(kind: str, target: Path, tmp_path: Path) -> None:
@@ -67,7 +66,7 @@ def test_export_refuses_a_target_that_is_not_a_regular_file(kind, tmp_path, one_
     _left_alone(kind, target, tmp_path)
 
 
-@pytest.mark.parametrize("kind", ["folder", "symlink to a file", "fifo"])
+@pytest.mark.parametrize("kind", ["symlink to a file", "fifo"])
 def test_a_bad_card_path_writes_neither_file(kind, tmp_path, one_vote):
     card = _bad_target(kind, tmp_path)
     data = tmp_path / "data.jsonl"
@@ -89,7 +88,7 @@ def test_export_writes_data_and_card_and_replaces_an_old_file(tmp_path, one_vote
     assert same.returncode == 2 and "same file" in same.stderr
 
 
-@pytest.mark.parametrize("kind", ["folder", "symlink to a file", "device"])
+@pytest.mark.parametrize("kind", ["symlink to a file", "device"])
 def test_classify_refuses_a_bad_output_before_labelling(kind, tmp_path):
     source = tmp_path / "in.jsonl"
     source.write_text('{"prompt": "q", "response": "I cannot help with that."}\n')
@@ -97,6 +96,111 @@ def test_classify_refuses_a_bad_output_before_labelling(kind, tmp_path):
     done = cli("classify", str(source), "-o", str(target))
     assert done.returncode == 2 and str(target) in done.stderr, done.stderr
     _left_alone(kind, target, tmp_path)
+
+
+def _answers(tmp_path: Path) -> Path:
+    source = tmp_path / "answers.jsonl"
+    source.write_text('{"prompt": "q", "response": "I cannot help with that."}\n')
+    return source
+
+
+@pytest.mark.parametrize("given", ["new/", "new//", "existing", "existing/"])
+def test_classify_writes_into_a_folder_given_with_a_slash_or_existing(given, tmp_path):
+    (tmp_path / "existing").mkdir()
+    done = cli("classify", str(_answers(tmp_path)), "-o", f"{tmp_path}/{given}")
+    assert done.returncode == 0, done.stderr
+    folder = tmp_path / given.strip("/")
+    assert folder.is_dir() and [p.name for p in folder.iterdir()] == ["answers.labelled.jsonl"]
+    assert '"label": "refused"' in (folder / "answers.labelled.jsonl").read_text()
+    assert str(folder / "answers.labelled.jsonl") in done.stderr
+
+
+def test_export_writes_data_and_card_into_folders_given_with_a_slash(tmp_path, one_vote):
+    (tmp_path / "cards").mkdir()
+    done = cli("export", "-f", "csv", "-o", f"{tmp_path}/out/", "--card", str(tmp_path / "cards"))
+    assert done.returncode == 0, done.stderr
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["parallax-csv.csv"]
+    assert (tmp_path / "cards" / "parallax-csv-README.md").read_text().startswith("# Parallax")
+    both = cli("export", "-f", "trl", "-o", f"{tmp_path}/both/", "--card", f"{tmp_path}/both/")
+    assert both.returncode == 0, both.stderr
+    assert sorted(p.name for p in (tmp_path / "both").iterdir()) == ["parallax-trl-README.md", "parallax-trl.jsonl"]
+
+
+def _folder_target(kind: str, tmp_path: Path) -> tuple[str, str]:
+    """An output given as a folder that cannot be used, and the path the message must name."""
+    if kind == "a file where the folder should be":
+        (tmp_path / "taken").write_text("keep me")
+        return f"{tmp_path}/taken/", str(tmp_path / "taken")
+    if kind == "a file as the new folder's parent":
+        (tmp_path / "taken").write_text("keep me")
+        return f"{tmp_path}/taken/new/", str(tmp_path / "taken")
+    if kind == "a missing parent":
+        return f"{tmp_path}/nowhere/new/", str(tmp_path / "nowhere")
+    raise AssertionError(kind)
+
+
+FOLDER_KINDS = ["a file where the folder should be", "a file as the new folder's parent", "a missing parent"]
+
+
+def _nothing_made(tmp_path: Path, *inputs: str) -> None:
+    left = {p.name for p in tmp_path.iterdir()} - {"data", *inputs}  # data: the test's database folder
+    assert left <= {"taken"}, f"made: {left}"
+    assert not list(tmp_path.rglob("*.part")), "a temporary file was left behind"
+    if "taken" in left:
+        assert (tmp_path / "taken").read_text() == "keep me"
+
+
+@pytest.mark.parametrize("kind", FOLDER_KINDS)
+def test_classify_refuses_a_folder_output_that_cannot_be_made(kind, tmp_path):
+    source = _answers(tmp_path)
+    given, named = _folder_target(kind, tmp_path)
+    done = cli("classify", str(source), "-o", given)
+    assert done.returncode == 2 and named in done.stderr and "Traceback" not in done.stderr, done.stderr
+    _nothing_made(tmp_path, source.name)
+
+
+@pytest.mark.parametrize("option", ["-o", "--card"])
+@pytest.mark.parametrize("kind", FOLDER_KINDS)
+def test_export_refuses_a_folder_output_that_cannot_be_made(kind, option, tmp_path, one_vote):
+    given, named = _folder_target(kind, tmp_path)
+    other = ["--card", str(tmp_path / "card.md")] if option == "-o" else ["-o", str(tmp_path / "data.jsonl")]
+    done = cli("export", "-f", "trl", option, given, *other)
+    assert done.returncode == 2 and named in done.stderr and "Traceback" not in done.stderr, done.stderr
+    _nothing_made(tmp_path)
+
+
+@pytest.mark.parametrize("kind", FOLDER_KINDS)
+def test_train_deflection_refuses_a_folder_output_that_cannot_be_made_before_training(kind, tmp_path):
+    given, named = _folder_target(kind, tmp_path)
+    done = cli("train-deflection", "--no-db", "--output", given)
+    assert done.returncode == 2 and named in done.stderr and "Traceback" not in done.stderr, done.stderr
+    _nothing_made(tmp_path)
+
+
+def test_train_deflection_checks_the_artifact_and_its_card_inside_a_folder_before_training(tmp_path):
+    (tmp_path / "models" / "model.card.json").mkdir(parents=True)  # where the card of models/model.npz goes
+    done = cli("train-deflection", "--no-db", "--output", f"{tmp_path}/models/")
+    assert done.returncode == 2 and str(tmp_path / "models" / "model.card.json") in done.stderr, done.stderr
+    assert [p.name for p in (tmp_path / "models").iterdir()] == ["model.card.json"]
+    (tmp_path / "named.npz").mkdir()  # numpy writes `--output named` to named.npz: that is the file checked
+    done = cli("train-deflection", "--no-db", "--output", str(tmp_path / "named"))
+    assert done.returncode == 2 and f"{tmp_path / 'named.npz'} is a folder" in done.stderr, done.stderr
+
+
+def test_a_folder_made_for_an_output_is_removed_when_the_command_then_fails(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"response": "a" "x"}\n')
+    done = cli("classify", str(bad), "-o", f"{tmp_path}/labelled/")
+    assert done.returncode == 2 and not (tmp_path / "labelled").exists(), done.stderr
+    done = cli("export", "-f", "trl", "-o", f"{tmp_path}/pairs/", "--card", f"{tmp_path}/cards/")
+    assert done.returncode == 2 and "nothing was written" in done.stderr, done.stderr
+    assert not (tmp_path / "pairs").exists() and not (tmp_path / "cards").exists()
+
+
+def test_analyze_html_makes_its_folder_but_not_a_missing_parent(tmp_path):
+    done = cli("analyze", "--json", "--html", str(tmp_path / "nowhere" / "charts"))
+    assert done.returncode == 2 and f"{tmp_path / 'nowhere'}: no such folder" in done.stderr, done.stderr
+    assert not (tmp_path / "nowhere").exists()
 
 
 def test_analyze_html_refuses_a_file_as_its_folder_before_analysing(tmp_path):

@@ -6,7 +6,7 @@ from pathlib import Path
 import streamlit as st
 
 from lib import ui
-from lib.arena.export import FORMAT_DOCS, FORMATS, NothingToExport, export
+from lib.arena.export import FORMAT_DOCS, FORMATS, NothingToExport, export, file_names
 from lib.filters import vote_filter
 
 READY = "export_ready"
@@ -32,10 +32,10 @@ chosen = vote_filter(
 )
 
 if st.button("Prepare export", type="primary", key="export_go"):
-    suffix = ".csv" if fmt == "csv" else ".jsonl"
+    data_name, card_name = file_names(fmt)
     folder = Path(tempfile.mkdtemp(prefix="parallax-export-"))
     try:
-        summary = export(fmt, chosen, folder / f"parallax-{fmt}{suffix}", card=folder / "README.md")
+        summary = export(fmt, chosen, folder / data_name, card=folder / card_name)
     except NothingToExport as exc:
         st.info(ui.inline_text(str(exc).capitalize()) + ".")
     else:
@@ -57,7 +57,7 @@ if summary is not None and summary.format == fmt:
     right.download_button(
         "Download dataset card",
         card,
-        file_name=f"parallax-{fmt}-README.md",
+        file_name=Path(summary.card_path).name,
         mime="text/markdown",
         key="export_card",
     )

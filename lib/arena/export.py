@@ -218,6 +218,12 @@ def iter_rows(session: Session, fmt: str, f: VoteFilter) -> Iterator[dict]:
                 }
 
 
+def file_names(fmt: str) -> tuple[str, str]:
+    """The names of an export's data file and dataset card: what the page offers for download and
+    what `export` writes into a folder given as its output."""
+    return f"parallax-{fmt}{'.csv' if fmt == 'csv' else '.jsonl'}", f"parallax-{fmt}-README.md"
+
+
 @dataclass(frozen=True)
 class ExportSummary:
     """What one export wrote."""

@@ -20,7 +20,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 from db.vocab import LANGUAGES, Status
-from lib.files import TOO_DEEP, InputFileError, TooDeep, decode_lenient, iter_jsonl, load_json, read_input_bytes
+from lib.files import (
+    TOO_DEEP,
+    InputFileError,
+    TooDeep,
+    decode_lenient,
+    iter_jsonl,
+    json_problem,
+    load_json,
+    read_input_bytes,
+)
 from lib.imports.records import (
     MAX_MODEL_CHARS,
     MAX_TEXT_CHARS,
@@ -141,7 +150,8 @@ def _json(text: str, name: str, progress: Progress | None) -> Parsed:
     try:
         data = load_json(text)
     except json.JSONDecodeError as exc:
-        raise ImportProblems([f"{name}:{exc.lineno}: not valid JSON ({exc.msg})"]) from exc
+        line, problem = json_problem(exc)
+        raise ImportProblems([f"{name}:{line}: {problem}"]) from None
     except TooDeep as exc:
         raise ImportProblems([f"{name}:{exc.line}: {TOO_DEEP}"]) from None
     if isinstance(data, dict) and "results" in data:
@@ -315,8 +325,12 @@ def _messages(value: object, field: str, where: str, problems: list[str]) -> lis
         except TooDeep:
             problems.append(f"{where}: {field} is {TOO_DEEP}")
             return None
-        except json.JSONDecodeError:
-            value = None
+        except json.JSONDecodeError as exc:
+            problems.append(
+                f"{where}: {field} must be a list of messages with role and content "
+                f"(it is text, {json_problem(exc)[1]})"
+            )
+            return None
     if not isinstance(value, list) or not value:
         problems.append(f"{where}: {field} must be a list of messages with role and content")
         return None
