@@ -304,3 +304,11 @@ def test_embedded_endpoints_share_two_of_llama_servers_slots_and_one_on_the_fall
     assert [embedded_concurrency(n) for n in (1, 2, 4, 16)] == [1, 2, 2, 2]
     monkeypatch.setattr(local_server, "backend", lambda: local_server.FALLBACK_SERVER)
     assert [embedded_concurrency(n) for n in (1, 4)] == [1, 1]
+
+
+def test_a_txt_prompt_list_counts_lines_as_an_editor_does():
+    """A U+2028, U+0085 or form feed inside a prompt is part of it, not a line end: one prompt per
+    line, and the line numbers that later problems cite are the editor's."""
+    suite = parse_suite("Who is Xi\u2028Jinping?\n\nWhat is\x0cTaiwan?\r\nWhat is\x85Tibet?\n", "list.txt")
+    assert [(p.line, p.text.split()[0]) for p in suite.prompts] == [(1, "Who"), (3, "What"), (4, "What")]
+    assert len(suite.prompts) == 3

@@ -31,6 +31,7 @@ from db.models import Suite, SuitePrompt
 from db.vocab import LANGUAGES
 from lib.files import (
     MAX_DEPTH,
+    NEWLINE,
     TOO_DEEP,
     TOO_LONG_NUMBER,
     InputFileError,
@@ -244,7 +245,9 @@ def _list_items(text: str, filename: str, problems: list[str]) -> list[tuple[int
     where, stem = Path(filename).name, Path(filename).stem
     items: list[tuple[int, dict]] = []
     if filename.endswith(".txt"):
-        items = [(n, {"text": line.strip()}) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
+        # lines as an editor numbers them: a U+2028 or form feed inside a prompt does not split it
+        lines = NEWLINE.split(text)
+        items = [(n, {"text": line.strip()}) for n, line in enumerate(lines, start=1) if line.strip()]
     else:
         csv.field_size_limit(2**31 - 1)
         reader = csv.DictReader(io.StringIO(text, newline=""))
