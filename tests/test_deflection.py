@@ -367,6 +367,36 @@ def test_a_saved_model_predicts_exactly_as_it_did_when_fitted(tmp_path):
         assert list(T.label_rows(after, np.array([""] * len(rows), dtype=object))) == [r["label"] for r in rows]
 
 
+def test_a_failed_save_leaves_the_previous_artifact_and_card_whole(tmp_path, monkeypatch):
+    """Weights and card are written to a staged file and renamed: a write that fails half-way
+    (disk full, interrupted) leaves the files that were there, and no temporary file behind."""
+    from lib.deflection import card as detector_card
+    from lib.deflection import features as F
+    from lib.deflection import train as T
+
+    rows = _synthetic_rows(6)
+    data = T.featurise(rows)
+    fitted = T.fit_on(data, np.arange(len(rows)), T.SETTINGS[0], {"features": F.VERSION})
+    target = tmp_path / "m.npz"
+    fitted.save(target)
+    detector_card.write({"measured": "before"}, target)
+    before = target.read_bytes(), detector_card.card_path(target).read_text()
+
+    def full_disk(*args, **kwargs):
+        args[0].write(b"PK half an archive")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(np, "savez_compressed", full_disk)
+    with pytest.raises(OSError):
+        fitted.save(target)
+    monkeypatch.setattr(detector_card, "dumps", lambda card: (_ for _ in ()).throw(OSError(28, "No space")))
+    with pytest.raises(OSError):
+        detector_card.write({"measured": "after"}, target)
+    assert (target.read_bytes(), detector_card.card_path(target).read_text()) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.card.json", "m.npz"]
+    assert Classifier.load(target).classes == fitted.classes
+
+
 def test_every_new_response_is_labelled_right_after_it_finishes(protocol_server):
     result = ask(
         "hello there",

@@ -86,11 +86,18 @@ def build(data, predicted: np.ndarray, settings: list[dict], meta: dict) -> dict
     }
 
 
+def dumps(card: dict) -> str:
+    """The card as the text of its file."""
+    return json.dumps(card, ensure_ascii=False, indent=1) + "\n"
+
+
 def write(card: dict, artifact: Path = ARTIFACT) -> Path:
-    """Write the card beside its artifact."""
-    path = card_path(artifact)
-    path.write_text(json.dumps(card, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-    return path
+    """Write the card beside its artifact, whole or not at all."""
+    from lib.files import StagedFile
+
+    with StagedFile(card_path(artifact)) as staged:
+        staged.file.write(dumps(card))
+    return staged.path
 
 
 def read(artifact: Path = ARTIFACT) -> dict:

@@ -66,11 +66,18 @@ class Classifier:
         return self.predict_features(*F.featurize(prompts, answers))
 
     def save(self, path: Path = ARTIFACT) -> None:
-        """Write the weights as plain arrays (no pickle)."""
+        """Write the weights as plain arrays (no pickle), whole or not at all (see `write_to`)."""
+        from lib.files import StagedFile
+
+        with StagedFile(Path(path), mode="wb") as staged:
+            self.write_to(staged.file)
+
+    def write_to(self, file) -> None:
+        """Write the weights as plain arrays (no pickle) to an open binary file."""
         dense = self.coef.toarray()
         columns = np.flatnonzero(np.abs(dense).max(axis=0) > 0).astype(np.int32)
         np.savez_compressed(
-            path,
+            file,
             classes=np.array(self.classes),
             char_idf=self.char_idf.astype(np.float16),
             word_idf=self.word_idf.astype(np.float16),

@@ -274,18 +274,32 @@ def train(rows: list[dict], data: Featurised | None = None) -> Classifier:
     return fit_tuned(data, np.arange(len(rows)), meta)
 
 
-def train_and_save(output: Path = ARTIFACT, include_db: bool = True, card: bool = True) -> dict:
+def train_and_save(output: Path = ARTIFACT, include_db: bool = True) -> dict:
     """Refit from the shared data (plus human labels), write the artifact and its detector card
-    (out-of-fold confusion matrices, grouped by question); returns the artifact's metadata."""
+    (out-of-fold confusion matrices, grouped by question); returns the artifact's metadata.
+
+    Both files are written whole or not at all, and only once both are ready: an interrupted or
+    failed run leaves the previous artifact and card as they were, never one without the other."""
     from lib.deflection import card as detector_card
+    from lib.files import StagedFile
 
     rows = load_rows()
     if include_db:
         rows += human_rows()
     data = featurise(rows)
     model = train(rows, data)
-    model.save(output)
-    if card:
-        predicted, settings = out_of_fold(data, data.groups)
-        detector_card.write(detector_card.build(data, predicted, settings, model.meta), output)
+    predicted, settings = out_of_fold(data, data.groups)
+    card = detector_card.build(data, predicted, settings, model.meta)
+    weights = StagedFile(Path(output), mode="wb")
+    try:
+        written = StagedFile(detector_card.card_path(Path(output)))
+        try:
+            model.write_to(weights.file)
+            written.file.write(detector_card.dumps(card))
+            weights.commit()
+            written.commit()
+        finally:
+            written.discard()
+    finally:
+        weights.discard()
     return model.meta
