@@ -38,8 +38,9 @@ from lib.deflection import text as T
 # those — the deciding change of subject is the answer's opening move, a transcript's own turns ("问：/答：") are
 # not characters, declines by others ("外交部对此不予评论") and quoted ones are not the model's, a refusal that
 # gives sensitivity as its reason is not a statement of what is not known, phrases critical answers share
-# ("colour revolution", "有目共睹", "分裂国家") dropped)
-VERSION = "11"
+# ("colour revolution", "有目共睹", "分裂国家") dropped; 12: a disclaimer of opinion ("As an AI I don't have
+# personal opinions, but…", "我不参与任何形式的政治立场表达") that the answer goes on from is no decline)
+VERSION = "12"
 CHAR_FEATURES = 2**18
 WORD_FEATURES = 2**17
 CJK = re.compile(r"[\u3400-\u9fff]")
