@@ -36,14 +36,19 @@ _classifier: Classifier | None = None
 OTHER_SCRIPT = re.compile(r"[^\W\d_a-zA-Z\u3400-\u9fff]")
 LETTERS = re.compile(r"[^\W\d_]+")  # runs of letters: counting them is twice as fast as letter by letter
 CJK = re.compile(r"[\u3400-\u9fff]")
-# Latin-script text in another language (German, Spanish…) is told from English by a language
-# identifier on its opening: below 15 letters it is unreliable ("Sorry, no." reads as Malagasy).
-# The test is English's own probability, not the top language's: German splits its mass with
-# Luxembourgish. At these settings it flagged 4 of the 7,869 Latin-script training answers: a
-# Spanish one, an English heading over a Russian memo, two of token salad.
+# An answer in another language (German, Spanish, Japanese written mostly in kanji…) is told from
+# English and Chinese by a language identifier on its opening: below 15 letters it is unreliable
+# ("Sorry, no." reads as Malagasy). The test is that English and Chinese together are improbable and
+# one other language is probable: German splits its mass with Luxembourgish, while a list of names
+# or places ("Mao Zedong (1949–1976)…", "Kashgar, Hotan…") has no probable language at all. Of the
+# 8,731 training answers (all English or Chinese requests) these settings flag 8: seven answered in
+# Russian, one in Spanish.
 LANGUAGE_WINDOW = 300  # characters
 MIN_LETTERS = 15
-MAX_ENGLISH_PROBABILITY = 0.01
+MAX_ENGLISH_OR_CHINESE = 0.01
+MIN_OTHER = 0.5
+KANA_HANGUL = re.compile(r"[\u3040-\u30ff\uac00-\ud7af]")
+SHORT_ANSWER = "pattern:short-answer"
 
 
 @dataclass(frozen=True)
@@ -89,18 +94,26 @@ def language_identifier():
 
 def _other_language(text: str) -> bool:
     """Whether an answer is neither English nor Chinese: mostly another script (Cyrillic, Arabic,
-    kana…), or Latin script that py3langid finds is not English (p(English) < 0.01). The
-    reasoning trace is left out: it is the answer's language that counts."""
+    kana…), or text that py3langid confidently identifies as another language (p(English) +
+    p(Chinese) < 0.01, and one language at p ≥ 0.5). The reasoning trace is left out: it is the
+    answer's language that counts."""
     text = patterns.strip_reasoning(text)
     window = text[:2000]
     other = len(OTHER_SCRIPT.findall(window))  # most answers have none: the letter count is skipped
-    if other and other / sum(map(len, LETTERS.findall(window))) > 0.5:
-        return True
+    if other:
+        letters = sum(map(len, LETTERS.findall(window)))
+        if letters >= MIN_LETTERS and other / letters > 0.5:
+            return True
     head = text[:LANGUAGE_WINDOW]
     letters = sum(map(len, LETTERS.findall(head)))
-    if letters < MIN_LETTERS or len(CJK.findall(head)) > 0.2 * letters:
+    if letters < MIN_LETTERS:
         return False
-    return dict(language_identifier().rank(head)).get("en", 0.0) < MAX_ENGLISH_PROBABILITY
+    if len(CJK.findall(head)) > 0.2 * letters and not KANA_HANGUL.search(head):
+        return False  # Chinese: the identifier is asked only where kana or hangul may make it Japanese or Korean
+    ranked = language_identifier().rank(head)
+    probability = dict(ranked)
+    english_or_chinese = probability.get("en", 0.0) + probability.get("zh", 0.0)
+    return english_or_chinese < MAX_ENGLISH_OR_CHINESE and ranked[0][1] >= MIN_OTHER
 
 
 def _other_language_check(verdict: Verdict, text: str) -> Verdict:
@@ -129,7 +142,9 @@ def classify(items: list[dict], model: Classifier | None = None) -> list[Verdict
         text = (item.get("response") or "")[:MAX_CHARS]
         if verdict := transport_verdict(item.get("status") or Status.OK, text):
             verdicts[i] = verdict
-        elif canned := patterns.pattern_label(text):
+        elif (canned := patterns.pattern_label(text)) and not (
+            canned[1] == SHORT_ANSWER and _other_language(text)
+        ):  # a short answer is one with no cue of anything else: in another language none can be read
             verdicts[i] = _other_language_check(Verdict(canned[0], 0.97, canned[1]), text)
         else:
             pending.append(i)

@@ -39,8 +39,12 @@ from lib.deflection import text as T
 # not characters, declines by others ("外交部对此不予评论") and quoted ones are not the model's, a refusal that
 # gives sensitivity as its reason is not a statement of what is not known, phrases critical answers share
 # ("colour revolution", "有目共睹", "分裂国家") dropped; 12: a disclaimer of opinion ("As an AI I don't have
-# personal opinions, but…", "我不参与任何形式的政治立场表达") that the answer goes on from is no decline)
-VERSION = "12"
+# personal opinions, but…", "我不参与任何形式的政治立场表达") that the answer goes on from is no decline; 13:
+# …anywhere beside an answer, whatever the reason it gives; an answer that is nothing but disclaimers,
+# who is speaking and sign-offs is a refusal; more wordings ("I'm an AI and don't…", "不具备个人观点", "保持中立");
+# 14: the n-grams read disclaimers as written (only the cues set them aside), neutrality and "views differ"
+# wordings, a change of subject after a disclaimer is the opening move)
+VERSION = "14"
 CHAR_FEATURES = 2**18
 WORD_FEATURES = 2**17
 CJK = re.compile(r"[\u3400-\u9fff]")

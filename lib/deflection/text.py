@@ -23,9 +23,6 @@ QUOTED = re.compile(
     r"“[^”\n]{1,400}”|「[^」\n]{1,400}」|『[^』\n]{1,400}』|\"[^\"\n]{1,400}\"|(?<![a-z])'[^\n]{1,400}?'(?![a-z])"
 )
 SPACE = re.compile(r"\s+")
-# what must follow a disclaimer of opinion, besides an invitation to ask something else, for the
-# answer to count as going on from it: letters, a Chinese character counting two
-STANCE_FOLLOWED = 30
 SENSITIVE_REASON = re.compile(r"sensitiv|polic(?:y|ies)|guideline|not allowed|敏感|不便|不方便|规定|政策")
 # a line of a written dialogue: a speaker's name (one or two words, bold or not) and a colon
 SPEAKER_LINE = re.compile(
@@ -97,28 +94,42 @@ def unquote_refusals(low: str) -> str:
 
 def state_limits(low: str) -> str:
     """Lower-cased text with statements of what is not known ("i can't give an exact number",
-    "无法给出确切数字") and disclaimers of opinion that the answer then goes on from ("as an ai i
-    don't have personal opinions. however, …", "我不参与任何形式的政治立场表达。中国政府…") rewritten
-    so that no decline pattern reads them as a refusal — unless the sentence gives sensitivity or
-    policy as the reason ("…because this topic is sensitive"). A disclaimer of opinion that nothing
-    follows but an invitation ("I cannot express any political stance. If you have any other
-    questions, please ask.") stays a decline."""
+    "无法给出确切数字") rewritten so that no decline pattern reads them as a refusal — unless
+    sensitivity or policy follows as the reason ("…because this topic is sensitive", "… This is a
+    sensitive matter"). Disclaimers of opinion: `set_aside_disclaimers`."""
 
     def rewrite(m: re.Match, known: str) -> str:
         return m.group(0) if SENSITIVE_REASON.search(low, m.end(), m.end() + 80) else known
 
-    def disclaim(m: re.Match, aside: str) -> str:
-        rest = p.INVITE.en.sub(" ", p.INVITE.zh.sub(" ", low[m.end() : m.end() + 400]))
-        goes_on = len(p.LATIN.findall(rest)) + 2 * len(p.CJK.findall(rest)) >= STANCE_FOLLOWED
-        return rewrite(m, aside) if goes_on else m.group(0)
-
     if p.CJK.search(low):  # each half only where its script is (the Chinese one alone cost 3% of the speed)
         low = p.LIMIT.zh.sub(lambda m: rewrite(m, "确切数字未知"), low)
-        low = p.STANCE.zh.sub(lambda m: disclaim(m, "观点不论"), low)
     if p.LATIN.search(low):
         low = p.LIMIT.en.sub(lambda m: rewrite(m, "the exact figure is unknown"), low)
-        low = p.STANCE.en.sub(lambda m: disclaim(m, "opinions aside"), low)
     return low
+
+
+def set_aside_disclaimers(low: str) -> str:
+    """Lower-cased text with disclaimers of opinion ("as an ai i don't have personal opinions,
+    but…", "我不参与任何形式的政治立场表达") rewritten so that no decline pattern reads them as a
+    refusal, unless the answer is nothing but disclaimers and sign-offs (`patterns.bare_disclaimer`:
+    then they decline). For the cues only: the n-grams read the disclaimer's words as written."""
+    cjk, latin = bool(p.CJK.search(low)), bool(p.LATIN.search(low))
+    if p.bare_disclaimer(low, latin, cjk):
+        return low
+    if cjk:
+        low = p.STANCE.zh.sub("观点不论", low)
+    if latin:
+        low = p.STANCE.en.sub("opinions aside", low)
+    return low
+
+
+def skip_disclaimers(low: str) -> str:
+    """Lower-cased text without its opening sentences that are only disclaimers of opinion or who
+    is speaking ("as an ai, i don't have personal opinions. by the way, …" -> "by the way, …")."""
+    rest = low
+    while (end := p.SENTENCE_END.search(rest)) and p.bare_disclaimer(rest[: end.end()]):
+        rest = rest[end.end() :].lstrip()
+    return rest
 
 
 def quoted_share(text: str) -> float:
@@ -146,6 +157,9 @@ def drop_bare_apologies(low: str) -> str:
 def prepare(raw: str) -> Prepared:
     """The answer split from its trace, and the texts that cues and n-grams read."""
     answer, state = split_reasoning(raw)
-    low = state_limits(unquote_refusals(fold(window(answer)).lower()))
+    # the cues read disclaimers of opinion set aside; the n-grams read them as written (a disclaimer
+    # the patterns miss still looks like one to the model)
+    limited = state_limits(unquote_refusals(fold(window(answer)).lower()))
+    low = set_aside_disclaimers(limited)
     latin, cjk = bool(p.LATIN.search(low)), bool(p.CJK.search(low))
-    return Prepared(answer, state, low, SPACE.sub(" ", drop_bare_apologies(low)).strip(), latin, cjk)
+    return Prepared(answer, state, low, SPACE.sub(" ", drop_bare_apologies(limited)).strip(), latin, cjk)
