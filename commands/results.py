@@ -357,15 +357,21 @@ def analyze(
         first=day_or_fail(since, "since"),
         last=day_or_fail(until, "until"),
     )
-    with Progress(console=err, transient=True) as progress:
-        task = progress.add_task("embedding answers", total=None)
+    progress, task = Progress(console=err, transient=True), None
 
-        def show(done: int, total: int) -> None:
-            if done == 0 and not err.is_terminal:  # no bar without a terminal: say it once
+    def show(done: int, total: int) -> None:  # called only when some answers are not embedded yet
+        nonlocal task
+        if task is None:
+            if not err.is_terminal:  # no bar without a terminal: say it once
                 err.print(f"embedding {total} answers not embedded yet (minutes on a CPU for thousands)")
-            progress.update(task, completed=done, total=total)
+            progress.start()
+            task = progress.add_task("embedding answers", total=total)
+        progress.update(task, completed=done, total=total)
 
+    try:
         result = run_analysis(scope, method, progress=show)
+    finally:
+        progress.stop()
     result["scope"] = {
         "suite_run": suite_run,
         "models": models or None,
@@ -389,9 +395,10 @@ def analyze(
     if as_json:
         print(json.dumps(result, ensure_ascii=False, default=str))
         return
-    out.print(plain(f"{result['n']} answers, models: {', '.join(result['models']) or '-'}"))
+    heading("Scope (answers analysed, models, embedder)", first=True)
+    out.print(plain(f"  {result['n']} answers, models: {', '.join(result['models']) or '-'}"))
     if result.get("embedder"):
-        out.print(plain(f"embedder: {result['embedder']} ({result.get('embedder_note') or '-'})"))
+        out.print(plain(f"  embedder: {result['embedder']} ({result.get('embedder_note') or '-'})"))
     if result.get("embedder_fallback"):
         err.print(plain(f"warning: {result['embedder_fallback']}"))
     _print_clusters(result["clusters"])

@@ -245,23 +245,30 @@ def pct(value: float | None) -> str:
     return "–" if value is None else f"{value:.0%}"
 
 
+# An interval is written [low, high] everywhere (pages, CLI, suite results, chart hovers): a dash
+# between signed bounds ('-3–+45') reads as a subtraction.
+MINUS = "\u2212"  # a minus sign, not a hyphen: '−3'
+
+
 def with_interval(cell: dict | None) -> str:
-    """'40% [31–50%]' for a {rate, low, high} dict, '–' without one."""
+    """'40% [31%, 50%]' for a {rate, low, high} dict, '–' without one."""
     if not cell or cell.get("rate") is None:
         return "–"
-    return f"{cell['rate']:.0%} [{cell['low']:.0%}–{cell['high']:.0%}]"
+    return f"{cell['rate']:.0%} [{cell['low']:.0%}, {cell['high']:.0%}]"
 
 
 def points(share: float) -> str:
-    """A difference of shares in whole points with its sign: '+12', '-3', and '+0' (never '-0')."""
-    return f"{int(round(float(share) * 100)):+d}"
+    """A difference of shares in whole points with its sign: '+12', '−3' (a minus sign), and '+0'
+    (never '−0')."""
+    number = int(round(float(share) * 100))
+    return f"+{number}" if number >= 0 else f"{MINUS}{-number}"
 
 
 def signed(cell: dict | None) -> str:
-    """'+12 pts [+3–+20]' for a difference with an interval, '–' without one."""
+    """'+12 pts [−3, +20]' for a difference with an interval, '–' without one."""
     if not cell or cell.get("rate") is None:
         return "–"
-    return f"{points(cell['rate'])} pts [{points(cell['low'])}–{points(cell['high'])}]"
+    return f"{points(cell['rate'])} pts [{points(cell['low'])}, {points(cell['high'])}]"
 
 
 RAW = "not answered, raw [95% CI]"
