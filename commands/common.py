@@ -65,7 +65,7 @@ def output_or_fail(ctx: typer.Context, given: str, name: str) -> Path:
     """The file an output option names: `given`, or `name` inside it when `given` ends with a slash
     or is an existing folder (made when missing, and removed again when the command `ctx` ends
     without writing into it: a failed command leaves nothing behind); exit 2 naming the path when
-    it cannot be used. The caller checks the file itself (check_output_path[s])."""
+    it cannot be used; `-` is lib.files.STDOUT. The caller checks the file itself (check_output_path[s])."""
     from lib.files import OutputPathError, output_file, remove_if_empty
 
     try:

@@ -103,7 +103,7 @@ def export(
             "--output",
             "-o",
             metavar="<path>",
-            help="File to write, or a folder (ending in /) to write parallax-FORMAT.* into.",
+            help="File to write, a folder (ending in /) to write parallax-FORMAT.* into, or - for standard output.",
         ),
     ],
     blind_only: Annotated[bool, typer.Option("--blind-only", help="Only blind votes.")] = False,
@@ -114,7 +114,8 @@ def export(
     card: Annotated[
         Optional[str],
         typer.Option(
-            metavar="<path>", help="Also write a Markdown dataset card here (a file, or a folder ending in /)."
+            metavar="<path>",
+            help="Also write a Markdown dataset card here (a file, a folder ending in /, or - for standard output).",
         ),
     ] = None,
 ) -> None:
@@ -148,14 +149,17 @@ def export(
 @app.command()
 def classify(
     ctx: typer.Context,
-    input_file: Annotated[Optional[Path], typer.Argument(help="JSONL rows with prompt and response.")] = None,
+    input_file: Annotated[
+        Optional[Path], typer.Argument(help="JSONL rows with prompt and response (- reads standard input).")
+    ] = None,
     output: Annotated[
         Optional[str],
         typer.Option(
             "--output",
             "-o",
             metavar="<path>",
-            help="Where to write labelled rows: a file, or a folder (ending in /) to write INPUT.labelled.jsonl into.",
+            help="Where to write labelled rows: a file, a folder (ending in /) to write INPUT.labelled.jsonl into, "
+            "or - for standard output.",
         ),
     ] = None,
     db: Annotated[bool, typer.Option("--db", help="Label every stored response the current detector has not.")] = False,
@@ -213,13 +217,24 @@ def classify(
         return
     if input_file is None or output is None:
         fail("give INPUT.jsonl and -o OUTPUT.jsonl, or --db")
-    from lib.files import InputFileError, OutputPathError, StagedFile, check_output_path, iter_jsonl, read_text_lenient
+    from lib.files import (
+        DASH,
+        InputFileError,
+        OutputPathError,
+        check_output_path,
+        iter_jsonl,
+        read_stdin_lenient,
+        read_text_lenient,
+        staged_file,
+    )
 
-    try:
-        text, warning = read_text_lenient(input_file)  # bytes that are not UTF-8 become U+FFFD
+    from_stdin = str(input_file) == DASH
+    try:  # bytes that are not UTF-8 become U+FFFD
+        text, warning = read_stdin_lenient() if from_stdin else read_text_lenient(input_file)
     except InputFileError as exc:
         fail(str(exc))
-    output = output_or_fail(ctx, output, f"{input_file.stem}.labelled.jsonl")
+    where = "standard input" if from_stdin else str(input_file)
+    output = output_or_fail(ctx, output, f"{'stdin' if from_stdin else input_file.stem}.labelled.jsonl")
     try:
         check_output_path(output)
     except OutputPathError as exc:
@@ -241,15 +256,13 @@ def classify(
             rows.append(row | ({"status": status.lower()} if status is not None else {}))
     if problems:
         fail(
-            f"{input_file}: "
-            + "; ".join(problems[:20])
-            + (f"; and {len(problems) - 20} more" if len(problems) > 20 else "")
+            f"{where}: " + "; ".join(problems[:20]) + (f"; and {len(problems) - 20} more" if len(problems) > 20 else "")
         )
     if batch < 1:
         fail("--batch must be at least 1")
     failed, reasons = 0, []
     try:
-        with StagedFile(output) as staged:
+        with staged_file(output) as staged:
             for start in range(0, len(rows), batch):
                 chunk = rows[start : start + batch]
                 for row, verdict in zip(chunk, run_classifier(chunk), strict=True):
@@ -304,8 +317,10 @@ def train_deflection(
     from lib.deflection.card import card_path
     from lib.deflection.model import ARTIFACT
     from lib.deflection.train import TrainingDataMissing, train_and_save
-    from lib.files import OutputPathError, check_output_paths
+    from lib.files import DASH, OutputPathError, check_output_paths
 
+    if output == DASH:
+        fail("--output - (standard output) cannot take the artifact and its card: give a .npz file or a folder")
     artifact = ARTIFACT if output is None else output_or_fail(ctx, output, ARTIFACT.name)
     if artifact.suffix != ".npz":  # numpy adds .npz to any other name: check and name the file it writes
         artifact = artifact.with_name(artifact.name + ".npz")
@@ -341,12 +356,14 @@ def analyze(
     from rich.progress import Progress
 
     from lib.analysis.views import analyze as run_analysis
-    from lib.files import OutputPathError, StagedFile
+    from lib.files import DASH, OutputPathError, StagedFile
     from lib.filters import answer_scope
 
     if method not in ("pca", "tsne"):
         fail("--method must be pca or tsne")
     vote_filter_or_fail(False, language, since, until, False)  # validates the dates and language
+    if html is not None and str(html) == DASH:
+        fail("--html - (standard output) cannot take several chart files: give a folder")
     if html is not None:  # before the analysis runs, not after
         output_folder_or_fail(ctx, html, [f"{name}.html" for name in HTML_CHARTS])
     open_db_or_fail()

@@ -34,7 +34,7 @@ from db import conversations, labels, votes
 from db.engine import session_scope
 from db.vocab import Status, Winner
 from db.votes import VoteFilter
-from lib.files import StagedFile, check_output_paths
+from lib.files import StagedFile, check_output_paths, staged_file
 from lib.present import escape_markdown
 from lib.providers.endpoints import EndpointConfigError, load_endpoints
 from lib.safety import clean_text, csv_row
@@ -236,7 +236,8 @@ class ExportSummary:
 
 
 def export(fmt: str, f: VoteFilter, path: Path, card: Path | None = None) -> ExportSummary:
-    """The export action: stream one format to `path` (and a dataset card to `card` if given).
+    """The export action: stream one format to `path` (and a dataset card to `card` if given);
+    either may be lib.files.STDOUT (standard output, written as it comes).
 
     Both targets are checked before anything is written and both files appear only once both
     are complete. Raises ValueError for an unknown format, OutputPathError for a target that is
@@ -244,11 +245,11 @@ def export(fmt: str, f: VoteFilter, path: Path, card: Path | None = None) -> Exp
     matches; no file is written in any of those cases."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
-    check_output_paths([Path(path)] + ([Path(card)] if card is not None else []))
-    with session_scope() as session, StagedFile(path, newline="") as data:
+    check_output_paths([path] + ([card] if card is not None else []))
+    with session_scope() as session, staged_file(path, newline="") as data:
         count, models = _write_rows(session, fmt, f, data.file)
         if card is not None:
-            with StagedFile(card) as card_file:
+            with staged_file(card) as card_file:
                 card_file.file.write(dataset_card(fmt, count, f, models))
                 data.commit()
     return ExportSummary(fmt, count, models, str(path), str(card) if card is not None else None)
@@ -267,11 +268,11 @@ def _write_rows(session: Session, fmt: str, f: VoteFilter, out) -> tuple[int, li
     """Write every row of one format to the open file `out`; (rows, models). NothingToExport if none."""
     count, models = 0, set()
     writer = csv.DictWriter(out, FLAT_FIELDS) if fmt == "csv" else None
-    if writer:
-        out.write("\ufeff")  # a byte-order mark first, so Excel reads the CSV as UTF-8 (Chinese shows correctly)
-        writer.writeheader()
     for row in iter_rows(session, fmt, f):
         if writer:
+            if count == 0:  # with the first row: standard output cannot take a header back
+                out.write("\ufeff")  # a byte-order mark first, so Excel reads the CSV as UTF-8 (Chinese shows)
+                writer.writeheader()
             writer.writerow(row)
         else:
             out.write(json.dumps(row, ensure_ascii=False) + "\n")
