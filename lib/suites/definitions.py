@@ -39,7 +39,7 @@ from lib.files import (
     long_number_line,
     read_text_lenient,
 )
-from lib.safety import clean_json, clean_text
+from lib.safety import clean_json, clean_text, control_character
 
 BUILTIN_DIR = config.ROOT / "suites"
 KINDS = ("probe", "control", "general")
@@ -128,6 +128,13 @@ def _construct_mapping(loader, node, deep=False):
 _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
+def _no_controls(text: str, what: str, where: str, problems: list[str]) -> None:
+    """A problem naming `what` and the character when `text` holds a control character (an escape
+    sequence, a bell…: it would reach models and terminals); tabs and line breaks are text."""
+    if char := control_character(text):
+        problems.append(f"{where}: {what} contains a control character ({char}); remove it")
+
+
 def _prompt(item: object, line: int, problems: list[str], where: str) -> PromptDef | None:
     if not isinstance(item, dict):
         problems.append(f"{where}:{line}: each prompt must be a mapping/object")
@@ -142,6 +149,8 @@ def _prompt(item: object, line: int, problems: list[str], where: str) -> PromptD
         problems.append(f"{where}:{line}: prompt {key!r} has no text")
     elif len(text) > MAX_TEXT:
         problems.append(f"{where}:{line}: prompt {key!r} is longer than {MAX_TEXT} characters")
+    else:
+        _no_controls(text, f"prompt {key!r}", f"{where}:{line}", problems)
     language = item.get("language")
     if language not in LANGUAGES:
         problems.append(f"{where}:{line}: prompt {key!r} language must be en or zh, not {language!r}")
@@ -151,6 +160,8 @@ def _prompt(item: object, line: int, problems: list[str], where: str) -> PromptD
     topic = item.get("topic")
     if not isinstance(topic, str) or not topic.strip():
         problems.append(f"{where}:{line}: prompt {key!r} needs a topic")
+    else:
+        _no_controls(topic, f"prompt {key!r}'s topic", f"{where}:{line}", problems)
     for link in ("twin", "control"):
         if item.get(link) is not None and not isinstance(item[link], str):
             problems.append(f"{where}:{line}: prompt {key!r} {link} must be a prompt id, not {item[link]!r:.40}")
@@ -177,6 +188,8 @@ def _expand_probe(item: object, problems: list[str], where: str) -> list[PromptD
         return []
     if not isinstance(topic, str) or not topic:
         problems.append(f"{where}:{line}: probe {key!r} needs a topic")
+    else:
+        _no_controls(topic, f"probe {key!r}'s topic", f"{where}:{line}", problems)
     control = item.get("control") or {}
     if not isinstance(control, dict):
         problems.append(f"{where}:{line}: probe {key!r} control must be a mapping of en/zh texts")
@@ -185,6 +198,7 @@ def _expand_probe(item: object, problems: list[str], where: str) -> list[PromptD
         if text is not None and not isinstance(text, str):
             problems.append(f"{where}:{line}: probe {key!r} texts must be text, not {type(text).__name__}")
             return []
+        _no_controls(text or "", f"probe {key!r}", f"{where}:{line}", problems)
     langs = [lang for lang in LANGUAGES if item.get(lang)]
     if not langs:
         problems.append(f"{where}:{line}: probe {key!r} needs an 'en' and/or 'zh' text")
@@ -297,7 +311,7 @@ def parse_suite(text: str, filename: str = "suite.yaml") -> SuiteDef:
     problems: list[str] = []
     where = Path(filename).name
     prompts: list[PromptDef] = []
-    name, version, description = Path(filename).stem, "1", ""
+    name, version, description, header = Path(filename).stem, "1", "", 1
     if filename.endswith((".txt", ".csv")):
         name = re.sub(r"[^A-Za-z0-9_.:-]+", "-", name).strip("-.") or "prompts"
         description = f"prompts of {where}"
@@ -311,7 +325,7 @@ def parse_suite(text: str, filename: str = "suite.yaml") -> SuiteDef:
                 continue
             if isinstance(item, dict) and "name" in item and "text" not in item:
                 name, version = str(item["name"]), str(item.get("version", "1"))
-                description = str(item.get("description", ""))
+                description, header = str(item.get("description", "")), number
                 continue
             if (prompt := _prompt(item, number, problems, where)) is not None:
                 prompts.append(prompt)
@@ -345,6 +359,8 @@ def parse_suite(text: str, filename: str = "suite.yaml") -> SuiteDef:
             prompts += _expand_probe(item, problems, where)
     if not ID_RE.match(name):
         problems.append(f"{where}:1: invalid suite name {name!r}")
+    _no_controls(version, "the version", f"{where}:{header}", problems)
+    _no_controls(description, "the description", f"{where}:{header}", problems)
     if not prompts and not problems:
         problems.append(f"{where}:1: the suite has no prompts")
     _check_links(prompts, problems, where)
