@@ -52,6 +52,25 @@ def fail(message: str) -> None:
     raise typer.Exit(2)
 
 
+MAX_PROBLEMS_SHOWN = 50
+
+
+def fail_problems(source: object, problems: list[str], outcome: str) -> None:
+    """Refuse an input with problems, in the one format every reader's command uses: 'error: SOURCE
+    has N problems; OUTCOME', then each problem on its own line as FILE:LINE: message (the first
+    MAX_PROBLEMS_SHOWN), and exit 2."""
+    from lib.present import plural
+
+    err.print(
+        Text.assemble(("error:", "bold red"), " ", plain(f"{source} has {plural(len(problems), 'problem')}; {outcome}"))
+    )
+    for problem in problems[:MAX_PROBLEMS_SHOWN]:
+        err.print(plain(f"  {problem}"), highlight=False)
+    if len(problems) > MAX_PROBLEMS_SHOWN:
+        err.print(f"  … and {len(problems) - MAX_PROBLEMS_SHOWN} more", highlight=False)
+    raise typer.Exit(2)
+
+
 def heading(title: str, first: bool = False) -> None:
     """Start a section of text output: a blank line (none before the `first`), then its title
     (bold on a terminal, plain text when piped), so a reader sees where one section ends and the

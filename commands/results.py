@@ -15,6 +15,7 @@ from commands.common import (
     day_or_fail,
     err,
     fail,
+    fail_problems,
     heading,
     load_endpoints_or_fail,
     open_db_or_fail,
@@ -24,6 +25,7 @@ from commands.common import (
     plain,
     vote_filter_or_fail,
 )
+from lib.present import plural
 from lib.vocab import Status
 
 app = typer.Typer()
@@ -140,7 +142,7 @@ def export(
     except (NothingToExport, OutputPathError) as exc:
         fail(str(exc))
     err.print(
-        f"wrote {summary.rows} {fmt} rows to {data_path}"
+        f"wrote {plural(summary.rows, f'{fmt} row')} to {data_path}"
         + (f" and a dataset card to {card_path}" if card_path else ""),
         highlight=False,
     )
@@ -211,7 +213,7 @@ def classify(
         open_db_or_fail()
         source = source_name_fn()
         done = label_backlog(source, run_classifier, batch=batch)
-        err.print(f"labelled {done.labelled} responses with {source}")
+        err.print(f"labelled {plural(done.labelled, 'response')} with {source}", highlight=False)
         _report_unread(unread)
         _report_failed(done.failed, list(done.reasons), "those responses stay unlabelled")
         return
@@ -241,23 +243,23 @@ def classify(
         fail(str(exc))
     if warning:
         err.print(Text.assemble(("warning:", "yellow"), plain(f" {warning}")))
-    rows, problems = [], []
+    rows, problems, name = [], [], "<stdin>" if from_stdin else input_file.name
     for number, row, problem in iter_jsonl(text):
         if problem:
-            problems.append(f"line {number}: {problem}")
-        elif not isinstance(row, dict) or not isinstance(row.get("response"), str):
-            problems.append(f"line {number}: no 'response' text")
+            problems.append(f"{name}:{number}: {problem}")
+        elif not isinstance(row, dict):
+            problems.append(f'{name}:{number}: not a JSON object (each line is one answer: {{"response": …}})')
+        elif not isinstance(row.get("response"), str):
+            problems.append(f"{name}:{number}: no 'response' text")
         elif (status := row.get("status")) is not None and (
             not isinstance(status, str) or status.lower() not in Status.ALL
         ):
             # an unknown status would silently make the answer 'incomplete' and drop it from rates
-            problems.append(f"line {number}: status {status!r} is not one of {', '.join(Status.ALL)}")
+            problems.append(f"{name}:{number}: status {status!r} is not one of {', '.join(Status.ALL)}")
         else:
             rows.append(row | ({"status": status.lower()} if status is not None else {}))
     if problems:
-        fail(
-            f"{where}: " + "; ".join(problems[:20]) + (f"; and {len(problems) - 20} more" if len(problems) > 20 else "")
-        )
+        fail_problems(where, problems, "nothing was written")
     if batch < 1:
         fail("--batch must be at least 1")
     failed, reasons = 0, []
@@ -277,7 +279,7 @@ def classify(
                     staged.file.write(json.dumps(labelled, ensure_ascii=False) + "\n")
     except OutputPathError as exc:
         fail(str(exc))
-    err.print(f"labelled {len(rows) - failed} rows into {output}", highlight=False)
+    err.print(f"labelled {plural(len(rows) - failed, 'row')} into {output}", highlight=False)
     _report_unread(unread)
     _report_failed(failed, reasons, "those rows have label null and a judge_error")
 
@@ -380,7 +382,7 @@ def analyze(
         nonlocal task
         if task is None:
             if not err.is_terminal:  # no bar without a terminal: say it once
-                err.print(f"embedding {total} answers not embedded yet (minutes on a CPU for thousands)")
+                err.print(f"embedding {plural(total, 'answer')} not embedded yet (minutes on a CPU for thousands)")
             progress.start()
             task = progress.add_task("embedding answers", total=total)
         progress.update(task, completed=done, total=total)
@@ -413,7 +415,7 @@ def analyze(
         print(json.dumps(result, ensure_ascii=False, default=str))
         return
     heading("Scope (answers analysed, models, embedder)", first=True)
-    out.print(plain(f"  {result['n']} answers, models: {', '.join(result['models']) or '-'}"))
+    out.print(plain(f"  {plural(result['n'], 'answer')}, models: {', '.join(result['models']) or '-'}"))
     if result.get("embedder"):
         out.print(plain(f"  embedder: {result['embedder']} ({result.get('embedder_note') or '-'})"))
     if result.get("embedder_fallback"):
@@ -446,7 +448,7 @@ def _print_clusters(data: dict) -> None:
         return
     for c in data["clusters"][:10]:
         out.print(plain(f"  cluster {c['id']} ({c['size']}): {', '.join(c['terms'])}"), highlight=False)
-    out.print(f"  {data['noise']} answers fit no cluster", highlight=False)
+    out.print(f"  {plural(data['noise'], 'answer fits', 'answers fit')} no cluster", highlight=False)
 
 
 def _print_templates(data: dict) -> None:

@@ -10,8 +10,9 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from commands.common import err, fail, heading, load_endpoints_or_fail, open_db_or_fail, out, plain
+from commands.common import err, fail, fail_problems, heading, load_endpoints_or_fail, open_db_or_fail, out, plain
 from lib.files import InputFileError, check_input_file
+from lib.present import plural
 
 app = typer.Typer(help="Probe suites: list, show, import, run, status, results.", no_args_is_help=True)
 
@@ -79,16 +80,12 @@ def suite_import(file: Path) -> None:
     try:
         imported = import_path(file)
     except SuiteError as exc:
-        message = plain(f" {file} has {len(exc.problems)} problem(s); nothing was imported")
-        err.print(Text.assemble(("error:", "bold red"), message))
-        for problem in exc.problems:
-            err.print(plain(f"  {problem}"), highlight=False)
-        raise typer.Exit(2) from None
+        fail_problems(file, exc.problems, "nothing was imported")
     for warning in imported.warnings:
         err.print(Text.assemble(("warning:", "yellow"), plain(f" {warning}")))
     err.print(
         f"{'imported' if imported.created else 'already imported'} {imported.name} v{imported.version}: "
-        f"{imported.prompts} prompts"
+        f"{plural(imported.prompts, 'prompt')}"
     )
 
 
@@ -206,7 +203,8 @@ def suite_run(
             err.print(Text.assemble(("warning:", "yellow"), plain(warning)))
     if started.already_complete:
         err.print(
-            f"run {run_id} is already complete ({state.total} answers); nothing added. Use --new for a fresh run."
+            f"run {run_id} is already complete ({plural(state.total, 'answer')}); nothing added. "
+            "Use --new for a fresh run."
         )
         return
     if started.running_elsewhere:

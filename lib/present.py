@@ -21,6 +21,11 @@ LABEL_COLOURS = {
 WINNER_TEXT = {Winner.A: "A is better", Winner.B: "B is better", Winner.TIE: "Tie", Winner.BOTH_BAD: "Both are bad"}
 
 
+def plural(count: int, noun: str, nouns: str | None = None) -> str:
+    """A count with its noun: '1 row', '0 rows', '12 rows' (`nouns` for an irregular plural)."""
+    return f"{count} {noun if count == 1 else (nouns or noun + 's')}"
+
+
 def format_metrics(ttft_ms, latency_ms, output_tokens, tokens_counted=False, cost_usd=None) -> str:
     """One footer line: time to first token, total time, tokens, tokens/s and cost."""
     parts = []

@@ -464,7 +464,7 @@ def test_classify_db_labels_what_the_current_version_has_not(protocol_server):
 
     ask("one two", [Column("e", fake_endpoint(protocol_server.url, "echo", "e"))], label=False)
     done = cli("classify", "--db")
-    assert done.returncode == 0 and "labelled 1" in done.stderr
+    assert done.returncode == 0 and "labelled 1 response with" in done.stderr
     assert "labelled 0" in cli("classify", "--db").stderr
 
 

@@ -96,7 +96,7 @@ def test_import_validates_completely_before_writing(tmp_path):
         "  - {id: b, text: '', language: xx, topic: t, twin: zz}\n"
     )
     done = cli("suite", "import", str(bad))
-    assert done.returncode == 2 and "problem(s); nothing was imported" in done.stderr
+    assert done.returncode == 2 and f"{bad} has 3 problems; nothing was imported" in done.stderr
     assert "bad.yaml:4" in done.stderr
     with session_scope() as s:
         assert s.scalar(select(Suite.id).where(Suite.name == "broken")) is None

@@ -18,6 +18,7 @@ import numpy as np
 from db.vocab import LANGUAGES, Label, LabelSource, Status
 from lib.analysis import rates as R
 from lib.analysis.stats import rate
+from lib.present import plural
 
 IN_RATES = "in_rates"
 APART = (Label.BLOCKED, Label.INCOMPLETE, Label.EMPTY, "unlabelled")  # why an answer is left out
@@ -174,7 +175,7 @@ def correction_summary(counted: list[dict], corrector: R.Corrector, card: dict) 
         notes.append("the detector has no card with confusion matrices: rates are not corrected")
     if other_versions:
         notes.append(
-            f"{other_versions} labels come from another detector version than the card's "
+            f"{plural(other_versions, 'label comes', 'labels come')} from another detector version than the card's "
             "(corrected with this card anyway; `cli.py classify --db` relabels them)"
         )
     if no_matrix:

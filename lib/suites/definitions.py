@@ -45,7 +45,6 @@ BUILTIN_DIR = config.ROOT / "suites"
 KINDS = ("probe", "control", "general")
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$")
 PROMPT_FIELDS = {"id", "text", "language", "topic", "kind", "twin", "control"}
-MAX_TEXT = 20_000
 SUFFIXES = (".yaml", ".yml", ".jsonl", ".txt", ".csv")
 CSV_COLUMNS = {"prompt": "text", "text": "text", "id": "id", "language": "language", "topic": "topic"}
 CSV_COLUMNS |= {"subject": "topic", "category": "topic", "kind": "kind"}
@@ -135,7 +134,7 @@ def _no_controls(text: str, what: str, where: str, problems: list[str]) -> None:
         problems.append(f"{where}: {what} contains a control character ({char}); remove it")
 
 
-def _prompt(item: object, line: int, problems: list[str], where: str) -> PromptDef | None:
+def _prompt(item: object, line: int, problems: list[str], where: str, limit: int) -> PromptDef | None:
     if not isinstance(item, dict):
         problems.append(f"{where}:{line}: each prompt must be a mapping/object")
         return None
@@ -147,8 +146,11 @@ def _prompt(item: object, line: int, problems: list[str], where: str) -> PromptD
         problems.append(f"{where}:{line}: missing or invalid id {key!r}")
     if not isinstance(text, str) or not text.strip():
         problems.append(f"{where}:{line}: prompt {key!r} has no text")
-    elif len(text) > MAX_TEXT:
-        problems.append(f"{where}:{line}: prompt {key!r} is longer than {MAX_TEXT} characters")
+    elif len(text) > limit:  # the limit every prompt has (a typed one too): runs send these as they are
+        problems.append(
+            f"{where}:{line}: prompt {key!r} is {len(text):,} characters; the limit is {limit:,} "
+            "(PARALLAX_MAX_PROMPT_CHARS)"
+        )
     else:
         _no_controls(text, f"prompt {key!r}", f"{where}:{line}", problems)
     language = item.get("language")
@@ -178,7 +180,7 @@ def _prompt(item: object, line: int, problems: list[str], where: str) -> PromptD
     )
 
 
-def _expand_probe(item: object, problems: list[str], where: str) -> list[PromptDef]:
+def _expand_probe(item: object, problems: list[str], where: str, limit: int) -> list[PromptDef]:
     if not isinstance(item, dict):
         problems.append(f"{where}: each probe must be a mapping")
         return []
@@ -199,6 +201,11 @@ def _expand_probe(item: object, problems: list[str], where: str) -> list[PromptD
             problems.append(f"{where}:{line}: probe {key!r} texts must be text, not {type(text).__name__}")
             return []
         _no_controls(text or "", f"probe {key!r}", f"{where}:{line}", problems)
+        if text and len(text) > limit:
+            problems.append(
+                f"{where}:{line}: probe {key!r} has a text of {len(text):,} characters; the limit is {limit:,} "
+                "(PARALLAX_MAX_PROMPT_CHARS)"
+            )
     langs = [lang for lang in LANGUAGES if item.get(lang)]
     if not langs:
         problems.append(f"{where}:{line}: probe {key!r} needs an 'en' and/or 'zh' text")
@@ -237,11 +244,18 @@ def _expand_probe(item: object, problems: list[str], where: str) -> list[PromptD
 
 def _check_links(prompts: list[PromptDef], problems: list[str], where: str) -> None:
     seen: dict[str, int] = {}
+    texts: dict[tuple[str, str], PromptDef] = {}  # the same question twice would count twice in every rate
     for p in prompts:
         if p.key in seen:
             problems.append(f"{where}:{p.line}: duplicate id {p.key!r} (first at line {seen[p.key]})")
         else:
             seen[p.key] = p.line
+        same = texts.setdefault((p.text.strip(), p.language), p)
+        if same is not p:
+            problems.append(
+                f"{where}:{p.line}: prompt {p.key!r} repeats the text of prompt {same.key!r} (line {same.line}); "
+                "remove one"
+            )
     by_key = {p.key: p for p in prompts}
     for p in prompts:
         if p.twin_key and p.twin_key not in by_key:
@@ -309,14 +323,14 @@ def _listed(data: dict, key: str, problems: list[str], where: str) -> list:
 def parse_suite(text: str, filename: str = "suite.yaml") -> SuiteDef:
     """Parse and fully validate a suite file's text; raises SuiteError listing every problem."""
     problems: list[str] = []
-    where = Path(filename).name
+    where, limit = Path(filename).name, config.max_prompt_chars()
     prompts: list[PromptDef] = []
     name, version, description, header = Path(filename).stem, "1", "", 1
     if filename.endswith((".txt", ".csv")):
         name = re.sub(r"[^A-Za-z0-9_.:-]+", "-", name).strip("-.") or "prompts"
         description = f"prompts of {where}"
         for number, item in _list_items(text, filename, problems):
-            if (prompt := _prompt(item, number, problems, where)) is not None:
+            if (prompt := _prompt(item, number, problems, where, limit)) is not None:
                 prompts.append(prompt)
     elif filename.endswith(".jsonl"):
         for number, item, problem in iter_jsonl(text):
@@ -327,7 +341,7 @@ def parse_suite(text: str, filename: str = "suite.yaml") -> SuiteDef:
                 name, version = str(item["name"]), str(item.get("version", "1"))
                 description, header = str(item.get("description", "")), number
                 continue
-            if (prompt := _prompt(item, number, problems, where)) is not None:
+            if (prompt := _prompt(item, number, problems, where, limit)) is not None:
                 prompts.append(prompt)
     else:
         try:
@@ -352,11 +366,13 @@ def parse_suite(text: str, filename: str = "suite.yaml") -> SuiteDef:
                 problems.append(f"{where}:1: '{key}' must be text, not {type(data[key]).__name__}")
         for item in _listed(data, "prompts", problems, where):
             if (
-                prompt := _prompt(item, item.get("__line__", 0) if isinstance(item, dict) else "?", problems, where)
+                prompt := _prompt(
+                    item, item.get("__line__", 0) if isinstance(item, dict) else "?", problems, where, limit
+                )
             ) is not None:
                 prompts.append(prompt)
         for item in _listed(data, "probes", problems, where):
-            prompts += _expand_probe(item, problems, where)
+            prompts += _expand_probe(item, problems, where, limit)
     if not ID_RE.match(name):
         problems.append(f"{where}:1: invalid suite name {name!r}")
     _no_controls(version, "the version", f"{where}:{header}", problems)
