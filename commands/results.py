@@ -31,6 +31,7 @@ from lib.vocab import Status
 app = typer.Typer()
 # the files `analyze --html` may write (lib.analysis.charts.analysis_figures), checked before analysing
 HTML_CHARTS = ("map", "clusters", "divergence", "deflection", "language_gap")
+PLOTLY_JS = "plotly.min.js"  # the charts' script, written beside them: they open with no network (no CDN)
 
 
 @app.command()
@@ -351,7 +352,10 @@ def analyze(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     html: Annotated[
         Optional[Path],
-        typer.Option(help="Write the charts as standalone HTML files into this folder (made if missing)."),
+        typer.Option(
+            help="Write the charts as HTML files, with the plotly.min.js they load (no network needed), into this "
+            "folder (made if missing)."
+        ),
     ] = None,
 ) -> None:
     """Clusters, canned templates, divergence and deflection rates for a scope of stored answers."""
@@ -367,7 +371,7 @@ def analyze(
     if html is not None and str(html) == DASH:
         fail("--html - (standard output) cannot take several chart files: give a folder")
     if html is not None:  # before the analysis runs, not after
-        output_folder_or_fail(ctx, html, [f"{name}.html" for name in HTML_CHARTS])
+        output_folder_or_fail(ctx, html, [f"{name}.html" for name in HTML_CHARTS] + [PLOTLY_JS])
     open_db_or_fail()
     scope = answer_scope(
         suite_run_id=suite_run,
@@ -400,13 +404,17 @@ def analyze(
         "method": method,
     }
     if html is not None:
+        from plotly.offline import get_plotlyjs
+
         from lib.analysis.charts import analysis_figures
 
         written = []
         try:
+            with StagedFile(html / PLOTLY_JS) as staged:
+                staged.file.write(get_plotlyjs())
             for name, figure in analysis_figures(result).items():
                 with StagedFile(html / f"{name}.html") as staged:
-                    figure.write_html(staged.file, include_plotlyjs="cdn")
+                    figure.write_html(staged.file, include_plotlyjs="directory")  # <script src="plotly.min.js">
                 written.append(str(html / f"{name}.html"))
         except OutputPathError as exc:
             fail(str(exc))
