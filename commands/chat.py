@@ -11,6 +11,7 @@ from rich.live import Live
 from rich.table import Column, Table
 
 from commands.common import err, fail, heading, load_endpoints_or_fail, open_db_or_fail, out, plain
+from lib.present import cli_hint
 from lib.vocab import Status
 
 app = typer.Typer()
@@ -81,7 +82,7 @@ def ask(
     except PromptError as exc:
         fail(str(exc))
     if not model:
-        fail("name at least one --model (see `python cli.py models`)")
+        fail(f"name at least one --model (see {cli_hint('models')})")
     try:
         endpoints = resolve(load_endpoints_or_fail(), list(dict.fromkeys(model)))
     except UnknownEndpoint as exc:

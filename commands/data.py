@@ -12,7 +12,7 @@ import typer
 
 from commands.common import err, fail, fail_problems, open_db_or_fail
 from lib.files import InputFileError, check_input_file
-from lib.present import plural
+from lib.present import cli_hint, plural
 from lib.vocab import Winner
 
 app = typer.Typer()
@@ -118,7 +118,7 @@ def _summary(result) -> None:
             f"embeddings: {result.vectors_added} precomputed vectors stored, so the first analysis embeds nothing",
             highlight=False,
         )
-    err.print("see them on the Analysis and History pages, or `python cli.py analyze --json`", highlight=False)
+    err.print(f"see them on the Analysis and History pages, or {cli_hint('analyze --json')}", highlight=False)
 
 
 @app.command()

@@ -12,7 +12,7 @@ from rich.text import Text
 
 from commands.common import err, fail, fail_problems, heading, load_endpoints_or_fail, open_db_or_fail, out, plain
 from lib.files import InputFileError, check_input_file
-from lib.present import plural
+from lib.present import cli_hint, plural
 
 app = typer.Typer(help="Probe suites: list, show, import, run, status, results.", no_args_is_help=True)
 
@@ -57,7 +57,7 @@ def suite_show(name: str, as_json: Annotated[bool, typer.Option("--json")] = Fal
     open_db_or_fail()
     suite = show_suite(name)
     if suite is None:
-        fail(f"unknown suite {name!r} (see `python cli.py suite list`)")
+        fail(f"unknown suite {name!r} (see {cli_hint('suite list')})")
     data = {"name": suite.name, "version": suite.version, "description": suite.description, "prompts": suite.prompts}
     if as_json:
         print(json.dumps(data, ensure_ascii=False, indent=2))
@@ -156,9 +156,11 @@ def _finish(run_id: int, status: str) -> None:
     if status == RunStatus.FAILED:
         why = run_state(run_id).error or "(the reason could not be stored; see above)"
         err.print(f"run {run_id} failed: {why}", highlight=False)
-        err.print(f"fix the cause, then `python cli.py suite resume {run_id}` continues where it stopped")
+        err.print(
+            f"fix the cause, then {cli_hint(f'suite resume {run_id}')} continues where it stopped", highlight=False
+        )
         raise typer.Exit(1)
-    err.print(f"run {run_id}: {status} (see `python cli.py suite results {run_id}`)")
+    err.print(f"run {run_id}: {status} (see {cli_hint(f'suite results {run_id}')})", highlight=False)
 
 
 @app.command("run")
@@ -233,7 +235,7 @@ def suite_resume(run: int) -> None:
         check_resumable(run, endpoints)
         status = _run_with_progress(run, endpoints)
     except RunBusy as exc:
-        fail(f"{exc}; follow it with `python cli.py suite status {run}`")
+        fail(f"{exc}; follow it with {cli_hint(f'suite status {run}')}")
     except RunError as exc:
         fail(str(exc))
     _finish(run, status)

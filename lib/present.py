@@ -21,6 +21,14 @@ LABEL_COLOURS = {
 WINNER_TEXT = {Winner.A: "A is better", Winner.B: "B is better", Winner.TIE: "Tie", Winner.BOTH_BAD: "Both are bad"}
 
 
+CLI = ".venv/bin/python cli.py"  # how the README runs the command line: the form every hint shows
+
+
+def cli_hint(arguments: str) -> str:
+    """A command to run, as messages show it: '`.venv/bin/python cli.py ARGUMENTS`'."""
+    return f"`{CLI} {arguments}`"
+
+
 def plural(count: int, noun: str, nouns: str | None = None) -> str:
     """A count with its noun: '1 row', '0 rows', '12 rows' (`nouns` for an irregular plural)."""
     return f"{count} {noun if count == 1 else (nouns or noun + 's')}"

@@ -18,7 +18,7 @@ import numpy as np
 from db.vocab import LANGUAGES, Label, LabelSource, Status
 from lib.analysis import rates as R
 from lib.analysis.stats import rate
-from lib.present import plural
+from lib.present import cli_hint, plural
 
 IN_RATES = "in_rates"
 APART = (Label.BLOCKED, Label.INCOMPLETE, Label.EMPTY, "unlabelled")  # why an answer is left out
@@ -176,7 +176,7 @@ def correction_summary(counted: list[dict], corrector: R.Corrector, card: dict) 
     if other_versions:
         notes.append(
             f"{plural(other_versions, 'label comes', 'labels come')} from another detector version than the card's "
-            "(corrected with this card anyway; `cli.py classify --db` relabels them)"
+            f"(corrected with this card anyway; {cli_hint('classify --db')} relabels them)"
         )
     if no_matrix:
         notes.append(f"no matrix for language(s) {', '.join(no_matrix)}: their detector labels are not corrected")
@@ -220,7 +220,7 @@ def view(rows: list[dict], card: dict | None = None) -> dict:
     }
     if not counted:
         if all(c["unlabelled"] == c["answers"] for c in left_out.values()):
-            why = "no answer in this scope has a label yet (run `cli.py classify --db`)"
+            why = f"no answer in this scope has a label yet (run {cli_hint('classify --db')})"
         else:
             why = (
                 f"none of the {len(rows)} answers in this scope is a finished answer labelled "
