@@ -384,9 +384,11 @@ def analyze(
 
     def show(done: int, total: int) -> None:  # called only when some answers are not embedded yet
         nonlocal task
-        if task is None:
-            if not err.is_terminal:  # no bar without a terminal: say it once
+        if not err.is_terminal:  # no bar without a terminal: say it once
+            if done == 0:
                 err.print(f"embedding {plural(total, 'answer')} not embedded yet (minutes on a CPU for thousands)")
+            return
+        if task is None:
             progress.start()
             task = progress.add_task("embedding answers", total=total)
         progress.update(task, completed=done, total=total)
