@@ -272,7 +272,7 @@ def _cli_in(folder: Path, *args: str, stdin: str | None = None):
 
 def test_a_dash_output_is_standard_output_and_no_file_named_dash(tmp_path, one_vote):
     done = _cli_in(tmp_path, "export", "-f", "trl", "-o", "-")
-    assert done.returncode == 0 and "wrote 1 trl rows to standard output" in done.stderr, done.stderr
+    assert done.returncode == 0 and "wrote 1 trl row to standard output" in done.stderr, done.stderr
     assert json.loads(done.stdout)["prompt"][-1]["content"].startswith("Capital of France?")
     as_file = cli("export", "-f", "csv", "-o", str(tmp_path / "votes.csv"))
     piped = _cli_in(tmp_path, "export", "-f", "csv", "-o", "-")
