@@ -10,7 +10,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from lib import storage, ui  # noqa: E402
 
-st.set_page_config(page_title="Parallax", page_icon=":material/view_column:", layout="wide")
+# an emoji icon: Streamlit draws it as an inline SVG. A `:material/…:` page icon would make the
+# browser fetch it from fonts.gstatic.com (the widgets' Material icons come from a bundled font);
+# set here, before st.navigation, so no page's icon replaces it as the tab's icon.
+st.set_page_config(page_title="Parallax", page_icon="🔭", layout="wide")
 try:
     storage.check_settings()
 except storage.ConfigError as exc:

@@ -15,6 +15,23 @@ from commands import chat, data, results, suites  # noqa: E402
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Compare language models side by side.")
 
 
+def _no_type_beside_switches() -> None:
+    """Typer 0.29's rich --help prints a type beside every option, `<bool>` beside switches that
+    take no value (--db, --json, --help); show none there, as its plain help does. The values of
+    other options keep theirs (<int>, <path>). Typer has no setting for this."""
+    from typer.core import TyperOption
+
+    shown = TyperOption.display_type_rich
+
+    def display_type_rich(self, ctx):
+        return None if self.is_flag else shown(self, ctx)
+
+    TyperOption.display_type_rich = display_type_rich
+
+
+_no_type_beside_switches()
+
+
 @app.callback()
 def check_settings() -> None:
     """Refuse a bad PARALLAX_ setting before any command runs (one message naming it, exit 2)."""

@@ -10,7 +10,8 @@ import typer
 from rich.live import Live
 from rich.table import Column, Table
 
-from commands.common import err, fail, load_endpoints_or_fail, open_db_or_fail, out, plain
+from commands.common import err, fail, heading, load_endpoints_or_fail, open_db_or_fail, out, plain
+from lib.present import cli_hint
 from lib.vocab import Status
 
 app = typer.Typer()
@@ -81,7 +82,7 @@ def ask(
     except PromptError as exc:
         fail(str(exc))
     if not model:
-        fail("name at least one --model (see `python cli.py models`)")
+        fail(f"name at least one --model (see {cli_hint('models')})")
     try:
         endpoints = resolve(load_endpoints_or_fail(), list(dict.fromkeys(model)))
     except UnknownEndpoint as exc:
@@ -105,7 +106,7 @@ def ask(
         return table
 
     try:
-        if as_json:
+        if as_json or not out.is_terminal:  # piped: no live table, each answer whole under its model's name
             result = do_ask(prompt, columns, system=system, conversation_id=conversation, overrides=overrides)
         else:
             with Live(render(), console=out, refresh_per_second=8, transient=False) as live:
@@ -127,8 +128,6 @@ def ask(
                     overrides=overrides,
                     on_update=update,
                 )
-            if not out.is_terminal:
-                out.line()  # Live leaves a pipe or file without the table's last newline
     except PromptError as exc:
         fail(str(exc))
     answers = {}
@@ -161,6 +160,8 @@ def ask(
             )
         )
         return
+    if not out.is_terminal:
+        _print_answers(columns, answers)
     for slot, a in answers.items():
         ttft = f"{a['ttft_ms']:.0f} ms" if a["ttft_ms"] is not None else "–"
         line = f"{slot}: {a['status']}, first token {ttft}, total {a['latency_ms']:.0f} ms"
@@ -168,6 +169,20 @@ def ask(
     err.print(
         f"conversation {result.conversation_id} (continue with --conversation {result.conversation_id})", style="dim"
     )
+
+
+def _print_answers(columns, answers: dict[str, dict]) -> None:
+    """Each answer under its model's name, its lines as the model wrote them (for a pipe or a file,
+    where a table of columns would cut every answer into narrow wrapped pieces)."""
+    for i, col in enumerate(columns):
+        a = answers[col.slot]
+        heading(plain(col.endpoint.name).plain, first=i == 0)
+        if a["text"]:
+            out.print(plain(a["text"]), highlight=False)
+        if a["status"] != Status.OK:
+            out.print(plain(f"[{a['status']}] {a['error'] or ''}".rstrip(), "red"), highlight=False)
+        elif a["note"]:
+            out.print(plain(a["note"], "yellow"), highlight=False)
 
 
 @app.command("serve-local")

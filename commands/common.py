@@ -5,10 +5,16 @@ a message and exit 2).
 Model answers, prompts, endpoint ids and file contents are untrusted: `[/INST]` is common in
 model output and `[link=...]` would make a terminal hyperlink. So the consoles never read Rich
 markup (`markup=False`); our own styling is passed as styles, and untrusted text goes through
-`plain`, which also drops control characters (terminal escape sequences)."""
+`plain`, which also drops control characters (terminal escape sequences).
+
+On a terminal, text wraps at its width. Piped or redirected to a file, nothing is hard-wrapped:
+each entry stays on its one line, whatever its length, so `grep` and `cut` see it whole (Rich
+would otherwise wrap at 80 columns, the width it assumes without a terminal)."""
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -18,8 +24,21 @@ from rich.text import Text
 
 from lib.safety import terminal_text
 
-err = Console(stderr=True, soft_wrap=True, markup=False)
-out = Console(markup=False)
+PIPE_WIDTH = 10_000  # tables in a pipe or file take the width their content needs, up to this
+
+
+def _console(stderr: bool) -> Console:
+    """A console for standard output or error. Messages on stderr never wrap; on stdout, text
+    wraps at a terminal's width and never when piped, where tables get the width they need
+    (or $COLUMNS when set)."""
+    stream = sys.stderr if stderr else sys.stdout
+    piped = not (hasattr(stream, "isatty") and stream.isatty())
+    width = PIPE_WIDTH if piped and not os.environ.get("COLUMNS", "").strip().isdigit() else None
+    return Console(stderr=stderr, soft_wrap=stderr or piped, width=width, markup=False)
+
+
+err = _console(stderr=True)
+out = _console(stderr=False)
 
 
 def plain(text: object, style: str = "") -> Text:
@@ -33,10 +52,31 @@ def fail(message: str) -> None:
     raise typer.Exit(2)
 
 
-def heading(title: str) -> None:
-    """Start a section of text output: a blank line, then its title (bold on a terminal, plain
-    text when piped), so a reader sees where one section ends and the next begins."""
-    out.print()
+MAX_PROBLEMS_SHOWN = 50
+
+
+def fail_problems(source: object, problems: list[str], outcome: str) -> None:
+    """Refuse an input with problems, in the one format every reader's command uses: 'error: SOURCE
+    has N problems; OUTCOME', then each problem on its own line as FILE:LINE: message (the first
+    MAX_PROBLEMS_SHOWN), and exit 2."""
+    from lib.present import plural
+
+    err.print(
+        Text.assemble(("error:", "bold red"), " ", plain(f"{source} has {plural(len(problems), 'problem')}; {outcome}"))
+    )
+    for problem in problems[:MAX_PROBLEMS_SHOWN]:
+        err.print(plain(f"  {problem}"), highlight=False)
+    if len(problems) > MAX_PROBLEMS_SHOWN:
+        err.print(f"  … and {len(problems) - MAX_PROBLEMS_SHOWN} more", highlight=False)
+    raise typer.Exit(2)
+
+
+def heading(title: str, first: bool = False) -> None:
+    """Start a section of text output: a blank line (none before the `first`), then its title
+    (bold on a terminal, plain text when piped), so a reader sees where one section ends and the
+    next begins."""
+    if not first:
+        out.print()
     out.print(Text(title, style="bold"))
 
 
@@ -44,7 +84,7 @@ def output_or_fail(ctx: typer.Context, given: str, name: str) -> Path:
     """The file an output option names: `given`, or `name` inside it when `given` ends with a slash
     or is an existing folder (made when missing, and removed again when the command `ctx` ends
     without writing into it: a failed command leaves nothing behind); exit 2 naming the path when
-    it cannot be used. The caller checks the file itself (check_output_path[s])."""
+    it cannot be used; `-` is lib.files.STDOUT. The caller checks the file itself (check_output_path[s])."""
     from lib.files import OutputPathError, output_file, remove_if_empty
 
     try:

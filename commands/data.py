@@ -10,19 +10,22 @@ from typing import Annotated, Optional
 
 import typer
 
-from commands.common import err, fail, open_db_or_fail
+from commands.common import err, fail, fail_problems, open_db_or_fail
 from lib.files import InputFileError, check_input_file
+from lib.present import cli_hint, plural
 from lib.vocab import Winner
 
 app = typer.Typer()
-MAX_PROBLEMS_SHOWN = 50
 PHASES = {"reading": "reading", "storing": "storing", "labelling": "labelling with the detector"}
 
 
 def _run_with_progress(action):
-    """Run an import action with a rich progress bar on stderr (reading, storing, labelling)."""
+    """Run an import action with a rich progress bar on stderr (reading, storing, labelling): on a
+    terminal only (piped, a bar would print only its last state, even above an error)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    if not err.is_terminal:
+        return action(None)
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err
     ) as bar:
@@ -31,7 +34,11 @@ def _run_with_progress(action):
         def show(phase: str, done: int, total: int) -> None:
             bar.update(task, description=PHASES.get(phase, phase), completed=done, total=total or None)
 
-        return action(show)
+        try:
+            return action(show)
+        except BaseException:
+            bar.live.transient = True  # a refused file leaves its message, not a half-filled bar above it
+            raise
 
 
 @app.command("import")
@@ -65,13 +72,7 @@ def import_(
         else:
             result = _run_with_progress(lambda show: import_file(file, source=source, progress=show))
     except ImportProblems as exc:
-        where = "the example study" if example else str(file)
-        err.print(f"error: {where} has {len(exc.problems)} problem(s); nothing was imported", highlight=False)
-        for problem in exc.problems[:MAX_PROBLEMS_SHOWN]:
-            err.print(f"  {problem}", markup=False, highlight=False)
-        if len(exc.problems) > MAX_PROBLEMS_SHOWN:
-            err.print(f"  … and {len(exc.problems) - MAX_PROBLEMS_SHOWN} more")
-        raise typer.Exit(2) from None
+        fail_problems("the example study" if example else file, exc.problems, "nothing was imported")
     for warning in result.warnings:
         err.print(f"warning: {warning}", highlight=False)
     if as_json:
@@ -89,9 +90,9 @@ def _summary(result) -> None:
         err.print(f"{result.file}: all {result.records} {what} were imported before; nothing added", highlight=False)
         return
     err.print(
-        f"imported {result.answers_added} answers"
-        + (f" and {result.votes_added} votes" if result.votes_added else "")
-        + f" in {result.conversations_added} conversations from {result.file} ({result.format}) "
+        f"imported {plural(result.answers_added, 'answer')}"
+        + (f" and {plural(result.votes_added, 'vote')}" if result.votes_added else "")
+        + f" in {plural(result.conversations_added, 'conversation')} from {result.file} ({result.format}) "
         f"as source {result.source!r} in {result.seconds:.1f} s",
         markup=False,
         highlight=False,
@@ -117,7 +118,7 @@ def _summary(result) -> None:
             f"embeddings: {result.vectors_added} precomputed vectors stored, so the first analysis embeds nothing",
             highlight=False,
         )
-    err.print("see them on the Analysis and History pages, or `python cli.py analyze --json`", highlight=False)
+    err.print(f"see them on the Analysis and History pages, or {cli_hint('analyze --json')}", highlight=False)
 
 
 @app.command()

@@ -15,6 +15,7 @@ from commands.common import (
     day_or_fail,
     err,
     fail,
+    fail_problems,
     heading,
     load_endpoints_or_fail,
     open_db_or_fail,
@@ -24,11 +25,13 @@ from commands.common import (
     plain,
     vote_filter_or_fail,
 )
+from lib.present import plural
 from lib.vocab import Status
 
 app = typer.Typer()
 # the files `analyze --html` may write (lib.analysis.charts.analysis_figures), checked before analysing
 HTML_CHARTS = ("map", "clusters", "divergence", "deflection", "language_gap")
+PLOTLY_JS = "plotly.min.js"  # the charts' script, written beside them: they open with no network (no CDN)
 
 
 @app.command()
@@ -103,7 +106,7 @@ def export(
             "--output",
             "-o",
             metavar="<path>",
-            help="File to write, or a folder (ending in /) to write parallax-FORMAT.* into.",
+            help="File to write, a folder (ending in /) to write parallax-FORMAT.* into, or - for standard output.",
         ),
     ],
     blind_only: Annotated[bool, typer.Option("--blind-only", help="Only blind votes.")] = False,
@@ -114,7 +117,8 @@ def export(
     card: Annotated[
         Optional[str],
         typer.Option(
-            metavar="<path>", help="Also write a Markdown dataset card here (a file, or a folder ending in /)."
+            metavar="<path>",
+            help="Also write a Markdown dataset card here (a file, a folder ending in /, or - for standard output).",
         ),
     ] = None,
 ) -> None:
@@ -139,7 +143,7 @@ def export(
     except (NothingToExport, OutputPathError) as exc:
         fail(str(exc))
     err.print(
-        f"wrote {summary.rows} {fmt} rows to {data_path}"
+        f"wrote {plural(summary.rows, f'{fmt} row')} to {data_path}"
         + (f" and a dataset card to {card_path}" if card_path else ""),
         highlight=False,
     )
@@ -148,14 +152,17 @@ def export(
 @app.command()
 def classify(
     ctx: typer.Context,
-    input_file: Annotated[Optional[Path], typer.Argument(help="JSONL rows with prompt and response.")] = None,
+    input_file: Annotated[
+        Optional[Path], typer.Argument(help="JSONL rows with prompt and response (- reads standard input).")
+    ] = None,
     output: Annotated[
         Optional[str],
         typer.Option(
             "--output",
             "-o",
             metavar="<path>",
-            help="Where to write labelled rows: a file, or a folder (ending in /) to write INPUT.labelled.jsonl into.",
+            help="Where to write labelled rows: a file, a folder (ending in /) to write INPUT.labelled.jsonl into, "
+            "or - for standard output.",
         ),
     ] = None,
     db: Annotated[bool, typer.Option("--db", help="Label every stored response the current detector has not.")] = False,
@@ -207,49 +214,58 @@ def classify(
         open_db_or_fail()
         source = source_name_fn()
         done = label_backlog(source, run_classifier, batch=batch)
-        err.print(f"labelled {done.labelled} responses with {source}")
+        err.print(f"labelled {plural(done.labelled, 'response')} with {source}", highlight=False)
         _report_unread(unread)
         _report_failed(done.failed, list(done.reasons), "those responses stay unlabelled")
         return
     if input_file is None or output is None:
         fail("give INPUT.jsonl and -o OUTPUT.jsonl, or --db")
-    from lib.files import InputFileError, OutputPathError, StagedFile, check_output_path, iter_jsonl, read_text_lenient
+    from lib.files import (
+        DASH,
+        InputFileError,
+        OutputPathError,
+        check_output_path,
+        iter_jsonl,
+        read_stdin_lenient,
+        read_text_lenient,
+        staged_file,
+    )
 
-    try:
-        text, warning = read_text_lenient(input_file)  # bytes that are not UTF-8 become U+FFFD
+    from_stdin = str(input_file) == DASH
+    try:  # bytes that are not UTF-8 become U+FFFD
+        text, warning = read_stdin_lenient() if from_stdin else read_text_lenient(input_file)
     except InputFileError as exc:
         fail(str(exc))
-    output = output_or_fail(ctx, output, f"{input_file.stem}.labelled.jsonl")
+    where = "standard input" if from_stdin else str(input_file)
+    output = output_or_fail(ctx, output, f"{'stdin' if from_stdin else input_file.stem}.labelled.jsonl")
     try:
         check_output_path(output)
     except OutputPathError as exc:
         fail(str(exc))
     if warning:
         err.print(Text.assemble(("warning:", "yellow"), plain(f" {warning}")))
-    rows, problems = [], []
+    rows, problems, name = [], [], "<stdin>" if from_stdin else input_file.name
     for number, row, problem in iter_jsonl(text):
         if problem:
-            problems.append(f"line {number}: {problem}")
-        elif not isinstance(row, dict) or not isinstance(row.get("response"), str):
-            problems.append(f"line {number}: no 'response' text")
+            problems.append(f"{name}:{number}: {problem}")
+        elif not isinstance(row, dict):
+            problems.append(f'{name}:{number}: not a JSON object (each line is one answer: {{"response": …}})')
+        elif not isinstance(row.get("response"), str):
+            problems.append(f"{name}:{number}: no 'response' text")
         elif (status := row.get("status")) is not None and (
             not isinstance(status, str) or status.lower() not in Status.ALL
         ):
             # an unknown status would silently make the answer 'incomplete' and drop it from rates
-            problems.append(f"line {number}: status {status!r} is not one of {', '.join(Status.ALL)}")
+            problems.append(f"{name}:{number}: status {status!r} is not one of {', '.join(Status.ALL)}")
         else:
             rows.append(row | ({"status": status.lower()} if status is not None else {}))
     if problems:
-        fail(
-            f"{input_file}: "
-            + "; ".join(problems[:20])
-            + (f"; and {len(problems) - 20} more" if len(problems) > 20 else "")
-        )
+        fail_problems(where, problems, "nothing was written")
     if batch < 1:
         fail("--batch must be at least 1")
     failed, reasons = 0, []
     try:
-        with StagedFile(output) as staged:
+        with staged_file(output) as staged:
             for start in range(0, len(rows), batch):
                 chunk = rows[start : start + batch]
                 for row, verdict in zip(chunk, run_classifier(chunk), strict=True):
@@ -264,7 +280,7 @@ def classify(
                     staged.file.write(json.dumps(labelled, ensure_ascii=False) + "\n")
     except OutputPathError as exc:
         fail(str(exc))
-    err.print(f"labelled {len(rows) - failed} rows into {output}", highlight=False)
+    err.print(f"labelled {plural(len(rows) - failed, 'row')} into {output}", highlight=False)
     _report_unread(unread)
     _report_failed(failed, reasons, "those rows have label null and a judge_error")
 
@@ -304,8 +320,10 @@ def train_deflection(
     from lib.deflection.card import card_path
     from lib.deflection.model import ARTIFACT
     from lib.deflection.train import TrainingDataMissing, train_and_save
-    from lib.files import OutputPathError, check_output_paths
+    from lib.files import DASH, OutputPathError, check_output_paths
 
+    if output == DASH:
+        fail("--output - (standard output) cannot take the artifact and its card: give a .npz file or a folder")
     artifact = ARTIFACT if output is None else output_or_fail(ctx, output, ARTIFACT.name)
     if artifact.suffix != ".npz":  # numpy adds .npz to any other name: check and name the file it writes
         artifact = artifact.with_name(artifact.name + ".npz")
@@ -334,21 +352,26 @@ def analyze(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     html: Annotated[
         Optional[Path],
-        typer.Option(help="Write the charts as standalone HTML files into this folder (made if missing)."),
+        typer.Option(
+            help="Write the charts as HTML files, with the plotly.min.js they load (no network needed), into this "
+            "folder (made if missing)."
+        ),
     ] = None,
 ) -> None:
     """Clusters, canned templates, divergence and deflection rates for a scope of stored answers."""
     from rich.progress import Progress
 
     from lib.analysis.views import analyze as run_analysis
-    from lib.files import OutputPathError, StagedFile
+    from lib.files import DASH, OutputPathError, StagedFile
     from lib.filters import answer_scope
 
     if method not in ("pca", "tsne"):
         fail("--method must be pca or tsne")
     vote_filter_or_fail(False, language, since, until, False)  # validates the dates and language
+    if html is not None and str(html) == DASH:
+        fail("--html - (standard output) cannot take several chart files: give a folder")
     if html is not None:  # before the analysis runs, not after
-        output_folder_or_fail(ctx, html, [f"{name}.html" for name in HTML_CHARTS])
+        output_folder_or_fail(ctx, html, [f"{name}.html" for name in HTML_CHARTS] + [PLOTLY_JS])
     open_db_or_fail()
     scope = answer_scope(
         suite_run_id=suite_run,
@@ -357,15 +380,23 @@ def analyze(
         first=day_or_fail(since, "since"),
         last=day_or_fail(until, "until"),
     )
-    with Progress(console=err, transient=True) as progress:
-        task = progress.add_task("embedding answers", total=None)
+    progress, task = Progress(console=err, transient=True), None
 
-        def show(done: int, total: int) -> None:
-            if done == 0 and not err.is_terminal:  # no bar without a terminal: say it once
-                err.print(f"embedding {total} answers not embedded yet (minutes on a CPU for thousands)")
-            progress.update(task, completed=done, total=total)
+    def show(done: int, total: int) -> None:  # called only when some answers are not embedded yet
+        nonlocal task
+        if not err.is_terminal:  # no bar without a terminal: say it once
+            if done == 0:
+                err.print(f"embedding {plural(total, 'answer')} not embedded yet (minutes on a CPU for thousands)")
+            return
+        if task is None:
+            progress.start()
+            task = progress.add_task("embedding answers", total=total)
+        progress.update(task, completed=done, total=total)
 
+    try:
         result = run_analysis(scope, method, progress=show)
+    finally:
+        progress.stop()
     result["scope"] = {
         "suite_run": suite_run,
         "models": models or None,
@@ -375,13 +406,17 @@ def analyze(
         "method": method,
     }
     if html is not None:
+        from plotly.offline import get_plotlyjs
+
         from lib.analysis.charts import analysis_figures
 
         written = []
         try:
+            with StagedFile(html / PLOTLY_JS) as staged:
+                staged.file.write(get_plotlyjs())
             for name, figure in analysis_figures(result).items():
                 with StagedFile(html / f"{name}.html") as staged:
-                    figure.write_html(staged.file, include_plotlyjs="cdn")
+                    figure.write_html(staged.file, include_plotlyjs="directory")  # <script src="plotly.min.js">
                 written.append(str(html / f"{name}.html"))
         except OutputPathError as exc:
             fail(str(exc))
@@ -389,9 +424,10 @@ def analyze(
     if as_json:
         print(json.dumps(result, ensure_ascii=False, default=str))
         return
-    out.print(plain(f"{result['n']} answers, models: {', '.join(result['models']) or '-'}"))
+    heading("Scope (answers analysed, models, embedder)", first=True)
+    out.print(plain(f"  {plural(result['n'], 'answer')}, models: {', '.join(result['models']) or '-'}"))
     if result.get("embedder"):
-        out.print(plain(f"embedder: {result['embedder']} ({result.get('embedder_note') or '-'})"))
+        out.print(plain(f"  embedder: {result['embedder']} ({result.get('embedder_note') or '-'})"))
     if result.get("embedder_fallback"):
         err.print(plain(f"warning: {result['embedder_fallback']}"))
     _print_clusters(result["clusters"])
@@ -422,7 +458,7 @@ def _print_clusters(data: dict) -> None:
         return
     for c in data["clusters"][:10]:
         out.print(plain(f"  cluster {c['id']} ({c['size']}): {', '.join(c['terms'])}"), highlight=False)
-    out.print(f"  {data['noise']} answers fit no cluster", highlight=False)
+    out.print(f"  {plural(data['noise'], 'answer fits', 'answers fit')} no cluster", highlight=False)
 
 
 def _print_templates(data: dict) -> None:

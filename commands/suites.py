@@ -10,8 +10,9 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from commands.common import err, fail, heading, load_endpoints_or_fail, open_db_or_fail, out, plain
+from commands.common import err, fail, fail_problems, heading, load_endpoints_or_fail, open_db_or_fail, out, plain
 from lib.files import InputFileError, check_input_file
+from lib.present import cli_hint, plural
 
 app = typer.Typer(help="Probe suites: list, show, import, run, status, results.", no_args_is_help=True)
 
@@ -56,7 +57,7 @@ def suite_show(name: str, as_json: Annotated[bool, typer.Option("--json")] = Fal
     open_db_or_fail()
     suite = show_suite(name)
     if suite is None:
-        fail(f"unknown suite {name!r} (see `python cli.py suite list`)")
+        fail(f"unknown suite {name!r} (see {cli_hint('suite list')})")
     data = {"name": suite.name, "version": suite.version, "description": suite.description, "prompts": suite.prompts}
     if as_json:
         print(json.dumps(data, ensure_ascii=False, indent=2))
@@ -79,16 +80,12 @@ def suite_import(file: Path) -> None:
     try:
         imported = import_path(file)
     except SuiteError as exc:
-        message = plain(f" {file} has {len(exc.problems)} problem(s); nothing was imported")
-        err.print(Text.assemble(("error:", "bold red"), message))
-        for problem in exc.problems:
-            err.print(plain(f"  {problem}"), highlight=False)
-        raise typer.Exit(2) from None
+        fail_problems(file, exc.problems, "nothing was imported")
     for warning in imported.warnings:
         err.print(Text.assemble(("warning:", "yellow"), plain(f" {warning}")))
     err.print(
         f"{'imported' if imported.created else 'already imported'} {imported.name} v{imported.version}: "
-        f"{imported.prompts} prompts"
+        f"{plural(imported.prompts, 'prompt')}"
     )
 
 
@@ -159,9 +156,11 @@ def _finish(run_id: int, status: str) -> None:
     if status == RunStatus.FAILED:
         why = run_state(run_id).error or "(the reason could not be stored; see above)"
         err.print(f"run {run_id} failed: {why}", highlight=False)
-        err.print(f"fix the cause, then `python cli.py suite resume {run_id}` continues where it stopped")
+        err.print(
+            f"fix the cause, then {cli_hint(f'suite resume {run_id}')} continues where it stopped", highlight=False
+        )
         raise typer.Exit(1)
-    err.print(f"run {run_id}: {status} (see `python cli.py suite results {run_id}`)")
+    err.print(f"run {run_id}: {status} (see {cli_hint(f'suite results {run_id}')})", highlight=False)
 
 
 @app.command("run")
@@ -206,7 +205,8 @@ def suite_run(
             err.print(Text.assemble(("warning:", "yellow"), plain(warning)))
     if started.already_complete:
         err.print(
-            f"run {run_id} is already complete ({state.total} answers); nothing added. Use --new for a fresh run."
+            f"run {run_id} is already complete ({plural(state.total, 'answer')}); nothing added. "
+            "Use --new for a fresh run."
         )
         return
     if started.running_elsewhere:
@@ -235,7 +235,7 @@ def suite_resume(run: int) -> None:
         check_resumable(run, endpoints)
         status = _run_with_progress(run, endpoints)
     except RunBusy as exc:
-        fail(f"{exc}; follow it with `python cli.py suite status {run}`")
+        fail(f"{exc}; follow it with {cli_hint(f'suite status {run}')}")
     except RunError as exc:
         fail(str(exc))
     _finish(run, status)

@@ -12,6 +12,7 @@ from db.conversations import ConversationSummary
 from db.engine import session_scope
 from db.vocab import Mode, Status, Winner
 from lib.deflection.labelling import save_human_label
+from lib.present import plural
 from lib.providers.signals import budget_note
 
 __all__ = ["ConversationSummary", "save_human_label"]
@@ -186,7 +187,7 @@ def vote(exchange_id: int, winner: str, voter: str = "local") -> int:
         latest = {r.slot: r for r in exchange.responses}
         shown = [slot for slot in conversations.conversation_slots(conv) if slot in latest]
         if len(shown) != 2:
-            raise VoteError(f"turn {exchange_id} has {len(shown)} answers; a vote needs exactly two")
+            raise VoteError(f"turn {exchange_id} has {plural(len(shown), 'answer')}; a vote needs exactly two")
         a, b = latest[shown[0]], latest[shown[1]]
         return votes.add_vote(s, exchange_id, a.id, b.id, winner, blind=False, voter=voter).id
 

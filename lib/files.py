@@ -10,14 +10,17 @@ file of a default name inside it, the folder made when missing (never its parent
 to write is checked before anything is written (a folder, a device or other special file, a
 symbolic link, a missing or read-only folder is refused with a message), and the data goes to a
 temporary file beside the target that is renamed onto it only when complete, so a failed or
-interrupted write leaves the old file (or nothing) behind, never half a file."""
+interrupted write leaves the old file (or nothing) behind, never half a file. An output given as
+`-` is standard output (`STDOUT`), written as UTF-8 as it comes, as Unix tools do."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
 import stat
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -220,10 +223,33 @@ def read_text_lenient(path: Path) -> tuple[str, str | None]:
     return clean_text(text), warning
 
 
+DASH = "-"  # an output (or an input) given as "-" is standard output (input), as Unix tools read it
+
+
+class StandardOutput:
+    """The output a user names with `-`: standard output (`STDOUT`, the one instance)."""
+
+    def __str__(self) -> str:
+        return "standard output"
+
+    __repr__ = __str__
+
+
+STDOUT = StandardOutput()
+
+
+def read_stdin_lenient() -> tuple[str, str | None]:
+    """Standard input read as `read_text_lenient` reads a file (the warning names standard input)."""
+    text, warning = decode_lenient(sys.stdin.buffer.read(), "standard input")
+    return clean_text(text), warning
+
+
 def check_output_path(path: Path) -> Path:
     """`path` if a regular file can be written there (new, or replacing a regular file);
     OutputPathError for a folder, a device or other special file, a symbolic link, or a folder
-    that is missing or not writable. Writes nothing."""
+    that is missing or not writable. Writes nothing. STDOUT passes as it is."""
+    if path is STDOUT:
+        return path
     path = Path(path)
     if path.name in ("", ".", ".."):
         raise OutputPathError(f"{path}: give the name of a file to write")
@@ -250,10 +276,15 @@ def check_output_path(path: Path) -> Path:
 
 
 def check_output_paths(paths: list[Path]) -> list[Path]:
-    """Check several outputs of one command before any is written; they must also differ."""
+    """Check several outputs of one command before any is written; they must also differ (one
+    of them at most is standard output)."""
     checked = [check_output_path(p) for p in paths]
+    if sum(path is STDOUT for path in checked) > 1:
+        raise OutputPathError("only one output can be standard output ('-'); give the others a file path")
     seen: dict[Path, Path] = {}
     for path in checked:
+        if path is STDOUT:
+            continue
         key = path.parent.resolve() / path.name
         if key in seen:
             raise OutputPathError(f"{seen[key]} and {path} are the same file; give two different paths")
@@ -269,8 +300,11 @@ def output_file(given: str | os.PathLike[str], name: str) -> tuple[Path, Path | 
     was): `given` itself, or `name` inside it when `given` ends with a slash or is an existing
     folder (`-o out/` means the folder out, which is made when missing; its parent must exist).
     OutputPathError naming the path for an empty path or a folder that cannot be made; writes
-    no file, and the target file itself is not checked (`check_output_path` does that)."""
+    no file, and the target file itself is not checked (`check_output_path` does that). `-` is
+    STDOUT (a file named "-" is `./-`)."""
     text = os.fspath(given)  # a str: Path() would drop the trailing slash that says "a folder"
+    if text == DASH:
+        return STDOUT, None
     if not text.strip():
         raise OutputPathError("the output path is empty: give a file, or a folder ending in /")
     path = Path(text)
@@ -374,6 +408,43 @@ class StagedFile:
             self.commit()
         else:
             self.discard()
+
+
+class _StdoutFile:
+    """Standard output with StagedFile's interface (`file`, `commit`, `discard`): UTF-8 text
+    written as it comes, line ends as written (the same bytes a file would get); nothing can
+    be taken back, so `discard` only stops writing."""
+
+    def __init__(self) -> None:
+        sys.stdout.flush()  # what print() wrote before goes first
+        self.path = STDOUT
+        self.file: IO = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", newline="")
+        self.done = False
+
+    def commit(self) -> StandardOutput:
+        """Flush what was written; standard output itself stays open."""
+        if not self.done:
+            self.done = True
+            try:
+                self.file.flush()
+            finally:
+                self.file.detach()  # closing (or collecting) the wrapper would close standard output
+        return STDOUT
+
+    discard = commit
+
+    def __enter__(self) -> _StdoutFile:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.commit()
+
+
+def staged_file(path, mode: str = "w", encoding: str | None = "utf-8", newline: str | None = None):
+    """A StagedFile for `path`, or standard output when `path` is STDOUT (text modes only)."""
+    if path is STDOUT:
+        return _StdoutFile()
+    return StagedFile(path, mode, encoding, newline)
 
 
 @contextmanager

@@ -8,7 +8,7 @@ import re
 from markdown_it import MarkdownIt
 
 from db.vocab import Label, Winner
-from lib.safety import clean_text
+from lib.safety import clean_text, terminal_text
 
 LABEL_COLOURS = {
     Label.ANSWERED: "green",
@@ -19,6 +19,19 @@ LABEL_COLOURS = {
     Label.PARTIAL: "blue",
 }
 WINNER_TEXT = {Winner.A: "A is better", Winner.B: "B is better", Winner.TIE: "Tie", Winner.BOTH_BAD: "Both are bad"}
+
+
+CLI = ".venv/bin/python cli.py"  # how the README runs the command line: the form every hint shows
+
+
+def cli_hint(arguments: str) -> str:
+    """A command to run, as messages show it: '`.venv/bin/python cli.py ARGUMENTS`'."""
+    return f"`{CLI} {arguments}`"
+
+
+def plural(count: int, noun: str, nouns: str | None = None) -> str:
+    """A count with its noun: '1 row', '0 rows', '12 rows' (`nouns` for an irregular plural)."""
+    return f"{count} {noun if count == 1 else (nouns or noun + 's')}"
 
 
 def format_metrics(ttft_ms, latency_ms, output_tokens, tokens_counted=False, cost_usd=None) -> str:
@@ -74,6 +87,17 @@ def _closer(run: int) -> re.Pattern:
 def _unsafe_url(url: str) -> bool:
     found = _SCHEME.match(url or "")
     return bool(found) and found.group(1).lower() not in SAFE_SCHEMES
+
+
+def inline_code(text: object) -> str:
+    """Untrusted text (a model name) as a Markdown code span: rendered literally wherever the
+    Markdown is shown (no link, image, HTML or emphasis) and read as written in the plain file (no
+    backslash escapes); control characters dropped, line breaks as spaces, and a fence longer
+    than any run of backticks inside."""
+    flat = " ".join(terminal_text(text).split())
+    fence = "`" * (max((len(run) for run in _TICKS.findall(flat)), default=0) + 1)
+    pad = " " if flat[:1] == "`" or flat[-1:] == "`" else ""
+    return f"{fence}{pad}{flat}{pad}{fence}"
 
 
 def escape_markdown(text: str) -> str:

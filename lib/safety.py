@@ -8,7 +8,9 @@ hand us and form fields are untrusted. Every entry point passes its text through
   of surrogate halves that arrived separately is joined into the character it encodes;
   `SurrogateJoiner` does the same across streamed chunks, holding back a dangling first half.
 - `Redactor` removes an endpoint's key and the credentials of its base URL from provider text.
-- `terminal_text` drops control characters (escape sequences) before text reaches a terminal.
+- `terminal_text` drops control characters (escape sequences) before text reaches a terminal;
+  `control_character` names the first one in text that must have none (a prompt or a model name
+  in a file: refused with its file and line, never stored).
 - `csv_cell` neutralises spreadsheet formulas (OWASP's CSV-injection guidance).
 - `excerpt` quotes a few characters of untrusted text in a message, every unprintable one escaped.
 
@@ -156,6 +158,21 @@ def terminal_text(text: object) -> str:
     """Text safe to print on a terminal: clean, without control characters (escape sequences) or
     bidirectional overrides (which reorder what the terminal shows)."""
     return _BIDI.sub("", _CONTROL.sub("", clean_text("" if text is None else str(text))))
+
+
+_ANY_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")  # Unicode's Cc category: C0, DEL and C1
+_CONTROL_NAMES = {"\x1b": "ESC", "\x00": "NUL", "\x7f": "DEL", "\x07": "BEL", "\x08": "BS"}
+_CONTROL_NAMES |= {"\r": "CR", "\n": "a line break", "\t": "TAB", "\x0c": "a form feed"}
+
+
+def control_character(text: str | None, allowed: str = "\t\n\r") -> str | None:
+    """The name of the first control character in `text` that is not in `allowed` ('ESC', 'BEL',
+    'U+0001'…; tabs and line breaks are allowed by default), or None when it has none."""
+    for found in _ANY_CONTROL.finditer(text or ""):
+        char = found.group()
+        if char not in allowed:
+            return _CONTROL_NAMES.get(char, f"U+{ord(char):04X}")
+    return None
 
 
 def excerpt(text: str | None, limit: int = 32) -> str:

@@ -1,6 +1,7 @@
 """The analysis page renders every view from a small stored data set; `cli.py analyze --json`."""
 
 import json
+from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -53,6 +54,20 @@ def test_analysis_page_with_no_answers_says_so():
     at.switch_page("views/analysis.py").run()
     assert not at.exception
     assert any("No answers in this scope" in i.value for i in at.info)
+
+
+def test_analyze_html_charts_load_their_script_from_beside_them_not_from_a_cdn(tmp_path):
+    import re
+
+    stored_dataset()
+    done = cli("analyze", "--json", "--html", str(tmp_path / "charts"))
+    assert done.returncode == 0, done.stderr
+    pages = json.loads(done.stdout)["html"]
+    assert pages and (tmp_path / "charts" / "plotly.min.js").stat().st_size > 1_000_000
+    for page in pages:
+        html = Path(page).read_text()
+        assert re.findall(r'<script[^>]* src="([^"]*)"', html) == ["plotly.min.js"], page
+        assert "cdn.plot.ly" not in html and "https://" not in html, page
 
 
 def test_analyze_json_shape_and_reasons(tmp_path):

@@ -104,5 +104,6 @@ def test_analyze_json_and_text_carry_corrected_rates_left_out_agreement_and_the_
 def test_differences_in_points_never_print_minus_zero():
     from lib.analysis.deflection import points, signed
 
-    assert signed({"rate": 0.12, "low": -0.003, "high": 0.34}) == "+12 pts [+0–+34]"
-    assert [points(x) for x in (-0.004, 0.0, -0.03, 0.256)] == ["+0", "+0", "-3", "+26"]
+    assert signed({"rate": 0.12, "low": -0.003, "high": 0.34}) == "+12 pts [+0, +34]"
+    assert signed({"rate": 0.19, "low": -0.03, "high": 0.45}) == "+19 pts [\u22123, +45]"  # a minus sign
+    assert [points(x) for x in (-0.004, 0.0, -0.03, 0.256)] == ["+0", "+0", "\u22123", "+26"]

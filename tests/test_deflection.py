@@ -447,7 +447,7 @@ def test_classify_cli_rejects_bad_lines_and_leaves_no_output(tmp_path):
     source.write_text('{"prompt": "q", "response": "fine"}\nnot json\n{"prompt": "q"}\n')
     target = tmp_path / "out.jsonl"
     done = cli("classify", str(source), "-o", str(target))
-    assert done.returncode == 2 and "line 2" in done.stderr and "line 3" in done.stderr
+    assert done.returncode == 2 and "bad.jsonl:2: " in done.stderr and "bad.jsonl:3: " in done.stderr
     assert not target.exists()
     # an unknown status would make the answer 'incomplete' and drop it from every rate without a word
     source.write_text(
@@ -455,8 +455,9 @@ def test_classify_cli_rejects_bad_lines_and_leaves_no_output(tmp_path):
         '{"prompt": "q", "response": "fine", "status": 5}\n'
     )
     done = cli("classify", str(source), "-o", str(target))
-    assert done.returncode == 2 and "line 2: status 'done'" in done.stderr and "line 3: status 5" in done.stderr
-    assert "line 1" not in done.stderr and not target.exists()
+    assert done.returncode == 2 and "bad.jsonl:2: status 'done'" in done.stderr
+    assert "bad.jsonl:3: status 5" in done.stderr
+    assert "bad.jsonl:1" not in done.stderr and not target.exists()
 
 
 def test_classify_db_labels_what_the_current_version_has_not(protocol_server):
@@ -464,7 +465,7 @@ def test_classify_db_labels_what_the_current_version_has_not(protocol_server):
 
     ask("one two", [Column("e", fake_endpoint(protocol_server.url, "echo", "e"))], label=False)
     done = cli("classify", "--db")
-    assert done.returncode == 0 and "labelled 1" in done.stderr
+    assert done.returncode == 0 and "labelled 1 response with" in done.stderr
     assert "labelled 0" in cli("classify", "--db").stderr
 
 

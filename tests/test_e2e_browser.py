@@ -9,6 +9,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -244,6 +245,40 @@ def test_first_run_loads_the_example_study_and_shows_both_languages(browser, tmp
             page.get_by_text("40 conversations").wait_for(timeout=60_000)
             assert page.locator("[class*='st-key-example_history']").count() == 0
     except BaseException:
+        page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
+        print(log.read_text()[-4000:] if log.exists() else "(no streamlit log)")
+        raise
+
+
+PAGES = ("", "arena", "history", "suites", "leaderboard", "export", "settings", "analysis")  # analysis last
+
+
+@pytest.mark.timeout(900)
+def test_no_page_makes_the_browser_fetch_anything_from_another_host(browser, tmp_path, request):
+    """The README's 'no network': every page, with the example study loaded (charts, tables and
+    answers on screen), makes the browser ask the app's own server only — no icon, font or script
+    from Google or a CDN (Streamlit turns a `:material/…:` page icon into a fonts.gstatic.com URL)."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    loaded = subprocess.run([sys.executable, str(ROOT / "cli.py"), "import", "--example"], env=env, capture_output=True)
+    assert loaded.returncode == 0, loaded.stderr
+    log = tmp_path / "streamlit.log"
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    outside: list[str] = []
+    try:
+        with App(env, log) as app:
+            own = urlsplit(app.url).netloc
+            page.on("request", lambda r: outside.append(r.url) if urlsplit(r.url).netloc not in ("", own) else None)
+            for path in PAGES:
+                page.goto(f"{app.url}/{path}")
+                page.locator("[data-testid='stApp'][data-test-script-state='notRunning']").wait_for(timeout=120_000)
+                page.wait_for_timeout(1500)  # time for icons, fonts and chart scripts to be asked for
+            assert page.locator(".js-plotly-plot").count() > 0  # the analysis page drew its charts
+            page.get_by_role("tab", name="Deflection").click()
+            page.locator("[class*='st-key-analysis_gap'] .js-plotly-plot").wait_for(timeout=60_000)
+            page.wait_for_timeout(1500)
+        assert outside == [], outside
+    except BaseException:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
         print(log.read_text()[-4000:] if log.exists() else "(no streamlit log)")
         raise

@@ -12,7 +12,7 @@ from db.votes import VoteFilter
 from lib.arena.export import FLAT_FIELDS, ROW_KEYS, NothingToExport, dataset_card, iter_rows, write_export
 from lib.providers.endpoints import Endpoint
 from lib.providers.stream import Outcome
-from tests.conftest import as_read
+from tests.test_cli import cli
 
 A = Endpoint(
     id="model-a", name="Model Alpha", base_url="https://secret-host.example/v1", model="a", key_env="ALPHA_KEY"
@@ -122,9 +122,37 @@ def test_nothing_to_export_writes_no_file(tmp_path):
 
 def test_dataset_card_names_counts_models_and_filters():
     card = dataset_card("trl", 12, VoteFilter(blind_only=True, language="zh"), ["model-a", "model-b"])
-    card = as_read(card)
-    assert "Rows: 12" in card and "model-a, model-b" in card and "blind_only: True" in card
-    assert "Licence" in card
+    assert "Rows: 12" in card and "`model-a`, `model-b`" in card and "blind_only: `True`" in card
+    assert "Licence" in card and "\\" not in card  # read as written: no backslash escapes in the plain file
+
+
+@pytest.mark.parametrize("fmt", ["trl", "openai-dpo", "kto", "jsonl", "csv"])
+def test_every_card_lists_the_models_whose_answers_its_rows_hold(votes, tmp_path, fmt):
+    done = cli("export", "-f", fmt, "-o", str(tmp_path / "data"), "--card", str(tmp_path / "card.md"))
+    assert done.returncode == 0, done.stderr
+    card = (tmp_path / "card.md").read_text()
+    (models,) = [line for line in card.splitlines() if line.startswith("- Models")]
+    assert models.endswith(": `model-a`, `model-b`"), models  # not "see rows": training rows name no model
+
+
+def test_a_hostile_model_name_in_a_card_renders_as_text_and_reads_as_written():
+    from markdown_it import MarkdownIt
+
+    names = [
+        "alpha-7b",
+        "![x](http://evil.example/p.png)",
+        "<img src=x onerror=alert(1)>",
+        "a`b``c",
+        "[link](javascript:x)",
+    ]
+    card = dataset_card("jsonl", 3, VoteFilter(), names)
+    tokens = MarkdownIt("commonmark").parse(card)
+    kinds = {child.type for t in tokens for child in (t.children or [])} | {t.type for t in tokens}
+    assert not kinds & {"image", "link_open", "html_inline", "html_block"}, kinds
+    models = next(line for line in card.splitlines() if line.startswith("- Models"))
+    assert "`alpha-7b`" in models and "alpha\\-7b" not in models
+    spans = [child.content for t in tokens for child in (t.children or []) if child.type == "code_inline"]
+    assert set(names) <= set(spans), spans
 
 
 def test_changing_a_thumb_keeps_one_row_per_voter():

@@ -508,7 +508,7 @@ def test_cli_vote_records_a_named_vote_on_a_two_answer_turn(tmp_path):
     assert board.returncode == 0 and "(too few battles)" in board.stdout, board.stdout
     assert "1 battle counted: blind and named votes" in board.stderr and "few battles" in board.stderr, board.stderr
     for args, message in (
-        ([str(one), "a"], "has 1 answers; a vote needs exactly two"),
+        ([str(one), "a"], "has 1 answer; a vote needs exactly two"),
         (["99999", "a"], "there is no turn (exchange) 99999"),
         ([str(two), "left"], "must be one of a, b, tie, both_bad"),
         ([str(two), "a"], "already has your vote"),

@@ -102,6 +102,7 @@ def test_classify_and_import_name_file_line_and_column_on_the_command_line(tmp_p
     path.write_text(f"{GOOD}\n\n{BAD}\n")
     done = cli("classify", str(path), "-o", str(tmp_path / "out.jsonl"))
     assert done.returncode == 2 and not (tmp_path / "out.jsonl").exists(), done.stderr
-    assert f"{path}: line 3: not JSON at column 16: expecting ',' delimiter, found" in done.stderr
+    assert f"error: {path} has 1 problem; nothing was written" in done.stderr
+    assert "  rows.jsonl:3: not JSON at column 16: expecting ',' delimiter, found" in done.stderr
     done = cli("import", str(path))
     assert done.returncode == 2 and "rows.jsonl:3: not JSON at column 16: expecting ',' delimiter" in done.stderr

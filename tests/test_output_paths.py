@@ -4,14 +4,18 @@ device, a FIFO, a symbolic link, a missing parent folder, a file where a folder 
 2, nothing written) and replaces a file only when the new one is complete; every reader names the
 file and line of what it cannot read."""
 
+import json
 import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from db.engine import session_scope
 from lib.files import OutputPathError, StagedFile, check_output_path, write_text_atomic
+from tests.conftest import ROOT
 from tests.test_cli import cli
 from tests.test_export import battle
 
@@ -257,3 +261,49 @@ def test_classify_reads_a_non_utf8_input_and_warns_naming_the_line(tmp_path):
     done = cli("classify", str(path), "-o", str(tmp_path / "out.jsonl"))
     assert done.returncode == 0 and f"{path}, line 2: not UTF-8" in done.stderr, done.stderr
     assert len((tmp_path / "out.jsonl").read_text(encoding="utf-8").splitlines()) == 2
+
+
+def _cli_in(folder: Path, *args: str, stdin: str | None = None):
+    """The CLI run from `folder`, where a file named "-" would land."""
+    return subprocess.run(
+        [sys.executable, str(ROOT / "cli.py"), *args], capture_output=True, text=True, input=stdin, cwd=folder
+    )
+
+
+def test_a_dash_output_is_standard_output_and_no_file_named_dash(tmp_path, one_vote):
+    done = _cli_in(tmp_path, "export", "-f", "trl", "-o", "-")
+    assert done.returncode == 0 and "wrote 1 trl row to standard output" in done.stderr, done.stderr
+    assert json.loads(done.stdout)["prompt"][-1]["content"].startswith("Capital of France?")
+    as_file = cli("export", "-f", "csv", "-o", str(tmp_path / "votes.csv"))
+    piped = _cli_in(tmp_path, "export", "-f", "csv", "-o", "-")
+    assert as_file.returncode == piped.returncode == 0, piped.stderr
+    assert piped.stdout == (tmp_path / "votes.csv").read_text(encoding="utf-8")  # the same text a file gets
+    card = _cli_in(tmp_path, "export", "-f", "kto", "-o", "data.jsonl", "--card", "-")
+    assert card.returncode == 0 and card.stdout.startswith("# Parallax preference export (kto)"), card.stderr
+    assert (tmp_path / "data.jsonl").read_text().startswith('{"prompt"')
+    both = _cli_in(tmp_path, "export", "-f", "trl", "-o", "-", "--card", "-")
+    assert both.returncode == 2 and "only one output can be standard output" in both.stderr and not both.stdout
+    none = _cli_in(tmp_path, "export", "-f", "csv", "-o", "-", "--language", "zh")
+    assert none.returncode == 2 and none.stdout == "" and "nothing was written" in none.stderr  # not even a header
+    assert not (tmp_path / "-").exists()
+
+
+def test_classify_reads_a_dash_input_from_stdin_and_writes_a_dash_output_to_stdout(tmp_path):
+    rows = '{"prompt": "q", "response": "I cannot help with that."}\n{"prompt": "q2", "response": "Paris."}\n'
+    (tmp_path / "in.jsonl").write_text(rows)
+    done = _cli_in(tmp_path, "classify", "in.jsonl", "-o", "-")
+    assert done.returncode == 0 and "labelled 2 rows into standard output" in done.stderr, done.stderr
+    assert [json.loads(line)["label"] for line in done.stdout.splitlines()] == ["refused", "answered"]
+    piped = _cli_in(tmp_path, "classify", "-", "-o", "-", stdin=rows)
+    assert piped.returncode == 0 and piped.stdout == done.stdout, piped.stderr
+    into = _cli_in(tmp_path, "classify", "-", "-o", "out/", stdin=rows)
+    assert into.returncode == 0 and (tmp_path / "out" / "stdin.labelled.jsonl").read_text() == done.stdout
+    assert not (tmp_path / "-").exists()
+
+
+def test_outputs_that_cannot_be_standard_output_refuse_a_dash_and_make_nothing(tmp_path):
+    train = _cli_in(tmp_path, "train-deflection", "--no-db", "--output", "-")
+    assert train.returncode == 2 and "standard output" in train.stderr, train.stderr
+    html = _cli_in(tmp_path, "analyze", "--html", "-")
+    assert html.returncode == 2 and "standard output" in html.stderr, html.stderr
+    assert not (tmp_path / "-").exists()

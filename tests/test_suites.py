@@ -96,7 +96,7 @@ def test_import_validates_completely_before_writing(tmp_path):
         "  - {id: b, text: '', language: xx, topic: t, twin: zz}\n"
     )
     done = cli("suite", "import", str(bad))
-    assert done.returncode == 2 and "problem(s); nothing was imported" in done.stderr
+    assert done.returncode == 2 and f"{bad} has 3 problems; nothing was imported" in done.stderr
     assert "bad.yaml:4" in done.stderr
     with session_scope() as s:
         assert s.scalar(select(Suite.id).where(Suite.name == "broken")) is None
@@ -308,7 +308,14 @@ def test_embedded_endpoints_share_two_of_llama_servers_slots_and_one_on_the_fall
 
 def test_a_txt_prompt_list_counts_lines_as_an_editor_does():
     """A U+2028, U+0085 or form feed inside a prompt is part of it, not a line end: one prompt per
-    line, and the line numbers that later problems cite are the editor's."""
-    suite = parse_suite("Who is Xi\u2028Jinping?\n\nWhat is\x0cTaiwan?\r\nWhat is\x85Tibet?\n", "list.txt")
+    line, and the line numbers that problems cite are the editor's (U+0085 and a form feed are
+    control characters, refused on their own lines)."""
+    suite = parse_suite("Who is Xi\u2028Jinping?\n\nWhat is Taiwan?\r\nWhat is Tibet?\n", "list.txt")
     assert [(p.line, p.text.split()[0]) for p in suite.prompts] == [(1, "Who"), (3, "What"), (4, "What")]
     assert len(suite.prompts) == 3
+    with pytest.raises(SuiteError) as caught:
+        parse_suite("Who is Xi\u2028Jinping?\n\nWhat is\x0cTaiwan?\r\nWhat is\x85Tibet?\n", "list.txt")
+    assert caught.value.problems == [
+        "list.txt:3: prompt '2' contains a control character (a form feed); remove it",
+        "list.txt:4: prompt '3' contains a control character (U+0085); remove it",
+    ]

@@ -16,9 +16,9 @@ WIDE = {"COLUMNS": "200"}  # no wrapping: one line per row
 
 
 def sections(text: str) -> dict[str, list[str]]:
-    """Heading -> the lines under it, for text output whose sections follow a blank line ("": the
-    lines before any heading)."""
-    found, current, after_blank = {"": []}, "", False
+    """Heading -> the lines under it, for text output whose sections start on its first line or
+    after a blank line ("": lines under no heading)."""
+    found, current, after_blank = {"": []}, "", True
     for line in text.splitlines():
         if not line.strip():
             after_blank = True
@@ -43,6 +43,7 @@ def test_analyze_prints_each_section_under_its_heading():
     assert done.returncode == 0, done.stderr
     found = sections(done.stdout)
     assert [title.split(" (")[0] for title in found if title] == [
+        "Scope",
         "Clusters",
         "Canned templates",
         "Divergence",
@@ -52,7 +53,7 @@ def test_analyze_prints_each_section_under_its_heading():
         "Agreement with other labels",
         "Detector card",
     ]
-    assert found[""][0].startswith("22 answers, models: ")  # the scope first, before any heading
+    assert under(found, "Scope")[0].startswith("  22 answers, models: ")  # the scope first, under its heading
     rates = under(found, "Not answered per model")
     assert len(rates) == 2 and rates[1].startswith("  Beta: 50% [") and "corrected, of 10" in rates[1], rates
     assert under(found, "Left out of rates") == ["  Beta: 1 blocked, 1 incomplete (of 12)"]
@@ -69,7 +70,9 @@ def test_analyze_of_an_empty_scope_says_why_under_each_heading_and_json_has_no_h
     done = cli("analyze", "--models", "nobody", env=WIDE)
     assert done.returncode == 0, done.stderr
     found = sections(done.stdout)
-    assert len(found) == 5 and all(lines == ["  no answers in this scope"] for title, lines in found.items() if title)
+    assert len(found) == 6 and under(found, "Scope") == ["  0 answers, models: -"]
+    reasons = [lines for title, lines in found.items() if title and not title.startswith("Scope")]
+    assert all(lines == ["  no answers in this scope"] for lines in reasons)
     as_json = cli("analyze", "--json", "--models", "nobody").stdout
     assert "Clusters" not in as_json and set(json.loads(as_json)) >= {"clusters", "templates", "deflection"}
 
@@ -102,7 +105,8 @@ def test_prompts_and_answers_with_line_breaks_stay_on_their_line_under_their_hea
     done = cli("analyze", env=WIDE)
     assert done.returncode == 0, done.stderr
     found = sections(done.stdout)
-    assert [title.split(" (")[0] for title in found if title][:3] == ["Clusters", "Canned templates", "Divergence"]
+    titles = [title.split(" (")[0] for title in found if title]
+    assert titles[:4] == ["Scope", "Clusters", "Canned templates", "Divergence"]
     assert under(found, "Canned templates") == [
         "  used 4× for 4 prompts by alpha (4): Sorry. I can't help with that."
     ], done.stdout

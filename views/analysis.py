@@ -8,6 +8,7 @@ from lib.analysis import charts, deflection
 from lib.analysis.embeddings import embed_answers, embedder_for
 from lib.analysis.views import analyze, data_version, scope_texts
 from lib.filters import AnswerScope, answer_scope
+from lib.present import plural
 from lib.suites.runner import run_states
 
 EMBEDDED = "analysis_embedded_scopes"  # (scope, data version) -> key of the embedder that embedded it
@@ -94,7 +95,8 @@ if result["n"] == 0:
 if result.get("embedder_fallback"):
     st.warning(ui.inline_text(result["embedder_fallback"]))
 st.caption(
-    f"{result['n']} answers · {len(result['models'])} models · embedder {ui.inline_text(result['embedder'])}"
+    f"{plural(result['n'], 'answer')} · {plural(len(result['models']), 'model')} · "
+    f"embedder {ui.inline_text(result['embedder'])}"
     + (f" ({ui.inline_text(result['embedder_note'])})" if result.get("embedder_note") else "")
 )
 
@@ -152,7 +154,7 @@ with tab_clusters:
             hide_index=True,
             width="stretch",
         )
-        st.caption(f"{view['noise']} answers fit no cluster.")
+        st.caption(f"{plural(view['noise'], 'answer fits', 'answers fit')} no cluster.")
 with tab_templates:
     view = result["templates"]
     if not problem(view):

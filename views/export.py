@@ -8,6 +8,7 @@ import streamlit as st
 from lib import ui
 from lib.arena.export import FORMAT_DOCS, FORMATS, NothingToExport, export, file_names
 from lib.filters import vote_filter
+from lib.present import plural
 
 READY = "export_ready"
 
@@ -43,7 +44,7 @@ if st.button("Prepare export", type="primary", key="export_go"):
 
 summary = st.session_state.get(READY)
 if summary is not None and summary.format == fmt:
-    st.success(f"{summary.rows} rows ready.")
+    st.success(f"{plural(summary.rows, 'row')} ready.")
     data = Path(summary.path).read_bytes()
     card = Path(summary.card_path).read_text(encoding="utf-8")
     left, right = st.columns(2)

@@ -5,6 +5,7 @@ import streamlit as st
 
 from lib import ui
 from lib.analysis.views import data_version
+from lib.present import plural
 from lib.safety import decode_bytes
 from lib.suites.definitions import SuiteError, import_text, show_suite, suite_names
 from lib.suites.results import (
@@ -48,12 +49,13 @@ with tab_suites:
         try:
             imported = import_text(decode_bytes(upload.getvalue()), upload.name)
         except SuiteError as exc:
-            st.error(f"{ui.inline_text(upload.name)} has {len(exc.problems)} problem(s); nothing was imported.")
+            problems = plural(len(exc.problems), "problem")
+            st.error(f"{ui.inline_text(upload.name)} has {problems}; nothing was imported.")
             st.code("\n".join(exc.problems), language=None)
         else:
             st.success(
                 f"{'Imported' if imported.created else 'Already imported'} {imported.name} v{imported.version}: "
-                f"{imported.prompts} prompts."
+                f"{plural(imported.prompts, 'prompt')}."
             )
 
 names = suite_names()
@@ -61,7 +63,10 @@ names = suite_names()
 with tab_suites:
     ui.drop_unknown("suite_show", names)
     shown = show_suite(st.selectbox("Suite", names, key="suite_show", persist_state="session"))
-    st.caption(f"v{ui.inline_text(shown.version)} · {len(shown.prompts)} prompts · {ui.inline_text(shown.description)}")
+    st.caption(
+        f"v{ui.inline_text(shown.version)} · {plural(len(shown.prompts), 'prompt')} · "
+        f"{ui.inline_text(shown.description)}"
+    )
     st.dataframe(pd.DataFrame(shown.prompts), hide_index=True, width="stretch")
 
 with tab_run:

@@ -7,6 +7,8 @@ from html import escape
 import numpy as np
 import plotly.graph_objects as go
 
+from lib.analysis.deflection import with_interval
+
 
 def ratings_chart(ratings, names: dict[str, str]) -> go.Figure:
     """Ratings with 95% bootstrap intervals as error bars, best first."""
@@ -119,10 +121,10 @@ def deflection_heatmap(view: dict, label: str = "not_answered") -> go.Figure:
         cell = r.get(label) or {}
         z[i][j] = cell.get("rate")
         raw = r["not_answered"] if label in ("not_answered", "corrected") else r[label]
-        hover = f"raw {raw['rate']:.0%} [{raw['low']:.0%}–{raw['high']:.0%}], n={raw['n']}"
+        hover = f"raw {with_interval(raw)}, n={raw['n']}"
         fixed = r.get("corrected")
         if label in ("not_answered", "corrected") and fixed and fixed.get("rate") is not None:
-            hover += f"<br>corrected {fixed['rate']:.0%} [{fixed['low']:.0%}–{fixed['high']:.0%}]"
+            hover += f"<br>corrected {with_interval(fixed)}"
         text[i][j] = hover
     fig = go.Figure(
         go.Heatmap(

@@ -18,6 +18,7 @@ import numpy as np
 from db.vocab import LANGUAGES, Label, LabelSource, Status
 from lib.analysis import rates as R
 from lib.analysis.stats import rate
+from lib.present import cli_hint, plural
 
 IN_RATES = "in_rates"
 APART = (Label.BLOCKED, Label.INCOMPLETE, Label.EMPTY, "unlabelled")  # why an answer is left out
@@ -174,8 +175,8 @@ def correction_summary(counted: list[dict], corrector: R.Corrector, card: dict) 
         notes.append("the detector has no card with confusion matrices: rates are not corrected")
     if other_versions:
         notes.append(
-            f"{other_versions} labels come from another detector version than the card's "
-            "(corrected with this card anyway; `cli.py classify --db` relabels them)"
+            f"{plural(other_versions, 'label comes', 'labels come')} from another detector version than the card's "
+            f"(corrected with this card anyway; {cli_hint('classify --db')} relabels them)"
         )
     if no_matrix:
         notes.append(f"no matrix for language(s) {', '.join(no_matrix)}: their detector labels are not corrected")
@@ -219,7 +220,7 @@ def view(rows: list[dict], card: dict | None = None) -> dict:
     }
     if not counted:
         if all(c["unlabelled"] == c["answers"] for c in left_out.values()):
-            why = "no answer in this scope has a label yet (run `cli.py classify --db`)"
+            why = f"no answer in this scope has a label yet (run {cli_hint('classify --db')})"
         else:
             why = (
                 f"none of the {len(rows)} answers in this scope is a finished answer labelled "
@@ -245,23 +246,30 @@ def pct(value: float | None) -> str:
     return "–" if value is None else f"{value:.0%}"
 
 
+# An interval is written [low, high] everywhere (pages, CLI, suite results, chart hovers): a dash
+# between signed bounds ('-3–+45') reads as a subtraction.
+MINUS = "\u2212"  # a minus sign, not a hyphen: '−3'
+
+
 def with_interval(cell: dict | None) -> str:
-    """'40% [31–50%]' for a {rate, low, high} dict, '–' without one."""
+    """'40% [31%, 50%]' for a {rate, low, high} dict, '–' without one."""
     if not cell or cell.get("rate") is None:
         return "–"
-    return f"{cell['rate']:.0%} [{cell['low']:.0%}–{cell['high']:.0%}]"
+    return f"{cell['rate']:.0%} [{cell['low']:.0%}, {cell['high']:.0%}]"
 
 
 def points(share: float) -> str:
-    """A difference of shares in whole points with its sign: '+12', '-3', and '+0' (never '-0')."""
-    return f"{int(round(float(share) * 100)):+d}"
+    """A difference of shares in whole points with its sign: '+12', '−3' (a minus sign), and '+0'
+    (never '−0')."""
+    number = int(round(float(share) * 100))
+    return f"+{number}" if number >= 0 else f"{MINUS}{-number}"
 
 
 def signed(cell: dict | None) -> str:
-    """'+12 pts [+3–+20]' for a difference with an interval, '–' without one."""
+    """'+12 pts [−3, +20]' for a difference with an interval, '–' without one."""
     if not cell or cell.get("rate") is None:
         return "–"
-    return f"{points(cell['rate'])} pts [{points(cell['low'])}–{points(cell['high'])}]"
+    return f"{points(cell['rate'])} pts [{points(cell['low'])}, {points(cell['high'])}]"
 
 
 RAW = "not answered, raw [95% CI]"

@@ -34,10 +34,10 @@ from db import conversations, labels, votes
 from db.engine import session_scope
 from db.vocab import Status, Winner
 from db.votes import VoteFilter
-from lib.files import StagedFile, check_output_paths
-from lib.present import escape_markdown
+from lib.files import StagedFile, check_output_paths, staged_file
+from lib.present import inline_code
 from lib.providers.endpoints import EndpointConfigError, load_endpoints
-from lib.safety import clean_text, csv_row
+from lib.safety import csv_row
 
 FORMATS = ("trl", "openai-dpo", "kto", "jsonl", "csv")
 ROW_KEYS = {
@@ -170,6 +170,13 @@ def iter_rows(session: Session, fmt: str, f: VoteFilter) -> Iterator[dict]:
     (`trainable`), chosen and rejected differ, and each answer gives at most one KTO row (a
     thumb wins over a vote on the same answer: it rates that answer alone). Flat formats keep
     every vote with its statuses; their CSV cells are made safe for spreadsheets."""
+    for row, _ in _rows_with_models(session, fmt, f):
+        yield row
+
+
+def _rows_with_models(session: Session, fmt: str, f: VoteFilter) -> Iterator[tuple[dict, tuple[str, ...]]]:
+    """(row, the endpoint ids of the answers in it): training rows carry no model names, yet the
+    dataset card lists the models whose answers it holds."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
     cache: dict = {}
@@ -179,7 +186,7 @@ def iter_rows(session: Session, fmt: str, f: VoteFilter) -> Iterator[dict]:
     for vote, exchange, a, b in votes.iter_votes(session, f):
         if fmt in ("jsonl", "csv"):
             row = _flat(vote, exchange, a, b)
-            yield csv_row(row) if fmt == "csv" else row
+            yield (csv_row(row) if fmt == "csv" else row), (a.endpoint_id, b.endpoint_id)
             continue
         if fmt == "kto":
             good = {Winner.A: [a], Winner.B: [b], Winner.BOTH_BAD: [], Winner.TIE: []}[vote.winner]
@@ -188,11 +195,14 @@ def iter_rows(session: Session, fmt: str, f: VoteFilter) -> Iterator[dict]:
                 if not trainable(response) or response.id in thumbed or response.id in rated:
                     continue
                 rated.add(response.id)
-                yield {
-                    "prompt": _prompt_messages(session, exchange, response, cache, policies),
-                    "completion": _assistant(response.text),
-                    "label": label,
-                }
+                yield (
+                    {
+                        "prompt": _prompt_messages(session, exchange, response, cache, policies),
+                        "completion": _assistant(response.text),
+                        "label": label,
+                    },
+                    (response.endpoint_id,),
+                )
             continue
         if vote.winner not in (Winner.A, Winner.B):
             continue
@@ -200,22 +210,29 @@ def iter_rows(session: Session, fmt: str, f: VoteFilter) -> Iterator[dict]:
         if not (trainable(chosen) and trainable(rejected)) or chosen.text.strip() == rejected.text.strip():
             continue
         prompt = _prompt_messages(session, exchange, chosen, cache, policies)
+        models = (chosen.endpoint_id, rejected.endpoint_id)
         if fmt == "trl":
-            yield {"prompt": prompt, "chosen": _assistant(chosen.text), "rejected": _assistant(rejected.text)}
+            yield {"prompt": prompt, "chosen": _assistant(chosen.text), "rejected": _assistant(rejected.text)}, models
         else:
-            yield {
-                "input": {"messages": prompt},
-                "preferred_output": _assistant(chosen.text),
-                "non_preferred_output": _assistant(rejected.text),
-            }
+            yield (
+                {
+                    "input": {"messages": prompt},
+                    "preferred_output": _assistant(chosen.text),
+                    "non_preferred_output": _assistant(rejected.text),
+                },
+                models,
+            )
     if fmt == "kto":
         for thumb, exchange, response in votes.iter_thumbs(session, f):
             if trainable(response):
-                yield {
-                    "prompt": _prompt_messages(session, exchange, response, cache, policies),
-                    "completion": _assistant(response.text),
-                    "label": bool(thumb.up),
-                }
+                yield (
+                    {
+                        "prompt": _prompt_messages(session, exchange, response, cache, policies),
+                        "completion": _assistant(response.text),
+                        "label": bool(thumb.up),
+                    },
+                    (response.endpoint_id,),
+                )
 
 
 def file_names(fmt: str) -> tuple[str, str]:
@@ -236,7 +253,8 @@ class ExportSummary:
 
 
 def export(fmt: str, f: VoteFilter, path: Path, card: Path | None = None) -> ExportSummary:
-    """The export action: stream one format to `path` (and a dataset card to `card` if given).
+    """The export action: stream one format to `path` (and a dataset card to `card` if given);
+    either may be lib.files.STDOUT (standard output, written as it comes).
 
     Both targets are checked before anything is written and both files appear only once both
     are complete. Raises ValueError for an unknown format, OutputPathError for a target that is
@@ -244,11 +262,11 @@ def export(fmt: str, f: VoteFilter, path: Path, card: Path | None = None) -> Exp
     matches; no file is written in any of those cases."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
-    check_output_paths([Path(path)] + ([Path(card)] if card is not None else []))
-    with session_scope() as session, StagedFile(path, newline="") as data:
+    check_output_paths([path] + ([card] if card is not None else []))
+    with session_scope() as session, staged_file(path, newline="") as data:
         count, models = _write_rows(session, fmt, f, data.file)
         if card is not None:
-            with StagedFile(card) as card_file:
+            with staged_file(card) as card_file:
                 card_file.file.write(dataset_card(fmt, count, f, models))
                 data.commit()
     return ExportSummary(fmt, count, models, str(path), str(card) if card is not None else None)
@@ -267,16 +285,15 @@ def _write_rows(session: Session, fmt: str, f: VoteFilter, out) -> tuple[int, li
     """Write every row of one format to the open file `out`; (rows, models). NothingToExport if none."""
     count, models = 0, set()
     writer = csv.DictWriter(out, FLAT_FIELDS) if fmt == "csv" else None
-    if writer:
-        out.write("\ufeff")  # a byte-order mark first, so Excel reads the CSV as UTF-8 (Chinese shows correctly)
-        writer.writeheader()
-    for row in iter_rows(session, fmt, f):
+    for row, used in _rows_with_models(session, fmt, f):
         if writer:
+            if count == 0:  # with the first row: standard output cannot take a header back
+                out.write("\ufeff")  # a byte-order mark first, so Excel reads the CSV as UTF-8 (Chinese shows)
+                writer.writeheader()
             writer.writerow(row)
         else:
             out.write(json.dumps(row, ensure_ascii=False) + "\n")
-        if "model_a" in row:
-            models.update((row["model_a"], row["model_b"]))
+        models.update(used)
         count += 1
     if count == 0:
         raise NothingToExport("no rated pairs match these filters; nothing was written")
@@ -284,20 +301,19 @@ def _write_rows(session: Session, fmt: str, f: VoteFilter, out) -> tuple[int, li
 
 
 def dataset_card(fmt: str, rows: int, f: VoteFilter, models: list[str]) -> str:
-    """A Markdown dataset card for one export: counts, models, filters, licence note. Model names
-    and filter values come from stored (untrusted) data: escaped, so the card renders them as
-    written and fetches nothing wherever it is shown (the Export page, a dataset hub)."""
-    filters = "\n".join(
-        f"- {k}: {escape_markdown(clean_text(str(v)))}" for k, v in f.describe().items() if v not in (None, False)
-    )
-    models = [escape_markdown(clean_text(m)) for m in models]
+    """A Markdown dataset card for one export: counts, the models whose answers it holds (endpoint
+    ids), filters, licence note. Model names and filter values come from stored (untrusted) data:
+    each is a code span, so the card renders them as written and fetches nothing wherever it is
+    shown (the Export page, a dataset hub), and reads as written in the plain file."""
+    filters = "\n".join(f"- {k}: {inline_code(v)}" for k, v in f.describe().items() if v not in (None, False))
+    listed = ", ".join(inline_code(m) for m in models) if models else "none"
     return f"""# Parallax preference export ({fmt})
 
 Exported {datetime.now():%Y-%m-%d %H:%M} by Parallax.
 
 - Rows: {rows}
 - Format: `{fmt}` — {FORMAT_DOCS[fmt]}
-- Models: {", ".join(models) if models else "see rows"}
+- Models (endpoint ids of the answers in these rows): {listed}
 
 ## Filters
 {filters or "- none (all votes; identity-leaked battles excluded)"}

@@ -43,7 +43,7 @@ from lib.imports.records import (
     label_code,
     language_code,
 )
-from lib.safety import clean_text
+from lib.safety import clean_text, control_character
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
 SUFFIXES = (".jsonl", ".ndjson", ".json", ".csv")
@@ -215,7 +215,12 @@ def _first(row: dict, keys: tuple[str, ...]) -> tuple[str | None, object]:
     return None, None
 
 
-def _text(value: object, field: str, where: str, problems: list[str], required: bool = True) -> str | None:
+def _text(
+    value: object, field: str, where: str, problems: list[str], required: bool = True, typed: bool = False
+) -> str | None:
+    """A text field, clean; None with a problem when it is missing (if `required`), not text or too
+    long. A `typed` field (a prompt, a system prompt, a model name: what people wrote, not what a
+    model answered) may hold no control character but tabs and line breaks."""
     if value is None or value == "" or (required and isinstance(value, str) and not value.strip()):
         if required:
             problems.append(f"{where}: missing {field}")
@@ -226,11 +231,14 @@ def _text(value: object, field: str, where: str, problems: list[str], required: 
     if len(value) > MAX_TEXT_CHARS:
         problems.append(f"{where}: {field} is longer than {MAX_TEXT_CHARS:,} characters")
         return None
+    if typed and (char := control_character(value)):
+        problems.append(f"{where}: {field} contains a control character ({char}); remove it")
+        return None
     return clean_text(value)
 
 
 def _model(value: object, field: str, where: str, problems: list[str]) -> str | None:
-    text = _text(value, field, where, problems)
+    text = _text(value, field, where, problems, typed=True)
     if text is not None and len(text.strip()) > MAX_MODEL_CHARS:
         problems.append(f"{where}: {field} is longer than {MAX_MODEL_CHARS} characters")
         return None
@@ -263,7 +271,7 @@ def _language(value: object, where: str, problems: list[str]) -> str | None:
 def _answer(row: dict, where: str, problems: list[str]) -> AnswerRecord | None:
     before = len(problems)
     prompt_key, prompt = _first(row, PROMPT_KEYS)
-    prompt = _text(prompt, "prompt (or question, input)", where, problems)
+    prompt = _text(prompt, "prompt (or question, input)", where, problems, typed=True)
     model = _model(_first(row, MODEL_KEYS)[1], "model (or model_name)", where, problems)
     response_key = next((k for k in RESPONSE_KEYS if k in row and row[k] is not None), None)
     if response_key is None:
@@ -294,7 +302,7 @@ def _answer(row: dict, where: str, problems: list[str]) -> AnswerRecord | None:
         topic=clean_text(str(row.get("topic") or "")).strip()[:100],
         kind=kind,
         reasoning=_text(_first(row, ("reasoning", "reasoning_content"))[1], "reasoning", where, problems, False),
-        system=_text(_first(row, ("system", "system_prompt"))[1], "system", where, problems, False),
+        system=_text(_first(row, ("system", "system_prompt"))[1], "system", where, problems, False, typed=True),
         label=label or None,
         label_origin=clean_text(str(origin or "")).strip()[:100],
         conversation=conversation,
@@ -342,6 +350,9 @@ def _messages(value: object, field: str, where: str, problems: list[str]) -> lis
         role = message.get("role") if isinstance(message, dict) else None
         if role not in ("system", "user", "assistant") or not isinstance(content, (str, type(None))):
             problems.append(f"{where}: {field} has a message without a role (system/user/assistant) and text")
+            return None
+        if role != "assistant" and (char := control_character(content)):
+            problems.append(f"{where}: {field} has a {role} message with a control character ({char}); remove it")
             return None
         out.append((role, clean_text(content or "")))
     return out
@@ -443,7 +454,7 @@ def _promptfoo_result(result: dict, where: str, problems: list[str]) -> AnswerRe
     model = _model(provider, "provider", where, problems)
     prompt = result.get("prompt")
     raw = prompt.get("raw") if isinstance(prompt, dict) else prompt
-    raw = _text(raw, "prompt.raw", where, problems)
+    raw = _text(raw, "prompt.raw", where, problems, typed=True)
     response = result.get("response") if isinstance(result.get("response"), dict) else {}
     output = response.get("output")
     error = result.get("error") or response.get("error")

@@ -30,7 +30,7 @@ from lib.files import (
     too_deep,
     write_text_atomic,
 )
-from lib.safety import clean_json, strip_credentials
+from lib.safety import clean_json, control_character, strip_credentials
 
 EMBEDDED = "embedded"
 KINDS = ("hosted", "local", "embedded")
@@ -230,16 +230,6 @@ def _check_entry(path: Path, text: str, endpoint_id: str, entry: object, partial
         fail(problem)
 
 
-def _control_character(text: str, allowed: str = "") -> str | None:
-    """The name of the first control character in `text` (ESC, NUL, DEL, CR...), if any."""
-    for char in text:
-        if char not in allowed and unicodedata.category(char) == "Cc":
-            return {"\x1b": "ESC", "\x00": "NUL", "\x7f": "DEL", "\r": "CR", "\n": "a line break", "\t": "TAB"}.get(
-                char, f"U+{ord(char):04X}"
-            )
-    return None
-
-
 def shown_url(url: str) -> str:
     """`url` fit to show in a message: any user:password@ part becomes ***@ (done on the text,
     so it works for URLs that do not parse)."""
@@ -298,7 +288,7 @@ def _value_problem(entry: dict) -> str | None:
     """The first problem with the values of one entry (text, URL, key variable, numbers), or None."""
     for key, value in entry.items():
         if isinstance(value, str):
-            if char := _control_character(value, "\t\n\r" if key in MULTILINE else ""):
+            if char := control_character(value, "\t\n\r" if key in MULTILINE else ""):
                 return f"field '{key}' contains a control character ({char})"
             if len(value) > MAX_LENGTH.get(key, 100_000):
                 return f"field '{key}' is longer than {MAX_LENGTH.get(key, 100_000)} characters"

@@ -39,13 +39,12 @@ from lib.files import (
     long_number_line,
     read_text_lenient,
 )
-from lib.safety import clean_json, clean_text
+from lib.safety import clean_json, clean_text, control_character
 
 BUILTIN_DIR = config.ROOT / "suites"
 KINDS = ("probe", "control", "general")
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$")
 PROMPT_FIELDS = {"id", "text", "language", "topic", "kind", "twin", "control"}
-MAX_TEXT = 20_000
 SUFFIXES = (".yaml", ".yml", ".jsonl", ".txt", ".csv")
 CSV_COLUMNS = {"prompt": "text", "text": "text", "id": "id", "language": "language", "topic": "topic"}
 CSV_COLUMNS |= {"subject": "topic", "category": "topic", "kind": "kind"}
@@ -128,7 +127,14 @@ def _construct_mapping(loader, node, deep=False):
 _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
-def _prompt(item: object, line: int, problems: list[str], where: str) -> PromptDef | None:
+def _no_controls(text: str, what: str, where: str, problems: list[str]) -> None:
+    """A problem naming `what` and the character when `text` holds a control character (an escape
+    sequence, a bell…: it would reach models and terminals); tabs and line breaks are text."""
+    if char := control_character(text):
+        problems.append(f"{where}: {what} contains a control character ({char}); remove it")
+
+
+def _prompt(item: object, line: int, problems: list[str], where: str, limit: int) -> PromptDef | None:
     if not isinstance(item, dict):
         problems.append(f"{where}:{line}: each prompt must be a mapping/object")
         return None
@@ -140,8 +146,13 @@ def _prompt(item: object, line: int, problems: list[str], where: str) -> PromptD
         problems.append(f"{where}:{line}: missing or invalid id {key!r}")
     if not isinstance(text, str) or not text.strip():
         problems.append(f"{where}:{line}: prompt {key!r} has no text")
-    elif len(text) > MAX_TEXT:
-        problems.append(f"{where}:{line}: prompt {key!r} is longer than {MAX_TEXT} characters")
+    elif len(text) > limit:  # the limit every prompt has (a typed one too): runs send these as they are
+        problems.append(
+            f"{where}:{line}: prompt {key!r} is {len(text):,} characters; the limit is {limit:,} "
+            "(PARALLAX_MAX_PROMPT_CHARS)"
+        )
+    else:
+        _no_controls(text, f"prompt {key!r}", f"{where}:{line}", problems)
     language = item.get("language")
     if language not in LANGUAGES:
         problems.append(f"{where}:{line}: prompt {key!r} language must be en or zh, not {language!r}")
@@ -151,6 +162,8 @@ def _prompt(item: object, line: int, problems: list[str], where: str) -> PromptD
     topic = item.get("topic")
     if not isinstance(topic, str) or not topic.strip():
         problems.append(f"{where}:{line}: prompt {key!r} needs a topic")
+    else:
+        _no_controls(topic, f"prompt {key!r}'s topic", f"{where}:{line}", problems)
     for link in ("twin", "control"):
         if item.get(link) is not None and not isinstance(item[link], str):
             problems.append(f"{where}:{line}: prompt {key!r} {link} must be a prompt id, not {item[link]!r:.40}")
@@ -167,7 +180,7 @@ def _prompt(item: object, line: int, problems: list[str], where: str) -> PromptD
     )
 
 
-def _expand_probe(item: object, problems: list[str], where: str) -> list[PromptDef]:
+def _expand_probe(item: object, problems: list[str], where: str, limit: int) -> list[PromptDef]:
     if not isinstance(item, dict):
         problems.append(f"{where}: each probe must be a mapping")
         return []
@@ -177,6 +190,8 @@ def _expand_probe(item: object, problems: list[str], where: str) -> list[PromptD
         return []
     if not isinstance(topic, str) or not topic:
         problems.append(f"{where}:{line}: probe {key!r} needs a topic")
+    else:
+        _no_controls(topic, f"probe {key!r}'s topic", f"{where}:{line}", problems)
     control = item.get("control") or {}
     if not isinstance(control, dict):
         problems.append(f"{where}:{line}: probe {key!r} control must be a mapping of en/zh texts")
@@ -185,6 +200,12 @@ def _expand_probe(item: object, problems: list[str], where: str) -> list[PromptD
         if text is not None and not isinstance(text, str):
             problems.append(f"{where}:{line}: probe {key!r} texts must be text, not {type(text).__name__}")
             return []
+        _no_controls(text or "", f"probe {key!r}", f"{where}:{line}", problems)
+        if text and len(text) > limit:
+            problems.append(
+                f"{where}:{line}: probe {key!r} has a text of {len(text):,} characters; the limit is {limit:,} "
+                "(PARALLAX_MAX_PROMPT_CHARS)"
+            )
     langs = [lang for lang in LANGUAGES if item.get(lang)]
     if not langs:
         problems.append(f"{where}:{line}: probe {key!r} needs an 'en' and/or 'zh' text")
@@ -223,11 +244,18 @@ def _expand_probe(item: object, problems: list[str], where: str) -> list[PromptD
 
 def _check_links(prompts: list[PromptDef], problems: list[str], where: str) -> None:
     seen: dict[str, int] = {}
+    texts: dict[tuple[str, str], PromptDef] = {}  # the same question twice would count twice in every rate
     for p in prompts:
         if p.key in seen:
             problems.append(f"{where}:{p.line}: duplicate id {p.key!r} (first at line {seen[p.key]})")
         else:
             seen[p.key] = p.line
+        same = texts.setdefault((p.text.strip(), p.language), p)
+        if same is not p:
+            problems.append(
+                f"{where}:{p.line}: prompt {p.key!r} repeats the text of prompt {same.key!r} (line {same.line}); "
+                "remove one"
+            )
     by_key = {p.key: p for p in prompts}
     for p in prompts:
         if p.twin_key and p.twin_key not in by_key:
@@ -295,14 +323,14 @@ def _listed(data: dict, key: str, problems: list[str], where: str) -> list:
 def parse_suite(text: str, filename: str = "suite.yaml") -> SuiteDef:
     """Parse and fully validate a suite file's text; raises SuiteError listing every problem."""
     problems: list[str] = []
-    where = Path(filename).name
+    where, limit = Path(filename).name, config.max_prompt_chars()
     prompts: list[PromptDef] = []
-    name, version, description = Path(filename).stem, "1", ""
+    name, version, description, header = Path(filename).stem, "1", "", 1
     if filename.endswith((".txt", ".csv")):
         name = re.sub(r"[^A-Za-z0-9_.:-]+", "-", name).strip("-.") or "prompts"
         description = f"prompts of {where}"
         for number, item in _list_items(text, filename, problems):
-            if (prompt := _prompt(item, number, problems, where)) is not None:
+            if (prompt := _prompt(item, number, problems, where, limit)) is not None:
                 prompts.append(prompt)
     elif filename.endswith(".jsonl"):
         for number, item, problem in iter_jsonl(text):
@@ -311,9 +339,9 @@ def parse_suite(text: str, filename: str = "suite.yaml") -> SuiteDef:
                 continue
             if isinstance(item, dict) and "name" in item and "text" not in item:
                 name, version = str(item["name"]), str(item.get("version", "1"))
-                description = str(item.get("description", ""))
+                description, header = str(item.get("description", "")), number
                 continue
-            if (prompt := _prompt(item, number, problems, where)) is not None:
+            if (prompt := _prompt(item, number, problems, where, limit)) is not None:
                 prompts.append(prompt)
     else:
         try:
@@ -338,13 +366,17 @@ def parse_suite(text: str, filename: str = "suite.yaml") -> SuiteDef:
                 problems.append(f"{where}:1: '{key}' must be text, not {type(data[key]).__name__}")
         for item in _listed(data, "prompts", problems, where):
             if (
-                prompt := _prompt(item, item.get("__line__", 0) if isinstance(item, dict) else "?", problems, where)
+                prompt := _prompt(
+                    item, item.get("__line__", 0) if isinstance(item, dict) else "?", problems, where, limit
+                )
             ) is not None:
                 prompts.append(prompt)
         for item in _listed(data, "probes", problems, where):
-            prompts += _expand_probe(item, problems, where)
+            prompts += _expand_probe(item, problems, where, limit)
     if not ID_RE.match(name):
         problems.append(f"{where}:1: invalid suite name {name!r}")
+    _no_controls(version, "the version", f"{where}:{header}", problems)
+    _no_controls(description, "the description", f"{where}:{header}", problems)
     if not prompts and not problems:
         problems.append(f"{where}:1: the suite has no prompts")
     _check_links(prompts, problems, where)

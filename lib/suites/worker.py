@@ -27,6 +27,7 @@ from db.engine import release_reserve, session_scope
 from db.models import utcnow
 from db.vocab import RunStatus
 from lib.deflection.labelling import LabelJob, label_responses
+from lib.present import plural
 from lib.providers import local_server
 from lib.providers.endpoints import Endpoint
 from lib.providers.stream import Outcome, build_messages, stream_chat
@@ -159,7 +160,7 @@ async def _execute(
                 try:
                     jobs = await asyncio.to_thread(_store_batch, run_id, answers)
                 except Exception as exc:
-                    raise RunFailed(f"storing {len(answers)} answers failed: {_cause(exc)}") from exc
+                    raise RunFailed(f"storing {plural(len(answers), 'answer')} failed: {_cause(exc)}") from exc
                 committed = time.monotonic()
                 progress.commit_wait_max_ms = max(
                     progress.commit_wait_max_ms, *((committed - item.at) * 1000 for item in answers)
