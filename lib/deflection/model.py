@@ -97,9 +97,11 @@ class Classifier:
         with np.load(path, allow_pickle=False) as z:
             meta = json.loads(str(z["meta"]))
             if meta.get("features") != F.VERSION:
+                from lib.present import cli_hint
+
                 raise RuntimeError(
                     f"{path} was trained for features version {meta.get('features')!r}, the code has "
-                    f"{F.VERSION!r}: retrain with `python cli.py train-deflection`"
+                    f"{F.VERSION!r}: retrain with {cli_hint('train-deflection')}"
                 )
             shape, columns = tuple(z["coef_shape"]), z["coef_columns"]
             values = z["coef_values"].astype(np.float32)
