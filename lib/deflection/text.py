@@ -43,7 +43,7 @@ class Prepared:
     answer: str  # the answer without its reasoning trace, as written
     state: str  # "none", "closed" (a finished trace was removed) or "unclosed" (only a trace)
     low: str  # folded, lower-cased opening and close, quoted refusals removed: where cues are looked for
-    words: str  # `low` without bare apologies, whitespace collapsed: what the n-grams read
+    words: str  # `low` with disclaimers of opinion as written, without bare apologies, whitespace collapsed: n-grams
     latin: bool  # whether `low` has Latin letters
     cjk: bool  # whether `low` has Chinese characters
 
@@ -114,8 +114,8 @@ def set_aside_disclaimers(low: str) -> str:
     refusal, unless the answer is nothing but disclaimers and sign-offs (`patterns.bare_disclaimer`:
     then they decline). For the cues only: the n-grams read the disclaimer's words as written."""
     cjk, latin = bool(p.CJK.search(low)), bool(p.LATIN.search(low))
-    if p.bare_disclaimer(low, latin, cjk):
-        return low
+    if not p.STANCE.search(low, latin, cjk) or p.bare_disclaimer(low, latin, cjk):
+        return low  # most answers have no disclaimer: one search, no rewriting pass
     if cjk:
         low = p.STANCE.zh.sub("观点不论", low)
     if latin:
