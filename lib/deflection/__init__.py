@@ -35,7 +35,6 @@ _lock = threading.Lock()
 _classifier: Classifier | None = None
 OTHER_SCRIPT = re.compile(r"[^\W\d_a-zA-Z\u3400-\u9fff]")
 LETTERS = re.compile(r"[^\W\d_]+")  # runs of letters: counting them is twice as fast as letter by letter
-CJK = re.compile(r"[\u3400-\u9fff]")
 # An answer in another language (German, Spanish, Japanese written mostly in kanji…) is told from
 # English and Chinese by a language identifier on its opening: below 15 letters it is unreliable
 # ("Sorry, no." reads as Malagasy). The test is that English and Chinese together are improbable and
@@ -108,7 +107,7 @@ def _other_language(text: str) -> bool:
     letters = sum(map(len, LETTERS.findall(head)))
     if letters < MIN_LETTERS:
         return False
-    if len(CJK.findall(head)) > 0.2 * letters and not KANA_HANGUL.search(head):
+    if len(patterns.CJK.findall(head)) > 0.2 * letters and not KANA_HANGUL.search(head):
         return False  # Chinese: the identifier is asked only where kana or hangul may make it Japanese or Korean
     ranked = language_identifier().rank(head)
     probability = dict(ranked)
@@ -116,9 +115,10 @@ def _other_language(text: str) -> bool:
     return english_or_chinese < MAX_ENGLISH_OR_CHINESE and ranked[0][1] >= MIN_OTHER
 
 
-def _other_language_check(verdict: Verdict, text: str) -> Verdict:
-    """Half the confidence, and say so, for an answer in a language neither English nor Chinese."""
-    if not _other_language(text):
+def _other_language_check(verdict: Verdict, text: str, other: bool | None = None) -> Verdict:
+    """Half the confidence, and say so, for an answer in a language neither English nor Chinese
+    (`other`: `_other_language(text)` when already known)."""
+    if not (_other_language(text) if other is None else other):
         return verdict
     return Verdict(verdict.label, round(verdict.confidence * 0.5, 4), f"{verdict.rule}+other-language")
 
@@ -142,10 +142,13 @@ def classify(items: list[dict], model: Classifier | None = None) -> list[Verdict
         text = (item.get("response") or "")[:MAX_CHARS]
         if verdict := transport_verdict(item.get("status") or Status.OK, text):
             verdicts[i] = verdict
-        elif (canned := patterns.pattern_label(text)) and not (
-            canned[1] == SHORT_ANSWER and _other_language(text)
-        ):  # a short answer is one with no cue of anything else: in another language none can be read
-            verdicts[i] = _other_language_check(Verdict(canned[0], 0.97, canned[1]), text)
+        elif canned := patterns.pattern_label(text):
+            other = _other_language(text)
+            if canned[1] == SHORT_ANSWER and other:
+                # a short answer is one with no cue of anything else: in another language none can be read
+                pending.append(i)
+            else:
+                verdicts[i] = _other_language_check(Verdict(canned[0], 0.97, canned[1]), text, other)
         else:
             pending.append(i)
     if pending:
