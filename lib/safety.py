@@ -12,6 +12,7 @@ hand us and form fields are untrusted. Every entry point passes its text through
   `control_character` names the first one in text that must have none (a prompt or a model name
   in a file: refused with its file and line, never stored).
 - `csv_cell` neutralises spreadsheet formulas (OWASP's CSV-injection guidance).
+- `chart_text` makes data text (a model name, a topic, a prompt) literal in a Plotly figure.
 - `excerpt` quotes a few characters of untrusted text in a message, every unprintable one escaped.
 
 No third-party imports: db/, lib/ and commands/ all call it.
@@ -20,6 +21,7 @@ No third-party imports: db/, lib/ and commands/ all call it.
 from __future__ import annotations
 
 import base64
+import html
 import re
 from collections.abc import Iterable
 from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlsplit
@@ -191,6 +193,15 @@ def csv_cell(value: object) -> object:
         if value.startswith(CSV_TRIGGERS):
             return "'" + value
     return value
+
+
+def chart_text(value: object) -> str:
+    """Data text for any string field of a Plotly figure (trace name, category and tick, title,
+    annotation, text, hover value): `<`, `>` and `&` as entities. Plotly renders those fields as a
+    subset of HTML that keeps `<span style>` (a CSS `url()` makes the browser fetch another host)
+    and `<a href>` links; entities it shows as the characters the user wrote. Quotes stay as they
+    are (Plotly decodes no `&quot;`)."""
+    return html.escape(clean_text("" if value is None else str(value)), quote=False)
 
 
 def csv_row(row: dict) -> dict:

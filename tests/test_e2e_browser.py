@@ -282,3 +282,159 @@ def test_no_page_makes_the_browser_fetch_anything_from_another_host(browser, tmp
         page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
         print(log.read_text()[-4000:] if log.exists() else "(no streamlit log)")
         raise
+
+
+def _hostile_names(host: str) -> dict[str, str]:
+    """Names that Plotly would render as HTML: CSS `url()`s that fetch from `host`, and a link."""
+    return {
+        "cursor": f'<span style="cursor:url({host}/cur.png),auto">S</span>',
+        "fill": f'<span style="fill:url({host}/f.svg#a)">F</span>',
+        "link": f'<a href="{host}/link">L</a>',
+        "topic": f'<span style="cursor:url({host}/topic.png),auto">T</span>',
+        "prompt": f'<span style="background:url({host}/prompt.png)">P</span>',
+    }
+
+
+def _import_hostile_data(env: dict, folder: Path, host: str) -> dict[str, str]:
+    """Answers (English/Chinese twins, so every chart is drawn) and blind battles whose model
+    names, topic and prompts are markup pointing at `host`, imported with the CLI as a user would."""
+    import json
+
+    names = _hostile_names(host)
+    models = ["plain", names["cursor"], names["fill"], names["link"]]
+    rows = [
+        {
+            "prompt": f"{names['prompt']} Tell me about event {i}" if lang == "en" else f"告诉我第{i}件事",
+            "model": model,
+            "response": f"Event {i} answer {j} {lang}",
+            "topic": names["topic"],
+            "language": lang,
+            "pair": f"event-{i}",
+        }
+        for i in range(6)
+        for j, model in enumerate(models)
+        for lang in ("en", "zh")
+    ]
+    turn = lambda i, side: [  # noqa: E731
+        {"role": "user", "content": f"Question {i}"},
+        {"role": "assistant", "content": f"Answer {side}"},
+    ]
+    battles = [
+        {
+            "question_id": f"q{i}",
+            "model_a": models[i % 4],
+            "model_b": models[(i + 1) % 4],
+            "winner": "model_a" if i % 3 else "model_b",
+            "conversation_a": turn(i, "a"),
+            "conversation_b": turn(i, "b"),
+        }
+        for i in range(12)
+    ]
+    (folder / "answers.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    (folder / "battles.json").write_text(json.dumps(battles))
+    for name in ("answers.jsonl", "battles.json"):
+        command = [sys.executable, str(ROOT / "cli.py"), "import", str(folder / name)]
+        done = subprocess.run(command, env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+    return names
+
+
+def _data_links(page, host: str) -> list[str]:
+    """Every link in a chart (HTML or SVG) that leads to `host`."""
+    return page.evaluate(
+        """host => [...document.querySelectorAll('.js-plotly-plot a')]
+            .map(a => a.getAttribute('href') || a.getAttribute('xlink:href') || '')
+            .filter(href => href.startsWith(host))""",
+        host,
+    )
+
+
+def _hover_around(page, chart) -> None:
+    """Move the mouse over a grid of spots in a chart's plot area: hover labels render data too."""
+    box = chart.locator(".nsewdrag").first.bounding_box()
+    for fx in (0.2, 0.5, 0.8):
+        for fy in (0.2, 0.5, 0.8):
+            page.mouse.move(box["x"] + box["width"] * fx, box["y"] + box["height"] * fy)
+            page.wait_for_timeout(150)
+
+
+@pytest.mark.timeout(900)
+def test_markup_in_stored_names_fetches_nothing_and_shows_literally_in_every_chart(browser, tmp_path, request):
+    """Model names, topics and prompts from an imported file reach Plotly's trace names, ticks and
+    hovers, which render a subset of HTML: as markup they made the browser fetch another host (CSS
+    `url()` in a `<span style>`) and drew live links. Every chart of `analyze --html`, the Analysis
+    page and the Leaderboard page must fetch nothing from there, link nowhere, and show the names as
+    they were written."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    log = tmp_path / "streamlit.log"
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    try:
+        with _ImageHost() as attacker:
+            names = _import_hostile_data(env, tmp_path, attacker.url)
+            outside: list[str] = []
+            own = {""}  # file: pages, then the app's own server
+            page.on("request", lambda r: outside.append(r.url) if urlsplit(r.url).netloc not in own else None)
+            charts = tmp_path / "charts"
+            done = subprocess.run(
+                [sys.executable, str(ROOT / "cli.py"), "analyze", "--html", str(charts)],
+                env=env,
+                capture_output=True,
+                text=True,
+            )
+            assert done.returncode == 0, done.stderr
+            files = sorted(p.name for p in charts.glob("*.html"))
+            assert files == ["clusters.html", "deflection.html", "divergence.html", "language_gap.html", "map.html"]
+            shown: set[str] = set()
+            hovered: set[str] = set()
+            for name in files:
+                page.goto((charts / name).as_uri())
+                page.locator(".js-plotly-plot .main-svg").first.wait_for(timeout=30_000)
+                _hover_around(page, page.locator(".js-plotly-plot"))
+                page.wait_for_timeout(800)
+                assert _data_links(page, attacker.url) == [], name
+                shown |= set(page.locator(".js-plotly-plot text").all_text_contents())
+                hovered |= set(page.locator(".js-plotly-plot .hoverlayer text").all_text_contents())
+            page.wait_for_timeout(1000)  # time for any fetch to go out
+            assert outside == [] and attacker.hits == [], (outside, attacker.hits)
+            # escaped, not dropped: the ticks, legends and hovers show the names as written
+            assert {names["cursor"], names["fill"], names["link"], names["topic"]} <= shown, shown
+            assert any(names["topic"] in text for text in hovered), hovered  # a heatmap's hover label
+
+            with App(env, log) as app:
+                own.add(urlsplit(app.url).netloc)
+                page.goto(f"{app.url}/leaderboard")
+                for key in ("lb_chart", "lb_heatmap"):
+                    chart = page.locator(f"[class*='st-key-{key}'] .js-plotly-plot")
+                    chart.wait_for(timeout=120_000)
+                    _hover_around(page, chart)
+                page.wait_for_timeout(800)
+                board = page.locator("[class*='st-key-lb_heatmap'] .js-plotly-plot text").all_text_contents()
+                assert names["link"] in board and names["cursor"] in board, board
+                assert _data_links(page, attacker.url) == []
+                page.goto(f"{app.url}/analysis")
+                tabs = {
+                    "Map": "analysis_map",
+                    "Clusters": "analysis_cluster_chart",
+                    "Divergence": "analysis_div_heatmap",
+                    "Deflection": "analysis_defl_heatmap",
+                }
+                for tab, key in tabs.items():
+                    page.get_by_role("tab", name=tab).click(timeout=300_000)
+                    chart = page.locator(f"[class*='st-key-{key}'] .js-plotly-plot")
+                    chart.wait_for(timeout=120_000)
+                    _hover_around(page, chart)
+                    page.wait_for_timeout(500)
+                gap = page.locator("[class*='st-key-analysis_gap'] .js-plotly-plot")
+                gap.wait_for(timeout=60_000)
+                _hover_around(page, gap)
+                page.wait_for_timeout(1500)
+                ticks = page.locator("[class*='st-key-analysis_defl_heatmap'] .js-plotly-plot text").all_text_contents()
+                assert names["topic"] in ticks and names["fill"] in ticks, ticks
+                assert _data_links(page, attacker.url) == []
+                page.screenshot(path=str(tmp_path / "analysis.png"), full_page=True)
+            assert outside == [] and attacker.hits == [], (outside, attacker.hits)
+    except BaseException:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
+        print(log.read_text()[-4000:] if log.exists() else "(no streamlit log)")
+        raise

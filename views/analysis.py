@@ -125,13 +125,17 @@ with tab_map:
             on_select="rerun",
             selection_mode=("points", "box", "lasso"),
         )
-        picked = [p["customdata"] for p in (event.selection.points if event and event.selection else [])]
+        # a point's hover text is escaped for the chart: the answers are read back by response id
+        by_id = {p["response_id"]: p for p in result["map"]["points"]}
+        selected = event.selection.points if event and event.selection else []
+        ids = [p["customdata"][-1] for p in selected if p.get("customdata")]
+        picked = [by_id[i] for i in ids if i in by_id]
         if picked:
             st.markdown(f"**{len(picked)} selected answers**")
-            for model, prompt, answer, _rid in picked[:20]:
+            for point in picked[:20]:
                 with st.container(border=True):
-                    st.caption(f"{ui.inline_text(model)} · {ui.inline_text(prompt)}")
-                    ui.render_text(answer)
+                    st.caption(f"{ui.inline_text(point['model'])} · {ui.inline_text(point['prompt'])}")
+                    ui.render_text(point["answer"])
         else:
             st.caption("Select points (box or lasso) to read the answers.")
 with tab_clusters:

@@ -1,18 +1,25 @@
-"""Plotly figures, built from plain data so they can be tested and written to HTML headless."""
+"""Plotly figures, built from plain data so they can be tested and written to HTML headless.
+
+Plotly renders trace names, legends, ticks, titles, annotations and hover values as a subset of
+HTML that keeps `<span style>` (a CSS `url()` fetches from another host) and `<a href>`. Every
+string that comes from data (model names, topics, prompts, answers, cluster terms) goes through
+`lib.safety.chart_text` here, before it reaches a figure; categories are escaped where they are
+made, so an axis's keys and its tick labels stay the same strings. The HTML in this module's own
+templates (`<br>`, `<b>`, `<extra>`) is the only markup a figure carries.
+"""
 
 from __future__ import annotations
-
-from html import escape
 
 import numpy as np
 import plotly.graph_objects as go
 
 from lib.analysis.deflection import with_interval
+from lib.safety import chart_text
 
 
 def ratings_chart(ratings, names: dict[str, str]) -> go.Figure:
     """Ratings with 95% bootstrap intervals as error bars, best first."""
-    labels = [names.get(r.model, r.model) for r in ratings]
+    labels = [chart_text(names.get(r.model, r.model)) for r in ratings]
     values = [r.rating for r in ratings]
     has_ci = any(r.ci_low is not None for r in ratings)  # a model with too few battles has none: no bar
     fig = go.Figure(
@@ -40,7 +47,7 @@ def win_rate_heatmap(models: list[str], rates: np.ndarray, names: dict[str, str]
     """Share of head-to-head games the row model won against the column model (ties half)."""
     index = [models.index(m) for m in order]
     matrix = rates[np.ix_(index, index)]
-    labels = [names.get(m, m) for m in order]
+    labels = [chart_text(names.get(m, m)) for m in order]
     fig = go.Figure(
         go.Heatmap(
             z=matrix,
@@ -70,24 +77,26 @@ def answer_map(points: list[dict], colour: str = "model") -> go.Figure:
                 x=[p["x"] for p in members],
                 y=[p["y"] for p in members],
                 mode="markers",
-                name=name,
-                # hover labels render a subset of HTML: model text is escaped so it shows as text
+                name=chart_text(name),
+                # the response id last: a page reads a selected answer's own (unescaped) text by it
                 customdata=[
-                    [escape(p["model"]), escape(p["prompt"]), escape(p["answer"]), p["response_id"]] for p in members
+                    [chart_text(p["model"]), chart_text(p["prompt"]), chart_text(p["answer"]), p["response_id"]]
+                    for p in members
                 ],
                 hovertemplate="<b>%{customdata[0]}</b><br>%{customdata[1]}<br><i>%{customdata[2]}</i><extra></extra>",
                 marker={"size": 7, "opacity": 0.8},
             )
         )
-    fig.update_layout(height=560, legend_title=colour, margin={"t": 30}, dragmode="lasso")
+    fig.update_layout(height=560, legend_title=chart_text(colour), margin={"t": 30}, dragmode="lasso")
     return fig
 
 
 def cluster_sizes(clusters: list[dict]) -> go.Figure:
     """Stacked bars: answers per cluster, split by model."""
     models = sorted({m for c in clusters for m in c["by_model"]})
-    names = [f"{c['id']}: {', '.join(c['terms'][:3])}" for c in clusters]
-    fig = go.Figure([go.Bar(name=m, x=names, y=[c["by_model"].get(m, 0) for c in clusters]) for m in models])
+    names = [chart_text(f"{c['id']}: {', '.join(c['terms'][:3])}") for c in clusters]
+    bars = [go.Bar(name=chart_text(m), x=names, y=[c["by_model"].get(m, 0) for c in clusters]) for m in models]
+    fig = go.Figure(bars)
     fig.update_layout(barmode="stack", height=420, title="Cluster sizes per model", margin={"t": 50})
     return fig
 
@@ -98,8 +107,8 @@ def divergence_heatmap(view: dict) -> go.Figure:
     fig = go.Figure(
         go.Heatmap(
             z=z,
-            x=view["models"],
-            y=view["models"],
+            x=[chart_text(m) for m in view["models"]],
+            y=[chart_text(m) for m in view["models"]],
             colorscale="Viridis",
             hovertemplate="%{y} vs %{x}: %{z:.3f}<extra></extra>",
         )
@@ -129,8 +138,8 @@ def deflection_heatmap(view: dict, label: str = "not_answered") -> go.Figure:
     fig = go.Figure(
         go.Heatmap(
             z=z,
-            x=topics,
-            y=models,
+            x=[chart_text(t) for t in topics],
+            y=[chart_text(m) for m in models],
             zmin=0,
             zmax=1,
             colorscale="Reds",
@@ -140,7 +149,7 @@ def deflection_heatmap(view: dict, label: str = "not_answered") -> go.Figure:
     )
     title = "not answered (corrected)" if label == "corrected" else label.replace("_", " ")
     fig.update_layout(
-        title=f"{title} rate by topic (95% intervals in hover)",
+        title=f"{chart_text(title)} rate by topic (95% intervals in hover)",
         height=max(460, 120 + 18 * len(models)),  # one readable row per model
         margin={"t": 50},
         yaxis={"dtick": 1, "automargin": True},  # every model named, not every other one
@@ -160,7 +169,7 @@ def language_gap(view: dict) -> go.Figure:
             fig.add_trace(
                 go.Bar(
                     name=name,
-                    x=[g["model"] for g in gap],
+                    x=[chart_text(g["model"]) for g in gap],
                     y=[c.get("rate") for c in cells],
                     error_y={
                         "type": "data",
