@@ -99,6 +99,7 @@ def _progress_bar():
         TextColumn("{task.fields[detail]}", markup=False),
         TimeRemainingColumn(),
         console=err,
+        disable=not err.is_terminal,  # piped, a bar would leave its last state in the file
     )
 
 

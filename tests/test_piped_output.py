@@ -114,3 +114,29 @@ def test_the_embedding_bar_shows_on_a_terminal_only_when_answers_need_embedding(
     code, shown = cli_on_a_terminal("analyze")
     assert code == 0, shown
     assert "embedding answers" not in shown and "Not answered per model" in shown  # all embedded now
+
+
+# what a progress display leaves in a file: tqdm's bar and rate, Rich's bar
+PROGRESS_MARKS = ("%|", "it/s]", "━", "Loading weights")
+
+
+def test_no_library_shows_a_progress_display_on_a_stderr_that_is_not_a_terminal(protocol_server, tmp_path):
+    """`analyze … 2>err.txt` while answers need embedding (the embedder loads: transformers' own
+    "Loading weights" bar) and `suite run … 2>err.txt` (a Rich bar printed its last state) leave
+    messages in the file, never a progress display."""
+    stored_long_names()
+    done = cli_piped("analyze")
+    assert done.returncode == 0, done.stderr
+    assert "answers not embedded yet" in done.stderr  # said once, in words
+    assert not any(mark in done.stderr for mark in PROGRESS_MARKS), done.stderr
+    user_endpoints(tmp_path, protocol_server.url, fast="echo")
+    done = cli_piped("suite", "run", "china-sensitive", "-m", "fast", "--limit", "3")
+    assert done.returncode == 0, done.stderr
+    assert not any(mark in done.stderr for mark in PROGRESS_MARKS) and "run 1 " not in done.stderr, done.stderr
+
+
+def test_a_suite_run_shows_its_progress_bar_on_a_terminal(protocol_server, tmp_path):
+    user_endpoints(tmp_path, protocol_server.url, fast="echo")
+    code, shown = cli_on_a_terminal("suite", "run", "china-sensitive", "-m", "fast", "--limit", "3")
+    assert code == 0, shown
+    assert "run 1" in shown and "3/3" in shown and "━" in shown, shown

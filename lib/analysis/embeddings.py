@@ -25,6 +25,7 @@ import dataclasses
 import hashlib
 import os
 import re
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -157,7 +158,12 @@ class TransformerEmbedder(Embedder):
         return pieces, np.asarray(owner, dtype=np.int64), np.asarray(weight, dtype=np.float32)
 
     def _encode_pieces(self, pieces: list[str]) -> np.ndarray:
-        options = {"batch_size": self.batch_size, "convert_to_numpy": True, "normalize_embeddings": True}
+        options = {
+            "batch_size": self.batch_size,
+            "convert_to_numpy": True,
+            "normalize_embeddings": True,
+            "show_progress_bar": False,  # callers show their own progress (a page's bar, the CLI's)
+        }
         if len(self.devices) > 1:
             with _lock:  # one pool of processes per model, started on first use, stopped at exit
                 pool = _pools.get(id(self.model))
@@ -165,7 +171,7 @@ class TransformerEmbedder(Embedder):
                     pool = _pools[id(self.model)] = self.model.start_multi_process_pool(list(self.devices))
                     atexit.register(self.model.stop_multi_process_pool, pool)
             return self.model.encode(pieces, pool=pool, **options)
-        return self.model.encode(pieces, show_progress_bar=False, **options)
+        return self.model.encode(pieces, **options)
 
     def encode(self, texts: list[str]) -> np.ndarray:
         """Normalised float32 vectors, one per text, each text embedded whole (no cache)."""
@@ -205,9 +211,21 @@ def _torch_devices() -> DeviceChoice:
     return pick_device(torch.cuda.device_count() if torch.cuda.is_available() else 0, mps)
 
 
+def quiet_library_progress() -> None:
+    """No progress bar from transformers or huggingface_hub (transformers' "Loading weights",
+    hub downloads) while standard error is not a terminal: a log file or a pipe keeps every state
+    of a bar. Parallax says what it is doing itself (the CLI's message, the page's bar)."""
+    if getattr(sys.stderr, "isatty", None) and sys.stderr.isatty():
+        return
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()  # huggingface_hub's bars too
+
+
 def _load_transformer(name_or_path: str, offline: bool) -> TransformerEmbedder:
     from sentence_transformers import SentenceTransformer
 
+    quiet_library_progress()
     choice = _torch_devices()
     source = str(default_model_path()) if name_or_path == DEFAULT_NAME else name_or_path
     # the default is a local folder: never ask a hub for it (per call, not for the whole process)
