@@ -128,3 +128,23 @@ def test_names_and_topics_are_in_the_figures_escaped_not_dropped(result):
 def test_chart_text_escapes_markup_and_entities_and_keeps_quotes():
     assert chart_text('<a href="x">&amp; it\'s</a>') == '&lt;a href="x"&gt;&amp;amp; it\'s&lt;/a&gt;'
     assert chart_text(None) == "" and chart_text(3) == "3" and chart_text("a\ud83d") == "a\ufffd"
+
+
+def test_axes_of_names_are_categories_whatever_the_names_look_like(result):
+    """Models named like numbers or dates stay named categories (Plotly would guess a number or date axis)."""
+    figures = builds(result)
+    for name, axes in {
+        "ratings_chart": ("xaxis",),
+        "win_rate_heatmap": ("xaxis", "yaxis"),
+        "cluster_sizes": ("xaxis",),
+        "divergence_heatmap": ("xaxis", "yaxis"),
+        "deflection_heatmap": ("xaxis", "yaxis"),
+        "language_gap": ("xaxis",),
+    }.items():
+        layout = json.loads(figures[name][0].to_json())["layout"]
+        for axis in axes:
+            assert layout.get(axis, {}).get("type") == "category", (name, axis)
+    board = build_board([Battle("1", "2", "a"), Battle("2", "2024-01-01", "b")], names={}, bootstrap=0)
+    chart = json.loads(charts.ratings_chart(board.ratings, board.names).to_json())
+    assert sorted(chart["data"][0]["x"]) == ["1", "2", "2024-01-01"]
+    assert chart["layout"]["xaxis"]["type"] == "category"

@@ -16,6 +16,10 @@ import plotly.graph_objects as go
 from lib.analysis.deflection import with_interval
 from lib.safety import chart_text
 
+# an axis of names is categorical: Plotly otherwise guesses a type from the values, and models
+# named "1", "2" or "2024-01-01" would be drawn on a number or date line (and merged or spaced)
+NAMES = {"type": "category"}
+
 
 def ratings_chart(ratings, names: dict[str, str]) -> go.Figure:
     """Ratings with 95% bootstrap intervals as error bars, best first."""
@@ -38,7 +42,11 @@ def ratings_chart(ratings, names: dict[str, str]) -> go.Figure:
         )
     )
     fig.update_layout(
-        title="Bradley–Terry rating (95% bootstrap CI)", yaxis_title="rating", margin={"t": 50, "b": 10}, height=420
+        title="Bradley–Terry rating (95% bootstrap CI)",
+        yaxis_title="rating",
+        xaxis=NAMES,
+        margin={"t": 50, "b": 10},
+        height=420,
     )
     return fig
 
@@ -61,7 +69,9 @@ def win_rate_heatmap(models: list[str], rates: np.ndarray, names: dict[str, str]
             hovertemplate="%{y} vs %{x}: %{z:.0%}<extra></extra>",
         )
     )
-    fig.update_layout(title="Win rate (row beats column)", height=420, margin={"t": 50, "b": 10})
+    fig.update_layout(
+        title="Win rate (row beats column)", xaxis=NAMES, yaxis=NAMES, height=420, margin={"t": 50, "b": 10}
+    )
     return fig
 
 
@@ -97,7 +107,7 @@ def cluster_sizes(clusters: list[dict]) -> go.Figure:
     names = [chart_text(f"{c['id']}: {', '.join(c['terms'][:3])}") for c in clusters]
     bars = [go.Bar(name=chart_text(m), x=names, y=[c["by_model"].get(m, 0) for c in clusters]) for m in models]
     fig = go.Figure(bars)
-    fig.update_layout(barmode="stack", height=420, title="Cluster sizes per model", margin={"t": 50})
+    fig.update_layout(barmode="stack", height=420, title="Cluster sizes per model", xaxis=NAMES, margin={"t": 50})
     return fig
 
 
@@ -113,7 +123,7 @@ def divergence_heatmap(view: dict) -> go.Figure:
             hovertemplate="%{y} vs %{x}: %{z:.3f}<extra></extra>",
         )
     )
-    fig.update_layout(title="Mean divergence (cosine distance)", height=460, margin={"t": 50})
+    fig.update_layout(title="Mean divergence (cosine distance)", xaxis=NAMES, yaxis=NAMES, height=460, margin={"t": 50})
     return fig
 
 
@@ -152,7 +162,8 @@ def deflection_heatmap(view: dict, label: str = "not_answered") -> go.Figure:
         title=f"{chart_text(title)} rate by topic (95% intervals in hover)",
         height=max(460, 120 + 18 * len(models)),  # one readable row per model
         margin={"t": 50},
-        yaxis={"dtick": 1, "automargin": True},  # every model named, not every other one
+        xaxis=NAMES,
+        yaxis={**NAMES, "dtick": 1, "automargin": True},  # every model named, not every other one
     )
     return fig
 
@@ -183,6 +194,7 @@ def language_gap(view: dict) -> go.Figure:
         barmode="group",
         title="Not answered: English vs Chinese twins (raw and corrected, 95% intervals)",
         yaxis_range=[0, 1],
+        xaxis=NAMES,
         height=420,
         margin={"t": 50},
     )
