@@ -185,7 +185,10 @@ def excerpt(text: str | None, limit: int = 32) -> str:
 
 
 def csv_cell(value: object) -> object:
-    """A value safe for a spreadsheet: text that could start a formula gets a leading quote."""
+    """A value safe for a spreadsheet: text that could start a formula gets a leading quote, and a
+    boolean is `true` or `false`, as JSON writes it (csv would write Python's `True`/`False`)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, str):
         value = clean_text(value)
         if value.startswith(CSV_TRIGGERS):
