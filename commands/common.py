@@ -84,7 +84,7 @@ def output_or_fail(ctx: typer.Context, given: str, name: str) -> Path:
     """The file an output option names: `given`, or `name` inside it when `given` ends with a slash
     or is an existing folder (made when missing, and removed again when the command `ctx` ends
     without writing into it: a failed command leaves nothing behind); exit 2 naming the path when
-    it cannot be used; `-` is lib.files.STDOUT. The caller checks the file itself (check_output_path[s])."""
+    it cannot be used; `-` is lib.files.STDOUT. The caller checks the file itself (`outputs_or_fail`)."""
     from lib.files import OutputPathError, output_file, remove_if_empty
 
     try:
@@ -98,13 +98,27 @@ def output_or_fail(ctx: typer.Context, given: str, name: str) -> Path:
 
 def output_folder_or_fail(ctx: typer.Context, folder: Path, names: list[str]) -> list[Path]:
     """The files `names` inside the output folder `folder` (made when missing, its parent must
-    exist; removed again if nothing is written into it), each checked; or exit 2 naming the path."""
-    from lib.files import OutputPathError, check_output_paths, make_output_folder, remove_if_empty
+    exist; removed again if nothing is written into it), each checked (`outputs_or_fail`); or
+    exit 2 naming the path."""
+    from lib.files import OutputPathError, make_output_folder, remove_if_empty
 
     try:
         if make_output_folder(folder):
             ctx.call_on_close(lambda: remove_if_empty(folder))
-        return check_output_paths([folder / name for name in names])
+    except OutputPathError as exc:
+        fail(str(exc))
+    return outputs_or_fail([folder / name for name in names])
+
+
+def outputs_or_fail(paths: list, *inputs: tuple[object, str]) -> list:
+    """`paths` checked before anything is written (lib.files.check_output_paths), none of them one
+    of `inputs` ((path or file descriptor, what it is) pairs) or a file Parallax reads itself (the
+    database, the endpoints and secrets files), however spelled; or exit 2 naming the path."""
+    from lib.files import OutputPathError, check_output_paths
+    from lib.storage import files_read
+
+    try:
+        return check_output_paths(paths, reads=[*inputs, *files_read()])
     except OutputPathError as exc:
         fail(str(exc))
 

@@ -22,6 +22,7 @@ from commands.common import (
     out,
     output_folder_or_fail,
     output_or_fail,
+    outputs_or_fail,
     plain,
     vote_filter_or_fail,
 )
@@ -125,7 +126,7 @@ def export(
     """Export rated pairs as training data, streamed to the file."""
     from lib.arena.export import FORMATS, NothingToExport, file_names
     from lib.arena.export import export as run_export
-    from lib.files import OutputPathError, check_output_paths
+    from lib.files import OutputPathError
 
     if fmt not in FORMATS:
         fail(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
@@ -133,10 +134,7 @@ def export(
     data_name, card_name = file_names(fmt)
     data_path = output_or_fail(ctx, output, data_name)
     card_path = output_or_fail(ctx, card, card_name) if card is not None else None
-    try:
-        check_output_paths([data_path] + ([card_path] if card_path is not None else []))
-    except OutputPathError as exc:
-        fail(str(exc))
+    outputs_or_fail([data_path] + ([card_path] if card_path is not None else []))  # never the database
     open_db_or_fail()
     try:
         summary = run_export(fmt, vote_filter, data_path, card=card_path)
@@ -224,7 +222,6 @@ def classify(
         DASH,
         InputFileError,
         OutputPathError,
-        check_output_path,
         iter_jsonl,
         read_stdin_lenient,
         read_text_lenient,
@@ -238,10 +235,8 @@ def classify(
         fail(str(exc))
     where = "standard input" if from_stdin else str(input_file)
     output = output_or_fail(ctx, output, f"{'stdin' if from_stdin else input_file.stem}.labelled.jsonl")
-    try:
-        check_output_path(output)
-    except OutputPathError as exc:
-        fail(str(exc))
+    # never over the input (another spelling, a link, the file redirected to standard input) or the database
+    outputs_or_fail([output], (0, "the file on standard input") if from_stdin else (input_file, "the input file"))
     if warning:
         err.print(Text.assemble(("warning:", "yellow"), plain(f" {warning}")))
     rows, problems, name = [], [], "<stdin>" if from_stdin else input_file.name
@@ -320,17 +315,14 @@ def train_deflection(
     from lib.deflection.card import card_path
     from lib.deflection.model import ARTIFACT
     from lib.deflection.train import TrainingDataMissing, train_and_save
-    from lib.files import DASH, OutputPathError, check_output_paths
+    from lib.files import DASH
 
     if output == DASH:
         fail("--output - (standard output) cannot take the artifact and its card: give a .npz file or a folder")
     artifact = ARTIFACT if output is None else output_or_fail(ctx, output, ARTIFACT.name)
     if artifact.suffix != ".npz":  # numpy adds .npz to any other name: check and name the file it writes
         artifact = artifact.with_name(artifact.name + ".npz")
-    try:  # the artifact and its card, before minutes of training, not after
-        check_output_paths([artifact, card_path(artifact)])
-    except OutputPathError as exc:
-        fail(str(exc))
+    outputs_or_fail([artifact, card_path(artifact)])  # before minutes of training, not after
     if not no_db:
         open_db_or_fail()
     try:

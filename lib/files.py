@@ -22,7 +22,7 @@ import re
 import stat
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
@@ -275,9 +275,11 @@ def check_output_path(path: Path) -> Path:
     return path
 
 
-def check_output_paths(paths: list[Path]) -> list[Path]:
+def check_output_paths(paths: list[Path], reads: Sequence[tuple[object, str]] = ()) -> list[Path]:
     """Check several outputs of one command before any is written; they must also differ (one
-    of them at most is standard output)."""
+    of them at most is standard output), and none may be a file the command reads: `reads` are
+    (path, what it is) pairs ("the input file", "the database"…), compared as files, so another
+    spelling of a path, a symbolic link or a hard link to it is the same file."""
     checked = [check_output_path(p) for p in paths]
     if sum(path is STDOUT for path in checked) > 1:
         raise OutputPathError("only one output can be standard output ('-'); give the others a file path")
@@ -289,7 +291,25 @@ def check_output_paths(paths: list[Path]) -> list[Path]:
         if key in seen:
             raise OutputPathError(f"{seen[key]} and {path} are the same file; give two different paths")
         seen[key] = path
+        for read, what in reads:
+            if same_file(path, read):
+                named = "" if isinstance(read, int) or str(read) == str(path) else f" ({read})"
+                raise OutputPathError(
+                    f"{path} is {what}{named}: writing the output there would destroy it; "
+                    "give another output path (nothing was written)"
+                )
     return checked
+
+
+def same_file(path: Path, other: object) -> bool:
+    """Whether `path` and `other` (a path, or an open file's descriptor) are one file, however
+    each is spelled (relative or absolute, through a symbolic link, a hard link); False when
+    either does not exist."""
+    try:
+        there = os.fstat(other) if isinstance(other, int) else os.stat(other)
+        return os.path.samestat(os.stat(path), there)
+    except (OSError, ValueError, TypeError):
+        return False
 
 
 SEPARATORS = tuple({"/", os.sep, os.altsep or "/"})

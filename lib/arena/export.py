@@ -38,6 +38,7 @@ from lib.files import StagedFile, check_output_paths, staged_file
 from lib.present import inline_code
 from lib.providers.endpoints import EndpointConfigError, load_endpoints
 from lib.safety import csv_row
+from lib.storage import files_read
 
 FORMATS = ("trl", "openai-dpo", "kto", "jsonl", "csv")
 ROW_KEYS = {
@@ -256,13 +257,14 @@ def export(fmt: str, f: VoteFilter, path: Path, card: Path | None = None) -> Exp
     """The export action: stream one format to `path` (and a dataset card to `card` if given);
     either may be lib.files.STDOUT (standard output, written as it comes).
 
-    Both targets are checked before anything is written and both files appear only once both
-    are complete. Raises ValueError for an unknown format, OutputPathError for a target that is
-    not a regular file (a folder, a device, a symbolic link...), and NothingToExport when no row
-    matches; no file is written in any of those cases."""
+    Both targets are checked before anything is written (neither may be the database or another
+    file Parallax reads) and both files appear only once both are complete. Raises ValueError for
+    an unknown format, OutputPathError for a target that is not a regular file (a folder, a device,
+    a symbolic link...) or is a file read, and NothingToExport when no row matches; no file is
+    written in any of those cases."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
-    check_output_paths([path] + ([card] if card is not None else []))
+    check_output_paths([path] + ([card] if card is not None else []), reads=files_read())  # never the database
     with session_scope() as session, staged_file(path, newline="") as data:
         count, models = _write_rows(session, fmt, f, data.file)
         if card is not None:
