@@ -27,7 +27,6 @@ from commands.common import (
     vote_filter_or_fail,
 )
 from lib.present import plural
-from lib.vocab import Status
 
 app = typer.Typer()
 # the files `analyze --html` may write (lib.analysis.charts.analysis_figures), checked before analysing
@@ -151,7 +150,12 @@ def export(
 def classify(
     ctx: typer.Context,
     input_file: Annotated[
-        Optional[Path], typer.Argument(help="JSONL rows with prompt and response (- reads standard input).")
+        Optional[Path],
+        typer.Argument(
+            help="Answer rows as `import` reads them: JSONL, JSON or CSV (.gz too), with a response (or answer, "
+            "output, completion) and optionally a prompt (or question, input) and status (- reads JSONL from "
+            "standard input)."
+        ),
     ] = None,
     output: Annotated[
         Optional[str],
@@ -176,7 +180,8 @@ def classify(
         ),
     ] = None,
 ) -> None:
-    """Label answers answered / refused / deflected / blocked / empty (JSONL in and out, or the database)."""
+    """Label answers answered / refused / deflected / blocked / empty (rows as `import` reads them in, JSONL
+    out; or the database)."""
     from lib.deflection import classify as detector
     from lib.deflection import source_name
 
@@ -218,44 +223,21 @@ def classify(
         return
     if input_file is None or output is None:
         fail("give INPUT.jsonl and -o OUTPUT.jsonl, or --db")
-    from lib.files import (
-        DASH,
-        InputFileError,
-        OutputPathError,
-        iter_jsonl,
-        read_stdin_lenient,
-        read_text_lenient,
-        staged_file,
-    )
+    from lib.files import DASH, InputFileError, OutputPathError, read_input_bytes, read_stdin_bytes, staged_file
+    from lib.imports import ImportProblems, rows_to_label
 
     from_stdin = str(input_file) == DASH
-    try:  # bytes that are not UTF-8 become U+FFFD
-        text, warning = read_stdin_lenient() if from_stdin else read_text_lenient(input_file)
-    except InputFileError as exc:
-        fail(str(exc))
-    where = "standard input" if from_stdin else str(input_file)
     output = output_or_fail(ctx, output, f"{'stdin' if from_stdin else input_file.stem}.labelled.jsonl")
     # never over the input (another spelling, a link, the file redirected to standard input) or the database
     outputs_or_fail([output], (0, "the file on standard input") if from_stdin else (input_file, "the input file"))
-    if warning:
-        err.print(Text.assemble(("warning:", "yellow"), plain(f" {warning}")))
-    rows, problems, name = [], [], "<stdin>" if from_stdin else input_file.name
-    for number, row, problem in iter_jsonl(text):
-        if problem:
-            problems.append(f"{name}:{number}: {problem}")
-        elif not isinstance(row, dict):
-            problems.append(f'{name}:{number}: not a JSON object (each line is one answer: {{"response": …}})')
-        elif not isinstance(row.get("response"), str):
-            problems.append(f"{name}:{number}: no 'response' text")
-        elif (status := row.get("status")) is not None and (
-            not isinstance(status, str) or status.lower() not in Status.ALL
-        ):
-            # an unknown status would silently make the answer 'incomplete' and drop it from rates
-            problems.append(f"{name}:{number}: status {status!r} is not one of {', '.join(Status.ALL)}")
-        else:
-            rows.append(row | ({"status": status.lower()} if status is not None else {}))
-    if problems:
-        fail_problems(where, problems, "nothing was written")
+    where = "standard input" if from_stdin else str(input_file)
+    try:  # the rows as `import` reads them: JSONL, a JSON list or CSV (.gz too), its field names
+        data = read_stdin_bytes() if from_stdin else read_input_bytes(input_file)
+        rows = rows_to_label(data, "<stdin>" if from_stdin else input_file.name)
+    except InputFileError as exc:
+        fail(str(exc))
+    except ImportProblems as exc:
+        fail_problems(where, exc.problems, "nothing was written")
     if batch < 1:
         fail("--batch must be at least 1")
     failed, reasons = 0, []
@@ -263,7 +245,7 @@ def classify(
         with staged_file(output) as staged:
             for start in range(0, len(rows), batch):
                 chunk = rows[start : start + batch]
-                for row, verdict in zip(chunk, run_classifier(chunk), strict=True):
+                for (row, _), verdict in zip(chunk, run_classifier([item for _, item in chunk]), strict=True):
                     if verdict.error:  # a failed judge call is no verdict: the row stays unlabelled
                         failed += 1
                         reasons += [verdict.error] if verdict.error not in reasons else []

@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
-from lib.safety import clean_json, clean_text, excerpt
+from lib.safety import control_character, excerpt, unicode_json, valid_unicode
 
 
 class OutputPathError(ValueError):
@@ -136,6 +136,8 @@ def json_problem(exc: json.JSONDecodeError) -> tuple[int, str]:
         return line, f"column {column}: {TOO_LONG_NUMBER}"
     rest = NEWLINE.split(text[pos : pos + 200], maxsplit=1)[0]  # the rest of that line, at most
     found = excerpt(rest) if rest else ("the end of the line" if pos < len(text) else "the end of the text")
+    if exc.msg.startswith("Invalid control character") and (char := control_character(text[pos : pos + 1])):
+        return line, f"column {column}: contains a control character ({char}); remove it"  # as other readers say
     what = re.sub(r"( starting)? at$", "", exc.msg)  # "Unterminated string starting at" preceded a position
     return line, f"not JSON at column {column}: {what[:1].lower()}{what[1:]}, found {found}"
 
@@ -147,12 +149,14 @@ def iter_jsonl(text: str) -> Iterator[tuple[int, object, str | None]]:
     nested more than MAX_DEPTH levels (number, None, "nested too deeply (…)"); nothing is raised.
     Lines end at \\n, \\r\\n or \\r only, as an editor numbers them. Text is made valid Unicode
     first and again inside each value (a JSON "\\ud83d" escape decodes to a lone surrogate), and a
-    leading byte-order mark is ignored."""
-    for number, line in enumerate(NEWLINE.split(clean_text(text).removeprefix("\ufeff")), start=1):
+    leading byte-order mark is ignored. Control characters a value holds (a "\\u0000" or "\\u001b"
+    escape) are kept: the caller refuses them where text may hold none (a prompt) and cleans the
+    rest (lib.safety.clean_text); one written raw in a line makes it not JSON."""
+    for number, line in enumerate(NEWLINE.split(valid_unicode(text).removeprefix("\ufeff")), start=1):
         if not line.strip():
             continue
         try:
-            yield number, clean_json(load_json(line)), None
+            yield number, unicode_json(load_json(line)), None
         except json.JSONDecodeError as exc:
             yield number, None, json_problem(exc)[1]
         except TooDeep:
@@ -160,31 +164,17 @@ def iter_jsonl(text: str) -> Iterator[tuple[int, object, str | None]]:
 
 
 def decode_text(data: bytes, name: str) -> str:
-    """UTF-8 text (a leading byte-order mark dropped); InputFileError naming `name`, the line and
-    the byte when it is not UTF-8 (a GBK or Latin-1 file, say)."""
+    """UTF-8 text (a leading byte-order mark dropped); InputFileError naming `name`, the line, the
+    byte and its offset when it is not UTF-8 (a GBK or Latin-1 file, say). Nothing is replaced:
+    text that U+FFFD stood in for would be imported as if it had been written so."""
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         raise InputFileError(
-            f"{name}, line {line}: not UTF-8 text (byte 0x{data[exc.start]:02x}); save the file as UTF-8"
+            f"{name}, line {line}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start:,}); "
+            "save the file as UTF-8"
         ) from None
-
-
-def decode_lenient(data: bytes, name: str) -> tuple[str, str | None]:
-    """Bytes as text where what is not UTF-8 becomes U+FFFD (a leading byte-order mark dropped),
-    and a warning naming `name`, the first line with such bytes, the byte, and how many characters
-    were replaced (None for clean UTF-8). The text is not otherwise cleaned."""
-    try:
-        return data.decode("utf-8-sig"), None
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        text = data.decode("utf-8-sig", "replace")
-        replaced = text.count("\ufffd") - data.decode("utf-8", "ignore").count("\ufffd")
-        return text, (
-            f"{name}, line {line}: not UTF-8 text (byte 0x{data[exc.start]:02x}); "
-            f"{replaced} character(s) were replaced by U+FFFD — save the file as UTF-8 to keep them"
-        )
 
 
 def check_input_file(path: Path) -> None:
@@ -210,17 +200,14 @@ def read_input_bytes(path: Path) -> bytes:
 
 def read_text_file(path: Path) -> str:
     """A user's text file as str; InputFileError when it is missing, not a regular file, unreadable
-    or not UTF-8 (the message names the file and the line)."""
+    or not UTF-8 (the message names the file, the line and the byte). Control characters are kept
+    for the reader to refuse where text may hold none."""
     return decode_text(read_input_bytes(path), str(path))
 
 
-def read_text_lenient(path: Path) -> tuple[str, str | None]:
-    """A user's text file where bytes that are not UTF-8 become U+FFFD (the text goes on, as
-    issue-free text would), and a warning naming the file, the first such line and how many
-    characters were replaced (None for a clean file). InputFileError when the file is missing,
-    a folder, not a regular file or unreadable."""
-    text, warning = decode_lenient(read_input_bytes(path), str(path))
-    return clean_text(text), warning
+def read_stdin_bytes() -> bytes:
+    """Everything on standard input, as bytes (the reader decodes and names problems)."""
+    return sys.stdin.buffer.read()
 
 
 DASH = "-"  # an output (or an input) given as "-" is standard output (input), as Unix tools read it
@@ -236,12 +223,6 @@ class StandardOutput:
 
 
 STDOUT = StandardOutput()
-
-
-def read_stdin_lenient() -> tuple[str, str | None]:
-    """Standard input read as `read_text_lenient` reads a file (the warning names standard input)."""
-    text, warning = decode_lenient(sys.stdin.buffer.read(), "standard input")
-    return clean_text(text), warning
 
 
 def check_output_path(path: Path) -> Path:

@@ -7,7 +7,16 @@ Answer rows: `prompt` (or `question`, `input`), `model` (or `model_name`), `resp
 `answer`, `output`, `completion`); optional `language`, `topic`, `kind`, `reasoning`, `system`,
 `label` with `label_origin`, `conversation_id` with `turn`, `id`, and `pair` (also `pair_id`,
 `question_id`, or `question` when `prompt` is given, as in SpeechMap's files): rows sharing a
-pair are the same request in different languages."""
+pair are the same request in different languages.
+
+`classify` reads answer rows with this same reader (`rows_to_label`): the same formats and field
+names, with only a response required and a `status` read, each row kept to be written back with
+its label.
+
+Problems are found in what the file holds before anything is cleaned: a control character in a
+prompt (NUL as much as ESC) is refused with its line, never turned into U+FFFD first, and a file
+that is not UTF-8 is refused naming the line and the byte. Prompts have the limit of a prompt
+asked in the app (PARALLAX_MAX_PROMPT_CHARS); answers have MAX_TEXT_CHARS."""
 
 from __future__ import annotations
 
@@ -19,12 +28,13 @@ import zlib
 from collections.abc import Callable
 from pathlib import Path
 
+from db import config
 from db.vocab import LANGUAGES, Status
 from lib.files import (
     TOO_DEEP,
     InputFileError,
     TooDeep,
-    decode_lenient,
+    decode_text,
     iter_jsonl,
     json_problem,
     load_json,
@@ -43,7 +53,7 @@ from lib.imports.records import (
     label_code,
     language_code,
 )
-from lib.safety import clean_text, control_character
+from lib.safety import clean_json, clean_text, control_character, unicode_json
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
 SUFFIXES = (".jsonl", ".ndjson", ".json", ".csv")
@@ -73,6 +83,7 @@ KNOWN_KEYS = {
     "turn_index",
     "id",
 }
+LIMIT_HINT = "PARALLAX_MAX_PROMPT_CHARS; raise it to import longer prompts"
 TOPIC_VARS = ("topic", "subject", "category")
 
 
@@ -92,35 +103,68 @@ def read_file(path: Path, progress: Progress | None = None) -> Parsed:
     return read_bytes(data, path.name, progress)
 
 
-def read_bytes(data: bytes, name: str, progress: Progress | None = None) -> Parsed:
-    """Every record of an import file's bytes (`name` picks the reader and labels problems)."""
-    kind = file_format(name)
+def read_bytes(data: bytes, name: str, progress: Progress | None = None, *, labelling: bool = False) -> Parsed:
+    """Every record of an import file's bytes (`name` picks the reader and labels problems).
+
+    `labelling` reads answer rows for `classify` instead of an import: a name of no known format
+    is read as JSONL, only the response is required, `status` is read, each record keeps its row
+    (`fields`), prompts have no length limit (nothing is asked or stored) and battles are refused."""
+    kind = file_format(name) or ("jsonl" if labelling else None)
     if kind is None:
         raise ImportProblems([f"{name}: import files are .jsonl, .json or .csv (optionally .gz)"])
-    warnings: list[str] = []
-    text = _decode(data, name, warnings)
+    text = _decode(data, name)
+    reading = _Reading(name, progress, labelling, None if labelling else config.max_prompt_chars())
     if kind == "csv":
-        parsed = _rows(_csv_rows(text, name), name, progress)
+        parsed = _rows(_csv_rows(text, name), reading)
     elif kind == "json":
-        parsed = _json(text, name, progress)
+        parsed = _json(text, reading)
     else:
-        parsed = _rows(_jsonl_rows(text, name), name, progress)
-    parsed.warnings = warnings + parsed.warnings
+        parsed = _rows(_jsonl_rows(text, name), reading)
     if not parsed.count and not parsed.problems:
         parsed.problems.append(f"{name}: no records found")
     return parsed
 
 
-def _decode(data: bytes, name: str, warnings: list[str]) -> str:
+def rows_to_label(data: bytes, name: str) -> list[tuple[dict, dict]]:
+    """The answers of a file for `classify`, read as an import reads them (formats and field names,
+    see the module docstring): (the row to write back with its label, clean; the detector's item:
+    prompt, response, status) per answer, in file order. ImportProblems listing every problem."""
+    parsed = read_bytes(data, name, labelling=True)
+    if parsed.problems:
+        raise ImportProblems(parsed.problems)
+    return [
+        (record.fields, {"prompt": record.prompt, "response": record.response, "status": record.status})
+        for record in parsed.answers
+    ]
+
+
+class _Reading:
+    """What one read is for: the file's name, progress, whether it labels (classify) or imports,
+    and the prompt limit (None when prompts have none)."""
+
+    def __init__(self, name: str, progress: Progress | None, labelling: bool, limit: int | None):
+        self.name, self.progress, self.labelling, self.limit = name, progress, labelling, limit
+
+    def prompt_fits(self, text: str | None, field: str, where: str, problems: list[str]) -> bool:
+        """Whether a prompt is within the limit of a prompt asked in the app; a problem when not."""
+        if self.limit is None or text is None or len(text) <= self.limit:
+            return True
+        problems.append(
+            f"{where}: {field} is {len(text):,} characters; the limit for a prompt is {self.limit:,} ({LIMIT_HINT})"
+        )
+        return False
+
+
+def _decode(data: bytes, name: str) -> str:
     if data[:2] == b"\x1f\x8b":
         try:
             data = gzip.decompress(data)
         except (OSError, EOFError, zlib.error) as exc:
             raise ImportProblems([f"{name}: not a readable gzip file ({exc})"]) from exc
-    text, warning = decode_lenient(data, name)  # then clean_text per field (lib.safety, the one sanitising path)
-    if warning:
-        warnings.append(warning)
-    return text
+    try:  # not cleaned here: fields are checked as written, then cleaned one by one (lib.safety.clean_text)
+        return decode_text(data, name)
+    except InputFileError as exc:
+        raise ImportProblems([str(exc)]) from None
 
 
 # --- containers: each yields (where, row or None, problem or None) ---------------------------
@@ -146,7 +190,8 @@ def _csv_rows(text: str, name: str):
         yield f"{name}:{reader.line_num}", None, f"not valid CSV ({exc})"
 
 
-def _json(text: str, name: str, progress: Progress | None) -> Parsed:
+def _json(text: str, reading: _Reading) -> Parsed:
+    name = reading.name
     try:
         data = load_json(text)
     except json.JSONDecodeError as exc:
@@ -155,10 +200,10 @@ def _json(text: str, name: str, progress: Progress | None) -> Parsed:
     except TooDeep as exc:
         raise ImportProblems([f"{name}:{exc.line}: {TOO_DEEP}"]) from None
     if isinstance(data, dict) and "results" in data:
-        return _promptfoo(data, name)
+        return _promptfoo(data, reading)
     if not isinstance(data, list):
         raise ImportProblems([f"{name}:1: a JSON import is a list of rows, or promptfoo's results file"])
-    return _rows(_json_list_rows(text, len(data), name), name, progress)
+    return _rows(_json_list_rows(text, len(data), name), reading)
 
 
 def _json_list_rows(text: str, count: int, name: str):
@@ -170,17 +215,23 @@ def _json_list_rows(text: str, count: int, name: str):
             position += 1
         line, counted = line + text.count("\n", counted, position), position
         item, position = decoder.raw_decode(text, position)
-        yield f"{name}:{line}", item, None
+        yield f"{name}:{line}", unicode_json(item), None
 
 
 # --- answer rows and battles -------------------------------------------------------------
 
 
-def _rows(rows, name: str, progress: Progress | None) -> Parsed:
-    rows = list(rows)
+def _rows(rows, reading: _Reading) -> Parsed:
+    rows, name, progress = list(rows), reading.name, reading.progress
     first = next((row for _, row, _ in rows if isinstance(row, dict)), {})
     battles = {"model_a", "model_b"} <= {str(k).strip().lower() for k in first}
     parsed = Parsed("battles" if battles else "rows")
+    if battles and reading.labelling:
+        parsed.problems.append(
+            f"{name}: holds pairwise battles (model_a, model_b); classify labels answer rows "
+            "(import the battles to label both sides)"
+        )
+        return parsed
     ignored: set[str] = set()
     for index, (where, row, problem) in enumerate(rows, start=1):
         if progress and index % 500 == 0:
@@ -191,17 +242,19 @@ def _rows(rows, name: str, progress: Progress | None) -> Parsed:
         if not isinstance(row, dict):
             parsed.problems.append(f"{where}: each record must be an object with named fields")
             continue
-        row = {str(k).strip().lower(): v for k, v in row.items() if k is not None}
+        given, row = row, {str(k).strip().lower(): v for k, v in row.items() if k is not None}
         if parsed.format == "battles":
-            record = _battle(row, where, parsed.problems)
+            record = _battle(row, where, parsed.problems, reading)
             if record is not None:
                 parsed.battles.append(record)
         else:
             ignored |= set(row) - KNOWN_KEYS
-            record = _answer(row, where, parsed.problems)
+            record = _answer(row, where, parsed.problems, reading)
             if record is not None:
                 parsed.answers.append(record)
-    if ignored:
+                if reading.labelling:  # written back as given, clean, the status in our words
+                    record.fields = clean_json(given) | ({"status": record.status} if "status" in row else {})
+    if ignored and not reading.labelling:
         parsed.warnings.append(f"{name}: ignored field(s) {', '.join(sorted(ignored)[:10])}")
     return parsed
 
@@ -268,11 +321,14 @@ def _language(value: object, where: str, problems: list[str]) -> str | None:
     return code
 
 
-def _answer(row: dict, where: str, problems: list[str]) -> AnswerRecord | None:
-    before = len(problems)
+def _answer(row: dict, where: str, problems: list[str], reading: _Reading) -> AnswerRecord | None:
+    before, required = len(problems), not reading.labelling  # classify needs only the response
     prompt_key, prompt = _first(row, PROMPT_KEYS)
-    prompt = _text(prompt, "prompt (or question, input)", where, problems, typed=True)
-    model = _model(_first(row, MODEL_KEYS)[1], "model (or model_name)", where, problems)
+    prompt = _text(prompt, "prompt (or question, input)", where, problems, required=required, typed=True)
+    reading.prompt_fits(prompt, prompt_key or "prompt", where, problems)
+    model_key, model = _first(row, MODEL_KEYS)
+    model = _model(model, "model (or model_name)", where, problems) if required or model_key else ""
+    status = _status(row.get("status"), where, problems) if reading.labelling else Status.OK
     response_key = next((k for k in RESPONSE_KEYS if k in row and row[k] is not None), None)
     if response_key is None:
         problems.append(f"{where}: missing response (or answer, output, completion)")
@@ -295,9 +351,10 @@ def _answer(row: dict, where: str, problems: list[str]) -> AnswerRecord | None:
         return None
     return AnswerRecord(
         line=where,
-        prompt=prompt,
+        prompt=prompt or "",
         model=model,
         response=response,
+        status=status,
         language=language,
         topic=clean_text(str(row.get("topic") or "")).strip()[:100],
         kind=kind,
@@ -310,6 +367,17 @@ def _answer(row: dict, where: str, problems: list[str]) -> AnswerRecord | None:
         pair=pair,
         source_id=_identifier(row.get("id")),
     )
+
+
+def _status(value: object, where: str, problems: list[str]) -> str:
+    """A row's status for classify (ok, blocked, error…; any case), ok when absent. An unknown one
+    is a problem: it would make the answer 'incomplete' and drop it from every rate silently."""
+    if value is None:
+        return Status.OK
+    if not isinstance(value, str) or value.strip().lower() not in Status.ALL:
+        problems.append(f"{where}: status {value!r} is not one of {', '.join(Status.ALL)}")
+        return Status.OK
+    return value.strip().lower()
 
 
 def _turn(value: object, where: str, problems: list[str]) -> int | None:
@@ -371,7 +439,7 @@ def _turns(messages: list[tuple[str, str]]) -> tuple[str | None, list[tuple[str,
     return system, [(prompt, answer) for prompt, answer in turns]
 
 
-def _battle(row: dict, where: str, problems: list[str]) -> BattleRecord | None:
+def _battle(row: dict, where: str, problems: list[str], reading: _Reading) -> BattleRecord | None:
     before = len(problems)
     model_a = _model(row.get("model_a"), "model_a", where, problems)
     model_b = _model(row.get("model_b"), "model_b", where, problems)
@@ -388,6 +456,8 @@ def _battle(row: dict, where: str, problems: list[str]) -> BattleRecord | None:
     _, turns_b = _turns(side_b)
     if not turns_a:
         problems.append(f"{where}: the battle has no user turn")
+        return None
+    if not all(reading.prompt_fits(p, "a user message of conversation_a", where, problems) for p, _ in turns_a):
         return None
     if [p for p, _ in turns_a] != [p for p, _ in turns_b]:
         problems.append(f"{where}: conversation_a and conversation_b do not ask the same user turns")
@@ -406,15 +476,16 @@ def _battle(row: dict, where: str, problems: list[str]) -> BattleRecord | None:
         blind=anony is not False and str(anony).lower() != "false",
         vote_turn=vote_turn,
         source_id=_identifier(_first(row, ("question_id", "id"))[1]),
-        meta={k: row[k] for k in ("tstamp", "judge") if isinstance(row.get(k), (str, int, float))},
+        meta={k: clean_json(row[k]) for k in ("tstamp", "judge") if isinstance(row.get(k), (str, int, float))},
     )
 
 
 # --- promptfoo -------------------------------------------------------------------------------
 
 
-def _promptfoo(data: dict, name: str) -> Parsed:
+def _promptfoo(data: dict, reading: _Reading) -> Parsed:
     """promptfoo's `eval -o results.json`: {evalId, results: {version, results: [...]}, config}."""
+    name = reading.name
     summary = data.get("results")
     results = summary.get("results") if isinstance(summary, dict) else summary
     parsed = Parsed("promptfoo")
@@ -426,9 +497,12 @@ def _promptfoo(data: dict, name: str) -> Parsed:
         if not isinstance(result, dict):
             parsed.problems.append(f"{where}: each result must be an object")
             continue
-        record = _promptfoo_result(result, where, parsed.problems)
+        record = _promptfoo_result(result, where, parsed.problems, reading)
         if record is not None:
             parsed.answers.append(record)
+            if reading.labelling:  # what classify writes back for a promptfoo result
+                record.fields = {"id": record.source_id, "prompt": record.prompt, "model": record.model}
+                record.fields |= {"response": record.response, "status": record.status}
     return parsed
 
 
@@ -447,7 +521,7 @@ def _promptfoo_prompt(raw: str) -> tuple[str | None, str]:
     return None, raw
 
 
-def _promptfoo_result(result: dict, where: str, problems: list[str]) -> AnswerRecord | None:
+def _promptfoo_result(result: dict, where: str, problems: list[str], reading: _Reading) -> AnswerRecord | None:
     provider = result.get("provider")
     if isinstance(provider, dict):
         provider = provider.get("label") or provider.get("id")
@@ -465,6 +539,11 @@ def _promptfoo_result(result: dict, where: str, problems: list[str]) -> AnswerRe
     if output is not None and not isinstance(output, str):
         output = json.dumps(output, ensure_ascii=False)
     system, text = _promptfoo_prompt(raw)
+    if char := control_character((system or "") + text):  # a chat prompt's messages are JSON escapes in raw
+        problems.append(f"{where}: prompt.raw contains a control character ({char}); remove it")
+        return None
+    if not reading.prompt_fits(text, "prompt.raw's user message", where, problems):
+        return None
     test_case = result.get("testCase") if isinstance(result.get("testCase"), dict) else {}
     variables = result.get("vars") or test_case.get("vars") or {}
     variables = variables if isinstance(variables, dict) else {}

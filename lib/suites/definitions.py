@@ -19,7 +19,7 @@ import hashlib
 import io
 import json
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import yaml
@@ -35,11 +35,12 @@ from lib.files import (
     TOO_DEEP,
     TOO_LONG_NUMBER,
     InputFileError,
+    decode_text,
     iter_jsonl,
     long_number_line,
-    read_text_lenient,
+    read_text_file,
 )
-from lib.safety import clean_json, clean_text, control_character
+from lib.safety import control_character, unicode_json, valid_unicode
 
 BUILTIN_DIR = config.ROOT / "suites"
 KINDS = ("probe", "control", "general")
@@ -80,7 +81,6 @@ class SuiteDef:
     version: str
     description: str
     prompts: list[PromptDef]
-    warnings: list[str] = field(default_factory=list)  # e.g. bytes that were not UTF-8 (replaced)
 
     def digest(self) -> str:
         """A hash of the content, to tell a re-import from a changed file."""
@@ -132,6 +132,14 @@ def _no_controls(text: str, what: str, where: str, problems: list[str]) -> None:
     sequence, a bell…: it would reach models and terminals); tabs and line breaks are text."""
     if char := control_character(text):
         problems.append(f"{where}: {what} contains a control character ({char}); remove it")
+
+
+def _no_raw_controls(text: str, where: str) -> None:
+    """SuiteError naming the line and the character when a YAML file's text holds a control
+    character written as it is (NUL, ESC…): YAML allows none, and PyYAML's error gives no line."""
+    for number, line in enumerate(NEWLINE.split(text), start=1):
+        if char := control_character(line):
+            raise SuiteError([f"{where}:{number}: contains a control character ({char}); remove it"])
 
 
 def _prompt(item: object, line: int, problems: list[str], where: str, limit: int) -> PromptDef | None:
@@ -344,8 +352,9 @@ def parse_suite(text: str, filename: str = "suite.yaml") -> SuiteDef:
             if (prompt := _prompt(item, number, problems, where, limit)) is not None:
                 prompts.append(prompt)
     else:
+        _no_raw_controls(text, where)  # YAML refuses them too, but without naming the line
         try:
-            data = clean_json(yaml.load(clean_text(text), Loader=_LineLoader))  # noqa: S506 - a SafeLoader subclass
+            data = unicode_json(yaml.load(valid_unicode(text), Loader=_LineLoader))  # noqa: S506 - a SafeLoader subclass
         except _Refused as exc:
             raise SuiteError([f"{where}:{exc.problem_mark.line + 1}: {exc.problem}"]) from None
         except RecursionError:  # a backstop: the loader refuses deep nesting before this
@@ -390,15 +399,11 @@ def load_file(path: Path) -> SuiteDef:
     path = Path(path)
     if path.suffix not in SUFFIXES:
         raise SuiteError([f"{path.name}: suite files are .yaml, .yml, .jsonl, .txt or .csv"])
-    try:
-        # invalid UTF-8 becomes U+FFFD and the import goes on, with a warning naming the line
-        text, warning = read_text_lenient(path)
+    try:  # a file that is not UTF-8 is refused naming the line (U+FFFD would stand in for its text)
+        text = read_text_file(path)
     except InputFileError as exc:
         raise SuiteError([str(exc)]) from None
-    suite = parse_suite(text, path.name)
-    if warning:
-        suite.warnings.append(warning)
-    return suite
+    return parse_suite(text, path.name)
 
 
 def import_suite(session: Session, suite: SuiteDef) -> tuple[Suite, bool]:
@@ -529,7 +534,16 @@ class SuiteImport:
     version: str
     prompts: int
     created: bool
-    warnings: tuple[str, ...] = ()
+
+
+def import_bytes(data: bytes, filename: str) -> SuiteImport:
+    """The suite-import action for an uploaded file's bytes: `import_text` once they are read as
+    UTF-8 (SuiteError naming the line and the byte when they are not)."""
+    try:
+        text = decode_text(data, Path(filename).name)
+    except InputFileError as exc:
+        raise SuiteError([str(exc)]) from None
+    return import_text(text, filename)
 
 
 def import_text(text: str, filename: str) -> SuiteImport:
@@ -547,4 +561,4 @@ def import_path(path: Path) -> SuiteImport:
     suite = load_file(path)
     with session_scope() as s:
         _, created = import_suite(s, suite)
-    return SuiteImport(suite.name, suite.version, len(suite.prompts), created, tuple(suite.warnings))
+    return SuiteImport(suite.name, suite.version, len(suite.prompts), created)
