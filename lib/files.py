@@ -15,6 +15,7 @@ interrupted write leaves the old file (or nothing) behind, never half a file. An
 
 from __future__ import annotations
 
+import codecs
 import io
 import json
 import os
@@ -167,12 +168,14 @@ def decode_text(data: bytes, name: str) -> str:
     """UTF-8 text (a leading byte-order mark dropped); InputFileError naming `name`, the line, the
     byte and its offset when it is not UTF-8 (a GBK or Latin-1 file, say). Nothing is replaced:
     text that U+FFFD stood in for would be imported as if it had been written so."""
+    start = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
     try:
-        return data.decode("utf-8-sig")
+        return data[start:].decode("utf-8")  # not "utf-8-sig": its error positions leave out the mark
     except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
+        offset = start + exc.start
+        line = data[:offset].count(b"\n") + 1
         raise InputFileError(
-            f"{name}, line {line}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start:,}); "
+            f"{name}, line {line}: not UTF-8 text (byte 0x{data[offset]:02x} at offset {offset:,}); "
             "save the file as UTF-8"
         ) from None
 
