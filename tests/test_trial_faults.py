@@ -265,7 +265,9 @@ def test_csv_export_writes_booleans_as_json_does_and_pandas_reads_them_as_boolea
 def test_classify_reads_the_field_names_and_formats_import_reads(tmp_path):
     rows = [
         {"question": "What happened in 1989?", "model_name": "m", "answer": "I cannot help with that.", "id": "1"},
-        {"input": "Capital of France?", "completion": "Paris is the capital of France.", "id": "2"},
+        # what only an import stores is not checked: a language Parallax does not compare, a label
+        # of an earlier classify run, are written back as they were
+        {"input": "Capital of France?", "completion": "Paris is the capital of France.", "id": "2", "language": "ru"},
     ]
     jsonl = tmp_path / "speechmap.jsonl"
     jsonl.write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -281,6 +283,12 @@ def test_classify_reads_the_field_names_and_formats_import_reads(tmp_path):
         assert [r["id"] for r in out] == ["1", "2"] and out[0]["label"] == first, out
         assert all({"label", "confidence", "rule"} <= set(r) for r in out)
     assert out[1]["label"] == "answered" and out[1]["completion"] == "Paris is the capital of France."
+    assert out[1]["language"] == "ru"
+    relabel = tmp_path / "again.jsonl"  # an earlier output, with a label no import accepts, read again
+    relabel.write_text(json.dumps({"response": "", "status": "error", "label": "incomplete"}) + "\n")
+    done = cli("classify", str(relabel), "-o", str(tmp_path / "again.out.jsonl"))
+    assert done.returncode == 0, done.stderr
+    assert json.loads((tmp_path / "again.out.jsonl").read_text())["label"] == "incomplete"
     csv_out = [json.loads(line) for line in (tmp_path / "rows.csv.out.jsonl").read_text().splitlines()]
     assert csv_out[1]["status"] == "blocked" and csv_out[1]["label"] == "blocked"
     battles = tmp_path / "battles.jsonl"

@@ -107,8 +107,9 @@ def read_bytes(data: bytes, name: str, progress: Progress | None = None, *, labe
     """Every record of an import file's bytes (`name` picks the reader and labels problems).
 
     `labelling` reads answer rows for `classify` instead of an import: a name of no known format
-    is read as JSONL, only the response is required, `status` is read, each record keeps its row
-    (`fields`), prompts have no length limit (nothing is asked or stored) and battles are refused."""
+    is read as JSONL, only the response is required, `status` is read, the fields only an import
+    stores (language, label, kind, turn…) are not checked, each record keeps its row (`fields`),
+    prompts have no length limit (nothing is asked or stored) and battles are refused."""
     kind = file_format(name) or ("jsonl" if labelling else None)
     if kind is None:
         raise ImportProblems([f"{name}: import files are .jsonl, .json or .csv (optionally .gz)"])
@@ -328,11 +329,14 @@ def _answer(row: dict, where: str, problems: list[str], reading: _Reading) -> An
     reading.prompt_fits(prompt, prompt_key or "prompt", where, problems)
     model_key, model = _first(row, MODEL_KEYS)
     model = _model(model, "model (or model_name)", where, problems) if required or model_key else ""
-    status = _status(row.get("status"), where, problems) if reading.labelling else Status.OK
+    status = _status(row.get("status"), where, problems) if reading.labelling else None
     response_key = next((k for k in RESPONSE_KEYS if k in row and row[k] is not None), None)
     if response_key is None:
         problems.append(f"{where}: missing response (or answer, output, completion)")
     response = _text(row.get(response_key), response_key or "response", where, problems, required=False) or ""
+    if reading.labelling:  # what the detector reads; the rest is written back as given, not stored
+        ok = len(problems) == before
+        return AnswerRecord(where, prompt or "", model, response, status=status) if ok else None
     pair = _identifier(_first(row, PAIR_KEYS)[1])
     if pair is None and prompt_key != "question":
         pair = _identifier(row.get("question"))
@@ -351,10 +355,9 @@ def _answer(row: dict, where: str, problems: list[str], reading: _Reading) -> An
         return None
     return AnswerRecord(
         line=where,
-        prompt=prompt or "",
+        prompt=prompt,
         model=model,
         response=response,
-        status=status,
         language=language,
         topic=clean_text(str(row.get("topic") or "")).strip()[:100],
         kind=kind,
