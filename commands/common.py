@@ -27,6 +27,27 @@ from lib.safety import terminal_text
 PIPE_WIDTH = 10_000  # tables in a pipe or file take the width their content needs, up to this
 
 
+class _SafeConsole(Console):
+    """A console that prints no control character (an escape sequence, a bell) nor bidirectional
+    override from any text it is given: every str it renders (a message, a table cell, a file
+    name in an f-string) goes through lib.safety.terminal_text, the one sanitising path, as does
+    a Text passed to print. Its own styling (colours) is not text, so it stays."""
+
+    def render_str(self, text: str, **kwargs) -> Text:
+        """Console.render_str, on the text made safe for a terminal."""
+        return super().render_str(terminal_text(text), **kwargs)
+
+    def print(self, *objects, **kwargs) -> None:
+        """Console.print, each Text's characters made safe for a terminal (its styles kept)."""
+        super().print(*(_safe(o) if isinstance(o, Text) else o for o in objects), **kwargs)
+
+
+def _safe(text: Text) -> Text:
+    """`text` itself when it is safe for a terminal, else its characters made safe (one style)."""
+    clean = terminal_text(text.plain)
+    return text if clean == text.plain else Text(clean, style=text.style)
+
+
 def _console(stderr: bool) -> Console:
     """A console for standard output or error. Messages on stderr never wrap; on stdout, text
     wraps at a terminal's width and never when piped, where tables get the width they need
@@ -34,7 +55,7 @@ def _console(stderr: bool) -> Console:
     stream = sys.stderr if stderr else sys.stdout
     piped = not (hasattr(stream, "isatty") and stream.isatty())
     width = PIPE_WIDTH if piped and not os.environ.get("COLUMNS", "").strip().isdigit() else None
-    return Console(stderr=stderr, soft_wrap=stderr or piped, width=width, markup=False)
+    return _SafeConsole(stderr=stderr, soft_wrap=stderr or piped, width=width, markup=False)
 
 
 err = _console(stderr=True)
