@@ -66,6 +66,8 @@ def leaderboard(
             open_db_or_fail()
             board = stored_leaderboard(chosen, bootstrap=bootstrap, seed=seed)
     except RatingError as exc:
+        if exc.problems:
+            fail_problems(battles, exc.problems, "nothing was ranked")
         fail(f"{battles}: {exc}" if battles is not None else str(exc))
     if as_json:
         print(json.dumps(board.as_json(), indent=2))

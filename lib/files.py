@@ -15,9 +15,12 @@ interrupted write leaves the old file (or nothing) behind, never half a file. An
 
 from __future__ import annotations
 
+import bisect
 import codecs
+import csv
 import io
 import json
+import math
 import os
 import re
 import stat
@@ -64,13 +67,43 @@ def too_deep(value: object, limit: int = MAX_DEPTH) -> bool:
     return False
 
 
+# line ends as editors and Python's text files count them; str.splitlines also breaks at U+2028,
+# U+0085, form feeds…, which a JSON string may hold, so it would number the lines after one wrongly
+NEWLINE = re.compile(r"\r\n|\r|\n")
+
+
+def lines_between(text: str, start: int, end: int) -> int:
+    """How many line ends (as line_at counts them) lie in text[start:end]."""
+    return sum(1 for _ in NEWLINE.finditer(text, start, end))
+
+
+def line_at(text: str, pos: int) -> tuple[int, int]:
+    """(line, column), both 1-based, of offset `pos` in `text`, lines counted as editors count them
+    (\\n, \\r\\n or \\r ends one; U+2028, U+0085 or a form feed does not): the one way every reader
+    numbers lines (JSON, JSON lists, YAML, CSV)."""
+    line, start = 1, 0
+    for end in NEWLINE.finditer(text, 0, max(0, pos)):
+        line, start = line + 1, end.end()
+    return line, pos - start + 1
+
+
+class LineIndex:
+    """The lines of one text as line_at counts them, for many look-ups: `line(pos)` in O(log n)
+    (a YAML file's every mapping, say), where line_at would scan from the start each time."""
+
+    def __init__(self, text: str):
+        self.starts = [0, *(found.end() for found in NEWLINE.finditer(text))]
+
+    def line(self, pos: int) -> int:
+        """The 1-based line of offset `pos`."""
+        return bisect.bisect_right(self.starts, max(0, pos))
+
+
 def deep_line(text: str, limit: int = MAX_DEPTH, quotes: str = '"') -> int:
     """The line where brackets ([ and {) outside quoted strings first nest more than `limit`
     levels (1 when they never do): where to point a user at data nested too deeply."""
-    depth, quote, escaped, line = 0, "", False, 1
-    for char in text:
-        if char == "\n":
-            line += 1
+    depth, quote, escaped = 0, "", False
+    for index, char in enumerate(text):
         if quote:
             if escaped:
                 escaped = False
@@ -83,7 +116,7 @@ def deep_line(text: str, limit: int = MAX_DEPTH, quotes: str = '"') -> int:
         elif char in "[{":
             depth += 1
             if depth > limit:
-                return line
+                return line_at(text, index)[0]
         elif char in "]}":
             depth = max(0, depth - 1)
     return 1
@@ -98,15 +131,49 @@ TOO_LONG_NUMBER = "a number of more than 4,000 digits"  # Python refuses to read
 def long_number_line(text: str) -> int:
     """The line of the first number of 4,000 digits or more in the text (1 when there is none)."""
     found = LONG_NUMBER.search(text)
-    return text.count("\n", 0, found.start()) + 1 if found else 1
+    return line_at(text, found.start())[0] if found else 1
+
+
+NOT_FINITE = "a number JSON cannot hold (NaN, Infinity, or too large for a float)"
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_NUMBER_OR_CONSTANT = re.compile(r"-?(?:NaN|Infinity|\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)")
+
+
+class _NotFinite(ValueError):
+    """Raised while parsing by parse_constant / parse_float: NaN, Infinity, or a float overflow."""
+
+
+def _refuse_constant(name: str) -> float:
+    raise _NotFinite(name)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise _NotFinite(text)
+    return value
+
+
+def not_finite_position(text: str) -> int:
+    """The offset of the first NaN, Infinity or float too large for a double outside the JSON
+    strings in `text` (0 when none is found)."""
+    blanked = _JSON_STRING.sub(lambda m: " " * len(m.group()), text)  # same offsets, strings gone
+    for found in _NUMBER_OR_CONSTANT.finditer(blanked):
+        number = found.group()
+        if "N" in number or "I" in number or math.isinf(float(number)):
+            return found.start()
+    return 0
 
 
 def load_json(text: str) -> object:
     """json.loads, refusing data nested more than MAX_DEPTH levels: TooDeep (a ValueError, with
-    the line) instead of a RecursionError; json.JSONDecodeError for text that is not JSON or that
-    holds a number too long to read."""
+    the line) instead of a RecursionError; json.JSONDecodeError for text that is not JSON, that
+    holds a number too long to read, or NaN, Infinity or a float too large (Python's json reads
+    them; they are not JSON, and writing them back would make a file no other tool reads)."""
     try:
-        value = json.loads(text)
+        value = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+    except _NotFinite:
+        raise json.JSONDecodeError(NOT_FINITE, text, not_finite_position(text)) from None
     except RecursionError:
         raise TooDeep(deep_line(text)) from None
     except json.JSONDecodeError:
@@ -119,22 +186,14 @@ def load_json(text: str) -> object:
     return value
 
 
-# line ends as editors and Python's text files count them; str.splitlines also breaks at U+2028,
-# U+0085, form feeds…, which a JSON string may hold, so it would number the lines after one wrongly
-NEWLINE = re.compile(r"\r\n|\r|\n")
-
-
 def json_problem(exc: json.JSONDecodeError) -> tuple[int, str]:
     """Where and what for text that did not parse as JSON: (line, counted as editors count it, and
     "not JSON at column C: what the decoder expected, found 'a short excerpt'") — the excerpt is
     a few characters from the error on, sanitised (lib.safety.excerpt), never the whole text."""
     text, pos = exc.doc, exc.pos
-    line, start = 1, 0
-    for end in NEWLINE.finditer(text, 0, pos):
-        line, start = line + 1, end.end()
-    column = pos - start + 1
-    if exc.msg == TOO_LONG_NUMBER:
-        return line, f"column {column}: {TOO_LONG_NUMBER}"
+    line, column = line_at(text, pos)
+    if exc.msg in (TOO_LONG_NUMBER, NOT_FINITE):
+        return line, f"column {column}: {exc.msg}"
     rest = NEWLINE.split(text[pos : pos + 200], maxsplit=1)[0]  # the rest of that line, at most
     found = excerpt(rest) if rest else ("the end of the line" if pos < len(text) else "the end of the text")
     if exc.msg.startswith("Invalid control character") and (char := control_character(text[pos : pos + 1])):
@@ -164,6 +223,38 @@ def iter_jsonl(text: str) -> Iterator[tuple[int, object, str | None]]:
             yield number, None, TOO_DEEP
 
 
+UNTERMINATED = "unterminated quoted field: a quote opens a cell on this line and is never closed"
+
+
+def read_csv(text: str) -> tuple[list[str], list[tuple[int, dict | None, str | None]]]:
+    """(header, rows) of CSV text, the one CSV reader: each row is (the line it starts on, counted
+    as line_at counts them, {column: cell}, None) or (line, None, problem) — a row with more cells
+    than the header has columns, or the file's first CSV error, after which nothing more is read.
+    A quote that is never closed is named at the line where it opens (csv would otherwise read
+    the rest of the file into one cell); a quote inside a cell that does not start with one is
+    text, as spreadsheets read it. A leading byte-order mark is dropped; cells may be long."""
+    csv.field_size_limit(2**31 - 1)  # answers are long; the default limit is 131,072 characters
+    reader = csv.reader(io.StringIO(text.removeprefix("\ufeff"), newline=""), strict=True)
+    rows: list[tuple[int, dict | None, str | None]] = []
+    header: list[str] = []
+    start = 1
+    try:
+        for number, cells in enumerate(reader):
+            if number == 0:
+                header = cells
+            elif len(cells) > len(header):
+                rows.append((start, None, f"{len(cells) - len(header)} more cell(s) than the header has columns"))
+            elif cells:  # a blank line is no row, as csv.DictReader reads it
+                rows.append((start, dict(zip(header, cells + [None] * (len(header) - len(cells)), strict=True)), None))
+            start = reader.line_num + 1
+    except csv.Error as exc:
+        if "unexpected end of data" in str(exc):
+            rows.append((start, None, UNTERMINATED))
+        else:
+            rows.append((reader.line_num, None, f"not valid CSV ({exc})"))
+    return header, rows
+
+
 def decode_text(data: bytes, name: str) -> str:
     """UTF-8 text (a leading byte-order mark dropped); InputFileError naming `name`, the line, the
     byte and its offset when it is not UTF-8 (a GBK or Latin-1 file, say). Nothing is replaced:
@@ -173,7 +264,7 @@ def decode_text(data: bytes, name: str) -> str:
         return data[start:].decode("utf-8")  # not "utf-8-sig": its error positions leave out the mark
     except UnicodeDecodeError as exc:
         offset = start + exc.start
-        line = data[:offset].count(b"\n") + 1
+        line = len(re.findall(rb"\r\n|\r|\n", data[:offset])) + 1  # as line_at counts them
         raise InputFileError(
             f"{name}, line {line}: not UTF-8 text (byte 0x{data[offset]:02x} at offset {offset:,}); "
             "save the file as UTF-8"

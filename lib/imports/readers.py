@@ -20,9 +20,7 @@ asked in the app (PARALLAX_MAX_PROMPT_CHARS); answers have MAX_TEXT_CHARS."""
 
 from __future__ import annotations
 
-import csv
 import gzip
-import io
 import json
 import zlib
 from collections.abc import Callable
@@ -37,7 +35,9 @@ from lib.files import (
     decode_text,
     iter_jsonl,
     json_problem,
+    lines_between,
     load_json,
+    read_csv,
     read_input_bytes,
 )
 from lib.imports.records import (
@@ -177,18 +177,8 @@ def _jsonl_rows(text: str, name: str):
 
 
 def _csv_rows(text: str, name: str):
-    csv.field_size_limit(2**31 - 1)  # answers are long; the default limit is 131,072 characters
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    start = 2
-    try:
-        for row in reader:
-            if None in row:  # more cells than the header has columns
-                yield f"{name}:{start}", None, f"{len(row[None])} more cell(s) than the header has columns"
-            else:
-                yield f"{name}:{start}", row, None
-            start = reader.line_num + 1
-    except csv.Error as exc:
-        yield f"{name}:{reader.line_num}", None, f"not valid CSV ({exc})"
+    for number, row, problem in read_csv(text)[1]:
+        yield f"{name}:{number}", row, problem
 
 
 def _json(text: str, reading: _Reading) -> Parsed:
@@ -210,11 +200,11 @@ def _json(text: str, reading: _Reading) -> Parsed:
 def _json_list_rows(text: str, count: int, name: str):
     """The items of a top-level JSON list (already checked by json.loads) with their start lines."""
     decoder, position = json.JSONDecoder(), text.index("[") + 1
-    line, counted = 1 + text.count("\n", 0, position), position
+    line, counted = 1 + lines_between(text, 0, position), position
     for _ in range(count):
         while text[position] in " \t\r\n,":
             position += 1
-        line, counted = line + text.count("\n", counted, position), position
+        line, counted = line + lines_between(text, counted, position), position
         item, position = decoder.raw_decode(text, position)
         yield f"{name}:{line}", unicode_json(item), None
 
@@ -292,15 +282,35 @@ def _text(
 
 
 def _model(value: object, field: str, where: str, problems: list[str]) -> str | None:
+    """A model name, stripped; None with a problem when it is missing, too long or holds a control
+    character, a tab or a line break (it is one cell of a table, one line of `leaderboard`)."""
     text = _text(value, field, where, problems, typed=True)
+    if text is not None and (char := control_character(text.strip(), allowed="")):
+        problems.append(f"{where}: {field} contains a control character ({char}); remove it")
+        return None
     if text is not None and len(text.strip()) > MAX_MODEL_CHARS:
         problems.append(f"{where}: {field} is longer than {MAX_MODEL_CHARS} characters")
         return None
     return text.strip() if text is not None else None
 
 
-def _identifier(value: object) -> str | None:
+def _label_text(value: object, field: str, where: str, problems: list[str], limit: int = 100) -> str:
+    """A one-line label (a topic, a label origin), stripped and cut to `limit`; "" with a problem
+    when it holds a control character, a tab or a line break (it is one cell of a table)."""
+    text = "" if value is None else str(value)
+    if char := control_character(text.strip(), allowed=""):
+        problems.append(f"{where}: {field} contains a control character ({char}); remove it")
+        return ""
+    return clean_text(text).strip()[:limit]
+
+
+def _identifier(value: object, field: str, where: str, problems: list[str]) -> str | None:
+    """An id (a pair, a conversation, a source row), as text; None when absent, or with a problem
+    when it holds a control character (an escape sequence would reach terminals and pages)."""
     if value is None or value == "" or isinstance(value, (dict, list)):
+        return None
+    if char := control_character(str(value)):
+        problems.append(f"{where}: {field} contains a control character ({char}); remove it")
         return None
     return clean_text(str(value)).strip()[:200] or None
 
@@ -337,9 +347,10 @@ def _answer(row: dict, where: str, problems: list[str], reading: _Reading) -> An
     if reading.labelling:  # what the detector reads; the rest is written back as given, not stored
         ok = len(problems) == before
         return AnswerRecord(where, prompt or "", model, response, status=status) if ok else None
-    pair = _identifier(_first(row, PAIR_KEYS)[1])
+    pair_key, pair = _first(row, PAIR_KEYS)
+    pair = _identifier(pair, pair_key or "pair", where, problems)
     if pair is None and prompt_key != "question":
-        pair = _identifier(row.get("question"))
+        pair = _identifier(row.get("question"), "question", where, problems)
     label, origin = row.get("label"), row.get("label_origin")
     if label not in (None, ""):
         label = label_code(label)
@@ -348,7 +359,11 @@ def _answer(row: dict, where: str, problems: list[str], reading: _Reading) -> An
     kind = str(row.get("kind") or "general").strip().lower()
     if kind not in KINDS:
         problems.append(f"{where}: kind must be one of {', '.join(KINDS)}, not {row.get('kind')!r}")
-    conversation = _identifier(_first(row, ("conversation_id", "conversation"))[1])
+    conversation_key, conversation = _first(row, ("conversation_id", "conversation"))
+    conversation = _identifier(conversation, conversation_key or "conversation_id", where, problems)
+    topic = _label_text(row.get("topic") or "", "topic", where, problems)
+    origin = _label_text(origin or "", "label_origin", where, problems)
+    source_id = _identifier(row.get("id"), "id", where, problems)
     turn = _turn(_first(row, ("turn", "turn_index"))[1], where, problems)
     language = _language(_first(row, ("language", "lang"))[1], where, problems)
     if len(problems) > before:
@@ -359,16 +374,16 @@ def _answer(row: dict, where: str, problems: list[str], reading: _Reading) -> An
         model=model,
         response=response,
         language=language,
-        topic=clean_text(str(row.get("topic") or "")).strip()[:100],
+        topic=topic,
         kind=kind,
         reasoning=_text(_first(row, ("reasoning", "reasoning_content"))[1], "reasoning", where, problems, False),
         system=_text(_first(row, ("system", "system_prompt"))[1], "system", where, problems, False, typed=True),
         label=label or None,
-        label_origin=clean_text(str(origin or "")).strip()[:100],
+        label_origin=origin,
         conversation=conversation,
         turn=turn,
         pair=pair,
-        source_id=_identifier(row.get("id")),
+        source_id=source_id,
     )
 
 
@@ -453,6 +468,7 @@ def _battle(row: dict, where: str, problems: list[str], reading: _Reading) -> Ba
         problems.append(f"{where}: winner must be model_a, model_b, tie or tie (bothbad), not {row.get('winner')!r}")
     side_a = _messages(row.get("conversation_a"), "conversation_a", where, problems)
     side_b = _messages(row.get("conversation_b"), "conversation_b", where, problems)
+    source_id = _identifier(_first(row, ("question_id", "id"))[1], "question_id (or id)", where, problems)
     if side_a is None or side_b is None or len(problems) > before:
         return None
     system, turns_a = _turns(side_a)
@@ -478,7 +494,7 @@ def _battle(row: dict, where: str, problems: list[str], reading: _Reading) -> Ba
         language=language_code(_first(row, ("language", "lang"))[1] or "") or None,
         blind=anony is not False and str(anony).lower() != "false",
         vote_turn=vote_turn,
-        source_id=_identifier(_first(row, ("question_id", "id"))[1]),
+        source_id=source_id,
         meta={k: clean_json(row[k]) for k in ("tstamp", "judge") if isinstance(row.get(k), (str, int, float))},
     )
 
@@ -551,6 +567,8 @@ def _promptfoo_result(result: dict, where: str, problems: list[str], reading: _R
     variables = result.get("vars") or test_case.get("vars") or {}
     variables = variables if isinstance(variables, dict) else {}
     topic = next((variables[k] for k in TOPIC_VARS if isinstance(variables.get(k), str)), "")
+    topic = _label_text(topic, "vars.topic", where, problems)
+    source_id = _identifier(result.get("id"), "id", where, problems)
     usage = response.get("tokenUsage") or result.get("tokenUsage") or {}
     status = _promptfoo_status(response, output, error)
     test, prompt_index = result.get("testIdx"), result.get("promptIdx")
@@ -560,9 +578,9 @@ def _promptfoo_result(result: dict, where: str, problems: list[str], reading: _R
         model=model,
         response=clean_text(output or ""),
         language=language_code(variables.get("language") or variables.get("lang") or "") or None,
-        topic=clean_text(topic).strip()[:100],
+        topic=topic,
         system=clean_text(system) if system else None,
-        source_id=_identifier(result.get("id")) or (f"test{test}-prompt{prompt_index}" if test is not None else None),
+        source_id=source_id or (f"test{test}-prompt{prompt_index}" if test is not None else None),
         status=status,
         error=clean_text(str(error))[:2000] if error else None,
         latency_ms=_number(result.get("latencyMs")),
