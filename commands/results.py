@@ -338,7 +338,7 @@ def analyze(
     from rich.progress import Progress
 
     from lib.analysis.views import analyze as run_analysis
-    from lib.files import DASH, OutputPathError, StagedFile
+    from lib.files import DASH, OutputPathError, StagedGroup
     from lib.filters import answer_scope
 
     if method not in ("pca", "tsne"):
@@ -388,12 +388,12 @@ def analyze(
 
         written = []
         try:
-            with StagedFile(html / PLOTLY_JS) as staged:
-                staged.file.write(get_plotlyjs())
-            for name, figure in analysis_figures(result).items():
-                with StagedFile(html / f"{name}.html") as staged:
-                    figure.write_html(staged.file, include_plotlyjs="directory")  # <script src="plotly.min.js">
-                written.append(str(html / f"{name}.html"))
+            with StagedGroup() as charts:  # every file renamed into place once all are complete
+                charts.add(html / PLOTLY_JS).file.write(get_plotlyjs())
+                for name, figure in analysis_figures(result).items():
+                    # <script src="plotly.min.js">
+                    figure.write_html(charts.add(html / f"{name}.html").file, include_plotlyjs="directory")
+                    written.append(str(html / f"{name}.html"))
         except OutputPathError as exc:
             fail(str(exc))
         result["html"] = written

@@ -10,8 +10,11 @@ file of a default name inside it, the folder made when missing (never its parent
 to write is checked before anything is written (a folder, a device or other special file, a
 symbolic link, a missing or read-only folder is refused with a message), and the data goes to a
 temporary file beside the target that is renamed onto it only when complete, so a failed or
-interrupted write leaves the old file (or nothing) behind, never half a file. An output given as
-`-` is standard output (`STDOUT`), written as UTF-8 as it comes, as Unix tools do."""
+interrupted write leaves the old file (or nothing) behind, never half a file; a command's several
+outputs (a data file and its card, a folder of charts) are staged together (`StagedGroup`) and
+renamed only once all are complete. A write that fails (a full disk, an I/O error) becomes
+OutputWriteError naming the output, which the CLI's entry point prints as one line. An output
+given as `-` is standard output (`STDOUT`), written as UTF-8 as it comes, as Unix tools do."""
 
 from __future__ import annotations
 
@@ -36,6 +39,31 @@ from lib.safety import control_character, excerpt, unicode_json, valid_unicode
 
 class OutputPathError(ValueError):
     """An output path that cannot be written safely; the message names the path and the problem."""
+
+
+class OutputWriteError(OSError):
+    """An output that failed while being written (a full disk, an I/O error); the message names
+    the output and the reason, and says what was left: for a file, nothing (the old file stays),
+    for standard output, what was already written."""
+
+
+def write_failure(where: object, exc: OSError) -> OutputWriteError:
+    """The OutputWriteError for `exc` (raised writing `where`: a path, a description of several,
+    or STDOUT), its message one line: 'WHERE: no space left on device (nothing was written)'."""
+    if isinstance(exc, OutputWriteError):
+        return exc
+    why = (exc.strerror or str(exc) or type(exc).__name__).strip()
+    why = why[:1].lower() + why[1:]
+    left = "the output is incomplete" if where is STDOUT else "nothing was written"
+    failure = OutputWriteError(f"{where}: {why} ({left})")
+    failure.errno = exc.errno
+    return failure
+
+
+def passes_through(exc: BaseException | None) -> bool:
+    """Whether an error while writing an output is left as it is: not an OSError, one already
+    named, or a closed pipe (`cmd | head`: the reader left, nothing to report)."""
+    return not isinstance(exc, OSError) or isinstance(exc, (OutputWriteError, BrokenPipeError))
 
 
 class InputFileError(ValueError):
@@ -307,6 +335,32 @@ def read_stdin_bytes() -> bytes:
 DASH = "-"  # an output (or an input) given as "-" is standard output (input), as Unix tools read it
 
 
+class GuardedStdout:
+    """sys.stdout for the CLI: writes as it does, but a failed write or flush (a full disk, an I/O
+    error; not a closed pipe) raises OutputWriteError naming standard output, so the entry point
+    can say so in one line; everything else is the wrapped stream's."""
+
+    def __init__(self, stream: IO):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        """Write to the stream; OutputWriteError when it fails."""
+        try:
+            return self._stream.write(text)
+        except OSError as exc:
+            raise exc if passes_through(exc) else write_failure(STDOUT, exc) from exc
+
+    def flush(self) -> None:
+        """Flush the stream; OutputWriteError when it fails."""
+        try:
+            self._stream.flush()
+        except OSError as exc:
+            raise exc if passes_through(exc) else write_failure(STDOUT, exc) from exc
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
 class StandardOutput:
     """The output a user names with `-`: standard output (`STDOUT`, the one instance)."""
 
@@ -467,16 +521,30 @@ class StagedFile:
             os.close(fd)
             self.tmp.unlink(missing_ok=True)
             raise
-        self.done = False
+        self.done = self.finished = False
 
-    def commit(self) -> Path:
-        """Flush, sync and rename the finished file onto the target; the target path."""
-        if self.done:
-            return self.path
+    def finish(self) -> None:
+        """Flush, sync and close the temporary file (where a full disk shows), renaming nothing;
+        on an error it is removed and OutputWriteError (naming the target) raised."""
+        if self.finished or self.done:
+            return
         try:
             self.file.flush()
             os.fsync(self.file.fileno())
             self.file.close()
+        except BaseException as exc:
+            self.discard()
+            if passes_through(exc):
+                raise
+            raise write_failure(self.path, exc) from exc
+        self.finished = True
+
+    def commit(self) -> Path:
+        """Finish the file and rename it onto the target; the target path."""
+        if self.done:
+            return self.path
+        self.finish()
+        try:
             check_output_path(self.path)  # it may have changed since we started
             os.replace(self.tmp, self.path)
         except BaseException:
@@ -501,8 +569,10 @@ class StagedFile:
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
             self.commit()
-        else:
-            self.discard()
+            return
+        self.discard()
+        if not passes_through(exc):  # a write in the block failed (a full disk): name the file
+            raise write_failure(self.path, exc) from exc
 
 
 class _StdoutFile:
@@ -516,23 +586,44 @@ class _StdoutFile:
         self.file: IO = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", newline="")
         self.done = False
 
+    def finish(self) -> None:
+        """Flush what was written (where a closed pipe or a full disk shows); OutputWriteError
+        naming standard output when it fails (a closed pipe passes as it is)."""
+        if not self.done:
+            try:
+                self.file.flush()
+            except OSError as exc:
+                if passes_through(exc):
+                    raise
+                raise write_failure(STDOUT, exc) from exc
+
     def commit(self) -> StandardOutput:
         """Flush what was written; standard output itself stays open."""
         if not self.done:
-            self.done = True
             try:
-                self.file.flush()
+                self.finish()
             finally:
+                self.done = True
                 self.file.detach()  # closing (or collecting) the wrapper would close standard output
         return STDOUT
 
-    discard = commit
+    def discard(self) -> None:
+        """Stop writing (what was written stays written); never raises a write error."""
+        try:
+            self.commit()
+        except OSError:
+            pass
 
     def __enter__(self) -> _StdoutFile:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        self.commit()
+        if exc_type is None:
+            self.commit()
+            return
+        self.discard()
+        if not passes_through(exc):
+            raise write_failure(STDOUT, exc) from exc
 
 
 def staged_file(path, mode: str = "w", encoding: str | None = "utf-8", newline: str | None = None):
@@ -540,6 +631,60 @@ def staged_file(path, mode: str = "w", encoding: str | None = "utf-8", newline: 
     if path is STDOUT:
         return _StdoutFile()
     return StagedFile(path, mode, encoding, newline)
+
+
+class StagedGroup:
+    """Outputs of one command that appear together or not at all (a data file and its card, the
+    charts of a folder): `add` stages each (staged_file), and `commit` first finishes every one
+    (flush, sync, close: where a full disk or a failed write shows) and only then renames them
+    into place, so a failure leaves every old file (or nothing) behind, never a new data file
+    beside an old card. As a context manager it commits on success and discards on any error."""
+
+    def __init__(self) -> None:
+        self.files: list = []
+
+    def add(self, path, mode: str = "w", encoding: str | None = "utf-8", newline: str | None = None):
+        """Stage `path` (a StagedFile, or standard output for STDOUT) in this group; the staged file."""
+        staged = staged_file(path, mode, encoding, newline)
+        self.files.append(staged)
+        return staged
+
+    def commit(self) -> None:
+        """Finish every file, then rename each into place; on an error, discard what is left."""
+        try:
+            for staged in self.files:
+                staged.finish()
+            for staged in self.files:
+                staged.commit()
+        except BaseException:
+            self.discard()
+            raise
+
+    def discard(self) -> None:
+        """Remove every temporary file not yet renamed; targets are left as they were."""
+        for staged in self.files:
+            staged.discard()
+
+    def __enter__(self) -> StagedGroup:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.commit()
+            return
+        self.discard()
+        if not passes_through(exc):  # a write in the block failed: name the outputs
+            raise write_failure(self.described(), exc) from exc
+
+    def described(self) -> str:
+        """The group's outputs for a message: the one file, their folder, or the files listed."""
+        paths = [staged.path for staged in self.files]
+        if len(paths) == 1:
+            return str(paths[0])
+        folders = {path.parent for path in paths if path is not STDOUT}
+        if len(folders) == 1 and STDOUT not in paths:
+            return f"{folders.pop()}/ ({len(paths)} files)"
+        return " and ".join(str(path) for path in paths)
 
 
 @contextmanager
