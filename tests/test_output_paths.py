@@ -243,8 +243,11 @@ def test_a_target_swapped_for_a_symlink_mid_write_is_not_replaced(tmp_path):
     ("content", "message"),
     [
         (b"model_a,model_b,winner\n" + "模型甲,模型乙,model_a\n".encode("gbk"), "line 2: not UTF-8"),
-        (("model_a,model_b,winner\na," + "x" * 200_000 + ",model_a\n").encode(), "line 2: not readable as CSV"),
-        (b"model_a,model_b,winner\na,b\x00,model_a\n", "line 2: a model name contains a control character"),
+        (
+            ("model_a,model_b,winner\na," + "x" * 200_000 + ",model_a\n").encode(),
+            "battles.csv:2: a model name is longer",
+        ),
+        (b"model_a,model_b,winner\na,b\x00,model_a\n", "battles.csv:2: a model name contains a control character"),
     ],
 )
 def test_leaderboard_names_the_file_and_line_of_an_unreadable_battles_csv(content, message, tmp_path):

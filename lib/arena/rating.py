@@ -26,6 +26,7 @@ from db.vocab import Winner
 SCALE, BASE = 400.0, 1000.0
 OUTCOMES = ("a", "b", "tie")
 RIDGE_IF_DISCONNECTED = 1e-2
+MAX_MODEL_CHARS = 100  # as an import's model names (lib.imports.records): one cell of a table
 CSV_WINNERS = {"model_a": "a", "model_b": "b", "tie": "tie", "tie (bothbad)": "tie"}
 
 
@@ -86,10 +87,12 @@ def read_battles_csv(text: str, name: str = "battles.csv") -> list[Battle]:
             problems.append(f"{name}:{line}: model_a and model_b must be two different names")
         elif any(unicodedata.category(c) == "Cc" for c in a + b):
             problems.append(f"{name}:{line}: a model name contains a control character or a line break; remove it")
+        elif max(len(a), len(b)) > MAX_MODEL_CHARS:
+            problems.append(f"{name}:{line}: a model name is longer than {MAX_MODEL_CHARS} characters")
         else:
             battles.append(Battle(a, b, CSV_WINNERS[winner]))
     if problems:
-        raise RatingError(f"{name} has {len(problems)} problem(s)", problems)
+        raise RatingError("\n".join(problems), problems)
     return battles
 
 
