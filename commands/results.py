@@ -235,11 +235,13 @@ def classify(
     where = "standard input" if from_stdin else str(input_file)
     try:  # the rows as `import` reads them: JSONL, a JSON list or CSV (.gz too), its field names
         data = read_stdin_bytes() if from_stdin else read_input_bytes(input_file)
-        rows = rows_to_label(data, "<stdin>" if from_stdin else input_file.name)
+        rows, warnings = rows_to_label(data, "<stdin>" if from_stdin else input_file.name)
     except InputFileError as exc:
         fail(str(exc))
     except ImportProblems as exc:
         fail_problems(where, exc.problems, "nothing was written")
+    for warning in warnings:  # bytes that were not UTF-8: replaced by U+FFFD, and the labelling goes on
+        err.print(Text.assemble(("warning:", "yellow"), plain(f" {warning}")))
     if batch < 1:
         fail("--batch must be at least 1")
     failed, reasons = 0, []

@@ -81,6 +81,8 @@ def suite_import(file: Path) -> None:
         imported = import_path(file)
     except SuiteError as exc:
         fail_problems(file, exc.problems, "nothing was imported")
+    for warning in imported.warnings:
+        err.print(Text.assemble(("warning:", "yellow"), plain(f" {warning}")))
     err.print(
         f"{'imported' if imported.created else 'already imported'} {imported.name} v{imported.version}: "
         f"{plural(imported.prompts, 'prompt')}"

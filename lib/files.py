@@ -299,6 +299,22 @@ def decode_text(data: bytes, name: str) -> str:
         ) from None
 
 
+def decode_lenient(data: bytes, name: str) -> tuple[str, str | None]:
+    """Bytes as text where what is not UTF-8 becomes U+FFFD (a leading byte-order mark dropped), and
+    a warning naming `name`, the first line with such bytes, the byte, its offset and how many
+    characters were replaced (None for clean UTF-8). Text that is not valid Unicode is made safe and
+    the work goes on (issue 12): a GBK or Latin-1 file is read, and the user is told which file and
+    line to save as UTF-8 to keep those characters. Control characters are kept for the reader."""
+    try:
+        return decode_text(data, name), None
+    except InputFileError as exc:
+        first = str(exc).removesuffix("; save the file as UTF-8")
+    start = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
+    text = data[start:].decode("utf-8", "replace")
+    replaced = text.count("\ufffd") - data[start:].decode("utf-8", "ignore").count("\ufffd")
+    return text, f"{first}; {replaced:,} character(s) were replaced by U+FFFD — save the file as UTF-8 to keep them"
+
+
 def check_input_file(path: Path) -> None:
     """InputFileError when `path` is missing, a folder or not a regular file (the message names it)."""
     if not path.exists():
@@ -325,6 +341,12 @@ def read_text_file(path: Path) -> str:
     or not UTF-8 (the message names the file, the line and the byte). Control characters are kept
     for the reader to refuse where text may hold none."""
     return decode_text(read_input_bytes(path), str(path))
+
+
+def read_text_lenient(path: Path) -> tuple[str, str | None]:
+    """A user's text file read as `decode_lenient` reads bytes: (text, warning or None);
+    InputFileError when it is missing, a folder, not a regular file or unreadable."""
+    return decode_lenient(read_input_bytes(path), str(path))
 
 
 def read_stdin_bytes() -> bytes:

@@ -107,15 +107,14 @@ def test_malformed_suite_files_exit_2_naming_the_line_and_import_nothing(tmp_pat
         assert s.scalar(select(func.count(Suite.id)).where(Suite.name == text.split()[1])) == 0
 
 
-def test_a_gbk_suite_file_is_refused_naming_the_line(tmp_path):
-    # U+FFFD standing in for the prompts would be a suite of question marks: the user is told
-    # which file and line to save as UTF-8, and nothing is imported
+def test_a_gbk_suite_file_is_imported_with_a_warning_naming_the_line(tmp_path):
+    # text that is not UTF-8 is not an error (issue 12): it becomes U+FFFD, and the user is told
+    # which file and line to save as UTF-8
     path = tmp_path / "gbk.yaml"
     path.write_bytes("name: gbk\nprompts:\n  - {id: a, text: 天安门, language: zh, topic: t}\n".encode("gbk"))
     done = cli("suite", "import", str(path))
-    assert done.returncode == 2 and f"{path}, line 3: not UTF-8" in done.stderr, done.stderr
-    with session_scope() as s:
-        assert s.scalar(select(func.count(Suite.id)).where(Suite.name == "gbk")) == 0
+    assert done.returncode == 0 and f"{path}, line 3: not UTF-8" in done.stderr, done.stderr
+    assert "replaced by U+FFFD" in done.stderr and "imported gbk v1: 1 prompt\n" in done.stderr
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from db.engine import session_scope
 from db.models import Exchange, Label
-from lib.files import TOO_DEEP, InputFileError, load_json, read_text_file
+from lib.files import TOO_DEEP, InputFileError, load_json, read_text_lenient
 from lib.imports import ImportProblems, import_file
 from lib.imports.readers import read_bytes
 from lib.providers.chat import Column, ask
@@ -205,12 +205,13 @@ def test_sane_prices_and_params_still_load(tmp_path):
 # --- 4. encodings and languages -------------------------------------------------------------
 
 
-def test_a_latin1_rows_csv_is_refused_naming_the_first_line_with_a_byte_that_is_not_utf8():
+def test_a_latin1_rows_csv_warns_naming_the_first_line_with_replaced_bytes():
     data = "prompt,model,response\nq,m,fine\nq2,m,caf\u00e9\n".encode("latin-1")
-    with pytest.raises(ImportProblems) as caught:
-        read_bytes(data, "rows.csv")
-    said = "rows.csv, line 3: not UTF-8 text (byte 0xe9 at offset 39); save the file as UTF-8"
-    assert caught.value.problems == [said]
+    parsed = read_bytes(data, "rows.csv")
+    assert parsed.warnings[0].startswith(
+        "rows.csv, line 3: not UTF-8 text (byte 0xe9 at offset 39); 1 character(s) were replaced by U+FFFD"
+    )
+    assert [a.response for a in parsed.answers] == ["fine", "caf\ufffd"] and not parsed.problems
 
 
 @pytest.mark.parametrize("language", ["xx", "ru", "Klingon"])
@@ -243,7 +244,7 @@ def test_importing_a_folder_says_it_is_a_folder(tmp_path):
     done = cli("import", str(tmp_path / "rows.jsonl"))
     assert done.returncode == 2 and "is a folder" in done.stderr and "no such file" not in done.stderr
     with pytest.raises(InputFileError, match="is a folder"):
-        read_text_file(tmp_path / "rows.jsonl")
+        read_text_lenient(tmp_path / "rows.jsonl")
     with pytest.raises(ImportProblems, match="is a folder"):
         import_file(tmp_path / "rows.jsonl")
 

@@ -1,6 +1,7 @@
 """Faults a new-user trial found, each a kind: an output that is an input (the file read, the
-database) however it is spelled; a control character (NUL too) or bytes that are not UTF-8 in a
-file are a named problem, never turned into U+FFFD; an imported prompt has the prompt limit of
+database) however it is spelled; a control character (NUL too) in a file's prompts is a named
+problem, never turned into U+FFFD (bytes that are not UTF-8 are: issue 12's rule, with a warning
+naming the line, byte and offset); an imported prompt has the prompt limit of
 the app; CSV booleans are `true`/`false`; classify reads the rows `import` reads."""
 
 import csv
@@ -170,7 +171,12 @@ def test_a_nul_in_an_answer_is_kept_out_of_storage_not_refused(tmp_path):
 GBK = "天安门".encode("gbk")
 NOT_UTF8 = [
     ("suite", "s.yaml", b"name: s\nprompts:\n  - {id: a, text: " + GBK + b", language: zh, topic: t}\n", 3),
-    ("import", "rows.jsonl", b'{"prompt": "q", "model": "m", "response": "ok"}\n{"prompt": "' + GBK + b'"}\n', 2),
+    (
+        "import",
+        "rows.jsonl",
+        b'{"prompt": "q", "model": "m", "response": "ok"}\n{"prompt": "' + GBK + b'", "model": "m", "response": "r"}\n',
+        2,
+    ),
     ("import", "rows.csv", b"prompt,model,response\nq,m,ok\nq2,m,caf\xe9\n", 3),
     ("import", "rows.jsonl.gz", gzip.compress(b'{"prompt": "q", "model": "m", "response": "\xff"}\n'), 1),
     ("classify", "in.jsonl", b'{"response": "fine"}\n{"response": "' + GBK + b'"}\n', 2),
@@ -178,19 +184,24 @@ NOT_UTF8 = [
 
 
 @pytest.mark.parametrize(("command", "name", "data", "line"), NOT_UTF8, ids=[n for _, n, _, _ in NOT_UTF8])
-def test_a_file_that_is_not_utf8_is_refused_naming_the_line_and_byte(command, name, data, line, tmp_path):
+def test_a_file_that_is_not_utf8_is_read_with_a_warning_naming_the_line_and_byte(command, name, data, line, tmp_path):
+    # issue 12: text that is not valid Unicode is made safe (U+FFFD) and the work goes on; the user
+    # is told which file, line and byte to save as UTF-8
     path = tmp_path / name
     path.write_bytes(data)
     args = {"suite": ["suite", "import", str(path)], "import": ["import", str(path)]}.get(command)
     args = args or ["classify", str(path), "-o", str(tmp_path / "out.jsonl")]
     done = cli(*args)
-    assert done.returncode == 2, done.stderr
     assert f"{name}, line {line}: not UTF-8 text (byte 0x" in done.stderr and "at offset" in done.stderr
-    assert "save the file as UTF-8" in done.stderr and "Traceback" not in done.stderr
-    assert _count(Exchange) == 0 and not (tmp_path / "out.jsonl").exists()
+    assert "replaced by U+FFFD" in done.stderr and "Traceback" not in done.stderr
+    assert done.returncode == 0, done.stderr
+    if command == "import":
+        assert _count(Exchange) == (1 if name == "rows.jsonl.gz" else 2)
+    if command == "classify":
+        assert len((tmp_path / "out.jsonl").read_text(encoding="utf-8").splitlines()) == 2
 
 
-def test_classify_refuses_standard_input_that_is_not_utf8(tmp_path):
+def test_classify_reads_standard_input_that_is_not_utf8_with_a_warning(tmp_path):
     done = subprocess.run(
         [sys.executable, str(ROOT / "cli.py"), "classify", "-", "-o", str(tmp_path / "out.jsonl")],
         input=b'{"response": "' + GBK + b'"}\n',
@@ -199,8 +210,8 @@ def test_classify_refuses_standard_input_that_is_not_utf8(tmp_path):
         timeout=300,
     )
     stderr = done.stderr.decode()
-    assert done.returncode == 2 and "<stdin>, line 1: not UTF-8 text" in stderr, stderr
-    assert not (tmp_path / "out.jsonl").exists()
+    assert done.returncode == 0 and "<stdin>, line 1: not UTF-8 text" in stderr, stderr
+    assert json.loads((tmp_path / "out.jsonl").read_text(encoding="utf-8"))["response"].count("\ufffd") == 3
 
 
 # --- 3. an imported prompt has the app's prompt limit ----------------------------------------
@@ -302,11 +313,10 @@ def test_classify_reads_the_field_names_and_formats_import_reads(tmp_path):
 def test_a_suite_uploaded_on_the_page_is_read_as_a_suite_file_is(tmp_path):
     from lib.suites.definitions import SuiteError, import_bytes
 
-    for data, said in (
-        ("name: up\nprompts:\n  - {id: a, text: 天安门, language: zh, topic: t}\n".encode("gbk"), "up.yaml, line 3"),
-        (b'name: up\nprompts:\n  - {id: a, text: "a\\0b", language: en, topic: t}\n', "control character (NUL)"),
-    ):
-        with pytest.raises(SuiteError) as caught:
-            import_bytes(data, "up.yaml")
-        assert said in caught.value.problems[0], caught.value.problems
+    with pytest.raises(SuiteError) as caught:
+        import_bytes(b'name: up\nprompts:\n  - {id: a, text: "a\\0b", language: en, topic: t}\n', "up.yaml")
+    assert "control character (NUL)" in caught.value.problems[0], caught.value.problems
+    gbk_file = "name: gbk\nprompts:\n  - {id: a, text: 天安门, language: zh, topic: t}\n".encode("gbk")
+    gbk = import_bytes(gbk_file, "g.yaml")
+    assert gbk.created and gbk.warnings[0].startswith("g.yaml, line 3: not UTF-8 text"), gbk.warnings
     assert import_bytes(b"name: up\nprompts:\n  - {id: a, text: hi, language: en, topic: t}\n", "up.yaml").created

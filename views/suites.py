@@ -52,6 +52,8 @@ with tab_suites:
             st.error(f"{ui.inline_text(upload.name)} has {problems}; nothing was imported.")
             st.code("\n".join(exc.problems), language=None)
         else:
+            for warning in imported.warnings:
+                st.warning(ui.inline_text(warning))
             st.success(
                 f"{'Imported' if imported.created else 'Already imported'} {imported.name} v{imported.version}: "
                 f"{plural(imported.prompts, 'prompt')}."

@@ -32,7 +32,7 @@ from lib.files import (
     TOO_DEEP,
     InputFileError,
     TooDeep,
-    decode_text,
+    decode_lenient,
     iter_jsonl,
     json_problem,
     lines_between,
@@ -113,7 +113,7 @@ def read_bytes(data: bytes, name: str, progress: Progress | None = None, *, labe
     kind = file_format(name) or ("jsonl" if labelling else None)
     if kind is None:
         raise ImportProblems([f"{name}: import files are .jsonl, .json or .csv (optionally .gz)"])
-    text = _decode(data, name)
+    text, warning = _decode(data, name)
     reading = _Reading(name, progress, labelling, None if labelling else config.max_prompt_chars())
     if kind == "csv":
         parsed = _rows(_csv_rows(text, name), reading)
@@ -123,20 +123,24 @@ def read_bytes(data: bytes, name: str, progress: Progress | None = None, *, labe
         parsed = _rows(_jsonl_rows(text, name), reading)
     if not parsed.count and not parsed.problems:
         parsed.problems.append(f"{name}: no records found")
+    if warning:
+        parsed.warnings.insert(0, warning)
     return parsed
 
 
-def rows_to_label(data: bytes, name: str) -> list[tuple[dict, dict]]:
+def rows_to_label(data: bytes, name: str) -> tuple[list[tuple[dict, dict]], list[str]]:
     """The answers of a file for `classify`, read as an import reads them (formats and field names,
     see the module docstring): (the row to write back with its label, clean; the detector's item:
-    prompt, response, status) per answer, in file order. ImportProblems listing every problem."""
+    prompt, response, status) per answer, in file order; and the reader's warnings (bytes that
+    were not UTF-8, replaced). ImportProblems listing every problem."""
     parsed = read_bytes(data, name, labelling=True)
     if parsed.problems:
         raise ImportProblems(parsed.problems)
-    return [
+    rows = [
         (record.fields, {"prompt": record.prompt, "response": record.response, "status": record.status})
         for record in parsed.answers
     ]
+    return rows, parsed.warnings
 
 
 class _Reading:
@@ -156,16 +160,15 @@ class _Reading:
         return False
 
 
-def _decode(data: bytes, name: str) -> str:
+def _decode(data: bytes, name: str) -> tuple[str, str | None]:
     if data[:2] == b"\x1f\x8b":
         try:
             data = gzip.decompress(data)
         except (OSError, EOFError, zlib.error) as exc:
             raise ImportProblems([f"{name}: not a readable gzip file ({exc})"]) from exc
-    try:  # not cleaned here: fields are checked as written, then cleaned one by one (lib.safety.clean_text)
-        return decode_text(data, name)
-    except InputFileError as exc:
-        raise ImportProblems([str(exc)]) from None
+    # bytes that are not UTF-8 become U+FFFD with a warning (issue 12: text is made safe and the work
+    # goes on); not cleaned here: fields are checked as written, then cleaned one by one (lib.safety)
+    return decode_lenient(data, name)
 
 
 # --- containers: each yields (where, row or None, problem or None) ---------------------------

@@ -14,10 +14,11 @@ the file's name and the kind is probe."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import yaml
@@ -34,11 +35,11 @@ from lib.files import (
     TOO_LONG_NUMBER,
     InputFileError,
     LineIndex,
-    decode_text,
+    decode_lenient,
     iter_jsonl,
     long_number_line,
     read_csv,
-    read_text_file,
+    read_text_lenient,
 )
 from lib.safety import control_character, unicode_json, valid_unicode
 
@@ -81,6 +82,7 @@ class SuiteDef:
     version: str
     description: str
     prompts: list[PromptDef]
+    warnings: list[str] = field(default_factory=list)  # bytes that were not UTF-8 (replaced by U+FFFD)
 
     def digest(self) -> str:
         """A hash of the content, to tell a re-import from a changed file."""
@@ -407,11 +409,14 @@ def load_file(path: Path) -> SuiteDef:
     path = Path(path)
     if path.suffix not in SUFFIXES:
         raise SuiteError([f"{path.name}: suite files are .yaml, .yml, .jsonl, .txt or .csv"])
-    try:  # a file that is not UTF-8 is refused naming the line (U+FFFD would stand in for its text)
-        text = read_text_file(path)
+    try:  # bytes that are not UTF-8 become U+FFFD and the import goes on, with a warning naming the line
+        text, warning = read_text_lenient(path)
     except InputFileError as exc:
         raise SuiteError([str(exc)]) from None
-    return parse_suite(text, path.name)
+    suite = parse_suite(text, path.name)
+    if warning:
+        suite.warnings.append(warning)
+    return suite
 
 
 def import_suite(session: Session, suite: SuiteDef) -> tuple[Suite, bool]:
@@ -542,16 +547,15 @@ class SuiteImport:
     version: str
     prompts: int
     created: bool
+    warnings: tuple[str, ...] = ()  # bytes that were not UTF-8 (replaced by U+FFFD), naming the line
 
 
 def import_bytes(data: bytes, filename: str) -> SuiteImport:
     """The suite-import action for an uploaded file's bytes: `import_text` once they are read as
-    UTF-8 (SuiteError naming the line and the byte when they are not)."""
-    try:
-        text = decode_text(data, Path(filename).name)
-    except InputFileError as exc:
-        raise SuiteError([str(exc)]) from None
-    return import_text(text, filename)
+    UTF-8 (bytes that are not become U+FFFD, with a warning naming the line and the byte)."""
+    text, warning = decode_lenient(data, Path(filename).name)
+    imported = import_text(text, filename)
+    return dataclasses.replace(imported, warnings=(warning,)) if warning else imported
 
 
 def import_text(text: str, filename: str) -> SuiteImport:
@@ -561,7 +565,7 @@ def import_text(text: str, filename: str) -> SuiteImport:
     suite = parse_suite(text, filename)
     with session_scope() as s:
         _, created = import_suite(s, suite)
-    return SuiteImport(suite.name, suite.version, len(suite.prompts), created)
+    return SuiteImport(suite.name, suite.version, len(suite.prompts), created, tuple(suite.warnings))
 
 
 def import_path(path: Path) -> SuiteImport:
@@ -569,4 +573,4 @@ def import_path(path: Path) -> SuiteImport:
     suite = load_file(path)
     with session_scope() as s:
         _, created = import_suite(s, suite)
-    return SuiteImport(suite.name, suite.version, len(suite.prompts), created)
+    return SuiteImport(suite.name, suite.version, len(suite.prompts), created, tuple(suite.warnings))
