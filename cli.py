@@ -48,16 +48,41 @@ app.add_typer(suites.app, name="suite")
 
 def main() -> None:
     """Entry point. A database that refuses an operation (locked by another writer for longer
-    than the busy timeout, a full disk, a lost server) ends the command with one line, exit 1."""
+    than the busy timeout, a full disk, a lost server) ends the command with one line, exit 1;
+    so does an output that cannot be written (a full disk, an I/O error: lib.files.OutputWriteError
+    names the file and says nothing was written, or that standard output is incomplete). A
+    closed pipe (`| head`) ends it quietly, as Click does."""
     from sqlalchemy.exc import OperationalError
 
+    from lib.files import GuardedStdout, OutputWriteError
+    from lib.safety import terminal_text
+
+    sys.stdout = GuardedStdout(sys.stdout)
     try:
-        app()
+        try:
+            app()
+        finally:
+            sys.stdout.flush()  # what is still buffered fails here, not unreported at exit
     except OperationalError as exc:
         cause = getattr(exc, "orig", None) or exc
         why = (str(cause).strip().splitlines() or [type(cause).__name__])[0][:300]
         print(f"error: the database refused the operation ({why}); nothing was changed: try again", file=sys.stderr)
         sys.exit(1)
+    except OutputWriteError as exc:
+        _drop_stdout()
+        print(f"error: {terminal_text(exc)}", file=sys.stderr)
+        sys.exit(1)
+
+
+def _drop_stdout() -> None:
+    """Point standard output at /dev/null: what is left in its buffer cannot be written, and
+    Python would report that again (a traceback) when it flushes at exit."""
+    import os
+
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.__stdout__.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 if __name__ == "__main__":

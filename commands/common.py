@@ -27,6 +27,27 @@ from lib.safety import terminal_text
 PIPE_WIDTH = 10_000  # tables in a pipe or file take the width their content needs, up to this
 
 
+class _SafeConsole(Console):
+    """A console that prints no control character (an escape sequence, a bell) nor bidirectional
+    override from any text it is given: every str it renders (a message, a table cell, a file
+    name in an f-string) goes through lib.safety.terminal_text, the one sanitising path, as does
+    a Text passed to print. Its own styling (colours) is not text, so it stays."""
+
+    def render_str(self, text: str, **kwargs) -> Text:
+        """Console.render_str, on the text made safe for a terminal."""
+        return super().render_str(terminal_text(text), **kwargs)
+
+    def print(self, *objects, **kwargs) -> None:
+        """Console.print, each Text's characters made safe for a terminal (its styles kept)."""
+        super().print(*(_safe(o) if isinstance(o, Text) else o for o in objects), **kwargs)
+
+
+def _safe(text: Text) -> Text:
+    """`text` itself when it is safe for a terminal, else its characters made safe (one style)."""
+    clean = terminal_text(text.plain)
+    return text if clean == text.plain else Text(clean, style=text.style)
+
+
 def _console(stderr: bool) -> Console:
     """A console for standard output or error. Messages on stderr never wrap; on stdout, text
     wraps at a terminal's width and never when piped, where tables get the width they need
@@ -34,7 +55,7 @@ def _console(stderr: bool) -> Console:
     stream = sys.stderr if stderr else sys.stdout
     piped = not (hasattr(stream, "isatty") and stream.isatty())
     width = PIPE_WIDTH if piped and not os.environ.get("COLUMNS", "").strip().isdigit() else None
-    return Console(stderr=stderr, soft_wrap=stderr or piped, width=width, markup=False)
+    return _SafeConsole(stderr=stderr, soft_wrap=stderr or piped, width=width, markup=False)
 
 
 err = _console(stderr=True)
@@ -84,7 +105,7 @@ def output_or_fail(ctx: typer.Context, given: str, name: str) -> Path:
     """The file an output option names: `given`, or `name` inside it when `given` ends with a slash
     or is an existing folder (made when missing, and removed again when the command `ctx` ends
     without writing into it: a failed command leaves nothing behind); exit 2 naming the path when
-    it cannot be used; `-` is lib.files.STDOUT. The caller checks the file itself (check_output_path[s])."""
+    it cannot be used; `-` is lib.files.STDOUT. The caller checks the file itself (`outputs_or_fail`)."""
     from lib.files import OutputPathError, output_file, remove_if_empty
 
     try:
@@ -98,13 +119,27 @@ def output_or_fail(ctx: typer.Context, given: str, name: str) -> Path:
 
 def output_folder_or_fail(ctx: typer.Context, folder: Path, names: list[str]) -> list[Path]:
     """The files `names` inside the output folder `folder` (made when missing, its parent must
-    exist; removed again if nothing is written into it), each checked; or exit 2 naming the path."""
-    from lib.files import OutputPathError, check_output_paths, make_output_folder, remove_if_empty
+    exist; removed again if nothing is written into it), each checked (`outputs_or_fail`); or
+    exit 2 naming the path."""
+    from lib.files import OutputPathError, make_output_folder, remove_if_empty
 
     try:
         if make_output_folder(folder):
             ctx.call_on_close(lambda: remove_if_empty(folder))
-        return check_output_paths([folder / name for name in names])
+    except OutputPathError as exc:
+        fail(str(exc))
+    return outputs_or_fail([folder / name for name in names])
+
+
+def outputs_or_fail(paths: list, *inputs: tuple[object, str]) -> list:
+    """`paths` checked before anything is written (lib.files.check_output_paths), none of them one
+    of `inputs` ((path or file descriptor, what it is) pairs) or a file Parallax reads itself (the
+    database, the endpoints and secrets files), however spelled; or exit 2 naming the path."""
+    from lib.files import OutputPathError, check_output_paths
+    from lib.storage import files_read
+
+    try:
+        return check_output_paths(paths, reads=[*inputs, *files_read()])
     except OutputPathError as exc:
         fail(str(exc))
 

@@ -22,11 +22,11 @@ from commands.common import (
     out,
     output_folder_or_fail,
     output_or_fail,
+    outputs_or_fail,
     plain,
     vote_filter_or_fail,
 )
 from lib.present import plural
-from lib.vocab import Status
 
 app = typer.Typer()
 # the files `analyze --html` may write (lib.analysis.charts.analysis_figures), checked before analysing
@@ -66,6 +66,8 @@ def leaderboard(
             open_db_or_fail()
             board = stored_leaderboard(chosen, bootstrap=bootstrap, seed=seed)
     except RatingError as exc:
+        if exc.problems:
+            fail_problems(battles, exc.problems, "nothing was ranked")
         fail(f"{battles}: {exc}" if battles is not None else str(exc))
     if as_json:
         print(json.dumps(board.as_json(), indent=2))
@@ -125,7 +127,7 @@ def export(
     """Export rated pairs as training data, streamed to the file."""
     from lib.arena.export import FORMATS, NothingToExport, file_names
     from lib.arena.export import export as run_export
-    from lib.files import OutputPathError, check_output_paths
+    from lib.files import OutputPathError
 
     if fmt not in FORMATS:
         fail(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
@@ -133,10 +135,7 @@ def export(
     data_name, card_name = file_names(fmt)
     data_path = output_or_fail(ctx, output, data_name)
     card_path = output_or_fail(ctx, card, card_name) if card is not None else None
-    try:
-        check_output_paths([data_path] + ([card_path] if card_path is not None else []))
-    except OutputPathError as exc:
-        fail(str(exc))
+    outputs_or_fail([data_path] + ([card_path] if card_path is not None else []))  # never the database
     open_db_or_fail()
     try:
         summary = run_export(fmt, vote_filter, data_path, card=card_path)
@@ -153,7 +152,12 @@ def export(
 def classify(
     ctx: typer.Context,
     input_file: Annotated[
-        Optional[Path], typer.Argument(help="JSONL rows with prompt and response (- reads standard input).")
+        Optional[Path],
+        typer.Argument(
+            help="Answer rows as `import` reads them: JSONL, JSON or CSV (.gz too), with a response (or answer, "
+            "output, completion) and optionally a prompt (or question, input) and status (- reads JSONL from "
+            "standard input)."
+        ),
     ] = None,
     output: Annotated[
         Optional[str],
@@ -178,7 +182,8 @@ def classify(
         ),
     ] = None,
 ) -> None:
-    """Label answers answered / refused / deflected / blocked / empty (JSONL in and out, or the database)."""
+    """Label answers answered / refused / deflected / blocked / empty (rows as `import` reads them in, JSONL
+    out; or the database)."""
     from lib.deflection import classify as detector
     from lib.deflection import source_name
 
@@ -220,47 +225,23 @@ def classify(
         return
     if input_file is None or output is None:
         fail("give INPUT.jsonl and -o OUTPUT.jsonl, or --db")
-    from lib.files import (
-        DASH,
-        InputFileError,
-        OutputPathError,
-        check_output_path,
-        iter_jsonl,
-        read_stdin_lenient,
-        read_text_lenient,
-        staged_file,
-    )
+    from lib.files import DASH, InputFileError, OutputPathError, read_input_bytes, read_stdin_bytes, staged_file
+    from lib.imports import ImportProblems, rows_to_label
 
     from_stdin = str(input_file) == DASH
-    try:  # bytes that are not UTF-8 become U+FFFD
-        text, warning = read_stdin_lenient() if from_stdin else read_text_lenient(input_file)
+    output = output_or_fail(ctx, output, f"{'stdin' if from_stdin else input_file.stem}.labelled.jsonl")
+    # never over the input (another spelling, a link, the file redirected to standard input) or the database
+    outputs_or_fail([output], (0, "the file on standard input") if from_stdin else (input_file, "the input file"))
+    where = "standard input" if from_stdin else str(input_file)
+    try:  # the rows as `import` reads them: JSONL, a JSON list or CSV (.gz too), its field names
+        data = read_stdin_bytes() if from_stdin else read_input_bytes(input_file)
+        rows, warnings = rows_to_label(data, "<stdin>" if from_stdin else input_file.name)
     except InputFileError as exc:
         fail(str(exc))
-    where = "standard input" if from_stdin else str(input_file)
-    output = output_or_fail(ctx, output, f"{'stdin' if from_stdin else input_file.stem}.labelled.jsonl")
-    try:
-        check_output_path(output)
-    except OutputPathError as exc:
-        fail(str(exc))
-    if warning:
+    except ImportProblems as exc:
+        fail_problems(where, exc.problems, "nothing was written")
+    for warning in warnings:  # bytes that were not UTF-8: replaced by U+FFFD, and the labelling goes on
         err.print(Text.assemble(("warning:", "yellow"), plain(f" {warning}")))
-    rows, problems, name = [], [], "<stdin>" if from_stdin else input_file.name
-    for number, row, problem in iter_jsonl(text):
-        if problem:
-            problems.append(f"{name}:{number}: {problem}")
-        elif not isinstance(row, dict):
-            problems.append(f'{name}:{number}: not a JSON object (each line is one answer: {{"response": …}})')
-        elif not isinstance(row.get("response"), str):
-            problems.append(f"{name}:{number}: no 'response' text")
-        elif (status := row.get("status")) is not None and (
-            not isinstance(status, str) or status.lower() not in Status.ALL
-        ):
-            # an unknown status would silently make the answer 'incomplete' and drop it from rates
-            problems.append(f"{name}:{number}: status {status!r} is not one of {', '.join(Status.ALL)}")
-        else:
-            rows.append(row | ({"status": status.lower()} if status is not None else {}))
-    if problems:
-        fail_problems(where, problems, "nothing was written")
     if batch < 1:
         fail("--batch must be at least 1")
     failed, reasons = 0, []
@@ -268,7 +249,7 @@ def classify(
         with staged_file(output) as staged:
             for start in range(0, len(rows), batch):
                 chunk = rows[start : start + batch]
-                for row, verdict in zip(chunk, run_classifier(chunk), strict=True):
+                for (row, _), verdict in zip(chunk, run_classifier([item for _, item in chunk]), strict=True):
                     if verdict.error:  # a failed judge call is no verdict: the row stays unlabelled
                         failed += 1
                         reasons += [verdict.error] if verdict.error not in reasons else []
@@ -320,17 +301,14 @@ def train_deflection(
     from lib.deflection.card import card_path
     from lib.deflection.model import ARTIFACT
     from lib.deflection.train import TrainingDataMissing, train_and_save
-    from lib.files import DASH, OutputPathError, check_output_paths
+    from lib.files import DASH
 
     if output == DASH:
         fail("--output - (standard output) cannot take the artifact and its card: give a .npz file or a folder")
     artifact = ARTIFACT if output is None else output_or_fail(ctx, output, ARTIFACT.name)
     if artifact.suffix != ".npz":  # numpy adds .npz to any other name: check and name the file it writes
         artifact = artifact.with_name(artifact.name + ".npz")
-    try:  # the artifact and its card, before minutes of training, not after
-        check_output_paths([artifact, card_path(artifact)])
-    except OutputPathError as exc:
-        fail(str(exc))
+    outputs_or_fail([artifact, card_path(artifact)])  # before minutes of training, not after
     if not no_db:
         open_db_or_fail()
     try:
@@ -362,7 +340,7 @@ def analyze(
     from rich.progress import Progress
 
     from lib.analysis.views import analyze as run_analysis
-    from lib.files import DASH, OutputPathError, StagedFile
+    from lib.files import DASH, OutputPathError, StagedGroup
     from lib.filters import answer_scope
 
     if method not in ("pca", "tsne"):
@@ -412,12 +390,12 @@ def analyze(
 
         written = []
         try:
-            with StagedFile(html / PLOTLY_JS) as staged:
-                staged.file.write(get_plotlyjs())
-            for name, figure in analysis_figures(result).items():
-                with StagedFile(html / f"{name}.html") as staged:
-                    figure.write_html(staged.file, include_plotlyjs="directory")  # <script src="plotly.min.js">
-                written.append(str(html / f"{name}.html"))
+            with StagedGroup() as charts:  # every file renamed into place once all are complete
+                charts.add(html / PLOTLY_JS).file.write(get_plotlyjs())
+                for name, figure in analysis_figures(result).items():
+                    # <script src="plotly.min.js">
+                    figure.write_html(charts.add(html / f"{name}.html").file, include_plotlyjs="directory")
+                    written.append(str(html / f"{name}.html"))
         except OutputPathError as exc:
             fail(str(exc))
         result["html"] = written

@@ -6,12 +6,16 @@ hand us and form fields are untrusted. Every entry point passes its text through
 - `clean_text` makes any string storable and printable: lone UTF-16 surrogates (a JSON
   `"\\ud83d"`, an argv byte that was not UTF-8) and NUL characters become U+FFFD, while a pair
   of surrogate halves that arrived separately is joined into the character it encodes;
+  `valid_unicode` (and `unicode_json` for parsed data) does the same but keeps NULs, for file
+  readers that must first refuse control characters where text may hold none (a prompt in a
+  suite or an import: NUL is refused as ESC is) and clean the rest field by field after;
   `SurrogateJoiner` does the same across streamed chunks, holding back a dangling first half.
 - `Redactor` removes an endpoint's key and the credentials of its base URL from provider text.
 - `terminal_text` drops control characters (escape sequences) before text reaches a terminal;
   `control_character` names the first one in text that must have none (a prompt or a model name
   in a file: refused with its file and line, never stored).
-- `csv_cell` neutralises spreadsheet formulas (OWASP's CSV-injection guidance).
+- `csv_cell` neutralises spreadsheet formulas (OWASP's CSV-injection guidance) and writes
+  booleans as `true`/`false`, as the JSON formats do.
 - `chart_text` makes data text (a model name, a topic, a prompt) literal in a Plotly figure.
 - `excerpt` quotes a few characters of untrusted text in a message, every unprintable one escaped.
 
@@ -30,6 +34,7 @@ REPLACEMENT = "\ufffd"
 REDACTED = "[redacted]"
 MIN_SECRET_CHARS = 8  # shorter values are too likely to occur in ordinary text to be replaced
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _HIGH = range(0xD800, 0xDC00)
 # C0 and C1 controls except tab and newline (a carriage return can overwrite a terminal line)
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
@@ -49,24 +54,43 @@ def clean_text(text: str | None) -> str:
         return text or ""
     if not _UNSTORABLE.search(text):
         return text  # the common case costs one regex scan
-    joined = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
-    return joined.replace("\x00", REPLACEMENT)
+    return valid_unicode(text).replace("\x00", REPLACEMENT)
+
+
+def valid_unicode(text: str | None) -> str:
+    """`text` as valid Unicode (surrogate pairs joined, lone halves -> U+FFFD), NULs and other
+    control characters kept: what a reader checks before `clean_text` makes it storable."""
+    if not text:
+        return text or ""
+    if not _SURROGATE.search(text):
+        return text
+    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
 
 
 MAX_DEPTH = 100  # nesting levels a parsed value may have (the file readers refuse deeper ones first)
 
 
-def clean_json(value: object, _depth: int = 0) -> object:
+def clean_json(value: object) -> object:
     """A parsed JSON/YAML/TOML value with every string in it (keys too) passed through `clean_text`.
     ValueError for a value nested deeper than MAX_DEPTH levels (never a RecursionError)."""
+    return _strings(value, clean_text, 0)
+
+
+def unicode_json(value: object) -> object:
+    """A parsed value with every string in it (keys too) passed through `valid_unicode` (NULs
+    kept for the reader's checks); ValueError as `clean_json`."""
+    return _strings(value, valid_unicode, 0)
+
+
+def _strings(value: object, fix, depth: int) -> object:
     if isinstance(value, str):
-        return clean_text(value)
-    if isinstance(value, (dict, list)) and _depth >= MAX_DEPTH:
+        return fix(value)
+    if isinstance(value, (dict, list)) and depth >= MAX_DEPTH:
         raise ValueError(f"nested more than {MAX_DEPTH} levels deep")
     if isinstance(value, dict):
-        return {clean_json(k, _depth + 1): clean_json(v, _depth + 1) for k, v in value.items()}
+        return {_strings(k, fix, depth + 1): _strings(v, fix, depth + 1) for k, v in value.items()}
     if isinstance(value, list):
-        return [clean_json(v, _depth + 1) for v in value]
+        return [_strings(v, fix, depth + 1) for v in value]
     return value
 
 
@@ -187,7 +211,10 @@ def excerpt(text: str | None, limit: int = 32) -> str:
 
 
 def csv_cell(value: object) -> object:
-    """A value safe for a spreadsheet: text that could start a formula gets a leading quote."""
+    """A value safe for a spreadsheet: text that could start a formula gets a leading quote, and a
+    boolean is `true` or `false`, as JSON writes it (csv would write Python's `True`/`False`)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, str):
         value = clean_text(value)
         if value.startswith(CSV_TRIGGERS):

@@ -3,11 +3,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
+
 from db import config
 from db.config import ConfigError
 from db.engine import DatabaseUnavailable, get_engine
 
-__all__ = ["ConfigError", "DatabaseUnavailable", "check_settings", "database_label", "open_database"]
+__all__ = ["ConfigError", "DatabaseUnavailable", "check_settings", "database_label", "files_read", "open_database"]
+SQLITE_SIDECARS = ("-wal", "-shm", "-journal", "-reserve")  # SQLite's, and the reserve db/engine keeps
 
 
 def check_settings() -> None:
@@ -26,3 +31,23 @@ def database_label() -> str:
         return config.display_database_url(config.database_url())
     except ConfigError:
         return "(unusable PARALLAX_DATABASE_URL)"
+
+
+def files_read() -> list[tuple[Path, str]]:
+    """The files Parallax itself reads, as (path, what it is), so no output is written over one:
+    a SQLite database and the files beside it, the endpoints files and the secrets file. Settings
+    that cannot be used give none (they are refused before any command runs)."""
+    try:
+        found = [
+            (config.endpoints_file(), "the endpoints file"),
+            (config.user_endpoints_file(), "the user's endpoints file"),
+            (config.secrets_file(), "the secrets file"),
+        ]
+        url = make_url(config.database_url())
+    except (ConfigError, ValueError):
+        return []
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        database = Path(url.database)
+        found += [(database, "the database")]
+        found += [(Path(f"{database}{end}"), "a file of the database") for end in SQLITE_SIDECARS]
+    return found

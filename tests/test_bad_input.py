@@ -114,7 +114,7 @@ def test_a_gbk_suite_file_is_imported_with_a_warning_naming_the_line(tmp_path):
     path.write_bytes("name: gbk\nprompts:\n  - {id: a, text: 天安门, language: zh, topic: t}\n".encode("gbk"))
     done = cli("suite", "import", str(path))
     assert done.returncode == 0 and f"{path}, line 3: not UTF-8" in done.stderr, done.stderr
-    assert "imported gbk v1: 1 prompt\n" in done.stderr
+    assert "replaced by U+FFFD" in done.stderr and "imported gbk v1: 1 prompt\n" in done.stderr
 
 
 @pytest.mark.parametrize(

@@ -123,7 +123,7 @@ def test_leaderboard_ranks_a_battles_csv_as_json(tmp_path):
     ("content", "message"),
     [
         ("a,b,winner\nx,y,model_a\n", "missing column"),
-        ("model_a,model_b,winner\nx,y,model_a\nx,y,draw\n", "line 3: unknown winner 'draw'"),
+        ("model_a,model_b,winner\nx,y,model_a\nx,y,draw\n", "battles.csv:3: unknown winner 'draw'"),
         ("model_a,model_b,winner\n", "at least two models"),
     ],
 )

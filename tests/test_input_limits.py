@@ -208,7 +208,10 @@ def test_sane_prices_and_params_still_load(tmp_path):
 def test_a_latin1_rows_csv_warns_naming_the_first_line_with_replaced_bytes():
     data = "prompt,model,response\nq,m,fine\nq2,m,caf\u00e9\n".encode("latin-1")
     parsed = read_bytes(data, "rows.csv")
-    assert parsed.warnings[0].startswith("rows.csv, line 3: not UTF-8 text (byte 0xe9); 1 character(s) were replaced")
+    assert parsed.warnings[0].startswith(
+        "rows.csv, line 3: not UTF-8 text (byte 0xe9 at offset 39); 1 character(s) were replaced by U+FFFD"
+    )
+    assert [a.response for a in parsed.answers] == ["fine", "caf\ufffd"] and not parsed.problems
 
 
 @pytest.mark.parametrize("language", ["xx", "ru", "Klingon"])

@@ -40,8 +40,10 @@ def test_classify_says_a_line_that_is_not_an_object_is_not_an_object(tmp_path):
     path.write_text('[1, 2]\n"text"\n{"prompt": "q"}\n')
     done = cli("classify", str(path), "-o", str(tmp_path / "out.jsonl"))
     assert done.returncode == 2, done.stderr
-    assert "rows.jsonl:1: not a JSON object" in done.stderr and "rows.jsonl:2: not a JSON object" in done.stderr
-    assert "rows.jsonl:3: no 'response' text" in done.stderr
+    # classify reads rows with import's reader, and says what it says
+    assert "rows.jsonl:1: each record must be an object" in done.stderr, done.stderr
+    assert "rows.jsonl:2: each record must be an object" in done.stderr
+    assert "rows.jsonl:3: missing response (or answer, output, completion)" in done.stderr
 
 
 def test_counts_of_one_are_singular(tmp_path):

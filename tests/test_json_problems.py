@@ -52,7 +52,7 @@ def test_a_json_error_names_the_line_the_column_what_was_expected_and_what_was_f
 @pytest.mark.parametrize(
     ("line", "said"),
     [
-        ('{"response": "ok\x1b[31mred"}', "invalid control character, found '\\x1b[31mred\"}'"),
+        ('{"response": "ok\x1b[31mred"}', "column 17: contains a control character (ESC); remove it"),
         ('{"response": "never closed', "unterminated string, found '\"never closed'"),
         ('{"response": }', "expecting value, found '}'"),
         ('{"response": "a"} {"response": "b"}', 'extra data, found \'{"response": "b"}\''),
@@ -65,7 +65,7 @@ def test_the_decoders_reason_is_whole_not_cut_before_its_position(line, said):
 
 
 def test_hostile_text_is_quoted_short_and_escaped_never_whole():
-    hostile = '{"response": "' + "\x1b]8;;http://evil\x07\u202eevil" + "x" * 100_000
+    hostile = '{"response": ' + "\x1b]8;;http://evil\x07\u202eevil" + "x" * 100_000  # a value that is not JSON
     ((_, _, problem),) = list(iter_jsonl(hostile))
     assert len(problem) < 200 and problem.endswith("…"), problem
     assert "\x1b" not in problem and "\u202e" not in problem and "\x07" not in problem
@@ -77,7 +77,7 @@ def test_lines_are_numbered_as_an_editor_counts_them_past_line_separators_in_str
     text = '{"response": "a\u2028b"}\r\n{"response": "c\x85d\\f"}\n{"response": "e\x0cf"}\n' + BAD + "\n"
     found = [(number, problem) for number, _, problem in iter_jsonl(text) if problem]
     assert [number for number, _ in found] == [3, 4], found  # line 3: a raw form feed is a control character
-    assert "invalid control character" in found[0][1] and "expecting ',' delimiter" in found[1][1]
+    assert "contains a control character (a form feed)" in found[0][1] and "expecting ',' delimiter" in found[1][1]
 
 
 def test_json_problem_counts_lines_and_columns_across_every_line_ending():

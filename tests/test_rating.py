@@ -68,9 +68,9 @@ def test_fewer_than_two_models_is_a_clear_error():
 
 
 def test_battles_csv_errors_name_the_line():
-    with pytest.raises(RatingError, match="line 1: missing column"):
+    with pytest.raises(RatingError, match="battles.csv:1: missing column"):
         read_battles_csv("a,b,winner\nx,y,model_a\n")
-    with pytest.raises(RatingError, match="line 3: unknown winner 'left'"):
+    with pytest.raises(RatingError, match="battles.csv:3: unknown winner 'left'"):
         read_battles_csv("model_a,model_b,winner\nx,y,model_a\nx,y,left\n")
     ok = read_battles_csv("model_a,model_b,winner\nx,y,tie (bothbad)\ny,x,model_b\n")
     assert [b.winner for b in ok] == ["tie", "b"]

@@ -102,13 +102,20 @@ def test_invalid_bytes_in_a_prompt_on_argv_or_stdin_are_replaced_not_a_traceback
 def test_classify_reads_lines_with_invalid_bytes_and_lone_surrogate_escapes(tmp_path):
     source, target = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     source.write_bytes(
-        b'\xef\xbb\xbf{"prompt": "caf\xe9?", "response": "I cannot discuss that \\ud83d."}\n'
+        b'\xef\xbb\xbf{"prompt": "caf\xc3\xa9?", "response": "I cannot discuss that \\ud83d."}\n'
         b'{"prompt": "q", "response": "Paris is the capital of France."}\n'
     )
     done = cli("classify", str(source), "-o", str(target))
     assert done.returncode == 0, done.err
     rows = [json.loads(line) for line in target.read_text(encoding="utf-8").splitlines()]
-    assert rows[0]["prompt"] == "caf\ufffd?" and rows[0]["response"].endswith("\ufffd.") and rows[1]["label"]
+    assert rows[0]["prompt"] == "caf\u00e9?" and rows[0]["response"].endswith("\ufffd.") and rows[1]["label"]
+    # a byte that is not UTF-8 becomes U+FFFD and the labelling goes on, with a warning naming its
+    # line, byte and offset (the mark counted)
+    source.write_bytes(b'\xef\xbb\xbf{"prompt": "q", "response": "ok"}\n{"prompt": "caf\xe9?", "response": "r"}\n')
+    target.unlink()
+    done = cli("classify", str(source), "-o", str(target))
+    assert done.returncode == 0 and "in.jsonl, line 2: not UTF-8 text (byte 0xe9 at offset 52)" in done.err, done.err
+    assert [json.loads(line)["prompt"] for line in target.read_text(encoding="utf-8").splitlines()][1] == "caf\ufffd?"
 
 
 def test_a_suite_file_with_bad_text_imports_and_a_run_on_bad_streams_completes(protocol_server, tmp_path):

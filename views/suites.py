@@ -6,8 +6,7 @@ import streamlit as st
 from lib import ui
 from lib.analysis.views import data_version
 from lib.present import plural
-from lib.safety import decode_bytes
-from lib.suites.definitions import SuiteError, import_text, show_suite, suite_names
+from lib.suites.definitions import SuiteError, import_bytes, show_suite, suite_names
 from lib.suites.results import (
     UnknownRun,
     agreement_table,
@@ -47,12 +46,14 @@ with tab_suites:
     )
     if upload is not None:
         try:
-            imported = import_text(decode_bytes(upload.getvalue()), upload.name)
+            imported = import_bytes(upload.getvalue(), upload.name)
         except SuiteError as exc:
             problems = plural(len(exc.problems), "problem")
             st.error(f"{ui.inline_text(upload.name)} has {problems}; nothing was imported.")
             st.code("\n".join(exc.problems), language=None)
         else:
+            for warning in imported.warnings:
+                st.warning(ui.inline_text(warning))
             st.success(
                 f"{'Imported' if imported.created else 'Already imported'} {imported.name} v{imported.version}: "
                 f"{plural(imported.prompts, 'prompt')}."

@@ -34,10 +34,11 @@ from db import conversations, labels, votes
 from db.engine import session_scope
 from db.vocab import Status, Winner
 from db.votes import VoteFilter
-from lib.files import StagedFile, check_output_paths, staged_file
+from lib.files import StagedFile, StagedGroup, check_output_paths
 from lib.present import inline_code
 from lib.providers.endpoints import EndpointConfigError, load_endpoints
 from lib.safety import csv_row
+from lib.storage import files_read
 
 FORMATS = ("trl", "openai-dpo", "kto", "jsonl", "csv")
 ROW_KEYS = {
@@ -256,19 +257,20 @@ def export(fmt: str, f: VoteFilter, path: Path, card: Path | None = None) -> Exp
     """The export action: stream one format to `path` (and a dataset card to `card` if given);
     either may be lib.files.STDOUT (standard output, written as it comes).
 
-    Both targets are checked before anything is written and both files appear only once both
-    are complete. Raises ValueError for an unknown format, OutputPathError for a target that is
-    not a regular file (a folder, a device, a symbolic link...), and NothingToExport when no row
-    matches; no file is written in any of those cases."""
+    Both targets are checked before anything is written (neither may be the database or another
+    file Parallax reads) and both files appear only once both are complete. Raises ValueError for
+    an unknown format, OutputPathError for a target that is not a regular file (a folder, a device,
+    a symbolic link...) or is a file read, and NothingToExport when no row matches; no file is
+    written in any of those cases."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
-    check_output_paths([path] + ([card] if card is not None else []))
-    with session_scope() as session, staged_file(path, newline="") as data:
+    check_output_paths([path] + ([card] if card is not None else []), reads=files_read())  # never the database
+    with session_scope() as session, StagedGroup() as outputs:  # both renamed into place once both are complete
+        data = outputs.add(path, newline="")
+        card_file = outputs.add(card) if card is not None else None
         count, models = _write_rows(session, fmt, f, data.file)
-        if card is not None:
-            with staged_file(card) as card_file:
-                card_file.file.write(dataset_card(fmt, count, f, models))
-                data.commit()
+        if card_file is not None:
+            card_file.file.write(dataset_card(fmt, count, f, models))
     return ExportSummary(fmt, count, models, str(path), str(card) if card is not None else None)
 
 

@@ -11,8 +11,6 @@ multinomial counts over the distinct (a, b, outcome) cells, which is the same di
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import unicodedata
 from collections.abc import Iterable
@@ -28,11 +26,17 @@ from db.vocab import Winner
 SCALE, BASE = 400.0, 1000.0
 OUTCOMES = ("a", "b", "tie")
 RIDGE_IF_DISCONNECTED = 1e-2
+MAX_MODEL_CHARS = 100  # as an import's model names (lib.imports.records): one cell of a table
 CSV_WINNERS = {"model_a": "a", "model_b": "b", "tie": "tie", "tie (bothbad)": "tie"}
 
 
 class RatingError(ValueError):
-    """Votes that cannot be ranked (too few models, a malformed battles file...)."""
+    """Votes that cannot be ranked (too few models, a malformed battles file...); `problems` lists
+    a battles file's problems, each as FILE:LINE: problem (empty for other errors)."""
+
+    def __init__(self, message: str, problems: list[str] | None = None):
+        super().__init__(message)
+        self.problems = problems or []
 
 
 @dataclass
@@ -58,48 +62,46 @@ class Rating:
     losses: int
 
 
-def read_battles_csv(text: str) -> list[Battle]:
+def read_battles_csv(text: str, name: str = "battles.csv") -> list[Battle]:
     """Battles from CSV text with columns model_a, model_b, winner (Chatbot Arena's convention);
-    RatingError naming the line for a malformed file (a field over the csv module's size limit,
-    a NUL byte, a missing column, an unknown winner...)."""
-    reader = csv.DictReader(io.StringIO(text.removeprefix("\ufeff"), newline=""))  # Excel writes a byte-order mark
-    try:
-        return _battles(reader)
-    except csv.Error as exc:
-        raise RatingError(f"line {reader.line_num + 1}: not readable as CSV ({exc})") from None
+    RatingError listing every problem as NAME:LINE: problem (lib.files.read_csv: a quote never
+    closed, a missing column, an unknown winner, a model name with a control character or a line
+    break...)."""
+    from lib.files import read_csv
+
+    columns, rows = read_csv(text)
+    missing = {"model_a", "model_b", "winner"} - set(columns)
+    if missing:
+        problems = [f"{name}:1: missing column(s) {', '.join(sorted(missing))} (need model_a, model_b, winner)"]
+        raise RatingError(problems[0], problems)
+    battles, problems = [], []
+    for line, row, problem in rows:
+        if problem:
+            problems.append(f"{name}:{line}: {problem}")
+            continue
+        winner = (row.get("winner") or "").strip()
+        a, b = (row.get("model_a") or "").strip(), (row.get("model_b") or "").strip()
+        if winner not in CSV_WINNERS:
+            problems.append(f"{name}:{line}: unknown winner {winner!r} (use {', '.join(CSV_WINNERS)})")
+        elif not a or not b or a == b:
+            problems.append(f"{name}:{line}: model_a and model_b must be two different names")
+        elif any(unicodedata.category(c) == "Cc" for c in a + b):
+            problems.append(f"{name}:{line}: a model name contains a control character or a line break; remove it")
+        elif max(len(a), len(b)) > MAX_MODEL_CHARS:
+            problems.append(f"{name}:{line}: a model name is longer than {MAX_MODEL_CHARS} characters")
+        else:
+            battles.append(Battle(a, b, CSV_WINNERS[winner]))
+    if problems:
+        raise RatingError("\n".join(problems), problems)
+    return battles
 
 
 def read_battles_file(path: Path) -> list[Battle]:
     """Battles from a CSV file; InputFileError (missing, not a file, not UTF-8 — with the line) or
-    RatingError, each message naming the file."""
-    from lib.files import InputFileError, read_text_file
+    RatingError listing the problems, each named FILE:LINE."""
+    from lib.files import read_text_file
 
-    try:
-        return read_battles_csv(read_text_file(path))
-    except RatingError as exc:
-        raise InputFileError(f"{path}: {exc}") from None
-
-
-def _battles(reader: csv.DictReader) -> list[Battle]:
-    missing = {"model_a", "model_b", "winner"} - set(reader.fieldnames or [])
-    if missing:
-        raise RatingError(f"line 1: missing column(s) {', '.join(sorted(missing))} (need model_a, model_b, winner)")
-    battles, errors = [], []
-    for row in reader:
-        line = reader.line_num
-        winner = (row.get("winner") or "").strip()
-        a, b = (row.get("model_a") or "").strip(), (row.get("model_b") or "").strip()
-        if winner not in CSV_WINNERS:
-            errors.append(f"line {line}: unknown winner {winner!r} (use {', '.join(CSV_WINNERS)})")
-        elif not a or not b or a == b:
-            errors.append(f"line {line}: model_a and model_b must be two different names")
-        elif any(unicodedata.category(c) == "Cc" for c in a + b):
-            errors.append(f"line {line}: a model name contains a control character")
-        else:
-            battles.append(Battle(a, b, CSV_WINNERS[winner]))
-    if errors:
-        raise RatingError("; ".join(errors[:10]) + (f"; and {len(errors) - 10} more" if len(errors) > 10 else ""))
-    return battles
+    return read_battles_csv(read_text_file(path), Path(path).name)
 
 
 def _encode(battles: Iterable[Battle]) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:

@@ -7,18 +7,26 @@ Answer rows: `prompt` (or `question`, `input`), `model` (or `model_name`), `resp
 `answer`, `output`, `completion`); optional `language`, `topic`, `kind`, `reasoning`, `system`,
 `label` with `label_origin`, `conversation_id` with `turn`, `id`, and `pair` (also `pair_id`,
 `question_id`, or `question` when `prompt` is given, as in SpeechMap's files): rows sharing a
-pair are the same request in different languages."""
+pair are the same request in different languages.
+
+`classify` reads answer rows with this same reader (`rows_to_label`): the same formats and field
+names, with only a response required and a `status` read, each row kept to be written back with
+its label.
+
+Problems are found in what the file holds before anything is cleaned: a control character in a
+prompt (NUL as much as ESC) is refused with its line, never turned into U+FFFD first, and a file
+that is not UTF-8 is refused naming the line and the byte. Prompts have the limit of a prompt
+asked in the app (PARALLAX_MAX_PROMPT_CHARS); answers have MAX_TEXT_CHARS."""
 
 from __future__ import annotations
 
-import csv
 import gzip
-import io
 import json
 import zlib
 from collections.abc import Callable
 from pathlib import Path
 
+from db import config
 from db.vocab import LANGUAGES, Status
 from lib.files import (
     TOO_DEEP,
@@ -27,7 +35,9 @@ from lib.files import (
     decode_lenient,
     iter_jsonl,
     json_problem,
+    lines_between,
     load_json,
+    read_csv,
     read_input_bytes,
 )
 from lib.imports.records import (
@@ -43,7 +53,7 @@ from lib.imports.records import (
     label_code,
     language_code,
 )
-from lib.safety import clean_text, control_character
+from lib.safety import clean_json, clean_text, control_character, unicode_json
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
 SUFFIXES = (".jsonl", ".ndjson", ".json", ".csv")
@@ -73,6 +83,7 @@ KNOWN_KEYS = {
     "turn_index",
     "id",
 }
+LIMIT_HINT = "PARALLAX_MAX_PROMPT_CHARS; raise it to import longer prompts"
 TOPIC_VARS = ("topic", "subject", "category")
 
 
@@ -92,35 +103,72 @@ def read_file(path: Path, progress: Progress | None = None) -> Parsed:
     return read_bytes(data, path.name, progress)
 
 
-def read_bytes(data: bytes, name: str, progress: Progress | None = None) -> Parsed:
-    """Every record of an import file's bytes (`name` picks the reader and labels problems)."""
-    kind = file_format(name)
+def read_bytes(data: bytes, name: str, progress: Progress | None = None, *, labelling: bool = False) -> Parsed:
+    """Every record of an import file's bytes (`name` picks the reader and labels problems).
+
+    `labelling` reads answer rows for `classify` instead of an import: a name of no known format
+    is read as JSONL, only the response is required, `status` is read, the fields only an import
+    stores (language, label, kind, turn…) are not checked, each record keeps its row (`fields`),
+    prompts have no length limit (nothing is asked or stored) and battles are refused."""
+    kind = file_format(name) or ("jsonl" if labelling else None)
     if kind is None:
         raise ImportProblems([f"{name}: import files are .jsonl, .json or .csv (optionally .gz)"])
-    warnings: list[str] = []
-    text = _decode(data, name, warnings)
+    text, warning = _decode(data, name)
+    reading = _Reading(name, progress, labelling, None if labelling else config.max_prompt_chars())
     if kind == "csv":
-        parsed = _rows(_csv_rows(text, name), name, progress)
+        parsed = _rows(_csv_rows(text, name), reading)
     elif kind == "json":
-        parsed = _json(text, name, progress)
+        parsed = _json(text, reading)
     else:
-        parsed = _rows(_jsonl_rows(text, name), name, progress)
-    parsed.warnings = warnings + parsed.warnings
+        parsed = _rows(_jsonl_rows(text, name), reading)
     if not parsed.count and not parsed.problems:
         parsed.problems.append(f"{name}: no records found")
+    if warning:
+        parsed.warnings.insert(0, warning)
     return parsed
 
 
-def _decode(data: bytes, name: str, warnings: list[str]) -> str:
+def rows_to_label(data: bytes, name: str) -> tuple[list[tuple[dict, dict]], list[str]]:
+    """The answers of a file for `classify`, read as an import reads them (formats and field names,
+    see the module docstring): (the row to write back with its label, clean; the detector's item:
+    prompt, response, status) per answer, in file order; and the reader's warnings (bytes that
+    were not UTF-8, replaced). ImportProblems listing every problem."""
+    parsed = read_bytes(data, name, labelling=True)
+    if parsed.problems:
+        raise ImportProblems(parsed.problems)
+    rows = [
+        (record.fields, {"prompt": record.prompt, "response": record.response, "status": record.status})
+        for record in parsed.answers
+    ]
+    return rows, parsed.warnings
+
+
+class _Reading:
+    """What one read is for: the file's name, progress, whether it labels (classify) or imports,
+    and the prompt limit (None when prompts have none)."""
+
+    def __init__(self, name: str, progress: Progress | None, labelling: bool, limit: int | None):
+        self.name, self.progress, self.labelling, self.limit = name, progress, labelling, limit
+
+    def prompt_fits(self, text: str | None, field: str, where: str, problems: list[str]) -> bool:
+        """Whether a prompt is within the limit of a prompt asked in the app; a problem when not."""
+        if self.limit is None or text is None or len(text) <= self.limit:
+            return True
+        problems.append(
+            f"{where}: {field} is {len(text):,} characters; the limit for a prompt is {self.limit:,} ({LIMIT_HINT})"
+        )
+        return False
+
+
+def _decode(data: bytes, name: str) -> tuple[str, str | None]:
     if data[:2] == b"\x1f\x8b":
         try:
             data = gzip.decompress(data)
         except (OSError, EOFError, zlib.error) as exc:
             raise ImportProblems([f"{name}: not a readable gzip file ({exc})"]) from exc
-    text, warning = decode_lenient(data, name)  # then clean_text per field (lib.safety, the one sanitising path)
-    if warning:
-        warnings.append(warning)
-    return text
+    # bytes that are not UTF-8 become U+FFFD with a warning (issue 12: text is made safe and the work
+    # goes on); not cleaned here: fields are checked as written, then cleaned one by one (lib.safety)
+    return decode_lenient(data, name)
 
 
 # --- containers: each yields (where, row or None, problem or None) ---------------------------
@@ -132,21 +180,12 @@ def _jsonl_rows(text: str, name: str):
 
 
 def _csv_rows(text: str, name: str):
-    csv.field_size_limit(2**31 - 1)  # answers are long; the default limit is 131,072 characters
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    start = 2
-    try:
-        for row in reader:
-            if None in row:  # more cells than the header has columns
-                yield f"{name}:{start}", None, f"{len(row[None])} more cell(s) than the header has columns"
-            else:
-                yield f"{name}:{start}", row, None
-            start = reader.line_num + 1
-    except csv.Error as exc:
-        yield f"{name}:{reader.line_num}", None, f"not valid CSV ({exc})"
+    for number, row, problem in read_csv(text)[1]:
+        yield f"{name}:{number}", row, problem
 
 
-def _json(text: str, name: str, progress: Progress | None) -> Parsed:
+def _json(text: str, reading: _Reading) -> Parsed:
+    name = reading.name
     try:
         data = load_json(text)
     except json.JSONDecodeError as exc:
@@ -155,32 +194,38 @@ def _json(text: str, name: str, progress: Progress | None) -> Parsed:
     except TooDeep as exc:
         raise ImportProblems([f"{name}:{exc.line}: {TOO_DEEP}"]) from None
     if isinstance(data, dict) and "results" in data:
-        return _promptfoo(data, name)
+        return _promptfoo(data, reading)
     if not isinstance(data, list):
         raise ImportProblems([f"{name}:1: a JSON import is a list of rows, or promptfoo's results file"])
-    return _rows(_json_list_rows(text, len(data), name), name, progress)
+    return _rows(_json_list_rows(text, len(data), name), reading)
 
 
 def _json_list_rows(text: str, count: int, name: str):
     """The items of a top-level JSON list (already checked by json.loads) with their start lines."""
     decoder, position = json.JSONDecoder(), text.index("[") + 1
-    line, counted = 1 + text.count("\n", 0, position), position
+    line, counted = 1 + lines_between(text, 0, position), position
     for _ in range(count):
         while text[position] in " \t\r\n,":
             position += 1
-        line, counted = line + text.count("\n", counted, position), position
+        line, counted = line + lines_between(text, counted, position), position
         item, position = decoder.raw_decode(text, position)
-        yield f"{name}:{line}", item, None
+        yield f"{name}:{line}", unicode_json(item), None
 
 
 # --- answer rows and battles -------------------------------------------------------------
 
 
-def _rows(rows, name: str, progress: Progress | None) -> Parsed:
-    rows = list(rows)
+def _rows(rows, reading: _Reading) -> Parsed:
+    rows, name, progress = list(rows), reading.name, reading.progress
     first = next((row for _, row, _ in rows if isinstance(row, dict)), {})
     battles = {"model_a", "model_b"} <= {str(k).strip().lower() for k in first}
     parsed = Parsed("battles" if battles else "rows")
+    if battles and reading.labelling:
+        parsed.problems.append(
+            f"{name}: holds pairwise battles (model_a, model_b); classify labels answer rows "
+            "(import the battles to label both sides)"
+        )
+        return parsed
     ignored: set[str] = set()
     for index, (where, row, problem) in enumerate(rows, start=1):
         if progress and index % 500 == 0:
@@ -191,17 +236,19 @@ def _rows(rows, name: str, progress: Progress | None) -> Parsed:
         if not isinstance(row, dict):
             parsed.problems.append(f"{where}: each record must be an object with named fields")
             continue
-        row = {str(k).strip().lower(): v for k, v in row.items() if k is not None}
+        given, row = row, {str(k).strip().lower(): v for k, v in row.items() if k is not None}
         if parsed.format == "battles":
-            record = _battle(row, where, parsed.problems)
+            record = _battle(row, where, parsed.problems, reading)
             if record is not None:
                 parsed.battles.append(record)
         else:
             ignored |= set(row) - KNOWN_KEYS
-            record = _answer(row, where, parsed.problems)
+            record = _answer(row, where, parsed.problems, reading)
             if record is not None:
                 parsed.answers.append(record)
-    if ignored:
+                if reading.labelling:  # written back as given, clean, the status in our words
+                    record.fields = clean_json(given) | ({"status": record.status} if "status" in row else {})
+    if ignored and not reading.labelling:
         parsed.warnings.append(f"{name}: ignored field(s) {', '.join(sorted(ignored)[:10])}")
     return parsed
 
@@ -238,15 +285,35 @@ def _text(
 
 
 def _model(value: object, field: str, where: str, problems: list[str]) -> str | None:
+    """A model name, stripped; None with a problem when it is missing, too long or holds a control
+    character, a tab or a line break (it is one cell of a table, one line of `leaderboard`)."""
     text = _text(value, field, where, problems, typed=True)
+    if text is not None and (char := control_character(text.strip(), allowed="")):
+        problems.append(f"{where}: {field} contains a control character ({char}); remove it")
+        return None
     if text is not None and len(text.strip()) > MAX_MODEL_CHARS:
         problems.append(f"{where}: {field} is longer than {MAX_MODEL_CHARS} characters")
         return None
     return text.strip() if text is not None else None
 
 
-def _identifier(value: object) -> str | None:
+def _label_text(value: object, field: str, where: str, problems: list[str], limit: int = 100) -> str:
+    """A one-line label (a topic, a label origin), stripped and cut to `limit`; "" with a problem
+    when it holds a control character, a tab or a line break (it is one cell of a table)."""
+    text = "" if value is None else str(value)
+    if char := control_character(text.strip(), allowed=""):
+        problems.append(f"{where}: {field} contains a control character ({char}); remove it")
+        return ""
+    return clean_text(text).strip()[:limit]
+
+
+def _identifier(value: object, field: str, where: str, problems: list[str]) -> str | None:
+    """An id (a pair, a conversation, a source row), as text; None when absent, or with a problem
+    when it holds a control character (an escape sequence would reach terminals and pages)."""
     if value is None or value == "" or isinstance(value, (dict, list)):
+        return None
+    if char := control_character(str(value)):
+        problems.append(f"{where}: {field} contains a control character ({char}); remove it")
         return None
     return clean_text(str(value)).strip()[:200] or None
 
@@ -268,18 +335,25 @@ def _language(value: object, where: str, problems: list[str]) -> str | None:
     return code
 
 
-def _answer(row: dict, where: str, problems: list[str]) -> AnswerRecord | None:
-    before = len(problems)
+def _answer(row: dict, where: str, problems: list[str], reading: _Reading) -> AnswerRecord | None:
+    before, required = len(problems), not reading.labelling  # classify needs only the response
     prompt_key, prompt = _first(row, PROMPT_KEYS)
-    prompt = _text(prompt, "prompt (or question, input)", where, problems, typed=True)
-    model = _model(_first(row, MODEL_KEYS)[1], "model (or model_name)", where, problems)
+    prompt = _text(prompt, "prompt (or question, input)", where, problems, required=required, typed=True)
+    reading.prompt_fits(prompt, prompt_key or "prompt", where, problems)
+    model_key, model = _first(row, MODEL_KEYS)
+    model = _model(model, "model (or model_name)", where, problems) if required or model_key else ""
+    status = _status(row.get("status"), where, problems) if reading.labelling else None
     response_key = next((k for k in RESPONSE_KEYS if k in row and row[k] is not None), None)
     if response_key is None:
         problems.append(f"{where}: missing response (or answer, output, completion)")
     response = _text(row.get(response_key), response_key or "response", where, problems, required=False) or ""
-    pair = _identifier(_first(row, PAIR_KEYS)[1])
+    if reading.labelling:  # what the detector reads; the rest is written back as given, not stored
+        ok = len(problems) == before
+        return AnswerRecord(where, prompt or "", model, response, status=status) if ok else None
+    pair_key, pair = _first(row, PAIR_KEYS)
+    pair = _identifier(pair, pair_key or "pair", where, problems)
     if pair is None and prompt_key != "question":
-        pair = _identifier(row.get("question"))
+        pair = _identifier(row.get("question"), "question", where, problems)
     label, origin = row.get("label"), row.get("label_origin")
     if label not in (None, ""):
         label = label_code(label)
@@ -288,7 +362,11 @@ def _answer(row: dict, where: str, problems: list[str]) -> AnswerRecord | None:
     kind = str(row.get("kind") or "general").strip().lower()
     if kind not in KINDS:
         problems.append(f"{where}: kind must be one of {', '.join(KINDS)}, not {row.get('kind')!r}")
-    conversation = _identifier(_first(row, ("conversation_id", "conversation"))[1])
+    conversation_key, conversation = _first(row, ("conversation_id", "conversation"))
+    conversation = _identifier(conversation, conversation_key or "conversation_id", where, problems)
+    topic = _label_text(row.get("topic") or "", "topic", where, problems)
+    origin = _label_text(origin or "", "label_origin", where, problems)
+    source_id = _identifier(row.get("id"), "id", where, problems)
     turn = _turn(_first(row, ("turn", "turn_index"))[1], where, problems)
     language = _language(_first(row, ("language", "lang"))[1], where, problems)
     if len(problems) > before:
@@ -299,17 +377,28 @@ def _answer(row: dict, where: str, problems: list[str]) -> AnswerRecord | None:
         model=model,
         response=response,
         language=language,
-        topic=clean_text(str(row.get("topic") or "")).strip()[:100],
+        topic=topic,
         kind=kind,
         reasoning=_text(_first(row, ("reasoning", "reasoning_content"))[1], "reasoning", where, problems, False),
         system=_text(_first(row, ("system", "system_prompt"))[1], "system", where, problems, False, typed=True),
         label=label or None,
-        label_origin=clean_text(str(origin or "")).strip()[:100],
+        label_origin=origin,
         conversation=conversation,
         turn=turn,
         pair=pair,
-        source_id=_identifier(row.get("id")),
+        source_id=source_id,
     )
+
+
+def _status(value: object, where: str, problems: list[str]) -> str:
+    """A row's status for classify (ok, blocked, error…; any case), ok when absent. An unknown one
+    is a problem: it would make the answer 'incomplete' and drop it from every rate silently."""
+    if value is None:
+        return Status.OK
+    if not isinstance(value, str) or value.strip().lower() not in Status.ALL:
+        problems.append(f"{where}: status {value!r} is not one of {', '.join(Status.ALL)}")
+        return Status.OK
+    return value.strip().lower()
 
 
 def _turn(value: object, where: str, problems: list[str]) -> int | None:
@@ -371,7 +460,7 @@ def _turns(messages: list[tuple[str, str]]) -> tuple[str | None, list[tuple[str,
     return system, [(prompt, answer) for prompt, answer in turns]
 
 
-def _battle(row: dict, where: str, problems: list[str]) -> BattleRecord | None:
+def _battle(row: dict, where: str, problems: list[str], reading: _Reading) -> BattleRecord | None:
     before = len(problems)
     model_a = _model(row.get("model_a"), "model_a", where, problems)
     model_b = _model(row.get("model_b"), "model_b", where, problems)
@@ -382,12 +471,15 @@ def _battle(row: dict, where: str, problems: list[str]) -> BattleRecord | None:
         problems.append(f"{where}: winner must be model_a, model_b, tie or tie (bothbad), not {row.get('winner')!r}")
     side_a = _messages(row.get("conversation_a"), "conversation_a", where, problems)
     side_b = _messages(row.get("conversation_b"), "conversation_b", where, problems)
+    source_id = _identifier(_first(row, ("question_id", "id"))[1], "question_id (or id)", where, problems)
     if side_a is None or side_b is None or len(problems) > before:
         return None
     system, turns_a = _turns(side_a)
     _, turns_b = _turns(side_b)
     if not turns_a:
         problems.append(f"{where}: the battle has no user turn")
+        return None
+    if not all(reading.prompt_fits(p, "a user message of conversation_a", where, problems) for p, _ in turns_a):
         return None
     if [p for p, _ in turns_a] != [p for p, _ in turns_b]:
         problems.append(f"{where}: conversation_a and conversation_b do not ask the same user turns")
@@ -405,16 +497,17 @@ def _battle(row: dict, where: str, problems: list[str]) -> BattleRecord | None:
         language=language_code(_first(row, ("language", "lang"))[1] or "") or None,
         blind=anony is not False and str(anony).lower() != "false",
         vote_turn=vote_turn,
-        source_id=_identifier(_first(row, ("question_id", "id"))[1]),
-        meta={k: row[k] for k in ("tstamp", "judge") if isinstance(row.get(k), (str, int, float))},
+        source_id=source_id,
+        meta={k: clean_json(row[k]) for k in ("tstamp", "judge") if isinstance(row.get(k), (str, int, float))},
     )
 
 
 # --- promptfoo -------------------------------------------------------------------------------
 
 
-def _promptfoo(data: dict, name: str) -> Parsed:
+def _promptfoo(data: dict, reading: _Reading) -> Parsed:
     """promptfoo's `eval -o results.json`: {evalId, results: {version, results: [...]}, config}."""
+    name = reading.name
     summary = data.get("results")
     results = summary.get("results") if isinstance(summary, dict) else summary
     parsed = Parsed("promptfoo")
@@ -426,9 +519,12 @@ def _promptfoo(data: dict, name: str) -> Parsed:
         if not isinstance(result, dict):
             parsed.problems.append(f"{where}: each result must be an object")
             continue
-        record = _promptfoo_result(result, where, parsed.problems)
+        record = _promptfoo_result(result, where, parsed.problems, reading)
         if record is not None:
             parsed.answers.append(record)
+            if reading.labelling:  # what classify writes back for a promptfoo result
+                record.fields = {"id": record.source_id, "prompt": record.prompt, "model": record.model}
+                record.fields |= {"response": record.response, "status": record.status}
     return parsed
 
 
@@ -447,7 +543,7 @@ def _promptfoo_prompt(raw: str) -> tuple[str | None, str]:
     return None, raw
 
 
-def _promptfoo_result(result: dict, where: str, problems: list[str]) -> AnswerRecord | None:
+def _promptfoo_result(result: dict, where: str, problems: list[str], reading: _Reading) -> AnswerRecord | None:
     provider = result.get("provider")
     if isinstance(provider, dict):
         provider = provider.get("label") or provider.get("id")
@@ -465,10 +561,17 @@ def _promptfoo_result(result: dict, where: str, problems: list[str]) -> AnswerRe
     if output is not None and not isinstance(output, str):
         output = json.dumps(output, ensure_ascii=False)
     system, text = _promptfoo_prompt(raw)
+    if char := control_character((system or "") + text):  # a chat prompt's messages are JSON escapes in raw
+        problems.append(f"{where}: prompt.raw contains a control character ({char}); remove it")
+        return None
+    if not reading.prompt_fits(text, "prompt.raw's user message", where, problems):
+        return None
     test_case = result.get("testCase") if isinstance(result.get("testCase"), dict) else {}
     variables = result.get("vars") or test_case.get("vars") or {}
     variables = variables if isinstance(variables, dict) else {}
     topic = next((variables[k] for k in TOPIC_VARS if isinstance(variables.get(k), str)), "")
+    topic = _label_text(topic, "vars.topic", where, problems)
+    source_id = _identifier(result.get("id"), "id", where, problems)
     usage = response.get("tokenUsage") or result.get("tokenUsage") or {}
     status = _promptfoo_status(response, output, error)
     test, prompt_index = result.get("testIdx"), result.get("promptIdx")
@@ -478,9 +581,9 @@ def _promptfoo_result(result: dict, where: str, problems: list[str]) -> AnswerRe
         model=model,
         response=clean_text(output or ""),
         language=language_code(variables.get("language") or variables.get("lang") or "") or None,
-        topic=clean_text(topic).strip()[:100],
+        topic=topic,
         system=clean_text(system) if system else None,
-        source_id=_identifier(result.get("id")) or (f"test{test}-prompt{prompt_index}" if test is not None else None),
+        source_id=source_id or (f"test{test}-prompt{prompt_index}" if test is not None else None),
         status=status,
         error=clean_text(str(error))[:2000] if error else None,
         latency_ms=_number(result.get("latencyMs")),

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from db.vocab import Label, Status, Winner
 
 MAX_MODEL_CHARS = 100  # the width of response.endpoint_id
-MAX_TEXT_CHARS = 1_000_000  # one answer; anything longer is almost certainly a broken export
+MAX_TEXT_CHARS = 1_000_000  # one answer; anything longer is almost certainly a broken export (a prompt
+# has the limit of a prompt asked in the app: PARALLAX_MAX_PROMPT_CHARS, checked by the readers)
 
 # what other tools call our labels (SpeechMap's judges say COMPLETE / EVASIVE / DENIAL)
 LABEL_WORDS = {
@@ -116,6 +117,7 @@ class AnswerRecord:
     input_tokens: int | None = None
     output_tokens: int | None = None
     cost_usd: float | None = None
+    fields: dict | None = None  # the row as the file gave it (clean), for classify to write back
 
     def digest(self) -> str:
         """The content that makes this answer the same answer again (labels and language apart)."""

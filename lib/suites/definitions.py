@@ -14,9 +14,8 @@ the file's name and the kind is probe."""
 
 from __future__ import annotations
 
-import csv
+import dataclasses
 import hashlib
-import io
 import json
 import re
 from dataclasses import asdict, dataclass, field
@@ -35,15 +34,18 @@ from lib.files import (
     TOO_DEEP,
     TOO_LONG_NUMBER,
     InputFileError,
+    LineIndex,
+    decode_lenient,
     iter_jsonl,
     long_number_line,
+    read_csv,
     read_text_lenient,
 )
-from lib.safety import clean_json, clean_text, control_character
+from lib.safety import control_character, unicode_json, valid_unicode
 
 BUILTIN_DIR = config.ROOT / "suites"
 KINDS = ("probe", "control", "general")
-ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$")
+ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}\Z")  # \Z: "$" would let a line break end it
 PROMPT_FIELDS = {"id", "text", "language", "topic", "kind", "twin", "control"}
 SUFFIXES = (".yaml", ".yml", ".jsonl", ".txt", ".csv")
 CSV_COLUMNS = {"prompt": "text", "text": "text", "id": "id", "language": "language", "topic": "topic"}
@@ -80,7 +82,7 @@ class SuiteDef:
     version: str
     description: str
     prompts: list[PromptDef]
-    warnings: list[str] = field(default_factory=list)  # e.g. bytes that were not UTF-8 (replaced)
+    warnings: list[str] = field(default_factory=list)  # bytes that were not UTF-8 (replaced by U+FFFD)
 
     def digest(self) -> str:
         """A hash of the content, to tell a re-import from a changed file."""
@@ -104,6 +106,10 @@ class _LineLoader(yaml.SafeLoader):
 
     depth = 0
 
+    def __init__(self, stream: str):
+        super().__init__(stream)
+        self.lines = LineIndex(stream)  # PyYAML's own line numbers also break at U+2028, U+0085…
+
     def compose_node(self, parent, index):
         event = self.peek_event()
         if isinstance(event, yaml.AliasEvent):
@@ -120,18 +126,27 @@ class _LineLoader(yaml.SafeLoader):
 
 def _construct_mapping(loader, node, deep=False):
     mapping = yaml.SafeLoader.construct_mapping(loader, node, deep=True)
-    mapping["__line__"] = node.start_mark.line + 1
+    mapping["__line__"] = loader.lines.line(node.start_mark.index)
     return mapping
 
 
 _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
-def _no_controls(text: str, what: str, where: str, problems: list[str]) -> None:
+def _no_controls(text: str, what: str, where: str, problems: list[str], allowed: str = "\t\n\r") -> None:
     """A problem naming `what` and the character when `text` holds a control character (an escape
-    sequence, a bell…: it would reach models and terminals); tabs and line breaks are text."""
-    if char := control_character(text):
+    sequence, a bell…: it would reach models and terminals) not in `allowed`; tabs and line
+    breaks are text in a prompt, none is allowed in a topic (a one-line label in tables)."""
+    if char := control_character(text, allowed):
         problems.append(f"{where}: {what} contains a control character ({char}); remove it")
+
+
+def _no_raw_controls(text: str, where: str) -> None:
+    """SuiteError naming the line and the character when a YAML file's text holds a control
+    character written as it is (NUL, ESC…): YAML allows none, and PyYAML's error gives no line."""
+    for number, line in enumerate(NEWLINE.split(text), start=1):
+        if char := control_character(line):
+            raise SuiteError([f"{where}:{number}: contains a control character ({char}); remove it"])
 
 
 def _prompt(item: object, line: int, problems: list[str], where: str, limit: int) -> PromptDef | None:
@@ -163,7 +178,7 @@ def _prompt(item: object, line: int, problems: list[str], where: str, limit: int
     if not isinstance(topic, str) or not topic.strip():
         problems.append(f"{where}:{line}: prompt {key!r} needs a topic")
     else:
-        _no_controls(topic, f"prompt {key!r}'s topic", f"{where}:{line}", problems)
+        _no_controls(topic, f"prompt {key!r}'s topic", f"{where}:{line}", problems, allowed="")
     for link in ("twin", "control"):
         if item.get(link) is not None and not isinstance(item[link], str):
             problems.append(f"{where}:{line}: prompt {key!r} {link} must be a prompt id, not {item[link]!r:.40}")
@@ -191,7 +206,7 @@ def _expand_probe(item: object, problems: list[str], where: str, limit: int) -> 
     if not isinstance(topic, str) or not topic:
         problems.append(f"{where}:{line}: probe {key!r} needs a topic")
     else:
-        _no_controls(topic, f"probe {key!r}'s topic", f"{where}:{line}", problems)
+        _no_controls(topic, f"probe {key!r}'s topic", f"{where}:{line}", problems, allowed="")
     control = item.get("control") or {}
     if not isinstance(control, dict):
         problems.append(f"{where}:{line}: probe {key!r} control must be a mapping of en/zh texts")
@@ -277,26 +292,23 @@ def _list_items(text: str, filename: str, problems: list[str]) -> list[tuple[int
         lines = NEWLINE.split(text)
         items = [(n, {"text": line.strip()}) for n, line in enumerate(lines, start=1) if line.strip()]
     else:
-        csv.field_size_limit(2**31 - 1)
-        reader = csv.DictReader(io.StringIO(text, newline=""))
-        header = {str(c).strip().lower() for c in reader.fieldnames or []}
+        columns, rows = read_csv(text)
+        header = {str(c).strip().lower() for c in columns}
         if not header & {"prompt", "text"}:
             problems.append(
                 f"{where}:1: a CSV suite needs a 'prompt' or 'text' column (found: {', '.join(sorted(header))})"
             )
             return []
-        start = 2
-        try:
-            for row in reader:
-                fields = {}
-                for column, value in row.items():
-                    name = CSV_COLUMNS.get(str(column).strip().lower()) if column is not None else None
-                    if name and value and value.strip() and name not in fields:
-                        fields[name] = value.strip() if name != "text" else value
-                items.append((start, fields))
-                start = reader.line_num + 1
-        except csv.Error as exc:
-            problems.append(f"{where}:{reader.line_num}: not valid CSV ({exc})")
+        for start, row, problem in rows:
+            if problem:
+                problems.append(f"{where}:{start}: {problem}")
+                continue
+            fields = {}
+            for column, value in row.items():
+                name = CSV_COLUMNS.get(str(column).strip().lower())
+                if name and value and value.strip() and name not in fields:
+                    fields[name] = value.strip() if name != "text" else value
+            items.append((start, fields))
     width = len(str(len(items)))
     for number, (_, fields) in enumerate(items, start=1):
         fields.setdefault("id", f"{number:0{width}d}")
@@ -344,19 +356,26 @@ def parse_suite(text: str, filename: str = "suite.yaml") -> SuiteDef:
             if (prompt := _prompt(item, number, problems, where, limit)) is not None:
                 prompts.append(prompt)
     else:
+        _no_raw_controls(text, where)  # YAML refuses them too, but without naming the line
+        loaded = valid_unicode(text)
+        lines = LineIndex(loaded)  # PyYAML's marks count U+2028 and U+0085 as line breaks; editors do not
         try:
-            data = clean_json(yaml.load(clean_text(text), Loader=_LineLoader))  # noqa: S506 - a SafeLoader subclass
+            data = unicode_json(yaml.load(loaded, Loader=_LineLoader))  # noqa: S506 - a SafeLoader subclass
         except _Refused as exc:
-            raise SuiteError([f"{where}:{exc.problem_mark.line + 1}: {exc.problem}"]) from None
+            raise SuiteError([f"{where}:{lines.line(exc.problem_mark.index)}: {exc.problem}"]) from None
         except RecursionError:  # a backstop: the loader refuses deep nesting before this
             raise SuiteError([f"{where}:1: {TOO_DEEP}"]) from None
         except ValueError:  # an integer of more than 4,300 digits
             raise SuiteError([f"{where}:{long_number_line(text)}: {TOO_LONG_NUMBER}"]) from None
+        except yaml.reader.ReaderError as exc:  # a character YAML does not allow (U+FFFE…)
+            char = exc.character if isinstance(exc.character, int) else ord(exc.character)
+            problem = f"contains a character YAML does not allow (U+{char:04X}); remove it"
+            raise SuiteError([f"{where}:{lines.line(exc.position)}: {problem}"]) from None
         except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            raise SuiteError(
-                [f"{where}:{mark.line + 1 if mark else '?'}: not valid YAML ({getattr(exc, 'problem', None) or exc})"]
-            ) from exc
+            mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+            line = lines.line(mark.index) if mark else 1
+            what = " ".join(str(getattr(exc, "problem", None) or exc).split())  # one line
+            raise SuiteError([f"{where}:{line}: not valid YAML ({what})"]) from None
         if not isinstance(data, dict):
             raise SuiteError([f"{where}:1: a suite file is a mapping with name, version and prompts"])
         name = str(data.get("name") or name)
@@ -390,8 +409,7 @@ def load_file(path: Path) -> SuiteDef:
     path = Path(path)
     if path.suffix not in SUFFIXES:
         raise SuiteError([f"{path.name}: suite files are .yaml, .yml, .jsonl, .txt or .csv"])
-    try:
-        # invalid UTF-8 becomes U+FFFD and the import goes on, with a warning naming the line
+    try:  # bytes that are not UTF-8 become U+FFFD and the import goes on, with a warning naming the line
         text, warning = read_text_lenient(path)
     except InputFileError as exc:
         raise SuiteError([str(exc)]) from None
@@ -529,7 +547,15 @@ class SuiteImport:
     version: str
     prompts: int
     created: bool
-    warnings: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()  # bytes that were not UTF-8 (replaced by U+FFFD), naming the line
+
+
+def import_bytes(data: bytes, filename: str) -> SuiteImport:
+    """The suite-import action for an uploaded file's bytes: `import_text` once they are read as
+    UTF-8 (bytes that are not become U+FFFD, with a warning naming the line and the byte)."""
+    text, warning = decode_lenient(data, Path(filename).name)
+    imported = import_text(text, filename)
+    return dataclasses.replace(imported, warnings=(warning,)) if warning else imported
 
 
 def import_text(text: str, filename: str) -> SuiteImport:
@@ -539,7 +565,7 @@ def import_text(text: str, filename: str) -> SuiteImport:
     suite = parse_suite(text, filename)
     with session_scope() as s:
         _, created = import_suite(s, suite)
-    return SuiteImport(suite.name, suite.version, len(suite.prompts), created)
+    return SuiteImport(suite.name, suite.version, len(suite.prompts), created, tuple(suite.warnings))
 
 
 def import_path(path: Path) -> SuiteImport:

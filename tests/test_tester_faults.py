@@ -1,0 +1,319 @@
+"""Faults a tester found in the readers and writers, each fixed as a kind: outputs that appear
+together or not at all (a data file and its card), a write that fails (a full disk, an I/O
+error) as one line and exit 1, file names and data printed through the one sanitising path, a
+CSV quote never closed, YAML lines counted as editors count them, control characters in the
+short fields of an import (topics, model names, ids), NaN and Infinity refused in JSON, empty
+inputs, and a battles CSV's problems in the shared FILE:LINE format."""
+
+import errno
+import json
+import os
+import resource
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from db.engine import session_scope
+from tests.test_cli import ROOT, cli
+from tests.test_export import battle
+
+EVIL = "evil\x1b]0;PWNED\x07\x1b[31m"
+
+
+def _run(*args: str, stdout=None, limit: int | None = None) -> subprocess.CompletedProcess:
+    """The CLI through its entry point, standard output sent to `stdout` (a file object), files
+    it writes limited to `limit` bytes (a write beyond fails with EFBIG, as a full disk fails)."""
+
+    def limited() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a failed write, not a killed process
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return subprocess.run(
+        [sys.executable, str(ROOT / "cli.py"), *args],
+        stdout=stdout if stdout is not None else subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ),
+        timeout=300,
+        cwd=ROOT,
+        preexec_fn=limited if limit else None,
+    )
+
+
+def _one_line_error(done: subprocess.CompletedProcess, names: str, progress: bool = False) -> None:
+    """Exit 1 and one line saying what failed (after progress lines, where the command shows some)."""
+    assert done.returncode == 1, done.stderr
+    lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
+    lines = [line for line in lines if "error" in line] if progress else lines
+    assert len(lines) == 1 and lines[0].startswith(f"error: {names}"), done.stderr
+    assert done.stderr.strip().splitlines()[-1] == lines[0], done.stderr
+    assert "Traceback" not in done.stderr and "╭" not in done.stderr
+
+
+def _rows(path: Path, count: int) -> Path:
+    path.write_text(
+        "".join(
+            json.dumps({"prompt": f"question {i}", "model": "m", "response": "I cannot answer that. " * 20}) + "\n"
+            for i in range(count)
+        )
+    )
+    return path
+
+
+# --- A: outputs of one command appear together ---------------------------------------------
+
+
+def test_export_with_a_card_that_cannot_be_written_leaves_the_old_data_file(tmp_path):
+    with session_scope() as s:
+        battle(s, "a", "Capital of France?")
+    (folder := tmp_path / "out").mkdir()
+    data = folder / "pairs.jsonl"
+    data.write_text("old data\n")
+    with open("/dev/full", "w") as full:  # the card goes to standard output, which is full
+        done = _run("export", "-f", "trl", "-o", str(data), "--card", "-", stdout=full)
+    _one_line_error(done, "standard output: no space left on device")
+    assert data.read_text() == "old data\n"  # the new data never replaced it without its card
+    assert sorted(p.name for p in folder.iterdir()) == ["pairs.jsonl"]  # no temporary file left
+
+
+def test_a_group_of_outputs_is_renamed_only_once_every_file_is_complete(tmp_path, monkeypatch):
+    from lib.files import StagedGroup
+
+    first, second = tmp_path / "data.jsonl", tmp_path / "README.md"
+    first.write_text("old data")
+    second.write_text("old card")
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:  # the card's last write fails, as on a full disk
+        if os.readlink(f"/proc/self/fd/{fd}").split("/")[-1].startswith(".README.md."):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    with pytest.raises(OSError, match="README.md: no space left on device"), StagedGroup() as group:
+        group.add(first).file.write("new data")
+        group.add(second).file.write("new card")
+    assert (first.read_text(), second.read_text()) == ("old data", "old card")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["README.md", "data.jsonl"]
+
+
+def test_analyze_html_that_cannot_be_written_is_one_line_and_leaves_the_old_charts(tmp_path):
+    from tests.test_app_analysis import stored_dataset
+
+    stored_dataset()
+    charts = tmp_path / "charts"
+    charts.mkdir()
+    (charts / "plotly.min.js").write_text("old script")
+    done = _run("analyze", "--html", str(charts), limit=2_000_000)  # plotly.min.js is over 4 MB
+    _one_line_error(done, f"{charts}", progress=True)
+    assert "nothing was written" in done.stderr
+    assert [p.name for p in charts.iterdir()] == ["plotly.min.js"]
+    assert (charts / "plotly.min.js").read_text() == "old script"
+
+
+# --- B: a failed write is one line, exit 1 ---------------------------------------------------
+
+
+def test_classify_into_a_file_that_cannot_be_written_says_so_in_one_line(tmp_path):
+    (folder := tmp_path / "in").mkdir()
+    rows = _rows(folder / "many.jsonl", 400)
+    out = folder / "labelled.jsonl"
+    done = _run("classify", str(rows), "-o", str(out), limit=50_000)
+    _one_line_error(done, f"{out}: file too large (nothing was written)")
+    assert sorted(p.name for p in folder.iterdir()) == ["many.jsonl"]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("leaderboard", "--battles", "{battles}"),
+        ("leaderboard", "--battles", "{battles}", "--json"),
+        ("classify", "{rows}", "-o", "-"),
+    ],
+)
+def test_standard_output_on_a_full_disk_is_one_line_and_exit_1(tmp_path, args):
+    battles = tmp_path / "b.csv"
+    battles.write_text("model_a,model_b,winner\nx,y,model_a\ny,x,model_b\n")
+    rows = _rows(tmp_path / "rows.jsonl", 3)
+    with open("/dev/full", "w") as full:
+        done = _run(*(a.format(battles=battles, rows=rows) for a in args), stdout=full)
+    _one_line_error(done, "standard output: no space left on device (the output is incomplete)")
+
+
+def test_export_to_a_full_standard_output_is_one_line(tmp_path):
+    with session_scope() as s:
+        battle(s, "a", "Capital of France?")
+    with open("/dev/full", "w") as full:
+        done = _run("export", "-f", "trl", "-o", "-", stdout=full)
+    _one_line_error(done, "standard output: no space left on device")
+
+
+# --- C: file names in messages pass the sanitising path ---------------------------------------
+
+
+def test_an_escape_sequence_in_a_file_name_never_reaches_the_terminal(tmp_path):
+    source = tmp_path / f"{EVIL}.jsonl"
+    source.write_text(json.dumps({"prompt": "hello a", "model": "m", "response": "r"}) + "\n")
+    imported = cli("import", str(source))
+    assert imported.returncode == 0, imported.stderr
+    labelled = cli("classify", str(source), "-o", f"{tmp_path}/")
+    assert labelled.returncode == 0, labelled.stderr
+    refused = cli("suite", "import", str(tmp_path / f"{EVIL}.yaml"))
+    assert refused.returncode == 2
+    for done in (imported, labelled, refused):
+        shown = done.stdout + done.stderr
+        assert "PWNED" in shown and "\x1b" not in shown and "\x07" not in shown, shown
+
+
+# --- D: a quote never closed in any CSV reader ------------------------------------------------
+
+STRAY = (
+    'prompt,topic\nWhat is Tibet?,tibet\n"What is Taiwan?,taiwan\nWhat is Xinjiang?,xinjiang\nWhat is Hong Kong?,hk\n'
+)
+
+
+def test_a_stray_quote_in_a_suite_csv_is_named_with_its_line_and_nothing_is_stored(tmp_path):
+    path = tmp_path / "stray.csv"
+    path.write_text(STRAY)
+    done = cli("suite", "import", str(path))
+    assert done.returncode == 2 and "stray.csv:3: unterminated quoted field" in done.stderr, done.stderr
+    assert "stray" not in cli("suite", "list").stdout
+
+
+def test_a_stray_quote_in_an_answer_csv_and_a_battles_csv_is_named(tmp_path):
+    answers = tmp_path / "answers.csv"
+    answers.write_text('prompt,model,response\nfirst,m,r\n"second,m,r\nthird,m,r\n')
+    done = cli("import", str(answers))
+    assert done.returncode == 2 and "answers.csv:3: unterminated quoted field" in done.stderr, done.stderr
+    battles = tmp_path / "battles.csv"
+    battles.write_text('model_a,model_b,winner\nx,y,model_a\n"y,x,model_b\nx,y,tie\n')
+    done = cli("leaderboard", "--battles", str(battles))
+    assert done.returncode == 2 and "battles.csv:3: unterminated quoted field" in done.stderr, done.stderr
+
+
+# --- E: YAML lines as editors count them, one-line messages -----------------------------------
+
+
+def test_yaml_lines_after_a_line_separator_are_counted_as_an_editor_counts_them(tmp_path):
+    path = tmp_path / "sep.yaml"
+    path.write_text(
+        'name: sep\nversion: "1"\nprompts:\n  - {id: a, text: "one\u2028\u2028two", language: en, topic: t}\n'
+        "  - {id: a, text: other, language: en, topic: t}\n",
+        encoding="utf-8",
+    )
+    done = cli("suite", "import", str(path))
+    assert done.returncode == 2 and "sep.yaml:5: duplicate id 'a' (first at line 4)" in done.stderr, done.stderr
+
+
+def test_a_character_yaml_refuses_is_named_with_its_line_on_one_line(tmp_path):
+    path = tmp_path / "odd.yaml"
+    path.write_text('name: odd\nversion: "1"\nprompts:\n  - id: a\n    text: "one \u2028 \ufffe"\n', encoding="utf-8")
+    done = cli("suite", "import", str(path))
+    assert done.returncode == 2, done.stderr
+    problem = done.stderr.strip().splitlines()[1:]
+    assert problem == ["  odd.yaml:5: contains a character YAML does not allow (U+FFFE); remove it"], done.stderr
+
+
+# --- F: control characters and line breaks in an import's short fields -----------------------
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "named"),
+    [
+        ("topic", "t\x1b[31mred\x07", "topic contains a control character (ESC)"),
+        ("topic", "two\nlines", "topic contains a control character (a line break)"),
+        ("model", "model\none", "model (or model_name) contains a control character (a line break)"),
+        ("model", "model\tone", "model (or model_name) contains a control character (TAB)"),
+        ("label_origin", "human\x1b[0m", "label_origin contains a control character (ESC)"),
+        ("pair", "p\x07", "pair contains a control character (BEL)"),
+        ("id", "row\x1b", "id contains a control character (ESC)"),
+    ],
+)
+def test_a_control_character_in_a_short_field_refuses_the_import(tmp_path, field, value, named):
+    row = {"prompt": "q1 about x", "model": "m", "response": "r"} | {field: value}
+    path = tmp_path / "rows.jsonl"
+    path.write_text(json.dumps(row) + "\n")
+    done = cli("import", str(path))
+    assert done.returncode == 2 and f"rows.jsonl:1: {named}" in done.stderr, done.stderr
+    db = Path(os.environ["PARALLAX_DATABASE_URL"].removeprefix("sqlite:///"))
+    if db.exists():
+        assert sqlite3.connect(db).execute("select count(*) from response").fetchone() == (0,)
+
+
+def test_a_line_break_in_a_battles_model_name_is_a_problem(tmp_path):
+    battles = tmp_path / "battles.csv"
+    battles.write_text('model_a,model_b,winner\n"x\ny",z,model_a\n')
+    done = cli("leaderboard", "--battles", str(battles))
+    assert done.returncode == 2 and "battles.csv:2: a model name contains a control character" in done.stderr
+
+
+def test_a_suite_topic_may_not_hold_a_line_break(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text('name: s\nversion: "1"\nprompts:\n  - {id: a, text: hi, language: en, topic: "a\\nb"}\n')
+    done = cli("suite", "import", str(path))
+    assert done.returncode == 2 and "s.yaml:4: prompt 'a''s topic contains a control character" in done.stderr
+
+
+# --- G: a JSON list with CR-only line ends ------------------------------------------------
+
+
+def test_a_json_list_with_carriage_return_line_ends_names_the_items_line(tmp_path):
+    path = tmp_path / "l.json"
+    path.write_bytes(b'[\r {"prompt":"a","model":"m","response":"r"},\r {"prompt":"c","response":"r"}\r]\r')
+    done = cli("import", str(path))
+    assert done.returncode == 2 and "l.json:3: missing model" in done.stderr, done.stderr
+
+
+def test_a_byte_that_is_not_utf8_after_carriage_returns_is_named_on_its_line(tmp_path):
+    path = tmp_path / "cr.jsonl"
+    path.write_bytes(b'{"prompt":"a","model":"m","response":"r"}\r{"prompt":"\xff","model":"m","response":"r"}\r')
+    done = cli("import", str(path))
+    assert done.returncode == 2 and "line 2: not UTF-8" in done.stderr, done.stderr
+
+
+# --- H: NaN, Infinity and overflowing numbers are not JSON ---------------------------------
+
+
+@pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity", "1e99999"])
+def test_classify_refuses_a_number_json_cannot_hold(tmp_path, number):
+    path = tmp_path / "rows.jsonl"
+    path.write_text(
+        '{"prompt":"a","model":"m","response":"NaN and Infinity in text are fine"}\n'
+        f'{{"prompt":"a","model":"m","response":"r","score":{number}}}\n'
+    )
+    out = tmp_path / "out.jsonl"
+    done = cli("classify", str(path), "-o", str(out))
+    assert done.returncode == 2 and "rows.jsonl:2: column 50: a number JSON cannot hold" in done.stderr, done.stderr
+    assert not out.exists()
+    listed = tmp_path / "rows.json"
+    listed.write_text(f'[\n {{"prompt":"a","model":"m","response":"r","score":{number}}}\n]')
+    done = cli("import", str(listed))
+    assert done.returncode == 2 and "rows.json:2: column " in done.stderr and "cannot hold" in done.stderr
+
+
+# --- I: empty inputs and a battles CSV's problems ------------------------------------------
+
+
+@pytest.mark.parametrize("text", ["", "\n  \n"])
+def test_classify_of_an_empty_input_is_a_named_problem_and_writes_nothing(tmp_path, text):
+    path = tmp_path / "empty.jsonl"
+    path.write_text(text)
+    out = tmp_path / "out.jsonl"
+    done = cli("classify", str(path), "-o", str(out))
+    assert done.returncode == 2 and "empty.jsonl: no records found" in done.stderr, done.stderr
+    assert not out.exists()
+
+
+def test_a_battles_csv_lists_each_problem_on_its_own_line(tmp_path):
+    battles = tmp_path / "b.csv"
+    battles.write_text("model_a,model_b,winner\nx,y,model_a\nx,y,left\nx,x,tie\n")
+    done = cli("leaderboard", "--battles", str(battles))
+    assert done.returncode == 2
+    assert done.stderr.splitlines()[1:] == [
+        "  b.csv:3: unknown winner 'left' (use model_a, model_b, tie, tie (bothbad))",
+        "  b.csv:4: model_a and model_b must be two different names",
+    ], done.stderr
