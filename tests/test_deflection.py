@@ -1026,3 +1026,37 @@ def test_kanji_heavy_japanese_and_short_answers_in_other_languages_are_flagged(r
 )
 def test_a_change_of_subject_after_a_disclaimer_is_still_the_opening_move(answer):
     assert canned_label(answer) == ("deflected", "pattern:change-of-subject")
+
+
+def test_train_and_save_writes_the_artifact_and_its_card_together_or_leaves_both(monkeypatch, tmp_path):
+    import errno
+
+    from lib.deflection import card as detector_card
+    from lib.deflection import train as T
+    from lib.files import OutputWriteError
+
+    monkeypatch.setattr(T, "load_rows", lambda: _synthetic_rows(8))
+    monkeypatch.setattr(T, "SETTINGS", T.SETTINGS[:1])  # one setting: seconds, not minutes
+    artifact = tmp_path / "model.npz"
+    T.train_and_save(artifact, include_db=False)
+    card = detector_card.card_path(artifact)
+    before = artifact.read_bytes(), card.read_bytes()
+    assert json.loads(before[1])["languages"]
+
+    import lib.files
+
+    synced = []
+    real_fsync = lib.files.os.fsync
+
+    def full_disk_at_the_second_file(fd):  # the card's data reaches the disk last, and does not fit
+        synced.append(fd)
+        if len(synced) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_fsync(fd)
+
+    monkeypatch.setattr(lib.files.os, "fsync", full_disk_at_the_second_file)
+    monkeypatch.setattr(T, "load_rows", lambda: _synthetic_rows(9))  # another model, other bytes
+    with pytest.raises(OutputWriteError, match="no space left on device"):
+        T.train_and_save(artifact, include_db=False)
+    assert (artifact.read_bytes(), card.read_bytes()) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.card.json", "model.npz"]  # no temporary file left

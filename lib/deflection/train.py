@@ -278,10 +278,11 @@ def train_and_save(output: Path = ARTIFACT, include_db: bool = True) -> dict:
     """Refit from the shared data (plus human labels), write the artifact and its detector card
     (out-of-fold confusion matrices, grouped by question); returns the artifact's metadata.
 
-    Both files are written whole or not at all, and only once both are ready: an interrupted or
-    failed run leaves the previous artifact and card as they were, never one without the other."""
+    Both files are written whole or not at all, and only once both are ready (lib.files.StagedGroup:
+    both finished, then both renamed): an interrupted or failed run (a full disk: OutputWriteError
+    naming them) leaves the previous artifact and card as they were, never one without the other."""
     from lib.deflection import card as detector_card
-    from lib.files import StagedFile
+    from lib.files import StagedGroup
 
     rows = load_rows()
     if include_db:
@@ -290,16 +291,9 @@ def train_and_save(output: Path = ARTIFACT, include_db: bool = True) -> dict:
     model = train(rows, data)
     predicted, settings = out_of_fold(data, data.groups)
     card = detector_card.build(data, predicted, settings, model.meta)
-    weights = StagedFile(Path(output), mode="wb")
-    try:
-        written = StagedFile(detector_card.card_path(Path(output)))
-        try:
-            model.write_to(weights.file)
-            written.file.write(detector_card.dumps(card))
-            weights.commit()
-            written.commit()
-        finally:
-            written.discard()
-    finally:
-        weights.discard()
+    with StagedGroup() as group:
+        weights = group.add(Path(output), mode="wb", encoding=None)
+        written = group.add(detector_card.card_path(Path(output)))
+        model.write_to(weights.file)
+        written.file.write(detector_card.dumps(card))
     return model.meta
