@@ -582,6 +582,8 @@ class StagedFile:
         self.done = True
         try:
             self.file.close()
+        except OSError:
+            pass  # thrown away anyway: closing flushes again, and a full disk says so twice
         finally:
             self.tmp.unlink(missing_ok=True)
 

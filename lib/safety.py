@@ -201,6 +201,20 @@ def control_character(text: str | None, allowed: str = "\t\n\r") -> str | None:
     return None
 
 
+# what else breaks a one-line field (a model name, a topic, an id: one table cell, one line of
+# `leaderboard`): line and paragraph separators, and bidirectional overrides that reorder the line
+_NOT_ONE_LINE = re.compile("[\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def one_line_problem(text: str | None) -> str | None:
+    """The name of the first character that has no place in a one-line field (any control
+    character, a tab or line break included, U+2028/U+2029, a bidirectional override), or None."""
+    if char := control_character(text, allowed=""):
+        return char
+    found = _NOT_ONE_LINE.search(text or "")
+    return f"U+{ord(found.group()):04X}" if found else None
+
+
 def excerpt(text: str | None, limit: int = 32) -> str:
     """A short quote of untrusted text for a message (a problem in a user's file): at most `limit`
     characters of it, clean, quoted, every character that is not printable (control characters,

@@ -231,6 +231,11 @@ def test_a_character_yaml_refuses_is_named_with_its_line_on_one_line(tmp_path):
         ("label_origin", "human\x1b[0m", "label_origin contains a control character (ESC)"),
         ("pair", "p\x07", "pair contains a control character (BEL)"),
         ("id", "row\x1b", "id contains a control character (ESC)"),
+        ("model", "m\u2028x", "model (or model_name) contains a control character (U+2028)"),
+        ("model", "m\u202ex", "model (or model_name) contains a control character (U+202E)"),
+        ("topic", "t\u2029u", "topic contains a control character (U+2029)"),
+        ("conversation_id", "c\n1", "conversation_id contains a control character (a line break)"),
+        ("id", "row\n2", "id contains a control character (a line break)"),
     ],
 )
 def test_a_control_character_in_a_short_field_refuses_the_import(tmp_path, field, value, named):
@@ -244,11 +249,42 @@ def test_a_control_character_in_a_short_field_refuses_the_import(tmp_path, field
         assert sqlite3.connect(db).execute("select count(*) from response").fetchone() == (0,)
 
 
-def test_a_line_break_in_a_battles_model_name_is_a_problem(tmp_path):
+@pytest.mark.parametrize("name", ["x\ny", "x\u2028y", "x\u202ey"])
+def test_a_line_break_in_a_battles_model_name_is_a_problem(tmp_path, name):
     battles = tmp_path / "battles.csv"
-    battles.write_text('model_a,model_b,winner\n"x\ny",z,model_a\n')
+    battles.write_text(f'model_a,model_b,winner\n"{name}",z,model_a\n')
     done = cli("leaderboard", "--battles", str(battles))
     assert done.returncode == 2 and "battles.csv:2: a model name contains a control character" in done.stderr
+
+
+def test_a_small_output_whose_last_flush_fails_is_one_write_error_and_leaves_nothing(tmp_path):
+    # a small file fails only when flushed (a full disk); throwing it away flushes again on close,
+    # which raised a second time and escaped as a traceback instead of the one-line error
+    from lib.files import OutputWriteError, StagedFile
+
+    target = tmp_path / "out.jsonl"
+    target.write_text("old\n")
+    staged = StagedFile(target)
+    real = staged.file
+
+    class FullDisk:
+        def write(self, text):
+            return len(text)
+
+        def flush(self):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def close(self):
+            real.close()
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def fileno(self):
+            return real.fileno()
+
+    staged.file = FullDisk()
+    with pytest.raises(OutputWriteError, match="no space left on device"):
+        staged.commit()
+    assert target.read_text() == "old\n" and sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl"]
 
 
 def test_a_suite_topic_may_not_hold_a_line_break(tmp_path):

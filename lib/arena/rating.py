@@ -12,7 +12,6 @@ multinomial counts over the distinct (a, b, outcome) cells, which is the same di
 from __future__ import annotations
 
 import math
-import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from scipy.optimize import minimize
 from scipy.sparse.csgraph import connected_components
 
 from db.vocab import Winner
+from lib.safety import one_line_problem
 
 SCALE, BASE = 400.0, 1000.0
 OUTCOMES = ("a", "b", "tie")
@@ -85,7 +85,7 @@ def read_battles_csv(text: str, name: str = "battles.csv") -> list[Battle]:
             problems.append(f"{name}:{line}: unknown winner {winner!r} (use {', '.join(CSV_WINNERS)})")
         elif not a or not b or a == b:
             problems.append(f"{name}:{line}: model_a and model_b must be two different names")
-        elif any(unicodedata.category(c) == "Cc" for c in a + b):
+        elif one_line_problem(a) or one_line_problem(b):
             problems.append(f"{name}:{line}: a model name contains a control character or a line break; remove it")
         elif max(len(a), len(b)) > MAX_MODEL_CHARS:
             problems.append(f"{name}:{line}: a model name is longer than {MAX_MODEL_CHARS} characters")

@@ -53,7 +53,7 @@ from lib.imports.records import (
     label_code,
     language_code,
 )
-from lib.safety import clean_json, clean_text, control_character, unicode_json
+from lib.safety import clean_json, clean_text, control_character, one_line_problem, unicode_json
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
 SUFFIXES = (".jsonl", ".ndjson", ".json", ".csv")
@@ -288,7 +288,7 @@ def _model(value: object, field: str, where: str, problems: list[str]) -> str | 
     """A model name, stripped; None with a problem when it is missing, too long or holds a control
     character, a tab or a line break (it is one cell of a table, one line of `leaderboard`)."""
     text = _text(value, field, where, problems, typed=True)
-    if text is not None and (char := control_character(text.strip(), allowed="")):
+    if text is not None and (char := one_line_problem(text.strip())):
         problems.append(f"{where}: {field} contains a control character ({char}); remove it")
         return None
     if text is not None and len(text.strip()) > MAX_MODEL_CHARS:
@@ -301,7 +301,7 @@ def _label_text(value: object, field: str, where: str, problems: list[str], limi
     """A one-line label (a topic, a label origin), stripped and cut to `limit`; "" with a problem
     when it holds a control character, a tab or a line break (it is one cell of a table)."""
     text = "" if value is None else str(value)
-    if char := control_character(text.strip(), allowed=""):
+    if char := one_line_problem(text.strip()):
         problems.append(f"{where}: {field} contains a control character ({char}); remove it")
         return ""
     return clean_text(text).strip()[:limit]
@@ -309,10 +309,11 @@ def _label_text(value: object, field: str, where: str, problems: list[str], limi
 
 def _identifier(value: object, field: str, where: str, problems: list[str]) -> str | None:
     """An id (a pair, a conversation, a source row), as text; None when absent, or with a problem
-    when it holds a control character (an escape sequence would reach terminals and pages)."""
+    when it holds a control character, a tab or a line break (an escape sequence would reach
+    terminals and pages; an id is one line)."""
     if value is None or value == "" or isinstance(value, (dict, list)):
         return None
-    if char := control_character(str(value)):
+    if char := one_line_problem(str(value).strip()):
         problems.append(f"{where}: {field} contains a control character ({char}); remove it")
         return None
     return clean_text(str(value)).strip()[:200] or None

@@ -41,7 +41,7 @@ from lib.files import (
     read_csv,
     read_text_lenient,
 )
-from lib.safety import control_character, unicode_json, valid_unicode
+from lib.safety import control_character, one_line_problem, unicode_json, valid_unicode
 
 BUILTIN_DIR = config.ROOT / "suites"
 KINDS = ("probe", "control", "general")
@@ -137,7 +137,7 @@ def _no_controls(text: str, what: str, where: str, problems: list[str], allowed:
     """A problem naming `what` and the character when `text` holds a control character (an escape
     sequence, a bell…: it would reach models and terminals) not in `allowed`; tabs and line
     breaks are text in a prompt, none is allowed in a topic (a one-line label in tables)."""
-    if char := control_character(text, allowed):
+    if char := (one_line_problem(text) if allowed == "" else control_character(text, allowed)):
         problems.append(f"{where}: {what} contains a control character ({char}); remove it")
 
 
