@@ -353,3 +353,17 @@ def test_a_battles_csv_lists_each_problem_on_its_own_line(tmp_path):
         "  b.csv:3: unknown winner 'left' (use model_a, model_b, tie, tie (bothbad))",
         "  b.csv:4: model_a and model_b must be two different names",
     ], done.stderr
+
+
+def test_a_key_given_twice_in_a_yaml_suite_is_named_with_its_line(tmp_path):
+    path = tmp_path / "dup.yaml"
+    path.write_text(
+        'name: dup\nversion: "1"\nprompts:\n  - id: a\n    text: hi\n    language: en\n'
+        "    topic: taiwan\n    topic: dup\n"
+    )
+    done = cli("suite", "import", str(path))
+    assert done.returncode == 2 and "dup.yaml:8: 'topic' is given twice in one entry" in done.stderr, done.stderr
+    top = tmp_path / "top.yaml"
+    top.write_text("name: one\nname: two\nprompts:\n  - {id: a, text: hi, language: en, topic: t}\n")
+    done = cli("suite", "import", str(top))
+    assert done.returncode == 2 and "top.yaml:2: 'name' is given twice" in done.stderr, done.stderr

@@ -125,6 +125,13 @@ class _LineLoader(yaml.SafeLoader):
 
 
 def _construct_mapping(loader, node, deep=False):
+    seen = set()
+    for key_node, _ in node.value:  # PyYAML keeps the last of two equal keys, silently
+        key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+        if key is not None and key in seen:
+            problem = f"{key!r} is given twice in one entry (the second would silently win); keep one"
+            raise _Refused(None, None, problem, key_node.start_mark)
+        seen.add(key)
     mapping = yaml.SafeLoader.construct_mapping(loader, node, deep=True)
     mapping["__line__"] = loader.lines.line(node.start_mark.index)
     return mapping
