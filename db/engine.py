@@ -164,7 +164,8 @@ def get_engine(url: str | None = None) -> Engine:
                     pass
             except Exception as exc:
                 engine.dispose()
-                why = config.hide_database_secrets(str(exc), url)
+                cause = getattr(exc, "orig", None) or exc  # the driver's words, not SQLAlchemy's link line
+                why = config.hide_database_secrets((str(cause).strip().splitlines() or [type(cause).__name__])[0], url)
                 raise DatabaseUnavailable(
                     f"cannot open the database {config.display_database_url(url)}: {why}"
                 ) from None

@@ -367,3 +367,19 @@ def test_a_key_given_twice_in_a_yaml_suite_is_named_with_its_line(tmp_path):
     top.write_text("name: one\nname: two\nprompts:\n  - {id: a, text: hi, language: en, topic: t}\n")
     done = cli("suite", "import", str(top))
     assert done.returncode == 2 and "top.yaml:2: 'name' is given twice" in done.stderr, done.stderr
+
+
+def test_a_database_that_cannot_be_opened_is_one_line(tmp_path):
+    (tmp_path / "p.db").mkdir()  # a folder where the database file should be: SQLite cannot open it
+    env = {"PARALLAX_DATABASE_URL": f"sqlite:///{tmp_path}/p.db"}
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "cli.py"), "import", "--example"],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ) | env,
+        timeout=300,
+        cwd=ROOT,
+    )
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert done.returncode == 2 and len(lines) == 1 and "cannot open the database" in lines[0], done.stderr
+    assert "sqlalche.me" not in done.stderr
