@@ -525,7 +525,25 @@ def _new_file_mode() -> int:
     return 0o644
 
 
-class StagedFile:
+class _Staged:
+    """The context-manager shape every staged output shares: commit when the block ends without
+    an error; on any error discard, and name the output(s) when a write in the block failed (a
+    full disk) — a closed pipe or an interrupt passes as it is. Subclasses give `commit`,
+    `discard` and `described`."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.commit()
+            return
+        self.discard()
+        if not passes_through(exc):
+            raise write_failure(self.described(), exc) from exc
+
+
+class StagedFile(_Staged):
     """A temporary file beside `path`, opened for writing; `commit()` renames it onto `path`
     (after checking the target again), `discard()` removes it. As a context manager it commits
     on success and discards on any error."""
@@ -587,19 +605,12 @@ class StagedFile:
         finally:
             self.tmp.unlink(missing_ok=True)
 
-    def __enter__(self) -> StagedFile:
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.commit()
-            return
-        self.discard()
-        if not passes_through(exc):  # a write in the block failed (a full disk): name the file
-            raise write_failure(self.path, exc) from exc
+    def described(self) -> object:
+        """The target, for a message."""
+        return self.path
 
 
-class _StdoutFile:
+class _StdoutFile(_Staged):
     """Standard output with StagedFile's interface (`file`, `commit`, `discard`): UTF-8 text
     written as it comes, line ends as written (the same bytes a file would get); nothing can
     be taken back, so `discard` only stops writing."""
@@ -638,16 +649,9 @@ class _StdoutFile:
         except OSError:
             pass
 
-    def __enter__(self) -> _StdoutFile:
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.commit()
-            return
-        self.discard()
-        if not passes_through(exc):
-            raise write_failure(STDOUT, exc) from exc
+    def described(self) -> StandardOutput:
+        """Standard output, for a message."""
+        return STDOUT
 
 
 def staged_file(path, mode: str = "w", encoding: str | None = "utf-8", newline: str | None = None):
@@ -657,7 +661,7 @@ def staged_file(path, mode: str = "w", encoding: str | None = "utf-8", newline: 
     return StagedFile(path, mode, encoding, newline)
 
 
-class StagedGroup:
+class StagedGroup(_Staged):
     """Outputs of one command that appear together or not at all (a data file and its card, the
     charts of a folder): `add` stages each (staged_file), and `commit` first finishes every one
     (flush, sync, close: where a full disk or a failed write shows) and only then renames them
@@ -689,22 +693,12 @@ class StagedGroup:
         for staged in self.files:
             staged.discard()
 
-    def __enter__(self) -> StagedGroup:
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.commit()
-            return
-        self.discard()
-        if not passes_through(exc):  # a write in the block failed: name the outputs
-            raise write_failure(self.described(), exc) from exc
-
-    def described(self) -> str:
-        """The group's outputs for a message: the one file, their folder, or the files listed."""
+    def described(self) -> object:
+        """The group's outputs for a message: the one file (STDOUT as it is), their folder, or the
+        files listed."""
         paths = [staged.path for staged in self.files]
         if len(paths) == 1:
-            return str(paths[0])
+            return paths[0]
         folders = {path.parent for path in paths if path is not STDOUT}
         if len(folders) == 1 and STDOUT not in paths:
             return f"{folders.pop()}/ ({len(paths)} files)"

@@ -383,3 +383,18 @@ def test_a_database_that_cannot_be_opened_is_one_line(tmp_path):
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert done.returncode == 2 and len(lines) == 1 and "cannot open the database" in lines[0], done.stderr
     assert "sqlalche.me" not in done.stderr
+
+
+def test_a_write_into_a_full_standard_output_inside_a_group_says_the_output_is_incomplete():
+    # a write that fails inside the block (more than a buffer's worth), not at the last flush
+    code = (
+        "from lib.files import STDOUT, StagedGroup, OutputWriteError\n"
+        "try:\n"
+        "    with StagedGroup() as group:\n"
+        "        group.add(STDOUT).file.write('x' * 1_000_000)\n"
+        "except OutputWriteError as exc:\n"
+        "    import sys; sys.stderr.write(str(exc))\n"
+    )
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, stdout=full, stderr=subprocess.PIPE, text=True)
+    assert done.stderr == "standard output: no space left on device (the output is incomplete)"
