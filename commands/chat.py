@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Annotated, Optional
 
@@ -12,6 +11,7 @@ from rich.table import Column, Table
 
 from commands.common import err, fail, heading, load_endpoints_or_fail, open_db_or_fail, out, plain
 from lib.present import cli_hint
+from lib.safety import json_text
 from lib.vocab import Status
 
 app = typer.Typer()
@@ -38,7 +38,7 @@ def models(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] 
             }
         )
     if as_json:
-        print(json.dumps(rows, ensure_ascii=False, indent=2))
+        print(json_text(rows, indent=2))
         return
     widest = max((len(r["id"]) for r in rows), default=2)
     table = Table(  # ids are typed: never cut; the rest wraps, never truncated
@@ -150,13 +150,12 @@ def ask(
         }
     if as_json:
         print(
-            json.dumps(
+            json_text(
                 {
                     "conversation_id": result.conversation_id,
                     "exchange_id": result.exchange_id,
                     "models": answers,
                 },
-                ensure_ascii=False,
             )
         )
         return

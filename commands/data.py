@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Optional
@@ -13,6 +12,7 @@ import typer
 from commands.common import err, fail, fail_problems, open_db_or_fail
 from lib.files import InputFileError, check_input_file
 from lib.present import cli_hint, plural
+from lib.safety import json_text
 from lib.vocab import Winner
 
 app = typer.Typer()
@@ -78,7 +78,7 @@ def import_(
     if as_json:
         data = asdict(result)
         data["agreement_rate"] = result.agreement.rate if result.agreement else None
-        print(json.dumps(data, ensure_ascii=False))
+        print(json_text(data))
         return
     _summary(result)
 

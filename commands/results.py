@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from pathlib import Path
 from typing import Annotated, Optional
@@ -27,6 +26,7 @@ from commands.common import (
     vote_filter_or_fail,
 )
 from lib.present import plural
+from lib.safety import json_text
 
 app = typer.Typer()
 # the files `analyze --html` may write (lib.analysis.charts.analysis_figures), checked before analysing
@@ -70,7 +70,7 @@ def leaderboard(
             fail_problems(battles, exc.problems, "nothing was ranked")
         fail(f"{battles}: {exc}" if battles is not None else str(exc))
     if as_json:
-        print(json.dumps(board.as_json(), indent=2))
+        print(json_text(board.as_json(), indent=2))
         return
     table = Table("#", "model", "rating", "95% CI", "battles", "W", "T", "L")
     for i, r in enumerate(board.ratings, 1):
@@ -258,7 +258,7 @@ def classify(
                     else:
                         labelled = {**row, "label": verdict.label, "confidence": verdict.confidence}
                         labelled["rule"] = verdict.rule
-                    staged.file.write(json.dumps(labelled, ensure_ascii=False) + "\n")
+                    staged.file.write(json_text(labelled) + "\n")
     except OutputPathError as exc:
         fail(str(exc))
     err.print(f"labelled {plural(len(rows) - failed, 'row')} into {output}", highlight=False)
@@ -400,7 +400,7 @@ def analyze(
             fail(str(exc))
         result["html"] = written
     if as_json:
-        print(json.dumps(result, ensure_ascii=False, default=str))
+        print(json_text(result, default=str))
         return
     heading("Scope (answers analysed, models, embedder)", first=True)
     out.print(plain(f"  {plural(result['n'], 'answer')}, models: {', '.join(result['models']) or '-'}"))

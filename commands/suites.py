@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -13,6 +12,7 @@ from rich.text import Text
 from commands.common import err, fail, fail_problems, heading, load_endpoints_or_fail, open_db_or_fail, out, plain
 from lib.files import InputFileError, check_input_file
 from lib.present import cli_hint, plural
+from lib.safety import json_text
 
 app = typer.Typer(help="Probe suites: list, show, import, run, status, results.", no_args_is_help=True)
 
@@ -35,7 +35,7 @@ def suite_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None
         for x in list_suites()
     ]
     if as_json:
-        print(json.dumps(rows, ensure_ascii=False, indent=2))
+        print(json_text(rows, indent=2))
         return
     table = Table("name", "version", "prompts", "languages", "topics")
     for r in rows:
@@ -60,7 +60,7 @@ def suite_show(name: str, as_json: Annotated[bool, typer.Option("--json")] = Fal
         fail(f"unknown suite {name!r} (see {cli_hint('suite list')})")
     data = {"name": suite.name, "version": suite.version, "description": suite.description, "prompts": suite.prompts}
     if as_json:
-        print(json.dumps(data, ensure_ascii=False, indent=2))
+        print(json_text(data, indent=2))
         return
     out.print(Text.assemble(plain(data["name"], "bold"), plain(f" v{data['version']}: {data['description']}")))
     for p in data["prompts"]:
@@ -271,7 +271,7 @@ def suite_status(run: int, as_json: Annotated[bool, typer.Option("--json")] = Fa
         fail(str(exc))
     if as_json:
         print(
-            json.dumps(
+            json_text(
                 {
                     "run": run,
                     "status": state.status,
@@ -325,7 +325,7 @@ def suite_results(
         fail(str(exc))
     if as_json:
         body = {k: v for k, v in asdict(data).items() if v is not None}
-        print(json.dumps(body, ensure_ascii=False, default=str))
+        print(json_text(body, default=str))
         return
     if data.error:
         out.print(plain(data.error))

@@ -16,6 +16,8 @@ hand us and form fields are untrusted. Every entry point passes its text through
   in a file: refused with its file and line, never stored).
 - `csv_cell` neutralises spreadsheet formulas (OWASP's CSV-injection guidance) and writes
   booleans as `true`/`false`, as the JSON formats do.
+- `json_text` writes JSON that is safe to print: what json.dumps leaves raw but a terminal acts on
+  (C1 controls, bidirectional overrides, line separators, lone surrogates) as `\\uXXXX` escapes.
 - `chart_text` makes data text (a model name, a topic, a prompt) literal in a Plotly figure.
 - `excerpt` quotes a few characters of untrusted text in a message, every unprintable one escaped.
 
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 import re
 from collections.abc import Iterable
 from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlsplit
@@ -215,6 +218,13 @@ def one_line_problem(text: str | None) -> str | None:
     return f"U+{ord(found.group()):04X}" if found else None
 
 
+def one_line_text(text: str | None) -> str:
+    """`text` with every character `one_line_problem` would name removed (control characters, line
+    breaks, U+2028/U+2029, bidirectional overrides): a one-line field made from text that is not
+    the user's to fix, such as a topic taken from a file's name."""
+    return _NOT_ONE_LINE.sub("", _ANY_CONTROL.sub("", clean_text(text)))
+
+
 def excerpt(text: str | None, limit: int = 32) -> str:
     """A short quote of untrusted text for a message (a problem in a user's file): at most `limit`
     characters of it, clean, quoted, every character that is not printable (control characters,
@@ -234,6 +244,22 @@ def csv_cell(value: object) -> object:
         if value.startswith(CSV_TRIGGERS):
             return "'" + value
     return value
+
+
+# what json.dumps(ensure_ascii=False) writes as it is but a terminal acts on, or that reorders or
+# splits the line it is on: DEL and C1 controls, U+2028/U+2029, bidirectional marks, overrides and
+# isolates, and lone surrogates (which would make printing fail)
+_JSON_RAW = re.compile("[\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
+def json_text(value: object, **options) -> str:
+    """`value` as JSON text (`json.dumps` with non-ASCII text written as itself; `options` are
+    json.dumps's: indent, default…) in which the characters that a terminal acts on or that reorder
+    or split a line are `\\uXXXX` escapes: DEL and C1 controls, U+2028/U+2029, bidirectional marks,
+    overrides and isolates, lone surrogates. The same JSON value for any reader; json.dumps already
+    escapes C0 controls. Those characters can only be inside strings, where an escape is valid."""
+    text = json.dumps(value, ensure_ascii=False, **options)
+    return _JSON_RAW.sub(lambda found: f"\\u{ord(found.group()):04x}", text)
 
 
 def chart_text(value: object) -> str:

@@ -2,6 +2,8 @@
 valid Unicode, secret redaction, terminal-safe text, spreadsheet-safe cells, Markdown that
 fetches and runs nothing."""
 
+import json
+
 import pytest
 from markdown_it import MarkdownIt
 
@@ -13,6 +15,7 @@ from lib.safety import (
     clean_text,
     csv_cell,
     decode_bytes,
+    json_text,
     strip_credentials,
     terminal_text,
     url_secrets,
@@ -208,3 +211,18 @@ def test_a_key_echoed_url_encoded_or_json_escaped_is_redacted():
     for echoed in ("key=sk-AbC%2FdEf%2BGh%3Dijkl0123456789&x=1", '{"key": "sk-AbC\\/dEf+Gh=ijkl0123456789"}'):
         text = redact(f"the provider said: {echoed} was refused")
         assert "ijkl0123456789" not in text and "[redacted]" in text, text
+
+
+@pytest.mark.parametrize(
+    "char", ["\x7f", "\x85", "\x9b", "\u061c", "\u200e", "\u2028", "\u2029", "\u202e", "\u2067", "\ud800"]
+)
+def test_json_text_escapes_what_a_terminal_acts_on_and_keeps_the_value(char):
+    value = {"model": f"a{char}b", "list": [f"{char}中文"], "n": 1}
+    text = json_text(value, indent=2)
+    assert char not in text and f"\\u{ord(char):04x}" in text
+    assert json.loads(text) == value
+    assert "中文" in text  # other text is written as itself
+
+
+def test_json_text_passes_options_through():
+    assert json_text({"a": object()}, default=lambda o: "x") == '{"a": "x"}'

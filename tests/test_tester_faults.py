@@ -398,3 +398,18 @@ def test_a_write_into_a_full_standard_output_inside_a_group_says_the_output_is_i
     with open("/dev/full", "w") as full:
         done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, stdout=full, stderr=subprocess.PIPE, text=True)
     assert done.stderr == "standard output: no space left on device (the output is incomplete)"
+
+
+@pytest.mark.parametrize("suffix", [".txt", ".csv"])
+def test_a_prompt_list_whose_file_name_holds_control_characters_is_imported_with_a_clean_topic(tmp_path, suffix):
+    # the file name is not the user's text to fix: the topic and description made from it drop
+    # what a one-line field refuses (it was refused, pinned to lines 1 and 2 of the file)
+    source = tmp_path / f"list\x1b[31m\u2028x\u202e{suffix}"
+    source.write_text("What happened in 1989?\nWho is Xi?\n" if suffix == ".txt" else "prompt\nWho is Xi?\n")
+    done = cli("suite", "import", str(source))
+    assert done.returncode == 0, done.stderr
+    from lib.suites.definitions import show_suite
+
+    suite = show_suite("list-31m-x")
+    assert {p["topic"] for p in suite.prompts} == {"list[31mx"}
+    assert suite.description == f"prompts of list[31mx{suffix}"

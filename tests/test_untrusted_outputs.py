@@ -35,6 +35,19 @@ def test_ask_prints_model_markup_literally(protocol_server, tmp_path):
     assert "\x1b]8;" not in done.out  # no terminal hyperlink escape
 
 
+def test_json_output_escapes_c1_controls_bidi_overrides_and_line_separators(tmp_path):
+    # an answer is model text: it may hold anything; JSON printed with it stays one safe line
+    nasty = "ok \x9b31mred \u202eevil\u202c \u2028next \x1b[2J"
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(json.dumps({"prompt": "hi", "model": "m", "response": nasty}) + "\n")
+    done = cli("classify", str(rows), "-o", "-")
+    assert done.returncode == 0, done.err
+    for char in ("\x9b", "\u202e", "\u202c", "\u2028", "\x1b"):
+        assert char not in done.out
+    (line,) = done.out.splitlines()
+    assert json.loads(line)["response"] == nasty  # the same value for any JSON reader
+
+
 def test_an_id_that_looks_like_markup_and_bracketed_file_names_survive_error_messages(tmp_path):
     done = cli("ask", "hi", "-m", "[/bold]")
     assert done.returncode == 2 and "unknown model '[/bold]'" in done.err

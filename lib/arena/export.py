@@ -22,7 +22,6 @@ there is nothing to export. No key or endpoint URL is ever written.
 from __future__ import annotations
 
 import csv
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -37,7 +36,7 @@ from db.votes import VoteFilter
 from lib.files import StagedFile, StagedGroup, check_output_paths
 from lib.present import inline_code
 from lib.providers.endpoints import EndpointConfigError, load_endpoints
-from lib.safety import csv_row
+from lib.safety import csv_row, json_text
 from lib.storage import files_read
 
 FORMATS = ("trl", "openai-dpo", "kto", "jsonl", "csv")
@@ -294,7 +293,7 @@ def _write_rows(session: Session, fmt: str, f: VoteFilter, out) -> tuple[int, li
                 writer.writeheader()
             writer.writerow(row)
         else:
-            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+            out.write(json_text(row) + "\n")
         models.update(used)
         count += 1
     if count == 0:

@@ -41,7 +41,7 @@ from lib.files import (
     read_csv,
     read_text_lenient,
 )
-from lib.safety import control_character, one_line_problem, unicode_json, valid_unicode
+from lib.safety import control_character, one_line_problem, one_line_text, unicode_json, valid_unicode
 
 BUILTIN_DIR = config.ROOT / "suites"
 KINDS = ("probe", "control", "general")
@@ -292,7 +292,8 @@ def _check_links(prompts: list[PromptDef], problems: list[str], where: str) -> N
 
 def _list_items(text: str, filename: str, problems: list[str]) -> list[tuple[int, dict]]:
     """(line, prompt fields) from a .txt prompt list or a .csv table, defaults filled in."""
-    where, stem = Path(filename).name, Path(filename).stem
+    where = Path(filename).name
+    stem = one_line_text(Path(filename).stem).strip() or "prompts"  # the default topic: one line
     items: list[tuple[int, dict]] = []
     if filename.endswith(".txt"):
         # lines as an editor numbers them: a U+2028 or form feed inside a prompt does not split it
@@ -347,7 +348,7 @@ def parse_suite(text: str, filename: str = "suite.yaml") -> SuiteDef:
     name, version, description, header = Path(filename).stem, "1", "", 1
     if filename.endswith((".txt", ".csv")):
         name = re.sub(r"[^A-Za-z0-9_.:-]+", "-", name).strip("-.") or "prompts"
-        description = f"prompts of {where}"
+        description = f"prompts of {one_line_text(where)}"
         for number, item in _list_items(text, filename, problems):
             if (prompt := _prompt(item, number, problems, where, limit)) is not None:
                 prompts.append(prompt)
