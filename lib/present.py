@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import itertools
 import re
 
 from markdown_it import MarkdownIt
@@ -101,8 +102,39 @@ def inline_code(text: object) -> str:
 
 
 def escape_markdown(text: str) -> str:
-    """Text that Markdown shows literally (every ASCII punctuation character backslash-escaped)."""
+    """Text whose Markdown syntax is shown literally (every ASCII punctuation character
+    backslash-escaped); Streamlit still links bare URLs in it: data text uses `literal_markdown`."""
     return _PUNCT.sub(r"\\\1", text)
+
+
+# --- One-line data text: shown as written, never as a link ---------------------------------------
+# Escaping stops Markdown syntax, but Streamlit's renderer rewrites the parsed text afterwards,
+# escapes already resolved: remark-gfm links bare `http://`, `https://`, `www.` and e-mail
+# addresses (any case, anywhere in the text), and Streamlit turns `:material_x:`, `:streamlit:` and
+# emoji shortcodes into icons and ` -> `, ` <= `... into arrows. Each rewrite is a regular
+# expression run over one text node of the parsed tree, so the text is cut into separate nodes just
+# before (or, for `@`, after) the character that would complete a match, by an empty `:small[]`:
+# Streamlit's small-text directive, which renders as an empty <span>, so nothing is seen or copied
+# (tests/test_e2e_browser.py checks this in Chromium). A text ending in `www` is cut at its end too:
+# pages add a full stop after a message, and `www.` alone is a link (page text after it never
+# starts with `{`, which would be read as the directive's attributes).
+_CUT = ":small[]"
+_CUT_AT = re.compile(
+    r"(?i:(?<=www)(?=\.)|(?<=http)(?=:)|(?<=https)(?=:))"  # www. http:// https://
+    r"|(?<=@)"  # an e-mail address: its local part and domain in two nodes
+    r"|(?<=[<-])(?=-)|(?<=-)(?=>)|(?<=[<>~])(?==)"  # <- -> -- <= >= ~= (arrows, dashes, signs)
+)
+_SHORTCODE = re.compile(r":[\w+-]+(?=:)")  # :name: -- cut before its closing colon
+_OPEN_END = re.compile(r"(?:www|https?)\Z", re.IGNORECASE)
+
+
+def literal_markdown(text: str) -> str:
+    """Text that Streamlit's Markdown shows exactly as written: no syntax, no autolinked URL or
+    e-mail address, no icon, emoji or arrow (escaped, and cut where its renderer would rewrite it)."""
+    cuts = {m.start() for m in _CUT_AT.finditer(text)} | {m.end() for m in _SHORTCODE.finditer(text)}
+    edges = [0, *sorted(c for c in cuts if 0 < c < len(text)), len(text)]
+    shown = _CUT.join(escape_markdown(text[a:b]) for a, b in itertools.pairwise(edges))
+    return shown + _CUT if _OPEN_END.search(text) else shown
 
 
 MAX_NESTING = 20  # markdown-it's commonmark preset; deeper text is never judged safe

@@ -4,7 +4,8 @@ module that imports streamlit; pages stay thin by calling these.
 The one render path for untrusted text: every answer, reasoning, prompt and provider message a
 page shows goes through `render_text` (or `md` where an element takes Markdown), which renders
 it with lib.present.safe_markdown: no remote images, no javascript:/data: links, raw HTML as
-text, and `$` as a dollar sign unless the user turned maths on in Settings."""
+text, and `$` as a dollar sign unless the user turned maths on in Settings. One-line data (a model
+name, a topic, a prompt in a caption) goes through `inline_text`: shown as written, never a link."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import streamlit as st
 from db.vocab import Label, LabelSource, Status
 from lib import imports, storage
 from lib.conversations import ResponseView, rate_answer, save_human_label
-from lib.present import LABEL_COLOURS, escape_markdown, format_metrics, safe_markdown
+from lib.present import LABEL_COLOURS, format_metrics, literal_markdown, safe_markdown
 from lib.providers.endpoints import EndpointConfigError, endpoint_state, forget_probes, load_endpoints
 from lib.safety import clean_text
 
@@ -41,8 +42,9 @@ def md(text: str | None) -> str:
 
 
 def inline_text(text: str | None) -> str:
-    """Short untrusted text (a title, a name, a prompt in a caption) shown literally inside Markdown."""
-    return escape_markdown(clean_text(text))
+    """Short untrusted text (a title, a name, a prompt in a caption) shown as written inside Markdown:
+    no syntax, no link (a bare URL or e-mail address stays text), no icon, emoji or arrow."""
+    return literal_markdown(clean_text(text))
 
 
 def render_text(text: str | None) -> None:
@@ -104,7 +106,7 @@ def sidebar() -> None:
         except EndpointConfigError as exc:
             st.error(inline_text(str(exc)))
             return
-        with st.expander("Endpoints", expanded=False):
+        with st.container(key="sidebar_endpoints"), st.expander("Endpoints", expanded=False):
             for endpoint_id, (ready, status, detail) in _states(tuple(endpoints)).items():
                 icon = ":green[●]" if ready else ":gray[○]"
                 st.markdown(f"{icon} **{inline_text(endpoints[endpoint_id].name)}** — {inline_text(status)}")

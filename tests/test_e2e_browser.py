@@ -216,6 +216,62 @@ def test_an_answer_with_a_remote_image_and_dollars_fetches_nothing_and_renders_n
         raise
 
 
+# names and descriptions a shared endpoints file could hold: every form GFM would turn into a link
+URL_NAMES = {
+    "smollm2": ("http://evil.example/login", "Mirror of HTTPS://EVIL.EXAMPLE/x, see also WWW.EVIL.EXAMPLE/y"),
+    "smollm2-guarded": ("www.evil.example", "Write to admin@evil.example or ops+bot@mail.evil.example"),
+    "mail": ("admin@evil.example", "qwen-2.5-https://evil.example/tuned"),
+}
+
+
+def test_model_names_that_are_bare_urls_or_addresses_are_shown_as_written_not_as_links(
+    browser, protocol_server, tmp_path, request
+):
+    """GFM links bare URLs and e-mail addresses after Markdown escapes are resolved: a model named
+    `http://evil.example/login` was a live link in the sidebar and on Compare. The names and
+    descriptions must be text, seen and copied as written."""
+    user_file = tmp_path / "endpoints.user.toml"
+    user_file.write_text(
+        "".join(
+            f'[endpoints.{eid}]\nname = "{name}"\ndescription = "{about}"\nbase_url = "{protocol_server.url}"\n'
+            'model = "echo"\nkind = "local"\nmax_retries = 0\n\n'
+            for eid, (name, about) in URL_NAMES.items()
+        )
+    )
+    env = {**os.environ, "PARALLAX_USER_ENDPOINTS": str(user_file), "PYTHONUNBUFFERED": "1"}
+    log = tmp_path / "streamlit.log"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    try:
+        with App(env, log) as app:
+            page.goto(app.url)  # Compare: the two default models' descriptions are captions
+            page.locator("[data-testid='stApp'][data-test-script-state='notRunning']").wait_for(timeout=60_000)
+            listing = page.locator("[class*='st-key-sidebar_endpoints']")
+            listing.locator("summary").click()
+            names = [name for name, _ in URL_NAMES.values()]
+            for name in names:
+                listing.get_by_text(name, exact=True).wait_for(timeout=30_000)
+            page.screenshot(path=str(ARTIFACTS / "url_names.png"), full_page=True)
+            assert listing.locator("a").count() == 0
+            links = page.evaluate(
+                "() => [...document.querySelectorAll('a')].map(a => a.href)"
+                ".filter(h => h.includes('evil.example') || h.startsWith('mailto:'))"
+            )
+            assert links == []
+            copied = page.evaluate(  # what selecting the list and copying it gives
+                """el => { const r = document.createRange(); r.selectNodeContents(el);
+                    const s = getSelection(); s.removeAllRanges(); s.addRange(r); return s.toString(); }""",
+                listing.element_handle(),
+            )
+            assert all(f"{name} —" in copied for name in names), copied
+            shown = page.inner_text("body")
+            assert URL_NAMES["smollm2"][1] in shown and URL_NAMES["smollm2-guarded"][1] in shown
+    except BaseException:
+        page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
+        print(log.read_text()[-4000:] if log.exists() else "(no streamlit log)")
+        raise
+
+
 @pytest.mark.timeout(1500)  # the first analysis embeds 1,358 answers on the CPU (minutes on 2 busy cores)
 def test_first_run_loads_the_example_study_and_shows_both_languages(browser, tmp_path, request):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
