@@ -3,6 +3,7 @@
 Usage errors (bad input the user can fix) print one clear message and exit 2. The commands
 live in commands/ (chat, results, data, suites); this file only assembles them."""
 
+import signal
 import sys
 from pathlib import Path
 
@@ -58,6 +59,8 @@ def main() -> None:
     from lib.safety import terminal_text
 
     sys.stdout = GuardedStdout(sys.stdout)
+    for stop in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(stop, _stopped)
     try:
         try:
             app()
@@ -72,6 +75,15 @@ def main() -> None:
         _drop_stdout()
         print(f"error: {terminal_text(exc)}", file=sys.stderr)
         sys.exit(1)
+
+
+def _stopped(signum: int, _frame) -> None:
+    """SIGTERM or SIGHUP (a `kill`, a closed terminal): end as Ctrl-C does, through every `finally`
+    and `with` — staged outputs are thrown away, the old files kept, a suite worker's lease freed,
+    the embedded model server stopped — with exit status 128 + the signal's number. A second
+    such signal ends the process at once."""
+    signal.signal(signum, signal.SIG_DFL)
+    raise SystemExit(128 + signum)
 
 
 def _drop_stdout() -> None:

@@ -55,7 +55,8 @@ def _console(stderr: bool) -> Console:
     stream = sys.stderr if stderr else sys.stdout
     piped = not (hasattr(stream, "isatty") and stream.isatty())
     width = PIPE_WIDTH if piped and not os.environ.get("COLUMNS", "").strip().isdigit() else None
-    return _SafeConsole(stderr=stderr, soft_wrap=stderr or piped, width=width, markup=False)
+    # no markup, no :emoji: codes: a model named ':smile:' is printed as it is named
+    return _SafeConsole(stderr=stderr, soft_wrap=stderr or piped, width=width, markup=False, emoji=False)
 
 
 err = _console(stderr=True)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import bisect
 import codecs
 import csv
+import hashlib
 import io
 import json
 import math
@@ -34,7 +35,23 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
-from lib.safety import control_character, excerpt, unicode_json, valid_unicode
+from lib.safety import clean_text, control_character, excerpt, unicode_json, valid_unicode
+
+NAME_RUN = re.compile(r"[^A-Za-z0-9_.:-]+")  # what a name typed on the command line may not hold
+
+
+def name_from_file(stem: str, fallback: str, limit: int = 60) -> str:
+    """A name to type on the command line (a suite, an import's source) made from a file's name
+    less its suffix: ASCII letters, digits and `_.:-`, every other run a `-`, at most `limit`
+    characters, starting with a letter or digit; `fallback` when nothing is left. A name with
+    letters or digits outside ASCII (天安门, Ünïcode) gets `-` and six hex digits of a hash of the
+    whole name, so two such files are two names, and one file always the same."""
+    stem = clean_text(stem)
+    name = NAME_RUN.sub("-", stem).lstrip("-._:")
+    if any(char.isalnum() and not char.isascii() for char in stem):
+        digest = hashlib.sha256(stem.encode()).hexdigest()[:6]
+        return f"{name[: limit - 7].rstrip('-.') or fallback}-{digest}"
+    return name[:limit].rstrip("-.") or fallback
 
 
 class OutputPathError(ValueError):
@@ -47,14 +64,15 @@ class OutputWriteError(OSError):
     for standard output, what was already written."""
 
 
-def write_failure(where: object, exc: OSError) -> OutputWriteError:
+def write_failure(where: object, exc: OSError, left: str | None = None) -> OutputWriteError:
     """The OutputWriteError for `exc` (raised writing `where`: a path, a description of several,
-    or STDOUT), its message one line: 'WHERE: no space left on device (nothing was written)'."""
+    or STDOUT), its message one line: 'WHERE: no space left on device (nothing was written)';
+    `left` replaces what the parenthesis says was left."""
     if isinstance(exc, OutputWriteError):
         return exc
     why = (exc.strerror or str(exc) or type(exc).__name__).strip()
     why = why[:1].lower() + why[1:]
-    left = "the output is incomplete" if where is STDOUT else "nothing was written"
+    left = left or ("the output is incomplete" if where is STDOUT else "nothing was written")
     failure = OutputWriteError(f"{where}: {why} ({left})")
     failure.errno = exc.errno
     return failure
@@ -540,7 +558,11 @@ class _Staged:
             return
         self.discard()
         if not passes_through(exc):
-            raise write_failure(self.described(), exc) from exc
+            raise self.failure(exc) from exc
+
+    def failure(self, exc: OSError) -> OutputWriteError:
+        """The one-line error for a write that failed inside the block."""
+        return write_failure(self.described(), exc)
 
 
 class StagedFile(_Staged):
@@ -682,6 +704,8 @@ class StagedGroup(_Staged):
         try:
             for staged in self.files:
                 staged.finish()
+            for staged in self.files:  # every target checked again before any is replaced
+                check_output_path(staged.path)
             for staged in self.files:
                 staged.commit()
         except BaseException:
@@ -692,6 +716,15 @@ class StagedGroup(_Staged):
         """Remove every temporary file not yet renamed; targets are left as they were."""
         for staged in self.files:
             staged.discard()
+
+    def failure(self, exc: OSError) -> OutputWriteError:
+        """The one-line error for a write that failed inside the block; with standard output among
+        several outputs, what was written there stays written, which the message says."""
+        files = [str(staged.path) for staged in self.files if staged.path is not STDOUT]
+        if len(files) < len(self.files) and files:
+            left = f"{' and '.join(files)} not written; standard output is incomplete"
+            return write_failure(self.described(), exc, left)
+        return write_failure(self.described(), exc)
 
     def described(self) -> object:
         """The group's outputs for a message: the one file (STDOUT as it is), their folder, or the

@@ -17,7 +17,8 @@ hand us and form fields are untrusted. Every entry point passes its text through
 - `csv_cell` neutralises spreadsheet formulas (OWASP's CSV-injection guidance) and writes
   booleans as `true`/`false`, as the JSON formats do.
 - `json_text` writes JSON that is safe to print: what json.dumps leaves raw but a terminal acts on
-  (C1 controls, bidirectional overrides, line separators, lone surrogates) as `\\uXXXX` escapes.
+  or that hides text (C1 controls, format characters such as bidirectional overrides and zero-width
+  spaces, line separators, lone surrogates) as `\\uXXXX` escapes.
 - `chart_text` makes data text (a model name, a topic, a prompt) literal in a Plotly figure.
 - `excerpt` quotes a few characters of untrusted text in a message, every unprintable one escaped.
 
@@ -48,7 +49,7 @@ _AUTH_HEADER = re.compile(
     r"((?:bearer|basic|token|digest)\s+)?[^\s\"',}]+"
 )
 # bidirectional overrides and isolates reorder what a terminal shows (Trojan Source, CVE-2021-42574)
-_BIDI = re.compile("[\u202a-\u202e\u2066-\u2069]")
+_BIDI = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")  # marks, overrides, isolates
 
 
 def clean_text(text: str | None) -> str:
@@ -185,8 +186,10 @@ class Redactor:
 
 def terminal_text(text: object) -> str:
     """Text safe to print on a terminal: clean, without control characters (escape sequences) or
-    bidirectional overrides (which reorder what the terminal shows)."""
-    return _BIDI.sub("", _CONTROL.sub("", clean_text("" if text is None else str(text))))
+    bidirectional marks and overrides (which reorder what the terminal shows); U+2028/U+2029 as
+    spaces (a terminal does not break the line there)."""
+    text = _CONTROL.sub("", clean_text("" if text is None else str(text)))
+    return _BIDI.sub("", text.replace("\u2028", " ").replace("\u2029", " "))
 
 
 _ANY_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")  # Unicode's Cc category: C0, DEL and C1
@@ -218,11 +221,15 @@ def one_line_problem(text: str | None) -> str | None:
     return f"U+{ord(found.group()):04X}" if found else None
 
 
+_BREAKS = re.compile("[\t\n\x0b\x0c\r\x85\u2028\u2029]")
+
+
 def one_line_text(text: str | None) -> str:
-    """`text` with every character `one_line_problem` would name removed (control characters, line
-    breaks, U+2028/U+2029, bidirectional overrides): a one-line field made from text that is not
-    the user's to fix, such as a topic taken from a file's name."""
-    return _NOT_ONE_LINE.sub("", _ANY_CONTROL.sub("", clean_text(text)))
+    """`text` with every character `one_line_problem` would name gone: tabs and line breaks
+    (U+2028/U+2029 too) as spaces, other control characters and bidirectional overrides removed —
+    a one-line field made from text that is not the user's to fix, such as a topic taken from a
+    file's name."""
+    return _NOT_ONE_LINE.sub("", _ANY_CONTROL.sub("", _BREAKS.sub(" ", clean_text(text))))
 
 
 def excerpt(text: str | None, limit: int = 32) -> str:
@@ -246,20 +253,28 @@ def csv_cell(value: object) -> object:
     return value
 
 
-# what json.dumps(ensure_ascii=False) writes as it is but a terminal acts on, or that reorders or
-# splits the line it is on: DEL and C1 controls, U+2028/U+2029, bidirectional marks, overrides and
-# isolates, and lone surrogates (which would make printing fail)
-_JSON_RAW = re.compile("[\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+# what json.dumps(ensure_ascii=False) writes as it is but a terminal acts on, or that reorders,
+# splits or hides text: DEL and C1 controls, every format character (Unicode's Cf: bidirectional
+# marks, overrides and isolates, zero-width spaces and joiners, the soft hyphen, the byte-order mark,
+# tag characters…), U+2028/U+2029, and lone surrogates (which would make printing fail). Cf as of
+# Unicode 14 (Python 3.11's unicodedata).
+_JSON_RAW = re.compile(
+    "[\x7f-\x9f\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890-\u0891\u08e2\u180e\u200b-\u200f"
+    "\u2028-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb\U000110bd\U000110cd"
+    "\U00013430-\U00013438\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f"
+    "\ud800-\udfff]"
+)
 
 
 def json_text(value: object, **options) -> str:
     """`value` as JSON text (`json.dumps` with non-ASCII text written as itself; `options` are
-    json.dumps's: indent, default…) in which the characters that a terminal acts on or that reorder
-    or split a line are `\\uXXXX` escapes: DEL and C1 controls, U+2028/U+2029, bidirectional marks,
-    overrides and isolates, lone surrogates. The same JSON value for any reader; json.dumps already
-    escapes C0 controls. Those characters can only be inside strings, where an escape is valid."""
+    json.dumps's: indent, default…) in which the characters that a terminal acts on or that reorder,
+    split or hide text are `\\uXXXX` escapes (a surrogate pair beyond U+FFFF): DEL and C1 controls,
+    format characters (bidirectional marks and overrides, zero-width characters, tag characters…),
+    U+2028/U+2029, lone surrogates. The same JSON value for any reader; json.dumps already escapes
+    C0 controls. Those characters can only be inside strings, where an escape is valid."""
     text = json.dumps(value, ensure_ascii=False, **options)
-    return _JSON_RAW.sub(lambda found: f"\\u{ord(found.group()):04x}", text)
+    return _JSON_RAW.sub(lambda found: json.dumps(found.group())[1:-1], text)
 
 
 def chart_text(value: object) -> str:

@@ -226,3 +226,18 @@ def test_json_text_escapes_what_a_terminal_acts_on_and_keeps_the_value(char):
 
 def test_json_text_passes_options_through():
     assert json_text({"a": object()}, default=lambda o: "x") == '{"a": "x"}'
+
+
+def test_json_text_escapes_every_format_character_of_this_python_and_keeps_the_value():
+    import unicodedata
+
+    hidden = [chr(c) for c in range(0x110000) if unicodedata.category(chr(c)) in ("Cf", "Zl", "Zp")]
+    value = ["x".join(hidden[i : i + 50]) for i in range(0, len(hidden), 50)]
+    text = json_text(value)
+    assert not any(char in text for char in hidden)
+    assert json.loads(text) == value
+    assert json_text("\U000e0041") == '"\\udb40\\udc41"'  # a tag character: an escaped surrogate pair
+
+
+def test_terminal_text_drops_bidirectional_marks_and_spaces_line_separators():
+    assert terminal_text("a\u200eb\u200fc\u061cd\u2028e\u2029f") == "abcd e f"

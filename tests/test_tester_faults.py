@@ -8,6 +8,7 @@ inputs, and a battles CSV's problems in the shared FILE:LINE format."""
 import errno
 import json
 import os
+import re
 import resource
 import signal
 import sqlite3
@@ -411,5 +412,107 @@ def test_a_prompt_list_whose_file_name_holds_control_characters_is_imported_with
     from lib.suites.definitions import show_suite
 
     suite = show_suite("list-31m-x")
-    assert {p["topic"] for p in suite.prompts} == {"list[31mx"}
-    assert suite.description == f"prompts of list[31mx{suffix}"
+    assert {p["topic"] for p in suite.prompts} == {"list[31m x"}  # U+2028 is a space, like a line break
+    assert suite.description == f"prompts of list[31m x{suffix}"
+
+
+@pytest.mark.parametrize(("stop", "status"), [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
+def test_a_command_killed_mid_write_leaves_the_old_file_and_no_temporary(tmp_path, stop, status):
+    # `kill` (SIGTERM) or a closed terminal (SIGHUP) ends the CLI as Ctrl-C does: through the
+    # staged output's `with`, which throws the new file away (they left .NAME.*.part files)
+    target = tmp_path / "out.jsonl"
+    target.write_text("old\n")
+    code = (
+        "import os, sys, time\n"
+        f"sys.argv = ['cli.py', 'slow-write', {str(target)!r}]\n"
+        "import cli\n"
+        "@cli.app.command('slow-write')\n"
+        "def slow_write(path: str) -> None:\n"
+        "    from pathlib import Path\n"
+        "    from lib.files import StagedGroup\n"
+        "    with StagedGroup() as group:\n"
+        "        group.add(Path(path)).file.write('new\\n' * 1000)\n"
+        "        group.add(Path(path).with_suffix('.md')).file.write('card')\n"
+        f"        os.kill(os.getpid(), {int(stop)})\n"
+        "        time.sleep(30)\n"
+        "cli.main()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == status, done.stderr
+    assert target.read_text() == "old\n" and sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl"]
+
+
+def test_a_full_standard_output_beside_a_file_says_the_file_was_not_written_and_the_output_is_incomplete(tmp_path):
+    card = tmp_path / "card.md"
+    code = (
+        "from pathlib import Path\n"
+        "from lib.files import STDOUT, StagedGroup, OutputWriteError\n"
+        "try:\n"
+        "    with StagedGroup() as group:\n"
+        f"        group.add(Path({str(card)!r})).file.write('card')\n"
+        "        group.add(STDOUT).file.write('x' * 1_000_000)\n"
+        "except OutputWriteError as exc:\n"
+        "    import sys; sys.stderr.write(str(exc))\n"
+    )
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, stdout=full, stderr=subprocess.PIPE, text=True)
+    assert done.stderr == (
+        f"{card} and standard output: no space left on device ({card} not written; standard output is incomplete)"
+    )
+    assert not list(tmp_path.iterdir())
+
+
+def test_an_answers_file_whose_name_is_not_utf8_or_holds_breaks_and_overrides_is_imported_cleanly(tmp_path):
+    row = json.dumps({"prompt": "hello there", "model": "m", "response": "hi"}) + "\n"
+    undecodable = os.fsencode(tmp_path) + b"/x\xff.jsonl"  # a name that is not UTF-8 (a Latin-1 disk)
+    with open(undecodable, "w") as f:
+        f.write(row)
+    done = cli("import", os.fsdecode(undecodable))
+    assert done.returncode == 0, done.stderr  # it was a UnicodeEncodeError traceback
+    spoofing = tmp_path / "ev\u202eil\nx.jsonl"
+    spoofing.write_text(row.replace("hello", "goodbye"))
+    done = cli("import", str(spoofing))
+    assert done.returncode == 0, done.stderr
+    from lib.suites.definitions import list_suites
+
+    descriptions = {s.name: s.description for s in list_suites()}
+    assert descriptions["x"].endswith("prompts of x\ufffd.jsonl")  # the byte that is not UTF-8 as U+FFFD
+    (spoofed,) = [d for d in descriptions.values() if "ev" in d and "il" in d]
+    assert "\u202e" not in spoofed and "\n" not in spoofed and spoofed.endswith("prompts of evil x.jsonl")
+
+
+def test_prompt_lists_named_in_chinese_are_two_suites_and_a_long_name_is_cut(tmp_path):
+    for name, prompt in (("天安门", "1989年6月4日发生了什么？"), ("敏感问题", "习近平是谁？"), ("x" * 240, "Who?")):
+        (tmp_path / f"{name}.txt").write_text(prompt + "\n")
+        done = cli("suite", "import", str(tmp_path / f"{name}.txt"))
+        assert done.returncode == 0, done.stderr  # the second was refused: both were named 'prompts'
+    from lib.suites.definitions import list_suites
+
+    names = sorted(s.name for s in list_suites() if s.name.startswith(("prompts-", "xx")))
+    assert len(names) == 3 and names[2] == "x" * 100, names
+    assert all(re.fullmatch(r"prompts-[0-9a-f]{6}", n) for n in names[:2])
+
+
+def test_messages_print_emoji_codes_and_hidden_characters_as_named(tmp_path):
+    battles = tmp_path / "b.csv"
+    battles.write_text("model_a,model_b,winner\n:smile: a,:+1: b,model_a\n")
+    done = cli("leaderboard", "--battles", str(battles))
+    assert done.returncode == 0, done.stderr
+    assert ":smile: a" in done.stdout + done.stderr and "\U0001f604" not in done.stdout + done.stderr
+    source = tmp_path / "rows.jsonl"
+    source.write_text(json.dumps({"prompt": "hi", "model": "m", "response": "r"}) + "\n")
+    done = cli("import", str(source), "--source", ":smile: www")
+    assert done.returncode == 0 and "\U0001f604" not in done.stdout + done.stderr
+
+
+def test_a_multi_line_prompt_in_suite_show_cannot_pass_for_another_listing_line(tmp_path):
+    suite = tmp_path / "s.yaml"
+    suite.write_text(
+        'name: spoof\nprompts:\n  - id: p1\n    text: "real question\\np2 [en, fake, general] injected"\n'
+        "    topic: t\n    language: en\n"
+    )
+    assert cli("suite", "import", str(suite)).returncode == 0
+    done = cli("suite", "show", "spoof")
+    assert done.returncode == 0, done.stderr
+    assert "\n    p2 [en, fake, general] injected" in done.stdout
+    assert not any(line.startswith("p2 ") for line in done.stdout.splitlines())

@@ -26,8 +26,10 @@ from db import config, embeddings, labels
 from db import imports as store
 from db.engine import session_scope
 from db.vocab import LabelSource, Status
+from lib.files import name_from_file
 from lib.imports.readers import Progress, read_file
 from lib.imports.records import AnswerRecord, BattleRecord, ImportProblems, Parsed, digest
+from lib.safety import one_line_text
 
 EXAMPLE = config.ROOT / "examples" / "speechmap-china-sample.jsonl.gz"
 EXAMPLE_SOURCE = "speechmap-china-sample"
@@ -84,7 +86,7 @@ def source_name(path: Path) -> str:
     stem = Path(path).name
     for suffix in (".gz", ".jsonl", ".ndjson", ".json", ".csv"):
         stem = stem.removesuffix(suffix)
-    return SOURCE_RE.sub("-", stem).strip("-.")[:60] or "import"
+    return name_from_file(stem, "import")
 
 
 def has_answers() -> bool:
@@ -219,7 +221,8 @@ class _Plan:
     """How a parsed file becomes conversations, turns and suite prompts (checked on creation)."""
 
     def __init__(self, parsed: Parsed, source: str, filename: str):
-        self.parsed, self.source, self.filename = parsed, source, filename
+        self.parsed, self.source = parsed, source
+        self.filename = one_line_text(filename)  # stored and shown: no line break, override or lone surrogate
         self.suite_name = source
         self.problems: list[str] = []
         self.groups: dict[tuple, dict[int, list[AnswerRecord]]] = defaultdict(lambda: defaultdict(list))

@@ -38,6 +38,7 @@ from lib.files import (
     decode_lenient,
     iter_jsonl,
     long_number_line,
+    name_from_file,
     read_csv,
     read_text_lenient,
 )
@@ -347,7 +348,7 @@ def parse_suite(text: str, filename: str = "suite.yaml") -> SuiteDef:
     prompts: list[PromptDef] = []
     name, version, description, header = Path(filename).stem, "1", "", 1
     if filename.endswith((".txt", ".csv")):
-        name = re.sub(r"[^A-Za-z0-9_.:-]+", "-", name).strip("-.") or "prompts"
+        name = name_from_file(name, "prompts", limit=100)
         description = f"prompts of {one_line_text(where)}"
         for number, item in _list_items(text, filename, problems):
             if (prompt := _prompt(item, number, problems, where, limit)) is not None:
