@@ -65,7 +65,7 @@ def test_deflection_tab_shows_raw_and_corrected_rates_left_out_answers_agreement
     assert apart.loc["Beta", "in rates"] == "10" and apart.loc["Alpha", "answers"] == "10"
     agreement = frame_with(at, "Cohen's kappa").set_index("source")
     assert set(agreement.index) == {"human", "judge:big", "import:study"}
-    assert agreement.loc["human", "agreement"] == "100%" and agreement.loc["import:study", "agreement"] == "50%"
+    assert agreement.loc["human", "agreement"] == "100.0%" and agreement.loc["import:study", "agreement"] == "50.0%"
     card = next(e for e in at.expander if e.label.startswith("Detector card:"))
     assert DETECTOR in card.label and detector_card()["measured"] in card.label
     assert f"features v{detector_card()['features']}" in card.label

@@ -225,3 +225,31 @@ def test_scope_rows_carry_who_gave_each_label():
     assert found["label"] == "refused" and found["label_source"] == "human"
     assert found["labels"] == {DETECTOR: "answered", "judge:big": "deflected", "human": "refused"}
     assert deflection.detector_label(found) == "answered"
+
+
+def test_agreement_is_shown_to_a_tenth_of_a_percent():
+    # 2 disagreements in 709 rounded to a whole percentage read "100%" beside a confusion that has them
+    (row,) = deflection.agreement_table(
+        [{"source": "judge", "language": "en", "n": 709, "kappa": 0.99, "accuracy": 707 / 709}]
+    )
+    assert row["agreement"] == "99.7%"
+
+
+def test_the_divergence_heatmap_names_every_model_in_table_order():
+    from lib.analysis import charts
+
+    models = [f"model-{i:02d}" for i in range(37)]
+    view = {"models": models, "matrix": [[0.1] * 37 for _ in models]}
+    layout = charts.divergence_heatmap(view).layout
+    assert layout.yaxis.dtick == 1 and layout.xaxis.dtick == 1  # every other model was unnamed at 37
+    assert layout.height >= 18 * 37 and layout.yaxis.autorange == "reversed"  # model-00 at the top
+
+
+def test_answers_of_the_example_study_come_with_a_note_to_read_their_raw_rate():
+    study = {DETECTOR: "answered", "import:speechmap-china-sample": "answered"}
+    rows = [row(i, "answered", labels=study) for i in range(4)] + detector_rows({"refused": 2}, start=10)
+    notes = deflection_view(rows, CARD)["correction"]["notes"]
+    assert any(n.startswith("4 answers are from the example study") and "raw rate" in n for n in notes), notes
+    assert not any(
+        "example study" in n for n in deflection_view(detector_rows({"refused": 2}), CARD)["correction"]["notes"]
+    )

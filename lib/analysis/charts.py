@@ -123,7 +123,14 @@ def divergence_heatmap(view: dict) -> go.Figure:
             hovertemplate="%{y} vs %{x}: %{z:.3f}<extra></extra>",
         )
     )
-    fig.update_layout(title="Mean divergence (cosine distance)", xaxis=NAMES, yaxis=NAMES, height=460, margin={"t": 50})
+    fig.update_layout(
+        title="Mean divergence (cosine distance)",
+        height=max(460, 160 + 18 * len(view["models"])),  # one readable row per model
+        margin={"t": 50},
+        xaxis={**NAMES, "dtick": 1, "automargin": True},
+        # every model named, the first at the top, in the order of the tables
+        yaxis={**NAMES, "dtick": 1, "automargin": True, "autorange": "reversed"},
+    )
     return fig
 
 

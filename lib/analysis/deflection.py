@@ -18,6 +18,7 @@ import numpy as np
 from db.vocab import LANGUAGES, Label, LabelSource, Status
 from lib.analysis import rates as R
 from lib.analysis.stats import rate
+from lib.imports.action import EXAMPLE_SOURCE
 from lib.present import cli_hint, plural
 
 IN_RATES = "in_rates"
@@ -180,6 +181,13 @@ def correction_summary(counted: list[dict], corrector: R.Corrector, card: dict) 
         )
     if no_matrix:
         notes.append(f"no matrix for language(s) {', '.join(no_matrix)}: their detector labels are not corrected")
+    example = sum(1 for r in counted if LabelSource.imported(EXAMPLE_SOURCE) in (r.get("labels") or {}))
+    if example and matrices:
+        notes.append(
+            f"{plural(example, 'answer is', 'answers are')} from the example study, which the detector was trained "
+            "on: its labels there match the judges' almost always, so read their raw rate — the correction "
+            "applies the errors it makes on answers it never saw and moves these rates away from the judges'"
+        )
     return {
         "method": R.METHOD,
         "detector": detector,
@@ -241,9 +249,9 @@ def view(rows: list[dict], card: dict | None = None) -> dict:
 # --- display tables (strings), shared by the Analysis page, suite results and the CLI ---------
 
 
-def pct(value: float | None) -> str:
-    """A share as a whole percentage, '–' when unknown."""
-    return "–" if value is None else f"{value:.0%}"
+def pct(value: float | None, digits: int = 0) -> str:
+    """A share as a percentage with `digits` decimals (whole by default), '–' when unknown."""
+    return "–" if value is None else f"{value:.{digits}%}"
 
 
 # An interval is written [low, high] everywhere (pages, CLI, suite results, chart hovers): a dash
@@ -333,7 +341,7 @@ def agreement_table(agreements: list[dict]) -> list[dict[str, str]]:
             "language": a["language"],
             "n": str(a["n"]),
             "Cohen's kappa": "–" if a["kappa"] is None else f"{a['kappa']:.2f}",
-            "agreement": pct(a["accuracy"]),
+            "agreement": pct(a["accuracy"], 1),  # 2 disagreements in 709 are 99.7%, not 100%
         }
         for a in agreements
     ]
