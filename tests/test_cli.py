@@ -114,7 +114,8 @@ def test_leaderboard_ranks_a_battles_csv_as_json(tmp_path):
     assert done.returncode == 0, done.stderr
     rows = json.loads(done.stdout)
     assert [r["model"] for r in rows] == ["qwen", "gpt"]
-    assert set(rows[0]) == {"model", "rating", "ci_low", "ci_high", "battles", "wins", "ties", "losses"}
+    assert set(rows[0]) == {"model", "name", "rating", "ci_low", "ci_high", "battles", "wins", "ties", "losses"}
+    assert rows[0]["name"] == "qwen"  # a battles file names models: the name is the model
     assert rows[0]["battles"] == 10 and rows[0]["wins"] == 6 and rows[0]["ties"] == 2
     assert rows[0]["ci_low"] <= rows[0]["rating"] <= rows[0]["ci_high"]
 

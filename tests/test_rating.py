@@ -83,3 +83,11 @@ def test_a_model_with_too_few_battles_gets_no_interval_rather_than_a_zero_wide_o
     by_model = {r.model: r for r in many}
     assert by_model["x"].ci_low < by_model["x"].rating < by_model["x"].ci_high
     assert by_model["z"].ci_low is None  # 2 battles
+
+
+def test_the_json_board_gives_each_model_its_display_name_beside_its_id():
+    from lib.arena.leaderboard import build_board
+
+    battles = [Battle("qwen-max", "gpt", "a")] * 3 + [Battle("gpt", "qwen-max", "a")]
+    rows = build_board(battles, {"qwen-max": "Qwen Max (DashScope)"}, bootstrap=20).as_json()
+    assert {(r["model"], r["name"]) for r in rows} == {("qwen-max", "Qwen Max (DashScope)"), ("gpt", "gpt")}

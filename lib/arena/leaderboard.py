@@ -23,8 +23,9 @@ class Board:
     battles: int
 
     def as_json(self) -> list[dict]:
-        """The `cli.py leaderboard --json` shape."""
-        return [asdict(r) for r in self.ratings]
+        """The `cli.py leaderboard --json` shape: each rating with `model` (the endpoint id, or the
+        name in a battles file) and `name` (its display name, as the table shows it)."""
+        return [{**asdict(r), "name": self.names.get(r.model, r.model)} for r in self.ratings]
 
 
 def battles_from_db(f: VoteFilter) -> tuple[list[Battle], dict[str, str]]:
