@@ -83,6 +83,7 @@ def _stopped(signum: int, _frame) -> None:
     the embedded model server stopped — with exit status 128 + the signal's number. A second
     such signal ends the process at once."""
     signal.signal(signum, signal.SIG_DFL)
+    print(f"stopped by {signal.Signals(signum).name}", file=sys.stderr)
     raise SystemExit(128 + signum)
 
 

@@ -87,7 +87,13 @@ def _summary(result) -> None:
     """What an import did, in a few lines on stderr."""
     what = "battles" if result.format == "battles" else "answers"
     if result.added_nothing:
-        err.print(f"{result.file}: all {result.records} {what} were imported before; nothing added", highlight=False)
+        before = "the one was" if result.records == 1 else f"all {result.records:,} were"
+        done = (
+            f"; {plural(result.detector_labels, 'answer')} left unlabelled then, now labelled"
+            if result.detector_labels
+            else ""
+        )
+        err.print(f"{result.file}: {what}: {before} imported before; nothing added{done}", highlight=False)
         return
     err.print(
         f"imported {plural(result.answers_added, 'answer')}"

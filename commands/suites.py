@@ -64,7 +64,8 @@ def suite_show(name: str, as_json: Annotated[bool, typer.Option("--json")] = Fal
         return
     out.print(Text.assemble(plain(data["name"], "bold"), plain(f" v{data['version']}: {data['description']}")))
     for p in data["prompts"]:
-        text = p["text"].replace("\n", "\n    ")  # a prompt's later lines indented: never read as listing lines
+        # a prompt's later lines (after LF, CRLF or a lone CR) indented: never read as listing lines
+        text = p["text"].replace("\r\n", "\n").replace("\r", "\n").replace("\n", "\n    ")
         out.print(plain(f"{p['id']} [{p['language']}, {p['topic']}, {p['kind']}] {text}"), highlight=False)
 
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
+from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
 from db.models import Conversation, Exchange, Label, Response, Suite, SuitePrompt, Vote
-from db.vocab import Mode
+from db.vocab import LabelSource, Mode
 
 IMPORTED_SUITE = "Imported: "  # the description of a suite made by an import starts with this
 
@@ -27,6 +27,21 @@ def stored_digests(session: Session, digests: list[str]) -> set[str]:
         chunk = digests[start : start + 900]
         found |= set(session.scalars(select(Response.import_digest).where(Response.import_digest.in_(chunk))))
     return found
+
+
+def stored_without_detector_label(session: Session, digests: list[str]) -> list[tuple[int, str, str, str]]:
+    """(response id, prompt, text, status) of the stored answers among import `digests` that no
+    version of the detector has labelled (an import stopped while labelling), oldest first."""
+    detector = exists().where(Label.response_id == Response.id, Label.source.startswith(LabelSource.DETECTOR))
+    found = []
+    for start in range(0, len(digests), 900):  # stay under SQLite's bound-parameter limit
+        stmt = (
+            select(Response.id, Exchange.prompt, Response.text, Response.status)
+            .join(Exchange, Exchange.id == Response.exchange_id)
+            .where(Response.import_digest.in_(digests[start : start + 900]), ~detector)
+        )
+        found += [tuple(row) for row in session.execute(stmt)]
+    return sorted(found)
 
 
 def find_suite(session: Session, name: str) -> Suite | None:

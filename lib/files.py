@@ -30,6 +30,7 @@ import re
 import stat
 import sys
 import tempfile
+import unicodedata
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -42,13 +43,15 @@ NAME_RUN = re.compile(r"[^A-Za-z0-9_.:-]+")  # what a name typed on the command 
 
 def name_from_file(stem: str, fallback: str, limit: int = 60) -> str:
     """A name to type on the command line (a suite, an import's source) made from a file's name
-    less its suffix: ASCII letters, digits and `_.:-`, every other run a `-`, at most `limit`
-    characters, starting with a letter or digit; `fallback` when nothing is left. A name with
-    letters or digits outside ASCII (天安门, Ünïcode) gets `-` and six hex digits of a hash of the
-    whole name, so two such files are two names, and one file always the same."""
-    stem = clean_text(stem)
-    name = NAME_RUN.sub("-", stem).lstrip("-._:")
-    if any(char.isalnum() and not char.isascii() for char in stem):
+    less its suffix: ASCII letters, digits and `_.:-` (accents dropped: `été` -> `ete`), every
+    other run a `-`, at most `limit` characters, starting with a letter or digit; `fallback` when
+    nothing is left. A name that is not all ASCII (天安门, été, 😀) gets `-` and six hex digits of
+    a hash of the whole name (NFC, so a macOS and a Linux spelling agree): two such files are two
+    names, and one file always the same."""
+    stem = unicodedata.normalize("NFC", clean_text(stem))
+    plain = "".join(c for c in unicodedata.normalize("NFKD", stem) if not unicodedata.combining(c))
+    name = NAME_RUN.sub("-", plain).lstrip("-._:")
+    if not stem.isascii():
         digest = hashlib.sha256(stem.encode()).hexdigest()[:6]
         return f"{name[: limit - 7].rstrip('-.') or fallback}-{digest}"
     return name[:limit].rstrip("-.") or fallback
@@ -722,7 +725,7 @@ class StagedGroup(_Staged):
         several outputs, what was written there stays written, which the message says."""
         files = [str(staged.path) for staged in self.files if staged.path is not STDOUT]
         if len(files) < len(self.files) and files:
-            left = f"{' and '.join(files)} not written; standard output is incomplete"
+            left = f"{' and '.join(files)} not written; what reached standard output stays there"
             return write_failure(self.described(), exc, left)
         return write_failure(self.described(), exc)
 

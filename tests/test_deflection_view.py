@@ -253,3 +253,11 @@ def test_answers_of_the_example_study_come_with_a_note_to_read_their_raw_rate():
     assert not any(
         "example study" in n for n in deflection_view(detector_rows({"refused": 2}), CARD)["correction"]["notes"]
     )
+
+
+def test_a_heatmap_of_many_models_is_not_a_page_of_overlapping_names():
+    from lib.analysis import charts
+
+    models = [f"m{i:03d}" for i in range(200)]
+    layout = charts.divergence_heatmap({"models": models, "matrix": [[0.1] * 200 for _ in models]}).layout
+    assert layout.yaxis.dtick is None and layout.height <= 160 + 18 * charts.ALL_NAMED

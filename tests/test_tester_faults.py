@@ -411,7 +411,8 @@ def test_a_prompt_list_whose_file_name_holds_control_characters_is_imported_with
     assert done.returncode == 0, done.stderr
     from lib.suites.definitions import show_suite
 
-    suite = show_suite("list-31m-x")
+    (name,) = re.findall(r"imported (list-31m-x-[0-9a-f]{6}) v1", done.stdout + done.stderr)  # not all ASCII: hashed
+    suite = show_suite(name)
     assert {p["topic"] for p in suite.prompts} == {"list[31m x"}  # U+2028 is a space, like a line break
     assert suite.description == f"prompts of list[31m x{suffix}"
 
@@ -439,10 +440,11 @@ def test_a_command_killed_mid_write_leaves_the_old_file_and_no_temporary(tmp_pat
     )
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == status, done.stderr
+    assert done.stderr.strip() == f"stopped by {signal.Signals(stop).name}"  # it said nothing
     assert target.read_text() == "old\n" and sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl"]
 
 
-def test_a_full_standard_output_beside_a_file_says_the_file_was_not_written_and_the_output_is_incomplete(tmp_path):
+def test_a_full_standard_output_beside_a_file_says_the_file_was_not_written(tmp_path):
     card = tmp_path / "card.md"
     code = (
         "from pathlib import Path\n"
@@ -457,7 +459,8 @@ def test_a_full_standard_output_beside_a_file_says_the_file_was_not_written_and_
     with open("/dev/full", "w") as full:
         done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, stdout=full, stderr=subprocess.PIPE, text=True)
     assert done.stderr == (
-        f"{card} and standard output: no space left on device ({card} not written; standard output is incomplete)"
+        f"{card} and standard output: no space left on device "
+        f"({card} not written; what reached standard output stays there)"
     )
     assert not list(tmp_path.iterdir())
 
@@ -476,7 +479,7 @@ def test_an_answers_file_whose_name_is_not_utf8_or_holds_breaks_and_overrides_is
     from lib.suites.definitions import list_suites
 
     descriptions = {s.name: s.description for s in list_suites()}
-    assert descriptions["x"].endswith("prompts of x\ufffd.jsonl")  # the byte that is not UTF-8 as U+FFFD
+    (replaced,) = [d for d in descriptions.values() if d.endswith("prompts of x\ufffd.jsonl")]  # the byte as U+FFFD
     (spoofed,) = [d for d in descriptions.values() if "ev" in d and "il" in d]
     assert "\u202e" not in spoofed and "\n" not in spoofed and spoofed.endswith("prompts of evil x.jsonl")
 
@@ -516,3 +519,50 @@ def test_a_multi_line_prompt_in_suite_show_cannot_pass_for_another_listing_line(
     assert done.returncode == 0, done.stderr
     assert "\n    p2 [en, fake, general] injected" in done.stdout
     assert not any(line.startswith("p2 ") for line in done.stdout.splitlines())
+    suite.write_text(suite.read_text().replace("spoof", "spoof-cr").replace("\\n", "\\r"))  # a lone CR
+    assert cli("suite", "import", str(suite)).returncode == 0
+    shown = cli("suite", "show", "spoof-cr").stdout
+    assert "\r" not in shown and "real question\n    p2 [en, fake, general] injected" in shown
+
+
+def test_importing_again_labels_answers_an_import_stopped_while_labelling_left_unlabelled(tmp_path):
+    from sqlalchemy import delete, func, select
+
+    from db.models import Label, Response
+
+    rows = _rows(tmp_path / "rows.jsonl", 5)
+    assert cli("import", str(rows)).returncode == 0
+    with session_scope() as s:  # as a kill during the labelling phase leaves them: stored, 3 unlabelled
+        ids = list(s.scalars(select(Response.id).order_by(Response.id)))[:3]
+        s.execute(delete(Label).where(Label.response_id.in_(ids), Label.source.startswith("parallax-deflection")))
+    done = cli("import", str(rows))
+    assert done.returncode == 0, done.stderr
+    assert "nothing added; 3 answers left unlabelled then, now labelled" in done.stderr
+    with session_scope() as s:
+        detector = select(func.count()).select_from(Label).where(Label.source.startswith("parallax-deflection"))
+        assert s.scalar(detector) == 5
+
+
+def test_names_from_file_names_differ_for_emoji_and_agree_across_unicode_spellings(tmp_path):
+    import unicodedata
+
+    from lib.files import name_from_file
+
+    assert name_from_file("😀", "prompts") != name_from_file("😀😀", "prompts")  # both were 'prompts'
+    nfc, nfd = unicodedata.normalize("NFC", "été"), unicodedata.normalize("NFD", "été")
+    assert name_from_file(nfc, "prompts") == name_from_file(nfd, "prompts") == "ete-bd010c"  # Linux and macOS
+    assert name_from_file("á", "x") != "a"  # a combining accent was dropped, colliding with a.txt
+    (tmp_path / "UP.TXT").write_text("What happened in 1989?\n")  # a suffix in capitals is still a list
+    done = cli("suite", "import", str(tmp_path / "UP.TXT"))
+    assert done.returncode == 0 and "imported UP v1: 1 prompt" in done.stdout + done.stderr
+
+
+def test_an_explicit_source_follows_the_file_name_rule_and_the_example_name_is_reserved(tmp_path):
+    rows = _rows(tmp_path / "mine.jsonl", 2)
+    done = cli("import", str(rows), "--source", "天安门", "--json")
+    assert done.returncode == 0, done.stderr  # was refused: "must contain letters or digits"
+    assert json.loads(done.stdout)["source"] == "import-bfaf92"
+    copy = tmp_path / "speechmap-china-sample.jsonl"
+    copy.write_text(rows.read_text())
+    done = cli("import", str(copy))  # its answers would be noted as the example study's
+    assert done.returncode == 2 and "is the example study's; give --source NAME" in done.stderr

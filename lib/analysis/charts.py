@@ -19,6 +19,7 @@ from lib.safety import chart_text
 # an axis of names is categorical: Plotly otherwise guesses a type from the values, and models
 # named "1", "2" or "2024-01-01" would be drawn on a number or date line (and merged or spaced)
 NAMES = {"type": "category"}
+ALL_NAMED = 60  # up to this many models a heatmap names every one (18 px a row)
 
 
 def ratings_chart(ratings, names: dict[str, str]) -> go.Figure:
@@ -123,13 +124,14 @@ def divergence_heatmap(view: dict) -> go.Figure:
             hovertemplate="%{y} vs %{x}: %{z:.3f}<extra></extra>",
         )
     )
+    every = {"dtick": 1} if len(view["models"]) <= ALL_NAMED else {}  # beyond that Plotly picks which to name
     fig.update_layout(
         title="Mean divergence (cosine distance)",
-        height=max(460, 160 + 18 * len(view["models"])),  # one readable row per model
+        height=max(460, 160 + 18 * min(len(view["models"]), ALL_NAMED)),  # one readable row per model
         margin={"t": 50},
-        xaxis={**NAMES, "dtick": 1, "automargin": True},
-        # every model named, the first at the top, in the order of the tables
-        yaxis={**NAMES, "dtick": 1, "automargin": True, "autorange": "reversed"},
+        xaxis={**NAMES, **every, "automargin": True},
+        # the first model at the top, in the order of the tables
+        yaxis={**NAMES, **every, "automargin": True, "autorange": "reversed"},
     )
     return fig
 

@@ -144,9 +144,11 @@ def import_file(path: Path, source: str | None = None, progress: Progress | None
     reading, storing and labelling."""
     started = time.perf_counter()
     path = Path(path)
-    source = SOURCE_RE.sub("-", source).strip("-.")[:60] if source else source_name(path)
-    if not source:
-        raise ImportProblems(["the source name must contain letters or digits"])
+    source = name_from_file(source, "import") if source else source_name(path)
+    if source == EXAMPLE_SOURCE and path.resolve() != EXAMPLE.resolve():  # the pages note its answers apart
+        raise ImportProblems(
+            [f"{one_line_text(path.name)}: the source name {source!r} is the example study's; give --source NAME"]
+        )
     parsed = read_file(path, progress)
     if parsed.problems:
         raise ImportProblems(parsed.problems)
@@ -171,10 +173,13 @@ def import_file(path: Path, source: str | None = None, progress: Progress | None
     prompts = {id(r): e.prompt for c in conversations for e in c.exchanges for r in e.responses}
     if progress:
         progress("storing", parsed.count, parsed.count)
-    labelled = _label(new, prompts, progress)
+    # answers stored by an earlier import of this file that was stopped while labelling
+    with session_scope() as session:
+        stopped = store.stored_without_detector_label(session, plan.stored_digests) if stats["stored"] else []
+    labelled = _label(new, prompts, progress, stopped)
     return ImportResult(
         source=source,
-        file=path.name,
+        file=plan.filename,
         format=parsed.format,
         records=parsed.count,
         answers_added=len(new),
@@ -225,6 +230,7 @@ class _Plan:
         self.filename = one_line_text(filename)  # stored and shown: no line break, override or lone surrogate
         self.suite_name = source
         self.problems: list[str] = []
+        self.stored_digests: list[str] = []  # of the answers already stored (set by build)
         self.groups: dict[tuple, dict[int, list[AnswerRecord]]] = defaultdict(lambda: defaultdict(list))
         self.prompt_key: dict[int, str] = {}  # id(record) -> suite prompt key
         self.suite_prompts: dict[str, dict] = {}
@@ -311,6 +317,7 @@ class _Plan:
         """The conversations to write (new rows only) and counts of skipped ones."""
         digests = [r.digest() for r in self.parsed.answers] + [b.digest() for b in self.parsed.battles]
         stored = store.stored_digests(session, _response_digests(digests, self.parsed.battles))
+        self.stored_digests = sorted(stored)
         seen: set[str] = set()
         stats = {"stored": 0, "duplicates": 0}
 
@@ -425,11 +432,14 @@ def _response_digests(digests: list[str], battles: list[BattleRecord]) -> list[s
     return answers + [_battle_response_digest(d, 0, "a") for d in digests[len(answers) :]]
 
 
-def _label(new: list[store.NewResponse], prompts: dict[int, str], progress: Progress | None) -> int:
-    """Label the new answers with the detector, a batch at a time (outside the write transaction)."""
+def _label(
+    new: list[store.NewResponse], prompts: dict[int, str], progress: Progress | None, stored: list[tuple] = ()
+) -> int:
+    """Label the new answers with the detector, and `stored` ones (response id, prompt, text,
+    status) that have no detector label yet, a batch at a time (outside the write transaction)."""
     from lib.deflection.labelling import LabelJob, label_responses
 
-    jobs = [LabelJob(r.id, prompts[id(r)], r.text, r.status) for r in new]
+    jobs = [LabelJob(*row) for row in stored] + [LabelJob(r.id, prompts[id(r)], r.text, r.status) for r in new]
     done = 0
     for start in range(0, len(jobs), LABEL_BATCH):
         done += label_responses(jobs[start : start + LABEL_BATCH])

@@ -46,6 +46,7 @@ from lib.safety import control_character, one_line_problem, one_line_text, unico
 
 BUILTIN_DIR = config.ROOT / "suites"
 KINDS = ("probe", "control", "general")
+LIST_DESCRIPTION = "prompts of "  # a .txt or .csv list's description: this and its file's name
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}\Z")  # \Z: "$" would let a line break end it
 PROMPT_FIELDS = {"id", "text", "language", "topic", "kind", "twin", "control"}
 SUFFIXES = (".yaml", ".yml", ".jsonl", ".txt", ".csv")
@@ -296,7 +297,7 @@ def _list_items(text: str, filename: str, problems: list[str]) -> list[tuple[int
     where = Path(filename).name
     stem = one_line_text(Path(filename).stem).strip() or "prompts"  # the default topic: one line
     items: list[tuple[int, dict]] = []
-    if filename.endswith(".txt"):
+    if filename.lower().endswith(".txt"):
         # lines as an editor numbers them: a U+2028 or form feed inside a prompt does not split it
         lines = NEWLINE.split(text)
         items = [(n, {"text": line.strip()}) for n, line in enumerate(lines, start=1) if line.strip()]
@@ -346,14 +347,14 @@ def parse_suite(text: str, filename: str = "suite.yaml") -> SuiteDef:
     problems: list[str] = []
     where, limit = Path(filename).name, config.max_prompt_chars()
     prompts: list[PromptDef] = []
-    name, version, description, header = Path(filename).stem, "1", "", 1
-    if filename.endswith((".txt", ".csv")):
-        name = name_from_file(name, "prompts", limit=100)
-        description = f"prompts of {one_line_text(where)}"
+    name, version, description, header = name_from_file(Path(filename).stem, "suite", limit=100), "1", "", 1
+    if filename.lower().endswith((".txt", ".csv")):
+        name = name_from_file(Path(filename).stem, "prompts", limit=100)
+        description = LIST_DESCRIPTION + one_line_text(where)
         for number, item in _list_items(text, filename, problems):
             if (prompt := _prompt(item, number, problems, where, limit)) is not None:
                 prompts.append(prompt)
-    elif filename.endswith(".jsonl"):
+    elif filename.lower().endswith(".jsonl"):
         for number, item, problem in iter_jsonl(text):
             if problem:
                 problems.append(f"{where}:{number}: {problem}")
@@ -416,7 +417,7 @@ def parse_suite(text: str, filename: str = "suite.yaml") -> SuiteDef:
 def load_file(path: Path) -> SuiteDef:
     """Parse a suite file from disk."""
     path = Path(path)
-    if path.suffix not in SUFFIXES:
+    if path.suffix.lower() not in SUFFIXES:
         raise SuiteError([f"{path.name}: suite files are .yaml, .yml, .jsonl, .txt or .csv"])
     try:  # bytes that are not UTF-8 become U+FFFD and the import goes on, with a warning naming the line
         text, warning = read_text_lenient(path)
@@ -434,12 +435,17 @@ def import_suite(session: Session, suite: SuiteDef) -> tuple[Suite, bool]:
     existing = suites.get_suite(session, suite.name, suite.version)
     if existing is not None:
         if stored_digest(existing) != suite.digest():
-            raise SuiteError(
-                [
+            if suite.description.startswith(LIST_DESCRIPTION):  # a .txt or .csv list, named after its file
+                problem = (
+                    f"suite {suite.name!r} (the name made from {suite.description.removeprefix(LIST_DESCRIPTION)}) "
+                    "is already imported with different prompts; give the file another name"
+                )
+            else:
+                problem = (
                     f"suite {suite.name!r} version {suite.version!r} is already imported with different "
-                    "prompts; give the file a new version (a .txt or .csv list: a new file name)"
-                ]
-            )
+                    "prompts; give the file a new version"
+                )
+            raise SuiteError([problem])
         return existing, False
     prompts = [
         {
