@@ -266,8 +266,8 @@ def offer_example(where: str) -> None:
     st.session_state[EXAMPLE_LOADED] = (
         "The example study was already loaded."
         if result.added_nothing
-        else f"Loaded the example study: {result.answers_added} answers to {result.conversations_added} requests "
-        f"in {result.seconds:.0f} s."
+        else f"Loaded the example study: {result.answers_added:,} answers to {result.conversations_added} prompts "
+        f"(each request in English and Chinese) in {result.seconds:.0f} s."
         + (
             f" The detector agrees with the judges' labels on {agreement.rate:.1%} of them (it was trained on "
             "these answers, so this is no test of it)."

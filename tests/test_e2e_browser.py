@@ -283,7 +283,7 @@ def test_first_run_loads_the_example_study_and_shows_both_languages(browser, tmp
             page.goto(app.url)  # an empty database: Compare's first screen offers the example study
             page.locator("[class*='st-key-example_compare']").wait_for(timeout=60_000)
             page.locator("[class*='st-key-load_example_compare'] button").click()
-            page.get_by_text("Loaded the example study").wait_for(timeout=300_000)
+            page.get_by_text("Loaded the example study: 1,358 answers to 40 prompts").wait_for(timeout=300_000)
             page.get_by_text("1358 answers · 37 models").wait_for(timeout=1_200_000)
             page.get_by_role("tab", name="Deflection").click()
             gap = page.locator("[class*='st-key-analysis_gap']")
