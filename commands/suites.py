@@ -10,7 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from commands.common import err, fail, fail_problems, heading, load_endpoints_or_fail, open_db_or_fail, out, plain
-from lib.files import InputFileError, check_input_file
+from lib.files import NEWLINE, InputFileError, check_input_file
 from lib.present import cli_hint, plural
 from lib.safety import json_text
 
@@ -64,8 +64,7 @@ def suite_show(name: str, as_json: Annotated[bool, typer.Option("--json")] = Fal
         return
     out.print(Text.assemble(plain(data["name"], "bold"), plain(f" v{data['version']}: {data['description']}")))
     for p in data["prompts"]:
-        # a prompt's later lines (after LF, CRLF or a lone CR) indented: never read as listing lines
-        text = p["text"].replace("\r\n", "\n").replace("\r", "\n").replace("\n", "\n    ")
+        text = NEWLINE.sub("\n    ", p["text"])  # later lines (LF, CRLF, lone CR) indented: never listing lines
         out.print(plain(f"{p['id']} [{p['language']}, {p['topic']}, {p['kind']}] {text}"), highlight=False)
 
 

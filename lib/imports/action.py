@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import re
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -26,7 +25,7 @@ from db import config, embeddings, labels
 from db import imports as store
 from db.engine import session_scope
 from db.vocab import LabelSource, Status
-from lib.files import name_from_file
+from lib.files import NAME_RUN, name_from_file
 from lib.imports.readers import Progress, read_file
 from lib.imports.records import AnswerRecord, BattleRecord, ImportProblems, Parsed, digest
 from lib.safety import one_line_text
@@ -35,7 +34,6 @@ EXAMPLE = config.ROOT / "examples" / "speechmap-china-sample.jsonl.gz"
 EXAMPLE_SOURCE = "speechmap-china-sample"
 # the example's answers embedded by both bundled embedders (examples/README.md says how it is built)
 EXAMPLE_VECTORS = config.ROOT / "examples" / "speechmap-china-sample.vectors.npz"
-SOURCE_RE = re.compile(r"[^A-Za-z0-9_.:-]+")
 LABEL_BATCH = 256
 MAX_SLOT = 64  # the width of response.slot
 
@@ -173,9 +171,10 @@ def import_file(path: Path, source: str | None = None, progress: Progress | None
     prompts = {id(r): e.prompt for c in conversations for e in c.exchanges for r in e.responses}
     if progress:
         progress("storing", parsed.count, parsed.count)
-    # answers stored by an earlier import of this file that was stopped while labelling
-    with session_scope() as session:
-        stopped = store.stored_without_detector_label(session, plan.stored_digests) if stats["stored"] else []
+    stopped = []  # answers stored by an earlier import of this file that was stopped while labelling
+    if plan.stored_digests:
+        with session_scope() as session:
+            stopped = store.stored_without_detector_label(session, plan.stored_digests)
     labelled = _label(new, prompts, progress, stopped)
     return ImportResult(
         source=source,
@@ -216,7 +215,7 @@ def _slot(model: str) -> str:
 
 def _key_part(text: str) -> str:
     """An identifier safe as a suite prompt key; a hash keeps rewritten ones distinct."""
-    safe = SOURCE_RE.sub("-", text).strip("-.:")[:80]
+    safe = NAME_RUN.sub("-", text).strip("-.:")[:80]
     if safe == text and safe:
         return safe
     return f"{safe or 'p'}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"

@@ -347,9 +347,10 @@ def parse_suite(text: str, filename: str = "suite.yaml") -> SuiteDef:
     problems: list[str] = []
     where, limit = Path(filename).name, config.max_prompt_chars()
     prompts: list[PromptDef] = []
-    name, version, description, header = name_from_file(Path(filename).stem, "suite", limit=100), "1", "", 1
-    if filename.lower().endswith((".txt", ".csv")):
-        name = name_from_file(Path(filename).stem, "prompts", limit=100)
+    is_list = filename.lower().endswith((".txt", ".csv"))
+    name = name_from_file(Path(filename).stem, "prompts" if is_list else "suite", limit=100)
+    version, description, header = "1", "", 1
+    if is_list:
         description = LIST_DESCRIPTION + one_line_text(where)
         for number, item in _list_items(text, filename, problems):
             if (prompt := _prompt(item, number, problems, where, limit)) is not None:
