@@ -10,7 +10,9 @@ requests instead of cutting the one in flight short).
 
 One server is shared by every embedded endpoint. It starts on first use unless one is already
 running (PARALLAX_LOCAL_URL, or a live server recorded in the data folder by another process),
-and the process that started it stops it on exit. It starts with an environment cleaned of the
+and the process that started it stops it on exit — also when that process is killed without a
+chance to clean up (SIGKILL, the out-of-memory killer): the server runs under `server_guard`, which
+stops it when its owner is gone. It starts with an environment cleaned of the
 setting names it reads, so a PORT or HOST meant for the app never moves it.
 """
 
@@ -26,6 +28,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -110,6 +113,17 @@ def is_alive(url: str, timeout: float = 1.0) -> bool:
         with urllib.request.urlopen(f"{url.rstrip('/')}/models", timeout=timeout) as resp:
             return resp.status == 200
     except OSError:
+        return False
+
+
+def is_listening(url: str, timeout: float = 1.0) -> bool:
+    """True when something accepts connections on the URL's host and port: a server that is up,
+    even one too busy to answer (llama-cpp-python's answers /models only between generations)."""
+    parts = urllib.parse.urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 80), timeout=timeout):
+            return True
+    except (OSError, ValueError):
         return False
 
 
@@ -245,14 +259,30 @@ def failure_line(log: str) -> str:
     return line if len(line) <= 300 else line[:300] + "…"
 
 
+GUARD = Path(__file__).with_name("server_guard.py")
+
+
+def guarded(command: list[str]) -> list[str]:
+    """`command` run under `server_guard`, which stops it when this process is gone."""
+    return [sys.executable, "-I", str(GUARD), str(os.getpid()), *command]
+
+
 def start(port: int | None = None, timeout: float = 60.0) -> tuple[subprocess.Popen, str]:
-    """Start a server process and wait until it answers; the caller owns it."""
+    """Start a server process and wait until it answers; the caller owns it. The process returned is
+    the server's guard (see `server_guard`): stopping it stops the server, and the server stops by
+    itself when this process ends, however it ends."""
     port = port or free_port()
     url = f"http://127.0.0.1:{port}/v1"
     log_path = config.data_dir() / "local_server.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "wb") as log:  # the child keeps its own copy of the handle
-        proc = subprocess.Popen(server_command(port), stdout=log, stderr=subprocess.STDOUT, env=server_env())
+        proc = subprocess.Popen(
+            guarded(server_command(port)),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=server_env(),
+        )
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -261,18 +291,19 @@ def start(port: int | None = None, timeout: float = 60.0) -> tuple[subprocess.Po
         if is_alive(url, timeout=0.5):
             return proc, url
         time.sleep(0.2)
-    proc.terminate()
+    stop(proc)
     raise LocalModelUnavailable(f"the embedded model server did not answer within {timeout:.0f} s")
 
 
 def stop(proc: subprocess.Popen) -> None:
-    """Stop a server process started by `start`."""
+    """Stop a server process started by `start` (its guard gives the server 5 s, then kills it)."""
     if proc.poll() is None:
         proc.terminate()
         try:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            proc.kill()  # on Linux the server gets SIGKILL with its guard
+            proc.wait()
 
 
 def _stop_owned() -> None:
@@ -305,8 +336,10 @@ def ensure_running() -> str:
     if env:
         return env
     with _lock:
-        if _url and (_owned is None or _owned.poll() is None):
+        if _url and _owned is not None and _owned.poll() is None:
             return _url
+        if _url and _owned is None and is_listening(_url):
+            return _url  # another process's server, still up (it stops when that process ends)
         recorded = _recorded_url()
         if recorded:
             _url = recorded

@@ -1,0 +1,206 @@
+"""The embedded server stops when the process that started it is gone, however that process ended
+(`lib.providers.server_guard`): a SIGKILL or an out-of-memory kill skips `atexit`, and the server
+used to run on, holding its port and a few hundred MB, until someone found it."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from lib.providers import local_server
+from tests.conftest import ROOT
+from tests.test_local_model import need_llama_server
+
+# A stand-in server: writes its pid, then waits (the guard neither knows nor cares what it runs)
+SLEEPER = "import os, sys, time; open(sys.argv[1], 'w').write(str(os.getpid())); time.sleep(120)"
+# An owner that starts a guarded command and then just waits, with no handler of any signal
+OWNER = (
+    "import subprocess, sys, time; sys.path.insert(0, sys.argv[1]);"
+    "from lib.providers.local_server import guarded;"
+    "g = subprocess.Popen(guarded(sys.argv[2:])); print(g.pid, flush=True); time.sleep(120)"
+)
+
+
+def alive(pid: int) -> bool:
+    """Whether the process runs (a zombie waiting to be reaped has ended)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+    except OSError:  # no /proc here: ask the kernel
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+
+def wait_for(condition, within: float = 20.0) -> bool:
+    """Poll until `condition()` holds or `within` seconds pass (a bound, not a timing check)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return condition()
+
+
+def read_pid(path: Path) -> int:
+    assert wait_for(lambda: path.exists() and path.read_text().strip() != ""), "the guarded command never started"
+    return int(path.read_text())
+
+
+def start_owner(*command: str) -> tuple[subprocess.Popen, int]:
+    """An owner process running `command` under a guard; (owner, guard pid)."""
+    owner = subprocess.Popen(
+        [sys.executable, "-c", OWNER, str(ROOT), *command],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # a signal to it reaches no test process
+    )
+    return owner, int(owner.stdout.readline())
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_the_server_stops_when_its_owner_is_killed(tmp_path, sig):
+    pidfile = tmp_path / "server.pid"
+    owner, guard = start_owner(sys.executable, "-c", SLEEPER, str(pidfile))
+    server = read_pid(pidfile)
+    try:
+        assert alive(server) and alive(guard)
+        owner.send_signal(sig)  # the owner has no handler: no atexit, no cleanup of its own
+        owner.wait(10)
+        assert wait_for(lambda: not alive(server)), "the server outlived its owner"
+        assert wait_for(lambda: not alive(guard)), "the guard outlived its owner"
+    finally:
+        for pid in (server, guard):
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
+def test_the_server_stops_when_its_guard_is_killed(tmp_path):
+    pidfile = tmp_path / "server.pid"
+    owner, guard = start_owner(sys.executable, "-c", SLEEPER, str(pidfile))
+    server = read_pid(pidfile)
+    try:
+        os.kill(guard, signal.SIGKILL)
+        assert wait_for(lambda: not alive(server)), "the server outlived its killed guard"
+    finally:
+        owner.kill()
+        if alive(server):
+            os.kill(server, signal.SIGKILL)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
+def test_stopping_the_guard_stops_the_server_and_exits_zero(tmp_path, sig):
+    pidfile = tmp_path / "server.pid"
+    guard = subprocess.Popen(local_server.guarded([sys.executable, "-c", SLEEPER, str(pidfile)]))
+    server = read_pid(pidfile)
+    try:
+        guard.send_signal(sig)
+        assert guard.wait(20) == 0
+        assert wait_for(lambda: not alive(server))
+    finally:
+        guard.kill()
+        if alive(server):
+            os.kill(server, signal.SIGKILL)
+
+
+@pytest.mark.parametrize(
+    ("code", "status"),
+    [("raise SystemExit(3)", 3), ("import os, signal; os.kill(os.getpid(), signal.SIGKILL)", 128 + 9)],
+)
+def test_the_guard_exits_with_the_servers_status(code, status):
+    """`start` reads a failed start from the guard's exit: the server's status, signals as a shell
+    writes them."""
+    guard = subprocess.run(local_server.guarded([sys.executable, "-c", code]), timeout=60)
+    assert guard.returncode == status
+
+
+def test_a_guard_whose_owner_is_already_gone_starts_nothing(tmp_path):
+    pidfile = tmp_path / "server.pid"
+    guard_file = ROOT / "lib" / "providers" / "server_guard.py"
+    # owner pid 1 is not the guard's parent: as if the owner had ended before the guard began
+    done = subprocess.run(
+        [sys.executable, "-I", str(guard_file), "1", sys.executable, "-c", SLEEPER, str(pidfile)], timeout=60
+    )
+    assert done.returncode == 0 and not pidfile.exists()
+    bad = subprocess.run([sys.executable, "-I", str(guard_file), "x"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "usage" in bad.stderr
+
+
+EMBEDDED_OWNER = (
+    "import json, sys, time; sys.path.insert(0, sys.argv[1]);"
+    "from lib.providers import local_server;"
+    "url = local_server.ensure_running();"
+    "print(json.dumps({'url': url}), flush=True); time.sleep(300)"
+)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("kind", [local_server.LLAMA_SERVER, local_server.FALLBACK_SERVER])
+def test_the_embedded_server_stops_when_the_process_that_started_it_is_killed(tmp_path, kind):
+    """The real servers, started the way the app and the CLI start them (`ensure_running`)."""
+    env = {k: v for k, v in os.environ.items() if k != "PARALLAX_LOCAL_URL"} | {"PARALLAX_DATA_DIR": str(tmp_path)}
+    if kind == local_server.LLAMA_SERVER:
+        need_llama_server()
+    else:
+        env["PARALLAX_LLAMA_SERVER"] = "off"
+    owner = subprocess.Popen(
+        [sys.executable, "-c", EMBEDDED_OWNER, str(ROOT)],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    guard = None
+    try:
+        line = owner.stdout.readline()
+        assert line, f"the owner could not start the server: {(tmp_path / 'local_server.log').read_text()[-2000:]}"
+        url = json.loads(line)["url"]
+        guard = json.loads((tmp_path / "local_server.json").read_text())["pid"]
+        assert local_server.is_alive(url) and alive(guard)
+        owner.kill()
+        owner.wait(10)
+        assert wait_for(lambda: not local_server.is_alive(url, timeout=0.5), within=30), "the server outlived its owner"
+        assert wait_for(lambda: not alive(guard))
+    finally:
+        owner.kill()
+        if guard and alive(guard):
+            os.kill(guard, signal.SIGTERM)
+
+
+@pytest.mark.integration
+def test_a_process_using_another_processs_server_starts_its_own_when_that_one_is_gone(tmp_path, monkeypatch):
+    """The app borrowing the server a CLI run started (recorded in the data folder) must not keep
+    sending requests to a dead port once that run ends."""
+    need_llama_server()
+    monkeypatch.delenv("PARALLAX_LOCAL_URL", raising=False)
+    monkeypatch.setenv("PARALLAX_DATA_DIR", str(tmp_path))
+    monkeypatch.setattr(local_server, "_owned", None)
+    monkeypatch.setattr(local_server, "_url", None)
+    env = {k: v for k, v in os.environ.items()}
+    owner = subprocess.Popen(
+        [sys.executable, "-c", EMBEDDED_OWNER, str(ROOT)],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        theirs = json.loads(owner.stdout.readline())["url"]
+        assert local_server.ensure_running() == theirs and local_server._owned is None  # borrowed
+        owner.kill()
+        owner.wait(10)
+        assert wait_for(lambda: not local_server.is_listening(theirs), within=30)
+        ours = local_server.ensure_running()
+        assert ours != theirs and local_server._owned is not None and local_server.is_alive(ours)
+    finally:
+        owner.kill()
+        local_server._stop_owned()
