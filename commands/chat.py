@@ -202,6 +202,7 @@ def serve_local(
         f"(set PARALLAX_LOCAL_URL to share it); Ctrl-C stops it"
     )
     try:
-        raise typer.Exit(subprocess.call(command, env=local_server.server_env()))
+        # guarded: a kill -9 of this command stops the server too
+        raise typer.Exit(subprocess.call(local_server.guarded(command), env=local_server.server_env()))
     except KeyboardInterrupt:
         raise typer.Exit(0) from None

@@ -204,3 +204,29 @@ def test_a_process_using_another_processs_server_starts_its_own_when_that_one_is
     finally:
         owner.kill()
         local_server._stop_owned()
+
+
+@pytest.mark.integration
+def test_serve_local_killed_takes_its_server_with_it(tmp_path):
+    need_llama_server()
+    port = local_server.free_port()
+    url = f"http://127.0.0.1:{port}/v1"
+    env = {**os.environ, "PARALLAX_DATA_DIR": str(tmp_path)}
+    with open(tmp_path / "serve-local.log", "wb") as out:
+        cli = subprocess.Popen(
+            [sys.executable, str(ROOT / "cli.py"), "serve-local", "--port", str(port)],
+            env=env,
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        assert wait_for(lambda: local_server.is_alive(url) or cli.poll() is not None, within=120)
+        assert cli.poll() is None, (tmp_path / "serve-local.log").read_text(errors="replace")[-2000:]
+        cli.kill()  # the command alone, as the out-of-memory killer would; not its process group
+        cli.wait(10)
+        assert wait_for(lambda: not local_server.is_listening(url), within=30), "the server outlived serve-local"
+    finally:
+        if cli.poll() is None:
+            os.killpg(cli.pid, signal.SIGKILL)
