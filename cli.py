@@ -60,7 +60,8 @@ def main() -> None:
 
     sys.stdout = GuardedStdout(sys.stdout)
     for stop in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(stop, _stopped)
+        if signal.getsignal(stop) is not signal.SIG_IGN:  # `nohup` ignores SIGHUP: it stays ignored
+            signal.signal(stop, _stopped)
     try:
         try:
             app()
@@ -78,7 +79,8 @@ def main() -> None:
 
 
 def _stopped(signum: int, _frame) -> None:
-    """SIGTERM or SIGHUP (a `kill`, a closed terminal): end as Ctrl-C does, through every `finally`
+    """SIGTERM or SIGHUP (a `kill`, a closed terminal; not one the command was started ignoring, as
+    under `nohup`): end as Ctrl-C does, through every `finally`
     and `with` — staged outputs are thrown away, the old files kept, a suite worker's lease freed,
     the embedded model server stopped — with exit status 128 + the signal's number. A second
     such signal ends the process at once."""

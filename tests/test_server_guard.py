@@ -5,8 +5,10 @@ used to run on, holding its port and a few hundred MB, until someone found it.""
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -14,7 +16,7 @@ import pytest
 
 from lib.providers import local_server
 from tests.conftest import ROOT
-from tests.test_local_model import need_llama_server
+from tests.test_local_model import chat, need_llama_server
 
 # A stand-in server: writes its pid, then waits (the guard neither knows nor cares what it runs)
 SLEEPER = "import os, sys, time; open(sys.argv[1], 'w').write(str(os.getpid())); time.sleep(120)"
@@ -230,3 +232,108 @@ def test_serve_local_killed_takes_its_server_with_it(tmp_path):
     finally:
         if cli.poll() is None:
             os.killpg(cli.pid, signal.SIGKILL)
+
+
+# runs the rest of its arguments with SIGHUP ignored, as `nohup` does
+NOHUP = "import os, signal, sys; signal.signal(signal.SIGHUP, signal.SIG_IGN); os.execv(sys.argv[1], sys.argv[1:])"
+
+
+def test_a_hang_up_the_owner_ignores_leaves_the_server_running(tmp_path):
+    """`nohup streamlit run app.py &` then logging out: the app ignores SIGHUP and so must its
+    server (the guard's handler replaced the ignore and stopped the server under a running app)."""
+    pidfile = tmp_path / "server.pid"
+    guard = subprocess.Popen(
+        [sys.executable, "-c", NOHUP, *local_server.guarded([sys.executable, "-c", SLEEPER, str(pidfile)])]
+    )
+    server = read_pid(pidfile)
+    try:
+        guard.send_signal(signal.SIGHUP)
+        os.kill(server, signal.SIGHUP)  # a hang-up reaches the whole process group
+        time.sleep(1.0)  # the guard polls twice a second: time for it to (wrongly) act
+        assert guard.poll() is None and alive(server)
+        guard.terminate()  # what is not ignored still stops both
+        assert guard.wait(20) == 0 and wait_for(lambda: not alive(server))
+    finally:
+        guard.kill()
+        if alive(server):
+            os.kill(server, signal.SIGKILL)
+
+
+@pytest.mark.parametrize(
+    ("script", "said"),
+    [("#!/bin/sh\nkill -9 $$\n", "killed by SIGKILL"), ("#!/bin/sh\nexit 3\n", "status 3")],
+)
+def test_a_server_that_dies_while_starting_is_reported_with_its_exit_status(tmp_path, monkeypatch, script, said):
+    """An out-of-memory kill while the model loads said only the log's last info line."""
+    binary = tmp_path / "llama-server"
+    binary.write_text(script)
+    binary.chmod(0o755)
+    monkeypatch.setenv("PARALLAX_LLAMA_SERVER", str(binary))
+    monkeypatch.setenv("PARALLAX_DATA_DIR", str(tmp_path))
+    with pytest.raises(local_server.LocalModelUnavailable) as failure:
+        local_server.start(timeout=60)
+    assert f"(llama-server) exited ({said})" in str(failure.value)
+
+
+@pytest.mark.integration
+def test_a_borrowed_port_taken_by_a_stranger_is_not_used(tmp_path, monkeypatch):
+    """After the owner is gone, something else listening on its old port is not our server."""
+    need_llama_server()
+    monkeypatch.delenv("PARALLAX_LOCAL_URL", raising=False)
+    monkeypatch.setenv("PARALLAX_DATA_DIR", str(tmp_path))
+    monkeypatch.setattr(local_server, "_owned", None)
+    monkeypatch.setattr(local_server, "_url", None)
+    owner = subprocess.Popen(
+        [sys.executable, "-c", EMBEDDED_OWNER, str(ROOT)],
+        env=dict(os.environ),
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        theirs = json.loads(owner.stdout.readline())["url"]
+        assert local_server.ensure_running() == theirs
+        owner.kill()
+        owner.wait(10)
+        assert wait_for(lambda: not local_server.is_listening(theirs), within=30)
+        with socket.socket() as stranger:
+            stranger.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            stranger.bind(("127.0.0.1", int(theirs.rsplit(":", 1)[1].split("/")[0])))
+            stranger.listen()
+            ours = local_server.ensure_running()
+            assert ours != theirs and local_server.is_alive(ours)
+            assert local_server.running_url() != theirs
+    finally:
+        owner.kill()
+        local_server._stop_owned()
+
+
+@pytest.mark.integration
+def test_a_second_process_uses_a_busy_fallback_server_instead_of_starting_another(tmp_path, monkeypatch):
+    """llama-cpp-python's server answers no request while it generates: a process that asked it
+    `GET /models` then started a second server, wrote over the record, and removed it on exit."""
+    monkeypatch.delenv("PARALLAX_LOCAL_URL", raising=False)
+    monkeypatch.setenv("PARALLAX_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("PARALLAX_LLAMA_SERVER", "off")
+    monkeypatch.setattr(local_server, "_owned", None)
+    monkeypatch.setattr(local_server, "_url", None)
+    owner = subprocess.Popen(
+        [sys.executable, "-c", EMBEDDED_OWNER, str(ROOT)],
+        env=dict(os.environ),
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        theirs = json.loads(owner.stdout.readline())["url"]
+        busy = threading.Thread(target=chat, args=(theirs, "Write a long story about a lighthouse.", 400))
+        busy.start()
+        time.sleep(1.0)  # the answer is being generated
+        assert not local_server.is_alive(theirs, timeout=0.5), "the server answered while busy: nothing tested"
+        assert local_server.ensure_running() == theirs and local_server._owned is None
+        busy.join(120)
+        record = json.loads((tmp_path / "local_server.json").read_text())
+        assert record["url"] == theirs
+    finally:
+        owner.kill()
+        local_server._stop_owned()

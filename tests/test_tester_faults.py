@@ -566,3 +566,21 @@ def test_an_explicit_source_follows_the_file_name_rule_and_the_example_name_is_r
     copy.write_text(rows.read_text())
     done = cli("import", str(copy))  # its answers would be noted as the example study's
     assert done.returncode == 2 and "is the example study's; give --source NAME" in done.stderr
+
+
+def test_a_command_started_under_nohup_is_not_stopped_by_a_hang_up(tmp_path):
+    # `nohup cli.py suite run … &` must outlive the terminal: the CLI's SIGHUP handler replaced
+    # the ignore nohup set, and closing the terminal stopped the run ("stopped by SIGHUP")
+    code = (
+        "import os, signal, sys\n"
+        "signal.signal(signal.SIGHUP, signal.SIG_IGN)\n"  # what nohup does before it runs the command
+        "sys.argv = ['cli.py', 'hang-up']\n"
+        "import cli\n"
+        "@cli.app.command('hang-up')\n"
+        "def hang_up() -> None:\n"
+        "    os.kill(os.getpid(), signal.SIGHUP)\n"
+        "    print('still here')\n"
+        "cli.main()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "still here\n", "")

@@ -23,6 +23,7 @@ import importlib.util
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -47,6 +48,7 @@ CONTEXT = 8192
 _lock = threading.Lock()
 _owned: subprocess.Popen | None = None
 _url: str | None = None
+_borrowed_pid: int | None = None  # the recorded process of another process's server in use
 
 
 class LocalModelUnavailable(RuntimeError):
@@ -131,13 +133,50 @@ def _state_file() -> Path:
     return config.data_dir() / "local_server.json"
 
 
-def _recorded_url() -> str | None:
+_PROC = Path("/proc")  # Linux's process table; absent elsewhere (kill(pid, 0) then)
+
+
+def _process_runs(pid: object) -> bool:
+    """Whether process `pid` runs: exists and, where /proc tells, is not a zombie (an ended process
+    its new parent has not reaped yet)."""
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+        return False
+    if _PROC.is_dir():
+        try:
+            return (_PROC / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except FileNotFoundError:
+            return False
+        except (OSError, IndexError):
+            pass
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError):
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
+
+
+def server_up(url: str, pid: object) -> bool:
+    """Whether the server recorded as (url, pid) still serves: its process (the guard) runs and
+    its port accepts connections. Not a request: llama-cpp-python's server answers none while it
+    generates, and a second server would be started beside a busy one."""
+    return _process_runs(pid) and is_listening(url)
+
+
+def _recorded() -> tuple[str, int] | None:
+    """(url, pid) of the server another process recorded in the data folder, while it is up."""
     try:
         state = json.loads(_state_file().read_text())
     except (OSError, ValueError):
         return None
-    url = state.get("url")
-    return url if url and is_alive(url) else None
+    url, pid = (state.get("url"), state.get("pid")) if isinstance(state, dict) else (None, None)
+    return (url, pid) if isinstance(url, str) and server_up(url, pid) else None
+
+
+def _recorded_url() -> str | None:
+    recorded = _recorded()
+    return recorded[0] if recorded else None
 
 
 def threads() -> int:
@@ -267,6 +306,17 @@ def guarded(command: list[str]) -> list[str]:
     return [sys.executable, "-I", str(GUARD), str(os.getpid()), *command]
 
 
+def exit_status(status: int) -> str:
+    """A process's exit status as a shell reads it: 'status 1', 'killed by SIGKILL' (128 + N)."""
+    if status < 0 or 128 < status < 128 + 65:
+        number = -status if status < 0 else status - 128
+        try:
+            return f"killed by {signal.Signals(number).name}"
+        except ValueError:
+            pass
+    return f"status {status}"
+
+
 def start(port: int | None = None, timeout: float = 60.0) -> tuple[subprocess.Popen, str]:
     """Start a server process and wait until it answers; the caller owns it. The process returned is
     the server's guard (see `server_guard`): stopping it stops the server, and the server stops by
@@ -287,7 +337,10 @@ def start(port: int | None = None, timeout: float = 60.0) -> tuple[subprocess.Po
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             reason = failure_line(log_path.read_text(errors="replace"))
-            raise LocalModelUnavailable(f"the embedded model server ({backend()}) exited: {reason} (log: {log_path})")
+            raise LocalModelUnavailable(
+                f"the embedded model server ({backend()}) exited ({exit_status(proc.returncode)}): {reason} "
+                f"(log: {log_path})"
+            )
         if is_alive(url, timeout=0.5):
             return proc, url
         time.sleep(0.2)
@@ -331,18 +384,18 @@ def running_url() -> str | None:
 
 def ensure_running() -> str:
     """The embedded server's base URL, starting a server owned by this process if none runs."""
-    global _owned, _url
+    global _owned, _url, _borrowed_pid
     env = os.environ.get("PARALLAX_LOCAL_URL")
     if env:
         return env
     with _lock:
         if _url and _owned is not None and _owned.poll() is None:
             return _url
-        if _url and _owned is None and is_listening(_url):
+        if _url and _owned is None and server_up(_url, _borrowed_pid):
             return _url  # another process's server, still up (it stops when that process ends)
-        recorded = _recorded_url()
+        recorded = _recorded()
         if recorded:
-            _url = recorded
+            _url, _borrowed_pid = recorded
             return _url
         _owned, _url = start()
         try:

@@ -7,7 +7,8 @@ server is gone, however it ended (a SIGKILL, the kernel's out-of-memory killer, 
 Run by file path with the standard library only (it imports nothing of Parallax). The guard polls
 its own parent process id twice a second: when the process that started it (OWNER_PID) ends, the
 guard is given another parent, and it stops the server (SIGTERM, then SIGKILL after 5 s) and exits.
-SIGTERM, SIGINT or SIGHUP to the guard stop the server the same way. On Linux the server is also
+SIGTERM, SIGINT or SIGHUP to the guard stop the server the same way, except one the guard was
+started ignoring (`nohup` ignores SIGHUP): that stays ignored, by the server too. On Linux the server is also
 started with the parent-death signal SIGKILL, so a guard that is itself killed takes the server
 with it. The guard's exit status is the server's (0 when the guard stopped it)."""
 
@@ -20,6 +21,7 @@ import sys
 
 POLL_S = 0.5  # how often the owner is looked for
 GRACE_S = 5.0  # how long the server has to stop after SIGTERM before SIGKILL
+STOPPING = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 def _die_with_guard(guard: int) -> None:  # pragma: no cover - runs in the forked child
@@ -41,7 +43,7 @@ def _stop(child: subprocess.Popen) -> None:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) < 2 or not argv[0].isdigit():
+    if len(argv) < 2 or not (argv[0].isascii() and argv[0].isdigit()):
         print("usage: server_guard.py OWNER_PID COMMAND [ARG ...]", file=sys.stderr)
         return 2
     owner = int(argv[0])
@@ -50,11 +52,15 @@ def main(argv: list[str]) -> int:
     guard = os.getpid()
     child = subprocess.Popen(argv[1:], preexec_fn=(lambda: _die_with_guard(guard)) if _prctl else None)  # noqa: PLW1509
 
-    def stop_and_exit(signum: int, frame: object) -> None:
-        _stop(child)
-        sys.exit(0)
+    handled = [sig for sig in STOPPING if signal.getsignal(sig) is not signal.SIG_IGN]
 
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+    def stop_and_exit(signum: int, frame: object) -> None:
+        for sig in handled:  # a second signal while the server stops changes nothing
+            signal.signal(sig, signal.SIG_IGN)
+        _stop(child)
+        os._exit(0)  # nothing of the guard's to clean up
+
+    for sig in handled:
         signal.signal(sig, stop_and_exit)
     while True:
         try:
