@@ -130,7 +130,7 @@ def test_a_guard_whose_owner_is_already_gone_starts_nothing(tmp_path):
     guard_file = ROOT / "lib" / "providers" / "server_guard.py"
     # owner pid 1 is not the guard's parent: as if the owner had ended before the guard began
     done = subprocess.run(
-        [sys.executable, "-I", str(guard_file), "1", sys.executable, "-c", SLEEPER, str(pidfile)], timeout=60
+        [sys.executable, "-I", str(guard_file), "1", "-", sys.executable, "-c", SLEEPER, str(pidfile)], timeout=60
     )
     assert done.returncode == 0 and not pidfile.exists()
     bad = subprocess.run([sys.executable, "-I", str(guard_file), "x"], capture_output=True, text=True, timeout=60)
@@ -178,34 +178,127 @@ def test_the_embedded_server_stops_when_the_process_that_started_it_is_killed(tm
             os.kill(guard, signal.SIGTERM)
 
 
-@pytest.mark.integration
-def test_a_process_using_another_processs_server_starts_its_own_when_that_one_is_gone(tmp_path, monkeypatch):
-    """The app borrowing the server a CLI run started (recorded in the data folder) must not keep
-    sending requests to a dead port once that run ends."""
-    need_llama_server()
+@pytest.fixture
+def own_data_folder(tmp_path, monkeypatch):
+    """This test process as a fresh user of the embedded server, on its own data folder."""
     monkeypatch.delenv("PARALLAX_LOCAL_URL", raising=False)
     monkeypatch.setenv("PARALLAX_DATA_DIR", str(tmp_path))
-    monkeypatch.setattr(local_server, "_owned", None)
-    monkeypatch.setattr(local_server, "_url", None)
-    env = {k: v for k, v in os.environ.items()}
+    for name in ("_owned", "_url", "_borrowed_pid", "_user_fd"):
+        monkeypatch.setattr(local_server, name, None)
+    yield tmp_path
+    local_server._stop_using_others_server()
+    local_server._stop_owned()
+
+
+def start_embedded_owner(script: str | None = None) -> tuple[subprocess.Popen, str, int]:
+    """Another process that starts the embedded server on this data folder: (it, url, guard pid)."""
     owner = subprocess.Popen(
-        [sys.executable, "-c", EMBEDDED_OWNER, str(ROOT)],
-        env=env,
+        [sys.executable, "-c", script or EMBEDDED_OWNER, str(ROOT)],
+        env=dict(os.environ),
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
         start_new_session=True,
     )
+    line = owner.stdout.readline()
+    assert line, "the owner could not start the server"
+    guard = json.loads((Path(os.environ["PARALLAX_DATA_DIR"]) / "local_server.json").read_text())["pid"]
+    return owner, json.loads(line)["url"], guard
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("ending", ["killed", "exits"])
+def test_a_server_in_use_by_another_process_outlives_its_owner_until_that_one_is_done(own_data_folder, ending):
+    """The app using the server a CLI run started: the run ending (killed, or normally) cut the
+    app's answers off mid-stream. The server now stops when the last process using it is gone."""
+    need_llama_server()
+    script = EMBEDDED_OWNER if ending == "killed" else EMBEDDED_OWNER.replace("time.sleep(300)", "sys.stdin.readline()")
+    owner, theirs, guard = start_embedded_owner(script)
     try:
-        theirs = json.loads(owner.stdout.readline())["url"]
-        assert local_server.ensure_running() == theirs and local_server._owned is None  # borrowed
+        assert local_server.ensure_running() == theirs and local_server._owned is None  # used, not owned
+        if ending == "killed":
+            owner.kill()
+        else:
+            owner.stdin.close()  # the owner's own exit: its atexit finds the server in use
+        owner.wait(20)
+        time.sleep(1.5)  # the guard looks twice a second: time for it to (wrongly) stop the server
+        assert local_server.is_alive(theirs) and alive(guard)
+        assert chat(theirs, "Say hi.")["choices"][0]["message"]["content"]
+        assert local_server.ensure_running() == theirs
+        local_server._stop_using_others_server()  # done with it (the kernel does this when a process ends)
+        assert wait_for(lambda: not local_server.is_listening(theirs) and not alive(guard), within=30)
+    finally:
         owner.kill()
-        owner.wait(10)
+
+
+@pytest.mark.integration
+def test_a_process_using_another_processs_server_starts_its_own_when_that_one_is_gone(own_data_folder):
+    """A server that died anyway (a crash, a kill): the next request starts one of its own rather
+    than sending to a dead port."""
+    need_llama_server()
+    owner, theirs, guard = start_embedded_owner()
+    try:
+        assert local_server.ensure_running() == theirs and local_server._owned is None
+        os.kill(guard, signal.SIGKILL)  # the server dies with its guard
         assert wait_for(lambda: not local_server.is_listening(theirs), within=30)
         ours = local_server.ensure_running()
         assert ours != theirs and local_server._owned is not None and local_server.is_alive(ours)
     finally:
         owner.kill()
-        local_server._stop_owned()
+
+
+@pytest.mark.integration
+def test_processes_starting_at_once_share_one_server(own_data_folder):
+    """Four commands started together on a fresh data folder each started a server of their own."""
+    need_llama_server()
+    owners = [
+        subprocess.Popen(
+            [sys.executable, "-c", EMBEDDED_OWNER, str(ROOT)],
+            env=dict(os.environ),
+            stdout=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        for _ in range(3)
+    ]
+    try:
+        urls = {json.loads(owner.stdout.readline())["url"] for owner in owners}
+        assert len(urls) == 1
+    finally:
+        for owner in owners:
+            owner.kill()
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        {"url": "http://localhost:{port}/v1"},  # a host name: where it points is not ours to trust
+        {"url": "ftp://127.0.0.1:{port}/v1"},
+        {"url": "http://127.0.0.1:{port}/other"},
+        [1, 2],
+        "x",
+    ],
+)
+def test_a_record_not_written_by_parallax_is_never_used(own_data_folder, record):
+    """A tampered or foreign local_server.json must not send prompts elsewhere, nor break an exit."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        if isinstance(record, dict):
+            record = {"url": record["url"].format(port=port), "pid": os.getpid()}  # a live pid, a port that listens
+        (own_data_folder / "local_server.json").write_text(json.dumps(record))
+        assert local_server._recorded() is None and local_server.running_url() is None
+
+
+def test_a_data_folder_the_server_cannot_write_to_is_named(own_data_folder, monkeypatch):
+    blocked = own_data_folder / "a-file"
+    blocked.write_text("")
+    monkeypatch.setenv("PARALLAX_DATA_DIR", str(blocked / "data"))
+    with pytest.raises(local_server.LocalModelUnavailable) as failure:
+        local_server.start(timeout=5)
+    assert f"cannot write its log {blocked / 'data' / 'local_server.log'}" in str(failure.value)
+    assert "PARALLAX_DATA_DIR" in str(failure.value)
 
 
 @pytest.mark.integration
@@ -276,26 +369,16 @@ def test_a_server_that_dies_while_starting_is_reported_with_its_exit_status(tmp_
 
 
 @pytest.mark.integration
-def test_a_borrowed_port_taken_by_a_stranger_is_not_used(tmp_path, monkeypatch):
+def test_a_borrowed_port_taken_by_a_stranger_is_not_used(own_data_folder):
     """After the owner is gone, something else listening on its old port is not our server."""
     need_llama_server()
-    monkeypatch.delenv("PARALLAX_LOCAL_URL", raising=False)
-    monkeypatch.setenv("PARALLAX_DATA_DIR", str(tmp_path))
-    monkeypatch.setattr(local_server, "_owned", None)
-    monkeypatch.setattr(local_server, "_url", None)
-    owner = subprocess.Popen(
-        [sys.executable, "-c", EMBEDDED_OWNER, str(ROOT)],
-        env=dict(os.environ),
-        stdout=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    owner, theirs, guard = start_embedded_owner()
     try:
-        theirs = json.loads(owner.stdout.readline())["url"]
         assert local_server.ensure_running() == theirs
+        local_server._stop_using_others_server()  # nothing keeps their server up now
         owner.kill()
         owner.wait(10)
-        assert wait_for(lambda: not local_server.is_listening(theirs), within=30)
+        assert wait_for(lambda: not local_server.is_listening(theirs) and not alive(guard), within=30)
         with socket.socket() as stranger:
             stranger.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             stranger.bind(("127.0.0.1", int(theirs.rsplit(":", 1)[1].split("/")[0])))
@@ -305,35 +388,22 @@ def test_a_borrowed_port_taken_by_a_stranger_is_not_used(tmp_path, monkeypatch):
             assert local_server.running_url() != theirs
     finally:
         owner.kill()
-        local_server._stop_owned()
 
 
 @pytest.mark.integration
-def test_a_second_process_uses_a_busy_fallback_server_instead_of_starting_another(tmp_path, monkeypatch):
+def test_a_second_process_uses_a_busy_fallback_server_instead_of_starting_another(own_data_folder, monkeypatch):
     """llama-cpp-python's server answers no request while it generates: a process that asked it
     `GET /models` then started a second server, wrote over the record, and removed it on exit."""
-    monkeypatch.delenv("PARALLAX_LOCAL_URL", raising=False)
-    monkeypatch.setenv("PARALLAX_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("PARALLAX_LLAMA_SERVER", "off")
-    monkeypatch.setattr(local_server, "_owned", None)
-    monkeypatch.setattr(local_server, "_url", None)
-    owner = subprocess.Popen(
-        [sys.executable, "-c", EMBEDDED_OWNER, str(ROOT)],
-        env=dict(os.environ),
-        stdout=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    owner, theirs, _ = start_embedded_owner()
     try:
-        theirs = json.loads(owner.stdout.readline())["url"]
         busy = threading.Thread(target=chat, args=(theirs, "Write a long story about a lighthouse.", 400))
         busy.start()
         time.sleep(1.0)  # the answer is being generated
         assert not local_server.is_alive(theirs, timeout=0.5), "the server answered while busy: nothing tested"
         assert local_server.ensure_running() == theirs and local_server._owned is None
         busy.join(120)
-        record = json.loads((tmp_path / "local_server.json").read_text())
+        record = json.loads((own_data_folder / "local_server.json").read_text())
         assert record["url"] == theirs
     finally:
         owner.kill()
-        local_server._stop_owned()

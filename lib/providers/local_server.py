@@ -8,12 +8,16 @@ ran) llama-cpp-python's server, already installed for the tokenizer, serves the 
 the app keeps working, one answer at a time (`--interrupt_requests False` queues concurrent
 requests instead of cutting the one in flight short).
 
-One server is shared by every embedded endpoint. It starts on first use unless one is already
-running (PARALLAX_LOCAL_URL, or a live server recorded in the data folder by another process),
-and the process that started it stops it on exit — also when that process is killed without a
-chance to clean up (SIGKILL, the out-of-memory killer): the server runs under `server_guard`, which
-stops it when its owner is gone. It starts with an environment cleaned of the
-setting names it reads, so a PORT or HOST meant for the app never moves it.
+One server is shared by every embedded endpoint and every process of one data folder. It starts
+on first use unless one is already running (PARALLAX_LOCAL_URL, or a live server recorded in the
+data folder by another process: `local_server.json`, its URL and its guard's pid); processes
+starting at once take turns (a lock on `local_server.lock`), so one starts it and the others use
+it. A process using another's server holds a shared lock on `local_server.users` while it does.
+The server runs under `server_guard`, which stops it once the process that started it is gone —
+at that process's exit, or killed without a chance to clean up (SIGKILL, the out-of-memory killer)
+— and no process holds that lock: a command ending never cuts off another process's answers. It
+starts with an environment cleaned of the setting names it reads, so a PORT or HOST meant for the
+app never moves it.
 """
 
 from __future__ import annotations
@@ -33,6 +37,11 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+try:
+    import fcntl
+except ImportError:  # not a Unix: a server serves the process that started it and borrowers while it runs
+    fcntl = None
+
 from db import config
 
 MODEL_ALIAS = "smollm2-135m-instruct"
@@ -49,6 +58,8 @@ _lock = threading.Lock()
 _owned: subprocess.Popen | None = None
 _url: str | None = None
 _borrowed_pid: int | None = None  # the recorded process of another process's server in use
+_user_fd: int | None = None  # a shared lock on the users file while another process's server is in use
+START_WAIT_S = 90.0  # how long a process waits for another that is starting the server (up to 60 s)
 
 
 class LocalModelUnavailable(RuntimeError):
@@ -164,6 +175,9 @@ def server_up(url: str, pid: object) -> bool:
     return _process_runs(pid) and is_listening(url)
 
 
+_RECORDED_URL = re.compile(r"http://127\.0\.0\.1:[1-9][0-9]{0,4}/v1")  # what `ensure_running` records
+
+
 def _recorded() -> tuple[str, int] | None:
     """(url, pid) of the server another process recorded in the data folder, while it is up."""
     try:
@@ -171,7 +185,9 @@ def _recorded() -> tuple[str, int] | None:
     except (OSError, ValueError):
         return None
     url, pid = (state.get("url"), state.get("pid")) if isinstance(state, dict) else (None, None)
-    return (url, pid) if isinstance(url, str) and server_up(url, pid) else None
+    if not isinstance(url, str) or not _RECORDED_URL.fullmatch(url):
+        return None  # not one this module wrote: never sent a prompt
+    return (url, pid) if server_up(url, pid) else None
 
 
 def _recorded_url() -> str | None:
@@ -301,9 +317,10 @@ def failure_line(log: str) -> str:
 GUARD = Path(__file__).with_name("server_guard.py")
 
 
-def guarded(command: list[str]) -> list[str]:
-    """`command` run under `server_guard`, which stops it when this process is gone."""
-    return [sys.executable, "-I", str(GUARD), str(os.getpid()), *command]
+def guarded(command: list[str], users: Path | None = None) -> list[str]:
+    """`command` run under `server_guard`, which stops it when this process is gone and no other
+    process holds a shared lock on `users` (see `server_guard`; None: this process alone)."""
+    return [sys.executable, "-I", str(GUARD), str(os.getpid()), str(users) if users else "-", *command]
 
 
 def exit_status(status: int) -> str:
@@ -317,17 +334,25 @@ def exit_status(status: int) -> str:
     return f"status {status}"
 
 
-def start(port: int | None = None, timeout: float = 60.0) -> tuple[subprocess.Popen, str]:
+def start(port: int | None = None, timeout: float = 60.0, users: Path | None = None) -> tuple[subprocess.Popen, str]:
     """Start a server process and wait until it answers; the caller owns it. The process returned is
     the server's guard (see `server_guard`): stopping it stops the server, and the server stops by
-    itself when this process ends, however it ends."""
+    itself when this process ends, however it ends (and, with `users`, no other process holds a
+    shared lock on that file). LocalModelUnavailable says why it would not start."""
     port = port or free_port()
     url = f"http://127.0.0.1:{port}/v1"
     log_path = config.data_dir() / "local_server.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "wb") as log:  # the child keeps its own copy of the handle
+    try:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(log_path, "wb")  # noqa: SIM115 - closed below; the child keeps its own copy
+    except OSError as exc:
+        raise LocalModelUnavailable(
+            f"the embedded model server cannot write its log {log_path}: {exc.strerror or exc} "
+            "(PARALLAX_DATA_DIR sets the data folder)"
+        ) from None
+    with log:
         proc = subprocess.Popen(
-            guarded(server_command(port)),
+            guarded(server_command(port), users),
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -359,16 +384,69 @@ def stop(proc: subprocess.Popen) -> None:
             proc.wait()
 
 
+def _users_file() -> Path:
+    return config.data_dir() / "local_server.users"
+
+
+def _lock_file(path: Path, mode: int, wait_s: float = 0.0) -> int | None:
+    """An open descriptor of `path` holding flock `mode`, waiting up to `wait_s` seconds; None when
+    it is not had in time or the file cannot be opened. Without flock (not Unix): None."""
+    if fcntl is None:
+        return None
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:
+        return None
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            fcntl.flock(fd, mode | fcntl.LOCK_NB)
+            return fd
+        except OSError:
+            if time.monotonic() >= deadline:
+                os.close(fd)
+                return None
+            time.sleep(0.1)
+
+
+def _use_others_server() -> bool:
+    """Take a shared lock on the users file for as long as this process uses another process's
+    server (its guard keeps it running while one is held). False when the lock cannot be had: the
+    guard is stopping that server."""
+    global _user_fd
+    if _user_fd is None and fcntl is not None:
+        _user_fd = _lock_file(_users_file(), fcntl.LOCK_SH)
+        return _user_fd is not None or not _users_file().parent.is_dir()
+    return True
+
+
+def _stop_using_others_server() -> None:
+    global _user_fd
+    if _user_fd is not None:
+        os.close(_user_fd)
+        _user_fd = None
+
+
 def _stop_owned() -> None:
+    """At exit: stop the server this process started, unless another process is using it (that
+    one's lock keeps it running: its guard stops it when the last user is gone)."""
     global _owned, _url
     if _owned is not None:
-        stop(_owned)
+        alone = _lock_file(_users_file(), fcntl.LOCK_EX) if fcntl is not None else None
+        if fcntl is not None and alone is None and _owned.poll() is None and _users_file().exists():
+            _owned, _url = None, None
+            return  # in use: left to its guard, and recorded for others
         try:
-            state = json.loads(_state_file().read_text())
-            if state.get("pid") == _owned.pid:
-                _state_file().unlink()
-        except (OSError, ValueError):
-            pass
+            stop(_owned)
+            try:
+                state = json.loads(_state_file().read_text())
+                if isinstance(state, dict) and state.get("pid") == _owned.pid:
+                    _state_file().unlink()
+            except (OSError, ValueError):
+                pass
+        finally:
+            if alone is not None:
+                os.close(alone)
     _owned, _url = None, None
 
 
@@ -392,15 +470,23 @@ def ensure_running() -> str:
         if _url and _owned is not None and _owned.poll() is None:
             return _url
         if _url and _owned is None and server_up(_url, _borrowed_pid):
-            return _url  # another process's server, still up (it stops when that process ends)
-        recorded = _recorded()
-        if recorded:
-            _url, _borrowed_pid = recorded
-            return _url
-        _owned, _url = start()
+            return _url  # another process's server, still up (kept up while this process uses it)
+        _stop_using_others_server()
+        # one process at a time looks for a server and starts one: others wait and then use it
+        starting = _lock_file(config.data_dir() / "local_server.lock", fcntl.LOCK_EX, START_WAIT_S) if fcntl else None
         try:
-            _state_file().write_text(json.dumps({"url": _url, "pid": _owned.pid}))
-        except OSError:
-            pass
-        atexit.register(_stop_owned)
-        return _url
+            recorded = _recorded()
+            if recorded and _use_others_server() and server_up(*recorded):
+                _url, _borrowed_pid = recorded
+                return _url
+            _stop_using_others_server()
+            _owned, _url = start(users=_users_file())
+            try:
+                _state_file().write_text(json.dumps({"url": _url, "pid": _owned.pid}))
+            except OSError:
+                pass
+            atexit.register(_stop_owned)
+            return _url
+        finally:
+            if starting is not None:
+                os.close(starting)
