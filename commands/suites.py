@@ -175,7 +175,13 @@ def suite_run(
     topic: Annotated[Optional[str], typer.Option(help="Only this topic.")] = None,
     temperature: Annotated[Optional[float], typer.Option(help="Sampling temperature.")] = None,
     max_tokens: Annotated[Optional[int], typer.Option(help="Most output tokens per answer.")] = None,
-    concurrency: Annotated[int, typer.Option(help="Requests at once per endpoint (embedded: always 1).")] = 4,
+    concurrency: Annotated[
+        int,
+        typer.Option(
+            help="Requests at once per endpoint (the embedded model: at most 2 for all its endpoints, 1 on the"
+            " fallback server)."
+        ),
+    ] = 4,
     new: Annotated[bool, typer.Option("--new", help="Start a fresh run even if the same one exists.")] = False,
 ) -> None:
     """Run (or resume) a suite against models; answers are stored and labelled."""

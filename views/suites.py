@@ -92,7 +92,7 @@ with tab_run:
             4,
             key="run_concurrency",
             persist_state="session",
-            help="The embedded model always runs one request at a time.",
+            help="The embedded model runs at most 2 requests at once for all its endpoints (1 on the fallback server).",
         )
         temperature = c3.number_input("Temperature", 0.0, 2.0, 0.7, 0.1, key="run_temperature", persist_state="session")
         max_tokens = c4.number_input("Max tokens", 16, 8000, 256, 16, key="run_max_tokens", persist_state="session")
