@@ -471,7 +471,8 @@ def ensure_running() -> str:
             return _url
         if _url and _owned is None and server_up(_url, _borrowed_pid):
             return _url  # another process's server, still up (kept up while this process uses it)
-        _stop_using_others_server()
+        # the lock on another's server is kept until this process starts its own: a check that failed
+        # once (a busy machine) must not let that server's guard stop it under this process's answers
         # one process at a time looks for a server and starts one: others wait and then use it
         starting = _lock_file(config.data_dir() / "local_server.lock", fcntl.LOCK_EX, START_WAIT_S) if fcntl else None
         try:
