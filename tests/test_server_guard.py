@@ -183,7 +183,7 @@ def own_data_folder(tmp_path, monkeypatch):
     """This test process as a fresh user of the embedded server, on its own data folder."""
     monkeypatch.delenv("PARALLAX_LOCAL_URL", raising=False)
     monkeypatch.setenv("PARALLAX_DATA_DIR", str(tmp_path))
-    for name in ("_owned", "_url", "_borrowed_pid", "_user_fd"):
+    for name in ("_owned", "_url", "_borrowed_pid", "_user_fd", "_owned_users_fd"):
         monkeypatch.setattr(local_server, name, None)
     yield tmp_path
     local_server._stop_using_others_server()
@@ -407,3 +407,58 @@ def test_a_second_process_uses_a_busy_fallback_server_instead_of_starting_anothe
         assert record["url"] == theirs
     finally:
         owner.kill()
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("tamper", ["removed", "a directory", "a new file"])
+def test_a_users_file_removed_or_replaced_still_counts_the_processes_using_the_server(own_data_folder, tamper):
+    """A clean-up of the data folder under running processes: the owner's exit and its guard took
+    a fresh file at the path for "nobody uses it" and cut the user's answers off."""
+    need_llama_server()
+    script = EMBEDDED_OWNER.replace("time.sleep(300)", "sys.stdin.readline()")
+    owner, theirs, guard = start_embedded_owner(script)
+    try:
+        assert local_server.ensure_running() == theirs and local_server._owned is None
+        users = local_server.users_file(theirs)
+        users.unlink()
+        if tamper == "a directory":
+            users.mkdir()
+        elif tamper == "a new file":
+            users.write_text("")
+        owner.stdin.close()  # the owner ends normally: its exit and then its guard decide
+        owner.wait(20)
+        time.sleep(1.5)
+        assert local_server.is_alive(theirs) and alive(guard), "the server was stopped under its user"
+        local_server._stop_using_others_server()
+        assert wait_for(lambda: not local_server.is_listening(theirs) and not alive(guard), within=30)
+    finally:
+        owner.kill()
+
+
+STARTS_SLOWLY_AND_FAILS = "#!/bin/sh\necho started >> {log}\nsleep 3\necho 'error: no GPU here' >&2\nexit 1\n"
+START_ONCE = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from lib.providers import local_server
+try:
+    local_server.ensure_running()
+except local_server.LocalModelUnavailable as exc:
+    print(exc)
+"""
+
+
+def test_processes_waiting_for_a_start_that_fails_are_told_why_without_trying_again(own_data_folder):
+    """Three commands at once and a server that fails after a while: each waited for the one
+    before it and then tried again itself (a minute of silence each, when a start hangs)."""
+    attempts = own_data_folder / "attempts.log"
+    binary = own_data_folder / "llama-server"
+    binary.write_text(STARTS_SLOWLY_AND_FAILS.format(log=attempts))
+    binary.chmod(0o755)
+    env = dict(os.environ) | {"PARALLAX_LLAMA_SERVER": str(binary)}
+    runs = [
+        subprocess.Popen([sys.executable, "-c", START_ONCE, str(ROOT)], env=env, stdout=subprocess.PIPE, text=True)
+        for _ in range(3)
+    ]
+    said = [run.communicate(timeout=120)[0] for run in runs]
+    assert all("exited (status 1): error: no GPU here" in line for line in said), said
+    assert attempts.read_text().count("started") == 1

@@ -12,7 +12,9 @@ One server is shared by every embedded endpoint and every process of one data fo
 on first use unless one is already running (PARALLAX_LOCAL_URL, or a live server recorded in the
 data folder by another process: `local_server.json`, its URL and its guard's pid); processes
 starting at once take turns (a lock on `local_server.lock`), so one starts it and the others use
-it. A process using another's server holds a shared lock on `local_server.users` while it does.
+it, and a start that fails while others wait is their error too (`local_server.failed`), not
+their turn to try. A process using another's server holds a shared lock on that server's
+`local_server.PORT.users` while it does.
 The server runs under `server_guard`, which stops it once the process that started it is gone —
 at that process's exit, or killed without a chance to clean up (SIGKILL, the out-of-memory killer)
 — and no process holds that lock: a command ending never cuts off another process's answers. It
@@ -43,6 +45,7 @@ except ImportError:  # not a Unix: a server serves the process that started it a
     fcntl = None
 
 from db import config
+from lib.providers import server_guard
 
 MODEL_ALIAS = "smollm2-135m-instruct"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -59,6 +62,7 @@ _owned: subprocess.Popen | None = None
 _url: str | None = None
 _borrowed_pid: int | None = None  # the recorded process of another process's server in use
 _user_fd: int | None = None  # a shared lock on the users file while another process's server is in use
+_owned_users_fd: int | None = None  # the users file of the server this process started, kept open
 START_WAIT_S = 90.0  # how long a process waits for another that is starting the server (up to 60 s)
 
 
@@ -384,17 +388,18 @@ def stop(proc: subprocess.Popen) -> None:
             proc.wait()
 
 
-def _users_file() -> Path:
-    return config.data_dir() / "local_server.users"
+def users_file(url: str) -> Path:
+    """The file whose shared locks mark the processes using the recorded server at `url`."""
+    return config.data_dir() / f"local_server.{urllib.parse.urlsplit(url).port}.users"
 
 
-def _lock_file(path: Path, mode: int, wait_s: float = 0.0) -> int | None:
+def _lock_file(path: Path, mode: int, wait_s: float = 0.0, create: bool = True) -> int | None:
     """An open descriptor of `path` holding flock `mode`, waiting up to `wait_s` seconds; None when
     it is not had in time or the file cannot be opened. Without flock (not Unix): None."""
     if fcntl is None:
         return None
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC | (os.O_CREAT if create else 0), 0o600)
     except OSError:
         return None
     deadline = time.monotonic() + wait_s
@@ -409,14 +414,14 @@ def _lock_file(path: Path, mode: int, wait_s: float = 0.0) -> int | None:
             time.sleep(0.1)
 
 
-def _use_others_server() -> bool:
-    """Take a shared lock on the users file for as long as this process uses another process's
-    server (its guard keeps it running while one is held). False when the lock cannot be had: the
-    guard is stopping that server."""
+def _use_others_server(url: str) -> bool:
+    """Take a shared lock on the users file of another process's server at `url`, held for as long
+    as this process uses that server (its guard keeps it running while one is held). False when it
+    cannot be had: the guard is stopping that server, or removed its file when it stopped."""
     global _user_fd
     if _user_fd is None and fcntl is not None:
-        _user_fd = _lock_file(_users_file(), fcntl.LOCK_SH)
-        return _user_fd is not None or not _users_file().parent.is_dir()
+        _user_fd = _lock_file(users_file(url), fcntl.LOCK_SH, create=False)
+        return _user_fd is not None
     return True
 
 
@@ -430,24 +435,23 @@ def _stop_using_others_server() -> None:
 def _stop_owned() -> None:
     """At exit: stop the server this process started, unless another process is using it (that
     one's lock keeps it running: its guard stops it when the last user is gone)."""
-    global _owned, _url
+    global _owned, _url, _owned_users_fd
     if _owned is not None:
-        alone = _lock_file(_users_file(), fcntl.LOCK_EX) if fcntl is not None else None
-        if fcntl is not None and alone is None and _owned.poll() is None and _users_file().exists():
+        users = users_file(_url) if _url else None
+        if _owned.poll() is None and not server_guard.unused(_owned_users_fd, users):
             _owned, _url = None, None
             return  # in use: left to its guard, and recorded for others
+        stop(_owned)
+        server_guard.remove_users(_owned_users_fd, users)
         try:
-            stop(_owned)
-            try:
-                state = json.loads(_state_file().read_text())
-                if isinstance(state, dict) and state.get("pid") == _owned.pid:
-                    _state_file().unlink()
-            except (OSError, ValueError):
-                pass
-        finally:
-            if alone is not None:
-                os.close(alone)
-    _owned, _url = None, None
+            state = json.loads(_state_file().read_text())
+            if isinstance(state, dict) and state.get("pid") == _owned.pid:
+                _state_file().unlink()
+        except (OSError, ValueError):
+            pass
+    if _owned_users_fd is not None:
+        os.close(_owned_users_fd)  # its locks go with it
+    _owned, _url, _owned_users_fd = None, None, None
 
 
 def running_url() -> str | None:
@@ -462,7 +466,7 @@ def running_url() -> str | None:
 
 def ensure_running() -> str:
     """The embedded server's base URL, starting a server owned by this process if none runs."""
-    global _owned, _url, _borrowed_pid
+    global _owned, _url, _borrowed_pid, _owned_users_fd
     env = os.environ.get("PARALLAX_LOCAL_URL")
     if env:
         return env
@@ -474,14 +478,28 @@ def ensure_running() -> str:
         # the lock on another's server is kept until this process starts its own: a check that failed
         # once (a busy machine) must not let that server's guard stop it under this process's answers
         # one process at a time looks for a server and starts one: others wait and then use it
+        waiting_since = time.time()
         starting = _lock_file(config.data_dir() / "local_server.lock", fcntl.LOCK_EX, START_WAIT_S) if fcntl else None
         try:
             recorded = _recorded()
-            if recorded and _use_others_server() and server_up(*recorded):
+            if recorded and _use_others_server(recorded[0]) and server_up(*recorded):
                 _url, _borrowed_pid = recorded
                 return _url
             _stop_using_others_server()
-            _owned, _url = start(users=_users_file())
+            failed = _failure_since(waiting_since)
+            if failed:  # another process tried while this one waited: its reason, not a second wait
+                raise LocalModelUnavailable(failed)
+            port = free_port()
+            users = users_file(f"http://127.0.0.1:{port}/v1")
+            _owned_users_fd = server_guard.open_users(users)
+            try:
+                _owned, _url = start(port, users=users)
+            except LocalModelUnavailable as exc:
+                _record_failure(str(exc))
+                if _owned_users_fd is not None:
+                    os.close(_owned_users_fd)
+                    _owned_users_fd = None
+                raise
             try:
                 _state_file().write_text(json.dumps({"url": _url, "pid": _owned.pid}))
             except OSError:
@@ -491,3 +509,25 @@ def ensure_running() -> str:
         finally:
             if starting is not None:
                 os.close(starting)
+
+
+def _failure_file() -> Path:
+    return config.data_dir() / "local_server.failed"
+
+
+def _record_failure(message: str) -> None:
+    try:
+        _failure_file().write_text(json.dumps({"time": time.time(), "message": message}))
+    except OSError:
+        pass
+
+
+def _failure_since(since: float) -> str | None:
+    """Why the server would not start, when a process failed to start it after `since` (epoch s)."""
+    try:
+        failure = json.loads(_failure_file().read_text())
+        if isinstance(failure, dict) and float(failure.get("time", 0)) >= since:
+            return str(failure.get("message") or "the embedded model server would not start")
+    except (OSError, ValueError, TypeError):
+        pass
+    return None

@@ -9,8 +9,10 @@ its own parent process id twice a second: while the process that started it (OWN
 server runs. Once the owner is gone (the guard is given another parent), the server runs while any
 other process holds a shared lock (flock) on USERS_FILE — each process using another's server holds
 one, and the kernel drops it when that process ends, however it ends — and the guard stops it
-(SIGTERM, then SIGKILL after 5 s) and exits when it can take the lock exclusively. USERS_FILE "-"
-(or a system without flock) means the owner alone. SIGTERM, SIGINT or SIGHUP to the guard stop the
+(SIGTERM, then SIGKILL after 5 s), removes USERS_FILE and exits when it can take the lock
+exclusively. The guard opens USERS_FILE when it starts and keeps it open, so a file removed or
+replaced while processes use it still counts them. USERS_FILE "-" (or a system without flock)
+means the owner alone. SIGTERM, SIGINT or SIGHUP to the guard stop the
 server the same way, except one the guard was started ignoring (`nohup` ignores SIGHUP): that stays
 ignored, by the server too. On Linux the server is also started with the parent-death signal
 SIGKILL, so a guard that is itself killed takes the server with it. The guard's exit status is the
@@ -52,21 +54,60 @@ def _stop(child: subprocess.Popen) -> None:
             child.wait()
 
 
-def unused(users: Path | None) -> int | None:
-    """An open descriptor holding USERS_FILE's lock exclusively when no process holds it shared
-    (the server is unused), else None. Without a users file the server is unused."""
+def open_users(users: Path | None) -> int | None:
+    """The users file opened (created if missing) for its starter: a descriptor that keeps naming
+    this server's file even if the path is later removed or replaced. None: no file, or no flock."""
     if users is None or fcntl is None:
-        return -1
+        return None
     try:
-        fd = os.open(users, os.O_RDWR | os.O_CREAT, 0o600)
+        return os.open(users, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     except OSError:
-        return -1  # the file cannot be had: the owner alone counted
+        return None
+
+
+def _exclusive(fd: int) -> bool:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
     except OSError:
-        os.close(fd)
-        return None
-    return fd
+        return False
+
+
+def unused(held: int | None, users: Path | None) -> bool:
+    """Whether no other process uses the server: no shared lock on the file `held` names, nor on a
+    different file now at path `users` (the first was removed or replaced while processes used
+    it). On True the locks stay taken, so no process can start using it while it stops; they go
+    with the descriptors. Without a users file: True (the owner alone counted)."""
+    if held is None:
+        return True
+    if not _exclusive(held):
+        return False
+    try:
+        now = os.open(users, os.O_RDWR | os.O_CLOEXEC)  # never created here: a user would have made it
+    except OSError:
+        return True  # gone, or not a file one can lock: no process uses it through that path
+    mine = os.fstat(held)
+    theirs = os.fstat(now)
+    if (theirs.st_dev, theirs.st_ino) == (mine.st_dev, mine.st_ino):
+        os.close(now)
+        return True
+    if _exclusive(now):
+        return True  # the descriptor is left open: its lock is held until the caller exits
+    os.close(now)
+    fcntl.flock(held, fcntl.LOCK_UN)
+    return False
+
+
+def remove_users(held: int | None, users: Path | None) -> None:
+    """Remove the users file at `users` if it is still the one `held` names (a server that stopped)."""
+    if held is None or users is None:
+        return
+    try:
+        mine, theirs = os.fstat(held), os.stat(users)
+        if (theirs.st_dev, theirs.st_ino) == (mine.st_dev, mine.st_ino):
+            os.unlink(users)
+    except OSError:
+        pass
 
 
 def main(argv: list[str]) -> int:
@@ -78,6 +119,7 @@ def main(argv: list[str]) -> int:
     if os.getppid() != owner:  # the owner ended before the guard began: start nothing
         return 0
     guard = os.getpid()
+    held = open_users(users)  # before the server answers, so before any process can use it
     child = subprocess.Popen(argv[2:], preexec_fn=(lambda: _die_with_guard(guard)) if _prctl else None)  # noqa: PLW1509
 
     handled = [sig for sig in STOPPING if signal.getsignal(sig) is not signal.SIG_IGN]
@@ -86,20 +128,21 @@ def main(argv: list[str]) -> int:
         for sig in handled:  # a second signal while the server stops changes nothing
             signal.signal(sig, signal.SIG_IGN)
         _stop(child)
-        os._exit(0)  # nothing of the guard's to clean up
+        remove_users(held, users)
+        os._exit(0)
 
     for sig in handled:
         signal.signal(sig, stop_and_exit)
     while True:
         try:
             status = child.wait(POLL_S)
+            remove_users(held, users)
             return status if status >= 0 else 128 - status  # killed by signal N: 128 + N, as a shell says
         except subprocess.TimeoutExpired:
-            if os.getppid() != owner:
-                held = unused(users)  # held until the guard exits: no process can start using it now
-                if held is not None:
-                    _stop(child)
-                    return 0
+            if os.getppid() != owner and unused(held, users):
+                _stop(child)
+                remove_users(held, users)
+                return 0
 
 
 def _libc_prctl():
