@@ -183,7 +183,7 @@ def own_data_folder(tmp_path, monkeypatch):
     """This test process as a fresh user of the embedded server, on its own data folder."""
     monkeypatch.delenv("PARALLAX_LOCAL_URL", raising=False)
     monkeypatch.setenv("PARALLAX_DATA_DIR", str(tmp_path))
-    for name in ("_owned", "_url", "_borrowed_pid", "_user_fd", "_owned_users_fd"):
+    for name in ("_owned", "_url", "_borrowed_pid", "_user_fd", "_owned_users_fd", "_exit_registered"):
         monkeypatch.setattr(local_server, name, None)
     yield tmp_path
     local_server._stop_using_others_server()
@@ -462,3 +462,63 @@ def test_processes_waiting_for_a_start_that_fails_are_told_why_without_trying_ag
     said = [run.communicate(timeout=120)[0] for run in runs]
     assert all("exited (status 1): error: no GPU here" in line for line in said), said
     assert attempts.read_text().count("started") == 1
+
+
+def server_of(guard: int) -> int:
+    """The pid of the server a guard runs (its one child)."""
+    children = Path(f"/proc/{guard}/task/{guard}/children").read_text().split()
+    assert len(children) == 1, children
+    return int(children[0])
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads a guard's child from /proc")
+def test_a_process_moving_to_another_server_holds_its_lock_there(own_data_folder):
+    """After a server crash, a long-lived user (the app) moved to the new server someone else
+    started while still holding the lock of the dead one: the new server's owner ended and took
+    the server away mid-answer."""
+    need_llama_server()
+    waits = EMBEDDED_OWNER.replace("time.sleep(300)", "sys.stdin.readline()")
+    first, old, old_guard = start_embedded_owner(waits)
+    second = None
+    try:
+        assert local_server.ensure_running() == old
+        os.kill(server_of(old_guard), signal.SIGKILL)  # the server alone dies (out of memory)
+        assert wait_for(lambda: not alive(old_guard) and not local_server.is_listening(old), within=30)
+        second, new, new_guard = start_embedded_owner(waits)
+        assert local_server.ensure_running() == new and local_server._owned is None
+        second.stdin.close()  # the new server's owner ends while this process uses it
+        second.wait(20)
+        time.sleep(1.5)
+        assert local_server.is_alive(new) and alive(new_guard), "stopped under the process using it"
+        local_server._stop_using_others_server()
+        assert wait_for(lambda: not local_server.is_listening(new), within=30)
+    finally:
+        for owner in (first, second):
+            if owner:
+                owner.kill()
+
+
+def test_a_start_failure_is_passed_on_only_to_processes_with_the_same_settings(own_data_folder, monkeypatch):
+    monkeypatch.setenv("PARALLAX_LLAMA_SERVER", "off")
+    local_server._record_failure("the embedded model server (llama-cpp-python) exited (status 1): boom")
+    assert "boom" in local_server._failure_since(time.time() - 60)
+    assert local_server._failure_since(time.time() + 60) is None  # older than the wait: not passed on
+    monkeypatch.delenv("PARALLAX_LLAMA_SERVER")  # another process's settings
+    assert local_server._failure_since(time.time() - 60) is None
+    local_server._record_failure(None)  # a start that succeeded clears it
+    assert not (own_data_folder / "local_server.failed").exists()
+
+
+@pytest.mark.parametrize("name", ["local_server.failed", "local_server.json"])
+def test_a_fifo_in_place_of_a_record_does_not_hang_a_start(own_data_folder, name):
+    os.mkfifo(own_data_folder / name)
+    probe = (
+        "import sys; sys.path.insert(0, sys.argv[1]);"
+        "from lib.providers import local_server;"
+        "print(local_server._failure_since(0), local_server._recorded())"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe, str(ROOT)], env=dict(os.environ), capture_output=True, text=True, timeout=60
+    )
+    assert done.stdout.strip() == "None None", done.stderr

@@ -31,6 +31,7 @@ import os
 import re
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -63,6 +64,7 @@ _url: str | None = None
 _borrowed_pid: int | None = None  # the recorded process of another process's server in use
 _user_fd: int | None = None  # a shared lock on the users file while another process's server is in use
 _owned_users_fd: int | None = None  # the users file of the server this process started, kept open
+_exit_registered = False
 START_WAIT_S = 90.0  # how long a process waits for another that is starting the server (up to 60 s)
 
 
@@ -144,6 +146,18 @@ def is_listening(url: str, timeout: float = 1.0) -> bool:
         return False
 
 
+def _read_record(path: Path, limit: int = 65536) -> str:
+    """A small record file's text. OSError for anything but a regular file (a FIFO put there would
+    block the read, and every process waiting for the start lock with it)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(f"{path} is not a regular file")
+        return os.read(fd, limit).decode("utf-8", "replace")
+    finally:
+        os.close(fd)
+
+
 def _state_file() -> Path:
     return config.data_dir() / "local_server.json"
 
@@ -185,7 +199,7 @@ _RECORDED_URL = re.compile(r"http://127\.0\.0\.1:[1-9][0-9]{0,4}/v1")  # what `e
 def _recorded() -> tuple[str, int] | None:
     """(url, pid) of the server another process recorded in the data folder, while it is up."""
     try:
-        state = json.loads(_state_file().read_text())
+        state = json.loads(_read_record(_state_file()))
     except (OSError, ValueError):
         return None
     url, pid = (state.get("url"), state.get("pid")) if isinstance(state, dict) else (None, None)
@@ -415,14 +429,30 @@ def _lock_file(path: Path, mode: int, wait_s: float = 0.0, create: bool = True) 
 
 
 def _use_others_server(url: str) -> bool:
-    """Take a shared lock on the users file of another process's server at `url`, held for as long
-    as this process uses that server (its guard keeps it running while one is held). False when it
-    cannot be had: the guard is stopping that server, or removed its file when it stopped."""
+    """Hold a shared lock on the users file of another process's server at `url` for as long as
+    this process uses that server (its guard keeps it running while one is held); a lock held on
+    another server's file (one this process used before) is let go once this one is had. False when
+    it cannot be had: the guard is stopping that server, or removed its file when it stopped."""
     global _user_fd
-    if _user_fd is None and fcntl is not None:
-        _user_fd = _lock_file(users_file(url), fcntl.LOCK_SH, create=False)
-        return _user_fd is not None
+    if fcntl is None:
+        return True
+    path = users_file(url)
+    if _user_fd is not None and _same_file(_user_fd, path):
+        return True
+    fd = _lock_file(path, fcntl.LOCK_SH, create=False)
+    if fd is None:
+        return False
+    _stop_using_others_server()
+    _user_fd = fd
     return True
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        held, now = os.fstat(fd), os.stat(path)
+    except OSError:
+        return False
+    return (held.st_dev, held.st_ino) == (now.st_dev, now.st_ino)
 
 
 def _stop_using_others_server() -> None:
@@ -444,7 +474,7 @@ def _stop_owned() -> None:
         stop(_owned)
         server_guard.remove_users(_owned_users_fd, users)
         try:
-            state = json.loads(_state_file().read_text())
+            state = json.loads(_read_record(_state_file()))
             if isinstance(state, dict) and state.get("pid") == _owned.pid:
                 _state_file().unlink()
         except (OSError, ValueError):
@@ -466,7 +496,7 @@ def running_url() -> str | None:
 
 def ensure_running() -> str:
     """The embedded server's base URL, starting a server owned by this process if none runs."""
-    global _owned, _url, _borrowed_pid, _owned_users_fd
+    global _owned, _url, _borrowed_pid, _owned_users_fd, _exit_registered
     env = os.environ.get("PARALLAX_LOCAL_URL")
     if env:
         return env
@@ -487,10 +517,12 @@ def ensure_running() -> str:
                 return _url
             _stop_using_others_server()
             failed = _failure_since(waiting_since)
-            if failed:  # another process tried while this one waited: its reason, not a second wait
+            if failed:  # the same start failed while this process waited: its reason, not a second wait
                 raise LocalModelUnavailable(failed)
             port = free_port()
             users = users_file(f"http://127.0.0.1:{port}/v1")
+            if _owned_users_fd is not None:
+                os.close(_owned_users_fd)  # the file of a server of ours that died
             _owned_users_fd = server_guard.open_users(users)
             try:
                 _owned, _url = start(port, users=users)
@@ -500,11 +532,14 @@ def ensure_running() -> str:
                     os.close(_owned_users_fd)
                     _owned_users_fd = None
                 raise
+            _record_failure(None)
             try:
                 _state_file().write_text(json.dumps({"url": _url, "pid": _owned.pid}))
             except OSError:
                 pass
-            atexit.register(_stop_owned)
+            if not _exit_registered:
+                atexit.register(_stop_owned)
+                _exit_registered = True
             return _url
         finally:
             if starting is not None:
@@ -515,18 +550,37 @@ def _failure_file() -> Path:
     return config.data_dir() / "local_server.failed"
 
 
-def _record_failure(message: str) -> None:
+def _start_settings() -> str:
+    """What decides whether a start succeeds here: which server, which binary, which model file."""
     try:
-        _failure_file().write_text(json.dumps({"time": time.time(), "message": message}))
+        return json.dumps([backend(), str(llama_server_path()), str(model_path()), threads()])
+    except LocalModelUnavailable as exc:
+        return str(exc)
+
+
+def _record_failure(message: str | None) -> None:
+    """Record why a start failed (None: a start succeeded, nothing to pass on)."""
+    try:
+        if message is None:
+            _failure_file().unlink(missing_ok=True)
+        else:
+            _failure_file().write_text(
+                json.dumps({"time": time.time(), "settings": _start_settings(), "message": message})
+            )
     except OSError:
         pass
 
 
 def _failure_since(since: float) -> str | None:
-    """Why the server would not start, when a process failed to start it after `since` (epoch s)."""
+    """Why the server would not start, when a process with the same settings failed to start it
+    after `since` (epoch s)."""
     try:
-        failure = json.loads(_failure_file().read_text())
-        if isinstance(failure, dict) and float(failure.get("time", 0)) >= since:
+        failure = json.loads(_read_record(_failure_file()))
+        if (
+            isinstance(failure, dict)
+            and float(failure.get("time", 0)) >= since
+            and failure.get("settings") == _start_settings()
+        ):
             return str(failure.get("message") or "the embedded model server would not start")
     except (OSError, ValueError, TypeError):
         pass
