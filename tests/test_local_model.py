@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -156,13 +157,11 @@ def test_start_failure_reports_the_line_that_says_why(kind, monkeypatch):
     assert len(message) < 600 and "\n" not in message and "llama_model_loader" not in message
 
 
-@pytest.mark.integration
-def test_serve_local_listens_on_the_port_asked_despite_port_in_the_environment(tmp_path):
-    port, decoy = local_server.free_port(), local_server.free_port()
-    env = {**os.environ, "PORT": str(decoy), "LLAMA_ARG_PORT": str(decoy), "PARALLAX_DATA_DIR": str(tmp_path)}
-    log = tmp_path / "serve-local.log"  # a file, not a pipe: the server's log would fill a pipe and stall it
+def serve_local(port: int, env: dict, log: Path) -> subprocess.Popen:
+    """`cli.py serve-local` in its own session, its output in `log` (a file, not a pipe: the
+    server's log would fill a pipe and stall it)."""
     with open(log, "wb") as out:
-        proc = subprocess.Popen(
+        return subprocess.Popen(
             [sys.executable, str(ROOT / "cli.py"), "serve-local", "--port", str(port)],
             env=env,
             cwd=ROOT,
@@ -170,6 +169,14 @@ def test_serve_local_listens_on_the_port_asked_despite_port_in_the_environment(t
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+
+
+@pytest.mark.integration
+def test_serve_local_listens_on_the_port_asked_despite_port_in_the_environment(tmp_path):
+    port, decoy = local_server.free_port(), local_server.free_port()
+    env = {**os.environ, "PORT": str(decoy), "LLAMA_ARG_PORT": str(decoy), "PARALLAX_DATA_DIR": str(tmp_path)}
+    log = tmp_path / "serve-local.log"
+    proc = serve_local(port, env, log)
     try:
         deadline = time.monotonic() + 120
         while not local_server.is_alive(f"http://127.0.0.1:{port}/v1") and proc.poll() is None:

@@ -2,6 +2,7 @@
 (`lib.providers.server_guard`): a SIGKILL or an out-of-memory kill skips `atexit`, and the server
 used to run on, holding its port and a few hundred MB, until someone found it."""
 
+import contextlib
 import json
 import os
 import signal
@@ -16,7 +17,7 @@ import pytest
 
 from lib.providers import local_server
 from tests.conftest import ROOT
-from tests.test_local_model import chat, need_llama_server
+from tests.test_local_model import chat, need_llama_server, serve_local
 
 # A stand-in server: writes its pid, then waits (the guard neither knows nor cares what it runs)
 SLEEPER = "import os, sys, time; open(sys.argv[1], 'w').write(str(os.getpid())); time.sleep(120)"
@@ -99,19 +100,25 @@ def test_the_server_stops_when_its_guard_is_killed(tmp_path):
             os.kill(server, signal.SIGKILL)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
-def test_stopping_the_guard_stops_the_server_and_exits_zero(tmp_path, sig):
-    pidfile = tmp_path / "server.pid"
-    guard = subprocess.Popen(local_server.guarded([sys.executable, "-c", SLEEPER, str(pidfile)]))
+@contextlib.contextmanager
+def guarded_sleeper(pidfile: Path, prefix: tuple[str, ...] = ()):
+    """A guard started by this process over a stand-in server: (guard, server pid); both killed after."""
+    guard = subprocess.Popen([*prefix, *local_server.guarded([sys.executable, "-c", SLEEPER, str(pidfile)])])
     server = read_pid(pidfile)
     try:
-        guard.send_signal(sig)
-        assert guard.wait(20) == 0
-        assert wait_for(lambda: not alive(server))
+        yield guard, server
     finally:
         guard.kill()
         if alive(server):
             os.kill(server, signal.SIGKILL)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
+def test_stopping_the_guard_stops_the_server_and_exits_zero(tmp_path, sig):
+    with guarded_sleeper(tmp_path / "server.pid") as (guard, server):
+        guard.send_signal(sig)
+        assert guard.wait(20) == 0
+        assert wait_for(lambda: not alive(server))
 
 
 @pytest.mark.parametrize(
@@ -306,16 +313,7 @@ def test_serve_local_killed_takes_its_server_with_it(tmp_path):
     need_llama_server()
     port = local_server.free_port()
     url = f"http://127.0.0.1:{port}/v1"
-    env = {**os.environ, "PARALLAX_DATA_DIR": str(tmp_path)}
-    with open(tmp_path / "serve-local.log", "wb") as out:
-        cli = subprocess.Popen(
-            [sys.executable, str(ROOT / "cli.py"), "serve-local", "--port", str(port)],
-            env=env,
-            cwd=ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    cli = serve_local(port, {**os.environ, "PARALLAX_DATA_DIR": str(tmp_path)}, tmp_path / "serve-local.log")
     try:
         assert wait_for(lambda: local_server.is_alive(url) or cli.poll() is not None, within=120)
         assert cli.poll() is None, (tmp_path / "serve-local.log").read_text(errors="replace")[-2000:]
@@ -334,22 +332,13 @@ NOHUP = "import os, signal, sys; signal.signal(signal.SIGHUP, signal.SIG_IGN); o
 def test_a_hang_up_the_owner_ignores_leaves_the_server_running(tmp_path):
     """`nohup streamlit run app.py &` then logging out: the app ignores SIGHUP and so must its
     server (the guard's handler replaced the ignore and stopped the server under a running app)."""
-    pidfile = tmp_path / "server.pid"
-    guard = subprocess.Popen(
-        [sys.executable, "-c", NOHUP, *local_server.guarded([sys.executable, "-c", SLEEPER, str(pidfile)])]
-    )
-    server = read_pid(pidfile)
-    try:
+    with guarded_sleeper(tmp_path / "server.pid", (sys.executable, "-c", NOHUP)) as (guard, server):
         guard.send_signal(signal.SIGHUP)
         os.kill(server, signal.SIGHUP)  # a hang-up reaches the whole process group
         time.sleep(1.0)  # the guard polls twice a second: time for it to (wrongly) act
         assert guard.poll() is None and alive(server)
         guard.terminate()  # what is not ignored still stops both
         assert guard.wait(20) == 0 and wait_for(lambda: not alive(server))
-    finally:
-        guard.kill()
-        if alive(server):
-            os.kill(server, signal.SIGKILL)
 
 
 @pytest.mark.parametrize(
