@@ -100,8 +100,17 @@ def test_the_server_stops_when_its_guard_is_killed(tmp_path):
             os.kill(server, signal.SIGKILL)
 
 
+# runs the rest of its arguments with the stop signals at their defaults, as from a terminal: the
+# tests' own runner may have been started ignoring some (nohup, a background job), and they inherit
+DEFAULTS = (
+    "import os, signal, sys\n"
+    "for sig in (signal.SIGHUP, signal.SIGINT, signal.SIGTERM): signal.signal(sig, signal.SIG_DFL)\n"
+    "os.execv(sys.argv[1], sys.argv[1:])"
+)
+
+
 @contextlib.contextmanager
-def guarded_sleeper(pidfile: Path, prefix: tuple[str, ...] = ()):
+def guarded_sleeper(pidfile: Path, prefix: tuple[str, ...] = (sys.executable, "-c", DEFAULTS)):
     """A guard started by this process over a stand-in server: (guard, server pid); both killed after."""
     guard = subprocess.Popen([*prefix, *local_server.guarded([sys.executable, "-c", SLEEPER, str(pidfile)])])
     server = read_pid(pidfile)

@@ -424,7 +424,8 @@ def test_a_command_killed_mid_write_leaves_the_old_file_and_no_temporary(tmp_pat
     target = tmp_path / "out.jsonl"
     target.write_text("old\n")
     code = (
-        "import os, sys, time\n"
+        "import os, signal, sys, time\n"
+        "signal.signal(signal.SIGHUP, signal.SIG_DFL)\n"  # as from a terminal (the tests' runner may ignore it)
         f"sys.argv = ['cli.py', 'slow-write', {str(target)!r}]\n"
         "import cli\n"
         "@cli.app.command('slow-write')\n"
