@@ -508,15 +508,49 @@ def test_a_start_failure_is_passed_on_only_to_processes_with_the_same_settings(o
     assert not (own_data_folder / "local_server.failed").exists()
 
 
-@pytest.mark.parametrize("name", ["local_server.failed", "local_server.json"])
-def test_a_fifo_in_place_of_a_record_does_not_hang_a_start(own_data_folder, name):
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    ("name", "fails", "said"),
+    [
+        ("local_server.json", False, "http://127.0.0.1:"),  # read, then written once the server runs
+        ("local_server.failed", False, "http://127.0.0.1:"),
+        ("local_server.failed", True, "exited"),  # written when the start fails
+        ("local_server.log", False, "cannot write its log"),
+    ],
+)
+def test_a_fifo_in_place_of_a_record_does_not_hang_a_start(own_data_folder, name, fails, said):
+    """A FIFO at a path the start reads or writes blocked it forever, holding the start lock."""
+    need_llama_server()
     os.mkfifo(own_data_folder / name)
-    probe = (
-        "import sys; sys.path.insert(0, sys.argv[1]);"
-        "from lib.providers import local_server;"
-        "print(local_server._failure_since(0), local_server._recorded())"
-    )
+    env = dict(os.environ) | ({"PARALLAX_GGUF": str(own_data_folder / "missing.gguf")} if fails else {})
     done = subprocess.run(
-        [sys.executable, "-c", probe, str(ROOT)], env=dict(os.environ), capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", START_ONCE + "else:\n    print(local_server.ensure_running())", str(ROOT)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=90,
     )
-    assert done.stdout.strip() == "None None", done.stderr
+    assert said in done.stdout, done.stdout + done.stderr
+
+
+@pytest.mark.integration
+def test_a_check_that_fails_once_keeps_the_old_server_until_its_own_runs(own_data_folder, monkeypatch):
+    """In the app, one thread may still stream from the server another thread's check gave up on:
+    its lock went before the new server was started, and the old one's guard stopped it."""
+    need_llama_server()
+    owner, theirs, _ = start_embedded_owner()
+    try:
+        assert local_server.ensure_running() == theirs
+        monkeypatch.setattr(local_server, "server_up", lambda url, pid: False)  # a busy machine, once
+        held_while_starting = []
+        real_start = local_server.start
+
+        def start(*args, **kwargs):
+            held_while_starting.append(local_server._user_fd is not None)
+            return real_start(*args, **kwargs)
+
+        monkeypatch.setattr(local_server, "start", start)
+        ours = local_server.ensure_running()
+        assert ours != theirs and held_while_starting == [True] and local_server._user_fd is None
+    finally:
+        owner.kill()

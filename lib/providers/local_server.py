@@ -25,6 +25,7 @@ app never moves it.
 from __future__ import annotations
 
 import atexit
+import errno
 import importlib.util
 import json
 import os
@@ -352,6 +353,27 @@ def exit_status(status: int) -> str:
     return f"status {status}"
 
 
+def _open_log(path: Path):
+    """The server log, truncated, as a binary file; OSError for anything but a regular file (a FIFO
+    there would block the open, and every start with it)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, "not a regular file")
+    return os.fdopen(fd, "wb")  # the child keeps its own copy
+
+
+def _write_record(path: Path, text: str) -> None:
+    """Replace a record file whole (a new file renamed over it): a reader never sees half of it,
+    and whatever was at the path — a FIFO that would block a write — is replaced, not written to."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        temporary.write_text(text)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
 def start(port: int | None = None, timeout: float = 60.0, users: Path | None = None) -> tuple[subprocess.Popen, str]:
     """Start a server process and wait until it answers; the caller owns it. The process returned is
     the server's guard (see `server_guard`): stopping it stops the server, and the server stops by
@@ -362,7 +384,7 @@ def start(port: int | None = None, timeout: float = 60.0, users: Path | None = N
     log_path = config.data_dir() / "local_server.log"
     try:
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = open(log_path, "wb")  # noqa: SIM115 - closed below; the child keeps its own copy
+        log = _open_log(log_path)
     except OSError as exc:
         raise LocalModelUnavailable(
             f"the embedded model server cannot write its log {log_path}: {exc.strerror or exc} "
@@ -515,7 +537,6 @@ def ensure_running() -> str:
             if recorded and _use_others_server(recorded[0]) and server_up(*recorded):
                 _url, _borrowed_pid = recorded
                 return _url
-            _stop_using_others_server()
             failed = _failure_since(waiting_since)
             if failed:  # the same start failed while this process waited: its reason, not a second wait
                 raise LocalModelUnavailable(failed)
@@ -533,8 +554,9 @@ def ensure_running() -> str:
                     _owned_users_fd = None
                 raise
             _record_failure(None)
+            _stop_using_others_server()  # only now: another thread may still stream from that server
             try:
-                _state_file().write_text(json.dumps({"url": _url, "pid": _owned.pid}))
+                _write_record(_state_file(), json.dumps({"url": _url, "pid": _owned.pid}))
             except OSError:
                 pass
             if not _exit_registered:
@@ -564,8 +586,8 @@ def _record_failure(message: str | None) -> None:
         if message is None:
             _failure_file().unlink(missing_ok=True)
         else:
-            _failure_file().write_text(
-                json.dumps({"time": time.time(), "settings": _start_settings(), "message": message})
+            _write_record(
+                _failure_file(), json.dumps({"time": time.time(), "settings": _start_settings(), "message": message})
             )
     except OSError:
         pass
