@@ -159,6 +159,8 @@ EMBEDDED_OWNER = (
     "url = local_server.ensure_running();"
     "print(json.dumps({'url': url}), flush=True); time.sleep(300)"
 )
+# the same owner ending normally (its atexit runs) when its standard input closes
+OWNER_UNTIL_STDIN_CLOSES = EMBEDDED_OWNER.replace("time.sleep(300)", "sys.stdin.readline()")
 
 
 @pytest.mark.integration
@@ -228,7 +230,7 @@ def test_a_server_in_use_by_another_process_outlives_its_owner_until_that_one_is
     """The app using the server a CLI run started: the run ending (killed, or normally) cut the
     app's answers off mid-stream. The server now stops when the last process using it is gone."""
     need_llama_server()
-    script = EMBEDDED_OWNER if ending == "killed" else EMBEDDED_OWNER.replace("time.sleep(300)", "sys.stdin.readline()")
+    script = EMBEDDED_OWNER if ending == "killed" else OWNER_UNTIL_STDIN_CLOSES
     owner, theirs, guard = start_embedded_owner(script)
     try:
         assert local_server.ensure_running() == theirs and local_server._owned is None  # used, not owned
@@ -413,7 +415,7 @@ def test_a_users_file_removed_or_replaced_still_counts_the_processes_using_the_s
     """A clean-up of the data folder under running processes: the owner's exit and its guard took
     a fresh file at the path for "nobody uses it" and cut the user's answers off."""
     need_llama_server()
-    script = EMBEDDED_OWNER.replace("time.sleep(300)", "sys.stdin.readline()")
+    script = OWNER_UNTIL_STDIN_CLOSES
     owner, theirs, guard = start_embedded_owner(script)
     try:
         assert local_server.ensure_running() == theirs and local_server._owned is None
@@ -476,7 +478,7 @@ def test_a_process_moving_to_another_server_holds_its_lock_there(own_data_folder
     started while still holding the lock of the dead one: the new server's owner ended and took
     the server away mid-answer."""
     need_llama_server()
-    waits = EMBEDDED_OWNER.replace("time.sleep(300)", "sys.stdin.readline()")
+    waits = OWNER_UNTIL_STDIN_CLOSES
     first, old, old_guard = start_embedded_owner(waits)
     second = None
     try:

@@ -459,7 +459,7 @@ def _use_others_server(url: str) -> bool:
     if fcntl is None:
         return True
     path = users_file(url)
-    if _user_fd is not None and _same_file(_user_fd, path):
+    if _user_fd is not None and server_guard.names(_user_fd, path):
         return True
     fd = _lock_file(path, fcntl.LOCK_SH, create=False)
     if fd is None:
@@ -467,14 +467,6 @@ def _use_others_server(url: str) -> bool:
     _stop_using_others_server()
     _user_fd = fd
     return True
-
-
-def _same_file(fd: int, path: Path) -> bool:
-    try:
-        held, now = os.fstat(fd), os.stat(path)
-    except OSError:
-        return False
-    return (held.st_dev, held.st_ino) == (now.st_dev, now.st_ino)
 
 
 def _stop_using_others_server() -> None:
@@ -488,11 +480,8 @@ def _stop_owned() -> None:
     """At exit: stop the server this process started, unless another process is using it (that
     one's lock keeps it running: its guard stops it when the last user is gone)."""
     global _owned, _url, _owned_users_fd
-    if _owned is not None:
-        users = users_file(_url) if _url else None
-        if _owned.poll() is None and not server_guard.unused(_owned_users_fd, users):
-            _owned, _url = None, None
-            return  # in use: left to its guard, and recorded for others
+    users = users_file(_url) if _url else None
+    if _owned is not None and (_owned.poll() is not None or server_guard.unused(_owned_users_fd, users)):
         stop(_owned)
         server_guard.remove_users(_owned_users_fd, users)
         try:
@@ -501,6 +490,7 @@ def _stop_owned() -> None:
                 _state_file().unlink()
         except (OSError, ValueError):
             pass
+    # else in use by another process: left to its guard, and recorded for others
     if _owned_users_fd is not None:
         os.close(_owned_users_fd)  # its locks go with it
     _owned, _url, _owned_users_fd = None, None, None

@@ -86,9 +86,7 @@ def unused(held: int | None, users: Path | None) -> bool:
         now = os.open(users, os.O_RDWR | os.O_CLOEXEC)  # never created here: a user would have made it
     except OSError:
         return True  # gone, or not a file one can lock: no process uses it through that path
-    mine = os.fstat(held)
-    theirs = os.fstat(now)
-    if (theirs.st_dev, theirs.st_ino) == (mine.st_dev, mine.st_ino):
+    if os.path.sameopenfile(held, now):
         os.close(now)
         return True
     if _exclusive(now):
@@ -98,16 +96,21 @@ def unused(held: int | None, users: Path | None) -> bool:
     return False
 
 
+def names(fd: int, path: Path) -> bool:
+    """Whether `path` is (still) the file open as `fd`: not removed, not replaced."""
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(path))
+    except OSError:
+        return False
+
+
 def remove_users(held: int | None, users: Path | None) -> None:
     """Remove the users file at `users` if it is still the one `held` names (a server that stopped)."""
-    if held is None or users is None:
-        return
-    try:
-        mine, theirs = os.fstat(held), os.stat(users)
-        if (theirs.st_dev, theirs.st_ino) == (mine.st_dev, mine.st_ino):
+    if held is not None and users is not None and names(held, users):
+        try:
             os.unlink(users)
-    except OSError:
-        pass
+        except OSError:
+            pass
 
 
 def main(argv: list[str]) -> int:
