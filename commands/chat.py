@@ -148,6 +148,12 @@ def ask(
             "cost_usd": o.cost_usd,
             "response_id": result.response_ids.get(col.slot),
         }
+        verdict = result.labels.get(col.slot)  # the detector's label, as the Compare page shows it
+        answers[col.slot] |= {
+            "label": verdict.label if verdict else None,
+            "label_confidence": verdict.confidence if verdict else None,
+            "label_rule": verdict.rule if verdict else None,
+        }
     if as_json:
         print(
             json_text(
@@ -163,7 +169,8 @@ def ask(
         _print_answers(columns, answers)
     for slot, a in answers.items():
         ttft = f"{a['ttft_ms']:.0f} ms" if a["ttft_ms"] is not None else "–"
-        line = f"{slot}: {a['status']}, first token {ttft}, total {a['latency_ms']:.0f} ms"
+        label = f", {a['label']} ({a['label_confidence']:.2f})" if a["label"] else ""
+        line = f"{slot}: {a['status']}{label}, first token {ttft}, total {a['latency_ms']:.0f} ms"
         err.print(plain(f"{line}, {a['output_tokens'] or 0} tokens", "dim"))
     err.print(
         f"conversation {result.conversation_id} (continue with --conversation {result.conversation_id})", style="dim"

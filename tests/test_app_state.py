@@ -55,6 +55,20 @@ def test_compare_settings_survive_a_visit_to_another_page(protocol_server, tmp_p
     assert request["max_tokens"] == 100
 
 
+def test_compare_leaves_each_models_own_token_budget_until_one_is_typed(protocol_server, tmp_path):
+    """An endpoint's `max_tokens` (a reasoning model's large budget, say) is what Compare sends by
+    default, as `cli.py ask` does; a model with none gets no max_tokens at all."""
+    two_echo_endpoints(tmp_path, protocol_server.url, extra="params = { max_tokens = 3000 }\n")
+    at = app().run()
+    at.multiselect(key="compare_models").set_value(["first", "second"]).run()
+    assert at.number_input(key="compare_max_tokens").value is None
+    at.chat_input(key="compare_prompt").set_value("whose budget?").run()
+    assert not at.exception, at.exception
+    asked = {r["model"]: r for r in protocol_server.requests if r["messages"][-1]["content"] == "whose budget?"}
+    assert asked["usage"]["max_tokens"] == 3000  # second's own
+    assert "max_tokens" not in asked["echo"] and "max_completion_tokens" not in asked["echo"]
+
+
 def test_arena_model_pick_survives_a_page_switch(protocol_server, tmp_path):
     two_echo_endpoints(tmp_path, protocol_server.url)
     at = app()

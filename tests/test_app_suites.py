@@ -8,6 +8,7 @@ from streamlit.testing.v1 import AppTest
 
 from db.engine import session_scope
 from db.models import SuiteRun
+from lib.suites.runner import RunSpec
 from tests.conftest import ROOT, as_read
 
 pytestmark = pytest.mark.app
@@ -35,6 +36,9 @@ def test_suites_page_starts_a_background_run_and_shows_its_results(protocol_serv
                 break
         time.sleep(0.5)
     assert run.status == "completed"
+    # temperature and max tokens left empty: each model's own, and the same run as the CLI's default
+    assert run.params.get("temperature") is None and run.params.get("max_tokens") is None, run.params
+    assert run.signature == RunSpec("china-sensitive", ["fast", "filtered"], limit=4).signature(run.suite_id)
     at.run()
     assert any("Run #1" in m.value and "8/8" in m.value for m in at.markdown)
     # read-only dataframes carry no key in AppTest: find each table by its header

@@ -64,6 +64,30 @@ def test_failed_model_still_exits_zero(protocol_server, tmp_path):
     assert json.loads(done.stdout)["models"]["bad"]["error_kind"] == "server_error"
 
 
+def test_ask_shows_each_answers_label_and_none_for_a_failed_call(protocol_server, tmp_path):
+    """The detector labels every answer as it is stored; `ask` says which label each got, in its
+    JSON and on each model's summary line, as the Compare page's badge does."""
+    (tmp_path / "endpoints.user.toml").write_text(
+        "".join(
+            f'[endpoints.{eid}]\nbase_url = "{protocol_server.url}"\nmodel = "{model}"\n'
+            'max_retries = 0\nkind = "local"\n'
+            for eid, model in (("echo", "echo"), ("bad", "error500"), ("gate", "deepseek-block"))
+        )
+    )
+    refusal = "I'm sorry, but I can't help with that."
+    done = cli("ask", refusal, "-m", "echo", "-m", "bad", "-m", "gate", "--json")
+    assert done.returncode == 0, done.stderr
+    models = json.loads(done.stdout)["models"]
+    assert models["echo"]["label"] == "refused" and models["echo"]["label_rule"].startswith("pattern")
+    assert 0 < models["echo"]["label_confidence"] <= 1
+    assert models["gate"]["label"] == "blocked"
+    assert models["bad"]["label"] is None and models["bad"]["label_confidence"] is None  # no text: no label
+    plain = cli("ask", refusal, "-m", "echo", "-m", "bad")
+    assert plain.returncode == 0, plain.stderr
+    summary = " ".join(plain.stderr.split())
+    assert "echo: ok, refused (" in summary and "bad: error, first token" in summary, plain.stderr
+
+
 @pytest.mark.parametrize(
     ("args", "env", "message"),
     [

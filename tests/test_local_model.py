@@ -44,14 +44,14 @@ def listening(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-def chat(url: str, prompt: str, max_tokens: int = 8) -> dict:
+def chat(url: str, prompt: str, max_tokens: int = 8, timeout: float = 60) -> dict:
     body = {"model": local_server.MODEL_ALIAS, "messages": [{"role": "user", "content": prompt}]}
     request = urllib.request.Request(
         f"{url}/chat/completions",
         data=json.dumps({**body, "max_tokens": max_tokens}).encode(),
         headers={"Content-Type": "application/json"},
     )
-    with urllib.request.urlopen(request, timeout=60) as resp:
+    with urllib.request.urlopen(request, timeout=timeout) as resp:
         return json.load(resp)
 
 
@@ -138,6 +138,23 @@ def test_server_listens_where_asked_whatever_its_environment_says(kind, monkeypa
         assert url == f"http://127.0.0.1:{port}/v1" and local_server.is_alive(url)
         assert chat(url, "Say hi.")["choices"][0]["message"]["content"]
         assert not any(listening(decoy) for decoy in decoys)
+    finally:
+        local_server.stop(proc)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("kind", BACKENDS)
+def test_both_servers_take_a_conversation_longer_than_2048_tokens(kind, monkeypatch):
+    """The fallback had a 2,048-token context while llama-server gives a request up to 8,192: a long
+    conversation that works with the binary failed without it."""
+    use_backend(kind, monkeypatch)
+    port = local_server.free_port()
+    proc, url = local_server.start(port=port, timeout=120)
+    try:
+        long_prompt = "The quick brown fox jumps over the lazy dog. " * 300 + "What did the fox do?"
+        reply = chat(url, long_prompt, timeout=300)  # 3,000 tokens to read first: slow on a busy machine
+        assert reply["usage"]["prompt_tokens"] > 2048, reply["usage"]
+        assert reply["choices"][0]["message"]["content"]
     finally:
         local_server.stop(proc)
 

@@ -141,7 +141,7 @@ def test_finished_answers_are_stored_while_the_detector_is_still_busy(protocol_s
             if _stored(run_id) == 12:
                 all_stored.set()
         labelled.extend(jobs)
-        return len(jobs)
+        return {}
 
     monkeypatch.setattr(worker, "label_responses", slow_labeller)
     assert execute(run_id, load_endpoints()) == "completed"

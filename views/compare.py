@@ -47,7 +47,16 @@ with st.sidebar:
         persist_state="session",
     )
     max_tokens = st.number_input(
-        "Max output tokens", 16, 32000, 256, 16, key="compare_max_tokens", persist_state="session"
+        "Max output tokens",
+        16,
+        32000,
+        None,
+        16,
+        key="compare_max_tokens",
+        placeholder="each model's own",
+        help="Empty: each model's own budget (its endpoint's `max_tokens`, else the provider's default), "
+        "as `cli.py ask` does. Reasoning models spend part of it thinking.",
+        persist_state="session",
     )
     if st.button("New conversation", icon=":material/add:", width="stretch"):
         st.session_state.pop(ui.CONVERSATION, None)
@@ -88,7 +97,7 @@ def retry(exchange, slot: str) -> None:
             system=exchange.system_prompt,
             conversation_id=exchange.conversation_id,
             exchange_id=exchange.id,
-            overrides={"temperature": temperature, "max_tokens": int(max_tokens)},
+            overrides={"temperature": temperature, "max_tokens": None if max_tokens is None else int(max_tokens)},
         )
     st.rerun()
 
@@ -143,7 +152,7 @@ if prompt := st.chat_input("Ask every selected model…", key="compare_prompt", 
         columns,
         system=system or None,
         conversation_id=conversation_id,
-        overrides={"temperature": temperature, "max_tokens": int(max_tokens)},
+        overrides={"temperature": temperature, "max_tokens": None if max_tokens is None else int(max_tokens)},
         on_update=lambda target, state: placeholders[target.key](target, state),
         # remembered before streaming, so a new prompt sent mid-stream continues this conversation
         on_start=lambda conversation, _exchange: st.session_state.__setitem__(ui.CONVERSATION, conversation),

@@ -94,8 +94,29 @@ with tab_run:
             persist_state="session",
             help="The embedded model runs at most 2 requests at once for all its endpoints (1 on the fallback server).",
         )
-        temperature = c3.number_input("Temperature", 0.0, 2.0, 0.7, 0.1, key="run_temperature", persist_state="session")
-        max_tokens = c4.number_input("Max tokens", 16, 8000, 256, 16, key="run_max_tokens", persist_state="session")
+        own = "Empty: each model's own (its endpoint's params, else the provider's default), as `suite run` does."
+        temperature = c3.number_input(
+            "Temperature",
+            0.0,
+            2.0,
+            None,
+            0.1,
+            key="run_temperature",
+            placeholder="model's own",
+            help=own,
+            persist_state="session",
+        )
+        max_tokens = c4.number_input(
+            "Max tokens",
+            16,
+            32000,
+            None,
+            16,
+            key="run_max_tokens",
+            placeholder="model's own",
+            help=own,
+            persist_state="session",
+        )
         c5, c6, c7 = st.columns(3)
         language = c5.selectbox("Language", ["both", "en", "zh"], key="run_language", persist_state="session")
         topic = c6.text_input("Topic (optional)", key="run_topic", persist_state="session")
@@ -107,8 +128,8 @@ with tab_run:
             suite=name,
             endpoints=chosen,
             samples=int(samples),
-            temperature=float(temperature),
-            max_tokens=int(max_tokens),
+            temperature=None if temperature is None else float(temperature),
+            max_tokens=None if max_tokens is None else int(max_tokens),
             language=None if language == "both" else language,
             topic=topic.strip() or None,
             limit=int(limit) or None,

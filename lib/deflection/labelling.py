@@ -8,10 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from db import labels
 from db.engine import session_scope
 from db.vocab import Label, LabelSource, Status
+
+if TYPE_CHECKING:
+    from lib.deflection import Verdict
 
 
 @dataclass(frozen=True)
@@ -29,19 +33,20 @@ def _labellable(job: LabelJob) -> bool:
     return not (job.status == Status.ERROR and not job.text)
 
 
-def label_responses(jobs: list[LabelJob]) -> int:
-    """Label stored answers with the detector; returns how many labels were written."""
+def label_responses(jobs: list[LabelJob]) -> dict[int, Verdict]:
+    """Label stored answers with the detector; returns the verdict written for each response id
+    (a failed call without text gets none)."""
     from lib.deflection import classify, source_name
 
     jobs = [j for j in jobs if _labellable(j)]
     if not jobs:
-        return 0
+        return {}
     verdicts = classify([{"prompt": j.prompt, "response": j.text, "status": j.status} for j in jobs])
     source = source_name()
     with session_scope() as session:
         for job, verdict in zip(jobs, verdicts, strict=True):
             labels.set_label(session, job.response_id, verdict.label, source, verdict.confidence, verdict.rule)
-    return len(jobs)
+    return {job.response_id: verdict for job, verdict in zip(jobs, verdicts, strict=True)}
 
 
 @dataclass(frozen=True)

@@ -441,7 +441,7 @@ def _label(
     jobs = [LabelJob(*row) for row in stored] + [LabelJob(r.id, prompts[id(r)], r.text, r.status) for r in new]
     done = 0
     for start in range(0, len(jobs), LABEL_BATCH):
-        done += label_responses(jobs[start : start + LABEL_BATCH])
+        done += len(label_responses(jobs[start : start + LABEL_BATCH]))
         if progress:
             progress("labelling", min(start + LABEL_BATCH, len(jobs)), len(jobs))
     return done

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from db import config, conversations
 from db.engine import session_scope
@@ -19,6 +20,9 @@ from lib.providers.endpoints import Endpoint
 from lib.providers.fanout import Target, UpdateFn, fan_out
 from lib.providers.stream import Outcome, build_messages
 from lib.safety import clean_text
+
+if TYPE_CHECKING:
+    from lib.deflection import Verdict
 
 CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 
@@ -43,6 +47,7 @@ class AskResult:
     exchange_id: int
     outcomes: dict[str, Outcome] = field(default_factory=dict)
     response_ids: dict[str, int] = field(default_factory=dict)
+    labels: dict[str, Verdict] = field(default_factory=dict)  # the detector's, per slot (with `label`)
 
 
 def detect_language(text: str) -> str:
@@ -142,7 +147,9 @@ def ask(
             row = conversations.add_response(session, exchange_id, target.key, target.endpoint, outcome)
             result.response_ids[target.key] = row.id
         if label:  # then labelled, outside the write transaction
-            label_responses([LabelJob(row.id, prompt, outcome.text, outcome.status)])
+            verdicts = label_responses([LabelJob(row.id, prompt, outcome.text, outcome.status)])
+            if row.id in verdicts:
+                result.labels[target.key] = verdicts[row.id]
         if on_stored:
             on_stored(target.key, result.response_ids[target.key], outcome)
 

@@ -286,7 +286,7 @@ def server_command(port: int, host: str = "127.0.0.1") -> list[str]:
         "--port",
         str(port),
         "--n_ctx",
-        "2048",
+        str(CONTEXT),  # one sequence at a time, so a long conversation has what llama-server gives it
         "--interrupt_requests",
         "False",
         "--n_threads",
