@@ -207,14 +207,29 @@ def control_character(text: str | None, allowed: str = "\t\n\r") -> str | None:
     return None
 
 
+# Unicode's format characters (Cf, as of Unicode 14: Python 3.11's unicodedata) but the zero-width
+# non-joiner and joiner: bidirectional marks, overrides and isolates, the zero-width space, the soft
+# hyphen, the byte-order mark, tag characters… — invisible, or reordering what is around them
+_FORMAT = (
+    "\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890-\u0891\u08e2\u180e\u200b\u200e\u200f\u202a-\u202e"
+    "\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb\U000110bd\U000110cd\U00013430-\U00013438"
+    "\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f"
+)
+_JOINERS = "\u200c\u200d"  # the other two format characters
+
 # what else breaks a one-line field (a model name, a topic, an id: one table cell, one line of
-# `leaderboard`): line and paragraph separators, and bidirectional overrides that reorder the line
-_NOT_ONE_LINE = re.compile("[\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+# `leaderboard`): line and paragraph separators, bidirectional overrides that reorder the line, and
+# every other format character: a zero-width space makes "gpt-4o" and "gpt\u200b-4o" two models
+# that print the same. The zero-width non-joiner and joiner are spelling between two letters that
+# join (Persian "حقوق\u200cبشر", emoji sequences "👩\u200d💻"): refused only beside ASCII, which
+# never joins, or at either end
+_NOT_ONE_LINE = re.compile(f"[\u2028\u2029{_FORMAT}]|(?:^|(?<=[\x00-\x7f]))[{_JOINERS}]|[{_JOINERS}](?=[\x00-\x7f]|$)")
 
 
 def one_line_problem(text: str | None) -> str | None:
     """The name of the first character that has no place in a one-line field (any control
-    character, a tab or line break included, U+2028/U+2029, a bidirectional override), or None."""
+    character, a tab or line break included, U+2028/U+2029, a bidirectional override or any other
+    format character: zero-width, soft hyphen, byte-order mark, tags), or None."""
     if char := control_character(text, allowed=""):
         return char
     found = _NOT_ONE_LINE.search(text or "")
@@ -226,7 +241,7 @@ _BREAKS = re.compile("[\t\n\x0b\x0c\r\x85\u2028\u2029]")
 
 def one_line_text(text: str | None) -> str:
     """`text` with every character `one_line_problem` would name gone: tabs and line breaks
-    (U+2028/U+2029 too) as spaces, other control characters and bidirectional overrides removed —
+    (U+2028/U+2029 too) as spaces, other control and format characters removed —
     a one-line field made from text that is not the user's to fix, such as a topic taken from a
     file's name."""
     return _NOT_ONE_LINE.sub("", _ANY_CONTROL.sub("", _BREAKS.sub(" ", clean_text(text))))
@@ -258,12 +273,7 @@ def csv_cell(value: object) -> object:
 # marks, overrides and isolates, zero-width spaces and joiners, the soft hyphen, the byte-order mark,
 # tag characters…), U+2028/U+2029, and lone surrogates (which would make printing fail). Cf as of
 # Unicode 14 (Python 3.11's unicodedata).
-_JSON_RAW = re.compile(
-    "[\x7f-\x9f\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890-\u0891\u08e2\u180e\u200b-\u200f"
-    "\u2028-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb\U000110bd\U000110cd"
-    "\U00013430-\U00013438\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f"
-    "\ud800-\udfff]"
-)
+_JSON_RAW = re.compile(f"[\x7f-\x9f\u2028\u2029{_FORMAT}{_JOINERS}\ud800-\udfff]")
 
 
 def json_text(value: object, **options) -> str:

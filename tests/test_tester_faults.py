@@ -237,6 +237,12 @@ def test_a_character_yaml_refuses_is_named_with_its_line_on_one_line(tmp_path):
         ("topic", "t\u2029u", "topic contains a control character (U+2029)"),
         ("conversation_id", "c\n1", "conversation_id contains a control character (a line break)"),
         ("id", "row\n2", "id contains a control character (a line break)"),
+        # invisible: "gpt\u200b-4o" would be a second model that prints as "gpt-4o"
+        ("model", "gpt\u200b-4o", "model (or model_name) contains a control character (U+200B)"),
+        ("model", "gpt\u200d-4o", "model (or model_name) contains a control character (U+200D)"),
+        ("model", "\ufeffgpt-4o", "model (or model_name) contains a control character (U+FEFF)"),
+        ("topic", "tai\u00adwan", "topic contains a control character (U+00AD)"),
+        ("id", "row\U000e0041", "id contains a control character (U+E0041)"),
     ],
 )
 def test_a_control_character_in_a_short_field_refuses_the_import(tmp_path, field, value, named):
@@ -250,7 +256,22 @@ def test_a_control_character_in_a_short_field_refuses_the_import(tmp_path, field
         assert sqlite3.connect(db).execute("select count(*) from response").fetchone() == (0,)
 
 
-@pytest.mark.parametrize("name", ["x\ny", "x\u2028y", "x\u202ey"])
+def test_joiners_inside_words_that_join_are_spelling_and_are_imported(tmp_path):
+    """A Persian topic with its zero-width non-joiner and a model named with an emoji sequence are
+    not refused: U+200C/U+200D are refused only beside ASCII, which never joins."""
+    rows = [
+        {"prompt": "q about rights", "model": "m", "response": "r", "topic": "حقوق\u200cبشر"},
+        {"prompt": "q about code", "model": "coder \U0001f469\u200d\U0001f4bb", "response": "r", "topic": "t"},
+    ]
+    path = tmp_path / "rows.jsonl"
+    path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
+    done = cli("import", str(path))
+    assert done.returncode == 0, done.stderr
+    db = Path(os.environ["PARALLAX_DATABASE_URL"].removeprefix("sqlite:///"))
+    assert sqlite3.connect(db).execute("select count(*) from response").fetchone() == (2,)
+
+
+@pytest.mark.parametrize("name", ["x\ny", "x\u2028y", "x\u202ey", "x\u200by", "x\u2060y"])
 def test_a_line_break_in_a_battles_model_name_is_a_problem(tmp_path, name):
     battles = tmp_path / "battles.csv"
     battles.write_text(f'model_a,model_b,winner\n"{name}",z,model_a\n')
