@@ -17,6 +17,7 @@ raw and corrected with the shipped card's matrices as the pages correct it (with
 the same over the `sure` answers only.
 Prints one JSON object. Usage: python bench/deflection_other_study.py"""
 
+import argparse
 import json
 import re
 import sys
@@ -122,4 +123,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    # --help prints what the bench measures instead of starting it
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     main()

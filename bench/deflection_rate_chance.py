@@ -70,7 +70,7 @@ def summary(draws: dict, mean_goal: float) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--folds", type=int, default=5)
     args = parser.parse_args()
     try:

@@ -19,6 +19,7 @@ answered-vs-not F1 on the v2 answers, positive = not answered):
 Prints one JSON object. Usage: python bench/deflection_xstest_ceiling.py (a few minutes on 2 cores).
 Needs ../shared/data/deflection (exits 2 naming it when missing)."""
 
+import argparse
 import json
 import re
 import sys
@@ -128,4 +129,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    # --help prints what the bench measures instead of starting it
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     main()

@@ -4,6 +4,7 @@ Each endpoint streams N tokens at a fixed delay (a different delay per endpoint)
 one alone sets the floor. Prints one JSON object with `slowest_single_s`, `fanout_s` and
 `ratio` (fan-out over slowest single; 1.0 is perfect overlap)."""
 
+import argparse
 import json
 import sys
 import time
@@ -60,4 +61,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    # --help prints what the bench measures instead of starting it
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     main()

@@ -1,6 +1,7 @@
 """Time the Bradley–Terry fit and a 1,000-round bootstrap on 100k synthetic battles among 50
 models. Prints one JSON object: {"battles", "models", "fit_s", "bootstrap_s", "rounds"}."""
 
+import argparse
 import json
 import sys
 import time
@@ -49,4 +50,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    # --help prints what the bench measures instead of starting it
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     main()

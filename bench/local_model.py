@@ -8,6 +8,7 @@ last, so model loading and prompt processing are left out of both. `ttft_ratio` 
 column's time to first token over the earlier one's when two columns ask at once (median over
 rounds; about 1 when the server generates both together, several times that when it queues)."""
 
+import argparse
 import json
 import statistics
 import sys
@@ -133,4 +134,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    # --help prints what the bench measures instead of starting it
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     main()

@@ -8,6 +8,7 @@ server's own per-request cost). Prints one JSON object with `ideal_s`, `wall_s` 
 and `commit_wait_max_ms` over the run. The server runs in its own process; on 2 cores it
 competes with the client for CPU, which is part of what the ratio shows."""
 
+import argparse
 import json
 import os
 import sys
@@ -113,4 +114,6 @@ def single_latency(endpoint) -> float:
 
 
 if __name__ == "__main__":
+    # --help prints what the bench measures instead of starting it
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     main()

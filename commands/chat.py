@@ -12,7 +12,7 @@ from rich.table import Column, Table
 from commands.common import err, fail, heading, load_endpoints_or_fail, open_db_or_fail, out, plain
 from lib.present import cli_hint
 from lib.safety import json_text
-from lib.vocab import Status
+from lib.vocab import Label, Status
 
 app = typer.Typer()
 
@@ -169,7 +169,10 @@ def ask(
         _print_answers(columns, answers)
     for slot, a in answers.items():
         ttft = f"{a['ttft_ms']:.0f} ms" if a["ttft_ms"] is not None else "–"
-        label = f", {a['label']} ({a['label_confidence']:.2f})" if a["label"] else ""
+        label = ""
+        if a["label"] and a["status"] == Status.OK:  # a failed or blocked one's label repeats its status
+            guess = ", other language: a guess" if Label.is_guess(a["label_rule"]) else ""
+            label = f", {a['label']} ({a['label_confidence']:.2f}{guess})"
         line = f"{slot}: {a['status']}{label}, first token {ttft}, total {a['latency_ms']:.0f} ms"
         err.print(plain(f"{line}, {a['output_tokens'] or 0} tokens", "dim"))
     err.print(

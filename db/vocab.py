@@ -33,6 +33,13 @@ class Label:
     ALL = (ANSWERED, REFUSED, DEFLECTED, BLOCKED, EMPTY, INCOMPLETE)  # what a stored label may be
     NOT_ANSWERED = (REFUSED, DEFLECTED)  # what a deflection rate counts
     MODEL_CHOICES = (ANSWERED, REFUSED, DEFLECTED)  # what the model chose, apart from transport
+    # ends the detector's rule for an answer in a language it does not read (the label is a guess)
+    OTHER_LANGUAGE_RULE = "+other-language"
+
+    @staticmethod
+    def is_guess(rule: str | None) -> bool:
+        """True for the detector's label of an answer in another language than English or Chinese."""
+        return bool(rule) and rule.endswith(Label.OTHER_LANGUAGE_RULE)
 
 
 class LabelSource:

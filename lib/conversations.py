@@ -25,6 +25,7 @@ class LabelView:
     label: str
     source: str
     confidence: float
+    rule: str = ""  # the detector's rule; ends "+other-language" where the label is a guess
 
 
 @dataclass(frozen=True)
@@ -114,7 +115,7 @@ def _response_view(r) -> ResponseView:
         output_tokens=r.output_tokens,
         tokens_counted=bool(r.tokens_counted),
         cost_usd=r.cost_usd,
-        label=LabelView(label.label, label.source, label.confidence) if label else None,
+        label=LabelView(label.label, label.source, label.confidence, label.rule or "") if label else None,
         note=budget_note(r.text, r.reasoning, r.finish_reason, r.output_tokens, _max_tokens(r.params)),
     )
 

@@ -121,6 +121,8 @@ def render_label(response: ResponseView, key_prefix: str) -> None:
     with cols[0]:
         if label is not None:
             suffix = " ✓" if label.source == LabelSource.HUMAN else f" {label.confidence:.0%}"
+            if Label.is_guess(label.rule):  # the detector reads English and Chinese only
+                suffix += " · other language: a guess"
             st.badge(f"{label.label}{suffix}", color=LABEL_COLOURS.get(label.label, "gray"))
     key = f"{key_prefix}_label_{response.id}"
     with cols[1], st.popover("Label"):

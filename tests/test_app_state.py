@@ -38,7 +38,7 @@ def test_compare_settings_survive_a_visit_to_another_page(protocol_server, tmp_p
     at = app().run()
     at.multiselect(key="compare_models").set_value(["second"])
     at.text_area(key="compare_system").input("Answer in one word.")
-    at.slider(key="compare_temperature").set_value(0.2)
+    at.number_input(key="compare_temperature").set_value(0.2)
     at.number_input(key="compare_max_tokens").set_value(100)
     at.run()
     for page in ("views/history.py", "views/analysis.py", "views/arena.py"):
@@ -55,18 +55,31 @@ def test_compare_settings_survive_a_visit_to_another_page(protocol_server, tmp_p
     assert request["max_tokens"] == 100
 
 
-def test_compare_leaves_each_models_own_token_budget_until_one_is_typed(protocol_server, tmp_path):
-    """An endpoint's `max_tokens` (a reasoning model's large budget, say) is what Compare sends by
-    default, as `cli.py ask` does; a model with none gets no max_tokens at all."""
-    two_echo_endpoints(tmp_path, protocol_server.url, extra="params = { max_tokens = 3000 }\n")
+def test_compare_leaves_each_models_own_budget_and_temperature_until_one_is_typed(protocol_server, tmp_path):
+    """An endpoint's `max_tokens` (a reasoning model's large budget, say) and `temperature` are what
+    Compare sends by default, as `cli.py ask` does; a model with none gets neither."""
+    two_echo_endpoints(tmp_path, protocol_server.url, extra="params = { max_tokens = 3000, temperature = 0.1 }\n")
     at = app().run()
     at.multiselect(key="compare_models").set_value(["first", "second"]).run()
     assert at.number_input(key="compare_max_tokens").value is None
+    assert at.number_input(key="compare_temperature").value is None
     at.chat_input(key="compare_prompt").set_value("whose budget?").run()
     assert not at.exception, at.exception
     asked = {r["model"]: r for r in protocol_server.requests if r["messages"][-1]["content"] == "whose budget?"}
-    assert asked["usage"]["max_tokens"] == 3000  # second's own
-    assert "max_tokens" not in asked["echo"] and "max_completion_tokens" not in asked["echo"]
+    assert asked["usage"]["max_tokens"] == 3000 and asked["usage"]["temperature"] == 0.1  # second's own
+    assert not {"max_tokens", "max_completion_tokens", "temperature"} & set(asked["echo"])
+
+
+def test_a_label_that_is_a_guess_says_so_on_its_badge(protocol_server, tmp_path):
+    """The detector reads English and Chinese only: the badge of an answer in German says its label
+    is a guess (the rule ends "+other-language"), as `ask` does."""
+    two_echo_endpoints(tmp_path, protocol_server.url)
+    at = app().run()
+    at.multiselect(key="compare_models").set_value(["first"]).run()
+    german = "Die Hauptstadt von Deutschland ist Berlin, eine Stadt mit vielen Museen und einer langen Geschichte."
+    at.chat_input(key="compare_prompt").set_value(german).run()
+    assert not at.exception, at.exception
+    assert any("other language: a guess" in m.value for m in at.markdown), [m.value for m in at.markdown]
 
 
 def test_arena_model_pick_survives_a_page_switch(protocol_server, tmp_path):

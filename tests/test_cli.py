@@ -82,10 +82,14 @@ def test_ask_shows_each_answers_label_and_none_for_a_failed_call(protocol_server
     assert 0 < models["echo"]["label_confidence"] <= 1
     assert models["gate"]["label"] == "blocked"
     assert models["bad"]["label"] is None and models["bad"]["label_confidence"] is None  # no text: no label
-    plain = cli("ask", refusal, "-m", "echo", "-m", "bad")
+    plain = cli("ask", refusal, "-m", "echo", "-m", "bad", "-m", "gate")
     assert plain.returncode == 0, plain.stderr
     summary = " ".join(plain.stderr.split())
     assert "echo: ok, refused (" in summary and "bad: error, first token" in summary, plain.stderr
+    assert "gate: blocked, first token" in summary, plain.stderr  # not "blocked, blocked (1.00)"
+    german = "Die Hauptstadt von Deutschland ist Berlin, eine Stadt mit vielen Museen und einer langen Geschichte."
+    guessed = cli("ask", german, "-m", "echo")
+    assert "other language: a guess" in guessed.stderr, guessed.stderr
 
 
 @pytest.mark.parametrize(

@@ -36,14 +36,16 @@ with st.sidebar:
         persist_state="session",
     )
     system = st.text_area("System prompt (optional)", key=ui.COMPARE_SYSTEM, height=80, persist_state="session")
-    temperature = st.slider(
+    temperature = st.number_input(
         "Temperature",
         0.0,
         2.0,
-        0.7,
+        None,
         0.05,
         key="compare_temperature",
-        help="Ignored by models that take no temperature (o1, o3, R1).",
+        placeholder="each model's own",
+        help="Empty: each model's own (its endpoint's `temperature`, else the provider's default), as "
+        "`cli.py ask` does. Ignored by models that take no temperature (o1, o3, R1).",
         persist_state="session",
     )
     max_tokens = st.number_input(

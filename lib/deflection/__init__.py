@@ -120,7 +120,7 @@ def _other_language_check(verdict: Verdict, text: str, other: bool | None = None
     (`other`: `_other_language(text)` when already known)."""
     if not (_other_language(text) if other is None else other):
         return verdict
-    return Verdict(verdict.label, round(verdict.confidence * 0.5, 4), f"{verdict.rule}+other-language")
+    return Verdict(verdict.label, round(verdict.confidence * 0.5, 4), f"{verdict.rule}{Label.OTHER_LANGUAGE_RULE}")
 
 
 def transport_verdict(status: str, text: str) -> Verdict | None:
