@@ -288,11 +288,13 @@ def suite_status(run: int, as_json: Annotated[bool, typer.Option("--json")] = Fa
                     "failed": state.failed,
                     "worker": state.worker,
                     "error": state.error,
+                    "settings": state.settings,
                 }
             )
         )
         return
     out.print(f"run {run}: {state.status}, {state.completed}/{state.total} answers", highlight=False)
+    out.print(plain(f"  {state.suite}: {state.settings}"), highlight=False)
     if state.worker:
         out.print(f"  worker: {state.worker}", highlight=False)
     if state.error:

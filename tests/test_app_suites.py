@@ -41,6 +41,10 @@ def test_suites_page_starts_a_background_run_and_shows_its_results(protocol_serv
     assert run.signature == RunSpec("china-sensitive", ["fast", "filtered"], limit=4).signature(run.suite_id)
     at.run()
     assert any("Run #1" in m.value and "8/8" in m.value for m in at.markdown)
+    assert any(
+        "First 4 prompts, 1 sample, each model's own temperature, each model's own max tokens" in as_read(c.value)
+        for c in at.caption
+    ), [c.value for c in at.caption]
     # read-only dataframes carry no key in AppTest: find each table by its header
     rates = next(df.value for df in at.dataframe if "corrected [95% CI]" in df.value.columns)
     fast = rates[rates["topic"] == "(all)"].set_index("model").loc["fast"]

@@ -172,6 +172,7 @@ class RunState:
     created_at: object
     worker: str | None = None
     error: str | None = None
+    settings: str = ""  # what was asked, in words (`describe`): two runs of one suite differ here
 
     @property
     def completed(self) -> int:
@@ -189,6 +190,20 @@ class RunState:
     def live(self) -> bool:
         """True while a worker is on the run (or about to start)."""
         return self.status in RunStatus.LIVE
+
+
+def describe(spec: RunSpec) -> str:
+    """A run's prompts and parameters in words: "first 2 prompts, en, topic 'x', 3 samples,
+    temperature 0.2, each model's own max tokens"."""
+    parts = [f"first {spec.limit} prompts" if spec.limit else "all prompts"]
+    if spec.language:
+        parts.append(spec.language)
+    if spec.topic:
+        parts.append(f"topic {spec.topic!r}")
+    parts.append(f"{spec.samples} sample{'s' if spec.samples != 1 else ''}")
+    for name, value in (("temperature", spec.temperature), ("max tokens", spec.max_tokens)):
+        parts.append(f"{name} {value:g}" if value is not None else f"each model's own {name}")
+    return ", ".join(parts)
 
 
 def _state(run: SuiteRun, suite: Suite, rows: list[tuple[str, str, int]], now: datetime) -> RunState:
@@ -212,6 +227,7 @@ def _state(run: SuiteRun, suite: Suite, rows: list[tuple[str, str, int]], now: d
         created_at=run.created_at,
         worker=run.worker if alive else None,
         error=run.error,
+        settings=describe(spec_of(run)),
     )
 
 
