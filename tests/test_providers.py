@@ -36,6 +36,20 @@ def test_plain_models_keep_temperature_and_ask_for_usage():
     assert "stream_options" not in build_request(endpoint(stream_usage=False), [])
 
 
+@pytest.mark.parametrize(
+    "configured", [{"max_completion_tokens": 500}, {"max_tokens": 500, "max_completion_tokens": 900}]
+)
+@pytest.mark.parametrize("param", ["max_tokens", "max_completion_tokens"])
+def test_one_token_budget_is_sent_and_a_typed_one_wins_whichever_spelling_the_params_use(configured, param):
+    quirks = Quirks(max_tokens_param=param)
+    ep = Endpoint(id="x", name="X", base_url="http://h/v1", model="m", quirks=quirks, params=dict(configured))
+    other = "max_completion_tokens" if param == "max_tokens" else "max_tokens"
+    typed = build_request(ep, [], {"max_tokens": 50})
+    assert typed[param] == 50 and other not in typed  # both went out: the params' 500 beside the 50
+    own = build_request(ep, [], {"max_tokens": None})
+    assert own[param] == 500 and other not in own
+
+
 def test_system_prompt_folds_into_first_user_turn_when_no_system_role():
     ep = endpoint(system_role="user")
     history = [{"role": "user", "content": "Q1"}, {"role": "assistant", "content": "A1"}]

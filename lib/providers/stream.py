@@ -82,7 +82,16 @@ def build_request(endpoint: Endpoint, messages: list[dict], overrides: dict | No
     if quirks.no_temperature:
         for name in ("temperature", "top_p", "presence_penalty", "frequency_penalty"):
             params.pop(name, None)
-    max_tokens = params.pop("max_tokens", None) or params.pop("max_completion_tokens", None)
+    # one budget, sent under the name the endpoint takes: a typed one (either spelling) wins over
+    # the endpoint's params, where `max_tokens` wins over `max_completion_tokens`
+    budgets = [
+        source.get(name)
+        for source in (overrides or {}, endpoint.params)
+        for name in ("max_tokens", "max_completion_tokens")
+    ]
+    for name in ("max_tokens", "max_completion_tokens"):
+        params.pop(name, None)
+    max_tokens = next((budget for budget in budgets if budget is not None), None)
     if max_tokens is not None:
         params[quirks.max_tokens_param] = int(max_tokens)
     request = {"model": endpoint.model, "messages": messages, "stream": True, **params}
