@@ -31,6 +31,7 @@ import base64
 import html
 import json
 import re
+import unicodedata
 from collections.abc import Iterable
 from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlsplit
 
@@ -219,21 +220,47 @@ _JOINERS = "\u200c\u200d"  # the other two format characters
 
 # what else breaks a one-line field (a model name, a topic, an id: one table cell, one line of
 # `leaderboard`): line and paragraph separators, bidirectional overrides that reorder the line, and
-# every other format character: a zero-width space makes "gpt-4o" and "gpt\u200b-4o" two models
-# that print the same. The zero-width non-joiner and joiner are spelling between two letters that
-# join (Persian "حقوق\u200cبشر", emoji sequences "👩\u200d💻"): refused only beside ASCII, which
-# never joins, or at either end
-_NOT_ONE_LINE = re.compile(f"[\u2028\u2029{_FORMAT}]|(?:^|(?<=[\x00-\x7f]))[{_JOINERS}]|[{_JOINERS}](?=[\x00-\x7f]|$)")
+# every character that shows nothing of its own, so that "gpt-4o" and "gpt\u200b-4o" would be two
+# models printed the same: every other format character, and blanks that are letters or marks
+# (the combining grapheme joiner, Hangul fillers, the braille blank, Mongolian variation selectors)
+_INVISIBLE = "\u034f\u115f\u1160\u180b-\u180d\u180f\u2800\u3164\uffa0"
+# Variation selectors choose how the character before them is drawn: emoji or text style of a
+# symbol ("❤\ufe0f"); after a letter or a digit they change nothing a reader sees
+_SELECTORS = "\ufe00-\ufe0f\U000e0100-\U000e01ef"
+# The zero-width non-joiner and joiner are spelling between two characters that join: letters of
+# the joining scripts (Arabic and Persian "حقوق\u200cبشر", Syriac, the Indic scripts "क्\u200dष",
+# Myanmar, Mongolian) and emoji ("👩\u200d💻", "❤\ufe0f\u200d🔥"). Anywhere else — beside Latin
+# or Chinese ("通义\u200c千问" prints as 通义千问), beside another joiner, at either end — they are
+# invisible.
+_JOINING = (
+    "\u0600-\u08ff\u0900-\u0dff\u1000-\u109f\u1800-\u18af\ua8e0-\ua8ff\ufb50-\ufdff\ufe70-\ufefe"
+    "\u2600-\u27bf\ufe0f\U0001f000-\U0001faff"
+)
+_NOT_ONE_LINE = re.compile(
+    f"[\u2028\u2029{_FORMAT}{_INVISIBLE}]"
+    f"|(?:^|(?<![{_JOINING}]))[{_JOINERS}]|[{_JOINERS}](?![{_JOINING}])"
+    f"|(?:^|(?<![\u00a9\u00ae\u2000-\u2bff\U0001f000-\U0001faff]))[{_SELECTORS}]"
+)
+# spaces that print as a space (no-break, thin, ideographic…): one space in a name
+_SPACES = re.compile("[\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000]")
 
 
 def one_line_problem(text: str | None) -> str | None:
     """The name of the first character that has no place in a one-line field (any control
-    character, a tab or line break included, U+2028/U+2029, a bidirectional override or any other
-    format character: zero-width, soft hyphen, byte-order mark, tags), or None."""
+    character, a tab or line break included, U+2028/U+2029, a bidirectional override, any other
+    format character — zero-width, soft hyphen, byte-order mark, tags — or another character that
+    shows nothing of its own: see `_NOT_ONE_LINE`), or None."""
     if char := control_character(text, allowed=""):
         return char
     found = _NOT_ONE_LINE.search(text or "")
     return f"U+{ord(found.group()):04X}" if found else None
+
+
+def one_line_name(text: str | None) -> str:
+    """A one-line field as it is stored and compared: clean, in Unicode's composed form (NFC: "Café"
+    typed as C-a-f-e + U+0301 is the same name as with é), every space that prints as one a plain
+    space, stripped. Check it with `one_line_problem` first."""
+    return _SPACES.sub(" ", unicodedata.normalize("NFC", clean_text(text))).strip()
 
 
 _BREAKS = re.compile("[\t\n\x0b\x0c\r\x85\u2028\u2029]")

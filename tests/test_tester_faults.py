@@ -243,6 +243,15 @@ def test_a_character_yaml_refuses_is_named_with_its_line_on_one_line(tmp_path):
         ("model", "\ufeffgpt-4o", "model (or model_name) contains a control character (U+FEFF)"),
         ("topic", "tai\u00adwan", "topic contains a control character (U+00AD)"),
         ("id", "row\U000e0041", "id contains a control character (U+E0041)"),
+        # blanks that are not format characters, joiners between characters that do not join,
+        # variation selectors after a letter: each prints as the name without it
+        ("model", "通义\u200c千问", "model (or model_name) contains a control character (U+200C)"),
+        ("model", "ب\u200c\u200cب", "model (or model_name) contains a control character (U+200C)"),
+        ("model", "gpt-4o\ufe0f", "model (or model_name) contains a control character (U+FE0F)"),
+        ("model", "gpt-4o\u3164", "model (or model_name) contains a control character (U+3164)"),
+        ("model", "gpt\u2800-4o", "model (or model_name) contains a control character (U+2800)"),
+        ("model", "gpt-\u034f4o", "model (or model_name) contains a control character (U+034F)"),
+        ("topic", "t\u180bx", "topic contains a control character (U+180B)"),
     ],
 )
 def test_a_control_character_in_a_short_field_refuses_the_import(tmp_path, field, value, named):
@@ -262,13 +271,39 @@ def test_joiners_inside_words_that_join_are_spelling_and_are_imported(tmp_path):
     rows = [
         {"prompt": "q about rights", "model": "m", "response": "r", "topic": "حقوق\u200cبشر"},
         {"prompt": "q about code", "model": "coder \U0001f469\u200d\U0001f4bb", "response": "r", "topic": "t"},
+        {"prompt": "q in Hindi", "model": "\u0915\u094d\u200d\u0937-model", "response": "r", "topic": "t"},
+        {"prompt": "q of love", "model": "\u2764\ufe0f\u200d\U0001f525 fire", "response": "r", "topic": "t"},
     ]
     path = tmp_path / "rows.jsonl"
     path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
     done = cli("import", str(path))
     assert done.returncode == 0, done.stderr
     db = Path(os.environ["PARALLAX_DATABASE_URL"].removeprefix("sqlite:///"))
-    assert sqlite3.connect(db).execute("select count(*) from response").fetchone() == (2,)
+    assert sqlite3.connect(db).execute("select count(*) from response").fetchone() == (4,)
+
+
+def test_a_name_spelt_two_ways_that_print_the_same_is_one_model(tmp_path):
+    """Composed and decomposed accents (NFC/NFD) and a no-break or ideographic space for a space
+    print the same: they are one name, not two models with two ratings."""
+    rows = [
+        {"prompt": "q1", "model": "Café-7B", "response": "r"},
+        {"prompt": "q2", "model": "Cafe\u0301-7B", "response": "r"},
+        {"prompt": "q3", "model": "Llama 3", "response": "r"},
+        {"prompt": "q4", "model": "Llama\u00a03", "response": "r"},
+        {"prompt": "q5", "model": "Llama\u30003", "response": "r"},
+    ]
+    path = tmp_path / "rows.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    done = cli("import", str(path))
+    assert done.returncode == 0, done.stderr
+    db = Path(os.environ["PARALLAX_DATABASE_URL"].removeprefix("sqlite:///"))
+    names = {name for (name,) in sqlite3.connect(db).execute("select distinct display_name from response")}
+    assert names == {"Café-7B", "Llama 3"}, names
+    battles = tmp_path / "battles.csv"
+    battles.write_text("model_a,model_b,winner\nCafé-7B,Llama 3,model_a\nCafe\u0301-7B,Llama\u00a03,model_a\n")
+    board = cli("leaderboard", "--battles", str(battles), "--bootstrap", "0")
+    assert board.returncode == 0 and "Cafe\u0301" not in board.stdout, board.stdout
+    assert board.stdout.count("Café-7B") == 1, board.stdout
 
 
 @pytest.mark.parametrize("name", ["x\ny", "x\u2028y", "x\u202ey", "x\u200by", "x\u2060y"])

@@ -21,7 +21,7 @@ from scipy.optimize import minimize
 from scipy.sparse.csgraph import connected_components
 
 from db.vocab import Winner
-from lib.safety import one_line_problem
+from lib.safety import one_line_name, one_line_problem
 
 SCALE, BASE = 400.0, 1000.0
 OUTCOMES = ("a", "b", "tie")
@@ -80,7 +80,7 @@ def read_battles_csv(text: str, name: str = "battles.csv") -> list[Battle]:
             problems.append(f"{name}:{line}: {problem}")
             continue
         winner = (row.get("winner") or "").strip()
-        a, b = (row.get("model_a") or "").strip(), (row.get("model_b") or "").strip()
+        a, b = one_line_name(row.get("model_a")), one_line_name(row.get("model_b"))
         if winner not in CSV_WINNERS:
             problems.append(f"{name}:{line}: unknown winner {winner!r} (use {', '.join(CSV_WINNERS)})")
         elif not a or not b or a == b:

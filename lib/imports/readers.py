@@ -53,7 +53,7 @@ from lib.imports.records import (
     label_code,
     language_code,
 )
-from lib.safety import clean_json, clean_text, control_character, one_line_problem, unicode_json
+from lib.safety import clean_json, clean_text, control_character, one_line_name, one_line_problem, unicode_json
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
 SUFFIXES = (".jsonl", ".ndjson", ".json", ".csv")
@@ -294,7 +294,7 @@ def _model(value: object, field: str, where: str, problems: list[str]) -> str | 
     if text is not None and len(text.strip()) > MAX_MODEL_CHARS:
         problems.append(f"{where}: {field} is longer than {MAX_MODEL_CHARS} characters")
         return None
-    return text.strip() if text is not None else None
+    return one_line_name(text) if text is not None else None
 
 
 def _label_text(value: object, field: str, where: str, problems: list[str], limit: int = 100) -> str:
@@ -304,7 +304,7 @@ def _label_text(value: object, field: str, where: str, problems: list[str], limi
     if char := one_line_problem(text.strip()):
         problems.append(f"{where}: {field} contains a control character ({char}); remove it")
         return ""
-    return clean_text(text).strip()[:limit]
+    return one_line_name(text)[:limit]
 
 
 def _identifier(value: object, field: str, where: str, problems: list[str]) -> str | None:
@@ -316,7 +316,7 @@ def _identifier(value: object, field: str, where: str, problems: list[str]) -> s
     if char := one_line_problem(str(value).strip()):
         problems.append(f"{where}: {field} contains a control character ({char}); remove it")
         return None
-    return clean_text(str(value)).strip()[:200] or None
+    return one_line_name(str(value))[:200] or None
 
 
 def _language(value: object, where: str, problems: list[str]) -> str | None:
