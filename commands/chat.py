@@ -105,9 +105,16 @@ def ask(
         table.add_row(*[live_texts[c.slot] for c in columns])
         return table
 
+    started: list[int] = []  # the conversation id, once the turn is stored
+
+    def on_start(conversation_id: int, _exchange_id: int) -> None:
+        started.append(conversation_id)
+
     try:
         if as_json or not out.is_terminal:  # piped: no live table, each answer whole under its model's name
-            result = do_ask(prompt, columns, system=system, conversation_id=conversation, overrides=overrides)
+            result = do_ask(
+                prompt, columns, system=system, conversation_id=conversation, overrides=overrides, on_start=on_start
+            )
         else:
             with Live(render(), console=out, refresh_per_second=8, transient=False) as live:
 
@@ -127,9 +134,17 @@ def ask(
                     conversation_id=conversation,
                     overrides=overrides,
                     on_update=update,
+                    on_start=on_start,
                 )
     except PromptError as exc:
         fail(str(exc))
+    except (KeyboardInterrupt, SystemExit):  # Ctrl-C, or a SIGTERM/SIGHUP that ends as it does
+        if started:  # what arrived is stored (an answer cut short as interrupted): say where
+            err.print(
+                f"conversation {started[0]} keeps what arrived (continue with --conversation {started[0]})",
+                style="dim",
+            )
+        raise
     answers = {}
     for col in columns:
         o = result.outcomes[col.slot]

@@ -2,8 +2,10 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -90,6 +92,29 @@ def test_ask_shows_each_answers_label_and_none_for_a_failed_call(protocol_server
     german = "Die Hauptstadt von Deutschland ist Berlin, eine Stadt mit vielen Museen und einer langen Geschichte."
     guessed = cli("ask", german, "-m", "echo")
     assert "other language: a guess" in guessed.stderr, guessed.stderr
+
+
+def test_ask_stopped_mid_stream_says_which_conversation_keeps_what_arrived(protocol_server, tmp_path):
+    (tmp_path / "endpoints.user.toml").write_text(
+        f'[endpoints.fast]\nbase_url = "{protocol_server.url}"\nmodel = "echo"\nkind = "local"\n'
+        f'[endpoints.slow]\nbase_url = "{protocol_server.url}"\nmodel = "slow-60"\nkind = "local"\n'
+    )
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "cli.py"), "ask", "hello there", "-m", "fast", "-m", "slow", "--json"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not any(r["model"] == "slow-60" for r in list(protocol_server.requests)):
+        time.sleep(0.1)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 143, stderr
+    assert "stopped by SIGTERM" in stderr
+    assert "conversation 1 keeps what arrived (continue with --conversation 1)" in " ".join(stderr.split()), stderr
 
 
 @pytest.mark.parametrize(
