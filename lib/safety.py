@@ -223,26 +223,33 @@ _JOINERS = "\u200c\u200d"  # the other two format characters
 # every character that shows nothing of its own, so that "gpt-4o" and "gpt\u200b-4o" would be two
 # models printed the same: every other format character, and blanks that are letters or marks
 # (the combining grapheme joiner, Hangul fillers, the braille blank, Mongolian variation selectors)
-_INVISIBLE = "\u034f\u115f\u1160\u180b-\u180d\u180f\u2800\u3164\uffa0"
+_INVISIBLE = (
+    "\u034f\u115f\u1160\u17b4\u17b5\u180b-\u180d\u180f\u2065\u2800\u3164\uffa0\ufff0-\ufff8"
+    "\U000e0000\U000e0002-\U000e001f\U000e0080-\U000e00ff\U000e01f0-\U000e0fff"
+)  # with _FORMAT and the rules below: Unicode's default-ignorable code points, and blanks
 # Variation selectors choose how the character before them is drawn: emoji or text style of a
-# symbol ("❤\ufe0f"); after a letter or a digit they change nothing a reader sees
+# symbol ("❤\ufe0f", "‼\ufe0f", a keycap "1\ufe0f\u20e3"); after a letter, a space or a
+# punctuation mark they change nothing a reader sees
 _SELECTORS = "\ufe00-\ufe0f\U000e0100-\U000e01ef"
+_SYMBOLS = "\u00a9\u00ae\u203c\u2049\u2100-\u2bff\u3030\u303d\u3297\u3299\U0001f000-\U0001faff"
 # The zero-width non-joiner and joiner are spelling between two characters that join: letters of
 # the joining scripts (Arabic and Persian "حقوق\u200cبشر", Syriac, the Indic scripts "क्\u200dष",
-# Myanmar, Mongolian) and emoji ("👩\u200d💻", "❤\ufe0f\u200d🔥"). Anywhere else — beside Latin
-# or Chinese ("通义\u200c千问" prints as 通义千问), beside another joiner, at either end — they are
-# invisible.
-_JOINING = (
-    "\u0600-\u08ff\u0900-\u0dff\u1000-\u109f\u1800-\u18af\ua8e0-\ua8ff\ufb50-\ufdff\ufe70-\ufefe"
-    "\u2600-\u27bf\ufe0f\U0001f000-\U0001faff"
-)
+# Myanmar, Mongolian) and emoji ("👩\u200d💻", "❤\ufe0f\u200d🔥"), and after an Indic virama
+# whatever follows (Malayalam chillu letters "ന്\u200d"). Anywhere else — beside Latin or Chinese
+# ("通义\u200c千问" prints as 通义千问), beside another joiner, at either end — they are invisible.
+_JOIN_SCRIPTS = "\u0600-\u08ff\u0900-\u0dff\u1000-\u109f\u1800-\u18af\ua8e0-\ua8ff\ufb50-\ufdff\ufe70-\ufefe"
+_JOIN_EMOJI = "\u2600-\u27bf\U0001f000-\U0001faff"
+_VIRAMAS = "\u094d\u09cd\u0a4d\u0acd\u0b4d\u0bcd\u0c4d\u0ccd\u0d4d\u0dca\u1039\u103a"
 _NOT_ONE_LINE = re.compile(
     f"[\u2028\u2029{_FORMAT}{_INVISIBLE}]"
-    f"|(?:^|(?<![{_JOINING}]))[{_JOINERS}]|[{_JOINERS}](?![{_JOINING}])"
-    f"|(?:^|(?<![\u00a9\u00ae\u2000-\u2bff\U0001f000-\U0001faff]))[{_SELECTORS}]"
+    f"|(?:^|(?<![{_JOIN_SCRIPTS}{_JOIN_EMOJI}\ufe0f]))[{_JOINERS}]"
+    f"|(?<![{_VIRAMAS}])[{_JOINERS}](?![{_JOIN_SCRIPTS}{_JOIN_EMOJI}])"
+    f"|(?:^|(?<![{_SYMBOLS}0-9#*]))[{_SELECTORS}]|(?<=[0-9#*])[{_SELECTORS}](?!\u20e3)"
 )
-# spaces that print as a space (no-break, thin, ideographic…): one space in a name
-_SPACES = re.compile("[\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000]")
+# spaces that print as a space (no-break, thin, ideographic…) and runs of them: one space in a
+# name; hyphens that print as "-" (hyphen, non-breaking hyphen, figure dash, minus): "-"
+_SPACES = re.compile("[ \u00a0\u1680\u2000-\u200a\u202f\u205f\u3000]+")
+_HYPHENS = re.compile("[\u2010-\u2012\u2212]")
 
 
 def one_line_problem(text: str | None) -> str | None:
@@ -252,15 +259,17 @@ def one_line_problem(text: str | None) -> str | None:
     shows nothing of its own: see `_NOT_ONE_LINE`), or None."""
     if char := control_character(text, allowed=""):
         return char
-    found = _NOT_ONE_LINE.search(text or "")
+    # as written, and as stored (`one_line_name`: a space it makes one can leave a selector after it)
+    found = _NOT_ONE_LINE.search(text or "") or _NOT_ONE_LINE.search(one_line_name(text))
     return f"U+{ord(found.group()):04X}" if found else None
 
 
 def one_line_name(text: str | None) -> str:
     """A one-line field as it is stored and compared: clean, in Unicode's composed form (NFC: "Café"
-    typed as C-a-f-e + U+0301 is the same name as with é), every space that prints as one a plain
-    space, stripped. Check it with `one_line_problem` first."""
-    return _SPACES.sub(" ", unicodedata.normalize("NFC", clean_text(text))).strip()
+    typed as C-a-f-e + U+0301 is the same name as with é), every run of spaces that print as spaces
+    one plain space, every hyphen that prints as "-" (U+2010–U+2012, the minus sign) "-", stripped.
+    Check what it returns with `one_line_problem`."""
+    return _HYPHENS.sub("-", _SPACES.sub(" ", unicodedata.normalize("NFC", clean_text(text)))).strip()
 
 
 _BREAKS = re.compile("[\t\n\x0b\x0c\r\x85\u2028\u2029]")

@@ -247,7 +247,7 @@ def test_a_target_swapped_for_a_symlink_mid_write_is_not_replaced(tmp_path):
             ("model_a,model_b,winner\na," + "x" * 200_000 + ",model_a\n").encode(),
             "battles.csv:2: a model name is longer",
         ),
-        (b"model_a,model_b,winner\na,b\x00,model_a\n", "battles.csv:2: a model name contains a control character"),
+        (b"model_a,model_b,winner\na,b\x00,model_a\n", "battles.csv:2: model_b contains a control character (NUL)"),
     ],
 )
 def test_leaderboard_names_the_file_and_line_of_an_unreadable_battles_csv(content, message, tmp_path):

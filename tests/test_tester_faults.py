@@ -273,13 +273,16 @@ def test_joiners_inside_words_that_join_are_spelling_and_are_imported(tmp_path):
         {"prompt": "q about code", "model": "coder \U0001f469\u200d\U0001f4bb", "response": "r", "topic": "t"},
         {"prompt": "q in Hindi", "model": "\u0915\u094d\u200d\u0937-model", "response": "r", "topic": "t"},
         {"prompt": "q of love", "model": "\u2764\ufe0f\u200d\U0001f525 fire", "response": "r", "topic": "t"},
+        {"prompt": "q in Malayalam", "model": "\u0d05\u0d35\u0d28\u0d4d\u200d model", "response": "r"},
+        {"prompt": "q of keycaps", "model": "1\ufe0f\u20e3 first", "response": "r"},
+        {"prompt": "q in Sinhala", "model": "\u0dc1\u0dca\u200d\u0dbb\u0dd3", "response": "r"},
     ]
     path = tmp_path / "rows.jsonl"
     path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
     done = cli("import", str(path))
     assert done.returncode == 0, done.stderr
     db = Path(os.environ["PARALLAX_DATABASE_URL"].removeprefix("sqlite:///"))
-    assert sqlite3.connect(db).execute("select count(*) from response").fetchone() == (4,)
+    assert sqlite3.connect(db).execute("select count(*) from response").fetchone() == (7,)
 
 
 def test_a_name_spelt_two_ways_that_print_the_same_is_one_model(tmp_path):
@@ -291,6 +294,11 @@ def test_a_name_spelt_two_ways_that_print_the_same_is_one_model(tmp_path):
         {"prompt": "q3", "model": "Llama 3", "response": "r"},
         {"prompt": "q4", "model": "Llama\u00a03", "response": "r"},
         {"prompt": "q5", "model": "Llama\u30003", "response": "r"},
+        {"prompt": "q6", "model": "Llama  3", "response": "r"},  # two spaces: HTML and charts show one
+        {"prompt": "q7", "model": "Llama\u00a0 3", "response": "r"},
+        {"prompt": "q8", "model": "gpt\u20114o", "response": "r"},  # a non-breaking hyphen, copied from a page
+        {"prompt": "q9", "model": "gpt-4o", "response": "r"},
+        {"prompt": "q10", "model": "gpt\u22124o", "response": "r"},  # a minus sign
     ]
     path = tmp_path / "rows.jsonl"
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))
@@ -298,7 +306,7 @@ def test_a_name_spelt_two_ways_that_print_the_same_is_one_model(tmp_path):
     assert done.returncode == 0, done.stderr
     db = Path(os.environ["PARALLAX_DATABASE_URL"].removeprefix("sqlite:///"))
     names = {name for (name,) in sqlite3.connect(db).execute("select distinct display_name from response")}
-    assert names == {"Café-7B", "Llama 3"}, names
+    assert names == {"Café-7B", "Llama 3", "gpt-4o"}, names
     battles = tmp_path / "battles.csv"
     battles.write_text("model_a,model_b,winner\nCafé-7B,Llama 3,model_a\nCafe\u0301-7B,Llama\u00a03,model_a\n")
     board = cli("leaderboard", "--battles", str(battles), "--bootstrap", "0")
@@ -306,12 +314,26 @@ def test_a_name_spelt_two_ways_that_print_the_same_is_one_model(tmp_path):
     assert board.stdout.count("Café-7B") == 1, board.stdout
 
 
-@pytest.mark.parametrize("name", ["x\ny", "x\u2028y", "x\u202ey", "x\u200by", "x\u2060y"])
-def test_a_line_break_in_a_battles_model_name_is_a_problem(tmp_path, name):
+@pytest.mark.parametrize(
+    ("name", "named"),
+    [
+        ("x\ny", "a line break"),
+        ("x\u2028y", "U+2028"),
+        ("x\u202ey", "U+202E"),
+        ("x\u200by", "U+200B"),
+        ("x\u2060y", "U+2060"),
+        ("x\u17b4y", "U+17B4"),  # default-ignorable, not a format character
+        ("gpt\U000e0080-4o", "U+E0080"),
+        ("Llama\u2002\ufe0f3", "U+FE0F"),  # a selector after a space (after the space is made plain too)
+        ("gpt-4o\U0001f436\u200d\ufe0f", "U+200D"),  # a joiner followed by no emoji
+    ],
+)
+def test_an_invisible_or_line_breaking_character_in_a_battles_model_name_is_named(tmp_path, name, named):
     battles = tmp_path / "battles.csv"
     battles.write_text(f'model_a,model_b,winner\n"{name}",z,model_a\n')
     done = cli("leaderboard", "--battles", str(battles))
-    assert done.returncode == 2 and "battles.csv:2: a model name contains a control character" in done.stderr
+    assert done.returncode == 2, done.stderr
+    assert f"battles.csv:2: model_a contains a control character ({named})" in done.stderr, done.stderr
 
 
 def test_a_small_output_whose_last_flush_fails_is_one_write_error_and_leaves_nothing(tmp_path):

@@ -45,7 +45,7 @@ with st.sidebar:
         key="compare_temperature",
         placeholder="each model's own",
         help="Empty: each model's own (its endpoint's `temperature`, else the provider's default), as "
-        "`cli.py ask` does. Ignored by models that take no temperature (o1, o3, R1).",
+        "the command line's `ask` does. Ignored by models that take no temperature (o1, o3, R1).",
         persist_state="session",
     )
     max_tokens = st.number_input(
@@ -57,7 +57,7 @@ with st.sidebar:
         key="compare_max_tokens",
         placeholder="each model's own",
         help="Empty: each model's own budget (its endpoint's `max_tokens`, else the provider's default), "
-        "as `cli.py ask` does. Reasoning models spend part of it thinking.",
+        "as the command line's `ask` does. Reasoning models spend part of it thinking.",
         persist_state="session",
     )
     if st.button("New conversation", icon=":material/add:", width="stretch"):

@@ -80,13 +80,18 @@ def read_battles_csv(text: str, name: str = "battles.csv") -> list[Battle]:
             problems.append(f"{name}:{line}: {problem}")
             continue
         winner = (row.get("winner") or "").strip()
-        a, b = one_line_name(row.get("model_a")), one_line_name(row.get("model_b"))
+        raw_a, raw_b = (row.get("model_a") or "").strip(), (row.get("model_b") or "").strip()
+        a, b = one_line_name(raw_a), one_line_name(raw_b)
         if winner not in CSV_WINNERS:
             problems.append(f"{name}:{line}: unknown winner {winner!r} (use {', '.join(CSV_WINNERS)})")
         elif not a or not b or a == b:
             problems.append(f"{name}:{line}: model_a and model_b must be two different names")
-        elif one_line_problem(a) or one_line_problem(b):
-            problems.append(f"{name}:{line}: a model name contains a control character or a line break; remove it")
+        elif bad := [
+            (column, char)
+            for column, raw in (("model_a", raw_a), ("model_b", raw_b))
+            if (char := one_line_problem(raw))
+        ]:
+            problems.append(f"{name}:{line}: {bad[0][0]} contains a control character ({bad[0][1]}); remove it")
         elif max(len(a), len(b)) > MAX_MODEL_CHARS:
             problems.append(f"{name}:{line}: a model name is longer than {MAX_MODEL_CHARS} characters")
         else:
