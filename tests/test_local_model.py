@@ -160,6 +160,25 @@ def test_both_servers_take_a_conversation_longer_than_2048_tokens(kind, monkeypa
 
 
 @pytest.mark.integration
+def test_a_conversation_over_the_fallbacks_context_says_so(monkeypatch):
+    """llama-cpp-python's server ends a stream whose prompt exceeds its context with nothing (the
+    reason only in its log): the stored error names the context, not an empty stream."""
+    use_backend(local_server.FALLBACK_SERVER, monkeypatch)
+    port = local_server.free_port()
+    proc, url = local_server.start(port=port, timeout=120)
+    try:
+        monkeypatch.setenv("PARALLAX_LOCAL_URL", url)
+        endpoints = load_endpoints()
+        columns = [Column("smollm2", endpoints["smollm2"])]
+        result = ask("天安门广场在北京。" * 1100 + "请总结。", columns, overrides={"max_tokens": 8})
+        outcome = result.outcomes["smollm2"]
+        assert outcome.status == "error" and outcome.error_kind == "context_length", outcome
+        assert "longer than the model's context" in outcome.error_message and "8,192" in outcome.error_message
+    finally:
+        local_server.stop(proc)
+
+
+@pytest.mark.integration
 @pytest.mark.parametrize("kind", BACKENDS)
 def test_start_failure_reports_the_line_that_says_why(kind, monkeypatch):
     use_backend(kind, monkeypatch)

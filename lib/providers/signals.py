@@ -205,6 +205,9 @@ ERROR_HELP = {
     "provider_error": "The provider ended the answer with an error; the text that arrived is kept.",
     "stream_broken": "The stream broke off part way; the text that arrived is kept.",
     "stream_empty": "The stream ended before any text arrived.",
+    "context_length": (
+        "The conversation is longer than the model's context: start a new conversation or shorten the prompt."
+    ),
     "local_unavailable": "The embedded model could not be started.",
     "error": "The request failed.",
 }

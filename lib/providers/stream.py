@@ -354,6 +354,12 @@ async def stream_chat(
             detail = f"finish_reason '{out.finish_reason}'" if out.finish_reason else None
             out.status, out.error_kind = rule.status, kind
             out.error_message = explain(kind, endpoint, detail)
+            if kind == "stream_empty" and endpoint.is_embedded and (out.input_tokens or 0) > local_server.CONTEXT:
+                # llama-cpp-python's server (the fallback) ends such a stream with nothing: say why
+                out.error_kind = "context_length"
+                out.error_message = explain(out.error_kind, endpoint) + (
+                    f" ({out.input_tokens:,} prompt tokens; the embedded model reads {local_server.CONTEXT:,})"
+                )
     except BaseException as exc:  # noqa: BLE001 - every failure becomes a recorded outcome
         answer.add("", "", final=True)
         if not isinstance(exc, Exception):  # cancellation, KeyboardInterrupt, Streamlit rerun
