@@ -60,6 +60,8 @@ with st.sidebar:
         "as the command line's `ask` does. Reasoning models spend part of it thinking.",
         persist_state="session",
     )
+    # what every turn and retry sends: empty fields leave each endpoint's own params
+    overrides = {"temperature": temperature, "max_tokens": None if max_tokens is None else int(max_tokens)}
     if st.button("New conversation", icon=":material/add:", width="stretch"):
         st.session_state.pop(ui.CONVERSATION, None)
         st.rerun()
@@ -99,7 +101,7 @@ def retry(exchange, slot: str) -> None:
             system=exchange.system_prompt,
             conversation_id=exchange.conversation_id,
             exchange_id=exchange.id,
-            overrides={"temperature": temperature, "max_tokens": None if max_tokens is None else int(max_tokens)},
+            overrides=overrides,
         )
     st.rerun()
 
@@ -154,7 +156,7 @@ if prompt := st.chat_input("Ask every selected model…", key="compare_prompt", 
         columns,
         system=system or None,
         conversation_id=conversation_id,
-        overrides={"temperature": temperature, "max_tokens": None if max_tokens is None else int(max_tokens)},
+        overrides=overrides,
         on_update=lambda target, state: placeholders[target.key](target, state),
         # remembered before streaming, so a new prompt sent mid-stream continues this conversation
         on_start=lambda conversation, _exchange: st.session_state.__setitem__(ui.CONVERSATION, conversation),
