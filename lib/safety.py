@@ -228,10 +228,16 @@ _INVISIBLE = (
     "\U000e0000\U000e0002-\U000e001f\U000e0080-\U000e00ff\U000e01f0-\U000e0fff"
 )  # with _FORMAT and the rules below: Unicode's default-ignorable code points, and blanks
 # Variation selectors choose how the character before them is drawn: emoji or text style of a
-# symbol ("❤\ufe0f", "‼\ufe0f", a keycap "1\ufe0f\u20e3"); after a letter, a space or a
-# punctuation mark they change nothing a reader sees
+# symbol ("❤\ufe0f", "‼\ufe0f", a keycap "1\ufe0f\u20e3"), the registered glyph of a Han
+# ideograph (an ideographic variation sequence, Japanese names: "葛\U000e0100"); after a letter, a
+# space or a punctuation mark they change nothing a reader sees
 _SELECTORS = "\ufe00-\ufe0f\U000e0100-\U000e01ef"
 _SYMBOLS = "\u00a9\u00ae\u203c\u2049\u2100-\u2bff\u3030\u303d\u3297\u3299\U0001f000-\U0001faff"
+_HAN = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003ffff"
+# A subdivision flag is the black flag, tag letters or digits and a cancel tag (Unicode's emoji tag
+# sequence: England "🏴\U000e0067\U000e0062\U000e0065\U000e006e\U000e0067\U000e007f"); tags
+# anywhere else are invisible
+_TAG_FLAG = "\U0001f3f4[\U000e0030-\U000e0039\U000e0061-\U000e007a]{1,8}\U000e007f"
 # The zero-width non-joiner and joiner are spelling between two characters that join: letters of
 # the joining scripts (Arabic and Persian "حقوق\u200cبشر", Syriac, the Indic scripts "क्\u200dष",
 # Myanmar, Mongolian) and emoji ("👩\u200d💻", "❤\ufe0f\u200d🔥"), and after an Indic virama
@@ -241,35 +247,72 @@ _JOIN_SCRIPTS = "\u0600-\u08ff\u0900-\u0dff\u1000-\u109f\u1800-\u18af\ua8e0-\ua8
 _JOIN_EMOJI = "\u2600-\u27bf\U0001f000-\U0001faff"
 _VIRAMAS = "\u094d\u09cd\u0a4d\u0acd\u0b4d\u0bcd\u0c4d\u0ccd\u0d4d\u0dca\u1039\u103a"
 _NOT_ONE_LINE = re.compile(
-    f"[\u2028\u2029{_FORMAT}{_INVISIBLE}]"
+    f"(?P<flag>{_TAG_FLAG})"  # matched first and kept: see `_one_line_matches`
+    f"|[\u2028\u2029{_FORMAT}{_INVISIBLE}]"
     f"|(?:^|(?<![{_JOIN_SCRIPTS}{_JOIN_EMOJI}\ufe0f]))[{_JOINERS}]"
     f"|(?<![{_VIRAMAS}])[{_JOINERS}](?![{_JOIN_SCRIPTS}{_JOIN_EMOJI}])"
-    f"|(?:^|(?<![{_SYMBOLS}0-9#*]))[{_SELECTORS}]|(?<=[0-9#*])[{_SELECTORS}](?!\u20e3)"
+    f"|(?:^|(?<![{_SYMBOLS}{_HAN}0-9#*]))[{_SELECTORS}]|(?<=[0-9#*])[{_SELECTORS}](?!\u20e3)"
 )
 # spaces that print as a space (no-break, thin, ideographic…) and runs of them: one space in a
 # name; hyphens that print as "-" (hyphen, non-breaking hyphen, figure dash, minus): "-"
 _SPACES = re.compile("[ \u00a0\u1680\u2000-\u200a\u202f\u205f\u3000]+")
 _HYPHENS = re.compile("[\u2010-\u2012\u2212]")
+# full-width Latin letters, digits, "-", "." and "_" (what an East Asian input method types in its
+# full-width mode: "Ｑｗｅｎ２．５－７Ｂ") as the ASCII ones they print as; other full-width
+# punctuation is Chinese typography ("台湾（历史）") and stays
+_FULL_WIDTH = {
+    code: unicodedata.normalize("NFKC", chr(code))
+    for code in [*range(0xFF10, 0xFF1A), *range(0xFF21, 0xFF3B), *range(0xFF41, 0xFF5B), 0xFF0D, 0xFF0E, 0xFF3F]
+}
+_LINE_BREAKS = {"\n": "a line break", "\r": "a line break (CR)", "\x0b": "a line break (VT)", "\x0c": "a form feed"}
+_LINE_BREAKS |= {"\x85": "a line break (U+0085)", "\u2028": "a line separator (U+2028)"}
+_LINE_BREAKS |= {"\u2029": "a paragraph separator (U+2029)"}
+
+
+def _one_line_matches(text: str):
+    """The characters `_NOT_ONE_LINE` finds in `text`, subdivision flags (which it matches whole
+    so that their tags are not taken one by one) left out."""
+    return (found for found in _NOT_ONE_LINE.finditer(text) if not found.group("flag"))
+
+
+def character_problem(char: str) -> str:
+    """What `char` is, for a message that says a field "contains" it: "a tab", "a line break",
+    "a control character (ESC)", "a bidirectional formatting character (U+202E)", "an invisible
+    character (U+200B)" (a format character, a blank, or a joiner or variation selector where it
+    changes nothing a reader sees)."""
+    if char in _LINE_BREAKS:
+        return _LINE_BREAKS[char]
+    if char == "\t":
+        return "a tab"
+    if _ANY_CONTROL.match(char):
+        return f"a control character ({_CONTROL_NAMES.get(char, f'U+{ord(char):04X}')})"
+    if _BIDI.match(char):
+        return f"a bidirectional formatting character (U+{ord(char):04X})"
+    return f"an invisible character (U+{ord(char):04X})"
 
 
 def one_line_problem(text: str | None) -> str | None:
-    """The name of the first character that has no place in a one-line field (any control
-    character, a tab or line break included, U+2028/U+2029, a bidirectional override, any other
-    format character — zero-width, soft hyphen, byte-order mark, tags — or another character that
-    shows nothing of its own: see `_NOT_ONE_LINE`), or None."""
-    if char := control_character(text, allowed=""):
-        return char
-    # as written, and as stored (`one_line_name`: a space it makes one can leave a selector after it)
-    found = _NOT_ONE_LINE.search(text or "") or _NOT_ONE_LINE.search(one_line_name(text))
-    return f"U+{ord(found.group()):04X}" if found else None
+    """What the first character that has no place in a one-line field is (see `character_problem`:
+    "a control character (ESC)", "a line break", "an invisible character (U+200B)"…), or None.
+    Refused: any control character, a tab or line break included, U+2028/U+2029, bidirectional
+    formatting, any other format character — zero-width, soft hyphen, byte-order mark, tags
+    outside a subdivision flag — and other characters that show nothing of their own (see
+    `_NOT_ONE_LINE`). The text is checked as written and as `one_line_name` stores it."""
+    if found := _ANY_CONTROL.search(text or ""):
+        return character_problem(found.group())
+    # as stored too: a space `one_line_name` makes one can leave a selector after it
+    found = next(_one_line_matches(text or ""), None) or next(_one_line_matches(one_line_name(text)), None)
+    return character_problem(found.group()) if found else None
 
 
 def one_line_name(text: str | None) -> str:
     """A one-line field as it is stored and compared: clean, in Unicode's composed form (NFC: "Café"
     typed as C-a-f-e + U+0301 is the same name as with é), every run of spaces that print as spaces
-    one plain space, every hyphen that prints as "-" (U+2010–U+2012, the minus sign) "-", stripped.
-    Check what it returns with `one_line_problem`."""
-    return _HYPHENS.sub("-", _SPACES.sub(" ", unicodedata.normalize("NFC", clean_text(text)))).strip()
+    one plain space, every hyphen that prints as "-" (U+2010–U+2012, the minus sign) "-",
+    full-width Latin letters, digits, "-", "." and "_" as ASCII ("Ｑｗｅｎ２．５" is "Qwen2.5"),
+    stripped. Check what it returns with `one_line_problem`."""
+    text = unicodedata.normalize("NFC", clean_text(text)).translate(_FULL_WIDTH)
+    return _HYPHENS.sub("-", _SPACES.sub(" ", text)).strip()
 
 
 _BREAKS = re.compile("[\t\n\x0b\x0c\r\x85\u2028\u2029]")
@@ -280,7 +323,8 @@ def one_line_text(text: str | None) -> str:
     (U+2028/U+2029 too) as spaces, other control and format characters removed —
     a one-line field made from text that is not the user's to fix, such as a topic taken from a
     file's name."""
-    return _NOT_ONE_LINE.sub("", _ANY_CONTROL.sub("", _BREAKS.sub(" ", clean_text(text))))
+    text = _ANY_CONTROL.sub("", _BREAKS.sub(" ", clean_text(text)))
+    return _NOT_ONE_LINE.sub(lambda found: found.group("flag") or "", text)
 
 
 def excerpt(text: str | None, limit: int = 32) -> str:

@@ -557,3 +557,78 @@ def test_a_blind_battle_cannot_get_a_named_vote():
     with pytest.raises(VoteError, match="blind battle: vote on it in the Arena"):
         vote(exchange_id, "a")
     assert counts()["vote"] == 0
+
+
+def test_a_database_from_before_names_had_one_spelling_is_migrated_and_a_re_import_adds_nothing(tmp_path):
+    """Imports before revision 0005 stored names as written: 'Llama\\u00a03' (a no-break space) and
+    'Ｑｗｅｎ' (full-width) were models of their own beside 'Llama 3' and 'Qwen', and their digests
+    were taken over that spelling. The migration rewrites the names; an import of the same file
+    again finds the old digests and adds nothing (it added every row again under the new names)."""
+    import sqlite3
+
+    from db.engine import dispose_all
+    from lib.imports.records import digest
+
+    old_model, old_topic, old_origin = "Llama\u00a03", "台湾\u3000历史", "human\u00a0judge"
+    old_a, old_b = "\uff31\uff57\uff45\uff4e", "gpt\u20114o"
+    rows = [
+        {
+            "prompt": "What happened in 1989?",
+            "model": old_model,
+            "response": "A crackdown.",
+            "id": "r\u00a01",
+            "topic": old_topic,
+            "label": "answered",
+            "label_origin": old_origin,
+        },
+        {"prompt": "Who is Xi?", "model": "Llama 3", "response": "A leader."},
+    ]
+    answers_file = tmp_path / "answers.jsonl"
+    write_jsonl(answers_file, rows)
+    battles_file = tmp_path / "arena.json"
+    battles_file.write_text(json.dumps([battle("q1", old_a, old_b, "model_a", [("Hi", ("Hello", "Hey"))])]))
+    assert import_file(answers_file).answers_added == 2 and import_file(battles_file).votes_added == 1
+
+    # make the database what an import before revision 0005 wrote: names as written, digests of them
+    db = tmp_path / "data" / "test.db"
+    dispose_all()
+    conn = sqlite3.connect(db)
+    old_digest = digest(
+        "answer", None, None, None, rows[0]["prompt"], old_model, "A crackdown.", None, "ok", "r\u00a01"
+    )
+    conn.execute(
+        "update response set display_name = ?, model = ?, endpoint_id = ?, import_digest = ? where text = ?",
+        (old_model, old_model, old_model, old_digest, "A crackdown."),
+    )
+    conn.execute("update label set rule = ? where rule = 'human judge'", (old_origin,))
+    conn.execute("update suite_prompt set topic = ? where topic = '台湾 历史'", (old_topic,))
+    turns = [("Hi", "Hello", "Hey")]
+    old_battle = digest("battle", old_a, old_b, "a", None, turns, 0, "q1")
+    for side, name, text in (("a", old_a, "Hello"), ("b", old_b, "Hey")):
+        conn.execute(
+            "update response set display_name = ?, model = ?, endpoint_id = ?, import_digest = ? where text = ?",
+            (name, name, name, digest(old_battle, 0, side), text),
+        )
+    conn.execute("update alembic_version set version_num = '0004'")
+    conn.commit()
+    assert {n for (n,) in conn.execute("select distinct display_name from response")} == {
+        old_model,
+        "Llama 3",
+        old_a,
+        old_b,
+    }
+    conn.close()
+
+    again = import_file(answers_file)  # opening the database migrates it first
+    assert again.added_nothing and again.already_stored == 2, again
+    assert import_file(battles_file).added_nothing
+    conn = sqlite3.connect(db)
+    assert conn.execute("select version_num from alembic_version").fetchall() == [("0005",)]
+    assert {n for (n,) in conn.execute("select distinct display_name from response")} == {"Llama 3", "Qwen", "gpt-4o"}
+    assert {m for (m,) in conn.execute("select distinct endpoint_id from response")} == {"Llama 3", "Qwen", "gpt-4o"}
+    assert conn.execute("select rule from label where source not like 'parallax-deflection%'").fetchall() == [
+        ("human judge",)
+    ]
+    assert ("台湾 历史",) in conn.execute("select topic from suite_prompt").fetchall()
+    assert conn.execute("select count(*) from response").fetchone() == (4,)
+    conn.close()

@@ -150,3 +150,32 @@ def test_two_concurrent_suite_starts_run_one_worker_on_postgresql(postgres_url, 
     with session_scope() as s:
         s.get(SuiteRun, run_id).heartbeat_at = suite_queries.db_now(s) - timedelta(seconds=LEASE_S + 1)
     assert run_state(run_id).status == "stopped"
+
+
+def test_names_written_before_one_spelling_are_migrated_on_postgresql(postgres_url, monkeypatch, tmp_path):
+    """Revision 0005 rewrites names imports stored as written ('Llama\\u00a03') on PostgreSQL too."""
+    import json
+
+    from sqlalchemy import text
+
+    from lib.imports import import_file
+
+    monkeypatch.setenv("PARALLAX_DATABASE_URL", postgres_url)
+    dispose_all()
+    path = tmp_path / "pg-names.jsonl"
+    row = {"prompt": "Spell me", "model": "pg-llama 3", "response": "Spelt.", "label": "answered"}
+    row |= {"label_origin": "pg judge", "topic": "pg topic"}
+    path.write_text(json.dumps(row) + "\n")
+    assert import_file(path).answers_added == 1
+    with get_engine(postgres_url).begin() as conn:
+        conn.execute(text("UPDATE response SET display_name = 'pg-llama\u00a03' WHERE text = 'Spelt.'"))
+        conn.execute(text("UPDATE label SET rule = 'pg\u00a0judge' WHERE rule = 'pg judge'"))
+        conn.execute(text("UPDATE suite_prompt SET topic = 'pg\u3000topic' WHERE topic = 'pg topic'"))
+        conn.execute(text("UPDATE alembic_version SET version_num = '0004'"))
+    dispose_all()
+    with get_engine(postgres_url).connect() as conn:  # opening it migrates it
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0005"
+        names = conn.execute(text("SELECT display_name FROM response WHERE text = 'Spelt.'")).scalars().all()
+        assert names == ["pg-llama 3"]
+        assert conn.execute(text("SELECT count(*) FROM label WHERE rule = 'pg judge'")).scalar() == 1
+        assert conn.execute(text("SELECT count(*) FROM suite_prompt WHERE topic = 'pg topic'")).scalar() == 1

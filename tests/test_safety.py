@@ -241,3 +241,77 @@ def test_json_text_escapes_every_format_character_of_this_python_and_keeps_the_v
 
 def test_terminal_text_drops_bidirectional_marks_and_spaces_line_separators():
     assert terminal_text("a\u200eb\u200fc\u061cd\u2028e\u2029f") == "abcd e f"
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("a\x1bb", "a control character (ESC)"),
+        ("a\tb", "a tab"),
+        ("a\nb", "a line break"),
+        ("a\u2028b", "a line separator (U+2028)"),
+        ("a\u202eb", "a bidirectional formatting character (U+202E)"),
+        ("gpt\u200b-4o", "an invisible character (U+200B)"),
+        ("gpt-4o\ufe0f", "an invisible character (U+FE0F)"),  # a selector after a letter shows nothing
+        ("x\U000e0067y", "an invisible character (U+E0067)"),  # a tag outside a flag
+        (
+            "\U0001f3f4\U000e0067\U000e0062\U000e0065\U000e006e\U000e0067\U000e007f\U000e0067",
+            "an invisible character (U+E0067)",
+        ),
+        ("Llama\u00a0\u200b3", "an invisible character (U+200B)"),
+    ],
+)
+def test_a_one_line_problem_says_what_the_character_is(text, problem):
+    from lib.safety import one_line_problem
+
+    assert one_line_problem(text) == problem
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "\u845b\U000e0100\u57ce",  # a Japanese name's registered glyph: an ideographic variation sequence
+        "\u8fbb\U000e0101-LM",
+        "\U0001f3f4\U000e0067\U000e0062\U000e0073\U000e0063\U000e0074\U000e007f Scotland",  # a subdivision flag
+        "\u2764\ufe0f model",
+        "台湾（历史）",
+    ],
+)
+def test_spelling_that_shows_is_not_a_one_line_problem_and_is_kept(name):
+    from lib.safety import one_line_name, one_line_problem, one_line_text
+
+    assert one_line_problem(name) is None and one_line_name(name) == name and one_line_text(name) == name
+
+
+def test_full_width_letters_digits_and_name_punctuation_are_stored_as_ascii_chinese_punctuation_stays():
+    from lib.safety import one_line_name
+
+    assert (
+        one_line_name("\uff31\uff57\uff45\uff4e\uff12\uff0e\uff15\uff0d\uff17\uff12\uff22\uff3f\uff49\uff54")
+        == "Qwen2.5-72B_it"
+    )
+    assert one_line_name("台湾（历史），新疆") == "台湾（历史），新疆"
+
+
+def test_the_migration_to_one_spelling_spells_names_as_imports_do_now():
+    """Revision 0005 writes the spelling out (a migration must do what it did when written); if
+    `one_line_name` changes, stored names need a new revision, and this fails to say so."""
+    import importlib.util
+    from pathlib import Path
+
+    from lib.safety import one_line_name
+
+    path = Path(__file__).parents[1] / "db/migrations/versions/0005_names_in_one_spelling.py"
+    spec = importlib.util.spec_from_file_location("names_in_one_spelling", path)
+    migration = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(migration)
+    samples = [
+        "Llama\u00a0 3",
+        "Cafe\u0301-7B",
+        "gpt\u20114o",
+        "gpt\u22124o",
+        " \uff31\uff57\uff45\uff4e\uff0d\uff17\uff22 ",
+    ]
+    samples += ["台湾\u3000历史", "台湾（历史）", "\u845b\U000e0100\u57ce", "x\u2002\u2003y", "plain"]
+    for text in samples:
+        assert migration.one_spelling(text) == one_line_name(text), text

@@ -331,3 +331,18 @@ def test_a_txt_prompt_list_counts_lines_as_an_editor_does():
         "list.txt:3: prompt '2' contains a control character (a form feed); remove it",
         "list.txt:4: prompt '3' contains a control character (U+0085); remove it",
     ]
+
+
+def test_a_topic_spelt_two_ways_that_print_the_same_is_one_topic():
+    """A no-break or ideographic space, a space at either end, full-width letters: each prints as
+    the plain topic, and charts and rates per topic showed them as two topics."""
+    from lib.suites.definitions import parse_suite
+
+    text = (
+        "name: topics\nprompts:\n"
+        '  - {id: a, text: "q1", language: zh, topic: "台湾\\u00a0历史"}\n'
+        '  - {id: b, text: "q2", language: zh, topic: "台湾\\u3000历史 "}\n'
+        '  - {id: c, text: "q3", language: zh, topic: "台湾 历史"}\n'
+        '  - {id: d, text: "q4", language: en, topic: "\\uff34\\uff41\\uff49\\uff57\\uff41\\uff4e"}\n'
+    )
+    assert [p.topic for p in parse_suite(text).prompts] == ["台湾 历史", "台湾 历史", "台湾 历史", "Taiwan"]

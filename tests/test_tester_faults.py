@@ -226,32 +226,32 @@ def test_a_character_yaml_refuses_is_named_with_its_line_on_one_line(tmp_path):
     ("field", "value", "named"),
     [
         ("topic", "t\x1b[31mred\x07", "topic contains a control character (ESC)"),
-        ("topic", "two\nlines", "topic contains a control character (a line break)"),
-        ("model", "model\none", "model (or model_name) contains a control character (a line break)"),
-        ("model", "model\tone", "model (or model_name) contains a control character (TAB)"),
+        ("topic", "two\nlines", "topic contains a line break"),
+        ("model", "model\none", "model (or model_name) contains a line break"),
+        ("model", "model\tone", "model (or model_name) contains a tab"),
         ("label_origin", "human\x1b[0m", "label_origin contains a control character (ESC)"),
         ("pair", "p\x07", "pair contains a control character (BEL)"),
         ("id", "row\x1b", "id contains a control character (ESC)"),
-        ("model", "m\u2028x", "model (or model_name) contains a control character (U+2028)"),
-        ("model", "m\u202ex", "model (or model_name) contains a control character (U+202E)"),
-        ("topic", "t\u2029u", "topic contains a control character (U+2029)"),
-        ("conversation_id", "c\n1", "conversation_id contains a control character (a line break)"),
-        ("id", "row\n2", "id contains a control character (a line break)"),
+        ("model", "m\u2028x", "model (or model_name) contains a line separator (U+2028)"),
+        ("model", "m\u202ex", "model (or model_name) contains a bidirectional formatting character (U+202E)"),
+        ("topic", "t\u2029u", "topic contains a paragraph separator (U+2029)"),
+        ("conversation_id", "c\n1", "conversation_id contains a line break"),
+        ("id", "row\n2", "id contains a line break"),
         # invisible: "gpt\u200b-4o" would be a second model that prints as "gpt-4o"
-        ("model", "gpt\u200b-4o", "model (or model_name) contains a control character (U+200B)"),
-        ("model", "gpt\u200d-4o", "model (or model_name) contains a control character (U+200D)"),
-        ("model", "\ufeffgpt-4o", "model (or model_name) contains a control character (U+FEFF)"),
-        ("topic", "tai\u00adwan", "topic contains a control character (U+00AD)"),
-        ("id", "row\U000e0041", "id contains a control character (U+E0041)"),
+        ("model", "gpt\u200b-4o", "model (or model_name) contains an invisible character (U+200B)"),
+        ("model", "gpt\u200d-4o", "model (or model_name) contains an invisible character (U+200D)"),
+        ("model", "\ufeffgpt-4o", "model (or model_name) contains an invisible character (U+FEFF)"),
+        ("topic", "tai\u00adwan", "topic contains an invisible character (U+00AD)"),
+        ("id", "row\U000e0041", "id contains an invisible character (U+E0041)"),
         # blanks that are not format characters, joiners between characters that do not join,
         # variation selectors after a letter: each prints as the name without it
-        ("model", "通义\u200c千问", "model (or model_name) contains a control character (U+200C)"),
-        ("model", "ب\u200c\u200cب", "model (or model_name) contains a control character (U+200C)"),
-        ("model", "gpt-4o\ufe0f", "model (or model_name) contains a control character (U+FE0F)"),
-        ("model", "gpt-4o\u3164", "model (or model_name) contains a control character (U+3164)"),
-        ("model", "gpt\u2800-4o", "model (or model_name) contains a control character (U+2800)"),
-        ("model", "gpt-\u034f4o", "model (or model_name) contains a control character (U+034F)"),
-        ("topic", "t\u180bx", "topic contains a control character (U+180B)"),
+        ("model", "通义\u200c千问", "model (or model_name) contains an invisible character (U+200C)"),
+        ("model", "ب\u200c\u200cب", "model (or model_name) contains an invisible character (U+200C)"),
+        ("model", "gpt-4o\ufe0f", "model (or model_name) contains an invisible character (U+FE0F)"),
+        ("model", "gpt-4o\u3164", "model (or model_name) contains an invisible character (U+3164)"),
+        ("model", "gpt\u2800-4o", "model (or model_name) contains an invisible character (U+2800)"),
+        ("model", "gpt-\u034f4o", "model (or model_name) contains an invisible character (U+034F)"),
+        ("topic", "t\u180bx", "topic contains an invisible character (U+180B)"),
     ],
 )
 def test_a_control_character_in_a_short_field_refuses_the_import(tmp_path, field, value, named):
@@ -276,13 +276,21 @@ def test_joiners_inside_words_that_join_are_spelling_and_are_imported(tmp_path):
         {"prompt": "q in Malayalam", "model": "\u0d05\u0d35\u0d28\u0d4d\u200d model", "response": "r"},
         {"prompt": "q of keycaps", "model": "1\ufe0f\u20e3 first", "response": "r"},
         {"prompt": "q in Sinhala", "model": "\u0dc1\u0dca\u200d\u0dbb\u0dd3", "response": "r"},
+        # a Japanese name's registered glyph (an ideographic variation sequence) and England's flag
+        {"prompt": "q in Japanese", "model": "\u845b\U000e0100\u57ce-LM", "response": "r"},
+        {
+            "prompt": "q of England",
+            "model": "\U0001f3f4\U000e0067\U000e0062\U000e0065\U000e006e\U000e0067\U000e007f",
+            "response": "r",
+        },
     ]
     path = tmp_path / "rows.jsonl"
     path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
     done = cli("import", str(path))
     assert done.returncode == 0, done.stderr
     db = Path(os.environ["PARALLAX_DATABASE_URL"].removeprefix("sqlite:///"))
-    assert sqlite3.connect(db).execute("select count(*) from response").fetchone() == (7,)
+    names = {name for (name,) in sqlite3.connect(db).execute("select display_name from response")}
+    assert len(names) == 9 and "\u845b\U000e0100\u57ce-LM" in names, names
 
 
 def test_a_name_spelt_two_ways_that_print_the_same_is_one_model(tmp_path):
@@ -299,6 +307,7 @@ def test_a_name_spelt_two_ways_that_print_the_same_is_one_model(tmp_path):
         {"prompt": "q8", "model": "gpt\u20114o", "response": "r"},  # a non-breaking hyphen, copied from a page
         {"prompt": "q9", "model": "gpt-4o", "response": "r"},
         {"prompt": "q10", "model": "gpt\u22124o", "response": "r"},  # a minus sign
+        {"prompt": "q11", "model": "\uff47\uff50\uff54\uff0d\uff14\uff4f", "response": "r"},  # full-width, from an IME
     ]
     path = tmp_path / "rows.jsonl"
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))
@@ -318,14 +327,18 @@ def test_a_name_spelt_two_ways_that_print_the_same_is_one_model(tmp_path):
     ("name", "named"),
     [
         ("x\ny", "a line break"),
-        ("x\u2028y", "U+2028"),
-        ("x\u202ey", "U+202E"),
-        ("x\u200by", "U+200B"),
-        ("x\u2060y", "U+2060"),
-        ("x\u17b4y", "U+17B4"),  # default-ignorable, not a format character
-        ("gpt\U000e0080-4o", "U+E0080"),
-        ("Llama\u2002\ufe0f3", "U+FE0F"),  # a selector after a space (after the space is made plain too)
-        ("gpt-4o\U0001f436\u200d\ufe0f", "U+200D"),  # a joiner followed by no emoji
+        ("x\u2028y", "a line separator (U+2028)"),
+        ("x\u202ey", "a bidirectional formatting character (U+202E)"),
+        ("x\u200by", "an invisible character (U+200B)"),
+        ("x\u2060y", "an invisible character (U+2060)"),
+        ("x\u17b4y", "an invisible character (U+17B4)"),  # default-ignorable, not a format character
+        ("gpt\U000e0080-4o", "an invisible character (U+E0080)"),
+        # a selector after a space (after the space is made plain too)
+        ("Llama\u2002\ufe0f3", "an invisible character (U+FE0F)"),
+        ("gpt-4o\U0001f436\u200d\ufe0f", "an invisible character (U+200D)"),  # a joiner followed by no emoji
+        # tag characters outside a subdivision flag: after another emoji, or a flag never cancelled
+        ("team \U0001f3f3\U000e0067\U000e0062\U000e007f", "an invisible character (U+E0067)"),
+        ("team \U0001f3f4\U000e0067\U000e0062", "an invisible character (U+E0067)"),
     ],
 )
 def test_an_invisible_or_line_breaking_character_in_a_battles_model_name_is_named(tmp_path, name, named):
@@ -333,7 +346,7 @@ def test_an_invisible_or_line_breaking_character_in_a_battles_model_name_is_name
     battles.write_text(f'model_a,model_b,winner\n"{name}",z,model_a\n')
     done = cli("leaderboard", "--battles", str(battles))
     assert done.returncode == 2, done.stderr
-    assert f"battles.csv:2: model_a contains a control character ({named})" in done.stderr, done.stderr
+    assert f"battles.csv:2: model_a contains {named}; remove it" in done.stderr, done.stderr
 
 
 def test_a_small_output_whose_last_flush_fails_is_one_write_error_and_leaves_nothing(tmp_path):
@@ -370,7 +383,7 @@ def test_a_suite_topic_may_not_hold_a_line_break(tmp_path):
     path = tmp_path / "s.yaml"
     path.write_text('name: s\nversion: "1"\nprompts:\n  - {id: a, text: hi, language: en, topic: "a\\nb"}\n')
     done = cli("suite", "import", str(path))
-    assert done.returncode == 2 and "s.yaml:4: prompt 'a''s topic contains a control character" in done.stderr
+    assert done.returncode == 2 and "s.yaml:4: prompt 'a''s topic contains a line break; remove it" in done.stderr
 
 
 # --- G: a JSON list with CR-only line ends ------------------------------------------------

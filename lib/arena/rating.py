@@ -87,11 +87,11 @@ def read_battles_csv(text: str, name: str = "battles.csv") -> list[Battle]:
         elif not a or not b or a == b:
             problems.append(f"{name}:{line}: model_a and model_b must be two different names")
         elif bad := [
-            (column, char)
+            (column, problem)
             for column, raw in (("model_a", raw_a), ("model_b", raw_b))
-            if (char := one_line_problem(raw))
+            if (problem := one_line_problem(raw))
         ]:
-            problems.append(f"{name}:{line}: {bad[0][0]} contains a control character ({bad[0][1]}); remove it")
+            problems.append(f"{name}:{line}: {bad[0][0]} contains {bad[0][1]}; remove it")
         elif max(len(a), len(b)) > MAX_MODEL_CHARS:
             problems.append(f"{name}:{line}: a model name is longer than {MAX_MODEL_CHARS} characters")
         else:

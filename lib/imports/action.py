@@ -314,20 +314,22 @@ class _Plan:
 
     def build(self, session) -> tuple[list[store.NewConversation], dict[str, int]]:
         """The conversations to write (new rows only) and counts of skipped ones."""
-        digests = [r.digest() for r in self.parsed.answers] + [b.digest() for b in self.parsed.battles]
-        stored = store.stored_digests(session, _response_digests(digests, self.parsed.battles))
+        # each record's digest, and the one an import before names were stored in one spelling wrote
+        answers = [d for r in self.parsed.answers for d in r.digests()]
+        battles = [_battle_response_digest(d, 0, "a") for b in self.parsed.battles for d in b.digests()]
+        stored = store.stored_digests(session, answers + battles)
         self.stored_digests = sorted(stored)
         seen: set[str] = set()
         stats = {"stored": 0, "duplicates": 0}
 
-        def is_new(record_digest: str) -> bool:
-            if record_digest in stored:
+        def is_new(record_digests: list[str]) -> bool:
+            if stored.intersection(record_digests):
                 stats["stored"] += 1
                 return False
-            if record_digest in seen:
+            if record_digests[0] in seen:
                 stats["duplicates"] += 1
                 return False
-            seen.add(record_digest)
+            seen.add(record_digests[0])
             return True
 
         planned = []
@@ -341,16 +343,16 @@ class _Plan:
                 if conversation is not None:
                     planned.append(conversation)
         for battle in self.parsed.battles:
-            battle_digest = battle.digest()
-            if is_new(_battle_response_digest(battle_digest, 0, "a")):
-                planned.append(self._battle(battle, battle_digest))
+            battle_digests = battle.digests()
+            if is_new([_battle_response_digest(d, 0, "a") for d in battle_digests]):
+                planned.append(self._battle(battle, battle_digests[0]))
         return planned, stats
 
     def _conversation(self, turns: dict[int, list[AnswerRecord]], prompt_ids: dict, is_new):
         exchanges, slots = [], []
         label_source = LabelSource.imported(self.source)
         for turn in sorted(turns):
-            rows = [r for r in turns[turn] if is_new(r.digest())]
+            rows = [r for r in turns[turn] if is_new(r.digests())]
             if not rows:
                 continue
             first = rows[0]
@@ -423,12 +425,6 @@ class _Plan:
 
 def _battle_response_digest(battle_digest: str, turn: int, side: str) -> str:
     return digest(battle_digest, turn, side)
-
-
-def _response_digests(digests: list[str], battles: list[BattleRecord]) -> list[str]:
-    """The response digests to look up: answers' own, and each battle's first answer."""
-    answers = digests[: len(digests) - len(battles)]
-    return answers + [_battle_response_digest(d, 0, "a") for d in digests[len(answers) :]]
 
 
 def _label(

@@ -288,8 +288,8 @@ def _model(value: object, field: str, where: str, problems: list[str]) -> str | 
     """A model name, stripped; None with a problem when it is missing, too long or holds a control
     character, a tab or a line break (it is one cell of a table, one line of `leaderboard`)."""
     text = _text(value, field, where, problems, typed=True)
-    if text is not None and (char := one_line_problem(text.strip())):
-        problems.append(f"{where}: {field} contains a control character ({char}); remove it")
+    if text is not None and (problem := one_line_problem(text.strip())):
+        problems.append(f"{where}: {field} contains {problem}; remove it")
         return None
     if text is not None and len(text.strip()) > MAX_MODEL_CHARS:
         problems.append(f"{where}: {field} is longer than {MAX_MODEL_CHARS} characters")
@@ -301,8 +301,8 @@ def _label_text(value: object, field: str, where: str, problems: list[str], limi
     """A one-line label (a topic, a label origin), stripped and cut to `limit`; "" with a problem
     when it holds a control character, a tab or a line break (it is one cell of a table)."""
     text = "" if value is None else str(value)
-    if char := one_line_problem(text.strip()):
-        problems.append(f"{where}: {field} contains a control character ({char}); remove it")
+    if problem := one_line_problem(text.strip()):
+        problems.append(f"{where}: {field} contains {problem}; remove it")
         return ""
     return one_line_name(text)[:limit]
 
@@ -313,10 +313,24 @@ def _identifier(value: object, field: str, where: str, problems: list[str]) -> s
     terminals and pages; an id is one line)."""
     if value is None or value == "" or isinstance(value, (dict, list)):
         return None
-    if char := one_line_problem(str(value).strip()):
-        problems.append(f"{where}: {field} contains a control character ({char}); remove it")
+    if problem := one_line_problem(str(value).strip()):
+        problems.append(f"{where}: {field} contains {problem}; remove it")
         return None
     return one_line_name(str(value))[:200] or None
+
+
+def _written(record: AnswerRecord | BattleRecord, **raw: object) -> dict[str, str | None]:
+    """The names and ids of `record` that imports before names were stored in one spelling
+    (`one_line_name`) stored otherwise: each raw value as they stored it (clean and stripped), by
+    field, where it differs from the record's. Their digests find answers those imports stored."""
+    written = {}
+    for name, value in raw.items():
+        if value is None or value == "" or isinstance(value, (dict, list)):
+            continue  # absent: nothing to spell (a record may fill it in, as promptfoo's ids)
+        before = clean_text(str(value)).strip()[:200] or None
+        if before != getattr(record, name):
+            written[name] = before
+    return written
 
 
 def _language(value: object, where: str, problems: list[str]) -> str | None:
@@ -341,8 +355,8 @@ def _answer(row: dict, where: str, problems: list[str], reading: _Reading) -> An
     prompt_key, prompt = _first(row, PROMPT_KEYS)
     prompt = _text(prompt, "prompt (or question, input)", where, problems, required=required, typed=True)
     reading.prompt_fits(prompt, prompt_key or "prompt", where, problems)
-    model_key, model = _first(row, MODEL_KEYS)
-    model = _model(model, "model (or model_name)", where, problems) if required or model_key else ""
+    model_key, raw_model = _first(row, MODEL_KEYS)
+    model = _model(raw_model, "model (or model_name)", where, problems) if required or model_key else ""
     status = _status(row.get("status"), where, problems) if reading.labelling else None
     response_key = next((k for k in RESPONSE_KEYS if k in row and row[k] is not None), None)
     if response_key is None:
@@ -363,8 +377,8 @@ def _answer(row: dict, where: str, problems: list[str], reading: _Reading) -> An
     kind = str(row.get("kind") or "general").strip().lower()
     if kind not in KINDS:
         problems.append(f"{where}: kind must be one of {', '.join(KINDS)}, not {row.get('kind')!r}")
-    conversation_key, conversation = _first(row, ("conversation_id", "conversation"))
-    conversation = _identifier(conversation, conversation_key or "conversation_id", where, problems)
+    conversation_key, raw_conversation = _first(row, ("conversation_id", "conversation"))
+    conversation = _identifier(raw_conversation, conversation_key or "conversation_id", where, problems)
     topic = _label_text(row.get("topic") or "", "topic", where, problems)
     origin = _label_text(origin or "", "label_origin", where, problems)
     source_id = _identifier(row.get("id"), "id", where, problems)
@@ -372,7 +386,7 @@ def _answer(row: dict, where: str, problems: list[str], reading: _Reading) -> An
     language = _language(_first(row, ("language", "lang"))[1], where, problems)
     if len(problems) > before:
         return None
-    return AnswerRecord(
+    record = AnswerRecord(
         line=where,
         prompt=prompt,
         model=model,
@@ -389,6 +403,8 @@ def _answer(row: dict, where: str, problems: list[str], reading: _Reading) -> An
         pair=pair,
         source_id=source_id,
     )
+    record.written = _written(record, model=raw_model, conversation=raw_conversation, source_id=row.get("id"))
+    return record
 
 
 def _status(value: object, where: str, problems: list[str]) -> str:
@@ -488,7 +504,7 @@ def _battle(row: dict, where: str, problems: list[str], reading: _Reading) -> Ba
     turn = row.get("turn")
     vote_turn = int(turn) - 1 if isinstance(turn, int) and 1 <= turn <= len(turns_a) else None
     anony = row.get("anony", True)
-    return BattleRecord(
+    record = BattleRecord(
         line=where,
         model_a=model_a,
         model_b=model_b,
@@ -501,6 +517,9 @@ def _battle(row: dict, where: str, problems: list[str], reading: _Reading) -> Ba
         source_id=source_id,
         meta={k: clean_json(row[k]) for k in ("tstamp", "judge") if isinstance(row.get(k), (str, int, float))},
     )
+    raw_id = _first(row, ("question_id", "id"))[1]
+    record.written = _written(record, model_a=row.get("model_a"), model_b=row.get("model_b"), source_id=raw_id)
+    return record
 
 
 # --- promptfoo -------------------------------------------------------------------------------
@@ -576,7 +595,7 @@ def _promptfoo_result(result: dict, where: str, problems: list[str], reading: _R
     usage = response.get("tokenUsage") or result.get("tokenUsage") or {}
     status = _promptfoo_status(response, output, error)
     test, prompt_index = result.get("testIdx"), result.get("promptIdx")
-    return AnswerRecord(
+    record = AnswerRecord(
         line=where,
         prompt=clean_text(text),
         model=model,
@@ -592,6 +611,8 @@ def _promptfoo_result(result: dict, where: str, problems: list[str], reading: _R
         output_tokens=_whole(usage.get("completion")),
         cost_usd=_number(result.get("cost") if result.get("cost") is not None else response.get("cost")),
     )
+    record.written = _written(record, model=provider, source_id=result.get("id"))
+    return record
 
 
 def _promptfoo_status(response: dict, output: object, error: object) -> str:

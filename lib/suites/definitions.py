@@ -42,7 +42,7 @@ from lib.files import (
     read_csv,
     read_text_lenient,
 )
-from lib.safety import control_character, one_line_problem, one_line_text, unicode_json, valid_unicode
+from lib.safety import control_character, one_line_name, one_line_problem, one_line_text, unicode_json, valid_unicode
 
 BUILTIN_DIR = config.ROOT / "suites"
 KINDS = ("probe", "control", "general")
@@ -146,8 +146,9 @@ def _no_controls(text: str, what: str, where: str, problems: list[str], allowed:
     """A problem naming `what` and the character when `text` holds a control character (an escape
     sequence, a bell…: it would reach models and terminals) not in `allowed`; tabs and line
     breaks are text in a prompt, none is allowed in a topic (a one-line label in tables)."""
-    if char := (one_line_problem(text) if allowed == "" else control_character(text, allowed)):
-        problems.append(f"{where}: {what} contains a control character ({char}); remove it")
+    char = control_character(text, allowed) if allowed else None
+    if problem := (one_line_problem(text) if not allowed else char and f"a control character ({char})"):
+        problems.append(f"{where}: {what} contains {problem}; remove it")
 
 
 def _no_raw_controls(text: str, where: str) -> None:
@@ -196,7 +197,7 @@ def _prompt(item: object, line: int, problems: list[str], where: str, limit: int
         key,
         text if isinstance(text, str) else "",
         str(language),
-        str(topic or ""),
+        one_line_name(topic) if isinstance(topic, str) else "",  # one spelling: "台湾\u00a0历史" is "台湾 历史"
         str(kind),
         item.get("twin") or None,
         item.get("control") or None,
