@@ -632,3 +632,40 @@ def test_a_database_from_before_names_had_one_spelling_is_migrated_and_a_re_impo
     assert ("台湾 历史",) in conn.execute("select topic from suite_prompt").fetchall()
     assert conn.execute("select count(*) from response").fetchone() == (4,)
     conn.close()
+
+
+@pytest.mark.parametrize(
+    ("name", "letters"),
+    [
+        ("gpt-4\u043e", [("\u043e", "o")]),  # a Cyrillic о after Latin words
+        ("\u0421laude", [("\u0421", "C")]),  # a Cyrillic С in a Latin word
+        ("\u0391\u0399-model", [("\u0391", "A"), ("\u0399", "l")]),  # a Greek word that reads as Latin AI
+        ("\u041c\u0438\u0441\u0442\u0440\u0430\u043b\u044c-7B", []),  # a Russian word: и, ь read as no Latin letter
+        ("Llama-3-\u4e2d\u6587", []),
+        ("\u03bcP-7B", []),  # μ looks like no ASCII letter
+        ("gpt-4o", []),
+    ],
+)
+def test_letters_of_another_script_that_read_as_latin_are_found(name, letters):
+    from lib.lookalikes import latin_lookalikes
+
+    assert list(latin_lookalikes(name)) == letters
+
+
+def test_an_import_warns_once_about_a_model_name_with_letters_that_read_as_latin(tmp_path):
+    """'gpt-4о' (Cyrillic о) prints as gpt-4o but is a model of its own: it is imported as written
+    (a Cyrillic name is a name), with a warning naming the line, the letter and its code point."""
+    path = tmp_path / "look.jsonl"
+    rows = [{"prompt": f"q{i}", "model": "gpt-4\u043e", "response": "r"} for i in range(3)]
+    write_jsonl(
+        path, [*rows, {"prompt": "q", "model": "\u041c\u0438\u0441\u0442\u0440\u0430\u043b\u044c-7B", "response": "r"}]
+    )
+    done = cli("import", str(path))
+    assert done.returncode == 0, done.stderr
+    warning = "warning: look.jsonl:1: model 'gpt-4\u043e' has a letter of another script that looks like a Latin one"
+    assert warning in done.stderr and "U+043E CYRILLIC SMALL LETTER O) like o" in done.stderr, done.stderr
+    assert done.stderr.count("looks like") == 1, done.stderr
+    battles = tmp_path / "arena.json"
+    battles.write_text(json.dumps([battle("q1", "vicuna-13b", "\u0421laude", "model_a", [("Hi", ("A", "B"))])]))
+    result = import_file(battles)
+    assert result.votes_added == 1 and any("U+0421 CYRILLIC CAPITAL LETTER ES) like C" in w for w in result.warnings)

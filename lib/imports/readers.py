@@ -123,9 +123,25 @@ def read_bytes(data: bytes, name: str, progress: Progress | None = None, *, labe
         parsed = _rows(_jsonl_rows(text, name), reading)
     if not parsed.count and not parsed.problems:
         parsed.problems.append(f"{name}: no records found")
+    if not labelling:
+        parsed.warnings += _lookalike_models(parsed)
     if warning:
         parsed.warnings.insert(0, warning)
     return parsed
+
+
+def _lookalike_models(parsed: Parsed) -> list[str]:
+    """A warning, at its first line, for each model name with letters of another script that read
+    as Latin ones (`gpt-4о` with a Cyrillic о: lib.lookalikes)."""
+    from lib.lookalikes import lookalike_warning
+
+    first: dict[str, str] = {}
+    for record in parsed.answers:
+        first.setdefault(record.model, record.line)
+    for battle in parsed.battles:
+        first.setdefault(battle.model_a, battle.line)
+        first.setdefault(battle.model_b, battle.line)
+    return [f"{line}: model {said}" for name, line in first.items() if name and (said := lookalike_warning(name))]
 
 
 def rows_to_label(data: bytes, name: str) -> tuple[list[tuple[dict, dict]], list[str]]:
