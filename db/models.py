@@ -18,8 +18,9 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    event,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, Mapper, mapped_column, relationship
 
 from db.vocab import Mode, RunStatus
 
@@ -33,13 +34,30 @@ class Base(DeclarativeBase):
     """Declarative base for every Parallax table."""
 
 
+CUT = {"cut": True}  # column info: text that is kept only as far as the column is wide (see `_fit`)
+
+
+@event.listens_for(Base, "before_insert", propagate=True)
+@event.listens_for(Base, "before_update", propagate=True)
+def _fit(mapper: Mapper, connection, row: Base) -> None:
+    """Cut text meant for reading (a provider's finish reason, a host, a title, a label's rule, a
+    voter's name) to the width of its column, marked `info=CUT`: PostgreSQL refuses a longer
+    value, and with it the whole write — every model's answer in a fan-out. Keys are never cut:
+    what they are made from is checked where it is read (endpoint ids, suite ids)."""
+    for prop in mapper.column_attrs:
+        column = prop.columns[0]
+        width = column.type.length if column.info.get("cut") else None
+        if width and isinstance(value := getattr(row, prop.key), str) and len(value) > width:
+            setattr(row, prop.key, value[:width])
+
+
 class Conversation(Base):
     """One side-by-side session, blind battle, or suite item."""
 
     __tablename__ = "conversation"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     mode: Mapped[str] = mapped_column(String(16), default=Mode.COMPARE)  # one of Mode.ALL
-    title: Mapped[str] = mapped_column(String(200), default="")
+    title: Mapped[str] = mapped_column(String(200), default="", info=CUT)
     meta: Mapped[dict] = mapped_column(JSON, default=dict)
     suite_run_id: Mapped[int | None] = mapped_column(
         ForeignKey("suite_run.id", ondelete="SET NULL"), nullable=True, index=True
@@ -80,16 +98,16 @@ class Response(Base):
     exchange_id: Mapped[int] = mapped_column(ForeignKey("exchange.id", ondelete="CASCADE"), index=True)
     slot: Mapped[str] = mapped_column(String(64))  # column key: endpoint id, or a/b in arena
     endpoint_id: Mapped[str] = mapped_column(String(100), index=True)
-    display_name: Mapped[str] = mapped_column(String(200), default="")
-    model: Mapped[str] = mapped_column(String(200), default="")
-    base_host: Mapped[str] = mapped_column(String(200), default="")
+    display_name: Mapped[str] = mapped_column(String(200), default="", info=CUT)
+    model: Mapped[str] = mapped_column(String(200), default="", info=CUT)
+    base_host: Mapped[str] = mapped_column(String(200), default="", info=CUT)
     params: Mapped[dict] = mapped_column(JSON, default=dict)
     text: Mapped[str] = mapped_column(Text, default="")
     reasoning: Mapped[str | None] = mapped_column(Text, nullable=True)
     status: Mapped[str] = mapped_column(String(16), index=True)  # ok|error|blocked|interrupted
     error_kind: Mapped[str | None] = mapped_column(String(32), nullable=True)
     error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
-    finish_reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    finish_reason: Mapped[str | None] = mapped_column(String(32), nullable=True, info=CUT)
     latency_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
     ttft_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
     input_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
@@ -114,7 +132,7 @@ class Vote(Base):
     winner: Mapped[str] = mapped_column(String(16))  # a | b | tie | both_bad
     blind: Mapped[bool] = mapped_column(Boolean, default=False)
     identity_leaked: Mapped[bool] = mapped_column(Boolean, default=False)
-    voter: Mapped[str] = mapped_column(String(100), default="local")
+    voter: Mapped[str] = mapped_column(String(100), default="local", info=CUT)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
 
 
@@ -125,7 +143,7 @@ class Thumb(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     response_id: Mapped[int] = mapped_column(ForeignKey("response.id", ondelete="CASCADE"), index=True)
     up: Mapped[bool] = mapped_column(Boolean)
-    voter: Mapped[str] = mapped_column(String(100), default="local")
+    voter: Mapped[str] = mapped_column(String(100), default="local", info=CUT)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
@@ -138,7 +156,7 @@ class Label(Base):
     source: Mapped[str] = mapped_column(String(100))  # detector name+version, or "human"
     label: Mapped[str] = mapped_column(String(16), index=True)
     confidence: Mapped[float] = mapped_column(Float, default=1.0)
-    rule: Mapped[str] = mapped_column(String(100), default="")
+    rule: Mapped[str] = mapped_column(String(100), default="", info=CUT)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     response: Mapped[Response] = relationship(back_populates="labels")
     __table_args__ = (UniqueConstraint("response_id", "source", name="uq_label_response_source"),)
@@ -204,7 +222,7 @@ class SuiteRun(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     lease_token: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    worker: Mapped[str | None] = mapped_column(String(300), nullable=True)  # "host pid N"
+    worker: Mapped[str | None] = mapped_column(String(300), nullable=True, info=CUT)  # "host pid N"
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
 

@@ -14,6 +14,10 @@ hand us and form fields are untrusted. Every entry point passes its text through
 - `terminal_text` drops control characters (escape sequences) before text reaches a terminal;
   `control_character` names the first one in text that must have none (a prompt or a model name
   in a file: refused with its file and line, never stored).
+- `one_line_problem` says what has no place in a one-line field (a model name, a topic, an id:
+  line breaks, bidirectional formatting, characters that show nothing of their own) and
+  `one_line_name` gives such a field its one spelling (NFC, one kind of space and hyphen, ASCII
+  for full-width letters), so that two names that print the same are one name.
 - `csv_cell` neutralises spreadsheet formulas (OWASP's CSV-injection guidance) and writes
   booleans as `true`/`false`, as the JSON formats do.
 - `json_text` writes JSON that is safe to print: what json.dumps leaves raw but a terminal acts on

@@ -208,3 +208,22 @@ def test_sending_a_key_to_a_new_host_needs_a_confirmation_naming_both(tmp_path):
     assert ep.load_endpoints(SHIPPED, user)["gpt-4o"].base_url == "https://attacker.example/v1"
     renamed = {**moved, "name": "GPT-4o (proxy)"}  # same key, same host: no question
     ep.save_user_endpoint("gpt-4o", renamed, user, path=SHIPPED)
+
+
+def test_an_endpoint_id_wider_than_an_answers_column_key_is_refused_naming_the_line(tmp_path):
+    """An id keys each answer's column (response.slot, 64 wide): PostgreSQL refused every answer of
+    a 65-character id, and its judge's labels ("judge:ID" in label.source, 100 wide) past 94."""
+    bad = tmp_path / "endpoints.toml"
+    long_id = "m" * 65
+    bad.write_text(
+        '[endpoints.a]\nbase_url = "http://x"\nmodel = "m"\n\n'
+        f'[endpoints.{long_id}]\nbase_url = "http://y"\nmodel = "m"\n'
+    )
+    with pytest.raises(ep.EndpointConfigError, match=rf"line 5: \[endpoints.{long_id}\] has an id longer than 64"):
+        ep.load_endpoints(bad, tmp_path / "none.toml")
+    bad.write_text(f'[endpoints.{"m" * 64}]\nbase_url = "http://y"\nmodel = "m"\n')
+    assert list(ep.load_endpoints(bad, tmp_path / "none.toml")) == ["m" * 64]
+    user = tmp_path / "endpoints.user.toml"
+    with pytest.raises(ep.EndpointConfigError, match="has an id longer than 64 characters"):
+        ep.save_user_endpoint(long_id, {"base_url": "http://127.0.0.1:2/v1", "model": "o"}, user)
+    assert not user.exists()

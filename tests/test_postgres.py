@@ -179,3 +179,40 @@ def test_names_written_before_one_spelling_are_migrated_on_postgresql(postgres_u
         assert names == ["pg-llama 3"]
         assert conn.execute(text("SELECT count(*) FROM label WHERE rule = 'pg judge'")).scalar() == 1
         assert conn.execute(text("SELECT count(*) FROM suite_prompt WHERE topic = 'pg topic'")).scalar() == 1
+
+
+def test_a_suite_too_long_for_its_columns_is_refused_by_line_on_postgresql(postgres_url, monkeypatch):
+    """PostgreSQL enforces column widths (SQLite does not): a topic over 100 characters or a
+    version over 32 is a problem named by line, not a database error after the parse passed."""
+    from lib.suites.definitions import SuiteError, import_text
+
+    monkeypatch.setenv("PARALLAX_DATABASE_URL", postgres_url)
+    dispose_all()
+    text = f'name: wide\nversion: "{"9" * 40}"\nprompts:\n  - {{id: a, text: hi, language: en, topic: "{"t" * 150}"}}\n'
+    with pytest.raises(SuiteError) as raised:
+        import_text(text, "wide.yaml")
+    assert raised.value.problems == [
+        "wide.yaml:4: prompt 'a''s topic is longer than 100 characters",
+        "wide.yaml:1: the version is longer than 32 characters",
+    ], raised.value.problems
+
+
+def test_provider_text_wider_than_its_column_is_stored_and_breaks_no_other_model_on_postgresql(
+    postgres_url, protocol_server, monkeypatch
+):
+    """A provider's finish_reason is untrusted text of any length; PostgreSQL refuses what is wider
+    than response.finish_reason (32), which lost the turn of every model in the fan-out."""
+    monkeypatch.setenv("PARALLAX_DATABASE_URL", postgres_url)
+    dispose_all()
+    reason = "moderation_" + "x" * 60
+    columns = [
+        Column("a", fake_endpoint(protocol_server.url, "echo", "a")),
+        Column("b", fake_endpoint(protocol_server.url, f"finish-{reason}", "b")),
+    ]
+    result = ask("A long finish reason", columns)
+    with session_scope() as s:
+        from db.models import Response
+
+        rows = {r.endpoint_id: r for r in s.query(Response).filter(Response.exchange_id == result.exchange_id)}
+        assert set(rows) == {"a", "b"} and rows["a"].status == "ok"
+        assert rows["b"].finish_reason == reason[:32]

@@ -137,3 +137,36 @@ def test_label_filter_follows_the_effective_label():
     with session_scope() as s:
         assert conversations.list_conversations(s, label="deflected")[1] == 0
         assert conversations.list_conversations(s, label="answered")[1] == 1
+
+
+def test_text_meant_for_reading_is_cut_to_its_column_and_keys_are_not():
+    """A provider's finish reason (untrusted, any length) is kept as far as response.finish_reason
+    is wide (32): PostgreSQL refuses a longer value, and with it the whole turn. The full reason
+    stays in the error message. Keys (endpoint ids, label sources) are never cut."""
+    from db.models import Conversation, Exchange, Label, Response
+
+    with session_scope() as s:
+        conv = Conversation(title="t" * 300)
+        s.add(conv)
+        s.flush()
+        exchange = Exchange(conversation_id=conv.id, prompt="p")
+        s.add(exchange)
+        s.flush()
+        row = Response(
+            exchange_id=exchange.id,
+            slot="a",
+            endpoint_id="a",
+            status="error",
+            finish_reason="moderation_" + "x" * 60,
+            base_host="h" * 250,
+        )
+        row.labels.append(Label(source="human", label="answered", rule="r" * 150))
+        s.add(row)
+        s.flush()
+        row.finish_reason = "y" * 40  # an update is cut too
+        s.flush()
+        response_id, conversation_id = row.id, conv.id
+    with session_scope() as s:
+        row, conv = s.get(Response, response_id), s.get(Conversation, conversation_id)
+        assert (row.finish_reason, len(row.base_host), len(row.labels[0].rule)) == ("y" * 32, 200, 100)
+        assert len(conv.title) == 200 and row.endpoint_id == "a"

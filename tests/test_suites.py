@@ -346,3 +346,27 @@ def test_a_topic_spelt_two_ways_that_print_the_same_is_one_topic():
         '  - {id: d, text: "q4", language: en, topic: "\\uff34\\uff41\\uff49\\uff57\\uff41\\uff4e"}\n'
     )
     assert [p.topic for p in parse_suite(text).prompts] == ["台湾 历史", "台湾 历史", "台湾 历史", "Taiwan"]
+
+
+def test_ids_and_topics_wider_than_their_columns_are_refused_by_line():
+    """A probe's id grows by '-control-en' in the prompts it makes (suite_prompt.key is 100 wide), a
+    topic is 100 wide: PostgreSQL refused the whole suite after the parse had passed."""
+    from lib.suites.definitions import SuiteError, parse_suite
+
+    probe = "p" * 90
+    text = (
+        "name: wide\nprobes:\n"
+        f"  - {{id: {probe}, topic: t, en: hello, control: {{en: ok}}}}\n"
+        f'  - {{id: short, topic: "{"台" * 101}", en: hi}}\n'
+    )
+    with pytest.raises(SuiteError) as raised:
+        parse_suite(text, "wide.yaml")
+    assert raised.value.problems == [
+        f"wide.yaml:3: probe id '{probe}' is longer than 89 characters (its prompts are ID-en … ID-control-zh)",
+        "wide.yaml:4: probe 'short''s topic is longer than 100 characters",
+    ], raised.value.problems
+    assert [p.key for p in parse_suite(text.replace(probe, "p" * 89).replace("台" * 101, "台"), "ok.yaml").prompts] == [
+        f"{'p' * 89}-en",
+        f"{'p' * 89}-control-en",
+        "short-en",
+    ]

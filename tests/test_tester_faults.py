@@ -676,3 +676,12 @@ def test_a_command_started_under_nohup_is_not_stopped_by_a_hang_up(tmp_path):
     )
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert (done.returncode, done.stdout, done.stderr) == (0, "still here\n", "")
+
+
+def test_a_model_name_is_measured_as_it_is_stored(tmp_path):
+    """Composing can lengthen a name: 60 × U+0958 (Devanagari qa) is 120 characters in NFC, past
+    the 100 of response.endpoint_id (PostgreSQL refuses the row); it is refused by line instead."""
+    path = tmp_path / "rows.jsonl"
+    path.write_text(json.dumps({"prompt": "q", "model": "\u0958" * 60, "response": "r"}) + "\n")
+    done = cli("import", str(path))
+    assert done.returncode == 2 and "rows.jsonl:1: model (or model_name) is longer than 100 characters" in done.stderr

@@ -307,10 +307,11 @@ def _model(value: object, field: str, where: str, problems: list[str]) -> str | 
     if text is not None and (problem := one_line_problem(text.strip())):
         problems.append(f"{where}: {field} contains {problem}; remove it")
         return None
-    if text is not None and len(text.strip()) > MAX_MODEL_CHARS:
+    name = one_line_name(text) if text is not None else None
+    if name is not None and len(name) > MAX_MODEL_CHARS:  # as stored: composing can lengthen it (U+0958)
         problems.append(f"{where}: {field} is longer than {MAX_MODEL_CHARS} characters")
         return None
-    return one_line_name(text) if text is not None else None
+    return name
 
 
 def _label_text(value: object, field: str, where: str, problems: list[str], limit: int = 100) -> str:

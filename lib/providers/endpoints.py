@@ -60,7 +60,9 @@ QUIRKS = {
     "stream_usage": bool,
     "send_reasoning": bool,
 }
-ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$")
+# an id keys each answer's column (response.slot, 64 wide) and its judge's labels ("judge:ID")
+MAX_ID_CHARS = 64
+ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]*\Z")
 PROBE_TTL_S = 5.0  # how long a local server's probe answer is trusted
 PROBE_TIMEOUT_S = 0.3
 _probes: dict[str, tuple[float, bool]] = {}  # base URL -> (when probed, alive)
@@ -196,13 +198,23 @@ def _read_table(path: Path, text: str | None = None) -> tuple[dict, str]:
     return table, text
 
 
+def id_problem(endpoint_id: str) -> str | None:
+    """What is wrong with an endpoint id ("has an invalid id (…)", "has an id longer than 64
+    characters"), or None."""
+    if not ID_RE.match(endpoint_id):
+        return "has an invalid id (letters, digits, '-', '_', '.', ':' only)"
+    if len(endpoint_id) > MAX_ID_CHARS:
+        return f"has an id longer than {MAX_ID_CHARS} characters"
+    return None
+
+
 def _check_entry(path: Path, text: str, endpoint_id: str, entry: object, partial: bool) -> None:
     def fail(problem: str) -> None:
         line = _line_of(text, endpoint_id)
         raise EndpointConfigError(f"{path}, line {line}: [endpoints.{endpoint_id}] {problem}")
 
-    if not ID_RE.match(endpoint_id):
-        fail("has an invalid id (letters, digits, '-', '_', '.', ':' only)")
+    if problem := id_problem(endpoint_id):
+        fail(problem)
     if not isinstance(entry, dict):
         fail("must be a table")
     for key, value in entry.items():
@@ -454,8 +466,8 @@ def save_user_endpoint(
     names the problem. When the change sends a key to a new host, NeedsConfirmation unless
     `confirm` is that same KeyDestination."""
     user_path = user_path or config.user_endpoints_file()
-    if not ID_RE.match(endpoint_id):
-        raise EndpointConfigError(f"the id {endpoint_id!r} is invalid (letters, digits, '-', '_', '.', ':' only)")
+    if problem := id_problem(endpoint_id):
+        raise EndpointConfigError(f"the endpoint {endpoint_id!r} {problem}")
     current_endpoints = _load(path, user_path, None)
     current: dict = _read_table(user_path)[0] if user_path.exists() else {}
     clean = {k: v for k, v in entry.items() if v not in (None, "", {})}

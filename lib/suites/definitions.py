@@ -47,6 +47,8 @@ from lib.safety import control_character, one_line_name, one_line_problem, one_l
 BUILTIN_DIR = config.ROOT / "suites"
 KINDS = ("probe", "control", "general")
 LIST_DESCRIPTION = "prompts of "  # a .txt or .csv list's description: this and its file's name
+MAX_TOPIC_CHARS, MAX_VERSION_CHARS = 100, 32  # the widths of suite_prompt.topic and suite.version
+MAX_ID_CHARS = 100  # of suite_prompt.key
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}\Z")  # \Z: "$" would let a line break end it
 PROMPT_FIELDS = {"id", "text", "language", "topic", "kind", "twin", "control"}
 SUFFIXES = (".yaml", ".yml", ".jsonl", ".txt", ".csv")
@@ -159,6 +161,20 @@ def _no_raw_controls(text: str, where: str) -> None:
             raise SuiteError([f"{where}:{number}: contains a control character ({char}); remove it"])
 
 
+def _topic(topic: object, what: str, where: str, problems: list[str]) -> str:
+    """A prompt's or probe's topic as stored: in one spelling (`one_line_name`: "台湾\u00a0历史" is
+    "台湾 历史"); "" with a problem when it is missing, not one line, or wider than its column
+    (PostgreSQL refuses a longer one)."""
+    if not isinstance(topic, str) or not topic.strip():
+        problems.append(f"{where}: {what} needs a topic")
+    elif len(one_line_name(topic)) > MAX_TOPIC_CHARS:
+        problems.append(f"{where}: {what}'s topic is longer than {MAX_TOPIC_CHARS} characters")
+    else:
+        _no_controls(topic, f"{what}'s topic", where, problems, allowed="")
+        return one_line_name(topic)
+    return ""
+
+
 def _prompt(item: object, line: int, problems: list[str], where: str, limit: int) -> PromptDef | None:
     if not isinstance(item, dict):
         problems.append(f"{where}:{line}: each prompt must be a mapping/object")
@@ -184,11 +200,7 @@ def _prompt(item: object, line: int, problems: list[str], where: str, limit: int
     kind = item.get("kind", "probe")
     if kind not in KINDS:
         problems.append(f"{where}:{line}: prompt {key!r} kind must be one of {', '.join(KINDS)}")
-    topic = item.get("topic")
-    if not isinstance(topic, str) or not topic.strip():
-        problems.append(f"{where}:{line}: prompt {key!r} needs a topic")
-    else:
-        _no_controls(topic, f"prompt {key!r}'s topic", f"{where}:{line}", problems, allowed="")
+    topic = _topic(item.get("topic"), f"prompt {key!r}", f"{where}:{line}", problems)
     for link in ("twin", "control"):
         if item.get(link) is not None and not isinstance(item[link], str):
             problems.append(f"{where}:{line}: prompt {key!r} {link} must be a prompt id, not {item[link]!r:.40}")
@@ -197,7 +209,7 @@ def _prompt(item: object, line: int, problems: list[str], where: str, limit: int
         key,
         text if isinstance(text, str) else "",
         str(language),
-        one_line_name(topic) if isinstance(topic, str) else "",  # one spelling: "台湾\u00a0历史" is "台湾 历史"
+        topic,
         str(kind),
         item.get("twin") or None,
         item.get("control") or None,
@@ -209,14 +221,17 @@ def _expand_probe(item: object, problems: list[str], where: str, limit: int) -> 
     if not isinstance(item, dict):
         problems.append(f"{where}: each probe must be a mapping")
         return []
-    line, key, topic = item.get("__line__", 0), str(item.get("id") or ""), item.get("topic")
+    line, key = item.get("__line__", 0), str(item.get("id") or "")
     if not ID_RE.match(key):
         problems.append(f"{where}:{line}: probe has a missing or invalid id {key!r}")
         return []
-    if not isinstance(topic, str) or not topic:
-        problems.append(f"{where}:{line}: probe {key!r} needs a topic")
-    else:
-        _no_controls(topic, f"probe {key!r}'s topic", f"{where}:{line}", problems, allowed="")
+    if len(f"{key}-control-en") > MAX_ID_CHARS:  # the longest id it expands into
+        problems.append(
+            f"{where}:{line}: probe id {key!r} is longer than {MAX_ID_CHARS - len('-control-en')} characters "
+            "(its prompts are ID-en … ID-control-zh)"
+        )
+        return []
+    topic = _topic(item.get("topic"), f"probe {key!r}", f"{where}:{line}", problems)
     control = item.get("control") or {}
     if not isinstance(control, dict):
         problems.append(f"{where}:{line}: probe {key!r} control must be a mapping of en/zh texts")
@@ -243,7 +258,7 @@ def _expand_probe(item: object, problems: list[str], where: str, limit: int) -> 
                 f"{key}-{lang}",
                 str(item[lang]),
                 lang,
-                str(topic or ""),
+                topic,
                 "probe",
                 twin,
                 f"{key}-control-{lang}" if has_control else None,
@@ -257,7 +272,7 @@ def _expand_probe(item: object, problems: list[str], where: str, limit: int) -> 
                     f"{key}-control-{lang}",
                     str(control[lang]),
                     lang,
-                    str(topic or ""),
+                    topic,
                     "control",
                     control_twin,
                     None,
@@ -296,7 +311,7 @@ def _check_links(prompts: list[PromptDef], problems: list[str], where: str) -> N
 def _list_items(text: str, filename: str, problems: list[str]) -> list[tuple[int, dict]]:
     """(line, prompt fields) from a .txt prompt list or a .csv table, defaults filled in."""
     where = Path(filename).name
-    stem = one_line_text(Path(filename).stem).strip() or "prompts"  # the default topic: one line
+    stem = one_line_text(Path(filename).stem).strip()[:MAX_TOPIC_CHARS] or "prompts"  # the default topic: one line
     items: list[tuple[int, dict]] = []
     if filename.lower().endswith(".txt"):
         # lines as an editor numbers them: a U+2028 or form feed inside a prompt does not split it
@@ -406,6 +421,8 @@ def parse_suite(text: str, filename: str = "suite.yaml") -> SuiteDef:
             prompts += _expand_probe(item, problems, where, limit)
     if not ID_RE.match(name):
         problems.append(f"{where}:1: invalid suite name {name!r}")
+    if len(version) > MAX_VERSION_CHARS:
+        problems.append(f"{where}:{header}: the version is longer than {MAX_VERSION_CHARS} characters")
     _no_controls(version, "the version", f"{where}:{header}", problems)
     _no_controls(description, "the description", f"{where}:{header}", problems)
     if not prompts and not problems:

@@ -70,8 +70,8 @@ def upgrade() -> None:
         )
     )
     for row_id, endpoint_id, display_name, model in imported.fetchall():
-        names = {"endpoint_id": endpoint_id, "display_name": display_name, "model": model}
-        changed = {k: one_spelling(v)[:200] for k, v in names.items() if v and one_spelling(v)[:200] != v}
+        names = {"endpoint_id": (endpoint_id, 100), "display_name": (display_name, 200), "model": (model, 200)}
+        changed = {k: one_spelling(v)[:n] for k, (v, n) in names.items() if v and one_spelling(v)[:n] != v}
         if changed:
             conn.execute(sa.update(response).where(response.c.id == row_id).values(**changed))
     origins = conn.execute(
