@@ -214,3 +214,16 @@ def test_model_text_in_map_hovers_is_escaped_not_rendered():
     }
     data = answer_map([point]).data[0].customdata[0]
     assert "<a" not in data[2] and "&lt;a href=" in data[2]
+
+
+def test_an_embedder_key_too_wide_for_its_column_is_kept_apart_by_a_hash():
+    """Vectors are stored under the embedder's key (embedding.embedder, 300 wide): a long local
+    model path is its start and a hash of the whole, so two long paths are two keys and PostgreSQL
+    takes the row; a key that fits is unchanged (cached vectors stay found)."""
+    from lib.analysis.embeddings import MAX_KEY_CHARS, _stored_key
+
+    short = "sentence-transformers/all-MiniLM-L6-v2|windows-254"
+    one, two = "/m/" + "a" * 400 + "/one|windows-254", "/m/" + "a" * 400 + "/two|windows-254"
+    assert _stored_key(short) == short
+    assert len(_stored_key(one)) == MAX_KEY_CHARS and _stored_key(one) != _stored_key(two)
+    assert _stored_key(one) == _stored_key(one)

@@ -222,6 +222,18 @@ def quiet_library_progress() -> None:
     transformers_logging.disable_progress_bar()  # huggingface_hub's bars too
 
 
+MAX_KEY_CHARS = 300  # the width of embedding.embedder
+
+
+def _stored_key(key: str) -> str:
+    """`key` as vectors are stored under it: as it is when it fits the column, else its start and
+    a hash of the whole (a long local model path: PostgreSQL refuses a wider value, and a cut one
+    could be another model's)."""
+    if len(key) <= MAX_KEY_CHARS:
+        return key
+    return f"{key[: MAX_KEY_CHARS - 17]}~{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+
+
 def _load_transformer(name_or_path: str, offline: bool) -> TransformerEmbedder:
     from sentence_transformers import SentenceTransformer
 
@@ -235,7 +247,7 @@ def _load_transformer(name_or_path: str, offline: bool) -> TransformerEmbedder:
     window = max(16, int(model.max_seq_length) - 2 - WINDOW_MARGIN)
     return TransformerEmbedder(
         name=name_or_path,
-        key=f"{name_or_path}|windows-{window}",
+        key=_stored_key(f"{name_or_path}|windows-{window}"),
         model=model,
         device=choice.label,
         half=choice.half,
