@@ -60,6 +60,7 @@ def leaderboard(
                 rows = read_battles_file(battles)
             except InputFileError as exc:
                 fail(str(exc))
+            _warn_lookalikes(battles.name, rows)
             board = build_board(rows, bootstrap=bootstrap, seed=seed)
         else:
             chosen = vote_filter_or_fail(blind_only, language, since, until, include_leaked)
@@ -96,6 +97,19 @@ def leaderboard(
     sparse = [board.names.get(r.model, r.model) for r in board.ratings if r.battles < 5]
     if sparse:
         err.print(f"few battles (under 5) for: {', '.join(sparse)}; their ratings are rough", highlight=False)
+
+
+def _warn_lookalikes(name: str, battles: list) -> None:
+    """A warning for each model name in a battles file with letters of another script that read as
+    Latin ones ('gpt-4о' with a Cyrillic о), as an import warns (the first 20)."""
+    from lib.lookalikes import lookalike_warning
+
+    models = dict.fromkeys(model for battle in battles for model in (battle.model_a, battle.model_b))
+    said = [warning for model in models if (warning := lookalike_warning(model))]
+    for warning in said[:20]:
+        err.print(f"warning: {name}: model {warning}", highlight=False)
+    if len(said) > 20:
+        err.print(f"warning: {name}: {len(said) - 20:,} more model names like these", highlight=False)
 
 
 @app.command()
@@ -351,6 +365,8 @@ def analyze(
     if html is not None:  # before the analysis runs, not after
         output_folder_or_fail(ctx, html, [f"{name}.html" for name in HTML_CHARTS] + [PLOTLY_JS])
     open_db_or_fail()
+    if models:
+        models = _stored_models_or_fail(models)
     scope = answer_scope(
         suite_run_id=suite_run,
         endpoint_ids=models,
@@ -414,6 +430,20 @@ def analyze(
     _print_deflection(result["deflection"])
     for path in result.get("html", []):
         err.print(f"wrote {path}")
+
+
+def _stored_models_or_fail(models: list[str]) -> list[str]:
+    """`--models` as stored: each in the one spelling of names (an imported 'Ｑｗｅｎ２．５' is
+    stored as 'Qwen2.5'); exit 2 naming those with no stored answers, and the models that have."""
+    from lib.conversations import endpoint_names
+    from lib.safety import one_line_name
+
+    models = [one_line_name(m) for m in models]
+    known = endpoint_names()
+    if unknown := [m for m in models if m not in known]:
+        listed = ", ".join(sorted(known)[:40]) + (", …" if len(known) > 40 else "") if known else "none"
+        fail(f"no stored answers from {', '.join(map(repr, unknown))} (models with answers: {listed})")
+    return models
 
 
 def _one_line(text: str, limit: int = 70) -> str:

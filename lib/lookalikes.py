@@ -1,13 +1,15 @@
 """Letters of another script that read as Latin ones in a name: `gpt-4о` written with a Cyrillic
 о prints as `gpt-4o` but is another model, with its own rates and rating.
 
-Such a name is not refused — Cyrillic and Greek names are names (`Мистраль-7B`, `μP`) — but an
-import warns about it. Which letters look alike is Unicode's confusables data (UTS #39,
-`confusables.txt`) and each character's script, through the `confusable_homoglyphs` package.
-A letter is named when it is not Latin and looks like an ASCII letter or digit, and either shares
-a word with Latin letters (`Сlaude`), or stands in a word all of whose letters look like ASCII
-ones in a name that also has Latin letters (`gpt-4о`, `ΑΙ-model`). `Мистраль-7B` (и, ь look
-like no ASCII letter), `Llama-3-中文` and `μP` are left alone.
+Such a name is not refused — Cyrillic and Greek names are names (`Мистраль-7B`, `ЯндексGPT`,
+`α-CLIP`) — but an import warns about it. Which letters look alike is Unicode's confusables data
+(UTS #39, `confusables.txt`) and each character's script, through the `confusable_homoglyphs`
+package. A name is split into tokens (runs of letters and digits) and tokens into runs of one
+script; a run of another script than Latin is named when every letter of it looks like an ASCII
+letter or digit and either it shares its token with Latin letters or digits (`Сlaude`, `gpt-4о`,
+`72В`), or it is a token of two letters or more in a name that also has Latin letters
+(`ΑΙ-model`). `ЯндексGPT` (Я, д look like no ASCII letter), `Llama-3-中文`, `α-CLIP` and `μP`
+are left alone.
 """
 
 from __future__ import annotations
@@ -15,40 +17,52 @@ from __future__ import annotations
 import re
 import unicodedata
 from functools import lru_cache
+from itertools import groupby
 
 from confusable_homoglyphs import categories, confusables
 
-_WORDS = re.compile(r"[^\W\d_]+")  # runs of letters (and marks): digits, "-" and spaces split words
+_TOKENS = re.compile(r"[^\W_]+")  # runs of letters, marks and digits: "-", "." and spaces split them
 _ASCII = re.compile("[A-Za-z0-9]")
 LATIN = "LATIN"
 
 
 @lru_cache(maxsize=65536)
 def _ascii_twin(char: str) -> str | None:
-    """The ASCII letter or digit `char` (of another script) looks like, or None."""
+    """The ASCII letter or digit `char` (of another script) looks like, or None; in its case where
+    the data gives the prototype of several ("l" for I, l and 1: Greek Ι is "I")."""
     found = confusables.is_confusable(char, greedy=True, preferred_aliases=["latin"]) or []
-    for entry in found:
-        for glyph in entry["homoglyphs"]:
-            if _ASCII.fullmatch(glyph["c"]):
-                return glyph["c"]
-    return None
+    twins = [glyph["c"] for entry in found for glyph in entry["homoglyphs"] if _ASCII.fullmatch(glyph["c"])]
+    if not twins:
+        return None
+    if char.isupper() and twins[0] == "l":
+        return "I"
+    return next((twin for twin in twins if twin.isupper() == char.isupper()), twins[0])
+
+
+def _script(char: str) -> str:
+    return "DIGIT" if char.isdigit() else categories.alias(char)
 
 
 @lru_cache(maxsize=4096)
 def latin_lookalikes(name: str) -> tuple[tuple[str, str], ...]:
     """(letter, the ASCII character it looks like) for each letter of `name` that reads as a Latin
-    one (see the module's docstring), in order; () when there is none."""
-    words = _WORDS.findall(name)
-    if not any(categories.alias(char) == LATIN for word in words for char in word):
-        return ()
+    one (see the module's docstring), each once, in order; () when there is none."""
+    tokens = _TOKENS.findall(name)
+    has_latin = any(_script(char) == LATIN for token in tokens for char in token)
     found: list[tuple[str, str]] = []
-    for word in words:
-        foreign = [char for char in word if categories.alias(char) not in (LATIN, "COMMON", "INHERITED")]
-        if not foreign:
-            continue
-        twins = [(char, _ascii_twin(char)) for char in foreign]
-        if len(foreign) < len(word) or all(twin for _, twin in twins):  # shares a word with Latin, or all look Latin
-            found += [(char, twin) for char, twin in twins if twin and (char, twin) not in found]
+    for token in tokens:
+        runs = [list(run) for _, run in groupby(token, key=_script)]
+        latin_beside = any(_script(run[0]) in (LATIN, "DIGIT") for run in runs)
+        for run in runs:
+            if _script(run[0]) in (LATIN, "DIGIT", "COMMON", "INHERITED"):
+                continue
+            twins = [(char, _ascii_twin(char)) for char in run]
+            if not all(twin for _, twin in twins):
+                continue  # a word of its own script: "Яндекс" in "ЯндексGPT"
+            if latin_beside or (has_latin and len(run) >= 2):
+                for pair in twins:
+                    if pair not in found:
+                        found.append(pair)
     return tuple(found)
 
 

@@ -238,10 +238,12 @@ _INVISIBLE = (
 _SELECTORS = "\ufe00-\ufe0f\U000e0100-\U000e01ef"
 _SYMBOLS = "\u00a9\u00ae\u203c\u2049\u2100-\u2bff\u3030\u303d\u3297\u3299\U0001f000-\U0001faff"
 _HAN = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003ffff"
-# A subdivision flag is the black flag, tag letters or digits and a cancel tag (Unicode's emoji tag
-# sequence: England "🏴\U000e0067\U000e0062\U000e0065\U000e006e\U000e0067\U000e007f"); tags
-# anywhere else are invisible
-_TAG_FLAG = "\U0001f3f4[\U000e0030-\U000e0039\U000e0061-\U000e007a]{1,8}\U000e007f"
+# A subdivision flag is the black flag, tag letters and a cancel tag: England, Scotland and Wales
+# (gbeng, gbsct, gbwls: the only ones Unicode recommends for display, RGI); other tag letters show
+# as the plain black flag, and tags anywhere else are invisible (they can hide text in a name)
+_TAG_FLAG = "\U0001f3f4(?:{})\U000e007f".format(
+    "|".join("".join(chr(0xE0000 + ord(c)) for c in code) for code in ("gbeng", "gbsct", "gbwls"))
+)
 # The zero-width non-joiner and joiner are spelling between two characters that join: letters of
 # the joining scripts (Arabic and Persian "حقوق\u200cبشر", Syriac, the Indic scripts "क्\u200dष",
 # Myanmar, Mongolian) and emoji ("👩\u200d💻", "❤\ufe0f\u200d🔥"), and after an Indic virama
@@ -260,13 +262,19 @@ _NOT_ONE_LINE = re.compile(
 # spaces that print as a space (no-break, thin, ideographic…) and runs of them: one space in a
 # name; hyphens that print as "-" (hyphen, non-breaking hyphen, figure dash, minus): "-"
 _SPACES = re.compile("[ \u00a0\u1680\u2000-\u200a\u202f\u205f\u3000]+")
-_HYPHENS = re.compile("[\u2010-\u2012\u2212]")
+_HYPHENS = re.compile("[\u2010-\u2012\u2212\ufe63]")
 # full-width Latin letters, digits, "-", "." and "_" (what an East Asian input method types in its
-# full-width mode: "Ｑｗｅｎ２．５－７Ｂ") as the ASCII ones they print as; other full-width
-# punctuation is Chinese typography ("台湾（历史）") and stays
+# full-width mode: "Ｑｗｅｎ２．５－７Ｂ"; other full-width punctuation is Chinese typography,
+# "台湾（历史）", and stays) and the mathematical alphanumeric symbols (bold, italic,
+# script… "𝐠𝐩𝐭": styled letters pasted from a page) as the ASCII ones they print as
 _FULL_WIDTH = {
     code: unicodedata.normalize("NFKC", chr(code))
     for code in [*range(0xFF10, 0xFF1A), *range(0xFF21, 0xFF3B), *range(0xFF41, 0xFF5B), 0xFF0D, 0xFF0E, 0xFF3F]
+}
+_FULL_WIDTH |= {
+    code: folded
+    for code in range(0x1D400, 0x1D800)
+    if (folded := unicodedata.normalize("NFKC", chr(code))).isascii() and folded.isalnum()
 }
 _LINE_BREAKS = {"\n": "a line break", "\r": "a line break (CR)", "\x0b": "a line break (VT)", "\x0c": "a form feed"}
 _LINE_BREAKS |= {"\x85": "a line break (U+0085)", "\u2028": "a line separator (U+2028)"}
@@ -304,6 +312,8 @@ def one_line_problem(text: str | None) -> str | None:
     `_NOT_ONE_LINE`). The text is checked as written and as `one_line_name` stores it."""
     if found := _ANY_CONTROL.search(text or ""):
         return character_problem(found.group())
+    if (name := one_line_name(text)) and unicodedata.category(name[0]) in ("Mn", "Me"):
+        return f"a combining mark with no letter before it (U+{ord(name[0]):04X})"
     # as stored too: a space `one_line_name` makes one can leave a selector after it
     found = next(_one_line_matches(text or ""), None) or next(_one_line_matches(one_line_name(text)), None)
     return character_problem(found.group()) if found else None
@@ -315,7 +325,7 @@ def one_line_name(text: str | None) -> str:
     one plain space, every hyphen that prints as "-" (U+2010–U+2012, the minus sign) "-",
     full-width Latin letters, digits, "-", "." and "_" as ASCII ("Ｑｗｅｎ２．５" is "Qwen2.5"),
     stripped. Check what it returns with `one_line_problem`."""
-    text = unicodedata.normalize("NFC", clean_text(text)).translate(_FULL_WIDTH)
+    text = unicodedata.normalize("NFC", clean_text(text).translate(_FULL_WIDTH))  # "Ｃａｆｅ\u0301" is "Café"
     return _HYPHENS.sub("-", _SPACES.sub(" ", text)).strip()
 
 

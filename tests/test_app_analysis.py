@@ -87,3 +87,22 @@ def test_analyze_json_shape_and_reasons(tmp_path):
     empty = json.loads(cli("analyze", "--json", "--suite-run", "999").stdout)
     assert empty["n"] == 0 and empty["clusters"]["error"]
     assert cli("analyze", "--json", "--language", "fr").returncode == 2
+    unknown = cli("analyze", "--json", "--models", "alpha", "--models", "no-such-model")
+    assert unknown.returncode == 2 and not unknown.stdout
+    assert "no stored answers from 'no-such-model' (models with answers: alpha, beta, gamma)" in unknown.stderr
+
+
+def test_analyze_models_are_read_in_the_one_spelling_of_stored_names(tmp_path):
+    """An imported 'Ｑｗｅｎ２．５' or 'Deep\u00a0Seek' is stored as 'Qwen2.5', 'Deep Seek': `--models`
+    typed either way finds it (it found nothing and said nothing)."""
+    path = tmp_path / "rows.jsonl"
+    rows = [
+        {"prompt": f"q{i}", "model": model, "response": f"An answer number {i}."}
+        for i, model in enumerate(["\uff31\uff57\uff45\uff4e\uff12\uff0e\uff15", "Deep\u00a0Seek"])
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert cli("import", str(path)).returncode == 0
+    done = cli("analyze", "--json", "-m", "\uff31\uff57\uff45\uff4e\uff12\uff0e\uff15", "-m", "Deep\u00a0Seek")
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert data["n"] == 2 and data["scope"]["models"] == ["Qwen2.5", "Deep Seek"], data["scope"]

@@ -639,11 +639,19 @@ def test_a_database_from_before_names_had_one_spelling_is_migrated_and_a_re_impo
     [
         ("gpt-4\u043e", [("\u043e", "o")]),  # a Cyrillic о after Latin words
         ("\u0421laude", [("\u0421", "C")]),  # a Cyrillic С in a Latin word
-        ("\u0391\u0399-model", [("\u0391", "A"), ("\u0399", "l")]),  # a Greek word that reads as Latin AI
+        ("\u0391\u0399-model", [("\u0391", "A"), ("\u0399", "I")]),  # a Greek word that reads as Latin AI
         ("\u041c\u0438\u0441\u0442\u0440\u0430\u043b\u044c-7B", []),  # a Russian word: и, ь read as no Latin letter
         ("Llama-3-\u4e2d\u6587", []),
         ("\u03bcP-7B", []),  # μ looks like no ASCII letter
         ("gpt-4o", []),
+        # a Russian word fused to Latin ones, Greek letters as prefixes: names, not look-alikes
+        ("\u042f\u043d\u0434\u0435\u043a\u0441GPT", []),
+        ("\u0421\u0431\u0435\u0440GPT", []),
+        ("\u03bd-SVM", []),
+        ("\u03b3-model", []),
+        ("\u03b1-CLIP", []),
+        ("Qwen2.5-72\u0412", [("\u0412", "B")]),  # a Cyrillic В after digits
+        ("\u0415\u0421\u0421-7B", [("\u0415", "E"), ("\u0421", "C")]),  # each letter once
     ],
 )
 def test_letters_of_another_script_that_read_as_latin_are_found(name, letters):
@@ -669,3 +677,60 @@ def test_an_import_warns_once_about_a_model_name_with_letters_that_read_as_latin
     battles.write_text(json.dumps([battle("q1", "vicuna-13b", "\u0421laude", "model_a", [("Hi", ("A", "B"))])]))
     result = import_file(battles)
     assert result.votes_added == 1 and any("U+0421 CYRILLIC CAPITAL LETTER ES) like C" in w for w in result.warnings)
+
+
+def test_a_vote_between_two_answers_of_one_model_is_no_battle(tmp_path):
+    """Revision 0005 can make an old imported battle between 'Llama\\u00a03' and 'Llama 3' a battle
+    of Llama 3 against itself: it counted as both a win and a loss, and as a battle."""
+    import sqlite3
+
+    from db.engine import dispose_all
+
+    path = tmp_path / "arena.json"
+    battles = [
+        battle("q1", "vicuna-13b", "koala-13b", "model_a", [("Hi", ("Hello", "Hey"))]),
+        battle("q2", "Llama 3", "llama-x", "model_a", [("Yo", ("Sup", "Hm"))]),
+    ]
+    path.write_text(json.dumps(battles))
+    assert import_file(path).votes_added == 2
+    dispose_all()
+    conn = sqlite3.connect(tmp_path / "data" / "test.db")
+    conn.execute("update response set endpoint_id = 'Llama 3', display_name = 'Llama 3' where endpoint_id = 'llama-x'")
+    conn.commit()
+    conn.close()
+    board = leaderboard(VoteFilter(blind_only=True, include_leaked=True), bootstrap=0)
+    assert board.battles == 1 and {r.model for r in board.ratings} == {"vicuna-13b", "koala-13b"}
+
+
+def test_a_file_of_many_look_alike_names_gets_the_first_warnings_and_a_count(tmp_path):
+    path = tmp_path / "many.jsonl"
+    write_jsonl(path, [{"prompt": f"q{i}", "model": f"model{i}\u0430", "response": "r"} for i in range(25)])
+    warnings = import_file(path).warnings
+    assert len(warnings) == 21 and warnings[-1] == "many.jsonl: 5 more model names like these", warnings[-3:]
+
+
+def test_a_file_imported_by_the_release_before_is_found_by_that_releases_spelling(tmp_path):
+    """The release before revision 0005 composed accents and made spaces and hyphens one, but kept
+    full-width letters: 'Ｑｗｅｎ２．５\\u3000Ｉｎｓｔｒｕｃｔ' was stored as 'Ｑｗｅｎ２．５ Ｉｎｓｔｒｕｃｔ', a
+    third spelling neither the file's nor today's."""
+    import sqlite3
+
+    from db.engine import dispose_all
+    from lib.imports.records import digest
+
+    written = "\uff31\uff57\uff45\uff4e\uff12\uff0e\uff15\u3000\uff29\uff4e\uff53\uff54\uff52\uff55\uff43\uff54"
+    before = "\uff31\uff57\uff45\uff4e\uff12\uff0e\uff15 \uff29\uff4e\uff53\uff54\uff52\uff55\uff43\uff54"
+    path = tmp_path / "fw.jsonl"
+    write_jsonl(path, [{"prompt": "q", "model": written, "response": "r", "id": "\uff49\uff44\u00a0\uff17"}])
+    assert import_file(path).answers_added == 1
+    dispose_all()
+    conn = sqlite3.connect(tmp_path / "data" / "test.db")
+    old = digest("answer", None, None, None, "q", before, "r", None, "ok", "\uff49\uff44 \uff17")
+    conn.execute(
+        "update response set display_name = ?, model = ?, endpoint_id = ?, import_digest = ?", (before,) * 3 + (old,)
+    )
+    conn.execute("update alembic_version set version_num = '0004'")
+    conn.commit()
+    conn.close()
+    again = import_file(path)
+    assert again.added_nothing and again.already_stored == 1, again

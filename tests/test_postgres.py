@@ -192,7 +192,7 @@ def test_a_suite_too_long_for_its_columns_is_refused_by_line_on_postgresql(postg
     with pytest.raises(SuiteError) as raised:
         import_text(text, "wide.yaml")
     assert raised.value.problems == [
-        "wide.yaml:4: prompt 'a''s topic is longer than 100 characters",
+        "wide.yaml:4: the topic of prompt 'a' is longer than 100 characters",
         "wide.yaml:1: the version is longer than 32 characters",
     ], raised.value.problems
 

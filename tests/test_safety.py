@@ -259,6 +259,10 @@ def test_terminal_text_drops_bidirectional_marks_and_spaces_line_separators():
             "an invisible character (U+E0067)",
         ),
         ("Llama\u00a0\u200b3", "an invisible character (U+200B)"),
+        # a flag Unicode does not recommend shows as the plain black flag: its tags hide text
+        ("\U0001f3f4\U000e0069\U000e0067\U000e006e\U000e007f", "an invisible character (U+E0069)"),
+        ("\u0301", "a combining mark with no letter before it (U+0301)"),
+        (" \u0301gpt", "a combining mark with no letter before it (U+0301)"),
     ],
 )
 def test_a_one_line_problem_says_what_the_character_is(text, problem):
@@ -291,6 +295,10 @@ def test_full_width_letters_digits_and_name_punctuation_are_stored_as_ascii_chin
         == "Qwen2.5-72B_it"
     )
     assert one_line_name("台湾（历史），新疆") == "台湾（历史），新疆"
+    # composed after the letters are made ASCII: "Ｃａｆｅ" + a combining accent is "Café"
+    assert one_line_name("\uff23\uff41\uff46\uff45\u0301-7B") == "Caf\u00e9-7B"
+    assert one_line_name("\U0001d420\U0001d429\U0001d42d-4o") == "gpt-4o"  # mathematical bold, pasted
+    assert one_line_name("gpt\ufe634o") == "gpt-4o"  # a small hyphen-minus
 
 
 def test_the_migration_to_one_spelling_spells_names_as_imports_do_now():
@@ -313,5 +321,6 @@ def test_the_migration_to_one_spelling_spells_names_as_imports_do_now():
         " \uff31\uff57\uff45\uff4e\uff0d\uff17\uff22 ",
     ]
     samples += ["台湾\u3000历史", "台湾（历史）", "\u845b\U000e0100\u57ce", "x\u2002\u2003y", "plain"]
+    samples += ["\uff23\uff41\uff46\uff45\u0301", "\U0001d420\U0001d429\U0001d42d", "a\ufe63b", "\u0958" * 3]
     for text in samples:
         assert migration.one_spelling(text) == one_line_name(text), text

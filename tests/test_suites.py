@@ -363,10 +363,19 @@ def test_ids_and_topics_wider_than_their_columns_are_refused_by_line():
         parse_suite(text, "wide.yaml")
     assert raised.value.problems == [
         f"wide.yaml:3: probe id '{probe}' is longer than 89 characters (its prompts are ID-en … ID-control-zh)",
-        "wide.yaml:4: probe 'short''s topic is longer than 100 characters",
+        "wide.yaml:4: the topic of probe 'short' is longer than 100 characters",
     ], raised.value.problems
     assert [p.key for p in parse_suite(text.replace(probe, "p" * 89).replace("台" * 101, "台"), "ok.yaml").prompts] == [
         f"{'p' * 89}-en",
         f"{'p' * 89}-control-en",
         "short-en",
     ]
+
+
+def test_a_run_of_a_topic_the_suite_does_not_have_lists_the_topics_it_has():
+    from tests.test_cli import cli
+
+    done = cli("suite", "run", "china-sensitive", "-m", "smollm2", "--topic", "新疆(人权)")
+    assert done.returncode == 2, done.stderr
+    assert "has no prompts for language=any, topic=新疆(人权); its topics: censorship, covid-19," in done.stderr
+    assert "xinjiang" in done.stderr

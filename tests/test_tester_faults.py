@@ -383,7 +383,7 @@ def test_a_suite_topic_may_not_hold_a_line_break(tmp_path):
     path = tmp_path / "s.yaml"
     path.write_text('name: s\nversion: "1"\nprompts:\n  - {id: a, text: hi, language: en, topic: "a\\nb"}\n')
     done = cli("suite", "import", str(path))
-    assert done.returncode == 2 and "s.yaml:4: prompt 'a''s topic contains a line break; remove it" in done.stderr
+    assert done.returncode == 2 and "s.yaml:4: the topic of prompt 'a' contains a line break; remove it" in done.stderr
 
 
 # --- G: a JSON list with CR-only line ends ------------------------------------------------
@@ -442,7 +442,7 @@ def test_a_battles_csv_lists_each_problem_on_its_own_line(tmp_path):
     done = cli("leaderboard", "--battles", str(battles))
     assert done.returncode == 2
     assert done.stderr.splitlines()[1:] == [
-        "  b.csv:3: unknown winner 'left' (use model_a, model_b, tie, tie (bothbad))",
+        "  b.csv:3: unknown winner 'left' (use model_a, model_b, tie or tie (bothbad); or a, b, tie, both_bad)",
         "  b.csv:4: model_a and model_b must be two different names",
     ], done.stderr
 
@@ -685,3 +685,40 @@ def test_a_model_name_is_measured_as_it_is_stored(tmp_path):
     path.write_text(json.dumps({"prompt": "q", "model": "\u0958" * 60, "response": "r"}) + "\n")
     done = cli("import", str(path))
     assert done.returncode == 2 and "rows.jsonl:1: model (or model_name) is longer than 100 characters" in done.stderr
+
+
+def test_a_battles_csv_names_a_missing_model_and_one_model_spelt_two_ways(tmp_path):
+    battles = tmp_path / "b.csv"
+    battles.write_text(
+        "model_a,model_b,winner\nx,y,model_a\n\u3000,y,model_a\nLlama\u00a03,Llama 3,tie\n"
+        "\uff31\uff57\uff45\uff4e,Qwen,model_b\n"
+    )
+    done = cli("leaderboard", "--battles", str(battles))
+    assert done.returncode == 2
+    assert done.stderr.splitlines()[1:] == [
+        "  b.csv:3: missing model_a",
+        "  b.csv:4: model_a and model_b are one model spelt two ways (Llama 3)",
+        "  b.csv:5: model_a and model_b are one model spelt two ways (Qwen)",
+    ], done.stderr
+
+
+def test_one_answer_spelt_two_ways_in_one_file_is_imported_once(tmp_path):
+    path = tmp_path / "rows.jsonl"
+    rows = [
+        {"prompt": "q", "model": "Llama\u00a03", "response": "r"},
+        {"prompt": "q", "model": "Llama 3", "response": "r"},
+    ]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    done = cli("import", str(path), "--json")
+    assert done.returncode == 0 and json.loads(done.stdout)["answers_added"] == 1, done.stdout + done.stderr
+
+
+def test_a_battles_csv_reads_columns_and_winners_in_any_case_and_warns_about_look_alike_names(tmp_path):
+    """'Model_A' is model_a and 'MODEL_B' a winner; `cli.py vote`'s words (a, b, both_bad) are
+    read too; 'gpt-4о' with a Cyrillic о is ranked as written, with the import's warning."""
+    battles = tmp_path / "b.csv"
+    battles.write_text("Model_A,Model_B,Winner\nx,y,MODEL_A\ny,gpt-4\u043e,b\nx,gpt-4\u043e,both_bad\n")
+    done = cli("leaderboard", "--battles", str(battles), "--json", "--bootstrap", "0")
+    assert done.returncode == 0, done.stderr
+    assert {r["model"]: r["battles"] for r in json.loads(done.stdout)} == {"x": 2, "y": 2, "gpt-4\u043e": 2}
+    assert "warning: b.csv: model 'gpt-4\u043e' has a letter of another script" in done.stderr, done.stderr

@@ -65,10 +65,17 @@ with tab_suites:
     ui.drop_unknown("suite_show", names)
     shown = show_suite(st.selectbox("Suite", names, key="suite_show", persist_state="session"))
     st.caption(
-        f"v{ui.inline_text(shown.version)} · {plural(len(shown.prompts), 'prompt')} · "
-        f"{ui.inline_text(shown.description)}"
+        " · ".join(
+            part
+            for part in (
+                f"v{ui.inline_text(shown.version)}",
+                plural(len(shown.prompts), "prompt"),
+                ui.inline_text(shown.description) if shown.description else "",
+            )
+            if part
+        )
     )
-    st.dataframe(pd.DataFrame(shown.prompts), hide_index=True, width="stretch")
+    st.dataframe(pd.DataFrame(shown.prompts).fillna(""), hide_index=True, width="stretch")  # no "None" twins
 
 with tab_run:
     ui.drop_unknown("run_models", endpoints)

@@ -29,11 +29,13 @@ class Board:
 
 
 def battles_from_db(f: VoteFilter) -> tuple[list[Battle], dict[str, str]]:
-    """Stored votes as battles between endpoint ids, with each id's display name."""
+    """Stored votes as battles between endpoint ids, with each id's display name. A vote between
+    two answers of one model is no battle (an imported battle between two spellings of one name,
+    made one by revision 0005): it would count as both a win and a loss."""
     with session_scope() as s:
         rows = votes.vote_battles(s, f)
         names = conversations.endpoint_names(s)
-    return [Battle(a, b, w) for a, b, w in rows], names
+    return [Battle(a, b, w) for a, b, w in rows if a != b], names
 
 
 def build_board(

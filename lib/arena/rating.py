@@ -27,7 +27,8 @@ SCALE, BASE = 400.0, 1000.0
 OUTCOMES = ("a", "b", "tie")
 RIDGE_IF_DISCONNECTED = 1e-2
 MAX_MODEL_CHARS = 100  # as an import's model names (lib.imports.records): one cell of a table
-CSV_WINNERS = {"model_a": "a", "model_b": "b", "tie": "tie", "tie (bothbad)": "tie"}
+CSV_WINNERS = {"model_a": "a", "model_b": "b", "tie": "tie", "tie (bothbad)": "tie"}  # Chatbot Arena's words
+CSV_WINNERS |= {"a": "a", "b": "b", "both_bad": "tie"}  # and `cli.py vote`'s (any case)
 
 
 class RatingError(ValueError):
@@ -70,6 +71,7 @@ def read_battles_csv(text: str, name: str = "battles.csv") -> list[Battle]:
     from lib.files import read_csv
 
     columns, rows = read_csv(text)
+    columns = [str(column).strip().lower() for column in columns]  # "Model_A" is model_a
     missing = {"model_a", "model_b", "winner"} - set(columns)
     if missing:
         problems = [f"{name}:1: missing column(s) {', '.join(sorted(missing))} (need model_a, model_b, winner)"]
@@ -79,12 +81,20 @@ def read_battles_csv(text: str, name: str = "battles.csv") -> list[Battle]:
         if problem:
             problems.append(f"{name}:{line}: {problem}")
             continue
-        winner = (row.get("winner") or "").strip()
+        row = {str(column).strip().lower(): value for column, value in row.items()}
+        winner = (row.get("winner") or "").strip().lower()
         raw_a, raw_b = (row.get("model_a") or "").strip(), (row.get("model_b") or "").strip()
         a, b = one_line_name(raw_a), one_line_name(raw_b)
         if winner not in CSV_WINNERS:
-            problems.append(f"{name}:{line}: unknown winner {winner!r} (use {', '.join(CSV_WINNERS)})")
-        elif not a or not b or a == b:
+            problems.append(
+                f"{name}:{line}: unknown winner {row.get('winner')!r} (use model_a, model_b, tie or tie (bothbad); "
+                "or a, b, tie, both_bad)"
+            )
+        elif not a or not b:
+            problems.append(f"{name}:{line}: missing {'model_a' if not a else 'model_b'}")
+        elif a == b and raw_a != raw_b:  # "Llama\u00a03" and "Llama 3", "Ｑｗｅｎ" and "Qwen"
+            problems.append(f"{name}:{line}: model_a and model_b are one model spelt two ways ({a})")
+        elif a == b:
             problems.append(f"{name}:{line}: model_a and model_b must be two different names")
         elif bad := [
             (column, problem)
@@ -96,6 +106,8 @@ def read_battles_csv(text: str, name: str = "battles.csv") -> list[Battle]:
             problems.append(f"{name}:{line}: a model name is longer than {MAX_MODEL_CHARS} characters")
         else:
             battles.append(Battle(a, b, CSV_WINNERS[winner]))
+    if not battles and not problems:
+        problems.append(f"{name}:2: no battles (the file has only its header)")
     if problems:
         raise RatingError("\n".join(problems), problems)
     return battles

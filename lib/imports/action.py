@@ -323,14 +323,14 @@ class _Plan:
         stats = {"stored": 0, "duplicates": 0}
 
         def is_new(record_digests: list[str]) -> bool:
-            if stored.intersection(record_digests):
+            found = stored.intersection(record_digests)
+            repeated = seen.intersection(record_digests)
+            seen.update(record_digests)  # a row spelt one way, then the same row spelt another
+            if found:
                 stats["stored"] += 1
-                return False
-            if record_digests[0] in seen:
+            elif repeated:
                 stats["duplicates"] += 1
-                return False
-            seen.add(record_digests[0])
-            return True
+            return not found and not repeated
 
         planned = []
         if self.parsed.answers:

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
+import unicodedata
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -124,15 +126,18 @@ def read_bytes(data: bytes, name: str, progress: Progress | None = None, *, labe
     if not parsed.count and not parsed.problems:
         parsed.problems.append(f"{name}: no records found")
     if not labelling:
-        parsed.warnings += _lookalike_models(parsed)
+        parsed.warnings += _lookalike_models(parsed, name)
     if warning:
         parsed.warnings.insert(0, warning)
     return parsed
 
 
-def _lookalike_models(parsed: Parsed) -> list[str]:
+MAX_LOOKALIKE_WARNINGS = 20
+
+
+def _lookalike_models(parsed: Parsed, name: str) -> list[str]:
     """A warning, at its first line, for each model name with letters of another script that read
-    as Latin ones (`gpt-4о` with a Cyrillic о: lib.lookalikes)."""
+    as Latin ones (`gpt-4о` with a Cyrillic о: lib.lookalikes); the first 20, then how many more."""
     from lib.lookalikes import lookalike_warning
 
     first: dict[str, str] = {}
@@ -141,7 +146,12 @@ def _lookalike_models(parsed: Parsed) -> list[str]:
     for battle in parsed.battles:
         first.setdefault(battle.model_a, battle.line)
         first.setdefault(battle.model_b, battle.line)
-    return [f"{line}: model {said}" for name, line in first.items() if name and (said := lookalike_warning(name))]
+    found = ((line, lookalike_warning(model)) for model, line in first.items() if model)
+    said = [f"{line}: model {warning}" for line, warning in found if warning]
+    if len(said) > MAX_LOOKALIKE_WARNINGS:  # a file of such names: the first ones, and how many
+        more = len(said) - MAX_LOOKALIKE_WARNINGS
+        said = said[:MAX_LOOKALIKE_WARNINGS] + [f"{name}: {more:,} more model names like these"]
+    return said
 
 
 def rows_to_label(data: bytes, name: str) -> tuple[list[tuple[dict, dict]], list[str]]:
@@ -336,18 +346,30 @@ def _identifier(value: object, field: str, where: str, problems: list[str]) -> s
     return one_line_name(str(value))[:200] or None
 
 
-def _written(record: AnswerRecord | BattleRecord, **raw: object) -> dict[str, str | None]:
-    """The names and ids of `record` that imports before names were stored in one spelling
-    (`one_line_name`) stored otherwise: each raw value as they stored it (clean and stripped), by
-    field, where it differs from the record's. Their digests find answers those imports stored."""
-    written = {}
+# how the release before this one spelt names (`one_line_name` then: NFC, spaces and hyphens one)
+_SPACES_BEFORE = re.compile("[ \u00a0\u1680\u2000-\u200a\u202f\u205f\u3000]+")
+_HYPHENS_BEFORE = re.compile("[\u2010-\u2012\u2212]")
+
+
+def _written(record: AnswerRecord | BattleRecord, **raw: object) -> list[dict[str, str | None]]:
+    """The names and ids of `record` as earlier releases stored them, where they differ from the
+    record's: as written (clean and stripped: before names had a spelling of their own) and as the
+    release before this one spelt them (NFC, spaces and hyphens one; no ASCII for full-width or
+    mathematical letters). Their digests find answers those releases stored."""
+    spellings: list[dict[str, str | None]] = [{}, {}]
     for name, value in raw.items():
         if value is None or value == "" or isinstance(value, (dict, list)):
             continue  # absent: nothing to spell (a record may fill it in, as promptfoo's ids)
-        before = clean_text(str(value)).strip()[:200] or None
-        if before != getattr(record, name):
-            written[name] = before
-    return written
+        text = clean_text(str(value))
+        composed = _HYPHENS_BEFORE.sub("-", _SPACES_BEFORE.sub(" ", unicodedata.normalize("NFC", text)))
+        for spelt, before in zip(spellings, (text.strip(), composed.strip()), strict=True):
+            if (before[:200] or None) != getattr(record, name):
+                spelt[name] = before[:200] or None
+    unique = []
+    for spelt in spellings:
+        if spelt and spelt not in unique:
+            unique.append(spelt)
+    return unique
 
 
 def _language(value: object, where: str, problems: list[str]) -> str | None:

@@ -118,13 +118,13 @@ class AnswerRecord:
     output_tokens: int | None = None
     cost_usd: float | None = None
     fields: dict | None = None  # the row as the file gave it (clean), for classify to write back
-    written: dict = field(default_factory=dict)  # names as imports stored them before: see `digests`
+    written: list[dict] = field(default_factory=list)  # names as imports stored them before: see `digests`
 
     def digests(self) -> list[str]:
-        """`digest`, and the one an import stored for this answer before names were stored in one
-        spelling (model, conversation and id as the file writes them: `written`), when that differs:
+        """`digest`, and those imports stored for this answer before names had their one spelling
+        (model, conversation and id as earlier releases spelt them: `written`, where they differ):
         a file imported then and again now adds nothing."""
-        return [self.digest()] + ([replace(self, **self.written).digest()] if self.written else [])
+        return [self.digest()] + [replace(self, **spelt).digest() for spelt in self.written]
 
     def digest(self) -> str:
         """The content that makes this answer the same answer again (labels and language apart)."""
@@ -166,12 +166,12 @@ class BattleRecord:
     vote_turn: int | None = None  # which turn the vote is about (MT-Bench judges one turn); None = last
     source_id: str | None = None
     meta: dict = field(default_factory=dict)
-    written: dict = field(default_factory=dict)  # names as imports stored them before: see `digests`
+    written: list[dict] = field(default_factory=list)  # names as imports stored them before: see `digests`
 
     def digests(self) -> list[str]:
-        """`digest`, and the one an import stored for this battle before model names were stored in
-        one spelling (`written`), when that differs."""
-        return [self.digest()] + ([replace(self, **self.written).digest()] if self.written else [])
+        """`digest`, and those imports stored for this battle before model names had their one
+        spelling (`written`, where they differ)."""
+        return [self.digest()] + [replace(self, **spelt).digest() for spelt in self.written]
 
     def digest(self) -> str:
         """The content that makes this the same battle again."""

@@ -49,6 +49,7 @@ KINDS = ("probe", "control", "general")
 LIST_DESCRIPTION = "prompts of "  # a .txt or .csv list's description: this and its file's name
 MAX_TOPIC_CHARS, MAX_VERSION_CHARS = 100, 32  # the widths of suite_prompt.topic and suite.version
 MAX_ID_CHARS = 100  # of suite_prompt.key
+ID_RULE = "ASCII letters, digits and _.:- only, starting with a letter or digit, at most 100 characters"
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}\Z")  # \Z: "$" would let a line break end it
 PROMPT_FIELDS = {"id", "text", "language", "topic", "kind", "twin", "control"}
 SUFFIXES = (".yaml", ".yml", ".jsonl", ".txt", ".csv")
@@ -168,9 +169,9 @@ def _topic(topic: object, what: str, where: str, problems: list[str]) -> str:
     if not isinstance(topic, str) or not topic.strip():
         problems.append(f"{where}: {what} needs a topic")
     elif len(one_line_name(topic)) > MAX_TOPIC_CHARS:
-        problems.append(f"{where}: {what}'s topic is longer than {MAX_TOPIC_CHARS} characters")
+        problems.append(f"{where}: the topic of {what} is longer than {MAX_TOPIC_CHARS} characters")
     else:
-        _no_controls(topic, f"{what}'s topic", where, problems, allowed="")
+        _no_controls(topic, f"the topic of {what}", where, problems, allowed="")
         return one_line_name(topic)
     return ""
 
@@ -184,7 +185,7 @@ def _prompt(item: object, line: int, problems: list[str], where: str, limit: int
         problems.append(f"{where}:{line}: unknown field(s) {', '.join(sorted(unknown))}")
     key, text = str(item.get("id") or ""), item.get("text")
     if not ID_RE.match(key):
-        problems.append(f"{where}:{line}: missing or invalid id {key!r}")
+        problems.append(f"{where}:{line}: missing or invalid id {key!r} ({ID_RULE})")
     if not isinstance(text, str) or not text.strip():
         problems.append(f"{where}:{line}: prompt {key!r} has no text")
     elif len(text) > limit:  # the limit every prompt has (a typed one too): runs send these as they are
@@ -223,7 +224,7 @@ def _expand_probe(item: object, problems: list[str], where: str, limit: int) -> 
         return []
     line, key = item.get("__line__", 0), str(item.get("id") or "")
     if not ID_RE.match(key):
-        problems.append(f"{where}:{line}: probe has a missing or invalid id {key!r}")
+        problems.append(f"{where}:{line}: probe has a missing or invalid id {key!r} ({ID_RULE})")
         return []
     if len(f"{key}-control-en") > MAX_ID_CHARS:  # the longest id it expands into
         problems.append(
@@ -420,7 +421,7 @@ def parse_suite(text: str, filename: str = "suite.yaml") -> SuiteDef:
         for item in _listed(data, "probes", problems, where):
             prompts += _expand_probe(item, problems, where, limit)
     if not ID_RE.match(name):
-        problems.append(f"{where}:1: invalid suite name {name!r}")
+        problems.append(f"{where}:1: invalid suite name {name!r} ({ID_RULE})")
     if len(version) > MAX_VERSION_CHARS:
         problems.append(f"{where}:{header}: the version is longer than {MAX_VERSION_CHARS} characters")
     _no_controls(version, "the version", f"{where}:{header}", problems)

@@ -104,8 +104,11 @@ def create_or_resume(
     if suite is None:
         raise RunError(f"unknown suite {spec.suite!r}. Known: {', '.join(suites.suite_names(session))}")
     if not plan_prompts(session, suite, spec):
+        topics = sorted({p.topic for p in suite.prompts if p.topic and spec.language in (None, p.language)})
+        listed = f"; its topics: {', '.join(topics[:30])}{', …' if len(topics) > 30 else ''}" if spec.topic else ""
         raise RunError(
             f"suite {suite.name!r} has no prompts for language={spec.language or 'any'}, topic={spec.topic or 'any'}"
+            + listed
         )
     signature = spec.signature(suite.id)
     if not new:
@@ -195,7 +198,7 @@ class RunState:
 def describe(spec: RunSpec) -> str:
     """A run's prompts and parameters in words: "first 2 prompts, en, topic 'x', 3 samples,
     temperature 0.2, each model's own max tokens"."""
-    parts = [f"first {spec.limit} prompts" if spec.limit else "all prompts"]
+    parts = [f"first {spec.limit} prompt{'s' if spec.limit != 1 else ''}" if spec.limit else "all prompts"]
     if spec.language:
         parts.append(spec.language)
     if spec.topic:

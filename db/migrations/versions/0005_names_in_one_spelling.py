@@ -5,15 +5,17 @@ Revision ID: 0005
 Revises: 0004
 
 Before it, "Llama\\u00a03" (a no-break space), "Cafe\\u0301-7B" (a decomposed accent),
-"gpt\\u20114o" (a non-breaking hyphen) and "Ｑｗｅｎ２．５" (full-width letters) were stored as written:
-each was a second model beside "Llama 3", "Café-7B", "gpt-4o" and "Qwen2.5", printed the same, with
-its own rates and rating. This rewrites the stored names in the one spelling, so the old rows and
-new imports are one model. An import digest is left as it is: imports also look up the digest the
-old spelling gave (`AnswerRecord.digests`), so a file imported before adds nothing again. A
-response's column key (`slot`) is left too: it only tells columns apart inside its conversation.
+"gpt\\u20114o" (a non-breaking hyphen), "Ｑｗｅｎ２．５" (full-width letters) and "𝐠𝐩𝐭-4o"
+(mathematical bold) were stored as written (the release just before it already composed accents
+and made spaces and hyphens one): each was a second model beside "Llama 3", "Café-7B", "gpt-4o"
+and "Qwen2.5", printed the same, with its own rates and rating. This rewrites the stored names in
+the one spelling, so the old rows and new imports are one model. An import digest is left as it
+is: imports also look up the digests the older spellings gave (`AnswerRecord.digests`), so a file
+imported before adds nothing again. A response's column key (`slot`) is left too: it only tells
+columns apart inside its conversation.
 
 The spelling is written out here, not imported, so that this revision does what it did when it was
-written whatever `one_line_name` becomes (tests/test_store.py checks the two agree today).
+written whatever `one_line_name` becomes (tests/test_safety.py checks the two agree today).
 """
 
 import re
@@ -28,10 +30,15 @@ branch_labels = None
 depends_on = None
 
 _SPACES = re.compile("[ \u00a0\u1680\u2000-\u200a\u202f\u205f\u3000]+")
-_HYPHENS = re.compile("[\u2010-\u2012\u2212]")
+_HYPHENS = re.compile("[\u2010-\u2012\u2212\ufe63]")
 _FULL_WIDTH = {
     code: unicodedata.normalize("NFKC", chr(code))
     for code in [*range(0xFF10, 0xFF1A), *range(0xFF21, 0xFF3B), *range(0xFF41, 0xFF5B), 0xFF0D, 0xFF0E, 0xFF3F]
+}
+_FULL_WIDTH |= {  # the mathematical alphanumeric symbols that are styled ASCII letters and digits
+    code: folded
+    for code in range(0x1D400, 0x1D800)
+    if (folded := unicodedata.normalize("NFKC", chr(code))).isascii() and folded.isalnum()
 }
 DETECTOR = "parallax-deflection"  # the built-in detector's label sources start so: its rules are not names
 
@@ -54,11 +61,12 @@ suite_prompt = sa.table("suite_prompt", sa.column("id", sa.Integer), sa.column("
 
 
 def one_spelling(text: str | None) -> str | None:
-    """`text` in the one spelling of names: NFC, full-width Latin letters, digits, "-", "." and "_"
-    as ASCII, runs of spaces one space, hyphens that print as "-" "-", stripped."""
+    """`text` in the one spelling of names: full-width Latin letters, digits, "-", "." and "_" and
+    mathematical letters as ASCII, then NFC, runs of spaces one space, hyphens that print as "-"
+    "-", stripped."""
     if text is None:
         return None
-    text = unicodedata.normalize("NFC", text).translate(_FULL_WIDTH)
+    text = unicodedata.normalize("NFC", text.translate(_FULL_WIDTH))
     return _HYPHENS.sub("-", _SPACES.sub(" ", text)).strip()
 
 
