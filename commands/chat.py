@@ -9,7 +9,18 @@ import typer
 from rich.live import Live
 from rich.table import Column, Table
 
-from commands.common import err, fail, heading, load_endpoints_or_fail, open_db_or_fail, out, plain
+from commands.common import (
+    COUNT_RANGE,
+    ID_RANGE,
+    TEMPERATURE_RANGE,
+    err,
+    fail,
+    heading,
+    load_endpoints_or_fail,
+    open_db_or_fail,
+    out,
+    plain,
+)
 from lib.present import cli_hint
 from lib.safety import json_text
 from lib.vocab import Label, Status
@@ -64,9 +75,9 @@ def ask(
         Optional[str],
         typer.Option(help="System prompt (with --conversation, default: the conversation's; '' for none)."),
     ] = None,
-    conversation: Annotated[Optional[int], typer.Option(help="Continue this conversation id.")] = None,
-    temperature: Annotated[Optional[float], typer.Option(help="Sampling temperature.")] = None,
-    max_tokens: Annotated[Optional[int], typer.Option(help="Most output tokens per answer.")] = None,
+    conversation: Annotated[Optional[int], typer.Option(help="Continue this conversation id.", **ID_RANGE)] = None,
+    temperature: Annotated[Optional[float], typer.Option(help="Sampling temperature.", **TEMPERATURE_RANGE)] = None,
+    max_tokens: Annotated[Optional[int], typer.Option(help="Most output tokens per answer.", **COUNT_RANGE)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Ask one prompt of several models at once, stream the answers and store them."""

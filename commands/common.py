@@ -13,6 +13,7 @@ would otherwise wrap at 80 columns, the width it assumes without a terminal)."""
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from pathlib import Path
@@ -74,6 +75,19 @@ def fail(message: str) -> None:
     raise typer.Exit(2)
 
 
+# an id or count typed on the command line is a database integer (PostgreSQL's: 32 bits, which
+# refused a larger one with a traceback); click names the option and the range, exit 2
+ID_RANGE = {"min": -(2**31), "max": 2**31 - 1}
+COUNT_RANGE = {"min": 1, "max": 2**31 - 1}
+
+
+def _finite_temperature(value: float | None) -> float | None:
+    if value is not None and not (math.isfinite(value) and value >= 0):  # nan passes click's ranges
+        raise typer.BadParameter(f"{value} is not a temperature (a number from 0)")
+    return value
+
+
+TEMPERATURE_RANGE = {"callback": _finite_temperature}  # nan and inf reached the request and the database
 MAX_PROBLEMS_SHOWN = 50
 
 

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from commands.common import err, fail, fail_problems, open_db_or_fail
+from commands.common import ID_RANGE, err, fail, fail_problems, open_db_or_fail
 from lib.files import InputFileError, check_input_file
 from lib.present import cli_hint, plural
 from lib.safety import json_text
@@ -129,7 +129,7 @@ def _summary(result) -> None:
 
 @app.command()
 def vote(
-    exchange_id: Annotated[int, typer.Argument(help="The turn (exchange) id, as `ask --json` prints it.")],
+    exchange_id: Annotated[int, typer.Argument(help="The turn (exchange) id, as `ask --json` prints it.", **ID_RANGE)],
     winner: Annotated[str, typer.Argument(help="a, b, tie or both_bad (A is the first column).")],
 ) -> None:
     """Record a named vote between the two answers of one turn (A is the first column)."""

@@ -11,6 +11,8 @@ from rich.table import Table
 from rich.text import Text
 
 from commands.common import (
+    COUNT_RANGE,
+    ID_RANGE,
     day_or_fail,
     err,
     fail,
@@ -192,7 +194,8 @@ def classify(
         Optional[int],
         typer.Option(
             help="The judge's output budget (default: 16384 for reasoning endpoints, 256 for the embedded model, "
-            "else 4096)."
+            "else 4096).",
+            **COUNT_RANGE,
         ),
     ] = None,
 ) -> None:
@@ -335,7 +338,7 @@ def train_deflection(
 @app.command()
 def analyze(
     ctx: typer.Context,
-    suite_run: Annotated[Optional[int], typer.Option("--suite-run", help="Only this suite run.")] = None,
+    suite_run: Annotated[Optional[int], typer.Option("--suite-run", help="Only this suite run.", **ID_RANGE)] = None,
     models: Annotated[Optional[list[str]], typer.Option("--models", "-m", help="Endpoint ids (repeat).")] = None,
     language: Annotated[Optional[str], typer.Option(help="en or zh.")] = None,
     since: Annotated[Optional[str], typer.Option(help="First day (YYYY-MM-DD).")] = None,

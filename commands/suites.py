@@ -9,7 +9,19 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from commands.common import err, fail, fail_problems, heading, load_endpoints_or_fail, open_db_or_fail, out, plain
+from commands.common import (
+    COUNT_RANGE,
+    ID_RANGE,
+    TEMPERATURE_RANGE,
+    err,
+    fail,
+    fail_problems,
+    heading,
+    load_endpoints_or_fail,
+    open_db_or_fail,
+    out,
+    plain,
+)
 from lib.files import NEWLINE, InputFileError, check_input_file
 from lib.present import cli_hint, plural
 from lib.safety import json_text
@@ -169,12 +181,12 @@ def _finish(run_id: int, status: str) -> None:
 def suite_run(
     name: str,
     model: Annotated[list[str], typer.Option("--model", "-m", help="Endpoint id (repeat).")] = None,
-    samples: Annotated[int, typer.Option(help="Answers per prompt and model.")] = 1,
-    limit: Annotated[Optional[int], typer.Option(help="Only the first K prompts.")] = None,
+    samples: Annotated[int, typer.Option(help="Answers per prompt and model (at most 1,000).")] = 1,
+    limit: Annotated[Optional[int], typer.Option(help="Only the first K prompts.", **COUNT_RANGE)] = None,
     language: Annotated[Optional[str], typer.Option(help="en or zh.")] = None,
     topic: Annotated[Optional[str], typer.Option(help="Only this topic.")] = None,
-    temperature: Annotated[Optional[float], typer.Option(help="Sampling temperature.")] = None,
-    max_tokens: Annotated[Optional[int], typer.Option(help="Most output tokens per answer.")] = None,
+    temperature: Annotated[Optional[float], typer.Option(help="Sampling temperature.", **TEMPERATURE_RANGE)] = None,
+    max_tokens: Annotated[Optional[int], typer.Option(help="Most output tokens per answer.", **COUNT_RANGE)] = None,
     concurrency: Annotated[
         int,
         typer.Option(
@@ -232,7 +244,7 @@ def suite_run(
 
 
 @app.command("resume")
-def suite_resume(run: int) -> None:
+def suite_resume(run: Annotated[int, typer.Argument(**ID_RANGE)]) -> None:
     """Continue an existing run (what the suites page starts in the background); refused, naming
     the worker's host and pid, while another worker is on it."""
     from lib.suites.runner import RunBusy, RunError, check_resumable
@@ -250,7 +262,7 @@ def suite_resume(run: int) -> None:
 
 
 @app.command("cancel")
-def suite_cancel(run: int) -> None:
+def suite_cancel(run: Annotated[int, typer.Argument(**ID_RANGE)]) -> None:
     """Ask a running run to stop (it can be resumed later)."""
     from lib.suites.runner import RunError, request_cancel
 
@@ -266,7 +278,9 @@ def suite_cancel(run: int) -> None:
 
 
 @app.command("status")
-def suite_status(run: int, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def suite_status(
+    run: Annotated[int, typer.Argument(**ID_RANGE)], as_json: Annotated[bool, typer.Option("--json")] = False
+) -> None:
     """Progress of a run: its effective state (stopped when its worker is gone), answers done and
     failed per model."""
     from lib.suites.runner import RunError, run_state
@@ -307,9 +321,9 @@ def suite_status(run: int, as_json: Annotated[bool, typer.Option("--json")] = Fa
 
 @app.command("results")
 def suite_results(
-    run: int,
+    run: Annotated[int, typer.Argument(**ID_RANGE)],
     as_json: Annotated[bool, typer.Option("--json")] = False,
-    compare: Annotated[Optional[int], typer.Option(help="Compare with this other run.")] = None,
+    compare: Annotated[Optional[int], typer.Option(help="Compare with this other run.", **ID_RANGE)] = None,
 ) -> None:
     """Not-answered rates per model × topic, raw (Wilson 95%) and corrected for the detector's errors
     (bootstrap 95%); English/Chinese gap; probe-vs-control asymmetry; answers left out of rates."""

@@ -34,21 +34,27 @@ class Base(DeclarativeBase):
     """Declarative base for every Parallax table."""
 
 
-CUT = {"cut": True}  # column info: text that is kept only as far as the column is wide (see `_fit`)
+CUT = {"cut": True}  # column info: text kept as far as the column is wide, a count only if it fits (`_fit`)
+MAX_INT = 2**31 - 1  # PostgreSQL's integer
 
 
 @event.listens_for(Base, "before_insert", propagate=True)
 @event.listens_for(Base, "before_update", propagate=True)
 def _fit(mapper: Mapper, connection, row: Base) -> None:
-    """Cut text meant for reading (a provider's finish reason, a host, a title, a label's rule, a
-    voter's name) to the width of its column, marked `info=CUT`: PostgreSQL refuses a longer
-    value, and with it the whole write — every model's answer in a fan-out. Keys are never cut:
-    what they are made from is checked where it is read (endpoint ids, suite ids)."""
+    """Cut text meant for reading (a provider's finish reason, a host, a title, a label's rule) to
+    the width of its column, and drop a count that no integer column holds (a provider's token
+    counts), for columns marked `info=CUT`: PostgreSQL refuses a wider value, and with it the whole
+    write — every model's answer in a fan-out. Keys are never cut: what they are made from is
+    checked where it is read (endpoint ids, suite ids, voters)."""
     for prop in mapper.column_attrs:
         column = prop.columns[0]
-        width = column.type.length if column.info.get("cut") else None
-        if width and isinstance(value := getattr(row, prop.key), str) and len(value) > width:
-            setattr(row, prop.key, value[:width])
+        if not column.info.get("cut"):
+            continue
+        value = getattr(row, prop.key)
+        if isinstance(column.type, Integer) and isinstance(value, int) and not -MAX_INT <= value <= MAX_INT:
+            setattr(row, prop.key, None)  # a count no column holds: unknown
+        elif isinstance(value, str) and column.type.length and len(value) > column.type.length:
+            setattr(row, prop.key, value[: column.type.length])
 
 
 class Conversation(Base):
@@ -110,8 +116,8 @@ class Response(Base):
     finish_reason: Mapped[str | None] = mapped_column(String(32), nullable=True, info=CUT)
     latency_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
     ttft_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
-    input_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    output_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    input_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True, info=CUT)
+    output_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True, info=CUT)
     tokens_counted: Mapped[bool] = mapped_column(Boolean, default=False)
     cost_usd: Mapped[float | None] = mapped_column(Float, nullable=True)
     # content hash of an imported answer (None for answers asked here): importing it again adds nothing
@@ -132,7 +138,7 @@ class Vote(Base):
     winner: Mapped[str] = mapped_column(String(16))  # a | b | tie | both_bad
     blind: Mapped[bool] = mapped_column(Boolean, default=False)
     identity_leaked: Mapped[bool] = mapped_column(Boolean, default=False)
-    voter: Mapped[str] = mapped_column(String(100), default="local", info=CUT)
+    voter: Mapped[str] = mapped_column(String(100), default="local")
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
 
 
@@ -143,7 +149,7 @@ class Thumb(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     response_id: Mapped[int] = mapped_column(ForeignKey("response.id", ondelete="CASCADE"), index=True)
     up: Mapped[bool] = mapped_column(Boolean)
-    voter: Mapped[str] = mapped_column(String(100), default="local", info=CUT)
+    voter: Mapped[str] = mapped_column(String(100), default="local")
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 

@@ -32,6 +32,7 @@ No third-party imports: db/, lib/ and commands/ all call it.
 from __future__ import annotations
 
 import base64
+import hashlib
 import html
 import json
 import re
@@ -348,6 +349,27 @@ def excerpt(text: str | None, limit: int = 32) -> str:
     (`\\x1b`), and `…` after the quote when the text went on."""
     text = clean_text(text)
     return repr(text[:limit]) + ("…" if len(text) > limit else "")
+
+
+def fitted_key(key: str, width: int) -> str:
+    """`key` as stored in a column `width` characters wide: as it is when it fits, else its start,
+    "~" and 16 hex digits of a SHA-256 of the whole — never cut, which could make two keys one (a
+    long local model path, a long e-mail address)."""
+    if len(key) <= width:
+        return key
+    return f"{key[: width - 17]}~{hashlib.sha256(key.encode('utf-8', 'surrogatepass')).hexdigest()[:16]}"
+
+
+MAX_COUNT = 2**31 - 1  # the largest whole number a database column takes (PostgreSQL's integer)
+
+
+def token_count(value: object) -> int | None:
+    """A token count a provider or a file reported, or None when it is not a whole number from 0 to
+    2,147,483,647 (a float such as 1.5e300, a negative, a boolean, text: PostgreSQL refused the
+    whole answer over one)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_COUNT:
+        return None
+    return value
 
 
 def csv_cell(value: object) -> object:

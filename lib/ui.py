@@ -18,7 +18,7 @@ from lib import imports, storage
 from lib.conversations import ResponseView, rate_answer, save_human_label
 from lib.present import LABEL_COLOURS, format_metrics, literal_markdown, safe_markdown
 from lib.providers.endpoints import EndpointConfigError, endpoint_state, forget_probes, load_endpoints
-from lib.safety import clean_text
+from lib.safety import clean_text, fitted_key
 
 # session-state keys shared between pages
 CONVERSATION = "compare_conversation_id"
@@ -319,6 +319,9 @@ def is_exposed(address: str) -> bool:
     return not (address in LOOPBACK or address.startswith("127."))
 
 
+MAX_VOTER_CHARS = 100  # the width of vote.voter and thumb.voter
+
+
 def current_voter() -> str:
     """The signed-in person's voter id ('local' when the app needs no sign-in)."""
     return st.session_state.get(VOTER, LOCAL_VOTER)
@@ -357,7 +360,7 @@ def _oidc_sign_in(settings: dict) -> None:
         st.button("Sign in", key="access_login", on_click=st.login, args=(provider,) if provider else ())
         st.stop()
     identity = str(st.user.get("email") or st.user.get("sub") or "")
-    st.session_state[VOTER] = f"oidc:{identity}"
+    st.session_state[VOTER] = fitted_key(f"oidc:{identity}", MAX_VOTER_CHARS)  # vote.voter: a key, never cut
     st.session_state[ADMIN] = identity in [str(a) for a in settings.get("admins", [])]
     with st.sidebar:
         st.caption(f"Signed in as {identity}" + (" (admin)" if is_admin() else ""))

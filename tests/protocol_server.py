@@ -13,6 +13,7 @@ The model name picks the behaviour, so one server can play many providers at onc
     die                 streams three tokens, then drops the connection
     auth                HTTP 401
     usage               like echo, plus a final usage chunk
+    usage-huge          like echo, with token counts no database integer holds (3e9, 1.5e300)
     fixed-N-DELAY       N tokens, DELAY seconds each (for benchmarks)
     judge               a JSON verdict: refused when the judged answer says "sorry", else answered
     judge-reasoner      the same verdict after 300 tokens of reasoning_content (that quote a wrong
@@ -256,7 +257,9 @@ class _Handler(BaseHTTPRequestHandler):
             if model.startswith("finish-"):
                 finish = model.split("-", 1)[1]
             self._chunk(model, {}, finish)
-            if model == "usage" or request.get("stream_options", {}).get("include_usage"):
+            if model == "usage-huge":  # counts no integer column holds: 3e9, and a float of 1.5e300
+                self._chunk(model, {}, usage={"prompt_tokens": 3_000_000_000, "completion_tokens": 1.5e300})
+            elif model == "usage" or request.get("stream_options", {}).get("include_usage"):
                 self._chunk(
                     model,
                     {},

@@ -166,6 +166,15 @@ def test_with_openid_connect_people_sign_in_and_admins_are_named(monkeypatch):
     at.user = {"is_logged_in": True, "email": "root@example.org"}
     at.run()
     assert at.session_state[ui.ADMIN]
+    # a voter id is a key 100 characters wide (vote.voter): a longer address is its start and a hash,
+    # never cut (two long addresses sharing 95 characters were one voter; one person's thumbs were two)
+    voters = []
+    for person in ("a" * 90 + "@one.example-university.edu", "a" * 90 + "@two.example-university.edu"):
+        at = app(secrets=oidc)
+        at.user = {"is_logged_in": True, "email": person}
+        at.run()
+        voters.append(at.session_state[ui.VOTER])
+    assert all(len(v) == 100 for v in voters) and voters[0] != voters[1] and voters[0].startswith("oidc:aaaa")
 
 
 def test_sending_a_key_to_a_new_host_asks_for_a_confirmation(tmp_path):

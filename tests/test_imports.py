@@ -734,3 +734,36 @@ def test_a_file_imported_by_the_release_before_is_found_by_that_releases_spellin
     conn.close()
     again = import_file(path)
     assert again.added_nothing and again.already_stored == 1, again
+
+
+def test_a_pair_spelt_otherwise_by_the_release_before_keeps_its_suite_prompts(tmp_path):
+    """A pair id makes its prompts' keys: the release before spelt 'ｐ１' as written (full-width),
+    today's spelling is 'p1'; importing the file again added both prompts a second time under the
+    new keys (a run of the suite then asked each twice)."""
+    import sqlite3
+
+    from db.engine import dispose_all
+    from lib.imports.action import _key_part
+
+    rows = [
+        {"prompt": "What happened in 1989?", "model": "m", "response": "A crackdown.", "pair": "\uff50\uff11"},
+        {"prompt": "1989年发生了什么？", "model": "m", "response": "换个话题。", "pair": "\uff50\uff11"},
+    ]
+    path = tmp_path / "pairs.jsonl"
+    write_jsonl(path, rows)
+    assert import_file(path).answers_added == 2
+    dispose_all()
+    conn = sqlite3.connect(tmp_path / "data" / "test.db")
+    old = _key_part("\uff50\uff11")
+    for lang, other in (("en", "zh"), ("zh", "en")):
+        conn.execute(
+            "update suite_prompt set key = ?, twin_key = ? where key = ?",
+            (f"{old}-{lang}", f"{old}-{other}", f"p1-{lang}"),
+        )
+    conn.commit()
+    before = conn.execute("select key, twin_key from suite_prompt order by key").fetchall()
+    conn.close()
+    assert import_file(path).added_nothing
+    conn = sqlite3.connect(tmp_path / "data" / "test.db")
+    assert conn.execute("select key, twin_key from suite_prompt order by key").fetchall() == before
+    conn.close()

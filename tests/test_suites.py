@@ -248,7 +248,7 @@ def test_two_runs_of_one_suite_say_how_they_differ(protocol_server, tmp_path):
     ("args", "message"),
     [
         (["suite", "run", "china-sensitive", "-m", "nope"], "unknown model(s) nope"),
-        (["suite", "run", "china-sensitive", "-m", "smollm2", "--samples", "0"], "samples must be at least 1"),
+        (["suite", "run", "china-sensitive", "-m", "smollm2", "--samples", "0"], "samples must be from 1 to 1,000"),
         (["suite", "run", "no-such-suite", "-m", "smollm2"], "unknown suite 'no-such-suite'"),
         (["suite", "run", "general", "-m", "smollm2", "--topic", "cooking"], "has no prompts"),
         (["suite", "status", "99"], "there is no run 99"),

@@ -722,3 +722,29 @@ def test_a_battles_csv_reads_columns_and_winners_in_any_case_and_warns_about_loo
     assert done.returncode == 0, done.stderr
     assert {r["model"]: r["battles"] for r in json.loads(done.stdout)} == {"x": 2, "y": 2, "gpt-4\u043e": 2}
     assert "warning: b.csv: model 'gpt-4\u043e' has a letter of another script" in done.stderr, done.stderr
+
+
+def test_a_battles_csv_with_a_column_given_twice_is_refused(tmp_path):
+    """'model_a' and 'Model_A' are one column now that case does not count: a row kept the last."""
+    battles = tmp_path / "b.csv"
+    battles.write_text("model_a,model_b,winner,Model_A\nqwen,llama,model_a,gpt\n")
+    done = cli("leaderboard", "--battles", str(battles))
+    assert done.returncode == 2 and "b.csv:1: column model_a appears twice (columns 1 and 4)" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["vote", "99999999999", "a"], "exchange_id"),
+        (["suite", "status", "99999999999"], "run"),
+        (["analyze", "--suite-run", "99999999999"], "--suite-run"),
+        (["ask", "-m", "smollm2", "--conversation", "-99999999999", "hi"], "--conversation"),
+        (["ask", "-m", "smollm2", "--temperature", "nan", "hi"], "--temperature"),
+        (["suite", "run", "china-sensitive", "-m", "smollm2", "--temperature", "inf"], "--temperature"),
+    ],
+)
+def test_a_number_no_database_column_holds_is_a_usage_error(args, named):
+    """PostgreSQL's integer is 32 bits and its JSON has no NaN: a larger id was a traceback there, a
+    nan temperature lost the turn; both are named before anything runs."""
+    done = cli(*args)
+    assert done.returncode == 2 and f"Invalid value for '{named}'" in done.stderr, done.stderr

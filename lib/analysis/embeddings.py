@@ -37,6 +37,7 @@ from sqlalchemy.orm import Session
 
 from db import embeddings as store
 from db.engine import session_scope
+from lib.safety import fitted_key
 
 DEFAULT_NAME = "all-MiniLM-L6-v2"
 MULTILINGUAL_NAME = "USE multilingual v3"
@@ -226,12 +227,9 @@ MAX_KEY_CHARS = 300  # the width of embedding.embedder
 
 
 def _stored_key(key: str) -> str:
-    """`key` as vectors are stored under it: as it is when it fits the column, else its start and
-    a hash of the whole (a long local model path: PostgreSQL refuses a wider value, and a cut one
-    could be another model's)."""
-    if len(key) <= MAX_KEY_CHARS:
-        return key
-    return f"{key[: MAX_KEY_CHARS - 17]}~{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+    """`key` as vectors are stored under it (`fitted_key`: a long local model path is its start and
+    a hash of the whole; PostgreSQL refuses a wider value, and a cut one could be another model's)."""
+    return fitted_key(key, MAX_KEY_CHARS)
 
 
 def _load_transformer(name_or_path: str, offline: bool) -> TransformerEmbedder:

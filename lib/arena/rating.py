@@ -72,6 +72,11 @@ def read_battles_csv(text: str, name: str = "battles.csv") -> list[Battle]:
 
     columns, rows = read_csv(text)
     columns = [str(column).strip().lower() for column in columns]  # "Model_A" is model_a
+    twice = [c for c in ("model_a", "model_b", "winner") if columns.count(c) > 1]
+    if twice:  # a row would keep the last of them, silently
+        places = [i + 1 for i, c in enumerate(columns) if c == twice[0]]
+        problem = f"{name}:1: column {twice[0]} appears twice (columns {' and '.join(map(str, places[:2]))})"
+        raise RatingError(problem, [problem])
     missing = {"model_a", "model_b", "winner"} - set(columns)
     if missing:
         problems = [f"{name}:1: missing column(s) {', '.join(sorted(missing))} (need model_a, model_b, winner)"]

@@ -291,6 +291,29 @@ class _Plan:
                 self.suite_prompts[first]["twin_key"] = second
                 self.suite_prompts[second]["twin_key"] = first
 
+    def _keep_stored_keys(self, stored: dict[str, str]) -> None:
+        """Use the key an earlier release gave a pair's prompt (made from the pair id as it spelt it:
+        `AnswerRecord.written`) when the suite holds that key with the same text and not today's:
+        importing the same file again added the prompt a second time under the new key."""
+        renamed: dict[str, str] = {}
+        for record in self.parsed.answers:
+            key = self.prompt_key.get(id(record))
+            if not record.pair or key is None or key in stored or key in renamed:
+                continue
+            for spelt in record.written:
+                old = f"{_key_part(spelt['pair'])}-{record.language}" if spelt.get("pair") else None
+                if old and stored.get(old) == record.prompt and old not in self.suite_prompts:
+                    renamed[key] = old
+                    break
+        if not renamed:
+            return
+        self.suite_prompts = {
+            renamed.get(key, key): spec
+            | {"key": renamed.get(key, key), "twin_key": renamed.get(spec["twin_key"], spec["twin_key"])}
+            for key, spec in self.suite_prompts.items()
+        }
+        self.prompt_key = {record: renamed.get(key, key) for record, key in self.prompt_key.items()}
+
     def _check_suite(self, session) -> None:
         suite = store.find_suite(session, self.suite_name)
         if suite is None:
@@ -303,6 +326,7 @@ class _Plan:
                 ]
             )
         stored = {p.key: p.text for p in suite.prompts}
+        self._keep_stored_keys(stored)
         clashes = [k for k, spec in self.suite_prompts.items() if k in stored and stored[k] != spec["text"]]
         if clashes:
             raise ImportProblems(

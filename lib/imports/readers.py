@@ -55,7 +55,15 @@ from lib.imports.records import (
     label_code,
     language_code,
 )
-from lib.safety import clean_json, clean_text, control_character, one_line_name, one_line_problem, unicode_json
+from lib.safety import (
+    clean_json,
+    clean_text,
+    control_character,
+    one_line_name,
+    one_line_problem,
+    token_count,
+    unicode_json,
+)
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
 SUFFIXES = (".jsonl", ".ndjson", ".json", ".csv")
@@ -404,10 +412,11 @@ def _answer(row: dict, where: str, problems: list[str], reading: _Reading) -> An
     if reading.labelling:  # what the detector reads; the rest is written back as given, not stored
         ok = len(problems) == before
         return AnswerRecord(where, prompt or "", model, response, status=status) if ok else None
-    pair_key, pair = _first(row, PAIR_KEYS)
-    pair = _identifier(pair, pair_key or "pair", where, problems)
+    pair_key, raw_pair = _first(row, PAIR_KEYS)
+    pair = _identifier(raw_pair, pair_key or "pair", where, problems)
     if pair is None and prompt_key != "question":
-        pair = _identifier(row.get("question"), "question", where, problems)
+        raw_pair = row.get("question")
+        pair = _identifier(raw_pair, "question", where, problems)
     label, origin = row.get("label"), row.get("label_origin")
     if label not in (None, ""):
         label = label_code(label)
@@ -442,7 +451,9 @@ def _answer(row: dict, where: str, problems: list[str], reading: _Reading) -> An
         pair=pair,
         source_id=source_id,
     )
-    record.written = _written(record, model=raw_model, conversation=raw_conversation, source_id=row.get("id"))
+    record.written = _written(
+        record, model=raw_model, conversation=raw_conversation, source_id=row.get("id"), pair=raw_pair
+    )
     return record
 
 
@@ -457,6 +468,9 @@ def _status(value: object, where: str, problems: list[str]) -> str:
     return value.strip().lower()
 
 
+MAX_TURN = 100_000  # turns of one conversation (exchange.turn_index: PostgreSQL refused beyond 32 bits)
+
+
 def _turn(value: object, where: str, problems: list[str]) -> int | None:
     if value is None or value == "":
         return None
@@ -464,8 +478,8 @@ def _turn(value: object, where: str, problems: list[str]) -> int | None:
         turn = int(str(value).strip())
     except ValueError:
         turn = -1
-    if turn < 0 or isinstance(value, (bool, float)):
-        problems.append(f"{where}: turn must be a whole number from 0, not {value!r}")
+    if not 0 <= turn <= MAX_TURN or isinstance(value, (bool, float)):
+        problems.append(f"{where}: turn must be a whole number from 0 to {MAX_TURN:,}, not {value!r}")
         return None
     return turn
 
@@ -676,4 +690,4 @@ def _number(value: object) -> float | None:
 
 
 def _whole(value: object) -> int | None:
-    return int(value) if isinstance(value, int) and not isinstance(value, bool) else None
+    return token_count(value)

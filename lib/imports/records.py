@@ -122,8 +122,9 @@ class AnswerRecord:
 
     def digests(self) -> list[str]:
         """`digest`, and those imports stored for this answer before names had their one spelling
-        (model, conversation and id as earlier releases spelt them: `written`, where they differ):
-        a file imported then and again now adds nothing."""
+        (model, conversation, id and pair as earlier releases spelt them: `written`, where they
+        differ; the pair is not in a digest, but its suite prompt's key is made from it): a file
+        imported then and again now adds nothing."""
         return [self.digest()] + [replace(self, **spelt).digest() for spelt in self.written]
 
     def digest(self) -> str:

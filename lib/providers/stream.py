@@ -25,7 +25,7 @@ from db.vocab import Status
 from lib.providers import local_server, signals
 from lib.providers.endpoints import Endpoint, api_key
 from lib.providers.signals import MissingKey, NotEventStream, explain
-from lib.safety import Redactor, SurrogateJoiner, decode_bytes, url_secrets
+from lib.safety import Redactor, SurrogateJoiner, decode_bytes, token_count, url_secrets
 
 __all__ = ["MissingKey", "Outcome", "build_messages", "build_request", "explain", "stream_chat"]
 # failures that, once some text has arrived, mean the stream broke off part way
@@ -326,8 +326,8 @@ async def stream_chat(
             stream = await client.chat.completions.create(**request)
             async for chunk in _each_within(_chunks(stream), endpoint.timeout, endpoint.quirks.reasoning_field):
                 if chunk.usage is not None:
-                    out.input_tokens = chunk.usage.prompt_tokens
-                    out.output_tokens = chunk.usage.completion_tokens
+                    out.input_tokens = token_count(chunk.usage.prompt_tokens)  # untrusted: any number
+                    out.output_tokens = token_count(chunk.usage.completion_tokens)
                 if not chunk.choices:
                     continue
                 choice = chunk.choices[0]

@@ -312,7 +312,7 @@ def _check_links(prompts: list[PromptDef], problems: list[str], where: str) -> N
 def _list_items(text: str, filename: str, problems: list[str]) -> list[tuple[int, dict]]:
     """(line, prompt fields) from a .txt prompt list or a .csv table, defaults filled in."""
     where = Path(filename).name
-    stem = one_line_text(Path(filename).stem).strip()[:MAX_TOPIC_CHARS] or "prompts"  # the default topic: one line
+    stem = one_line_name(one_line_text(Path(filename).stem))[:MAX_TOPIC_CHARS] or "prompts"  # the default topic
     items: list[tuple[int, dict]] = []
     if filename.lower().endswith(".txt"):
         # lines as an editor numbers them: a U+2028 or form feed inside a prompt does not split it

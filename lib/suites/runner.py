@@ -25,6 +25,7 @@ from db.engine import session_scope
 from db.models import Suite, SuitePrompt, SuiteRun
 from db.vocab import RunStatus, Status
 from lib.providers.endpoints import Endpoint
+from lib.safety import one_line_name
 from lib.suites import lease as leases
 
 DONE_STATUSES = Status.SETTLED
@@ -56,6 +57,10 @@ class RunSpec:
     limit: int | None = None
     concurrency: int = 4
 
+    def __post_init__(self) -> None:
+        if self.topic is not None:  # as topics are stored: "ｔａｉｗａｎ" or "台湾\u00a0历史" typed finds them
+            self.topic = one_line_name(self.topic) or None
+
     def signature(self, suite_id: int) -> str:
         """Same suite, endpoints and parameters → same signature (concurrency does not count)."""
         body = {k: v for k, v in asdict(self).items() if k not in ("concurrency", "suite")}
@@ -73,10 +78,13 @@ def plan_prompts(session: Session | None, suite: Suite, spec: RunSpec) -> list[S
     return prompts[: spec.limit] if spec.limit else prompts
 
 
+MAX_SAMPLES = 1000  # answers per prompt and model in one run
+
+
 def validate(spec: RunSpec, endpoints: dict[str, Endpoint]) -> None:
     """Reject specs a user can fix before anything is written."""
-    if spec.samples < 1:
-        raise RunError("samples must be at least 1")
+    if not 1 <= spec.samples <= MAX_SAMPLES:
+        raise RunError(f"samples must be from 1 to {MAX_SAMPLES:,}")
     if spec.concurrency < 1:
         raise RunError("concurrency must be at least 1")
     if spec.limit is not None and spec.limit < 1:
