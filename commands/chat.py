@@ -81,13 +81,20 @@ def ask(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Ask one prompt of several models at once, stream the answers and store them."""
+    from lib.files import decode_lenient
     from lib.providers.chat import Column, PromptError, validate_prompt
     from lib.providers.chat import ask as do_ask
     from lib.providers.endpoints import UnknownEndpoint, key_is_set, resolve
-    from lib.safety import decode_bytes
+    from lib.safety import clean_text
 
-    if prompt == "-":
-        prompt = decode_bytes(sys.stdin.buffer.read())  # invalid UTF-8 becomes U+FFFD
+    if prompt == "-":  # invalid UTF-8 becomes U+FFFD, with a warning naming the line and byte
+        prompt, warning = decode_lenient(sys.stdin.buffer.read(), "<stdin>")
+        prompt = clean_text(prompt)  # a NUL too, as before
+    else:  # Python keeps argv bytes that are not UTF-8 as lone surrogates (U+DC80-U+DCFF)
+        undecoded = sum(1 for char in prompt if "\udc80" <= char <= "\udcff")
+        warning = f"the prompt: {undecoded:,} byte(s) not UTF-8 were replaced by U+FFFD" if undecoded else None
+    if warning:
+        err.print(f"warning: {warning}", highlight=False)
     try:
         prompt = validate_prompt(prompt)
     except PromptError as exc:

@@ -106,10 +106,17 @@ def _warn_lookalikes(name: str, battles: list) -> None:
     Latin ones ('gpt-4о' with a Cyrillic о), as an import warns (the first 20)."""
     from lib.lookalikes import lookalike_warning
 
-    models = dict.fromkeys(model for battle in battles for model in (battle.model_a, battle.model_b))
-    said = [warning for model in models if (warning := lookalike_warning(model))]
+    first: dict[str, int | None] = {}
+    for battle in battles:
+        first.setdefault(battle.model_a, battle.line)
+        first.setdefault(battle.model_b, battle.line)
+    said = [
+        f"{name}:{line}: model {warning}"
+        for model, line in first.items()
+        if (warning := lookalike_warning(model, kept="ranked as written"))
+    ]
     for warning in said[:20]:
-        err.print(f"warning: {name}: model {warning}", highlight=False)
+        err.print(f"warning: {warning}", highlight=False)
     if len(said) > 20:
         err.print(f"warning: {name}: {len(said) - 20:,} more model names like these", highlight=False)
 
@@ -444,7 +451,8 @@ def _stored_models_or_fail(models: list[str]) -> list[str]:
     models = [one_line_name(m) for m in models]
     known = endpoint_names()
     if unknown := [m for m in models if m not in known]:
-        listed = ", ".join(sorted(known)[:40]) + (", …" if len(known) > 40 else "") if known else "none"
+        more = f" and {len(known) - 40:,} more" if len(known) > 40 else ""
+        listed = ", ".join(sorted(known)[:40]) + more if known else "none"
         fail(f"no stored answers from {', '.join(map(repr, unknown))} (models with answers: {listed})")
     return models
 

@@ -464,7 +464,10 @@ def check_output_paths(paths: list[Path], reads: Sequence[tuple[object, str]] = 
             raise OutputPathError(f"{seen[key]} and {path} are the same file; give two different paths")
         seen[key] = path
         for read, what in reads:
-            if same_file(path, read):
+            # one file, or one path when it is missing yet (a database's -wal comes and goes)
+            if same_file(path, read) or (
+                not isinstance(read, int) and key == Path(read).parent.resolve() / Path(read).name
+            ):
                 named = "" if isinstance(read, int) or str(read) == str(path) else f" ({read})"
                 raise OutputPathError(
                     f"{path} is {what}{named}: writing the output there would destroy it; "

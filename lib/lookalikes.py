@@ -66,7 +66,7 @@ def latin_lookalikes(name: str) -> tuple[tuple[str, str], ...]:
     return tuple(found)
 
 
-def lookalike_warning(name: str) -> str | None:
+def lookalike_warning(name: str, kept: str = "stored as written") -> str | None:
     """A sentence on the letters of `name` that read as Latin ones, or None: "'gpt-4о' has a
     letter of another script that looks like a Latin one: о (U+043E CYRILLIC SMALL LETTER O) like
     o; it is stored as written, a model of its own"."""
@@ -79,4 +79,4 @@ def lookalike_warning(name: str) -> str | None:
         if len(found) > 1
         else ("a letter of another script that looks like a Latin one")
     )
-    return f"{name!r} has {some}: {letters}; it is stored as written, a model of its own"
+    return f"{name!r} has {some}: {letters}; it is {kept}, a model of its own"

@@ -12,7 +12,7 @@ from db.config import ConfigError
 from db.engine import DatabaseUnavailable, get_engine
 
 __all__ = ["ConfigError", "DatabaseUnavailable", "check_settings", "database_label", "files_read", "open_database"]
-SQLITE_SIDECARS = ("-wal", "-shm", "-journal", "-reserve")  # SQLite's, and the reserve db/engine keeps
+SQLITE_SIDECARS = ("-wal", "-shm", "-journal", "-reserve", ".migrate-lock")  # SQLite's, and db/engine's own
 
 
 def check_settings() -> None:

@@ -178,7 +178,7 @@ def test_leaderboard_ranks_a_battles_csv_as_json(tmp_path):
     [
         ("a,b,winner\nx,y,model_a\n", "missing column"),
         ("model_a,model_b,winner\nx,y,model_a\nx,y,draw\n", "battles.csv:3: unknown winner 'draw'"),
-        ("model_a,model_b,winner\n", "battles.csv:2: no battles (the file has only its header)"),
+        ("model_a,model_b,winner\n", "battles.csv:1: no battles (the file has only its header)"),
     ],
 )
 def test_leaderboard_csv_problems_exit_2(tmp_path, content, message):

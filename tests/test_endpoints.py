@@ -123,12 +123,14 @@ def test_cost_needs_prices_and_token_counts():
 BASE = {"name": "Mine", "base_url": "http://127.0.0.1:9/v1", "model": "m"}
 
 
-@pytest.mark.parametrize("char", ["\x1b", "\x00", "\x7f", "\r", "\n", "\x07"])
+@pytest.mark.parametrize("char", ["\x1b", "\x00", "\x7f", "\r", "\n", "\x07", "\u200b", "\u2028", "\u202e"])
 def test_a_display_name_with_a_control_character_is_refused_and_nothing_is_written(tmp_path, char):
+    """A display name is one cell of every table: an invisible or line-breaking character in it is
+    refused as an imported model name's is ('gpt\u200b-4o' printed as another endpoint's name)."""
     user = tmp_path / "endpoints.user.toml"
     ep.save_user_endpoint("good", BASE, user)
     before = user.read_bytes()
-    with pytest.raises(ep.EndpointConfigError, match="control character"):
+    with pytest.raises(ep.EndpointConfigError, match="field 'name' contains (a control|a line|an invisible|a bidi)"):
         ep.save_user_endpoint("bad", {**BASE, "name": f"evil{char}name"}, user)
     assert user.read_bytes() == before and ep.load_endpoints(SHIPPED, user)["good"].name == "Mine"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["endpoints.user.toml"]

@@ -721,7 +721,8 @@ def test_a_battles_csv_reads_columns_and_winners_in_any_case_and_warns_about_loo
     done = cli("leaderboard", "--battles", str(battles), "--json", "--bootstrap", "0")
     assert done.returncode == 0, done.stderr
     assert {r["model"]: r["battles"] for r in json.loads(done.stdout)} == {"x": 2, "y": 2, "gpt-4\u043e": 2}
-    assert "warning: b.csv: model 'gpt-4\u043e' has a letter of another script" in done.stderr, done.stderr
+    assert "warning: b.csv:3: model 'gpt-4\u043e' has a letter of another script" in done.stderr, done.stderr
+    assert "it is ranked as written, a model of its own" in done.stderr
 
 
 def test_a_battles_csv_with_a_column_given_twice_is_refused(tmp_path):
@@ -748,3 +749,15 @@ def test_a_number_no_database_column_holds_is_a_usage_error(args, named):
     nan temperature lost the turn; both are named before anything runs."""
     done = cli(*args)
     assert done.returncode == 2 and f"Invalid value for '{named}'" in done.stderr, done.stderr
+
+
+def test_a_prompt_that_is_not_utf8_is_asked_with_a_warning_naming_the_byte(tmp_path):
+    """The README says so of a prompt on stdin or in argv: it became U+FFFD in silence."""
+    root = Path(__file__).resolve().parent.parent
+    args = [sys.executable, str(root / "cli.py"), "ask", "-", "-m", "no-such-model"]
+    done = subprocess.run(args, input=b"caf\xe9 hello\n", capture_output=True, timeout=120, cwd=root)
+    stderr = done.stderr.decode()
+    assert "warning: <stdin>, line 1: not UTF-8 text (byte 0xe9 at offset 3)" in stderr, stderr
+    argv = [sys.executable, str(root / "cli.py"), "ask", b"caf\xe9 hi", "-m", "no-such-model"]
+    stderr = subprocess.run(argv, capture_output=True, timeout=120, cwd=root).stderr.decode()
+    assert "warning: the prompt: 1 byte(s) not UTF-8 were replaced by U+FFFD" in stderr, stderr

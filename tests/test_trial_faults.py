@@ -97,11 +97,15 @@ def test_no_output_is_written_over_the_database(tmp_path):
         ["export", "-f", "trl", "-o", str(tmp_path / "out.jsonl"), "--card", str(database)],
         ["classify", str(_rows_file(tmp_path)), "-o", str(database)],
         ["export", "-f", "jsonl", "-o", f"{database}-wal"],
+        # missing now, SQLite's or Parallax's own later: by path (they were written as JSONL)
+        ["classify", str(_rows_file(tmp_path)), "-o", f"{database}-journal"],
+        ["classify", str(_rows_file(tmp_path)), "-o", f"{database}.migrate-lock"],
     ):
         done = cli(*args)
         assert done.returncode == 2, (args, done.stderr)
         assert "is the database" in done.stderr or "is a file of the database" in done.stderr, done.stderr
         assert database.read_bytes() == before
+    assert not Path(f"{database}-journal").exists()
     charts = tmp_path / "charts"
     charts.mkdir()
     os.link(database, charts / "map.html")  # a chart file that is the database under another name

@@ -47,6 +47,7 @@ class Battle:
     model_a: str
     model_b: str
     winner: str
+    line: int | None = None  # of a battles file, for its messages
 
 
 @dataclass
@@ -110,9 +111,9 @@ def read_battles_csv(text: str, name: str = "battles.csv") -> list[Battle]:
         elif max(len(a), len(b)) > MAX_MODEL_CHARS:
             problems.append(f"{name}:{line}: a model name is longer than {MAX_MODEL_CHARS} characters")
         else:
-            battles.append(Battle(a, b, CSV_WINNERS[winner]))
+            battles.append(Battle(a, b, CSV_WINNERS[winner], line))
     if not battles and not problems:
-        problems.append(f"{name}:2: no battles (the file has only its header)")
+        problems.append(f"{name}:1: no battles (the file has only its header)")
     if problems:
         raise RatingError("\n".join(problems), problems)
     return battles

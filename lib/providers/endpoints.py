@@ -30,7 +30,7 @@ from lib.files import (
     too_deep,
     write_text_atomic,
 )
-from lib.safety import clean_json, control_character, strip_credentials
+from lib.safety import clean_json, control_character, one_line_problem, strip_credentials
 
 EMBEDDED = "embedded"
 KINDS = ("hosted", "local", "embedded")
@@ -300,6 +300,9 @@ def _value_problem(entry: dict) -> str | None:
     """The first problem with the values of one entry (text, URL, key variable, numbers), or None."""
     for key, value in entry.items():
         if isinstance(value, str):
+            if key in ("name", "model") and (problem := one_line_problem(value)):
+                # one cell of every table: "gpt\u200b-4o" would print as another endpoint's name
+                return f"field '{key}' contains {problem}"
             if char := control_character(value, "\t\n\r" if key in MULTILINE else ""):
                 return f"field '{key}' contains a control character ({char})"
             if len(value) > MAX_LENGTH.get(key, 100_000):
