@@ -93,6 +93,8 @@ def ask(
     else:  # Python keeps argv bytes that are not UTF-8 as lone surrogates (U+DC80-U+DCFF)
         undecoded = sum(1 for char in prompt if "\udc80" <= char <= "\udcff")
         warning = f"the prompt: {undecoded:,} byte(s) not UTF-8 were replaced by U+FFFD" if undecoded else None
+    if system is not None and (undecoded := sum(1 for char in system if "\udc80" <= char <= "\udcff")):
+        err.print(f"warning: --system: {undecoded:,} byte(s) not UTF-8 were replaced by U+FFFD", highlight=False)
     if warning:
         err.print(f"warning: {warning}", highlight=False)
     try:
@@ -229,7 +231,7 @@ def _print_answers(columns, answers: dict[str, dict]) -> None:
 
 @app.command("serve-local")
 def serve_local(
-    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8765,
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.", min=1, max=65535)] = 8765,
 ) -> None:
     """Run the embedded model's OpenAI-compatible server in the foreground."""
     import subprocess

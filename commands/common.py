@@ -121,8 +121,10 @@ def output_or_fail(ctx: typer.Context, given: str, name: str) -> Path:
     or is an existing folder (made when missing, and removed again when the command `ctx` ends
     without writing into it: a failed command leaves nothing behind); exit 2 naming the path when
     it cannot be used; `-` is lib.files.STDOUT. The caller checks the file itself (`outputs_or_fail`)."""
-    from lib.files import OutputPathError, output_file, remove_if_empty
+    from lib.files import DASH, OutputPathError, output_file, remove_if_empty
 
+    if given != DASH:
+        _not_a_file_read(Path(os.fspath(given).rstrip("/" + os.sep) or os.sep))
     try:
         path, made = output_file(given, name)
     except OutputPathError as exc:
@@ -138,12 +140,24 @@ def output_folder_or_fail(ctx: typer.Context, folder: Path, names: list[str]) ->
     exit 2 naming the path."""
     from lib.files import OutputPathError, make_output_folder, remove_if_empty
 
+    _not_a_file_read(folder)
+
     try:
         if make_output_folder(folder):
             ctx.call_on_close(lambda: remove_if_empty(folder))
     except OutputPathError as exc:
         fail(str(exc))
     return outputs_or_fail([folder / name for name in names])
+
+
+def _not_a_file_read(folder: Path) -> None:
+    """Exit 2 when an output folder that may be made is at the path of a file Parallax reads (a
+    folder made at the database's `-wal` left the database unable to open)."""
+    from lib.files import read_clash
+    from lib.storage import files_read
+
+    if clash := read_clash(folder, files_read()):
+        fail(clash.replace("writing the output there", "a folder there"))
 
 
 def outputs_or_fail(paths: list, *inputs: tuple[object, str]) -> list:

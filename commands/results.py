@@ -39,8 +39,10 @@ PLOTLY_JS = "plotly.min.js"  # the charts' script, written beside them: they ope
 @app.command()
 def leaderboard(
     battles: Annotated[Optional[Path], typer.Option(help="Rank a CSV (model_a,model_b,winner) instead.")] = None,
-    bootstrap: Annotated[int, typer.Option(help="Bootstrap rounds for the 95% intervals.")] = 1000,
-    seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
+    bootstrap: Annotated[
+        int, typer.Option(help="Bootstrap rounds for the 95% intervals (at most 10,000).", min=0, max=10_000)
+    ] = 1000,
+    seed: Annotated[int, typer.Option(help="Bootstrap seed.", min=0, max=2**32 - 1)] = 0,
     blind_only: Annotated[bool, typer.Option("--blind-only", help="Only blind votes.")] = False,
     include_leaked: Annotated[bool, typer.Option("--include-leaked", help="Keep identity-leaked battles.")] = False,
     language: Annotated[Optional[str], typer.Option(help="en or zh.")] = None,

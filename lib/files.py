@@ -463,17 +463,26 @@ def check_output_paths(paths: list[Path], reads: Sequence[tuple[object, str]] = 
         if key in seen:
             raise OutputPathError(f"{seen[key]} and {path} are the same file; give two different paths")
         seen[key] = path
-        for read, what in reads:
-            # one file, or one path when it is missing yet (a database's -wal comes and goes)
-            if same_file(path, read) or (
-                not isinstance(read, int) and key == Path(read).parent.resolve() / Path(read).name
-            ):
-                named = "" if isinstance(read, int) or str(read) == str(path) else f" ({read})"
-                raise OutputPathError(
-                    f"{path} is {what}{named}: writing the output there would destroy it; "
-                    "give another output path (nothing was written)"
-                )
+        if clash := read_clash(path, reads):
+            raise OutputPathError(clash)
     return checked
+
+
+def read_clash(path: Path, reads: Sequence[tuple[object, str]]) -> str | None:
+    """A message when `path` is one of `reads` ((path or descriptor, what it is) pairs) — the same
+    file however spelled, or the same path while that file is missing (a database's -wal comes and
+    goes) — else None."""
+    key = path.parent.resolve() / path.name
+    for read, what in reads:
+        if same_file(path, read) or (
+            not isinstance(read, int) and key == Path(read).parent.resolve() / Path(read).name
+        ):
+            named = "" if isinstance(read, int) or str(read) == str(path) else f" ({read})"
+            return (
+                f"{path} is {what}{named}: writing the output there would destroy it; "
+                "give another output path (nothing was written)"
+            )
+    return None
 
 
 def same_file(path: Path, other: object) -> bool:

@@ -34,6 +34,7 @@ Untrusted input (issue 12), one scenario per kind:
                         | safety (a 429 that says "safety") | invalid_prompt (OpenAI's prompt block)
                         | echo-key (echoes the Authorization header it got)
     ok-SHAPE            HTTP 200 that is not an event stream: json-error | html | completion
+                        | completion-odd (a date for `created`, token counts of 10.5 and 3e9)
     stream-error        two tokens, then an error event inside the stream (OpenRouter)
     silent              an event stream that ends at once: no text, no finish reason
     markup              an answer full of markup: a remote image, a $ amount, Rich tags, a formula
@@ -143,15 +144,18 @@ class _Handler(BaseHTTPRequestHandler):
         if shape == "json-error":
             return self._json(200, {"error": {"message": "The model is overloaded, try later", "code": 503}})
         last = next((m["content"] for m in reversed(request.get("messages", [])) if m["role"] == "user"), "")
+        odd = shape == "completion-odd"  # numbers a client would refuse: a date for created, 10.5 tokens
         return self._json(
             200,
             {
                 "id": "chatcmpl-whole",
                 "object": "chat.completion",
-                "created": int(time.time()),
+                "created": "2024-01-01T00:00:00Z" if odd else int(time.time()),
                 "model": "ok-completion",
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": last}, "finish_reason": "stop"}],
-                "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7},
+                "usage": {"prompt_tokens": 10.5, "completion_tokens": 3e9}
+                if odd
+                else {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7},
             },
         )
 

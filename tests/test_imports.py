@@ -767,3 +767,20 @@ def test_a_pair_spelt_otherwise_by_the_release_before_keeps_its_suite_prompts(tm
     conn = sqlite3.connect(tmp_path / "data" / "test.db")
     assert conn.execute("select key, twin_key from suite_prompt order by key").fetchall() == before
     conn.close()
+
+
+def test_a_promptfoo_result_with_odd_numbers_imports_them_as_unknown(tmp_path):
+    """A 400-digit latency or cost raised OverflowError, a tokenUsage list AttributeError."""
+    result = {
+        "provider": {"id": "openai:gpt-x"},
+        "prompt": {"raw": "What is 2+2?"},
+        "response": {"output": "4", "tokenUsage": [1, 2]},
+        "latencyMs": 10**400,
+        "cost": 10**400,
+    }
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps({"evalId": "e", "results": {"version": 3, "results": [result]}}))
+    assert import_file(path).answers_added == 1
+    with session_scope() as s:
+        row = s.scalars(select(Response)).one()
+        assert (row.latency_ms, row.cost_usd, row.input_tokens) == (None, None, None)

@@ -691,7 +691,7 @@ def test_a_battles_csv_names_a_missing_model_and_one_model_spelt_two_ways(tmp_pa
     battles = tmp_path / "b.csv"
     battles.write_text(
         "model_a,model_b,winner\nx,y,model_a\n\u3000,y,model_a\nLlama\u00a03,Llama 3,tie\n"
-        "\uff31\uff57\uff45\uff4e,Qwen,model_b\n"
+        "\uff31\uff57\uff45\uff4e,Qwen,model_b\nx,y\n"
     )
     done = cli("leaderboard", "--battles", str(battles))
     assert done.returncode == 2
@@ -699,6 +699,7 @@ def test_a_battles_csv_names_a_missing_model_and_one_model_spelt_two_ways(tmp_pa
         "  b.csv:3: missing model_a",
         "  b.csv:4: model_a and model_b are one model spelt two ways (Llama 3)",
         "  b.csv:5: model_a and model_b are one model spelt two ways (Qwen)",
+        "  b.csv:6: missing winner",  # a row with fewer cells than the header ("unknown winner None")
     ], done.stderr
 
 
@@ -742,6 +743,10 @@ def test_a_battles_csv_with_a_column_given_twice_is_refused(tmp_path):
         (["ask", "-m", "smollm2", "--conversation", "-99999999999", "hi"], "--conversation"),
         (["ask", "-m", "smollm2", "--temperature", "nan", "hi"], "--temperature"),
         (["suite", "run", "china-sensitive", "-m", "smollm2", "--temperature", "inf"], "--temperature"),
+        # a numpy traceback, a 149 GiB allocation, a URL on a port that cannot exist
+        (["leaderboard", "--seed=-1"], "--seed"),
+        (["leaderboard", "--bootstrap", "2000000000"], "--bootstrap"),
+        (["serve-local", "--port", "70000"], "--port"),
     ],
 )
 def test_a_number_no_database_column_holds_is_a_usage_error(args, named):
@@ -758,6 +763,16 @@ def test_a_prompt_that_is_not_utf8_is_asked_with_a_warning_naming_the_byte(tmp_p
     done = subprocess.run(args, input=b"caf\xe9 hello\n", capture_output=True, timeout=120, cwd=root)
     stderr = done.stderr.decode()
     assert "warning: <stdin>, line 1: not UTF-8 text (byte 0xe9 at offset 3)" in stderr, stderr
-    argv = [sys.executable, str(root / "cli.py"), "ask", b"caf\xe9 hi", "-m", "no-such-model"]
+    argv = [
+        sys.executable,
+        str(root / "cli.py"),
+        "ask",
+        b"caf\xe9 hi",
+        "-m",
+        "no-such-model",
+        "--system",
+        b"be caf\xe9",
+    ]
     stderr = subprocess.run(argv, capture_output=True, timeout=120, cwd=root).stderr.decode()
     assert "warning: the prompt: 1 byte(s) not UTF-8 were replaced by U+FFFD" in stderr, stderr
+    assert "warning: --system: 1 byte(s) not UTF-8 were replaced by U+FFFD" in stderr, stderr

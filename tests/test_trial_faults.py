@@ -100,12 +100,15 @@ def test_no_output_is_written_over_the_database(tmp_path):
         # missing now, SQLite's or Parallax's own later: by path (they were written as JSONL)
         ["classify", str(_rows_file(tmp_path)), "-o", f"{database}-journal"],
         ["classify", str(_rows_file(tmp_path)), "-o", f"{database}.migrate-lock"],
+        # a folder there: the database would not open again
+        ["classify", str(_rows_file(tmp_path)), "-o", f"{database}-wal/"],
+        ["analyze", "--html", f"{database}-journal"],
     ):
         done = cli(*args)
         assert done.returncode == 2, (args, done.stderr)
         assert "is the database" in done.stderr or "is a file of the database" in done.stderr, done.stderr
         assert database.read_bytes() == before
-    assert not Path(f"{database}-journal").exists()
+    assert not Path(f"{database}-journal").exists() and not Path(f"{database}-wal").is_dir()
     charts = tmp_path / "charts"
     charts.mkdir()
     os.link(database, charts / "map.html")  # a chart file that is the database under another name

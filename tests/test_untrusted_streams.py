@@ -236,6 +236,13 @@ def test_a_whole_completion_sent_instead_of_a_stream_is_used(protocol_server):
     assert (out.status, out.text, out.output_tokens) == ("ok", "hello there world", 2)
 
 
+def test_a_whole_completion_with_numbers_a_client_refuses_keeps_its_answer(protocol_server):
+    """`created` as a date and token counts of 10.5 and 3e9 failed the client's model: the answer
+    was stored as 'not a chat-completion stream' and its text lost; the counts are unknown instead."""
+    out = one(protocol_server.url, "ok-completion-odd")
+    assert (out.status, out.text, out.input_tokens) == ("ok", "hello there world", None), out.error_message
+
+
 # --- 5. empty answers cut by the budget ------------------------------------------------------------
 
 

@@ -91,7 +91,9 @@ def read_battles_csv(text: str, name: str = "battles.csv") -> list[Battle]:
         winner = (row.get("winner") or "").strip().lower()
         raw_a, raw_b = (row.get("model_a") or "").strip(), (row.get("model_b") or "").strip()
         a, b = one_line_name(raw_a), one_line_name(raw_b)
-        if winner not in CSV_WINNERS:
+        if not winner:  # an empty cell, or a row with fewer cells than the header
+            problems.append(f"{name}:{line}: missing winner")
+        elif winner not in CSV_WINNERS:
             problems.append(
                 f"{name}:{line}: unknown winner {row.get('winner')!r} (use model_a, model_b, tie or tie (bothbad); "
                 "or a, b, tie, both_bad)"

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
 import re
 import unicodedata
 import zlib
@@ -646,6 +647,7 @@ def _promptfoo_result(result: dict, where: str, problems: list[str], reading: _R
     topic = _label_text(topic, "vars.topic", where, problems)
     source_id = _identifier(result.get("id"), "id", where, problems)
     usage = response.get("tokenUsage") or result.get("tokenUsage") or {}
+    usage = usage if isinstance(usage, dict) else {}  # a list or text: no counts
     status = _promptfoo_status(response, output, error)
     test, prompt_index = result.get("testIdx"), result.get("promptIdx")
     record = AnswerRecord(
@@ -686,7 +688,14 @@ def _promptfoo_status(response: dict, output: object, error: object) -> str:
 
 
 def _number(value: object) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    """A latency or a cost as a finite float; None for anything else (a 400-digit integer too)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _whole(value: object) -> int | None:

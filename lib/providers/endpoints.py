@@ -329,6 +329,15 @@ def _value_problem(entry: dict) -> str | None:
         )
     if _non_finite(params):
         return "params holds nan or inf, which a JSON request cannot carry"
+    temperature = params.get("temperature")
+    if temperature is not None and (
+        isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or temperature < 0
+    ):
+        return f"params temperature must be a number from 0, not {temperature!r}"  # as --temperature
+    for key in ("max_tokens", "max_completion_tokens"):
+        value = params.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 2**31 - 1):
+            return f"params {key} must be a whole number from 1 to 2,147,483,647, not {value!r}"  # as --max-tokens
     return None
 
 

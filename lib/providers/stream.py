@@ -201,20 +201,43 @@ class _Answer:
         return changed
 
 
+def _usage(usage: object) -> dict | None:
+    """A provider's usage object as the client reads it, its counts checked (`token_count`): a count
+    of 10.5, "n/a" or 1e300 is unknown, not a reason to throw the answer away; None unless both
+    counts are usable."""
+    if not isinstance(usage, dict):
+        return None
+    prompt, completion = token_count(usage.get("prompt_tokens")), token_count(usage.get("completion_tokens"))
+    if prompt is None or completion is None:  # unknown, not 0 (the answer's own count is taken then)
+        return None
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+def _event(body: dict) -> dict:
+    """An event read whole (not from the client's stream) with its untrusted numbers made safe."""
+    created = body.get("created")
+    return body | {
+        "created": created if isinstance(created, int) and 0 <= created < 2**53 else 0,
+        "usage": _usage(body.get("usage")),
+    }
+
+
 def _chunk_from_completion(body: dict) -> ChatCompletionChunk:
     """A whole (non-streamed) chat completion as one chunk: some servers ignore stream=true."""
     choice = body["choices"][0]
     return ChatCompletionChunk.model_validate(
-        {
-            "id": str(body.get("id") or "completion"),
-            "object": "chat.completion.chunk",
-            "created": int(body.get("created") or 0),
-            "model": str(body.get("model") or ""),
-            "choices": [
-                {"index": 0, "delta": choice.get("message") or {}, "finish_reason": choice.get("finish_reason")}
-            ],
-            "usage": body.get("usage"),
-        }
+        _event(
+            {
+                "id": str(body.get("id") or "completion"),
+                "object": "chat.completion.chunk",
+                "created": body.get("created"),
+                "model": str(body.get("model") or ""),
+                "choices": [
+                    {"index": 0, "delta": choice.get("message") or {}, "finish_reason": choice.get("finish_reason")}
+                ],
+                "usage": body.get("usage"),
+            }
+        )
     )
 
 
@@ -240,13 +263,14 @@ async def _chunks(stream) -> AsyncIterator[ChatCompletionChunk]:
         if events:
             for data in events:
                 if data != "[DONE]":
-                    yield ChatCompletionChunk.model_validate(json.loads(data))
+                    event = json.loads(data)
+                    yield ChatCompletionChunk.model_validate(_event(event) if isinstance(event, dict) else event)
             return
     if isinstance(body, dict) and isinstance(body.get("choices"), list) and body["choices"]:
         try:
             yield _chunk_from_completion(body)
             return
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, OverflowError):
             pass
     if isinstance(body, dict) and body.get("error"):
         message = signals.provider_message(body) or "an error in a 200 response"
