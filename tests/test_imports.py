@@ -784,3 +784,17 @@ def test_a_promptfoo_result_with_odd_numbers_imports_them_as_unknown(tmp_path):
     with session_scope() as s:
         row = s.scalars(select(Response)).one()
         assert (row.latency_ms, row.cost_usd, row.input_tokens) == (None, None, None)
+
+
+def test_a_field_given_twice_in_one_row_is_a_problem_not_the_last_one_silently(tmp_path):
+    """Field names are read in any case: 'model' and 'Model' in one row (or a CSV header) are one
+    field, and the row kept the last in silence (the answer went under the other model)."""
+    path = tmp_path / "dup.csv"
+    path.write_text("prompt,model,response,Model\nWhich is bigger?,dupC,6,dupD\n")
+    with pytest.raises(ImportProblems) as raised:
+        import_file(path)
+    assert raised.value.problems == ["dup.csv:2: the field model is given twice ('model' and 'Model')"]
+    rows = tmp_path / "dup.jsonl"
+    rows.write_text('{"prompt": "q", "model": "dupA", "Model": "dupB", "response": "3"}\n')
+    with pytest.raises(ImportProblems, match="dup.jsonl:1: the field model is given twice"):
+        import_file(rows)

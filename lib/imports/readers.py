@@ -271,6 +271,10 @@ def _rows(rows, reading: _Reading) -> Parsed:
         if not isinstance(row, dict):
             parsed.problems.append(f"{where}: each record must be an object with named fields")
             continue
+        spelt = [str(k) for k in row if k is not None]
+        if twice := _given_twice(spelt):  # "model" and "Model ": one field once case is dropped
+            parsed.problems.append(f"{where}: {twice}")
+            continue
         given, row = row, {str(k).strip().lower(): v for k, v in row.items() if k is not None}
         if parsed.format == "battles":
             record = _battle(row, where, parsed.problems, reading)
@@ -286,6 +290,18 @@ def _rows(rows, reading: _Reading) -> Parsed:
     if ignored and not reading.labelling:
         parsed.warnings.append(f"{name}: ignored field(s) {', '.join(sorted(ignored)[:10])}")
     return parsed
+
+
+def _given_twice(keys: list[str]) -> str | None:
+    """A problem when two of a row's fields are one field (field names are read in any case, with
+    spaces around them dropped): the row would keep the last of them, silently."""
+    seen: dict[str, str] = {}
+    for key in keys:
+        folded = key.strip().lower()
+        if folded in seen:
+            return f"the field {folded} is given twice ({seen[folded]!r} and {key!r})"
+        seen[folded] = key
+    return None
 
 
 def _first(row: dict, keys: tuple[str, ...]) -> tuple[str | None, object]:
