@@ -67,6 +67,13 @@ def models(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] 
     out.print(table)
 
 
+def _undecoded_argument(what: str, text: str) -> str | None:
+    """A warning when a command-line argument held bytes that are not UTF-8 (Python keeps them as
+    lone surrogates, U+DC80-U+DCFF, which are then replaced by U+FFFD), else None."""
+    undecoded = sum(1 for char in text if "\udc80" <= char <= "\udcff")
+    return f"{what}: {undecoded:,} byte(s) not UTF-8 were replaced by U+FFFD" if undecoded else None
+
+
 @app.command()
 def ask(
     prompt: Annotated[str, typer.Argument(help="The prompt; '-' reads it from stdin.")],
@@ -90,13 +97,11 @@ def ask(
     if prompt == "-":  # invalid UTF-8 becomes U+FFFD, with a warning naming the line and byte
         prompt, warning = decode_lenient(sys.stdin.buffer.read(), "<stdin>")
         prompt = clean_text(prompt)  # a NUL too, as before
-    else:  # Python keeps argv bytes that are not UTF-8 as lone surrogates (U+DC80-U+DCFF)
-        undecoded = sum(1 for char in prompt if "\udc80" <= char <= "\udcff")
-        warning = f"the prompt: {undecoded:,} byte(s) not UTF-8 were replaced by U+FFFD" if undecoded else None
-    if system is not None and (undecoded := sum(1 for char in system if "\udc80" <= char <= "\udcff")):
-        err.print(f"warning: --system: {undecoded:,} byte(s) not UTF-8 were replaced by U+FFFD", highlight=False)
-    if warning:
-        err.print(f"warning: {warning}", highlight=False)
+    else:
+        warning = _undecoded_argument("the prompt", prompt)
+    for said in (_undecoded_argument("--system", system or ""), warning):
+        if said:
+            err.print(f"warning: {said}", highlight=False)
     try:
         prompt = validate_prompt(prompt)
     except PromptError as exc:

@@ -106,21 +106,14 @@ def leaderboard(
 def _warn_lookalikes(name: str, battles: list) -> None:
     """A warning for each model name in a battles file with letters of another script that read as
     Latin ones ('gpt-4о' with a Cyrillic о), as an import warns (the first 20)."""
-    from lib.lookalikes import lookalike_warning
+    from lib.lookalikes import lookalike_warnings
 
-    first: dict[str, int | None] = {}
+    first: dict[str, str] = {}
     for battle in battles:
-        first.setdefault(battle.model_a, battle.line)
-        first.setdefault(battle.model_b, battle.line)
-    said = [
-        f"{name}:{line}: model {warning}"
-        for model, line in first.items()
-        if (warning := lookalike_warning(model, kept="ranked as written"))
-    ]
-    for warning in said[:20]:
+        first.setdefault(battle.model_a, f"{name}:{battle.line}")
+        first.setdefault(battle.model_b, f"{name}:{battle.line}")
+    for warning in lookalike_warnings(first, name, kept="ranked as written"):
         err.print(f"warning: {warning}", highlight=False)
-    if len(said) > 20:
-        err.print(f"warning: {name}: {len(said) - 20:,} more model names like these", highlight=False)
 
 
 @app.command()

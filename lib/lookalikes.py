@@ -80,3 +80,19 @@ def lookalike_warning(name: str, kept: str = "stored as written") -> str | None:
         else ("a letter of another script that looks like a Latin one")
     )
     return f"{name!r} has {some}: {letters}; it is {kept}, a model of its own"
+
+
+MAX_WARNINGS = 20  # per file: a file of such names gets the first ones, then how many more
+
+
+def lookalike_warnings(first_seen: dict[str, str], name: str, kept: str = "stored as written") -> list[str]:
+    """The warnings for a file's model names (`first_seen`: each name and where it first stands,
+    "FILE:LINE"), each at its place — the first 20, then how many more ("`name`: N more …")."""
+    said = [
+        f"{where}: model {warning}"
+        for model, where in first_seen.items()
+        if model and (warning := lookalike_warning(model, kept))
+    ]
+    if len(said) > MAX_WARNINGS:
+        said = said[:MAX_WARNINGS] + [f"{name}: {len(said) - MAX_WARNINGS:,} more model names like these"]
+    return said

@@ -313,10 +313,11 @@ def one_line_problem(text: str | None) -> str | None:
     `_NOT_ONE_LINE`). The text is checked as written and as `one_line_name` stores it."""
     if found := _ANY_CONTROL.search(text or ""):
         return character_problem(found.group())
-    if (name := one_line_name(text)) and unicodedata.category(name[0]) in ("Mn", "Me"):
+    name = one_line_name(text)
+    if name and unicodedata.category(name[0]) in ("Mn", "Me"):
         return f"a combining mark with no letter before it (U+{ord(name[0]):04X})"
     # as stored too: a space `one_line_name` makes one can leave a selector after it
-    found = next(_one_line_matches(text or ""), None) or next(_one_line_matches(one_line_name(text)), None)
+    found = next(_one_line_matches(text or ""), None) or next(_one_line_matches(name), None)
     return character_problem(found.group()) if found else None
 
 

@@ -141,13 +141,10 @@ def read_bytes(data: bytes, name: str, progress: Progress | None = None, *, labe
     return parsed
 
 
-MAX_LOOKALIKE_WARNINGS = 20
-
-
 def _lookalike_models(parsed: Parsed, name: str) -> list[str]:
     """A warning, at its first line, for each model name with letters of another script that read
     as Latin ones (`gpt-4о` with a Cyrillic о: lib.lookalikes); the first 20, then how many more."""
-    from lib.lookalikes import lookalike_warning
+    from lib.lookalikes import lookalike_warnings
 
     first: dict[str, str] = {}
     for record in parsed.answers:
@@ -155,12 +152,7 @@ def _lookalike_models(parsed: Parsed, name: str) -> list[str]:
     for battle in parsed.battles:
         first.setdefault(battle.model_a, battle.line)
         first.setdefault(battle.model_b, battle.line)
-    found = ((line, lookalike_warning(model)) for model, line in first.items() if model)
-    said = [f"{line}: model {warning}" for line, warning in found if warning]
-    if len(said) > MAX_LOOKALIKE_WARNINGS:  # a file of such names: the first ones, and how many
-        more = len(said) - MAX_LOOKALIKE_WARNINGS
-        said = said[:MAX_LOOKALIKE_WARNINGS] + [f"{name}: {more:,} more model names like these"]
-    return said
+    return lookalike_warnings(first, name)
 
 
 def rows_to_label(data: bytes, name: str) -> tuple[list[tuple[dict, dict]], list[str]]:
