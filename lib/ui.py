@@ -103,8 +103,10 @@ def sidebar() -> None:
         st.caption(f"Database: `{storage.database_label()}`")
         try:
             endpoints = load_endpoints()
-        except EndpointConfigError as exc:
-            st.error(inline_text(str(exc)))
+        except EndpointConfigError:
+            # the page says why (endpoints_or_stop) where it needs the endpoints: the sidebar
+            # only points there, so the message is not shown twice
+            st.error("The endpoints file cannot be read: the Settings page says why.")
             return
         with st.container(key="sidebar_endpoints"), st.expander("Endpoints", expanded=False):
             for endpoint_id, (ready, status, detail) in _states(tuple(endpoints)).items():

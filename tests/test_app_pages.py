@@ -175,3 +175,16 @@ def test_settings_test_connection_reports_the_outcome(embedded):
     at.button(key="settings_test").click().run()
     assert not at.exception
     assert any("Connected: SmolLM2-135M (embedded)" in as_read(s.value) for s in at.success)
+
+
+@pytest.mark.parametrize("page", ["views/compare.py", "views/settings.py", "views/analysis.py"])
+def test_a_broken_endpoints_file_is_explained_once_per_page(tmp_path, page):
+    """The sidebar points to the page that says why; the reason is not shown twice (it was: in
+    the sidebar and again above a page that needs the endpoints)."""
+    (tmp_path / "endpoints.user.toml").write_text('[endpoints.bad]\nkind = "nope"\n', encoding="utf-8")
+    at = app()
+    at.switch_page(page).run()
+    assert not at.exception, at.exception
+    errors = [as_read(e.value) for e in at.error]
+    assert sum("kind must be one of" in e for e in errors) == (0 if page.endswith("analysis.py") else 1), errors
+    assert any("the Settings page says why" in e.value for e in at.sidebar.error), errors

@@ -208,8 +208,13 @@ def id_problem(endpoint_id: str) -> str | None:
     return None
 
 
-def _check_entry(path: Path, text: str, endpoint_id: str, entry: object, partial: bool) -> None:
+def _check_entry(path: Path | None, text: str, endpoint_id: str, entry: object, partial: bool) -> None:
+    """Raise EndpointConfigError for the first problem of one entry: at its line of `path`, or,
+    with no path (an entry from the Settings form, in no file yet), naming the endpoint."""
+
     def fail(problem: str) -> None:
+        if path is None:
+            raise EndpointConfigError(f"the endpoint '{endpoint_id}': {problem}")
         line = _line_of(text, endpoint_id)
         raise EndpointConfigError(f"{path}, line {line}: [endpoints.{endpoint_id}] {problem}")
 
@@ -483,7 +488,7 @@ def save_user_endpoint(
     current_endpoints = _load(path, user_path, None)
     current: dict = _read_table(user_path)[0] if user_path.exists() else {}
     clean = {k: v for k, v in entry.items() if v not in (None, "", {})}
-    _check_entry(user_path, "", endpoint_id, clean, partial=False)  # control characters are refused…
+    _check_entry(None, "", endpoint_id, clean, partial=False)  # control characters are refused…
     clean = clean_json(clean)  # …and lone surrogates become U+FFFD
     change = key_destination_change(current_endpoints.get(endpoint_id), clean)
     if change is not None and change != confirm:
