@@ -341,7 +341,9 @@ def train_deflection(
 def analyze(
     ctx: typer.Context,
     suite_run: Annotated[Optional[int], typer.Option("--suite-run", help="Only this suite run.", **ID_RANGE)] = None,
-    models: Annotated[Optional[list[str]], typer.Option("--models", "-m", help="Endpoint ids (repeat).")] = None,
+    models: Annotated[
+        Optional[list[str]], typer.Option("--models", "-m", help="Endpoint ids or display names (repeat).")
+    ] = None,
     language: Annotated[Optional[str], typer.Option(help="en or zh.")] = None,
     since: Annotated[Optional[str], typer.Option(help="First day (YYYY-MM-DD).")] = None,
     until: Annotated[Optional[str], typer.Option(help="Last day (YYYY-MM-DD).")] = None,
@@ -438,18 +440,26 @@ def analyze(
 
 
 def _stored_models_or_fail(models: list[str]) -> list[str]:
-    """`--models` as stored: each in the one spelling of names (an imported 'Ｑｗｅｎ２．５' is
+    """`--models` as endpoint ids: each given as an id or as the display name the output prints
+    (every id stored under that name), in the one spelling of names (an imported 'Ｑｗｅｎ２．５' is
     stored as 'Qwen2.5'); exit 2 naming those with no stored answers, and the models that have."""
     from lib.conversations import endpoint_names
     from lib.safety import one_line_name
 
-    models = [one_line_name(m) for m in models]
-    known = endpoint_names()
-    if unknown := [m for m in models if m not in known]:
-        more = f" and {len(known) - 40:,} more" if len(known) > 40 else ""
-        listed = ", ".join(sorted(known)[:40]) + more if known else "none"
+    known = endpoint_names()  # id -> display name
+    ids: list[str] = []
+    unknown = []
+    for model in map(one_line_name, models):
+        found = [model] if model in known else [i for i, name in known.items() if name == model]
+        ids += [i for i in found if i not in ids]
+        if not found:
+            unknown.append(model)
+    if unknown:
+        shown = sorted(i if known[i] == i else f"{i} ({known[i]})" for i in known)
+        more = f" and {len(shown) - 40:,} more" if len(shown) > 40 else ""
+        listed = ", ".join(shown[:40]) + more if shown else "none"
         fail(f"no stored answers from {', '.join(map(repr, unknown))} (models with answers: {listed})")
-    return models
+    return ids
 
 
 def _one_line(text: str, limit: int = 70) -> str:

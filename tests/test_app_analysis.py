@@ -89,7 +89,12 @@ def test_analyze_json_shape_and_reasons(tmp_path):
     assert cli("analyze", "--json", "--language", "fr").returncode == 2
     unknown = cli("analyze", "--json", "--models", "alpha", "--models", "no-such-model")
     assert unknown.returncode == 2 and not unknown.stdout
-    assert "no stored answers from 'no-such-model' (models with answers: alpha, beta, gamma)" in unknown.stderr
+    listed = "(models with answers: alpha (Alpha), beta (Beta), gamma (Gamma))"
+    assert f"no stored answers from 'no-such-model' {listed}" in unknown.stderr
+    # the display name the output prints selects the same answers as the id (it was refused)
+    by_name = json.loads(cli("analyze", "--json", "--models", "Gamma", "-m", "Alpha").stdout)
+    by_id = json.loads(cli("analyze", "--json", "--models", "gamma", "-m", "alpha").stdout)
+    assert by_name["n"] == by_id["n"] == 16 and by_name["models"] == by_id["models"] == ["Alpha", "Gamma"]
 
 
 def test_analyze_models_are_read_in_the_one_spelling_of_stored_names(tmp_path):
