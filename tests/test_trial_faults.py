@@ -122,6 +122,23 @@ def test_no_output_is_written_over_the_database(tmp_path):
         assert s.scalar(select(func.count(Vote.id))) == 1
 
 
+def test_no_output_is_written_over_the_embedded_servers_state(tmp_path):
+    """The embedded server's record, lock and log, a users file and a suite run's log are read by
+    Parallax itself: an output there (missing now or not) is refused as the database's files are
+    (the record written over as JSONL named no server, so a second one started)."""
+    data = tmp_path / "data"
+    data.mkdir(exist_ok=True)
+    (data / "local_server.8765.users").write_text("")
+    (data / "suite_run_3.log").write_text("log\n")
+    names = ("local_server.json", "local_server.lock", "local_server.log", "local_server.8765.users", "suite_run_3.log")
+    for name in names:
+        done = cli("classify", str(_rows_file(tmp_path)), "-o", str(data / name))
+        assert done.returncode == 2 and "a state file of Parallax's embedded server" in done.stderr, (name, done.stderr)
+    assert not (data / "local_server.json").exists() and (data / "suite_run_3.log").read_text() == "log\n"
+    done = cli("classify", str(_rows_file(tmp_path)), "-o", str(data / "labels.jsonl"))  # beside them is fine
+    assert done.returncode == 0, done.stderr
+
+
 # --- 2. control characters and bytes that are not UTF-8 --------------------------------------
 
 
