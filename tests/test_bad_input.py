@@ -81,7 +81,8 @@ def test_endpoint_values_that_cannot_work_exit_2_before_anything_is_stored(tmp_p
     body = "\n".join([line for line in lines if not line.startswith(key + " ")] + [field])
     (tmp_path / "endpoints.user.toml").write_text(f"[endpoints.mine]\n{body}\n")
     done = cli("ask", "hi", "-m", "mine", "--json")
-    assert done.returncode == 2 and message in done.stderr and "line 1: [endpoints.mine]" in done.stderr, done.stderr
+    where = f"line {body.count(chr(10)) + 2}: [endpoints.mine]"  # the field's own line, the last
+    assert done.returncode == 2 and message in done.stderr and where in done.stderr, done.stderr
     with session_scope() as s:
         assert s.scalar(select(func.count(Response.id))) == 0
 

@@ -180,7 +180,9 @@ def test_values_that_cannot_work_are_refused_naming_the_line(tmp_path, field, va
     path.write_text(ep.dump_toml({"endpoints": {"first": BASE, "bad": entry}}))
     with pytest.raises(ep.EndpointConfigError) as info:
         ep.load_endpoints(SHIPPED, path)
-    assert message in str(info.value) and f"{path}, line 8: [endpoints.bad]" in str(info.value)
+    text = path.read_text()
+    line = next(i for i, t in enumerate(text.splitlines(), 1) if i > 7 and t.startswith(f"{field} ="))
+    assert message in str(info.value) and f"{path}, line {line}: [endpoints.bad]" in str(info.value)
     with pytest.raises(ep.EndpointConfigError, match=message) as info:
         ep.save_user_endpoint("bad", entry, tmp_path / "other.toml")
     # the Settings form's entry is in no file yet: its refusal names the endpoint, not a line of
@@ -237,3 +239,29 @@ def test_an_endpoint_id_wider_than_an_answers_column_key_is_refused_naming_the_l
     with pytest.raises(ep.EndpointConfigError, match="has an id longer than 64 characters"):
         ep.save_user_endpoint(long_id, {"base_url": "http://127.0.0.1:2/v1", "model": "o"}, user)
     assert not user.exists()
+
+
+def test_a_problem_names_the_line_of_its_field_within_the_entry(tmp_path):
+    """A field's problem is at the field's own line (it was the entry's header line): in a plain
+    `field = …`, a dotted `params.temperature = …`, an [endpoints.ID.params] table or an inline
+    entry; a field of the next entry with the same name is not taken for it."""
+    path = tmp_path / "endpoints.user.toml"
+    url = 'base_url = "http://127.0.0.1:9/v1"\n'
+    cases = [
+        ("[endpoints.a]\n" + url + 'model = "m"\ntimeout = 0\n', 4, "timeout must"),
+        ("[endpoints.a]\n" + url + 'model = "m"\nparams.temperature = -1\n', 4, "temperature"),
+        (
+            "[endpoints.a]\n" + url + 'model = "m"\n\n[endpoints.a.params]\ntemperature = -1\n',
+            5,
+            "temperature",
+        ),
+        ('[endpoints]\na = { base_url = "http://127.0.0.1:9/v1", model = "m", timeout = 0 }\n', 2, "timeout must"),
+        ('[endpoints.a]\nmodel = "m"\nbase_url = "ftp://x"\n[endpoints.b]\nbase_url = "ftp://y"\n', 3, "http://"),
+        ('[endpoints.a]\nmodel = "m"\n' + url + '[endpoints.b]\nkind = "nope"\n', 5, "kind must"),
+        ("[endpoints.a]\n" + url + 'modle = "m"\n', 3, "unknown field 'modle'"),
+    ]
+    for text, line, message in cases:
+        path.write_text(text)
+        with pytest.raises(ep.EndpointConfigError) as info:
+            ep.load_endpoints(SHIPPED, path)
+        assert f"{path}, line {line}: " in str(info.value) and message in str(info.value), (text, str(info.value))

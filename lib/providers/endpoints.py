@@ -160,13 +160,26 @@ class Endpoint:
         ) / 1_000_000
 
 
-def _line_of(text: str, endpoint_id: str) -> int:
-    pattern = re.compile(rf"^[ \t]*\[\s*endpoints\.\"?{re.escape(endpoint_id)}\"?\s*\]", re.M)
-    match = pattern.search(text)
-    if match:
-        return text.count("\n", 0, match.start()) + 1
-    match = re.search(rf"^[ \t]*\"?{re.escape(endpoint_id)}\"?\s*=", text, re.M)
-    return text.count("\n", 0, match.start()) + 1 if match else 1
+def _line_of(text: str, endpoint_id: str, field: str | None = None) -> int:
+    """The line of an entry in `text` (its [endpoints.ID] header, or `ID = {…}` inline), or of its
+    `field` when given and found within the entry (`field = …`, `field.sub = …` or a
+    [endpoints.ID.field] table); 1 when the entry is not found."""
+    quoted_id = rf"\"?{re.escape(endpoint_id)}\"?"
+    match = re.search(rf"^[ \t]*\[\s*endpoints\.{quoted_id}\s*\]", text, re.M)
+    if not match:
+        match = re.search(rf"^[ \t]*{quoted_id}\s*=", text, re.M)
+        return text.count("\n", 0, match.start()) + 1 if match else 1
+    start = match.start()
+    if field is not None:
+        quoted_field = rf"\"?{re.escape(field)}\"?"
+        own_table = rf"\[\s*endpoints\.{quoted_id}\.{quoted_field}\s*\]"
+        for line in re.finditer(r"^[ \t]*(.*)$", text[match.end() :], re.M):
+            body = line.group(1)
+            if re.match(rf"{quoted_field}\s*[=.]|{own_table}", body):
+                return text.count("\n", 0, match.end() + line.start()) + 1
+            if body.startswith("[") and not re.match(rf"\[\s*endpoints\.{quoted_id}\.", body):
+                break  # the next entry
+    return text.count("\n", 0, start) + 1
 
 
 def _read_table(path: Path, text: str | None = None) -> tuple[dict, str]:
@@ -212,10 +225,10 @@ def _check_entry(path: Path | None, text: str, endpoint_id: str, entry: object, 
     """Raise EndpointConfigError for the first problem of one entry: at its line of `path`, or,
     with no path (an entry from the Settings form, in no file yet), naming the endpoint."""
 
-    def fail(problem: str) -> None:
+    def fail(problem: str, field: str | None = None) -> None:
         if path is None:
             raise EndpointConfigError(f"the endpoint '{endpoint_id}': {problem}")
-        line = _line_of(text, endpoint_id)
+        line = _line_of(text, endpoint_id, field)
         raise EndpointConfigError(f"{path}, line {line}: [endpoints.{endpoint_id}] {problem}")
 
     if problem := id_problem(endpoint_id):
@@ -224,27 +237,27 @@ def _check_entry(path: Path | None, text: str, endpoint_id: str, entry: object, 
         fail("must be a table")
     for key, value in entry.items():
         if key not in FIELDS:
-            fail(f"has unknown field '{key}' (known: {', '.join(sorted(FIELDS))})")
+            fail(f"has unknown field '{key}' (known: {', '.join(sorted(FIELDS))})", key)
         if not isinstance(value, FIELDS[key]) or (FIELDS[key] is int and isinstance(value, bool)):
-            fail(f"field '{key}' has the wrong type ({type(value).__name__})")
+            fail(f"field '{key}' has the wrong type ({type(value).__name__})", key)
     for key, value in entry.get("quirks", {}).items():
         if key not in QUIRKS:
-            fail(f"has unknown quirk '{key}' (known: {', '.join(sorted(QUIRKS))})")
+            fail(f"has unknown quirk '{key}' (known: {', '.join(sorted(QUIRKS))})", "quirks")
         if not isinstance(value, QUIRKS[key]):
-            fail(f"quirk '{key}' has the wrong type ({type(value).__name__})")
+            fail(f"quirk '{key}' has the wrong type ({type(value).__name__})", "quirks")
     quirks = entry.get("quirks", {})
     if quirks.get("system_role", "system") not in SYSTEM_ROLES:
-        fail(f"quirk system_role must be one of {SYSTEM_ROLES}")
+        fail(f"quirk system_role must be one of {SYSTEM_ROLES}", "quirks")
     if quirks.get("max_tokens_param", "max_tokens") not in TOKEN_PARAMS:
-        fail(f"quirk max_tokens_param must be one of {TOKEN_PARAMS}")
+        fail(f"quirk max_tokens_param must be one of {TOKEN_PARAMS}", "quirks")
     if entry.get("kind", "hosted") not in KINDS:
-        fail(f"kind must be one of {KINDS}")
+        fail(f"kind must be one of {KINDS}", "kind")
     if not partial:
         for required in ("base_url", "model"):
             if not entry.get(required):
                 fail(f"is missing '{required}'")
-    if problem := _value_problem(entry):
-        fail(problem)
+    if found := _value_problem(entry):
+        fail(found[1], found[0])
 
 
 def shown_url(url: str) -> str:
@@ -301,48 +314,55 @@ def key_env_problem(key_env: str) -> str | None:
     return None
 
 
-def _value_problem(entry: dict) -> str | None:
-    """The first problem with the values of one entry (text, URL, key variable, numbers), or None."""
+def _value_problem(entry: dict) -> tuple[str, str] | None:
+    """The first problem with the values of one entry (text, URL, key variable, numbers) as (the
+    field it is in, the problem), or None."""
     for key, value in entry.items():
         if isinstance(value, str):
             if key in ("name", "model") and (problem := one_line_problem(value)):
                 # one cell of every table: "gpt\u200b-4o" would print as another endpoint's name
-                return f"field '{key}' contains {problem}"
+                return key, f"field '{key}' contains {problem}"
             if char := control_character(value, "\t\n\r" if key in MULTILINE else ""):
-                return f"field '{key}' contains a control character ({char})"
+                return key, f"field '{key}' contains a control character ({char})"
             if len(value) > MAX_LENGTH.get(key, 100_000):
-                return f"field '{key}' is longer than {MAX_LENGTH.get(key, 100_000)} characters"
+                return key, f"field '{key}' is longer than {MAX_LENGTH.get(key, 100_000)} characters"
     if "base_url" in entry and (problem := base_url_problem(entry["base_url"])):
-        return problem
+        return "base_url", problem
     if problem := key_env_problem(entry.get("key_env", "")):
-        return problem
+        return "key_env", problem
     if "timeout" in entry and not 0 < entry["timeout"] <= MAX_TIMEOUT_S:
-        return f"timeout must be more than 0 seconds, at most {MAX_TIMEOUT_S:,.0f}, not {entry['timeout']!r}"
+        return "timeout", f"timeout must be more than 0 seconds, at most {MAX_TIMEOUT_S:,.0f}, not {entry['timeout']!r}"
     if "max_retries" in entry and not 0 <= entry["max_retries"] <= MAX_RETRIES:
-        return f"max_retries must be 0 or more, at most {MAX_RETRIES}, not {entry['max_retries']!r}"
+        return "max_retries", f"max_retries must be 0 or more, at most {MAX_RETRIES}, not {entry['max_retries']!r}"
     for key, price in entry.get("prices", {}).items():
         if key not in PRICE_KEYS:
-            return f"prices has unknown key '{key}' (known: {', '.join(PRICE_KEYS)})"
+            return "prices", f"prices has unknown key '{key}' (known: {', '.join(PRICE_KEYS)})"
         if isinstance(price, bool) or not isinstance(price, (int, float)) or not 0 <= price <= MAX_PRICE:
-            return f"price '{key}' must be a number of USD per 1M tokens from 0 to {MAX_PRICE:,.0f}, not {price!r}"
+            return (
+                "prices",
+                f"price '{key}' must be a number of USD per 1M tokens from 0 to {MAX_PRICE:,.0f}, not {price!r}",
+            )
     params = entry.get("params", {})
     if reserved := [key for key in params if key in RESERVED_PARAMS]:
-        return (
+        return "params", (
             f"params may not set {', '.join(repr(k) for k in reserved)}: Parallax sets "
             f"{', '.join(RESERVED_PARAMS[:4])} itself and reads one streamed text answer "
             "(no n, tools or function calls)"
         )
     if _non_finite(params):
-        return "params holds nan or inf, which a JSON request cannot carry"
+        return "params", "params holds nan or inf, which a JSON request cannot carry"
     temperature = params.get("temperature")
     if temperature is not None and (
         isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or temperature < 0
     ):
-        return f"params temperature must be a number from 0, not {temperature!r}"  # as --temperature
+        return "params", f"params temperature must be a number from 0, not {temperature!r}"  # as --temperature
     for key in ("max_tokens", "max_completion_tokens"):
         value = params.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 2**31 - 1):
-            return f"params {key} must be a whole number from 1 to 2,147,483,647, not {value!r}"  # as --max-tokens
+            return (
+                "params",
+                f"params {key} must be a whole number from 1 to 2,147,483,647, not {value!r}",
+            )  # as --max-tokens
     return None
 
 
