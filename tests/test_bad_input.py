@@ -90,9 +90,9 @@ def test_endpoint_values_that_cannot_work_exit_2_before_anything_is_stored(tmp_p
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("name: five\nprompts: 5\n", "five.yaml:1: 'prompts' must be a list"),
-        ("name: seven\nprobes: 7\n", "seven.yaml:1: 'probes' must be a list"),
-        ("name: word\nprompts: hello\n", "word.yaml:1: 'prompts' must be a list"),
+        ("name: five\nprompts: 5\n", "five.yaml:2: 'prompts' must be a list"),
+        ("name: seven\nprobes: 7\n", "seven.yaml:2: 'probes' must be a list"),
+        ("name: word\nprompts: hello\n", "word.yaml:2: 'prompts' must be a list"),
         ("name: v\nversion: {major: 1}\nprompts:\n  - {id: a, text: hi, language: en, topic: t}\n", "'version' must"),
         ("name: t\nprompts:\n  - {id: a, text: hi, language: en, topic: t, twin: [b]}\n", "twin must be a prompt id"),
         ("name: p\nprobes:\n  - {id: p, topic: t, en: [1, 2]}\n", "probe 'p' texts must be text"),

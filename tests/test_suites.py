@@ -379,3 +379,36 @@ def test_a_run_of_a_topic_the_suite_does_not_have_lists_the_topics_it_has():
     assert done.returncode == 2, done.stderr
     assert "has no prompts for language=any, topic=新疆(人权); its topics: censorship, covid-19," in done.stderr
     assert "xinjiang" in done.stderr
+
+
+def test_a_block_style_entrys_problems_name_the_fields_own_line():
+    """In a YAML file written one field per line, each problem is at its field's line (it was the
+    entry's first line, or line 1 for the version and the description)."""
+    text = (
+        "name: blocky\n"  # 1
+        "description: fine\n"  # 2
+        "version: '" + "9" * 40 + "'\n"  # 3
+        "prompts:\n"  # 4
+        "  - id: a\n"  # 5
+        "    text: hello\n"  # 6
+        "    language: fr\n"  # 7
+        "    topic: '" + "t" * 120 + "'\n"  # 8
+        "    colour: red\n"  # 9
+        "probes:\n"  # 10
+        "  - id: p\n"  # 11
+        "    topic: t\n"  # 12
+        "    en: hi\n"  # 13
+        "    control:\n"  # 14
+        "      en: [1, 2]\n"  # 15
+    )
+    with pytest.raises(SuiteError) as info:
+        parse_suite(text, "blocky.yaml")
+    problems = info.value.problems
+    for expected in (
+        "blocky.yaml:3: the version is longer",
+        "blocky.yaml:7: prompt 'a' language must be en or zh",
+        "blocky.yaml:8: the topic of prompt 'a' is longer",
+        "blocky.yaml:9: unknown field(s) colour",
+        "blocky.yaml:15: probe 'p' texts must be text",
+    ):
+        assert any(p.startswith(expected) for p in problems), (expected, problems)

@@ -139,7 +139,19 @@ def _construct_mapping(loader, node, deep=False):
         seen.add(key)
     mapping = yaml.SafeLoader.construct_mapping(loader, node, deep=True)
     mapping["__line__"] = loader.lines.line(node.start_mark.index)
+    mapping["__lines__"] = {  # each field's own line, for its problems
+        key_node.value: loader.lines.line(key_node.start_mark.index)
+        for key_node, _ in node.value
+        if isinstance(key_node, yaml.ScalarNode)
+    }
     return mapping
+
+
+def _at(item: object, field: str, line: object) -> object:
+    """The line of `field` in a YAML mapping (recorded by the loader), else `line` (the entry's:
+    a JSONL row or a flow-style entry is one line)."""
+    lines = item.get("__lines__") if isinstance(item, dict) else None
+    return lines.get(field, line) if isinstance(lines, dict) else line
 
 
 _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
@@ -180,31 +192,35 @@ def _prompt(item: object, line: int, problems: list[str], where: str, limit: int
     if not isinstance(item, dict):
         problems.append(f"{where}:{line}: each prompt must be a mapping/object")
         return None
-    unknown = set(item) - PROMPT_FIELDS - {"__line__"}
+    unknown = set(item) - PROMPT_FIELDS - {"__line__", "__lines__"}
     if unknown:
-        problems.append(f"{where}:{line}: unknown field(s) {', '.join(sorted(unknown))}")
+        first = min(unknown, key=lambda field: (str(_at(item, field, line)), str(field)))
+        problems.append(f"{where}:{_at(item, first, line)}: unknown field(s) {', '.join(sorted(map(str, unknown)))}")
     key, text = str(item.get("id") or ""), item.get("text")
     if not ID_RE.match(key):
-        problems.append(f"{where}:{line}: missing or invalid id {key!r} ({ID_RULE})")
+        problems.append(f"{where}:{_at(item, 'id', line)}: missing or invalid id {key!r} ({ID_RULE})")
     if not isinstance(text, str) or not text.strip():
-        problems.append(f"{where}:{line}: prompt {key!r} has no text")
+        problems.append(f"{where}:{_at(item, 'text', line)}: prompt {key!r} has no text")
     elif len(text) > limit:  # the limit every prompt has (a typed one too): runs send these as they are
         problems.append(
-            f"{where}:{line}: prompt {key!r} is {len(text):,} characters; the limit is {limit:,} "
+            f"{where}:{_at(item, 'text', line)}: prompt {key!r} is {len(text):,} characters; the limit is {limit:,} "
             "(PARALLAX_MAX_PROMPT_CHARS)"
         )
     else:
-        _no_controls(text, f"prompt {key!r}", f"{where}:{line}", problems)
+        _no_controls(text, f"prompt {key!r}", f"{where}:{_at(item, 'text', line)}", problems)
     language = item.get("language")
     if language not in LANGUAGES:
-        problems.append(f"{where}:{line}: prompt {key!r} language must be en or zh, not {language!r}")
+        problems.append(
+            f"{where}:{_at(item, 'language', line)}: prompt {key!r} language must be en or zh, not {language!r}"
+        )
     kind = item.get("kind", "probe")
     if kind not in KINDS:
-        problems.append(f"{where}:{line}: prompt {key!r} kind must be one of {', '.join(KINDS)}")
-    topic = _topic(item.get("topic"), f"prompt {key!r}", f"{where}:{line}", problems)
+        problems.append(f"{where}:{_at(item, 'kind', line)}: prompt {key!r} kind must be one of {', '.join(KINDS)}")
+    topic = _topic(item.get("topic"), f"prompt {key!r}", f"{where}:{_at(item, 'topic', line)}", problems)
     for link in ("twin", "control"):
         if item.get(link) is not None and not isinstance(item[link], str):
-            problems.append(f"{where}:{line}: prompt {key!r} {link} must be a prompt id, not {item[link]!r:.40}")
+            at = _at(item, link, line)
+            problems.append(f"{where}:{at}: prompt {key!r} {link} must be a prompt id, not {item[link]!r:.40}")
             item = {**item, link: None}
     return PromptDef(
         key,
@@ -232,19 +248,22 @@ def _expand_probe(item: object, problems: list[str], where: str, limit: int) -> 
             "(its prompts are ID-en … ID-control-zh)"
         )
         return []
-    topic = _topic(item.get("topic"), f"probe {key!r}", f"{where}:{line}", problems)
+    topic = _topic(item.get("topic"), f"probe {key!r}", f"{where}:{_at(item, 'topic', line)}", problems)
     control = item.get("control") or {}
     if not isinstance(control, dict):
-        problems.append(f"{where}:{line}: probe {key!r} control must be a mapping of en/zh texts")
+        problems.append(f"{where}:{_at(item, 'control', line)}: probe {key!r} control must be a mapping of en/zh texts")
         control = {}
-    for text in [item.get(lang) for lang in LANGUAGES] + [control.get(lang) for lang in LANGUAGES]:
+    texts = [(item, lang, _at(item, lang, line)) for lang in LANGUAGES]
+    texts += [(control, lang, _at(control, lang, _at(item, "control", line))) for lang in LANGUAGES]
+    for mapping, lang, at in texts:
+        text = mapping.get(lang)
         if text is not None and not isinstance(text, str):
-            problems.append(f"{where}:{line}: probe {key!r} texts must be text, not {type(text).__name__}")
+            problems.append(f"{where}:{at}: probe {key!r} texts must be text, not {type(text).__name__}")
             return []
-        _no_controls(text or "", f"probe {key!r}", f"{where}:{line}", problems)
+        _no_controls(text or "", f"probe {key!r}", f"{where}:{at}", problems)
         if text and len(text) > limit:
             problems.append(
-                f"{where}:{line}: probe {key!r} has a text of {len(text):,} characters; the limit is {limit:,} "
+                f"{where}:{at}: probe {key!r} has a text of {len(text):,} characters; the limit is {limit:,} "
                 "(PARALLAX_MAX_PROMPT_CHARS)"
             )
     langs = [lang for lang in LANGUAGES if item.get(lang)]
@@ -354,7 +373,7 @@ def _listed(data: dict, key: str, problems: list[str], where: str) -> list:
     if value is None:
         return []
     if not isinstance(value, list):
-        problems.append(f"{where}:{data.get('__line__', 1)}: '{key}' must be a list of entries, not {value!r:.40}")
+        problems.append(f"{where}:{_at(data, key, 1)}: '{key}' must be a list of entries, not {value!r:.40}")
         return []
     return value
 
@@ -367,6 +386,7 @@ def parse_suite(text: str, filename: str = "suite.yaml") -> SuiteDef:
     is_list = filename.lower().endswith((".txt", ".csv"))
     name = name_from_file(Path(filename).stem, "prompts" if is_list else "suite", limit=100)
     version, description, header = "1", "", 1
+    description_at = name_at = 1  # the lines of the description and the name, where a file has them
     if is_list:
         description = LIST_DESCRIPTION + one_line_text(where)
         for number, item in _list_items(text, filename, problems):
@@ -380,6 +400,7 @@ def parse_suite(text: str, filename: str = "suite.yaml") -> SuiteDef:
             if isinstance(item, dict) and "name" in item and "text" not in item:
                 name, version = str(item["name"]), str(item.get("version", "1"))
                 description, header = str(item.get("description", "")), number
+                description_at = name_at = number
                 continue
             if (prompt := _prompt(item, number, problems, where, limit)) is not None:
                 prompts.append(prompt)
@@ -408,9 +429,10 @@ def parse_suite(text: str, filename: str = "suite.yaml") -> SuiteDef:
             raise SuiteError([f"{where}:1: a suite file is a mapping with name, version and prompts"])
         name = str(data.get("name") or name)
         version, description = str(data.get("version", "1")), str(data.get("description", "") or "").strip()
+        header, description_at, name_at = (_at(data, key, 1) for key in ("version", "description", "name"))
         for key in ("name", "version", "description"):
             if key in data and data[key] is not None and not isinstance(data[key], (str, int, float)):
-                problems.append(f"{where}:1: '{key}' must be text, not {type(data[key]).__name__}")
+                problems.append(f"{where}:{_at(data, key, 1)}: '{key}' must be text, not {type(data[key]).__name__}")
         for item in _listed(data, "prompts", problems, where):
             if (
                 prompt := _prompt(
@@ -421,11 +443,11 @@ def parse_suite(text: str, filename: str = "suite.yaml") -> SuiteDef:
         for item in _listed(data, "probes", problems, where):
             prompts += _expand_probe(item, problems, where, limit)
     if not ID_RE.match(name):
-        problems.append(f"{where}:1: invalid suite name {name!r} ({ID_RULE})")
+        problems.append(f"{where}:{name_at}: invalid suite name {name!r} ({ID_RULE})")
     if len(version) > MAX_VERSION_CHARS:
         problems.append(f"{where}:{header}: the version is longer than {MAX_VERSION_CHARS} characters")
     _no_controls(version, "the version", f"{where}:{header}", problems)
-    _no_controls(description, "the description", f"{where}:{header}", problems)
+    _no_controls(description, "the description", f"{where}:{description_at}", problems)
     if not prompts and not problems:
         problems.append(f"{where}:1: the suite has no prompts")
     _check_links(prompts, problems, where)
