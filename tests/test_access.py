@@ -20,6 +20,7 @@ from db.models import Vote
 from lib import ui
 from lib.providers.local_server import free_port
 from tests.conftest import ROOT, as_read
+from tests.test_cli import cli
 
 pytestmark = pytest.mark.app
 TEAM = {"parallax": {"password": "team-secret", "admin_password": "admin-secret"}}
@@ -205,6 +206,28 @@ def test_the_settings_form_refuses_a_key_variable_that_is_not_a_key(tmp_path):
     at.button(key="settings_save").click().run()
     assert any("key_env must name" in as_read(e.value) for e in at.error)
     assert not (tmp_path / "endpoints.user.toml").exists()
+
+
+def test_a_key_pasted_as_the_key_variable_is_never_shown(tmp_path):
+    """The likeliest mistake in that field is the key itself: the refusal names the rule, never
+    what was typed (it was echoed on the page and by `cli.py models`)."""
+    secret = "sk-proj-ABCDEF1234567890secret"
+    at = app("127.0.0.1")
+    at.switch_page("views/settings.py").run()
+    form = "settings_form_(new endpoint)"
+    at.text_input(key=f"{form}_id").input("pasted")
+    at.text_input(key=f"{form}_base_url").input("http://127.0.0.1:9/v1")
+    at.text_input(key=f"{form}_model").input("m")
+    at.text_input(key=f"{form}_key_env").input(secret)
+    at.button(key="settings_save").click().run()
+    shown = [as_read(e.value) for e in at.error]
+    assert any("key_env must name" in e for e in shown) and not any("1234567890" in e for e in shown), shown
+    (tmp_path / "endpoints.user.toml").write_text(
+        f'[endpoints.pasted]\nbase_url = "http://127.0.0.1:9/v1"\nmodel = "m"\nkey_env = "{secret}"\n'
+    )
+    done = cli("models")
+    assert done.returncode == 2 and "key_env must name" in done.stderr, done.stderr
+    assert "1234567890" not in done.stderr + done.stdout
 
 
 def test_a_display_name_with_a_control_character_is_not_saved(tmp_path):

@@ -202,6 +202,22 @@ def test_an_endpoints_file_with_a_non_utf8_byte_names_the_file_and_line(tmp_path
         ep.load_endpoints(SHIPPED, path)
 
 
+def test_an_override_without_a_key_variable_keeps_the_shipped_one_and_needs_the_confirmation(tmp_path):
+    """A shipped endpoint saved with only a new base_url keeps its shipped key_env when merged: the
+    key goes to the new host, so the confirmation is asked (only the form's own fields were read,
+    and the key was sent to any host unasked)."""
+    user = tmp_path / "endpoints.user.toml"
+    moved = {"name": "GPT-4o", "base_url": "https://evil.example/v1", "model": "gpt-4o"}
+    with pytest.raises(ep.NeedsConfirmation) as info:
+        ep.save_user_endpoint("gpt-4o", moved, user, path=SHIPPED)
+    assert info.value.destination == ep.KeyDestination("OPENAI_API_KEY", "evil.example") and not user.exists()
+    ep.save_user_endpoint("gpt-4o", moved, user, path=SHIPPED, confirm=info.value.destination)
+    assert ep.load_endpoints(SHIPPED, user)["gpt-4o"].key_env == "OPENAI_API_KEY"
+    # the same host again, or a new endpoint with no key at all, asks nothing
+    ep.save_user_endpoint("gpt-4o", {**moved, "name": "Renamed"}, user, path=SHIPPED)
+    ep.save_user_endpoint("keyless", {"base_url": "https://evil.example/v1", "model": "m"}, user, path=SHIPPED)
+
+
 def test_sending_a_key_to_a_new_host_needs_a_confirmation_naming_both(tmp_path):
     user = tmp_path / "endpoints.user.toml"
     moved = {

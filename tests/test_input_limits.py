@@ -153,6 +153,9 @@ def test_a_deeply_nested_provider_error_body_is_read_as_text():
         ('base_url = "http://[::1/v1"', "base_url is not a valid URL (Invalid IPv6 URL)"),
         ('base_url = "http://u:secret@[::1]:notaport/v1"', "invalid port: 'http://***@[::1]:notaport/v1'"),
         ('base_url = "ftp://u:secret@host/v1"', "'ftp://***@host/v1'"),
+        # a key in the query string (?key=… is how some providers take one) is not shown either
+        ('base_url = "ftp://host/v1?key=sk-secret#x"', "not 'ftp://host/v1?***'"),
+        ('base_url = "http://host:port/v1#sk-secret"', "invalid port: 'http://host:port/v1#***'"),
         ("prices = { input = nan }", "price 'input' must be a number of USD per 1M tokens from 0 to 10,000"),
         ("prices = { output = inf }", "price 'output' must be a number"),
         ("prices = { input = 1e308 }", "price 'input' must be a number"),

@@ -261,10 +261,12 @@ def _check_entry(path: Path | None, text: str, endpoint_id: str, entry: object, 
 
 
 def shown_url(url: str) -> str:
-    """`url` fit to show in a message: any user:password@ part becomes ***@ (done on the text,
-    so it works for URLs that do not parse)."""
+    """`url` fit to show in a message: any user:password@ part becomes ***@ and a query or
+    fragment becomes ?*** / #*** (`?key=…` carries a key for some providers); done on the text,
+    so it works for URLs that do not parse."""
     match = _USERINFO.match(url)
-    return f"{match.group(1) or ''}//***@{url[match.end() :]}" if match else url
+    shown = f"{match.group(1) or ''}//***@{url[match.end() :]}" if match else url
+    return re.sub(r"([?#]).+", r"\1***", shown, count=1, flags=re.S)
 
 
 def base_url_problem(base_url: str) -> str | None:
@@ -307,9 +309,11 @@ def key_env_problem(key_env: str) -> str | None:
     if not key_env:
         return None
     if key_env.upper().startswith("PARALLAX_") or not KEY_ENV_RE.match(key_env):
+        # what was written is not shown: the likeliest mistake is the key itself pasted here
         return (
-            f"key_env must name the variable that holds the key, ending in _API_KEY, _KEY or _TOKEN "
-            f"(and not a PARALLAX_ setting), not {key_env!r}"
+            "key_env must name the environment variable that holds the key (not the key itself), "
+            "ending in _API_KEY, _KEY or _TOKEN and not a PARALLAX_ setting; the value given is not "
+            "shown, as it may be a key"
         )
     return None
 
@@ -510,12 +514,17 @@ def save_user_endpoint(
     clean = {k: v for k, v in entry.items() if v not in (None, "", {})}
     _check_entry(None, "", endpoint_id, clean, partial=False)  # control characters are refused…
     clean = clean_json(clean)  # …and lone surrogates become U+FFFD
-    change = key_destination_change(current_endpoints.get(endpoint_id), clean)
-    if change is not None and change != confirm:
-        raise NeedsConfirmation(change)
     current[endpoint_id] = clean
     text = dump_toml({"endpoints": current})
-    _load(path, user_path, text)  # the would-be file must load, merged with the shipped one
+    would_be = _load(path, user_path, text)  # the would-be file must load, merged with the shipped one
+    # the key goes where the merged endpoint sends it: an override that gives only a base_url
+    # keeps the shipped key_env (DEEPSEEK_API_KEY to any host, unconfirmed, when only the form's
+    # fields were read)
+    new = would_be.get(endpoint_id)
+    merged = {"key_env": new.key_env, "base_url": new.base_url} if new is not None else {}
+    change = key_destination_change(current_endpoints.get(endpoint_id), merged)
+    if change is not None and change != confirm:
+        raise NeedsConfirmation(change)
     user_path.parent.mkdir(parents=True, exist_ok=True)
     try:
         return write_text_atomic(user_path, text)
