@@ -412,3 +412,63 @@ def test_a_block_style_entrys_problems_name_the_fields_own_line():
         "blocky.yaml:15: probe 'p' texts must be text",
     ):
         assert any(p.startswith(expected) for p in problems), (expected, problems)
+
+
+@pytest.mark.parametrize(
+    ("text", "filename", "expected"),
+    [
+        # a file's own __line__/__lines__ is an unknown field, never the line a message gives
+        (
+            '{"name": "u"}\n{"id": "a", "text": "hi", "language": "xx", "topic": "t", "__lines__": {"language": 9}}\n',
+            "u.jsonl",
+            ["u.jsonl:2: unknown field(s) __lines__", "u.jsonl:2: prompt 'a' language must be en or zh"],
+        ),
+        (
+            '{"name": "u"}\n{"id": "a", "text": "hi", "language": "en", "topic": "t", "__line__": 7}\n',
+            "u.jsonl",
+            ["u.jsonl:2: unknown field(s) __line__"],
+        ),
+        (
+            "name: u\nprompts:\n  - {id: a, text: hi, language: en, topic: t, __line__: 50}\n",
+            "u.yaml",
+            ["u.yaml:3: unknown field(s) __line__"],
+        ),
+        # the first unknown field by number, not as text ("10" < "9")
+        (
+            "name: u\nprompts:\n  - id: a\n    text: hi\n    language: en\n    topic: t\n\n\n    zzz: 1\n    aaa: 2\n",
+            "u.yaml",
+            ["u.yaml:9: unknown field(s) aaa, zzz"],
+        ),
+        # a probe's, its control's and the suite's own unknown fields (a "zn" text was dropped in silence)
+        (
+            "name: u\nprobes:\n  - id: p\n    topic: t\n    en: hi\n    control:\n      en: ho\n      zn: 嗬\n",
+            "u.yaml",
+            ["u.yaml:8: probe 'p' control has unknown field(s) zn"],
+        ),
+        ("name: u\nprobes:\n  - id: p\n    topc: t\n    en: hi\n", "u.yaml", ["u.yaml:4: unknown field(s) topc"]),
+        (
+            "name: u\ndescripton: x\nprompts:\n  - {id: a, text: hi, language: en, topic: t}\n",
+            "u.yaml",
+            ["u.yaml:2: the suite has unknown field(s) descripton"],
+        ),
+        (
+            '{"name": "u", "verison": "2"}\n{"id": "a", "text": "hi", "language": "en", "topic": "t"}\n',
+            "u.jsonl",
+            ["u.jsonl:1: the header row has unknown field(s) verison"],
+        ),
+    ],
+)
+def test_unknown_fields_are_named_everywhere_and_marks_are_the_loaders_own(text, filename, expected):
+    with pytest.raises(SuiteError) as info:
+        parse_suite(text, filename)
+    for line in expected:
+        assert any(p.startswith(line) for p in info.value.problems), (line, info.value.problems)
+
+
+def test_messages_show_values_as_written_without_the_loaders_marks():
+    with pytest.raises(SuiteError) as info:
+        parse_suite("name: u\nversion: {a: 1}\nprompts: {id: a}\n", "u.yaml")
+    problems = info.value.problems
+    assert "u.yaml:2: 'version' must be text, not dict" in problems, problems
+    assert any(p.startswith("u.yaml:3: 'prompts' must be a list of entries, not {'id': 'a'}") for p in problems)
+    assert not any("longer than" in p or "line" in p.split(": ", 1)[1] for p in problems), problems

@@ -18,6 +18,7 @@ import dataclasses
 import hashlib
 import json
 import re
+from collections.abc import Hashable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -52,6 +53,23 @@ MAX_ID_CHARS = 100  # of suite_prompt.key
 ID_RULE = "ASCII letters, digits and _.:- only, starting with a letter or digit, at most 100 characters"
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}\Z")  # \Z: "$" would let a line break end it
 PROMPT_FIELDS = {"id", "text", "language", "topic", "kind", "twin", "control"}
+PROBE_FIELDS = {"id", "topic", "en", "zh", "control"}
+SUITE_FIELDS = {"name", "version", "description", "prompts", "probes"}  # a YAML file's top level
+HEADER_FIELDS = {"name", "version", "description"}  # a JSONL file's header row
+
+
+class _Mark:
+    """A key no YAML or JSON file can write (not a string): where the loader keeps an entry's
+    line and its fields' lines, so a file's own `__line__` key is an unknown field, not a line."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+LINE, LINES = _Mark("line"), _Mark("lines")
 SUFFIXES = (".yaml", ".yml", ".jsonl", ".txt", ".csv")
 CSV_COLUMNS = {"prompt": "text", "text": "text", "id": "id", "language": "language", "topic": "topic"}
 CSV_COLUMNS |= {"subject": "topic", "category": "topic", "kind": "kind"}
@@ -104,7 +122,7 @@ class _Refused(yaml.MarkedYAMLError):
 
 
 class _LineLoader(yaml.SafeLoader):
-    """A YAML loader that records each mapping's line as `__line__` and refuses what a prompt
+    """A YAML loader that records each mapping's line under LINE (its fields' under LINES) and refuses what a prompt
     list never needs but an attacker does: aliases (`*name`, also `<<: *name` merges: nested
     aliases expand exponentially, "billion laughs") and nodes nested more than MAX_DEPTH levels
     (the composer recurses once per level). Both raise _Refused with the line."""
@@ -138,20 +156,45 @@ def _construct_mapping(loader, node, deep=False):
             raise _Refused(None, None, problem, key_node.start_mark)
         seen.add(key)
     mapping = yaml.SafeLoader.construct_mapping(loader, node, deep=True)
-    mapping["__line__"] = loader.lines.line(node.start_mark.index)
-    mapping["__lines__"] = {  # each field's own line, for its problems
-        key_node.value: loader.lines.line(key_node.start_mark.index)
-        for key_node, _ in node.value
-        if isinstance(key_node, yaml.ScalarNode)
-    }
+    lines = {}  # each field's own line, for its problems (the constructed key: 1 for "1")
+    for key_node, _ in node.value:
+        if isinstance(key_node, yaml.ScalarNode):
+            key = loader.construct_object(key_node)
+            if isinstance(key, Hashable):
+                lines.setdefault(key, loader.lines.line(key_node.start_mark.index))
+    mapping[LINE], mapping[LINES] = loader.lines.line(node.start_mark.index), lines
     return mapping
 
 
-def _at(item: object, field: str, line: object) -> object:
+def _at(item: object, field: object, line: object) -> object:
     """The line of `field` in a YAML mapping (recorded by the loader), else `line` (the entry's:
     a JSONL row or a flow-style entry is one line)."""
-    lines = item.get("__lines__") if isinstance(item, dict) else None
+    lines = item.get(LINES) if isinstance(item, dict) else None
     return lines.get(field, line) if isinstance(lines, dict) else line
+
+
+def _line_of(item: object, default: object = 0) -> object:
+    return item.get(LINE, default) if isinstance(item, dict) else default
+
+
+def _plain(value: object) -> object:
+    """A parsed value as the file wrote it, for a message: without the loader's line marks."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items() if not isinstance(k, _Mark)}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _unknown(item: dict, known: set, line: object, where: str, problems: list[str], what: str = "") -> None:
+    """A problem at the first unknown field's line naming every field of `item` not in `known`
+    ("zn" for "zh" would drop a text in silence)."""
+    unknown = [k for k in item if not isinstance(k, _Mark) and k not in known]
+    if unknown:
+        lines = [at for k in unknown if isinstance(at := _at(item, k, line), int)]
+        first = min(lines) if lines else line
+        names = ", ".join(sorted(map(str, unknown)))
+        problems.append(f"{where}:{first}: {what}unknown field(s) {names} (known: {', '.join(sorted(known))})")
 
 
 _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
@@ -192,10 +235,7 @@ def _prompt(item: object, line: int, problems: list[str], where: str, limit: int
     if not isinstance(item, dict):
         problems.append(f"{where}:{line}: each prompt must be a mapping/object")
         return None
-    unknown = set(item) - PROMPT_FIELDS - {"__line__", "__lines__"}
-    if unknown:
-        first = min(unknown, key=lambda field: (str(_at(item, field, line)), str(field)))
-        problems.append(f"{where}:{_at(item, first, line)}: unknown field(s) {', '.join(sorted(map(str, unknown)))}")
+    _unknown(item, PROMPT_FIELDS, line, where, problems)
     key, text = str(item.get("id") or ""), item.get("text")
     if not ID_RE.match(key):
         problems.append(f"{where}:{_at(item, 'id', line)}: missing or invalid id {key!r} ({ID_RULE})")
@@ -220,7 +260,7 @@ def _prompt(item: object, line: int, problems: list[str], where: str, limit: int
     for link in ("twin", "control"):
         if item.get(link) is not None and not isinstance(item[link], str):
             at = _at(item, link, line)
-            problems.append(f"{where}:{at}: prompt {key!r} {link} must be a prompt id, not {item[link]!r:.40}")
+            problems.append(f"{where}:{at}: prompt {key!r} {link} must be a prompt id, not {_plain(item[link])!r:.40}")
             item = {**item, link: None}
     return PromptDef(
         key,
@@ -238,7 +278,8 @@ def _expand_probe(item: object, problems: list[str], where: str, limit: int) -> 
     if not isinstance(item, dict):
         problems.append(f"{where}: each probe must be a mapping")
         return []
-    line, key = item.get("__line__", 0), str(item.get("id") or "")
+    line, key = _line_of(item), str(item.get("id") or "")
+    _unknown(item, PROBE_FIELDS, line, where, problems)
     if not ID_RE.match(key):
         problems.append(f"{where}:{line}: probe has a missing or invalid id {key!r} ({ID_RULE})")
         return []
@@ -253,6 +294,7 @@ def _expand_probe(item: object, problems: list[str], where: str, limit: int) -> 
     if not isinstance(control, dict):
         problems.append(f"{where}:{_at(item, 'control', line)}: probe {key!r} control must be a mapping of en/zh texts")
         control = {}
+    _unknown(control, set(LANGUAGES), _at(item, "control", line), where, problems, f"probe {key!r} control has ")
     texts = [(item, lang, _at(item, lang, line)) for lang in LANGUAGES]
     texts += [(control, lang, _at(control, lang, _at(item, "control", line))) for lang in LANGUAGES]
     for mapping, lang, at in texts:
@@ -296,7 +338,7 @@ def _expand_probe(item: object, problems: list[str], where: str, limit: int) -> 
                     "control",
                     control_twin,
                     None,
-                    control.get("__line__", line),
+                    _line_of(control, line),
                 )
             )
     return out
@@ -373,7 +415,7 @@ def _listed(data: dict, key: str, problems: list[str], where: str) -> list:
     if value is None:
         return []
     if not isinstance(value, list):
-        problems.append(f"{where}:{_at(data, key, 1)}: '{key}' must be a list of entries, not {value!r:.40}")
+        problems.append(f"{where}:{_at(data, key, 1)}: '{key}' must be a list of entries, not {_plain(value)!r:.40}")
         return []
     return value
 
@@ -398,6 +440,7 @@ def parse_suite(text: str, filename: str = "suite.yaml") -> SuiteDef:
                 problems.append(f"{where}:{number}: {problem}")
                 continue
             if isinstance(item, dict) and "name" in item and "text" not in item:
+                _unknown(item, HEADER_FIELDS, number, where, problems, "the header row has ")
                 name, version = str(item["name"]), str(item.get("version", "1"))
                 description, header = str(item.get("description", "")), number
                 description_at = name_at = number
@@ -427,18 +470,17 @@ def parse_suite(text: str, filename: str = "suite.yaml") -> SuiteDef:
             raise SuiteError([f"{where}:{line}: not valid YAML ({what})"]) from None
         if not isinstance(data, dict):
             raise SuiteError([f"{where}:1: a suite file is a mapping with name, version and prompts"])
-        name = str(data.get("name") or name)
-        version, description = str(data.get("version", "1")), str(data.get("description", "") or "").strip()
+        _unknown(data, SUITE_FIELDS, 1, where, problems, "the suite has ")
         header, description_at, name_at = (_at(data, key, 1) for key in ("version", "description", "name"))
         for key in ("name", "version", "description"):
             if key in data and data[key] is not None and not isinstance(data[key], (str, int, float)):
                 problems.append(f"{where}:{_at(data, key, 1)}: '{key}' must be text, not {type(data[key]).__name__}")
+                data = {**data, key: None}  # measured no further (its text would be the loader's)
+        name = str(data.get("name") or name)
+        version = str(data["version"]) if data.get("version") is not None else "1"
+        description = str(data.get("description", "") or "").strip()
         for item in _listed(data, "prompts", problems, where):
-            if (
-                prompt := _prompt(
-                    item, item.get("__line__", 0) if isinstance(item, dict) else "?", problems, where, limit
-                )
-            ) is not None:
+            if (prompt := _prompt(item, _line_of(item, "?"), problems, where, limit)) is not None:
                 prompts.append(prompt)
         for item in _listed(data, "probes", problems, where):
             prompts += _expand_probe(item, problems, where, limit)
