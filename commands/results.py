@@ -440,25 +440,33 @@ def analyze(
 
 
 def _stored_models_or_fail(models: list[str]) -> list[str]:
-    """`--models` as endpoint ids: each given as an id or as the display name the output prints
-    (every id stored under that name), in the one spelling of names (an imported 'Ｑｗｅｎ２．５' is
-    stored as 'Qwen2.5'); exit 2 naming those with no stored answers, and the models that have."""
-    from lib.conversations import endpoint_names
+    """`--models` as endpoint ids: each given as an id or as a display name the output prints
+    (every id with an answer stored under that name, a name it had before a rename too; an id
+    and a name that are spelt alike select both), compared in the one spelling of names on both
+    sides (an imported 'Ｑｗｅｎ２．５' is stored as 'Qwen2.5', an endpoint's own name as written);
+    exit 2 naming those with no stored answers, and the models that have."""
+    from lib.conversations import endpoint_name_pairs, endpoint_names
     from lib.safety import one_line_name
 
-    known = endpoint_names()  # id -> display name
+    pairs = endpoint_name_pairs()
+    spelt: dict[str, set[str]] = {}  # one spelling -> ids, by id and by every stored name
+    for endpoint_id, name in pairs:
+        for written in (endpoint_id, name):
+            spelt.setdefault(one_line_name(written or ""), set()).add(endpoint_id)
     ids: list[str] = []
     unknown = []
-    for model in map(one_line_name, models):
-        found = [model] if model in known else [i for i, name in known.items() if name == model]
-        ids += [i for i in found if i not in ids]
+    for model in dict.fromkeys(map(one_line_name, models)):
+        found = spelt.get(model)
+        ids += sorted(found - set(ids)) if found else []
         if not found:
             unknown.append(model)
     if unknown:
+        known = endpoint_names()
         shown = sorted(i if known[i] == i else f"{i} ({known[i]})" for i in known)
         more = f" and {len(shown) - 40:,} more" if len(shown) > 40 else ""
         listed = ", ".join(shown[:40]) + more if shown else "none"
-        fail(f"no stored answers from {', '.join(map(repr, unknown))} (models with answers: {listed})")
+        named = ", ".join(map(repr, unknown[:20])) + (f" and {len(unknown) - 20:,} more" if len(unknown) > 20 else "")
+        fail(f"no stored answers from {named} (models with answers: {listed})")
     return ids
 
 

@@ -171,6 +171,12 @@ def endpoint_names(session: Session) -> dict[str, str]:
     return {endpoint_id: name for endpoint_id, name in rows}
 
 
+def endpoint_name_pairs(session: Session) -> set[tuple[str, str]]:
+    """Every (endpoint id, display name) pair stored on an answer: an endpoint renamed since keeps
+    its older names here."""
+    return set(session.execute(select(Response.endpoint_id, Response.display_name).distinct()).tuples())
+
+
 def _fts_ready(session: Session) -> bool:
     if session.bind.dialect.name != "sqlite":
         return False

@@ -203,3 +203,9 @@ def endpoint_names() -> dict[str, str]:
     """The display name last stored for each endpoint id that has answers."""
     with session_scope() as s:
         return conversations.endpoint_names(s)
+
+
+def endpoint_name_pairs() -> set[tuple[str, str]]:
+    """Every (endpoint id, display name) pair stored on an answer (older names of an id too)."""
+    with session_scope() as s:
+        return conversations.endpoint_name_pairs(s)

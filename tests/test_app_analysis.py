@@ -111,3 +111,26 @@ def test_analyze_models_are_read_in_the_one_spelling_of_stored_names(tmp_path):
     assert done.returncode == 0, done.stderr
     data = json.loads(done.stdout)
     assert data["n"] == 2 and data["scope"]["models"] == ["Qwen2.5", "Deep Seek"], data["scope"]
+
+
+def test_analyze_models_reads_every_stored_name_of_an_id_in_one_spelling():
+    """A display name selects every id stored under it — as an endpoint wrote it (not folded),
+    under a name it had before a rename, and beside an id spelt alike (each was refused, or
+    picked only the id)."""
+    named = [("e4", "\uff27\uff41\uff4d\uff4d\uff41"), ("e5", "A\u00a0B"), ("e6", "Cafe\u0301"), ("e7", "Imp")]
+    named += [("e7", "ImpNew"), ("Shared", "Shared"), ("e1", "Shared"), ("e2", "Shared")]
+    with session_scope() as s:
+        for k, (endpoint_id, name) in enumerate(named):
+            ex = conversations.add_exchange(s, conversations.create_conversation(s).id, f"Question {k}?", language="en")
+            endpoint = Endpoint(id=endpoint_id, name=name, base_url="http://h/v1", model="m")
+            conversations.add_response(s, ex.id, endpoint_id, endpoint, Outcome(text=f"An answer {k}.", status="ok"))
+
+    def scope(*names: str) -> list[str]:
+        done = cli("analyze", "--json", *[arg for name in names for arg in ("-m", name)])
+        assert done.returncode == 0, (names, done.stderr)
+        return sorted(json.loads(done.stdout)["scope"]["models"])
+
+    assert scope("Gamma", "A B", "Caf\u00e9", "Imp") == ["e4", "e5", "e6", "e7"]
+    assert scope("Shared") == ["Shared", "e1", "e2"]  # the id Shared and the ids named so
+    many = cli("analyze", "--json", *[a for k in range(30) for a in ("-m", f"nobody{k}")])
+    assert many.returncode == 2 and "'nobody19' and 10 more (models with answers:" in many.stderr, many.stderr
