@@ -123,8 +123,9 @@ def output_or_fail(ctx: typer.Context, given: str, name: str) -> Path:
     it cannot be used; `-` is lib.files.STDOUT. The caller checks the file itself (`outputs_or_fail`)."""
     from lib.files import DASH, OutputPathError, output_file, remove_if_empty
 
-    if given != DASH:
-        _not_a_file_read(Path(os.fspath(given).rstrip("/" + os.sep) or os.sep))
+    text = os.fspath(given)
+    if text != DASH and text.endswith(tuple({"/", os.sep})):  # a folder would be made there
+        _not_a_file_read(Path(text.rstrip("/" + os.sep) or os.sep))
     try:
         path, made = output_file(given, name)
     except OutputPathError as exc:
@@ -154,9 +155,9 @@ def _not_a_file_read(folder: Path) -> None:
     """Exit 2 when an output folder that may be made is at the path of a file Parallax reads (a
     folder made at the database's `-wal` left the database unable to open)."""
     from lib.files import read_clash
-    from lib.storage import files_read
+    from lib.storage import files_read, state_file_clash
 
-    if clash := read_clash(folder, files_read()):
+    if clash := read_clash(folder, files_read()) or state_file_clash(folder):
         fail(clash.replace("writing the output there", "a folder there"))
 
 
@@ -164,9 +165,12 @@ def outputs_or_fail(paths: list, *inputs: tuple[object, str]) -> list:
     """`paths` checked before anything is written (lib.files.check_output_paths), none of them one
     of `inputs` ((path or file descriptor, what it is) pairs) or a file Parallax reads itself (the
     database, the endpoints and secrets files), however spelled; or exit 2 naming the path."""
-    from lib.files import OutputPathError, check_output_paths
-    from lib.storage import files_read
+    from lib.files import STDOUT, OutputPathError, check_output_paths
+    from lib.storage import files_read, state_file_clash
 
+    for path in paths:
+        if path is not STDOUT and path is not None and (clash := state_file_clash(Path(path))):
+            fail(clash)
     try:
         return check_output_paths(paths, reads=[*inputs, *files_read()])
     except OutputPathError as exc:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
@@ -33,6 +34,29 @@ def database_label() -> str:
         return "(unusable PARALLAX_DATABASE_URL)"
 
 
+# the embedded server's record, lock, failure note, log and users files, and suite runs' logs:
+# in the data folder, named by a port or a run that may not exist yet
+STATE_FILE = re.compile(r"local_server\.(?:json|lock|failed|log|[0-9]+\.users)|suite_run_[0-9]+\.log")
+STATE_FILE_WHAT = "a state file of Parallax's embedded server or suite runs"
+
+
+def state_file_clash(path: Path) -> str | None:
+    """A message when `path` is in the data folder at a name Parallax keeps its own state under
+    (STATE_FILE), whether or not that file exists yet (a future run's log, a folder made there,
+    broke the Suites page); else None."""
+    try:
+        data = config.data_dir()
+        here = path.parent.resolve() == data.resolve()
+    except (ConfigError, OSError, RuntimeError):
+        return None
+    if here and STATE_FILE.fullmatch(path.name):
+        return (
+            f"{path} is {STATE_FILE_WHAT}: writing the output there would destroy it; "
+            "give another output path (nothing was written)"
+        )
+    return None
+
+
 def files_read() -> list[tuple[Path, str]]:
     """The files Parallax itself reads, as (path, what it is), so no output is written over one:
     a SQLite database and the files beside it, the endpoints files, the secrets file, and the
@@ -49,12 +73,11 @@ def files_read() -> list[tuple[Path, str]]:
         url = make_url(config.database_url())
     except (ConfigError, ValueError):
         return []
-    server_files = {data / f"local_server.{end}" for end in ("json", "lock", "failed", "log")}
-    try:  # a users file and a suite run's log are named by a port and a run: those there now
-        server_files |= {*data.glob("local_server.*.users"), *data.glob("suite_run_*.log")}
+    try:  # those there now (a link to one elsewhere is caught by file identity); see state_file_clash
+        server_files = sorted(path for path in data.iterdir() if STATE_FILE.fullmatch(path.name))
     except OSError:
-        pass
-    found += [(path, "a state file of Parallax's embedded server or suite runs") for path in sorted(server_files)]
+        server_files = []
+    found += [(path, STATE_FILE_WHAT) for path in server_files]
     if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
         database = Path(url.database)
         found += [(database, "the database")]

@@ -472,3 +472,16 @@ def test_messages_show_values_as_written_without_the_loaders_marks():
     assert "u.yaml:2: 'version' must be text, not dict" in problems, problems
     assert any(p.startswith("u.yaml:3: 'prompts' must be a list of entries, not {'id': 'a'}") for p in problems)
     assert not any("longer than" in p or "line" in p.split(": ", 1)[1] for p in problems), problems
+
+
+def test_a_run_whose_log_cannot_be_written_is_a_clear_error(tmp_path, monkeypatch):
+    """A folder at the run's log path gave the Suites page an IsADirectoryError and left the run
+    pending for good; it is a RunError the page shows."""
+    from types import SimpleNamespace
+
+    from lib.suites import runner
+
+    monkeypatch.setattr(runner, "run_state", lambda run_id: SimpleNamespace(worker=None))
+    (tmp_path / "suite_run_7.log").mkdir()
+    with pytest.raises(runner.RunError, match=r"run 7 cannot start: its log .*suite_run_7\.log cannot be written"):
+        runner.start_in_background(7, log_dir=tmp_path)

@@ -135,6 +135,22 @@ def test_no_output_is_written_over_the_embedded_servers_state(tmp_path):
         done = cli("classify", str(_rows_file(tmp_path)), "-o", str(data / name))
         assert done.returncode == 2 and "a state file of Parallax's embedded server" in done.stderr, (name, done.stderr)
     assert not (data / "local_server.json").exists() and (data / "suite_run_3.log").read_text() == "log\n"
+    # a file output is told about writing over it (it read 'a folder there'); names Parallax will
+    # use later (a future run's log, another port's users file) are refused too, as files or folders
+    done = cli("export", "-f", "jsonl", "-o", str(data / "local_server.json"))
+    assert done.returncode == 2 and "writing the output there would destroy it" in done.stderr, done.stderr
+    for args in (
+        ["export", "-f", "jsonl", "-o", str(data / "suite_run_99.log")],
+        ["analyze", "--html", str(data / "suite_run_98.log")],
+        ["classify", str(_rows_file(tmp_path)), "-o", str(data / "local_server.9999.users/")],
+        ["classify", str(_rows_file(tmp_path)), "-o", str(tmp_path / "data" / ".." / "data" / "local_server.failed")],
+    ):
+        done = cli(*args)
+        assert done.returncode == 2 and "a state file of Parallax's embedded server" in done.stderr, (args, done.stderr)
+    assert sorted(p.name for p in data.iterdir() if "suite_run" in p.name or "users" in p.name) == [
+        "local_server.8765.users",
+        "suite_run_3.log",
+    ]
     done = cli("classify", str(_rows_file(tmp_path)), "-o", str(data / "labels.jsonl"))  # beside them is fine
     assert done.returncode == 0, done.stderr
 

@@ -158,6 +158,8 @@ with tab_run:
                 except RunBusy as exc:
                     who = ui.inline_text(exc.worker)
                     st.info(f"Run #{started.run_id} is already running ({who}); its progress is below.")
+                except RunError as exc:
+                    st.error(ui.inline_text(str(exc).capitalize()))
                 else:
                     verb = "Resumed" if started.resumed else "Started"
                     st.success(f"{verb} run #{started.run_id} in the background.")
@@ -197,6 +199,8 @@ with tab_run:
                         start_in_background(r.id)
                     except RunBusy as exc:
                         st.info(ui.inline_text(str(exc).capitalize()))
+                    except RunError as exc:
+                        st.error(ui.inline_text(str(exc).capitalize()))
 
     live_runs()
 

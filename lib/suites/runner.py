@@ -308,7 +308,8 @@ def start_in_background(run_id: int, log_dir=None) -> int:
     """Run `cli.py suite resume RUN` in its own process session, so it outlives the browser tab.
 
     RunBusy when a live worker is already on the run (the new process would refuse anyway). The
-    log goes to suite_run_RUN.log in `log_dir` (default: the data folder); returns the pid."""
+    log goes to suite_run_RUN.log in `log_dir` (default: the data folder); RunError naming it
+    when it cannot be written (a folder there); returns the pid."""
     import subprocess
 
     state = run_state(run_id)
@@ -317,7 +318,13 @@ def start_in_background(run_id: int, log_dir=None) -> int:
     cli = config.ROOT / "cli.py"
     log_dir = log_dir or config.data_dir()
     log_dir.mkdir(parents=True, exist_ok=True)
-    with open(log_dir / f"suite_run_{run_id}.log", "ab") as log:
+    log_path = log_dir / f"suite_run_{run_id}.log"
+    try:
+        log = open(log_path, "ab")  # noqa: SIM115 - closed by the with below
+    except OSError as exc:
+        why = exc.strerror or type(exc).__name__
+        raise RunError(f"run {run_id} cannot start: its log {log_path} cannot be written ({why})") from None
+    with log:
         proc = subprocess.Popen(
             [sys.executable, str(cli), "suite", "resume", str(run_id)],
             stdout=log,
