@@ -83,7 +83,7 @@ COUNT_RANGE = {"min": 1, "max": 2**31 - 1}
 
 def _finite_temperature(value: float | None) -> float | None:
     if value is not None and not (math.isfinite(value) and value >= 0):  # nan passes click's ranges
-        raise typer.BadParameter(f"{value} is not a temperature (a number from 0)")
+        raise typer.BadParameter(f"{value} is not a temperature (a number, 0 or more)")
     return value
 
 

@@ -186,5 +186,5 @@ def test_a_broken_endpoints_file_is_explained_once_per_page(tmp_path, page):
     at.switch_page(page).run()
     assert not at.exception, at.exception
     errors = [as_read(e.value) for e in at.error]
-    assert sum("kind must be one of" in e for e in errors) == (0 if page.endswith("analysis.py") else 1), errors
+    assert sum("it must be 'hosted'" in e for e in errors) == (0 if page.endswith("analysis.py") else 1), errors
     assert any("the Settings page says why" in e.value for e in at.sidebar.error), errors

@@ -168,7 +168,7 @@ def test_a_change_that_would_not_load_is_refused_before_the_file_is_replaced(tmp
         ("timeout", 0, "timeout must be more than 0"),
         ("max_retries", -1, "max_retries must be 0 or more"),
         # params a request would send as they are (the command line refuses them as options)
-        ("params", {"temperature": -1.0}, "params temperature must be a number from 0"),
+        ("params", {"temperature": -1.0}, "params temperature must be a number 0 or more"),
         ("params", {"max_tokens": -5}, "params max_tokens must be a whole number from 1"),
         ("params", {"max_tokens": 1.5}, "params max_tokens must be a whole number from 1"),
         ("params", {"max_completion_tokens": 3_000_000_000}, "params max_completion_tokens must be a whole number"),
@@ -258,23 +258,59 @@ def test_an_endpoint_id_wider_than_an_answers_column_key_is_refused_naming_the_l
 
 
 def test_a_problem_names_the_line_of_its_field_within_the_entry(tmp_path):
-    """A field's problem is at the field's own line (it was the entry's header line): in a plain
-    `field = …`, a dotted `params.temperature = …`, an [endpoints.ID.params] table or an inline
-    entry; a field of the next entry with the same name is not taken for it."""
+    """A field's problem is at the line TOML defines it on (it was the entry's header line): a
+    plain `field = …`, a setting under params/prices/quirks however written (dotted, its own table,
+    inline), quoted and spaced names; never a line inside a string or of another entry."""
     path = tmp_path / "endpoints.user.toml"
     url = 'base_url = "http://127.0.0.1:9/v1"\n'
     cases = [
         ("[endpoints.a]\n" + url + 'model = "m"\ntimeout = 0\n', 4, "timeout must"),
-        ("[endpoints.a]\n" + url + 'model = "m"\nparams.temperature = -1\n', 4, "temperature"),
+        ("[endpoints.a]\n" + url + 'model = "m"\nparams.top_p = 0.9\nparams.temperature = -1\n', 5, "temperature"),
+        ("[endpoints.a]\n" + url + 'model = "m"\n\n[endpoints.a.params]\nx = 1\ntemperature = -1\n', 7, "temperature"),
+        ("[endpoints.a]\n" + url + 'model = "m"\nprices.input = 1\nprices.output = -3\n', 5, "price 'output'"),
         (
-            "[endpoints.a]\n" + url + 'model = "m"\n\n[endpoints.a.params]\ntemperature = -1\n',
-            5,
-            "temperature",
+            "[endpoints.a]\n" + url + 'model = "m"\n[endpoints.a.quirks]\nno_temperature = true\nsystem_role = "x"\n',
+            6,
+            "'x'",
         ),
         ('[endpoints]\na = { base_url = "http://127.0.0.1:9/v1", model = "m", timeout = 0 }\n', 2, "timeout must"),
+        ('[endpoints]\n\na.base_url = "http://127.0.0.1:9/v1"\na.model = "m"\na.timeout = 0\n', 5, "timeout must"),
+        (
+            'endpoints.a.base_url = "http://127.0.0.1:9/v1"\nendpoints.a.model = "m"\nendpoints.a.timeout = 0\n',
+            3,
+            "timeout",
+        ),
+        ('[ endpoints . "a" ]\n' + url + "model = 'm'\n\n'timeout' = 0\n", 5, "timeout must"),
+        # text that looks like a key inside a multi-line string, an array or another entry's string
+        ("[endpoints.a]\n" + url + 'model = "m"\nsystem_prompt = """\ntimeout = 5\n"""\ntimeout = 0\n', 7, "timeout"),
+        (
+            "[endpoints.a]\n" + url + 'model = "m"\nparams.stop = [\n  "quirks = 3",\n]\nquirks.system_role = "bad"\n',
+            7,
+            "bad",
+        ),
+        (
+            "[endpoints.a]\n"
+            + url
+            + 'model = "m"\ndescription = """\n[endpoints.b]\n"""\n[endpoints.b]\n'
+            + url
+            + 'model = "m"\ntimeout = 0\n',
+            10,
+            "timeout",
+        ),
+        (
+            '[endpoints."a.b"]\n'
+            + url
+            + 'model = "m"\nparams = { x = 1 }\n[endpoints.a]\n'
+            + url
+            + 'model = "m"\n'
+            + "[endpoints.a.params]\ntemperature = -1\n",
+            9,
+            "temperature",
+        ),
         ('[endpoints.a]\nmodel = "m"\nbase_url = "ftp://x"\n[endpoints.b]\nbase_url = "ftp://y"\n', 3, "http://"),
-        ('[endpoints.a]\nmodel = "m"\n' + url + '[endpoints.b]\nkind = "nope"\n', 5, "kind must"),
+        ('[endpoints.a]\nmodel = "m"\n' + url + '[endpoints.b]\nkind = "nope"\n', 5, "has kind 'nope'"),
         ("[endpoints.a]\n" + url + 'modle = "m"\n', 3, "unknown field 'modle'"),
+        ("[endpoints.a]\n" + url + "\n", 1, "is missing 'model'"),
     ]
     for text, line, message in cases:
         path.write_text(text)

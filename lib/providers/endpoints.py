@@ -160,26 +160,67 @@ class Endpoint:
         ) / 1_000_000
 
 
-def _line_of(text: str, endpoint_id: str, field: str | None = None) -> int:
-    """The line of an entry in `text` (its [endpoints.ID] header, or `ID = {…}` inline), or of its
-    `field` when given and found within the entry (`field = …`, `field.sub = …` or a
-    [endpoints.ID.field] table); 1 when the entry is not found."""
+MAX_LINES_SEARCHED = 5_000  # a longer file's problems are given at its entry's header line
+MAX_VALUE_LINES = 50  # prefixes tried at once past a point inside a multi-line value
+
+
+def _line_of(text: str, endpoint_id: str, *keys: str) -> int:
+    """The line where `text` first defines the entry (no `keys`) or the value at `keys` inside it
+    (("params", "temperature")), found by TOML itself: the first line after the longest prefix of
+    the file that parses without it (so a `[endpoints.ID.params]` table, a dotted key, an inline
+    entry, quoted or spaced names are all read as TOML reads them, and text inside a string is
+    never taken for a key). A prefix that holds it stays so as lines are added, so the line is
+    found by bisection (a few parses, not one per line). The entry's line when the key is not
+    found; 1 when neither is."""
+    lines = text.split("\n")
+    if len(lines) > MAX_LINES_SEARCHED:
+        return _header_line(text, endpoint_id)
+
+    def holds_from(count: int, path: tuple[str, ...]) -> bool:
+        """Whether the first prefix of `count` lines or more that parses holds `path` (looked
+        for over MAX_VALUE_LINES lines: a value longer than that is taken as not holding it)."""
+        for number in range(count, min(count + MAX_VALUE_LINES, len(lines)) + 1):
+            try:
+                data = tomllib.loads("\n".join(lines[:number]))
+            except (ValueError, RecursionError):  # TOMLDecodeError is a ValueError: a value goes on
+                continue
+            return _holds(data, ("endpoints", *path))
+        if count + MAX_VALUE_LINES < len(lines):
+            raise _TooLong
+        return False
+
+    for path in ((endpoint_id, *keys), (endpoint_id,)) if keys else ((endpoint_id,),):
+        try:
+            if not holds_from(len(lines), path):
+                continue
+            low, high = 1, len(lines)  # the first count from which the prefix holds `path`
+            while low < high:
+                middle = (low + high) // 2
+                low, high = (low, middle) if holds_from(middle, path) else (middle + 1, high)
+            return low
+        except _TooLong:
+            return _header_line(text, endpoint_id)
+    return 1
+
+
+class _TooLong(Exception):
+    """A multi-line value too long to look past line by line (the header line is given)."""
+
+
+def _holds(data: object, path: tuple[str, ...]) -> bool:
+    for key in path:
+        if not isinstance(data, dict) or key not in data:
+            return False
+        data = data[key]
+    return True
+
+
+def _header_line(text: str, endpoint_id: str) -> int:
     quoted_id = rf"\"?{re.escape(endpoint_id)}\"?"
-    match = re.search(rf"^[ \t]*\[\s*endpoints\.{quoted_id}\s*\]", text, re.M)
-    if not match:
-        match = re.search(rf"^[ \t]*{quoted_id}\s*=", text, re.M)
-        return text.count("\n", 0, match.start()) + 1 if match else 1
-    start = match.start()
-    if field is not None:
-        quoted_field = rf"\"?{re.escape(field)}\"?"
-        own_table = rf"\[\s*endpoints\.{quoted_id}\.{quoted_field}\s*\]"
-        for line in re.finditer(r"^[ \t]*(.*)$", text[match.end() :], re.M):
-            body = line.group(1)
-            if re.match(rf"{quoted_field}\s*[=.]|{own_table}", body):
-                return text.count("\n", 0, match.end() + line.start()) + 1
-            if body.startswith("[") and not re.match(rf"\[\s*endpoints\.{quoted_id}\.", body):
-                break  # the next entry
-    return text.count("\n", 0, start) + 1
+    match = re.search(rf"^[ \t]*\[\s*endpoints\.{quoted_id}\s*\]", text, re.M) or re.search(
+        rf"^[ \t]*{quoted_id}\s*=", text, re.M
+    )
+    return text.count("\n", 0, match.start()) + 1 if match else 1
 
 
 def _read_table(path: Path, text: str | None = None) -> tuple[dict, str]:
@@ -225,10 +266,11 @@ def _check_entry(path: Path | None, text: str, endpoint_id: str, entry: object, 
     """Raise EndpointConfigError for the first problem of one entry: at its line of `path`, or,
     with no path (an entry from the Settings form, in no file yet), naming the endpoint."""
 
-    def fail(problem: str, field: str | None = None) -> None:
+    def fail(problem: str, *keys: str) -> None:
         if path is None:
-            raise EndpointConfigError(f"the endpoint '{endpoint_id}': {problem}")
-        line = _line_of(text, endpoint_id, field)
+            joint = " " if problem.startswith(("is ", "has ", "must ")) else ": "
+            raise EndpointConfigError(f"the endpoint '{endpoint_id}'{joint}{problem}")
+        line = _line_of(text, endpoint_id, *keys)
         raise EndpointConfigError(f"{path}, line {line}: [endpoints.{endpoint_id}] {problem}")
 
     if problem := id_problem(endpoint_id):
@@ -242,22 +284,30 @@ def _check_entry(path: Path | None, text: str, endpoint_id: str, entry: object, 
             fail(f"field '{key}' has the wrong type ({type(value).__name__})", key)
     for key, value in entry.get("quirks", {}).items():
         if key not in QUIRKS:
-            fail(f"has unknown quirk '{key}' (known: {', '.join(sorted(QUIRKS))})", "quirks")
+            fail(f"has unknown quirk '{key}' (known: {', '.join(sorted(QUIRKS))})", "quirks", key)
         if not isinstance(value, QUIRKS[key]):
-            fail(f"quirk '{key}' has the wrong type ({type(value).__name__})", "quirks")
+            fail(f"has quirk '{key}' of the wrong type ({type(value).__name__})", "quirks", key)
     quirks = entry.get("quirks", {})
     if quirks.get("system_role", "system") not in SYSTEM_ROLES:
-        fail(f"quirk system_role must be one of {SYSTEM_ROLES}", "quirks")
+        fail(
+            f"has quirk system_role {quirks['system_role']!r}; it must be {_one_of(SYSTEM_ROLES)}",
+            "quirks",
+            "system_role",
+        )
     if quirks.get("max_tokens_param", "max_tokens") not in TOKEN_PARAMS:
-        fail(f"quirk max_tokens_param must be one of {TOKEN_PARAMS}", "quirks")
+        fail(
+            f"has quirk max_tokens_param {quirks['max_tokens_param']!r}; it must be {_one_of(TOKEN_PARAMS)}",
+            "quirks",
+            "max_tokens_param",
+        )
     if entry.get("kind", "hosted") not in KINDS:
-        fail(f"kind must be one of {KINDS}", "kind")
+        fail(f"has kind {entry['kind']!r}; it must be {_one_of(KINDS)}", "kind")
     if not partial:
         for required in ("base_url", "model"):
             if not entry.get(required):
                 fail(f"is missing '{required}'")
     if found := _value_problem(entry):
-        fail(found[1], found[0])
+        fail(found[1], *found[0])
 
 
 def shown_url(url: str) -> str:
@@ -318,53 +368,61 @@ def key_env_problem(key_env: str) -> str | None:
     return None
 
 
-def _value_problem(entry: dict) -> tuple[str, str] | None:
+def _one_of(choices: tuple[str, ...]) -> str:
+    """("a", "b", "c") as 'a', 'b' or 'c'."""
+    quoted = [f"'{c}'" for c in choices]
+    return ", ".join(quoted[:-1]) + f" or {quoted[-1]}" if len(quoted) > 1 else quoted[0]
+
+
+def _value_problem(entry: dict) -> tuple[tuple[str, ...], str] | None:
     """The first problem with the values of one entry (text, URL, key variable, numbers) as (the
-    field it is in, the problem), or None."""
+    keys of the value it is in, the problem), or None."""
     for key, value in entry.items():
         if isinstance(value, str):
             if key in ("name", "model") and (problem := one_line_problem(value)):
                 # one cell of every table: "gpt\u200b-4o" would print as another endpoint's name
-                return key, f"field '{key}' contains {problem}"
+                return (key,), f"field '{key}' contains {problem}"
             if char := control_character(value, "\t\n\r" if key in MULTILINE else ""):
-                return key, f"field '{key}' contains a control character ({char})"
+                return (key,), f"field '{key}' contains a control character ({char})"
             if len(value) > MAX_LENGTH.get(key, 100_000):
-                return key, f"field '{key}' is longer than {MAX_LENGTH.get(key, 100_000)} characters"
+                return (key,), f"field '{key}' is longer than {MAX_LENGTH.get(key, 100_000)} characters"
     if "base_url" in entry and (problem := base_url_problem(entry["base_url"])):
-        return "base_url", problem
+        return ("base_url",), problem
     if problem := key_env_problem(entry.get("key_env", "")):
-        return "key_env", problem
+        return ("key_env",), problem
     if "timeout" in entry and not 0 < entry["timeout"] <= MAX_TIMEOUT_S:
-        return "timeout", f"timeout must be more than 0 seconds, at most {MAX_TIMEOUT_S:,.0f}, not {entry['timeout']!r}"
+        return (
+            "timeout",
+        ), f"timeout must be more than 0 seconds, at most {MAX_TIMEOUT_S:,.0f}, not {entry['timeout']!r}"
     if "max_retries" in entry and not 0 <= entry["max_retries"] <= MAX_RETRIES:
-        return "max_retries", f"max_retries must be 0 or more, at most {MAX_RETRIES}, not {entry['max_retries']!r}"
+        return ("max_retries",), f"max_retries must be 0 or more, at most {MAX_RETRIES}, not {entry['max_retries']!r}"
     for key, price in entry.get("prices", {}).items():
         if key not in PRICE_KEYS:
-            return "prices", f"prices has unknown key '{key}' (known: {', '.join(PRICE_KEYS)})"
+            return ("prices", key), f"prices has unknown key '{key}' (known: {', '.join(PRICE_KEYS)})"
         if isinstance(price, bool) or not isinstance(price, (int, float)) or not 0 <= price <= MAX_PRICE:
             return (
-                "prices",
+                ("prices", key),
                 f"price '{key}' must be a number of USD per 1M tokens from 0 to {MAX_PRICE:,.0f}, not {price!r}",
             )
     params = entry.get("params", {})
     if reserved := [key for key in params if key in RESERVED_PARAMS]:
-        return "params", (
+        return ("params", reserved[0]), (
             f"params may not set {', '.join(repr(k) for k in reserved)}: Parallax sets "
             f"{', '.join(RESERVED_PARAMS[:4])} itself and reads one streamed text answer "
             "(no n, tools or function calls)"
         )
-    if _non_finite(params):
-        return "params", "params holds nan or inf, which a JSON request cannot carry"
+    if bad := [key for key, value in params.items() if _non_finite(value)]:
+        return ("params", bad[0]), "params holds nan or inf, which a JSON request cannot carry"
     temperature = params.get("temperature")
     if temperature is not None and (
         isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or temperature < 0
     ):
-        return "params", f"params temperature must be a number from 0, not {temperature!r}"  # as --temperature
+        return ("params", "temperature"), f"params temperature must be a number 0 or more, not {temperature!r}"
     for key in ("max_tokens", "max_completion_tokens"):
         value = params.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 2**31 - 1):
             return (
-                "params",
+                ("params", key),
                 f"params {key} must be a whole number from 1 to 2,147,483,647, not {value!r}",
             )  # as --max-tokens
     return None
