@@ -39,5 +39,5 @@ page = st.navigation(
         ],
     }
 )
-ui.sidebar()
+ui.sidebar(page.title)
 page.run()

@@ -52,12 +52,20 @@ def render_text(text: str | None) -> None:
     st.markdown(md(text))
 
 
+# the pages that need the endpoints and say why they cannot be read (endpoints_or_stop): the
+# sidebar does not point elsewhere on these
+ENDPOINT_PAGES = ("Compare", "Arena", "Suites", "Settings")
+
+
 def endpoints_or_stop():
     """The configured endpoints, or a clear error on the page and a stop."""
     try:
         return load_endpoints()
     except EndpointConfigError as exc:
-        st.error(f"The endpoints file cannot be read: {inline_text(str(exc))}")
+        st.error(
+            f"The endpoints file cannot be read: {inline_text(str(exc))}. "
+            "Fix the file and reload the page; nothing else needs restarting."
+        )
         st.stop()
 
 
@@ -97,16 +105,17 @@ def refresh_states() -> None:
     forget_probes()
 
 
-def sidebar() -> None:
-    """Database in use and the state of every endpoint."""
+def sidebar(page: str = "") -> None:
+    """Database in use and the state of every endpoint; `page` is the title of the page shown."""
     with st.sidebar:
         st.caption(f"Database: `{storage.database_label()}`")
         try:
             endpoints = load_endpoints()
         except EndpointConfigError:
-            # the page says why (endpoints_or_stop) where it needs the endpoints: the sidebar
-            # only points there, so the message is not shown twice
-            st.error("The endpoints file cannot be read: the Settings page says why.")
+            # a page that needs the endpoints says why (endpoints_or_stop); elsewhere the sidebar
+            # points there, so the reason is shown once
+            if page not in ENDPOINT_PAGES:
+                st.error("The endpoints file cannot be read: the Settings page says why.")
             return
         with st.container(key="sidebar_endpoints"), st.expander("Endpoints", expanded=False):
             for endpoint_id, (ready, status, detail) in _states(tuple(endpoints)).items():

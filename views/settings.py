@@ -5,6 +5,7 @@ the key variable and the host."""
 
 import streamlit as st
 
+from db import config
 from lib import ui
 from lib.providers.chat import check_connection
 from lib.providers.endpoints import (
@@ -73,8 +74,9 @@ if st.button("Test connection", key="settings_test"):
 
 st.subheader("Add or edit an endpoint")
 st.caption(
-    "Saved to the user file beside endpoints.toml. Give the *name* of the environment "
-    "variable that holds the key; the key itself is never stored."
+    f"Saved to your endpoints file, `{ui.inline_text(str(config.user_endpoints_file()))}`, which is "
+    "rewritten whole (its comments are not kept). Give the *name* of the environment variable that "
+    "holds the key; the key itself is never stored."
 )
 choice = st.selectbox(
     "Start from",
