@@ -214,10 +214,24 @@ def ask(
             guess = ", other language: a guess" if Label.is_guess(a["label_rule"]) else ""
             label = f", {a['label']} ({a['label_confidence']:.2f}{guess})"
         line = f"{slot}: {a['status']}{label}, first token {ttft}, total {a['latency_ms']:.0f} ms"
-        err.print(plain(f"{line}, {a['output_tokens'] or 0} tokens", "dim"))
+        line += f", {a['output_tokens'] or 0} tokens"
+        if a["status"] != Status.OK and a["error"]:  # why, where the summary is read (stdout may be a file)
+            line += f": {_one_line(a['error'])}"
+        err.print(plain(line, "dim"))
+    ok = [a for a in answers.values() if a["status"] == Status.OK]
+    vote = f"; vote with: vote {result.exchange_id} a|b|tie|both_bad" if len(answers) == 2 == len(ok) else ""
     err.print(
-        f"conversation {result.conversation_id} (continue with --conversation {result.conversation_id})", style="dim"
+        plain(
+            f"conversation {result.conversation_id}, turn {result.exchange_id} "
+            f"(continue with --conversation {result.conversation_id}{vote})",
+            "dim",
+        )
     )
+
+
+def _one_line(text: str, limit: int = 160) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
 def _print_answers(columns, answers: dict[str, dict]) -> None:

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -89,6 +90,11 @@ def test_ask_shows_each_answers_label_and_none_for_a_failed_call(protocol_server
     summary = " ".join(plain.stderr.split())
     assert "echo: ok, refused (" in summary and "bad: error, first token" in summary, plain.stderr
     assert "gate: blocked, first token" in summary, plain.stderr  # not "blocked, blocked (1.00)"
+    # a failed answer's reason is on its summary line; the turn id a vote needs is named
+    assert re.search(r"bad: error, first token .* 0 tokens: \S", summary), plain.stderr
+    assert re.search(r"conversation (\d+), turn (\d+) \(continue with --conversation \1\)", summary), summary
+    pair = cli("ask", "Say hello.", "-m", "echo", "-m", "gate")
+    assert "vote with: vote" not in pair.stderr  # one of the two was blocked: no vote on that turn
     german = "Die Hauptstadt von Deutschland ist Berlin, eine Stadt mit vielen Museen und einer langen Geschichte."
     guessed = cli("ask", german, "-m", "echo")
     assert "other language: a guess" in guessed.stderr, guessed.stderr
