@@ -74,7 +74,8 @@ def suite_show(name: str, as_json: Annotated[bool, typer.Option("--json")] = Fal
     if as_json:
         print(json_text(data, indent=2))
         return
-    out.print(Text.assemble(plain(data["name"], "bold"), plain(f" v{data['version']}: {data['description']}")))
+    about = f": {data['description']}" if data["description"] else ""
+    out.print(Text.assemble(plain(data["name"], "bold"), plain(f" v{data['version']}{about}")))
     for p in data["prompts"]:
         text = NEWLINE.sub("\n    ", p["text"])  # later lines (LF, CRLF, lone CR) indented: never listing lines
         out.print(plain(f"{p['id']} [{p['language']}, {p['topic']}, {p['kind']}] {text}"), highlight=False)

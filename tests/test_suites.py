@@ -485,3 +485,24 @@ def test_a_run_whose_log_cannot_be_written_is_a_clear_error(tmp_path, monkeypatc
     (tmp_path / "suite_run_7.log").mkdir()
     with pytest.raises(runner.RunError, match=r"run 7 cannot start: its log .*suite_run_7\.log cannot be written"):
         runner.start_in_background(7, log_dir=tmp_path)
+
+
+def test_problems_come_in_line_order_and_a_duplicate_probe_is_named_once():
+    text = (
+        "name: order\n"
+        "prompts:\n"
+        "  - {id: a, text: hi, topic: t}\n"  # 3: no language
+        "  - {id: b, text: ho, language: en, topic: t, kind: nope}\n"  # 4
+        "probes:\n"
+        "  - {id: p, topic: t, en: one, zh: 一}\n"  # 6
+        "  - {id: p, topic: t, en: two, zh: 二}\n"  # 7
+        "version: {x: 1}\n"  # 8
+    )
+    with pytest.raises(SuiteError) as info:
+        parse_suite(text, "order.yaml")
+    assert info.value.problems == [
+        "order.yaml:3: prompt 'a' has no language (en or zh)",
+        "order.yaml:4: prompt 'b' kind must be one of probe, control, general, not 'nope'",
+        "order.yaml:7: duplicate probe id 'p' (first at line 6)",
+        "order.yaml:8: 'version' must be text, not dict",
+    ], info.value.problems

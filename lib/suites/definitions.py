@@ -251,11 +251,15 @@ def _prompt(item: object, line: int, problems: list[str], where: str, limit: int
     language = item.get("language")
     if language not in LANGUAGES:
         problems.append(
-            f"{where}:{_at(item, 'language', line)}: prompt {key!r} language must be en or zh, not {language!r}"
+            f"{where}:{_at(item, 'language', line)}: prompt {key!r} "
+            + (f"language must be en or zh, not {language!r}" if language is not None else "has no language (en or zh)")
         )
     kind = item.get("kind", "probe")
     if kind not in KINDS:
-        problems.append(f"{where}:{_at(item, 'kind', line)}: prompt {key!r} kind must be one of {', '.join(KINDS)}")
+        problems.append(
+            f"{where}:{_at(item, 'kind', line)}: prompt {key!r} kind must be one of {', '.join(KINDS)}, "
+            f"not {kind!r:.40}"
+        )
     topic = _topic(item.get("topic"), f"prompt {key!r}", f"{where}:{_at(item, 'topic', line)}", problems)
     for link in ("twin", "control"):
         if item.get(link) is not None and not isinstance(item[link], str):
@@ -342,6 +346,16 @@ def _expand_probe(item: object, problems: list[str], where: str, limit: int) -> 
                 )
             )
     return out
+
+
+def _in_line_order(problems: list[str], where: str) -> list[str]:
+    """Problems sorted by their line (stable: one line's in the order found)."""
+
+    def line(problem: str) -> int:
+        number = problem[len(where) + 1 :].split(":", 1)[0]
+        return int(number) if problem.startswith(f"{where}:") and number.isdigit() else 0
+
+    return sorted(problems, key=line)
 
 
 def _check_links(prompts: list[PromptDef], problems: list[str], where: str) -> None:
@@ -482,7 +496,15 @@ def parse_suite(text: str, filename: str = "suite.yaml") -> SuiteDef:
         for item in _listed(data, "prompts", problems, where):
             if (prompt := _prompt(item, _line_of(item, "?"), problems, where, limit)) is not None:
                 prompts.append(prompt)
+        probe_lines: dict[str, object] = {}
         for item in _listed(data, "probes", problems, where):
+            probe_id = str(item.get("id") or "") if isinstance(item, dict) else ""
+            if probe_id and probe_id in probe_lines:  # once, not once per prompt it expands into
+                problems.append(
+                    f"{where}:{_line_of(item)}: duplicate probe id {probe_id!r} (first at line {probe_lines[probe_id]})"
+                )
+                continue
+            probe_lines[probe_id] = _line_of(item)
             prompts += _expand_probe(item, problems, where, limit)
     if not ID_RE.match(name):
         problems.append(f"{where}:{name_at}: invalid suite name {name!r} ({ID_RULE})")
@@ -494,7 +516,7 @@ def parse_suite(text: str, filename: str = "suite.yaml") -> SuiteDef:
         problems.append(f"{where}:1: the suite has no prompts")
     _check_links(prompts, problems, where)
     if problems:
-        raise SuiteError(problems)
+        raise SuiteError(_in_line_order(problems, where))
     return SuiteDef(name, version, description, prompts)
 
 
