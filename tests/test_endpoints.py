@@ -317,3 +317,12 @@ def test_a_problem_names_the_line_of_its_field_within_the_entry(tmp_path):
         with pytest.raises(ep.EndpointConfigError) as info:
             ep.load_endpoints(SHIPPED, path)
         assert f"{path}, line {line}: " in str(info.value) and message in str(info.value), (text, str(info.value))
+
+
+def test_a_toml_syntax_error_is_named_at_its_line_as_other_problems_are(tmp_path):
+    path = tmp_path / "endpoints.user.toml"
+    path.write_text('[endpoints.a]\nbase_url = "http://127.0.0.1:9/v1"\nmodel = "m\n')
+    with pytest.raises(ep.EndpointConfigError) as info:
+        ep.load_endpoints(SHIPPED, path)
+    assert str(info.value).startswith(f"{path}, line 3: not valid TOML: "), str(info.value)
+    assert "(column " in str(info.value) and "(at line" not in str(info.value)

@@ -234,7 +234,11 @@ def _read_table(path: Path, text: str | None = None) -> tuple[dict, str]:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise EndpointConfigError(f"{path}: {exc}") from exc
+        # "Illegal character '\n' (at line 4, column 37)" as every other problem is written
+        if found := re.fullmatch(r"(.*) \(at line (\d+), column (\d+)\)", str(exc), re.S):
+            what, line, column = found.groups()
+            raise EndpointConfigError(f"{path}, line {line}: not valid TOML: {what} (column {column})") from None
+        raise EndpointConfigError(f"{path}: not valid TOML: {exc}") from None
     except ValueError:  # an integer too long to read
         raise EndpointConfigError(f"{path}, line {long_number_line(text)}: {TOO_LONG_NUMBER}") from None
     except RecursionError:
