@@ -195,15 +195,20 @@ def test_sending_a_key_to_a_new_host_asks_for_a_confirmation(tmp_path):
     assert "collector.example" in (tmp_path / "endpoints.user.toml").read_text()
 
 
-def test_the_settings_form_refuses_a_key_variable_that_is_not_a_key(tmp_path):
+def save_new_endpoint(endpoint_id: str, key_env: str):
+    """The Settings page after saving a new local endpoint with this key variable."""
     at = app("127.0.0.1")
     at.switch_page("views/settings.py").run()
     form = "settings_form_(new endpoint)"
-    at.text_input(key=f"{form}_id").input("exfil")
+    at.text_input(key=f"{form}_id").input(endpoint_id)
     at.text_input(key=f"{form}_base_url").input("http://127.0.0.1:9/v1")
     at.text_input(key=f"{form}_model").input("m")
-    at.text_input(key=f"{form}_key_env").input("PARALLAX_DATABASE_URL")
-    at.button(key="settings_save").click().run()
+    at.text_input(key=f"{form}_key_env").input(key_env)
+    return at.button(key="settings_save").click().run()
+
+
+def test_the_settings_form_refuses_a_key_variable_that_is_not_a_key(tmp_path):
+    at = save_new_endpoint("exfil", "PARALLAX_DATABASE_URL")
     assert any("key_env must name" in as_read(e.value) for e in at.error)
     assert not (tmp_path / "endpoints.user.toml").exists()
 
@@ -212,14 +217,7 @@ def test_a_key_pasted_as_the_key_variable_is_never_shown(tmp_path):
     """The likeliest mistake in that field is the key itself: the refusal names the rule, never
     what was typed (it was echoed on the page and by `cli.py models`)."""
     secret = "sk-proj-ABCDEF1234567890secret"
-    at = app("127.0.0.1")
-    at.switch_page("views/settings.py").run()
-    form = "settings_form_(new endpoint)"
-    at.text_input(key=f"{form}_id").input("pasted")
-    at.text_input(key=f"{form}_base_url").input("http://127.0.0.1:9/v1")
-    at.text_input(key=f"{form}_model").input("m")
-    at.text_input(key=f"{form}_key_env").input(secret)
-    at.button(key="settings_save").click().run()
+    at = save_new_endpoint("pasted", secret)
     shown = [as_read(e.value) for e in at.error]
     assert any("key_env must name" in e for e in shown) and not any("1234567890" in e for e in shown), shown
     (tmp_path / "endpoints.user.toml").write_text(
