@@ -218,6 +218,41 @@ def test_an_override_without_a_key_variable_keeps_the_shipped_one_and_needs_the_
     ep.save_user_endpoint("keyless", {"base_url": "https://evil.example/v1", "model": "m"}, user, path=SHIPPED)
 
 
+@pytest.mark.parametrize(
+    ("base_url", "shown"),
+    [
+        # the same host over plain http: the key would travel unencrypted (it saved unasked)
+        ("http://api.openai.com/v1", "api.openai.com over plain http (unencrypted)"),
+        # a host in another script is named as DNS resolves it, beside what was written
+        ("https://\u0430pi.openai.com/v1", "\u0430pi.openai.com (xn--pi-6kc.openai.com)"),
+    ],
+)
+def test_a_key_sent_unencrypted_or_to_a_look_alike_host_is_confirmed_by_what_it_is(tmp_path, base_url, shown):
+    user = tmp_path / "endpoints.user.toml"
+    with pytest.raises(ep.NeedsConfirmation) as info:
+        ep.save_user_endpoint("gpt-4o", {"model": "gpt-4o", "base_url": base_url}, user, path=SHIPPED)
+    assert info.value.destination == ep.KeyDestination("OPENAI_API_KEY", shown) and not user.exists()
+    # the host's case and a trailing path are the same destination: nothing to confirm
+    ep.save_user_endpoint("gpt-4o", {"model": "gpt-4o", "base_url": "https://API.OpenAI.com/v2"}, user, path=SHIPPED)
+
+
+@pytest.mark.parametrize(
+    "base_url",
+    [
+        "ftp://user:pa/ssSECRET@h.com/v1",
+        "https://user:p?SECRET@h.com:x",
+        "https:/user:SECRET@h.com:x/v1",
+        "https:user:SECRET@x:y",
+    ],
+)
+def test_a_password_is_never_shown_however_the_url_is_written(tmp_path, base_url):
+    path = tmp_path / "endpoints.user.toml"
+    path.write_text(f'[endpoints.x]\nmodel = "m"\nbase_url = "{base_url}"\n')
+    with pytest.raises(ep.EndpointConfigError) as info:
+        ep.load_endpoints(SHIPPED, path)
+    assert "SECRET" not in str(info.value) and "***@" in str(info.value), str(info.value)
+
+
 def test_sending_a_key_to_a_new_host_needs_a_confirmation_naming_both(tmp_path):
     user = tmp_path / "endpoints.user.toml"
     moved = {

@@ -7,6 +7,7 @@ entries field by field. Keys are looked up by the *name* of an environment varia
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 import re
@@ -90,7 +91,6 @@ RESERVED_PARAMS = (
     "function_call",
 )
 QUOTES = "\"'"  # TOML's basic and literal strings
-_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*:)?//[^/?#]*@")
 
 
 class EndpointConfigError(ValueError):
@@ -315,11 +315,14 @@ def _check_entry(path: Path | None, text: str, endpoint_id: str, entry: object, 
 
 
 def shown_url(url: str) -> str:
-    """`url` fit to show in a message: any user:password@ part becomes ***@ and a query or
+    """`url` fit to show in a message: everything before its last @ (a user:password, even one
+    holding / ? # or after a mistyped `https:/`) becomes ***@ behind the scheme, and a query or
     fragment becomes ?*** / #*** (`?key=…` carries a key for some providers); done on the text,
     so it works for URLs that do not parse."""
-    match = _USERINFO.match(url)
-    shown = f"{match.group(1) or ''}//***@{url[match.end() :]}" if match else url
+    shown = url
+    if "@" in url:
+        scheme = re.match(r"[A-Za-z][A-Za-z0-9+.-]*:/{0,2}", url)
+        shown = f"{scheme.group(0) if scheme else ''}***@{url.rsplit('@', 1)[1]}"
     return re.sub(r"([?#]).+", r"\1***", shown, count=1, flags=re.S)
 
 
@@ -543,15 +546,43 @@ class NeedsConfirmation(EndpointConfigError):
 
 
 def key_destination_change(current: Endpoint | None, entry: dict) -> KeyDestination | None:
-    """The new (key variable, host) pairing when saving `entry` over `current` (None: a new
-    endpoint) sends a key to a host it did not go to before, else None."""
+    """The new (key variable, destination) pairing when saving `entry` over `current` (None: a
+    new endpoint) sends a key somewhere it did not go to before, else None. The destination is
+    the host as it is reached — the same host over plain http is another destination (the key
+    would travel unencrypted), and a host written in another script is shown as the ASCII name
+    DNS resolves (аpi.openai.com with a Cyrillic а is xn--pi-7lc.openai.com)."""
     key_env, base_url = entry.get("key_env") or "", entry.get("base_url") or ""
     if not key_env or base_url == EMBEDDED:
         return None
-    host = urlparse(strip_credentials(base_url)).netloc or shown_url(base_url)
-    if current is not None and current.key_env == key_env and current.host == host:
+    destination = _destination(base_url)
+    if current is not None and current.key_env == key_env and _destination(current.base_url) == destination:
         return None
-    return KeyDestination(key_env, host)
+    return KeyDestination(key_env, destination)
+
+
+def _destination(base_url: str) -> str:
+    """Where `base_url` sends a request: its host (lower case, as DNS reads it; with its ASCII
+    form beside a name in another script), and 'over plain http' unless it is https."""
+    parsed = urlparse(strip_credentials(base_url))
+    host = (parsed.netloc or shown_url(base_url)).lower()
+    if not host.isascii():
+        try:
+            ascii_form = host.encode("idna").decode("ascii")
+        except UnicodeError:
+            ascii_form = host.encode("ascii", "backslashreplace").decode("ascii")
+        host = f"{host} ({ascii_form})"
+    if parsed.scheme == "https" or _loopback(parsed.hostname or ""):  # loopback never leaves the machine
+        return host
+    return f"{host} over plain http (unencrypted)"
+
+
+def _loopback(hostname: str) -> bool:
+    if hostname.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(hostname).is_loopback
+    except ValueError:
+        return False
 
 
 def save_user_endpoint(
