@@ -346,6 +346,17 @@ def test_a_problem_names_the_line_of_its_field_within_the_entry(tmp_path):
         ('[endpoints.a]\nmodel = "m"\n' + url + '[endpoints.b]\nkind = "nope"\n', 5, "has kind 'nope'"),
         ("[endpoints.a]\n" + url + 'modle = "m"\n', 3, "unknown field 'modle'"),
         ("[endpoints.a]\n" + url + "\n", 1, "is missing 'model'"),
+        # CRLF line ends; a long value of another entry after the problem
+        ("[endpoints.x]\r\n" + url.replace("\n", "\r\n") + 'model = "m"\r\n\r\nkind = "nope"\r\n', 5, "nope"),
+        (
+            "[endpoints.a]\n"
+            + url
+            + 'model = "m"\nkind = "nope"\n[endpoints.b]\ndescription = """\n'
+            + "x\n" * 60
+            + '"""\n',
+            4,
+            "nope",
+        ),
     ]
     for text, line, message in cases:
         path.write_text(text)

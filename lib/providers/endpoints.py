@@ -160,8 +160,8 @@ class Endpoint:
         ) / 1_000_000
 
 
-MAX_LINES_SEARCHED = 5_000  # a longer file's problems are given at its entry's header line
-MAX_VALUE_LINES = 50  # prefixes tried at once past a point inside a multi-line value
+MAX_CHARS_SEARCHED = 100_000  # a longer file's problems are given at its entry's header line
+MAX_VALUE_LINES = 40  # prefixes tried either way from a point inside a multi-line value
 
 
 def _line_of(text: str, endpoint_id: str, *keys: str) -> int:
@@ -173,21 +173,26 @@ def _line_of(text: str, endpoint_id: str, *keys: str) -> int:
     found by bisection (a few parses, not one per line). The entry's line when the key is not
     found; 1 when neither is."""
     lines = text.split("\n")
-    if len(lines) > MAX_LINES_SEARCHED:
+    if len(text) > MAX_CHARS_SEARCHED:
         return _header_line(text, endpoint_id)
 
+    def parsed(count: int) -> dict | None:
+        try:  # each prefix ends with its line break: a CRLF line's \r alone is no TOML
+            return tomllib.loads("\n".join(lines[:count]) + "\n")
+        except (ValueError, RecursionError):  # TOMLDecodeError is a ValueError: a value goes on
+            return None
+
     def holds_from(count: int, path: tuple[str, ...]) -> bool:
-        """Whether the first prefix of `count` lines or more that parses holds `path` (looked
-        for over MAX_VALUE_LINES lines: a value longer than that is taken as not holding it)."""
+        """Whether the nearest prefix of about `count` lines that parses holds `path`: the first
+        at or after it, else the last before it (a prefix inside a multi-line value does not
+        parse; one on the same side of every line defining `path` answers the same)."""
         for number in range(count, min(count + MAX_VALUE_LINES, len(lines)) + 1):
-            try:
-                data = tomllib.loads("\n".join(lines[:number]))
-            except (ValueError, RecursionError):  # TOMLDecodeError is a ValueError: a value goes on
-                continue
-            return _holds(data, ("endpoints", *path))
-        if count + MAX_VALUE_LINES < len(lines):
-            raise _TooLong
-        return False
+            if (data := parsed(number)) is not None:
+                return _holds(data, ("endpoints", *path))
+        for number in range(count - 1, max(count - MAX_VALUE_LINES, 0), -1):
+            if (data := parsed(number)) is not None:
+                return _holds(data, ("endpoints", *path))
+        raise _TooLong
 
     for path in ((endpoint_id, *keys), (endpoint_id,)) if keys else ((endpoint_id,),):
         try:
@@ -218,7 +223,7 @@ def _holds(data: object, path: tuple[str, ...]) -> bool:
 def _header_line(text: str, endpoint_id: str) -> int:
     quoted_id = rf"\"?{re.escape(endpoint_id)}\"?"
     match = re.search(rf"^[ \t]*\[\s*endpoints\.{quoted_id}\s*\]", text, re.M) or re.search(
-        rf"^[ \t]*{quoted_id}\s*=", text, re.M
+        rf"^[ \t]*(?:endpoints\.)?{quoted_id}\s*[=.]", text, re.M
     )
     return text.count("\n", 0, match.start()) + 1 if match else 1
 
