@@ -220,9 +220,13 @@ def load_json(text: str) -> object:
     holds a number too long to read, or NaN, Infinity or a float too large (Python's json reads
     them; they are not JSON, and writing them back would make a file no other tool reads)."""
     try:
-        value = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+        value = json.loads(
+            text, parse_constant=_refuse_constant, parse_float=_finite_float, object_pairs_hook=_one_of_each
+        )
     except _NotFinite:
         raise json.JSONDecodeError(NOT_FINITE, text, not_finite_position(text)) from None
+    except _GivenTwice as twice:
+        raise json.JSONDecodeError(twice.message, text, twice.position(text)) from None
     except RecursionError:
         raise TooDeep(deep_line(text)) from None
     except json.JSONDecodeError:
@@ -235,13 +239,37 @@ def load_json(text: str) -> object:
     return value
 
 
+class _GivenTwice(ValueError):
+    """A JSON object that gives one key twice: Python's json keeps the last in silence."""
+
+    def __init__(self, key: str):
+        super().__init__(key)
+        self.key = key
+        self.message = f"the key {key!r} is given twice in one object (one would be lost in silence); keep one"
+
+    def position(self, text: str) -> int:
+        """Where the key is given the second time (0 when its spelling in the text is not found)."""
+        quoted = json.dumps(self.key, ensure_ascii=False)
+        first = text.find(quoted)
+        second = text.find(quoted, first + 1) if first >= 0 else -1
+        return max(second, 0)
+
+
+def _one_of_each(pairs: list[tuple[str, object]]) -> dict:
+    value = dict(pairs)
+    if len(value) < len(pairs):
+        seen: set[str] = set()
+        raise _GivenTwice(next(key for key, _ in pairs if key in seen or seen.add(key)))
+    return value
+
+
 def json_problem(exc: json.JSONDecodeError) -> tuple[int, str]:
     """Where and what for text that did not parse as JSON: (line, counted as editors count it, and
     "not JSON at column C: what the decoder expected, found 'a short excerpt'") — the excerpt is
     a few characters from the error on, sanitised (lib.safety.excerpt), never the whole text."""
     text, pos = exc.doc, exc.pos
     line, column = line_at(text, pos)
-    if exc.msg in (TOO_LONG_NUMBER, NOT_FINITE):
+    if exc.msg in (TOO_LONG_NUMBER, NOT_FINITE) or exc.msg.startswith("the key "):
         return line, f"column {column}: {exc.msg}"
     rest = NEWLINE.split(text[pos : pos + 200], maxsplit=1)[0]  # the rest of that line, at most
     found = excerpt(rest) if rest else ("the end of the line" if pos < len(text) else "the end of the text")

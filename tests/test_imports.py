@@ -798,3 +798,11 @@ def test_a_field_given_twice_in_one_row_is_a_problem_not_the_last_one_silently(t
     rows.write_text('{"prompt": "q", "model": "dupA", "Model": "dupB", "response": "3"}\n')
     with pytest.raises(ImportProblems, match="dup.jsonl:1: the field model is given twice"):
         import_file(rows)
+    # the same spelling twice: json kept the last in silence before any check could see the row
+    rows.write_text('{"prompt": "q", "model": "dupA", "model": "dupB", "response": "3"}\n')
+    with pytest.raises(ImportProblems, match=r"dup.jsonl:1: column 34: the key 'model' is given twice in one object"):
+        import_file(rows)
+    whole = tmp_path / "dup.json"
+    whole.write_text('[{"prompt": "q", "model": "dupA", "response": "3",\n  "response": "4"}]\n')
+    with pytest.raises(ImportProblems, match=r"dup.json:2: column 3: the key 'response' is given twice"):
+        import_file(whole)

@@ -506,3 +506,68 @@ def test_problems_come_in_line_order_and_a_duplicate_probe_is_named_once():
         "order.yaml:7: duplicate probe id 'p' (first at line 6)",
         "order.yaml:8: 'version' must be text, not dict",
     ], info.value.problems
+
+
+@pytest.mark.parametrize(
+    ("text", "filename", "expected"),
+    [
+        # no loader marks in any message (an id, a language or a kind that is a mapping)
+        (
+            "name: m\nprompts:\n  - {id: {a: 1}, text: hi, language: {x: 1}, topic: t, kind: {y: 2}}\n",
+            "m.yaml",
+            [
+                "m.yaml:3: missing or invalid id \"{'a': 1}\"",
+                "m.yaml:3: prompt \"{'a': 1}\" language must be en or zh, not {'x': 1}",
+                "m.yaml:3: prompt \"{'a': 1}\" kind must be one of probe, control, general, not {'y': 2}",
+            ],
+        ),
+        # a JSONL header is checked as a YAML one; a second header row is a problem
+        (
+            '{"name": "j", "description": {"a": 1}}\n{"id": "a", "text": "hi", "language": "en", "topic": "t"}\n',
+            "j.jsonl",
+            ["j.jsonl:1: 'description' must be text, not dict"],
+        ),
+        (
+            '{"name": "j"}\n{"name": "k", "version": "2"}\n{"id": "a", "text": "hi", "language": "en", "topic": "t"}\n',
+            "j.jsonl",
+            ["j.jsonl:2: a second header row (the first is at line 1)"],
+        ),
+        # a key given twice in a JSONL row (json kept the last in silence)
+        (
+            '{"name": "j"}\n{"id": "a", "id": "b", "text": "hi", "language": "en", "topic": "t"}\n',
+            "j.jsonl",
+            ["j.jsonl:2: column 13: the key 'id' is given twice in one object"],
+        ),
+        # a field name with a line break cannot forge a line; many are listed as a count
+        (
+            '{"name": "j"}\n{"id": "a", "text": "hi", "language": "en", "topic": "t", "x\\nerror: forged": 1}\n',
+            "j.jsonl",
+            ["j.jsonl:2: unknown field(s) 'x\\nerror: forged'"],
+        ),
+        (
+            "name: u\nprompts:\n  - {id: a, text: hi, language: en, topic: t, "
+            + ", ".join(f"f{k}: 1" for k in range(30))
+            + "}\n",
+            "u.yaml",
+            ["u.yaml:3: unknown field(s) f0, f1, f10, f11, f12, f13, f14, f15, f16, f17 and 20 more"],
+        ),
+    ],
+)
+def test_suite_messages_show_what_was_written_and_nothing_else(text, filename, expected):
+    with pytest.raises(SuiteError) as info:
+        parse_suite(text, filename)
+    for line in expected:
+        assert any(p.startswith(line) for p in info.value.problems), (line, info.value.problems)
+    assert all("\n" not in p and "line:" not in p for p in info.value.problems), info.value.problems
+
+
+def test_a_header_is_read_as_written():
+    """YAML's `version: 1.10` is '1.10' (it was the float 1.1, another version), `description:
+    yes` is 'yes'; a JSONL header's null name is no name (it made a suite named 'None')."""
+    suite = parse_suite(
+        "name: w\nversion: 1.10\ndescription: yes\nprompts:\n  - {id: a, text: hi, language: en, topic: t}\n"
+    )
+    assert (suite.version, suite.description) == ("1.10", "yes")
+    row = '{"id": "a", "text": "hi", "language": "en", "topic": "t"}\n'
+    suite = parse_suite('{"name": null, "version": 2}\n' + row, "from-file.jsonl")
+    assert (suite.name, suite.version) == ("from-file", "2")

@@ -69,7 +69,7 @@ class _Mark:
         return self.name
 
 
-LINE, LINES = _Mark("line"), _Mark("lines")
+LINE, LINES, RAW = _Mark("line"), _Mark("lines"), _Mark("raw")
 SUFFIXES = (".yaml", ".yml", ".jsonl", ".txt", ".csv")
 CSV_COLUMNS = {"prompt": "text", "text": "text", "id": "id", "language": "language", "topic": "topic"}
 CSV_COLUMNS |= {"subject": "topic", "category": "topic", "kind": "kind"}
@@ -162,7 +162,13 @@ def _construct_mapping(loader, node, deep=False):
             key = loader.construct_object(key_node)
             if isinstance(key, Hashable):
                 lines.setdefault(key, loader.lines.line(key_node.start_mark.index))
-    mapping[LINE], mapping[LINES] = loader.lines.line(node.start_mark.index), lines
+    # a scalar value as written: a version 1.10 is not the float 1.1, a description `yes` not True
+    raw = {
+        key_node.value: value_node.value
+        for key_node, value_node in node.value
+        if isinstance(key_node, yaml.ScalarNode) and isinstance(value_node, yaml.ScalarNode)
+    }
+    mapping[LINE], mapping[LINES], mapping[RAW] = loader.lines.line(node.start_mark.index), lines, raw
     return mapping
 
 
@@ -186,6 +192,38 @@ def _plain(value: object) -> object:
     return value
 
 
+def _text(value: object) -> str:
+    """A value as text for an id or a message (a mapping without the loader's marks)."""
+    return str(_plain(value))
+
+
+def _field_name(key: object) -> str:
+    """A field's name for a message: as written when it is one printable line of at most 40
+    characters, else quoted with its escapes and cut (a name can hold a line break that would
+    forge a line of output)."""
+    text = str(key)
+    return text if text.isprintable() and len(text) <= 40 else f"{text[:40]!r}"
+
+
+def _header(data: dict, line: int, where: str, problems: list[str]) -> dict[str, tuple[str | None, object]]:
+    """A suite's name, version and description as (text or None when absent, line): each must be
+    text or a number, read as written (YAML's `1.10` is '1.10', `yes` is 'yes'; null is absent);
+    anything else is a problem naming it."""
+    raw = data.get(RAW) if isinstance(data.get(RAW), dict) else {}
+    found: dict[str, tuple[str | None, object]] = {}
+    for key in ("name", "version", "description"):
+        value, at = data.get(key), _at(data, key, line)
+        if value is not None and (
+            isinstance(value, bool) and key not in raw or not isinstance(value, (str, int, float))
+        ):
+            problems.append(f"{where}:{at}: '{key}' must be text, not {type(value).__name__}")
+            value = None
+        elif value is not None and not isinstance(value, str):
+            value = raw.get(key, value)
+        found[key] = (None if value is None else str(value), at)
+    return found
+
+
 def _unknown(item: dict, known: set, line: object, where: str, problems: list[str], what: str = "") -> None:
     """A problem at the first unknown field's line naming every field of `item` not in `known`
     ("zn" for "zh" would drop a text in silence)."""
@@ -193,7 +231,8 @@ def _unknown(item: dict, known: set, line: object, where: str, problems: list[st
     if unknown:
         lines = [at for k in unknown if isinstance(at := _at(item, k, line), int)]
         first = min(lines) if lines else line
-        names = ", ".join(sorted(map(str, unknown)))
+        shown = sorted({_field_name(k) for k in unknown})
+        names = ", ".join(shown[:10]) + (f" and {len(shown) - 10:,} more" if len(shown) > 10 else "")
         problems.append(f"{where}:{first}: {what}unknown field(s) {names} (known: {', '.join(sorted(known))})")
 
 
@@ -236,7 +275,7 @@ def _prompt(item: object, line: int, problems: list[str], where: str, limit: int
         problems.append(f"{where}:{line}: each prompt must be a mapping/object")
         return None
     _unknown(item, PROMPT_FIELDS, line, where, problems)
-    key, text = str(item.get("id") or ""), item.get("text")
+    key, text = _text(item.get("id") or ""), item.get("text")
     if not ID_RE.match(key):
         problems.append(f"{where}:{_at(item, 'id', line)}: missing or invalid id {key!r} ({ID_RULE})")
     if not isinstance(text, str) or not text.strip():
@@ -252,13 +291,17 @@ def _prompt(item: object, line: int, problems: list[str], where: str, limit: int
     if language not in LANGUAGES:
         problems.append(
             f"{where}:{_at(item, 'language', line)}: prompt {key!r} "
-            + (f"language must be en or zh, not {language!r}" if language is not None else "has no language (en or zh)")
+            + (
+                f"language must be en or zh, not {_plain(language)!r:.40}"
+                if language is not None
+                else "has no language (en or zh)"
+            )
         )
     kind = item.get("kind", "probe")
     if kind not in KINDS:
         problems.append(
             f"{where}:{_at(item, 'kind', line)}: prompt {key!r} kind must be one of {', '.join(KINDS)}, "
-            f"not {kind!r:.40}"
+            f"not {_plain(kind)!r:.40}"
         )
     topic = _topic(item.get("topic"), f"prompt {key!r}", f"{where}:{_at(item, 'topic', line)}", problems)
     for link in ("twin", "control"):
@@ -282,7 +325,7 @@ def _expand_probe(item: object, problems: list[str], where: str, limit: int) -> 
     if not isinstance(item, dict):
         problems.append(f"{where}: each probe must be a mapping")
         return []
-    line, key = _line_of(item), str(item.get("id") or "")
+    line, key = _line_of(item), _text(item.get("id") or "")
     _unknown(item, PROBE_FIELDS, line, where, problems)
     if not ID_RE.match(key):
         problems.append(f"{where}:{line}: probe has a missing or invalid id {key!r} ({ID_RULE})")
@@ -449,15 +492,21 @@ def parse_suite(text: str, filename: str = "suite.yaml") -> SuiteDef:
             if (prompt := _prompt(item, number, problems, where, limit)) is not None:
                 prompts.append(prompt)
     elif filename.lower().endswith(".jsonl"):
+        header_row = 0
         for number, item, problem in iter_jsonl(text):
             if problem:
                 problems.append(f"{where}:{number}: {problem}")
                 continue
             if isinstance(item, dict) and "name" in item and "text" not in item:
+                if header_row:
+                    problems.append(f"{where}:{number}: a second header row (the first is at line {header_row})")
+                    continue
+                header_row = number
                 _unknown(item, HEADER_FIELDS, number, where, problems, "the header row has ")
-                name, version = str(item["name"]), str(item.get("version", "1"))
-                description, header = str(item.get("description", "")), number
-                description_at = name_at = number
+                given = _header(item, number, where, problems)
+                name = given["name"][0] or name
+                version, description = given["version"][0] or "1", given["description"][0] or ""
+                header = description_at = name_at = number
                 continue
             if (prompt := _prompt(item, number, problems, where, limit)) is not None:
                 prompts.append(prompt)
@@ -485,20 +534,16 @@ def parse_suite(text: str, filename: str = "suite.yaml") -> SuiteDef:
         if not isinstance(data, dict):
             raise SuiteError([f"{where}:1: a suite file is a mapping with name, version and prompts"])
         _unknown(data, SUITE_FIELDS, 1, where, problems, "the suite has ")
-        header, description_at, name_at = (_at(data, key, 1) for key in ("version", "description", "name"))
-        for key in ("name", "version", "description"):
-            if key in data and data[key] is not None and not isinstance(data[key], (str, int, float)):
-                problems.append(f"{where}:{_at(data, key, 1)}: '{key}' must be text, not {type(data[key]).__name__}")
-                data = {**data, key: None}  # measured no further (its text would be the loader's)
-        name = str(data.get("name") or name)
-        version = str(data["version"]) if data.get("version") is not None else "1"
-        description = str(data.get("description", "") or "").strip()
+        given = _header(data, 1, where, problems)
+        (name_given, name_at), (version_given, header), (description_given, description_at) = given.values()
+        name, version = name_given or name, version_given or "1"
+        description = (description_given or "").strip()
         for item in _listed(data, "prompts", problems, where):
             if (prompt := _prompt(item, _line_of(item, "?"), problems, where, limit)) is not None:
                 prompts.append(prompt)
         probe_lines: dict[str, object] = {}
         for item in _listed(data, "probes", problems, where):
-            probe_id = str(item.get("id") or "") if isinstance(item, dict) else ""
+            probe_id = _text(item.get("id") or "") if isinstance(item, dict) else ""
             if probe_id and probe_id in probe_lines:  # once, not once per prompt it expands into
                 problems.append(
                     f"{where}:{_line_of(item)}: duplicate probe id {probe_id!r} (first at line {probe_lines[probe_id]})"
