@@ -171,8 +171,10 @@ class VoteError(ValueError):
 def vote(exchange_id: int, winner: str, voter: str = "local") -> int:
     """Record a named vote between the two answers of a turn (left is A); returns the vote id.
 
-    Raises VoteError when the turn does not exist, does not have exactly two columns, is part of
-    a blind battle (those are voted in the Arena), or already has this voter's vote."""
+    Raises VoteError when the turn does not exist, does not have exactly two columns, one of its
+    two answers did not finish (error, blocked, interrupted: the leaderboard would leave the vote
+    out in silence), is part of a blind battle (those are voted in the Arena), or already has this
+    voter's vote."""
     if winner not in Winner.ALL:
         raise VoteError(f"the winner must be one of {', '.join(Winner.ALL)}, not {winner!r}")
     with session_scope() as s:
@@ -190,6 +192,9 @@ def vote(exchange_id: int, winner: str, voter: str = "local") -> int:
         if len(shown) != 2:
             raise VoteError(f"turn {exchange_id} has {plural(len(shown), 'answer')}; a vote needs exactly two")
         a, b = latest[shown[0]], latest[shown[1]]
+        if failed := [r for r in (a, b) if r.status != Status.OK]:  # as the pages: a failed side is retried
+            what = ", ".join(f"{r.display_name}'s answer is {r.status}" for r in failed)
+            raise VoteError(f"turn {exchange_id}: {what}; a vote needs two finished answers (ask again first)")
         return votes.add_vote(s, exchange_id, a.id, b.id, winner, blind=False, voter=voter).id
 
 

@@ -170,3 +170,25 @@ def test_text_meant_for_reading_is_cut_to_its_column_and_keys_are_not():
         row, conv = s.get(Response, response_id), s.get(Conversation, conversation_id)
         assert (row.finish_reason, len(row.base_host), len(row.labels[0].rule)) == ("y" * 32, 200, 100)
         assert len(conv.title) == 200 and row.endpoint_id == "a"
+
+
+def test_a_vote_needs_two_finished_answers():
+    """A vote on a turn where one answer failed was recorded, then left out of the leaderboard in
+    silence ('1 battle counted'); it is refused as the pages refuse it (they offer Retry)."""
+    import pytest
+
+    from lib.conversations import VoteError, vote
+
+    endpoint = Endpoint(id="a", name="A", base_url="http://h/v1", model="m")
+    other = Endpoint(id="b", name="B", base_url="http://h/v1", model="m")
+    with session_scope() as s:
+        conv = conversations.create_conversation(s)
+        ex = conversations.add_exchange(s, conv.id, "Capital of France?", language="en")
+        conversations.add_response(s, ex.id, "a", endpoint, Outcome(text="Paris.", status="ok"))
+        conversations.add_response(s, ex.id, "b", other, Outcome(text="", status="error", error_message="boom"))
+        exchange_id = ex.id
+    with pytest.raises(VoteError, match=r"B's answer is error; a vote needs two finished answers"):
+        vote(exchange_id, "a")
+    with session_scope() as s:
+        conversations.add_response(s, exchange_id, "b", other, Outcome(text="Paris, I think.", status="ok"))
+    assert vote(exchange_id, "a") > 0  # the retried answer is the one shown: now it counts
