@@ -67,6 +67,40 @@ def test_failed_model_still_exits_zero(protocol_server, tmp_path):
     assert json.loads(done.stdout)["models"]["bad"]["error_kind"] == "server_error"
 
 
+def test_params_the_client_does_not_name_are_sent_in_the_body(protocol_server, tmp_path):
+    """llama.cpp's and vLLM's own sampling params (top_k, min_p…) reach the server: passed to the
+    client as arguments they were a TypeError, reported as 'Provider said: … unexpected keyword
+    argument', and every answer of that endpoint failed."""
+    (tmp_path / "endpoints.user.toml").write_text(
+        f'[endpoints.sampler]\nbase_url = "{protocol_server.url}"\nmodel = "echo"\nkind = "local"\n'
+        "[endpoints.sampler.params]\ntop_k = 40\nmin_p = 0.05\ntemperature = 0.3\n"
+    )
+    done = cli("ask", "Hello there", "-m", "sampler", "--json")
+    assert done.returncode == 0, done.stderr
+    answer = json.loads(done.stdout)["models"]["sampler"]
+    assert answer["status"] == "ok" and answer["text"].strip() == "Hello there", answer
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('api_key = "abc"', "params holds 'api_key', which looks like a key"),
+        ('extra = "sk-proj-PASTEDSECRET1234567890"', "params holds 'extra', which looks like a key"),
+        ('key_env = "T1_API_KEY"', "params holds 'key_env', a field of the endpoint itself"),
+    ],
+)
+def test_a_key_or_an_endpoint_field_under_params_is_refused_and_never_stored(tmp_path, line, message):
+    """Written under [endpoints.x.params] by a TOML slip, a pasted key was sent to the provider
+    and stored with the answer's params; key_env there was lost in silence."""
+    (tmp_path / "endpoints.user.toml").write_text(
+        '[endpoints.t1]\nbase_url = "http://127.0.0.1:9/v1"\nmodel = "m"\nkind = "local"\n'
+        f"[endpoints.t1.params]\ntemperature = 0.2\n{line}\n"
+    )
+    done = cli("ask", "hello", "-m", "t1", "--json")
+    assert done.returncode == 2 and message in done.stderr and "line 7:" in done.stderr, done.stderr
+    assert "PASTEDSECRET" not in done.stderr + done.stdout
+
+
 def test_ask_shows_each_answers_label_and_none_for_a_failed_call(protocol_server, tmp_path):
     """The detector labels every answer as it is stored; `ask` says which label each got, in its
     JSON and on each model's summary line, as the Compare page's badge does."""

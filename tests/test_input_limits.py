@@ -167,7 +167,7 @@ def test_a_deeply_nested_provider_error_body_is_read_as_text():
         ("params = { n = 3 }", "params may not set 'n'"),
         ("params = { stream_options = { include_usage = false } }", "params may not set 'stream_options'"),
         ("params = { tools = [] }", "params may not set 'tools'"),
-        ("params = { temperature = nan }", "params holds nan or inf"),
+        ("params = { temperature = nan }", "params temperature holds nan or inf"),
     ],
 )
 def test_endpoint_values_that_cannot_work_are_named(tmp_path, line, message):

@@ -380,6 +380,23 @@ def key_env_problem(key_env: str) -> str | None:
     return None
 
 
+_CREDENTIAL_NAME = re.compile(
+    r"(?:api[-_]?key|apikey|key|secret|password|passwd|authorization|bearer|access[-_]token|auth[-_]token|token)"
+    r"|.*[-_](?:api[-_]?key|secret|password)",
+    re.I,
+)
+_CREDENTIAL_VALUE = re.compile(
+    r"\s*(?:sk-|sk_live_|sk_test_|Bearer\s|ghp_|github_pat_|xox[abpr]-|AIza|hf_[A-Za-z0-9]{20})"
+)
+
+
+def _credential(key: object, value: object) -> bool:
+    """Whether a params entry looks like a credential: by its name (api_key, token, secret…, not
+    max_tokens or stop_token_ids) or by a value in a known key format (sk-…, Bearer …, hf_…)."""
+    by_value = isinstance(value, str) and bool(_CREDENTIAL_VALUE.match(value))
+    return bool(_CREDENTIAL_NAME.fullmatch(str(key))) or by_value
+
+
 def _one_of(choices: tuple[str, ...]) -> str:
     """("a", "b", "c") as 'a', 'b' or 'c'."""
     quoted = [f"'{c}'" for c in choices]
@@ -423,8 +440,19 @@ def _value_problem(entry: dict) -> tuple[tuple[str, ...], str] | None:
             f"{', '.join(RESERVED_PARAMS[:4])} itself and reads one streamed text answer "
             "(no n, tools or function calls)"
         )
+    if fields := [key for key in params if key in FIELDS]:  # a TOML slip: the field written under [….params]
+        return ("params", fields[0]), (
+            f"params holds {fields[0]!r}, a field of the endpoint itself (it would be sent to the provider, "
+            "not used): write it above the params table"
+        )
+    if credential := next((key for key, value in params.items() if _credential(key, value)), None):
+        return ("params", credential), (
+            f"params holds {credential!r}, which looks like a key (its value is not shown): a key is never "
+            "written in an endpoints file (it would be stored with every answer); put it in an environment "
+            "variable and name that in key_env"
+        )
     if bad := [key for key, value in params.items() if _non_finite(value)]:
-        return ("params", bad[0]), "params holds nan or inf, which a JSON request cannot carry"
+        return ("params", bad[0]), f"params {bad[0]} holds nan or inf, which a JSON request cannot carry"
     temperature = params.get("temperature")
     if temperature is not None and (
         isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or temperature < 0

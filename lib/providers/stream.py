@@ -11,6 +11,7 @@ lib/providers/signals.py.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import time
 from collections.abc import AsyncIterator
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 import httpx2
 import openai
 from openai import AsyncOpenAI
+from openai.resources.chat.completions import AsyncCompletions
 from openai.types.chat import ChatCompletionChunk
 
 from db.vocab import Status
@@ -57,6 +59,25 @@ class Outcome:
         """What to do when the token budget cut this answer (see signals.budget_note), else None."""
         budget = self.params.get("max_tokens") or self.params.get("max_completion_tokens")
         return signals.budget_note(self.text, self.reasoning, self.finish_reason, self.output_tokens, budget)
+
+
+# what the OpenAI client's create() names (its own request options aside): an endpoint's other
+# params (top_k, min_p, repetition_penalty… of llama.cpp and vLLM) go in the body as they are
+# (extra_body); passed as arguments they were a TypeError reported as the provider's error
+_CREATE_TAKES = frozenset(inspect.signature(AsyncCompletions.create).parameters) - {
+    "self",
+    "extra_headers",
+    "extra_query",
+    "extra_body",
+    "timeout",
+}
+
+
+def _as_create_takes(request: dict) -> dict:
+    """`request` as the client's create() takes it: named arguments, the rest under extra_body."""
+    named = {k: v for k, v in request.items() if k in _CREATE_TAKES}
+    extra = {k: v for k, v in request.items() if k not in _CREATE_TAKES}
+    return named | ({"extra_body": extra} if extra else {})
 
 
 def build_messages(endpoint: Endpoint, system: str | None, history: list[dict], prompt: str) -> list[dict]:
@@ -347,7 +368,7 @@ async def stream_chat(
             http_client=http_client,
         )
         try:
-            stream = await client.chat.completions.create(**request)
+            stream = await client.chat.completions.create(**_as_create_takes(request))
             async for chunk in _each_within(_chunks(stream), endpoint.timeout, endpoint.quirks.reasoning_field):
                 if chunk.usage is not None:
                     out.input_tokens = token_count(chunk.usage.prompt_tokens)  # untrusted: any number
