@@ -219,10 +219,13 @@ def ask(
             line += f": {_one_line(a['error'])}"
         err.print(plain(line, "dim"))
     ok = [a for a in answers.values() if a["status"] == Status.OK]
-    vote = f"; vote with: vote {result.exchange_id} a|b|tie|both_bad" if len(answers) == 2 == len(ok) else ""
+    vote = ""
+    if len(answers) == 2 == len(ok):
+        first, second = (col.endpoint.name for col in columns)
+        vote = f"; vote with: vote {result.exchange_id} a|b|tie|both_bad, A is {first}, B is {second}"
     err.print(
         plain(
-            f"conversation {result.conversation_id}, turn {result.exchange_id} "
+            f"conversation {result.conversation_id}, exchange {result.exchange_id} "
             f"(continue with --conversation {result.conversation_id}{vote})",
             "dim",
         )

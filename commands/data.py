@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from commands.common import ID_RANGE, err, fail, fail_problems, open_db_or_fail
+from commands.common import ID_RANGE, err, fail, fail_problems, open_db_or_fail, plain
 from lib.files import InputFileError, check_input_file
 from lib.present import cli_hint, plural
 from lib.safety import json_text
@@ -129,19 +129,26 @@ def _summary(result) -> None:
 
 @app.command()
 def vote(
-    exchange_id: Annotated[int, typer.Argument(help="The turn (exchange) id, as `ask --json` prints it.", **ID_RANGE)],
-    winner: Annotated[str, typer.Argument(help="a, b, tie or both_bad (A is the first column).")],
+    exchange_id: Annotated[
+        int, typer.Argument(help="The exchange id of the turn, as `ask` prints it (its last line).", **ID_RANGE)
+    ],
+    winner: Annotated[str, typer.Argument(help="a, b, tie or both_bad (A is the first model asked, -m).")],
 ) -> None:
-    """Record a named vote between the two answers of one turn (A is the first column)."""
+    """Record a named vote between the two answers of one turn (A is the first model asked)."""
     from lib.conversations import VoteError
     from lib.conversations import vote as record_vote
     from lib.present import WINNER_TEXT
 
+    winner = winner.strip().lower()  # "A" as the help and the confirmation write it
     if winner not in Winner.ALL:
         fail(f"the winner must be one of {', '.join(Winner.ALL)}, not {winner!r}")
     open_db_or_fail()
     try:
-        vote_id = record_vote(exchange_id, winner)
+        recorded = record_vote(exchange_id, winner)
     except VoteError as exc:
         fail(str(exc))
-    err.print(f"recorded vote {vote_id} on turn {exchange_id}: {WINNER_TEXT[winner]}", highlight=False)
+    sides = f"A is {recorded.a}, B is {recorded.b}"
+    err.print(
+        plain(f"recorded vote {recorded.id} on exchange {exchange_id}: {WINNER_TEXT[winner]} ({sides})"),
+        highlight=False,
+    )

@@ -168,8 +168,17 @@ class VoteError(ValueError):
     """A vote that cannot be recorded (unknown turn, not exactly two answers, bad winner)."""
 
 
-def vote(exchange_id: int, winner: str, voter: str = "local") -> int:
-    """Record a named vote between the two answers of a turn (left is A); returns the vote id.
+@dataclass(frozen=True)
+class RecordedVote:
+    """A named vote as stored: its id and the display names of side A (left) and side B."""
+
+    id: int
+    a: str
+    b: str
+
+
+def vote(exchange_id: int, winner: str, voter: str = "local") -> RecordedVote:
+    """Record a named vote between the two answers of a turn (left is A); returns what was stored.
 
     Raises VoteError when the turn does not exist, does not have exactly two columns, one of its
     two answers did not finish (error, blocked, interrupted: the leaderboard would leave the vote
@@ -193,9 +202,13 @@ def vote(exchange_id: int, winner: str, voter: str = "local") -> int:
             raise VoteError(f"turn {exchange_id} has {plural(len(shown), 'answer')}; a vote needs exactly two")
         a, b = latest[shown[0]], latest[shown[1]]
         if failed := [r for r in (a, b) if r.status != Status.OK]:  # as the pages: a failed side is retried
-            what = ", ".join(f"{r.display_name}'s answer is {r.status}" for r in failed)
-            raise VoteError(f"turn {exchange_id}: {what}; a vote needs two finished answers (ask again first)")
-        return votes.add_vote(s, exchange_id, a.id, b.id, winner, blind=False, voter=voter).id
+            what = ", ".join(f"{r.display_name}'s answer failed ({r.status})" for r in failed)
+            raise VoteError(
+                f"turn {exchange_id}: {what}; a vote needs two finished answers "
+                "(retry that answer on the Compare page, or ask again for a new turn)"
+            )
+        stored = votes.add_vote(s, exchange_id, a.id, b.id, winner, blind=False, voter=voter)
+        return RecordedVote(stored.id, a.display_name, b.display_name)
 
 
 def rate_answer(response_id: int, up: bool, voter: str = "local") -> None:

@@ -185,7 +185,7 @@ def test_sending_a_key_to_a_new_host_asks_for_a_confirmation(tmp_path):
     at.text_input(key="settings_form_gpt-4o_base_url").input("https://collector.example/v1")
     at.button(key="settings_save").click().run()
     assert not at.exception, at.exception
-    warning = " ".join(w.value for w in at.warning)
+    warning = " ".join(as_read(w.value) for w in at.warning)
     assert "OPENAI_API_KEY" in warning and "collector.example" in warning
     assert not (tmp_path / "endpoints.user.toml").exists()
     at.button(key="settings_cancel_key").click().run()

@@ -101,6 +101,28 @@ def test_a_key_or_an_endpoint_field_under_params_is_refused_and_never_stored(tmp
     assert "PASTEDSECRET" not in done.stderr + done.stdout
 
 
+def test_ask_names_the_exchange_and_its_sides_and_vote_takes_them(protocol_server, tmp_path):
+    """Two finished answers: the last line names the exchange a vote takes and which model is A
+    (the first asked); `vote` takes "B" as the help writes it and names both sides back."""
+    (tmp_path / "endpoints.user.toml").write_text(
+        "".join(
+            f'[endpoints.{eid}]\nname = "{name}"\nbase_url = "{protocol_server.url}"\nmodel = "echo"\nkind = "local"\n'
+            for eid, name in (("one", "First Echo"), ("two", "Second Echo"))
+        )
+    )
+    asked = cli("ask", "Say hello.", "-m", "two", "-m", "one")
+    summary = " ".join(asked.stderr.split())
+    found = re.search(
+        r"exchange (\d+) .*vote with: vote \1 a\|b\|tie\|both_bad, A is Second Echo, B is First Echo", summary
+    )
+    assert found, summary
+    done = cli("vote", found.group(1), "B")
+    assert done.returncode == 0, done.stderr
+    assert f"on exchange {found.group(1)}: B is better (A is Second Echo, B is First Echo)" in " ".join(
+        done.stderr.split()
+    )
+
+
 def test_ask_shows_each_answers_label_and_none_for_a_failed_call(protocol_server, tmp_path):
     """The detector labels every answer as it is stored; `ask` says which label each got, in its
     JSON and on each model's summary line, as the Compare page's badge does."""
@@ -126,7 +148,7 @@ def test_ask_shows_each_answers_label_and_none_for_a_failed_call(protocol_server
     assert "gate: blocked, first token" in summary, plain.stderr  # not "blocked, blocked (1.00)"
     # a failed answer's reason is on its summary line; the turn id a vote needs is named
     assert re.search(r"bad: error, first token .* 0 tokens: \S", summary), plain.stderr
-    assert re.search(r"conversation (\d+), turn (\d+) \(continue with --conversation \1\)", summary), summary
+    assert re.search(r"conversation (\d+), exchange (\d+) \(continue with --conversation \1\)", summary), summary
     pair = cli("ask", "Say hello.", "-m", "echo", "-m", "gate")
     assert "vote with: vote" not in pair.stderr  # one of the two was blocked: no vote on that turn
     german = "Die Hauptstadt von Deutschland ist Berlin, eine Stadt mit vielen Museen und einer langen Geschichte."

@@ -74,7 +74,7 @@ if st.button("Test connection", key="settings_test"):
 
 st.subheader("Add or edit an endpoint")
 st.caption(
-    f"Saved to your endpoints file, `{ui.inline_text(str(config.user_endpoints_file()))}`, which is "
+    f"Saved to your endpoints file, {ui.inline_text(str(config.user_endpoints_file()))}, which is "
     "rewritten whole (its comments are not kept). Give the *name* of the environment variable that "
     "holds the key; the key itself is never stored."
 )
@@ -169,14 +169,15 @@ if submitted:
 
 if pending := st.session_state.get(PENDING):
     pending_id, pending_entry, destination = pending
+    unencrypted = "over plain http" in destination.host
     st.warning(
-        f"Saving '{pending_id}' sends the key in **{destination.key_env}** to **{destination.host}**. "
-        "Anyone who runs that server can read the key. Save only if you trust it."
+        f"Saving '{ui.inline_text(pending_id)}' sends the key in **{ui.inline_text(destination.key_env)}** to "
+        f"**{ui.inline_text(destination.host)}**. Anyone who runs that server can read the key"
+        + (", and so can anyone on the network between you, as plain http is not encrypted" if unencrypted else "")
+        + ". Save only if you trust it."
     )
     confirm_col, cancel_col = st.columns(2)
-    if confirm_col.button(
-        f"Send {destination.key_env} to {destination.host} and save", type="primary", key="settings_confirm_key"
-    ):
+    if confirm_col.button(f"Send {destination.key_env} there and save", type="primary", key="settings_confirm_key"):
         st.session_state.pop(PENDING)
         try:
             path = save_user_endpoint(pending_id, pending_entry, confirm=destination)
