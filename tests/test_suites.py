@@ -445,7 +445,11 @@ def test_a_block_style_entrys_problems_name_the_fields_own_line():
             "u.yaml",
             ["u.yaml:8: probe 'p' control has unknown field(s) zn"],
         ),
-        ("name: u\nprobes:\n  - id: p\n    topc: t\n    en: hi\n", "u.yaml", ["u.yaml:4: unknown field(s) topc"]),
+        (
+            "name: u\nprobes:\n  - id: p\n    topc: t\n    en: hi\n",
+            "u.yaml",
+            ["u.yaml:4: probe 'p' has unknown field(s) topc"],
+        ),
         (
             "name: u\ndescripton: x\nprompts:\n  - {id: a, text: hi, language: en, topic: t}\n",
             "u.yaml",

@@ -326,7 +326,7 @@ def _expand_probe(item: object, problems: list[str], where: str, limit: int) -> 
         problems.append(f"{where}: each probe must be a mapping")
         return []
     line, key = _line_of(item), _text(item.get("id") or "")
-    _unknown(item, PROBE_FIELDS, line, where, problems)
+    _unknown(item, PROBE_FIELDS, line, where, problems, f"probe {key!r} has " if key else "")
     if not ID_RE.match(key):
         problems.append(f"{where}:{line}: probe has a missing or invalid id {key!r} ({ID_RULE})")
         return []
