@@ -191,9 +191,9 @@ def test_a_suite_too_long_for_its_columns_is_refused_by_line_on_postgresql(postg
     text = f'name: wide\nversion: "{"9" * 40}"\nprompts:\n  - {{id: a, text: hi, language: en, topic: "{"t" * 150}"}}\n'
     with pytest.raises(SuiteError) as raised:
         import_text(text, "wide.yaml")
-    assert raised.value.problems == [
+    assert raised.value.problems == [  # in line order, each at its own line
+        "wide.yaml:2: the version is longer than 32 characters",
         "wide.yaml:4: the topic of prompt 'a' is longer than 100 characters",
-        "wide.yaml:1: the version is longer than 32 characters",
     ], raised.value.problems
 
 
