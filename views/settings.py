@@ -5,7 +5,6 @@ the key variable and the host."""
 
 import streamlit as st
 
-from db import config
 from lib import ui
 from lib.providers.chat import check_connection
 from lib.providers.endpoints import (
@@ -14,6 +13,7 @@ from lib.providers.endpoints import (
     endpoint_state,
     key_is_set,
     save_user_endpoint,
+    user_endpoints_path,
 )
 from lib.vocab import Status
 
@@ -74,7 +74,7 @@ if st.button("Test connection", key="settings_test"):
 
 st.subheader("Add or edit an endpoint")
 st.caption(
-    f"Saved to your endpoints file, {ui.inline_text(str(config.user_endpoints_file()))}, which is "
+    f"Saved to your endpoints file, {ui.inline_text(str(user_endpoints_path()))}, which is "
     "rewritten whole (its comments are not kept). Give the *name* of the environment variable that "
     "holds the key; the key itself is never stored."
 )

@@ -618,6 +618,12 @@ def _loopback(hostname: str) -> bool:
         return False
 
 
+def user_endpoints_path() -> Path:
+    """The user's endpoints file, where `save_user_endpoint` writes (PARALLAX_USER_ENDPOINTS, by
+    default endpoints.user.toml beside the shipped file)."""
+    return config.user_endpoints_file()
+
+
 def save_user_endpoint(
     endpoint_id: str,
     entry: dict,
@@ -632,7 +638,7 @@ def save_user_endpoint(
     replaced (in one step), so nothing the app cannot read is ever written: EndpointConfigError
     names the problem. When the change sends a key to a new host, NeedsConfirmation unless
     `confirm` is that same KeyDestination."""
-    user_path = user_path or config.user_endpoints_file()
+    user_path = user_path or user_endpoints_path()
     if problem := id_problem(endpoint_id):
         raise EndpointConfigError(f"the endpoint {endpoint_id!r} {problem}")
     current_endpoints = _load(path, user_path, None)
