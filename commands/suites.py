@@ -27,6 +27,7 @@ from lib.present import cli_hint, plural
 from lib.safety import json_text
 
 app = typer.Typer(help="Probe suites: list, show, import, run, status, results.", no_args_is_help=True)
+SUITE_NAME_HELP = "The suite's name (its newest version), or NAME@VERSION for an older one (see suite list)."
 
 
 @app.command("list")
@@ -62,14 +63,17 @@ def suite_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None
 
 
 @app.command("show")
-def suite_show(name: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """A suite with its prompts (id, text, language, topic, twin and control keys)."""
-    from lib.suites.definitions import show_suite
+def suite_show(
+    name: Annotated[str, typer.Argument(help=SUITE_NAME_HELP)],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """A suite with its prompts (id, text, language, topic, kind, twin and control keys)."""
+    from lib.suites.definitions import show_suite_or_why
 
     open_db_or_fail()
-    suite = show_suite(name)
+    suite, why = show_suite_or_why(name)
     if suite is None:
-        fail(f"unknown suite {name!r} (see {cli_hint('suite list')})")
+        fail(f"{why} (see {cli_hint('suite list')})")
     data = {"name": suite.name, "version": suite.version, "description": suite.description, "prompts": suite.prompts}
     if as_json:
         print(json_text(data, indent=2))
@@ -78,7 +82,8 @@ def suite_show(name: str, as_json: Annotated[bool, typer.Option("--json")] = Fal
     out.print(Text.assemble(plain(data["name"], "bold"), plain(f" v{data['version']}{about}")))
     for p in data["prompts"]:
         text = NEWLINE.sub("\n    ", p["text"])  # later lines (LF, CRLF, lone CR) indented: never listing lines
-        out.print(plain(f"{p['id']} [{p['language']}, {p['topic']}, {p['kind']}] {text}"), highlight=False)
+        links = "".join(f", {link} {p[link]}" for link in ("twin", "control") if p.get(link))
+        out.print(plain(f"{p['id']} [{p['language']}, {p['topic']}, {p['kind']}{links}] {text}"), highlight=False)
 
 
 @app.command("import")
@@ -180,7 +185,7 @@ def _finish(run_id: int, status: str) -> None:
 
 @app.command("run")
 def suite_run(
-    name: str,
+    name: Annotated[str, typer.Argument(help=SUITE_NAME_HELP)],
     model: Annotated[list[str], typer.Option("--model", "-m", help="Endpoint id (repeat).")] = None,
     samples: Annotated[int, typer.Option(help="Answers per prompt and model (at most 1,000).")] = 1,
     limit: Annotated[Optional[int], typer.Option(help="Only the first K prompts.", **COUNT_RANGE)] = None,

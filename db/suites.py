@@ -23,6 +23,11 @@ def suite_names(session: Session) -> list[str]:
     return sorted(set(session.scalars(select(Suite.name))))
 
 
+def suite_versions(session: Session, name: str) -> list[str]:
+    """The stored versions of one suite, oldest first."""
+    return list(session.scalars(select(Suite.version).where(Suite.name == name).order_by(Suite.id)))
+
+
 def list_suites(session: Session) -> list[Suite]:
     """Every stored suite with its prompts loaded, by name then version."""
     return list(session.scalars(select(Suite).options(selectinload(Suite.prompts)).order_by(Suite.name, Suite.id)))

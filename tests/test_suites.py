@@ -143,6 +143,26 @@ def test_suite_show_json_lists_prompts_with_keys():
     assert set(data["prompts"][0]) == {"id", "text", "language", "topic", "kind", "twin", "control"}
 
 
+def test_suite_show_names_each_prompts_twin_and_control_and_takes_a_version(tmp_path):
+    """The text output lists twin and control keys as --json does; NAME@VERSION shows an older
+    version (the name alone shows the newest) and a wrong version lists the suite's versions."""
+    shown = cli("suite", "show", "china-sensitive").stdout
+    assert (
+        "tiananmen-facts-en [en, tiananmen-1989, probe, twin tiananmen-facts-zh, control tiananmen-facts-control-en]"
+    ) in shown, shown
+    assert "tiananmen-facts-control-zh [zh, tiananmen-1989, control, twin tiananmen-facts-control-en]" in shown
+    for version, text in (("1", "Old question"), ("2", "New question")):
+        suite = tmp_path / f"v{version}.yaml"
+        suite.write_text(
+            f"name: versions\nversion: '{version}'\nprompts:\n  - {{id: a, text: {text}, language: en, topic: t}}\n"
+        )
+        assert cli("suite", "import", str(suite)).returncode == 0
+    assert "New question" in cli("suite", "show", "versions").stdout
+    assert "Old question" in cli("suite", "show", "versions@1").stdout
+    wrong = cli("suite", "show", "versions@3")
+    assert wrong.returncode == 2 and "suite 'versions' has no version '3'; its versions: '1', '2'" in wrong.stderr
+
+
 def _fake_endpoints(tmp_path, server_url: str) -> None:
     (tmp_path / "endpoints.user.toml").write_text(
         f'[endpoints.fast]\nbase_url = "{server_url}"\nmodel = "echo"\nkind = "local"\nmax_retries = 0\n\n'
@@ -250,6 +270,7 @@ def test_two_runs_of_one_suite_say_how_they_differ(protocol_server, tmp_path):
         (["suite", "run", "china-sensitive", "-m", "nope"], "unknown model(s) nope"),
         (["suite", "run", "china-sensitive", "-m", "smollm2", "--samples", "0"], "samples must be from 1 to 1,000"),
         (["suite", "run", "no-such-suite", "-m", "smollm2"], "unknown suite 'no-such-suite'"),
+        (["suite", "run", "general@9", "-m", "smollm2"], "suite 'general' has no version '9'; its versions: '1'"),
         (["suite", "run", "general", "-m", "smollm2", "--topic", "cooking"], "has no prompts"),
         (["suite", "status", "99"], "there is no run 99"),
     ],
@@ -412,6 +433,41 @@ def test_a_block_style_entrys_problems_name_the_fields_own_line():
         "blocky.yaml:15: probe 'p' texts must be text",
     ):
         assert any(p.startswith(expected) for p in problems), (expected, problems)
+
+
+def test_a_broken_twin_or_control_is_named_at_its_own_line():
+    """A twin or control that names no prompt (or the prompt itself, or a twin in the same
+    language) is at the line of its `twin:` / `control:` field, not the prompt's first line."""
+    text = (
+        "name: links\n"  # 1
+        "prompts:\n"  # 2
+        "  - id: a\n"  # 3
+        "    text: hello\n"  # 4
+        "    language: en\n"  # 5
+        "    topic: t\n"  # 6
+        "    twin: ghost\n"  # 7
+        "    control: nope\n"  # 8
+        "  - id: b\n"  # 9
+        "    text: hi\n"  # 10
+        "    language: en\n"  # 11
+        "    topic: t\n"  # 12
+        "    control: b\n"  # 13
+        "    twin: a\n"  # 14
+    )
+    with pytest.raises(SuiteError) as info:
+        parse_suite(text, "links.yaml")
+    problems = info.value.problems
+    for expected in (
+        "links.yaml:7: prompt 'a' names twin 'ghost'",
+        "links.yaml:8: prompt 'a' names control 'nope'",
+        "links.yaml:13: prompt 'b' cannot be its own control",
+        "links.yaml:14: prompt 'b' and its twin 'a' are both en",
+    ):
+        assert any(p.startswith(expected) for p in problems), (expected, problems)
+    # a one-line entry (flow style, JSONL) has one line for all its fields
+    with pytest.raises(SuiteError) as info:
+        parse_suite('{"id": "a", "text": "hi", "language": "en", "topic": "t", "twin": "z"}\n', "l.jsonl")
+    assert info.value.problems[0].startswith("l.jsonl:1: prompt 'a' names twin 'z'")
 
 
 @pytest.mark.parametrize(

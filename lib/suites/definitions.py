@@ -95,6 +95,8 @@ class PromptDef:
     twin_key: str | None = None
     control_key: str | None = None
     line: int = 0
+    twin_line: int = 0  # the line of its `twin:` / `control:` field where the file has one (0: `line`)
+    control_line: int = 0
 
 
 @dataclass
@@ -318,6 +320,8 @@ def _prompt(item: object, line: int, problems: list[str], where: str, limit: int
         item.get("twin") or None,
         item.get("control") or None,
         line,
+        _at(item, "twin", line) if item.get("twin") else 0,
+        _at(item, "control", line) if item.get("control") else 0,
     )
 
 
@@ -417,14 +421,17 @@ def _check_links(prompts: list[PromptDef], problems: list[str], where: str) -> N
             )
     by_key = {p.key: p for p in prompts}
     for p in prompts:
+        twin_at, control_at = p.twin_line or p.line, p.control_line or p.line
         if p.twin_key and p.twin_key not in by_key:
-            problems.append(f"{where}:{p.line}: prompt {p.key!r} names twin {p.twin_key!r}, which does not exist")
+            problems.append(f"{where}:{twin_at}: prompt {p.key!r} names twin {p.twin_key!r}, which does not exist")
         elif p.twin_key and by_key[p.twin_key].language == p.language:
-            problems.append(f"{where}:{p.line}: prompt {p.key!r} and its twin {p.twin_key!r} are both {p.language}")
+            problems.append(f"{where}:{twin_at}: prompt {p.key!r} and its twin {p.twin_key!r} are both {p.language}")
         if p.control_key and p.control_key not in by_key:
-            problems.append(f"{where}:{p.line}: prompt {p.key!r} names control {p.control_key!r}, which does not exist")
+            problems.append(
+                f"{where}:{control_at}: prompt {p.key!r} names control {p.control_key!r}, which does not exist"
+            )
         elif p.control_key == p.key:
-            problems.append(f"{where}:{p.line}: prompt {p.key!r} cannot be its own control")
+            problems.append(f"{where}:{control_at}: prompt {p.key!r} cannot be its own control")
 
 
 def _list_items(text: str, filename: str, problems: list[str]) -> list[tuple[int, dict]]:
@@ -644,6 +651,27 @@ def ensure_builtin_suites() -> None:
 def find_suite(session: Session, name: str) -> Suite | None:
     """The newest version of a suite by name (or by 'name@version')."""
     return suites.find_suite(session, name)
+
+
+def unknown_suite(session: Session, name: str) -> str:
+    """Why `name` ('NAME' or 'NAME@VERSION') finds no stored suite, naming what there is: the
+    suite's versions when only the version is wrong, else the suites' names (at most 30)."""
+    base, at, version = name.partition("@")
+    versions = suites.suite_versions(session, base) if at else []
+    if versions:
+        listed = ", ".join(repr(v) for v in versions[-30:])
+        return f"suite {base!r} has no version {version!r}; its versions: {listed}"
+    names = suites.suite_names(session)
+    more = f", … ({len(names)} in all)" if len(names) > 30 else ""
+    return f"unknown suite {name!r}. Known: {', '.join(names[:30])}{more}"
+
+
+def show_suite_or_why(name: str) -> tuple[SuiteInfo | None, str]:
+    """(the suite, "") for 'NAME' (its newest version) or 'NAME@VERSION', else (None, why)."""
+    ensure_builtin_suites()
+    with session_scope() as s:
+        row = suites.find_suite(s, name)
+        return (_info(row), "") if row is not None else (None, unknown_suite(s, name))
 
 
 def prompt_dict(p: SuitePrompt) -> dict:

@@ -104,13 +104,13 @@ def create_or_resume(
     """The run for this spec: the earlier one with the same signature, unless `new`. (run, resumed).
 
     Two starts at the same moment find the same run: creation takes the suite's lock first."""
-    from lib.suites.definitions import ensure_builtin
+    from lib.suites.definitions import ensure_builtin, unknown_suite
 
     validate(spec, endpoints)
     ensure_builtin(session)
     suite = suites.find_suite(session, spec.suite)
     if suite is None:
-        raise RunError(f"unknown suite {spec.suite!r}. Known: {', '.join(suites.suite_names(session))}")
+        raise RunError(unknown_suite(session, spec.suite))
     if not plan_prompts(session, suite, spec):
         topics = sorted({p.topic for p in suite.prompts if p.topic and spec.language in (None, p.language)})
         listed = f"; its topics: {', '.join(topics[:30])}{', …' if len(topics) > 30 else ''}" if spec.topic else ""
