@@ -130,6 +130,7 @@ def test_settings_add_and_edit_round_trip_through_the_user_file(tmp_path):
     assert not at.exception, at.exception
     saved = tomllib.loads((tmp_path / "endpoints.user.toml").read_text())
     assert saved["endpoints"]["my-local"]["model"] == "qwen2.5"
+    assert saved["endpoints"]["my-local"]["kind"] == "local"  # the new form's URL is a local one
     assert saved["endpoints"]["my-local"]["key_env"] == "MY_LOCAL_KEY"
     # edit it: the form starts from the saved entry
     at.selectbox(key="settings_edit_choice").set_value("my-local").run()
@@ -140,6 +141,33 @@ def test_settings_add_and_edit_round_trip_through_the_user_file(tmp_path):
     saved = tomllib.loads((tmp_path / "endpoints.user.toml").read_text())
     assert saved["endpoints"]["my-local"]["model"] == "qwen3"
     assert saved["endpoints"]["my-local"]["name"] == "My local model"
+
+
+def test_settings_form_errors_name_the_forms_fields(tmp_path):
+    """A problem names the field by its label on the form beside the file's name for it, and a
+    kind that disagrees with an "embedded" base URL is refused, not saved as written."""
+    at = app()
+    at.switch_page("views/settings.py").run()
+    form = "settings_form_(new endpoint)"
+    at.text_input(key=f"{form}_id").input("mine")
+    at.text_input(key=f"{form}_base_url").input("http://127.0.0.1:9999/v1")
+    at.button(key="settings_save").click().run()
+    assert any("is missing 'Model name' (model)" in e.value.replace("\\", "") for e in at.error), [
+        e.value for e in at.error
+    ]
+    at.text_input(key=f"{form}_model").input("m")
+    at.text_input(key=f"{form}_key_env").input("not a variable")
+    at.button(key="settings_save").click().run()
+    assert any("'Key variable name' (key_env) must name" in e.value.replace("\\", "") for e in at.error), [
+        e.value for e in at.error
+    ]
+    at.text_input(key=f"{form}_key_env").input("")
+    at.text_input(key=f"{form}_base_url").input("embedded")
+    at.button(key="settings_save").click().run()
+    assert any("has kind 'local' with base_url" in e.value.replace("\\", "") for e in at.error), [
+        e.value for e in at.error
+    ]
+    assert not (tmp_path / "endpoints.user.toml").exists()
 
 
 def test_settings_never_shows_a_key(monkeypatch):

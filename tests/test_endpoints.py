@@ -86,6 +86,30 @@ def test_schema_errors_name_the_entry_line_and_problem(tmp_path):
         ep.load_endpoints(bad, tmp_path / "none.toml")
 
 
+def test_kind_and_base_url_agree_on_the_built_in_server(tmp_path):
+    """ "embedded" as the base URL is the built-in server, whatever kind is written beside it, so
+    an entry that writes both must agree; an override that gives a shipped embedded endpoint a URL
+    of its own is no longer 'embedded' (it is called over HTTP like any other server)."""
+    bad = tmp_path / "endpoints.toml"
+    bad.write_text('[endpoints.a]\nbase_url = "embedded"\nmodel = "m"\nkind = "hosted"\n')
+    with pytest.raises(ep.EndpointConfigError, match=r"line 4: \[endpoints.a\] has kind 'hosted' with base_url"):
+        ep.load_endpoints(bad, tmp_path / "none.toml")
+    bad.write_text('[endpoints.a]\nkind = "embedded"\nbase_url = "http://127.0.0.1:8080/v1"\nmodel = "m"\n')
+    with pytest.raises(ep.EndpointConfigError, match=r"line 2: .*kind 'embedded' \(the built-in server\) with a"):
+        ep.load_endpoints(bad, tmp_path / "none.toml")
+    bad.write_text('[endpoints.a]\nbase_url = "embedded"\nmodel = "m"\n')  # no kind written: it is embedded
+    assert ep.load_endpoints(bad, tmp_path / "none.toml")["a"].kind == "embedded"
+    user = tmp_path / "user.toml"
+    user.write_text('[endpoints.smollm2]\nbase_url = "http://127.0.0.1:8080/v1"\n')
+    assert ep.load_endpoints(SHIPPED, user)["smollm2"].kind == "local"
+    user.write_text('[endpoints.smollm2]\nbase_url = "https://example.org/v1"\n')
+    assert ep.load_endpoints(SHIPPED, user)["smollm2"].kind == "hosted"
+    with pytest.raises(ep.EndpointConfigError, match="the endpoint 'z' has kind 'hosted' with base_url"):
+        ep.save_user_endpoint(
+            "z", {"base_url": "embedded", "model": "m", "kind": "hosted"}, tmp_path / "u2.toml", path=SHIPPED
+        )
+
+
 def test_unknown_model_lists_the_known_ones():
     loaded = ep.load_endpoints(SHIPPED)
     with pytest.raises(ep.UnknownEndpoint) as info:

@@ -18,6 +18,28 @@ from lib.providers.endpoints import (
 from lib.vocab import Status
 
 SAVED = "settings_saved_message"
+# the form's label for each field an endpoint message names (messages use the file's names)
+FORM_LABELS = {
+    "base_url": "Base URL",
+    "key_env": "Key variable name",
+    "model": "Model name",
+    "name": "Display name",
+}
+
+
+def form_message(message: str) -> str:
+    """An endpoint problem in the form's words: each field it names gets its label beside it
+    ("'Key variable name' (key_env) must name…", "is missing 'Model name' (model)")."""
+    import re
+
+    def label(match: re.Match) -> str:
+        field = match.group(1) or match.group(2)
+        return f"'{FORM_LABELS[field]}' ({field})"
+
+    quoted = "|".join(FORM_LABELS)
+    return re.sub(rf"'({quoted})'|\b(base_url|key_env)\b(?= (?:must|is) )", label, message)
+
+
 PENDING = "settings_pending_save"  # (endpoint id, entry, KeyDestination) awaiting a confirmation
 
 st.title("Settings")
@@ -105,7 +127,9 @@ with st.form("endpoint_form"):
     kind = st.selectbox(
         "Kind",
         ["hosted", "local", "embedded"],
-        index=["hosted", "local", "embedded"].index(base.kind) if base else 0,
+        index=["hosted", "local", "embedded"].index(base.kind) if base else 1,  # the new one's URL is local
+        help="hosted: a provider's API (needs a key); local: a server you run (Ollama, vLLM, llama.cpp); "
+        'embedded: the built-in model (its Base URL is "embedded")',
     )
     q = base.quirks if base else None
     c1, c2, c3 = st.columns(3)
@@ -161,7 +185,7 @@ if submitted:
     except NeedsConfirmation as exc:
         st.session_state[PENDING] = (endpoint_id.strip(), entry, exc.destination)
     except EndpointConfigError as exc:
-        st.error(f"Not saved: {ui.inline_text(str(exc))}")
+        st.error(f"Not saved: {ui.inline_text(form_message(str(exc)))}")
     else:
         ui.refresh_states()
         st.session_state[SAVED] = f"Saved '{endpoint_id.strip()}' to {path}."
@@ -182,7 +206,7 @@ if pending := st.session_state.get(PENDING):
         try:
             path = save_user_endpoint(pending_id, pending_entry, confirm=destination)
         except EndpointConfigError as exc:
-            st.error(f"Not saved: {ui.inline_text(str(exc))}")
+            st.error(f"Not saved: {ui.inline_text(form_message(str(exc)))}")
         else:
             ui.refresh_states()
             st.session_state[SAVED] = f"Saved '{pending_id}' to {path}."

@@ -311,6 +311,18 @@ def _check_entry(path: Path | None, text: str, endpoint_id: str, entry: object, 
         )
     if entry.get("kind", "hosted") not in KINDS:
         fail(f"has kind {entry['kind']!r}; it must be {_one_of(KINDS)}", "kind")
+    if "kind" in entry and isinstance(entry.get("base_url"), str):  # both written here: they must agree
+        if entry["base_url"] == EMBEDDED and entry["kind"] != EMBEDDED:
+            fail(
+                f"has kind {entry['kind']!r} with base_url \"embedded\" (the built-in server): its kind is 'embedded'",
+                "kind",
+            )
+        if entry["kind"] == EMBEDDED and entry["base_url"] != EMBEDDED:
+            fail(
+                "has kind 'embedded' (the built-in server) with a base_url of its own: its kind is 'local' or "
+                "'hosted', or its base_url is \"embedded\"",
+                "kind",
+            )
     if not partial:
         for required in ("base_url", "model"):
             if not entry.get(required):
@@ -479,7 +491,13 @@ def _merge(base: dict, override: dict) -> dict:
 
 
 def _build(endpoint_id: str, entry: dict, source: str) -> Endpoint:
-    kind = entry.get("kind") or (EMBEDDED if entry["base_url"] == EMBEDDED else "hosted")
+    # the base URL decides what is called (Endpoint.is_embedded): an override that gives a shipped
+    # embedded endpoint a URL of its own keeps no 'embedded' kind, and "embedded" is always that kind
+    kind = entry.get("kind") or "hosted"
+    if entry["base_url"] == EMBEDDED:
+        kind = EMBEDDED
+    elif kind == EMBEDDED:
+        kind = "local" if _loopback(urlparse(strip_credentials(entry["base_url"])).hostname or "") else "hosted"
     return Endpoint(
         id=endpoint_id,
         name=entry.get("name") or endpoint_id,
