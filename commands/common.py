@@ -194,6 +194,8 @@ def load_endpoints_or_fail():
     try:
         return load_endpoints()
     except EndpointConfigError as exc:
+        if len(exc.problems) > 1:
+            fail_problems("the endpoints configuration", exc.problems, "fix them and retry")
         fail(str(exc))
 
 

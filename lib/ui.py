@@ -62,10 +62,18 @@ def endpoints_or_stop():
     try:
         return load_endpoints()
     except EndpointConfigError as exc:
-        st.error(
-            f"The endpoints file cannot be read: {inline_text(str(exc))}. "
-            "Fix the file and reload the page; nothing else needs restarting."
-        )
+        if len(exc.problems) == 1:
+            st.error(
+                f"The endpoints file cannot be read: {inline_text(exc.problems[0])}. "
+                "Fix the file and reload the page; nothing else needs restarting."
+            )
+        else:
+            listed = "\n".join(f"- {inline_text(p)}" for p in exc.problems[:50])
+            more = f"\n- … and {len(exc.problems) - 50} more" if len(exc.problems) > 50 else ""
+            st.error(
+                f"The endpoints files cannot be read ({len(exc.problems)} problems):\n\n{listed}{more}\n\n"
+                "Fix them and reload the page; nothing else needs restarting."
+            )
         st.stop()
 
 

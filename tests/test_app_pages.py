@@ -218,3 +218,17 @@ def test_a_broken_endpoints_file_is_explained_once_per_page(tmp_path, page):
     pointer = [e.value for e in at.sidebar.error if "the Settings page says why" in e.value]
     assert len(pointer) == (1 if page.endswith("analysis.py") else 0), errors  # not beside the reason itself
     assert all("Fix the file and reload the page" in e for e in errors if "it must be 'hosted'" in e), errors
+
+
+def test_a_page_lists_every_broken_endpoint_entry(tmp_path):
+    (tmp_path / "endpoints.user.toml").write_text(
+        '[endpoints.bad]\nkind = "nope"\nbase_url = "http://h"\nmodel = "m"\n[endpoints.worse]\ntimeout = -1\n',
+        encoding="utf-8",
+    )
+    at = app()
+    at.switch_page("views/compare.py").run()
+    assert not at.exception, at.exception
+    errors = [as_read(e.value) for e in at.error]
+    assert len(errors) == 1 and "The endpoints files cannot be read (2 problems)" in errors[0], errors
+    assert "line 2: [endpoints.bad] has kind 'nope'" in errors[0], errors
+    assert "line 5: [endpoints.worse] is missing 'base_url'" in errors[0], errors

@@ -203,6 +203,26 @@ def test_malformed_endpoints_file_names_file_and_line(tmp_path):
     assert done.returncode == 2 and "line 3" in done.stderr and "endpoints.toml" in done.stderr
 
 
+def test_every_broken_endpoint_entry_is_named_at_once(tmp_path):
+    """Each entry's problem is listed with its line, both files' (it was the first problem only:
+    one run per typo); an override of an entry whose problem is already named adds none."""
+    shipped = tmp_path / "endpoints.toml"
+    shipped.write_text('[endpoints.ok]\nbase_url = "http://h"\nmodel = "m"\n\n[endpoints.x]\nbase_url = "ftp://h"\n')
+    user = tmp_path / "endpoints.user.toml"
+    user.write_text(
+        '[endpoints.x]\nmodel = "m"\n\n[endpoints.a]\nbase_url = "http://h"\nmodel = "m"\nkind = "nope"\n\n'
+        '[endpoints.b]\nbase_url = "http://h"\nmodle = "m"\n'
+    )
+    done = cli("models", env={"PARALLAX_ENDPOINTS": str(shipped), "PARALLAX_USER_ENDPOINTS": str(user)})
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.splitlines()
+    assert "the endpoints configuration has 3 problems; fix them and retry" in lines[0], lines
+    assert f"{shipped}, line 5: [endpoints.x] is missing 'model'" in lines[1], lines
+    assert f"{user}, line 7: [endpoints.a] has kind 'nope'" in lines[2], lines
+    assert f"{user}, line 11: [endpoints.b] has unknown field 'modle'" in lines[3], lines
+    assert len(lines) == 4, lines
+
+
 def test_nothing_is_written_for_a_rejected_prompt(tmp_path):
     cli("ask", "", "-m", "smollm2")
     assert not (tmp_path / "data" / "test.db").exists()

@@ -94,7 +94,14 @@ QUOTES = "\"'"  # TOML's basic and literal strings
 
 
 class EndpointConfigError(ValueError):
-    """An endpoints file that cannot be used; the message names the file, line and problem."""
+    """An endpoints file that cannot be used; the message names the file, line and problem.
+
+    `problems` lists each problem found (one per entry that has one, in file order; one for a file
+    that does not parse), each naming its file and line; the message is them, one per line."""
+
+    def __init__(self, message: str = "", problems: list[str] | None = None):
+        self.problems = list(problems) if problems else [message]
+        super().__init__("\n".join(self.problems))
 
 
 class UnknownEndpoint(KeyError):
@@ -527,19 +534,34 @@ def _load(path: Path | None, user_path: Path, user_text: str | None) -> dict[str
     path = path or config.endpoints_file()
     if not path.exists():
         raise EndpointConfigError(f"{path}: the endpoints file is missing")
+    problems: list[str] = []  # every entry's first problem, each file's in its order: one reading fixes all
+
+    def checked(file: Path, text: str, endpoint_id: str, entry: object, partial: bool) -> bool:
+        try:
+            _check_entry(file, text, endpoint_id, entry, partial)
+        except EndpointConfigError as exc:
+            problems.extend(exc.problems)
+            return False
+        return True
+
     shipped, text = _read_table(path)
-    for endpoint_id, entry in shipped.items():
-        _check_entry(path, text, endpoint_id, entry, partial=False)
-    entries = {eid: (entry, "shipped") for eid, entry in shipped.items()}
+    entries = {
+        eid: (entry, "shipped") for eid, entry in shipped.items() if checked(path, text, eid, entry, partial=False)
+    }
     if user_text is not None or user_path.exists():
         user, user_text = _read_table(user_path, user_text)
         for endpoint_id, entry in user.items():
             base = entries.get(endpoint_id)
-            _check_entry(user_path, user_text, endpoint_id, entry, partial=base is not None)
+            if base is None and endpoint_id in shipped:  # its shipped entry has a problem, already named
+                continue
+            if not checked(user_path, user_text, endpoint_id, entry, partial=base is not None):
+                continue
             if base is not None:
                 entries[endpoint_id] = (_merge(base[0], entry), "user override")
             else:
                 entries[endpoint_id] = (entry, "user")
+    if problems:
+        raise EndpointConfigError(problems=problems)
     return {eid: _build(eid, entry, source) for eid, (entry, source) in entries.items() if entry.get("enabled", True)}
 
 
