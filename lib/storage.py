@@ -36,7 +36,8 @@ def database_label() -> str:
 
 # the embedded server's record, lock, failure note, log and users files, and suite runs' logs:
 # in the data folder, named by a port or a run that may not exist yet
-STATE_FILE = re.compile(r"local_server\.(?:json|lock|failed|log|[0-9]+\.users)|suite_run_[0-9]+\.log")
+# in any case: on macOS's and Windows' file systems LOCAL_SERVER.JSON is the same file
+STATE_FILE = re.compile(r"local_server\.(?:json|lock|failed|log|[0-9]+\.users)|suite_run_[0-9]+\.log", re.I)
 STATE_FILE_WHAT = "a state file of Parallax's embedded server or suite runs"
 
 

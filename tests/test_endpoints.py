@@ -110,6 +110,18 @@ def test_kind_and_base_url_agree_on_the_built_in_server(tmp_path):
         )
 
 
+def test_a_dangling_link_at_the_user_file_is_named_not_read_as_no_file(tmp_path):
+    """A link whose file is gone (a moved dotfiles folder) was read as "no user file": every
+    endpoint the user added vanished in silence, and saving one replaced the link."""
+    user = tmp_path / "endpoints.user.toml"
+    user.symlink_to(tmp_path / "gone" / "endpoints.user.toml")
+    with pytest.raises(ep.EndpointConfigError, match=r"endpoints.user.toml: a link to .*gone.*, which does not exist"):
+        ep.load_endpoints(SHIPPED, user)
+    with pytest.raises(ep.EndpointConfigError, match="which does not exist"):
+        ep.save_user_endpoint("mine", {"base_url": "http://127.0.0.1:1/v1", "model": "m"}, user, path=SHIPPED)
+    assert user.is_symlink() and not user.exists()
+
+
 def test_unknown_model_lists_the_known_ones():
     loaded = ep.load_endpoints(SHIPPED)
     with pytest.raises(ep.UnknownEndpoint) as info:

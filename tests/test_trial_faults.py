@@ -144,6 +144,9 @@ def test_no_output_is_written_over_the_embedded_servers_state(tmp_path):
         ["analyze", "--html", str(data / "suite_run_98.log")],
         ["classify", str(_rows_file(tmp_path)), "-o", str(data / "local_server.9999.users/")],
         ["classify", str(_rows_file(tmp_path)), "-o", str(tmp_path / "data" / ".." / "data" / "local_server.failed")],
+        # in any case: on a case-insensitive file system (macOS, Windows) it is the same file
+        ["export", "-f", "jsonl", "-o", str(data / "Local_Server.JSON")],
+        ["analyze", "--html", str(data / "SUITE_RUN_97.LOG")],
     ):
         done = cli(*args)
         assert done.returncode == 2 and "a state file of Parallax's embedded server" in done.stderr, (args, done.stderr)

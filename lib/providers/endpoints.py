@@ -548,6 +548,11 @@ def _load(path: Path | None, user_path: Path, user_text: str | None) -> dict[str
     entries = {
         eid: (entry, "shipped") for eid, entry in shipped.items() if checked(path, text, eid, entry, partial=False)
     }
+    if user_text is None and not user_path.exists() and user_path.is_symlink():  # read as "no file" before
+        raise EndpointConfigError(
+            f"{user_path}: a link to {os.readlink(user_path)}, which does not exist (remove the link, or "
+            "make the file it names)"
+        )
     if user_text is not None or user_path.exists():
         user, user_text = _read_table(user_path, user_text)
         for endpoint_id, entry in user.items():
