@@ -90,7 +90,6 @@ def ask(
     """Ask one prompt of several models at once, stream the answers and store them."""
     from lib.files import decode_lenient
     from lib.providers.chat import Column, PromptError, validate_prompt
-    from lib.providers.chat import ask as do_ask
     from lib.providers.endpoints import UnknownEndpoint, key_is_set, resolve
     from lib.safety import clean_text
 
@@ -123,6 +122,24 @@ def ask(
         system = opened.system_prompt if opened is not None else None
     columns = [Column(e.id, e) for e in endpoints]
     overrides = {"temperature": temperature, "max_tokens": max_tokens}
+    _ask_and_report(prompt, columns, system, conversation, overrides, as_json)
+
+
+def _ask_and_report(
+    prompt: str,
+    columns: list,
+    system: str | None,
+    conversation: int | None,
+    overrides: dict,
+    as_json: bool,
+    exchange_id: int | None = None,
+) -> None:
+    """Ask `columns` (a new turn of `conversation`, or a retry of `exchange_id`), show the answers
+    as they stream (each whole under its model's name when piped), then one summary line each and
+    how to continue and vote; or one JSON object."""
+    from lib.providers.chat import PromptError
+    from lib.providers.chat import ask as do_ask
+
     live_texts = {c.slot: plain("…") for c in columns}
 
     def render() -> Table:
@@ -138,7 +155,13 @@ def ask(
     try:
         if as_json or not out.is_terminal:  # piped: no live table, each answer whole under its model's name
             result = do_ask(
-                prompt, columns, system=system, conversation_id=conversation, overrides=overrides, on_start=on_start
+                prompt,
+                columns,
+                system=system,
+                conversation_id=conversation,
+                overrides=overrides,
+                on_start=on_start,
+                exchange_id=exchange_id,
             )
         else:
             with Live(render(), console=out, refresh_per_second=8, transient=False) as live:
@@ -160,6 +183,7 @@ def ask(
                     overrides=overrides,
                     on_update=update,
                     on_start=on_start,
+                    exchange_id=exchange_id,
                 )
     except PromptError as exc:
         fail(str(exc))
@@ -218,11 +242,9 @@ def ask(
         if a["status"] != Status.OK and a["error"]:  # why, where the summary is read (stdout may be a file)
             line += f": {_one_line(a['error'])}"
         err.print(plain(line, "dim"))
-    ok = [a for a in answers.values() if a["status"] == Status.OK]
     vote = ""
-    if len(answers) == 2 == len(ok):
-        first, second = (col.endpoint.name for col in columns)
-        vote = f"; vote with: vote {result.exchange_id} a|b|tie|both_bad, A is {first}, B is {second}"
+    if sides := _vote_sides(result.conversation_id, result.exchange_id):
+        vote = f"; vote with: vote {result.exchange_id} a|b|tie|both_bad, A is {sides[0]}, B is {sides[1]}"
     err.print(
         plain(
             f"conversation {result.conversation_id}, exchange {result.exchange_id} "
@@ -230,6 +252,59 @@ def ask(
             "dim",
         )
     )
+
+
+@app.command()
+def retry(
+    exchange: Annotated[int, typer.Argument(help="The turn (exchange id) to ask again; ask prints it.", **ID_RANGE)],
+    model: Annotated[
+        list[str],
+        typer.Option("--model", "-m", help="Endpoint id to ask again (repeat); default: the answers that failed."),
+    ] = None,
+    temperature: Annotated[Optional[float], typer.Option(help="Sampling temperature.", **TEMPERATURE_RANGE)] = None,
+    max_tokens: Annotated[Optional[int], typer.Option(help="Most output tokens per answer.", **COUNT_RANGE)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Ask the last turn of a conversation again, of the models whose answer failed (or those named),
+    as the Compare page's Retry does: the new answer replaces the earlier one in the turn."""
+    from lib.conversations import RetryError, retry_plan
+    from lib.providers.chat import Column
+    from lib.providers.endpoints import UnknownEndpoint, key_is_set, resolve
+
+    configured = load_endpoints_or_fail()
+    open_db_or_fail()
+    try:
+        plan = retry_plan(exchange, list(dict.fromkeys(model or [])))
+    except RetryError as exc:
+        fail(str(exc))
+    try:
+        endpoints = resolve(configured, plan.slots)
+    except UnknownEndpoint as exc:
+        fail(
+            f"model '{exc.endpoint_id}' is no longer configured, so it cannot be asked again (see {cli_hint('models')})"
+        )
+    for endpoint in endpoints:
+        if not key_is_set(endpoint):
+            fail(f"model '{endpoint.id}' needs an API key: set the environment variable {endpoint.key_env}")
+    columns = [Column(e.id, e) for e in endpoints]
+    overrides = {"temperature": temperature, "max_tokens": max_tokens}
+    _ask_and_report(plan.prompt, columns, plan.system_prompt, plan.conversation_id, overrides, as_json, exchange)
+
+
+def _vote_sides(conversation_id: int, exchange_id: int) -> tuple[str, str] | None:
+    """The names of sides A and B when the turn can be voted on (two columns, both finished: after
+    a retry, its other column's answer counts too), else None."""
+    from lib.conversations import load
+
+    view = load(conversation_id)
+    exchange = next((e for e in view.exchanges if e.id == exchange_id), None) if view else None
+    if exchange is None:
+        return None
+    latest = exchange.latest
+    shown = [latest[slot] for slot in view.slots if slot in latest]
+    if len(shown) != 2 or any(r.failed for r in shown):
+        return None
+    return shown[0].display_name, shown[1].display_name
 
 
 def _one_line(text: str, limit: int = 160) -> str:

@@ -12,7 +12,7 @@ from db.conversations import ConversationSummary
 from db.engine import session_scope
 from db.vocab import Mode, Status, Winner
 from lib.deflection.labelling import save_human_label
-from lib.present import plural
+from lib.present import cli_hint, plural
 from lib.providers.signals import budget_note
 
 __all__ = ["ConversationSummary", "save_human_label"]
@@ -164,6 +164,62 @@ def history(
         return conversations.list_conversations(s, query, mode, label, page=page, per_page=per_page)
 
 
+class RetryError(ValueError):
+    """A turn that cannot be asked again (unknown, not the last, blind, imported, no such column)."""
+
+
+@dataclass(frozen=True)
+class RetryPlan:
+    """What asking a turn again sends: its prompt and system prompt, to these columns (slots)."""
+
+    conversation_id: int
+    prompt: str
+    system_prompt: str | None
+    slots: list[str]
+
+
+def retry_plan(exchange_id: int, slots: list[str] | None = None) -> RetryPlan:
+    """The retry of turn `exchange_id` for `slots` (endpoint ids), or by default for the columns
+    whose latest answer did not finish, as the Compare page's Retry button allows it.
+
+    Raises RetryError when the turn does not exist, is not its conversation's last turn (a later
+    turn was asked with this answer in its history), is part of a blind battle (retried in the
+    Arena) or of an import (kept as it was), names a model with no column in that turn, or has no
+    failed answer and no model was named."""
+    with session_scope() as s:
+        exchange = conversations.get_exchange(s, exchange_id)
+        if exchange is None:
+            raise RetryError(f"there is no turn (exchange) {exchange_id}")
+        conv = conversations.load_conversation(s, exchange.conversation_id)
+        if conv.mode == Mode.ARENA:
+            raise RetryError(f"turn {exchange_id} is part of a blind battle: retry it in the Arena")
+        if conv.mode == Mode.IMPORTED:
+            raise RetryError(f"turn {exchange_id} was imported: imported answers are kept as they were")
+        last = max(conv.exchanges, key=lambda e: e.turn_index)
+        if last.id != exchange.id:
+            raise RetryError(
+                f"turn {exchange_id} is not the last of conversation {conv.id} (that is {last.id}): later turns "
+                "were asked with its answers in their history, so only the last turn is asked again"
+            )
+        latest = {r.slot: r for r in exchange.responses}
+        columns = [slot for slot in conversations.conversation_slots(conv) if slot in latest]
+        if slots:
+            if unknown := [slot for slot in slots if slot not in latest]:
+                raise RetryError(
+                    f"turn {exchange_id} has no answer from {', '.join(repr(u) for u in unknown[:10])} "
+                    f"(its models: {', '.join(columns)})"
+                )
+            chosen = list(slots)
+        else:
+            chosen = [slot for slot in columns if latest[slot].status != Status.OK]
+            if not chosen:
+                raise RetryError(
+                    f"every answer of turn {exchange_id} finished; name the model(s) to ask again with -m "
+                    f"(its models: {', '.join(columns)})"
+                )
+        return RetryPlan(conv.id, exchange.prompt, exchange.system_prompt, chosen)
+
+
 class VoteError(ValueError):
     """A vote that cannot be recorded (unknown turn, not exactly two answers, bad winner)."""
 
@@ -205,7 +261,8 @@ def vote(exchange_id: int, winner: str, voter: str = "local") -> RecordedVote:
             what = ", ".join(f"{r.display_name}'s answer failed ({r.status})" for r in failed)
             raise VoteError(
                 f"turn {exchange_id}: {what}; a vote needs two finished answers "
-                "(retry that answer on the Compare page, or ask again for a new turn)"
+                f"(retry that answer: {cli_hint(f'retry {exchange_id}')} or the Compare page; or ask again for a "
+                "new turn)"
             )
         stored = votes.add_vote(s, exchange_id, a.id, b.id, winner, blind=False, voter=voter)
         return RecordedVote(stored.id, a.display_name, b.display_name)

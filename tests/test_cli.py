@@ -123,6 +123,50 @@ def test_ask_names_the_exchange_and_its_sides_and_vote_takes_them(protocol_serve
     )
 
 
+def test_retry_asks_a_failed_answer_again_and_then_the_turn_can_be_voted(protocol_server, tmp_path):
+    """The command line's Retry: `retry EXCHANGE` asks again the models whose answer failed (or
+    those named), replacing their answer in the same turn, as the Compare page's button does;
+    `vote` pointed to the page for it."""
+    user = tmp_path / "endpoints.user.toml"
+
+    def endpoints(second_model: str) -> None:
+        user.write_text(
+            f'[endpoints.one]\nname = "First Echo"\nbase_url = "{protocol_server.url}"\nmodel = "echo"\n'
+            'kind = "local"\nmax_retries = 0\n'
+            f'[endpoints.two]\nname = "Flaky"\nbase_url = "{protocol_server.url}"\nmodel = "{second_model}"\n'
+            'kind = "local"\nmax_retries = 0\n'
+        )
+
+    endpoints("error500")
+    asked = json.loads(cli("ask", "Say hello.", "-m", "one", "-m", "two", "--json").stdout)
+    exchange, conversation = asked["exchange_id"], asked["conversation_id"]
+    assert asked["models"]["two"]["status"] != "ok"
+    refused = cli("vote", str(exchange), "a")
+    assert refused.returncode == 2 and f"cli.py retry {exchange}" in refused.stderr, refused.stderr
+    again = cli("retry", str(exchange))  # still failing: it says so, and nothing else changes
+    assert again.returncode == 0 and "two: error" in again.stderr and "vote with" not in again.stderr, again.stderr
+    endpoints("echo")
+    again = cli("retry", str(exchange))
+    summary = " ".join(again.stderr.split())
+    assert again.returncode == 0 and "two: ok" in summary and "one:" not in summary, summary
+    assert f"exchange {exchange} " in summary and "A is First Echo, B is Flaky" in summary, summary
+    assert cli("vote", str(exchange), "b").returncode == 0
+    nothing = cli("retry", str(exchange))
+    assert nothing.returncode == 2 and "every answer of turn" in nothing.stderr and "one, two" in nothing.stderr
+    named = json.loads(cli("retry", str(exchange), "-m", "one", "--json").stdout)
+    assert named["exchange_id"] == exchange and set(named["models"]) == {"one"}
+    for args, message in (
+        (["retry", "999999"], "there is no turn (exchange) 999999"),
+        (["retry", str(exchange), "-m", "three"], "has no answer from 'three' (its models: one, two)"),
+    ):
+        done = cli(*args)
+        assert done.returncode == 2 and message in done.stderr, (args, done.stderr)
+    later = json.loads(cli("ask", "And again.", "-m", "one", "--conversation", str(conversation), "--json").stdout)
+    done = cli("retry", str(exchange), "-m", "one")
+    assert done.returncode == 2 and f"is not the last of conversation {conversation}" in done.stderr, done.stderr
+    assert f"(that is {later['exchange_id']})" in done.stderr
+
+
 def test_ask_shows_each_answers_label_and_none_for_a_failed_call(protocol_server, tmp_path):
     """The detector labels every answer as it is stored; `ask` says which label each got, in its
     JSON and on each model's summary line, as the Compare page's badge does."""

@@ -192,3 +192,32 @@ def test_a_vote_needs_two_finished_answers():
     with session_scope() as s:
         conversations.add_response(s, exchange_id, "b", other, Outcome(text="Paris, I think.", status="ok"))
     assert vote(exchange_id, "a").b == "B"  # the retried answer is the one shown: now it counts
+
+
+def test_a_retry_is_refused_for_battles_imports_and_earlier_turns():
+    """`retry` asks again only what the Compare page's Retry would: the last turn of a named
+    conversation, never a blind battle's (retried in the Arena, which keeps it blind) or an import."""
+    import pytest
+
+    from db.vocab import Mode
+    from lib.conversations import RetryError, retry_plan
+
+    endpoint = Endpoint(id="a", name="A", base_url="http://h/v1", model="m")
+    made = {}
+    with session_scope() as s:
+        for mode in (Mode.ARENA, Mode.IMPORTED):
+            conv = conversations.create_conversation(s, mode=mode)
+            ex = conversations.add_exchange(s, conv.id, "Capital of France?", language="en")
+            conversations.add_response(s, ex.id, "a", endpoint, Outcome(text="", status="error", error_message="x"))
+            made[mode] = ex.id
+    with pytest.raises(RetryError, match="part of a blind battle: retry it in the Arena"):
+        retry_plan(made[Mode.ARENA])
+    with pytest.raises(RetryError, match="was imported: imported answers are kept as they were"):
+        retry_plan(made[Mode.IMPORTED], ["a"])
+    with session_scope() as s:
+        conv = conversations.create_conversation(s)
+        first = conversations.add_exchange(s, conv.id, "One?", language="en")
+        conversations.add_response(s, first.id, "a", endpoint, Outcome(text="", status="error", error_message="x"))
+        first_id, conversation_id = first.id, conv.id
+    plan = retry_plan(first_id)
+    assert (plan.conversation_id, plan.prompt, plan.slots) == (conversation_id, "One?", ["a"])
