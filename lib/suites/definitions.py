@@ -726,11 +726,8 @@ def suite_names() -> list[str]:
 
 
 def show_suite(name: str) -> SuiteInfo | None:
-    """One stored suite by name (or name@version), or None."""
-    ensure_builtin_suites()
-    with session_scope() as s:
-        row = suites.find_suite(s, name)
-        return _info(row) if row is not None else None
+    """One stored suite by name (or name@version), or None (`show_suite_or_why` says why)."""
+    return show_suite_or_why(name)[0]
 
 
 @dataclass(frozen=True)
