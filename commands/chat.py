@@ -188,7 +188,14 @@ def _ask_and_report(
     except PromptError as exc:
         fail(str(exc))
     except (KeyboardInterrupt, SystemExit):  # Ctrl-C, or a SIGTERM/SIGHUP that ends as it does
-        if started:  # what arrived is stored (an answer cut short as interrupted): say where
+        if started and exchange_id is not None:  # a retry cut short: the turn shows what arrived
+            err.print(
+                f"turn {exchange_id} keeps what arrived, marked interrupted (ask it again with "
+                f"{cli_hint(f'retry {exchange_id}')})",
+                style="dim",
+                markup=False,
+            )
+        elif started:  # what arrived is stored (an answer cut short as interrupted): say where
             err.print(
                 f"conversation {started[0]} keeps what arrived (continue with --conversation {started[0]})",
                 style="dim",

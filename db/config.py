@@ -159,9 +159,13 @@ def secrets_file() -> Path:
 
 
 def _not_a_file(name: str, path: Path, must_exist: bool) -> None:
-    if must_exist and not path.exists():
+    try:
+        exists = path.exists()
+    except OSError as exc:  # a name too long for the file system ("File name too long") was a traceback
+        raise ConfigError(f"{name} is {str(path)[:200]!r}, which cannot be used ({exc.strerror})") from None
+    if must_exist and not exists:
         raise ConfigError(f"{name} is {path}, which does not exist")
-    if path.exists() and not path.is_file():
+    if exists and not path.is_file():
         raise ConfigError(f"{name} is {path}, which is not a file")
 
 

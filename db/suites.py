@@ -45,9 +45,9 @@ def get_suite_by_id(session: Session, suite_id: int) -> Suite | None:
 
 def find_suite(session: Session, name: str) -> Suite | None:
     """The newest version of a suite by name (or exactly 'name@version')."""
-    name, _, version = name.partition("@")
+    name, at, version = name.partition("@")
     stmt = select(Suite).where(Suite.name == name)
-    if version:
+    if at:  # 'name@' names the version '' (none has it), not the newest
         stmt = stmt.where(Suite.version == version)
     return session.scalars(stmt.order_by(Suite.id.desc())).first()
 

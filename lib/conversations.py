@@ -184,8 +184,8 @@ def retry_plan(exchange_id: int, slots: list[str] | None = None) -> RetryPlan:
 
     Raises RetryError when the turn does not exist, is not its conversation's last turn (a later
     turn was asked with this answer in its history), is part of a blind battle (retried in the
-    Arena) or of an import (kept as it was), names a model with no column in that turn, or has no
-    failed answer and no model was named."""
+    Arena), of an import (kept as it was) or of a suite run (resumed instead), names a model with
+    no column in that turn, or has no failed answer and no model was named."""
     with session_scope() as s:
         exchange = conversations.get_exchange(s, exchange_id)
         if exchange is None:
@@ -195,6 +195,11 @@ def retry_plan(exchange_id: int, slots: list[str] | None = None) -> RetryPlan:
             raise RetryError(f"turn {exchange_id} is part of a blind battle: retry it in the Arena")
         if conv.mode == Mode.IMPORTED:
             raise RetryError(f"turn {exchange_id} was imported: imported answers are kept as they were")
+        if conv.mode == Mode.SUITE:  # another answer in the item would count twice in the run's rates
+            raise RetryError(
+                f"turn {exchange_id} is an item of suite run {conv.suite_run_id}: its answers are kept as the run "
+                f"stored them; {cli_hint(f'suite resume {conv.suite_run_id}')} retries the run's failed items"
+            )
         last = max(conv.exchanges, key=lambda e: e.turn_index)
         if last.id != exchange.id:
             raise RetryError(

@@ -97,6 +97,27 @@ def _store_conversation(prompt: str, answer: str, endpoint_id: str = "gone-model
         return conv.id
 
 
+def test_a_suite_runs_item_opened_in_compare_cannot_be_retried_or_continued():
+    """Another answer or turn in a suite run's item would count twice in the run's rates: opened
+    in Compare it reads as an import does (no Retry, no chat box), with the reason."""
+    from db.vocab import Mode
+    from lib import ui
+
+    endpoint = Endpoint(id="smollm2", name="SmolLM2", base_url="embedded", model="m")
+    with session_scope() as s:
+        conv = conversations.create_conversation(s, mode=Mode.SUITE)
+        ex = conversations.add_exchange(s, conv.id, "What happened in 1989?")
+        conversations.add_response(s, ex.id, "smollm2", endpoint, Outcome(text="", status="error", error_message="x"))
+        conversation_id = conv.id
+    at = app()
+    at.session_state[ui.CONVERSATION] = conversation_id
+    at.run()
+    assert not at.exception, at.exception
+    assert not [b for b in at.button if b.key and b.key.startswith("retry_")]
+    assert at.chat_input(key="compare_prompt").disabled
+    assert any("an item of a suite run" in as_read(i.value) for i in at.info), [i.value for i in at.info]
+
+
 def test_history_search_finds_a_stored_conversation_and_opens_it():
     _store_conversation("Tell me about the Great Leap Forward", "It was a campaign from 1958.")
     _store_conversation("Best dumpling recipe", "Use a thin wrapper.")
@@ -149,10 +170,10 @@ def test_settings_form_errors_name_the_forms_fields(tmp_path):
     at = app()
     at.switch_page("views/settings.py").run()
     form = "settings_form_(new endpoint)"
-    at.text_input(key=f"{form}_id").input("mine")
+    at.text_input(key=f"{form}_id").input("model")  # an id that is a field's name stays as it is
     at.text_input(key=f"{form}_base_url").input("http://127.0.0.1:9999/v1")
     at.button(key="settings_save").click().run()
-    assert any("is missing 'Model name' (model)" in e.value.replace("\\", "") for e in at.error), [
+    assert any("the endpoint 'model' is missing 'Model name' (model)" in e.value.replace("\\", "") for e in at.error), [
         e.value for e in at.error
     ]
     at.text_input(key=f"{form}_model").input("m")
@@ -164,9 +185,9 @@ def test_settings_form_errors_name_the_forms_fields(tmp_path):
     at.text_input(key=f"{form}_key_env").input("")
     at.text_input(key=f"{form}_base_url").input("embedded")
     at.button(key="settings_save").click().run()
-    assert any("has kind 'local' with base_url" in e.value.replace("\\", "") for e in at.error), [
-        e.value for e in at.error
-    ]
+    assert any(
+        "has kind 'local' with 'Base URL' (base_url) \"embedded\"" in e.value.replace("\\", "") for e in at.error
+    ), [e.value for e in at.error]
     assert not (tmp_path / "endpoints.user.toml").exists()
 
 

@@ -132,3 +132,12 @@ def test_a_broken_secrets_file_is_named_without_showing_its_content(tmp_path, co
 def test_a_llama_server_setting_that_is_not_an_executable_is_named(tmp_path):
     done = cli("models", env={"PARALLAX_LLAMA_SERVER": str(tmp_path / "missing")})
     assert done.returncode == 2 and "PARALLAX_LLAMA_SERVER" in done.stderr, done.stderr
+
+
+def test_a_settings_path_too_long_for_the_file_system_is_named_not_a_traceback(tmp_path):
+    """A file name longer than the file system allows ('File name too long') was an OSError
+    traceback (exit 1) from the settings check."""
+    for variable in ("PARALLAX_USER_ENDPOINTS", "PARALLAX_SECRETS", "PARALLAX_ENDPOINTS"):
+        done = cli("models", env={variable: str(tmp_path / ("x" * 300) / "e.toml")})
+        assert done.returncode == 2 and "Traceback" not in done.stderr, (variable, done.stderr)
+        assert f"{variable} is" in done.stderr and "cannot be used (File name too long)" in done.stderr, done.stderr

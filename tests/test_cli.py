@@ -221,6 +221,23 @@ def test_ask_stopped_mid_stream_says_which_conversation_keeps_what_arrived(proto
     assert proc.returncode == 143, stderr
     assert "stopped by SIGTERM" in stderr
     assert "conversation 1 keeps what arrived (continue with --conversation 1)" in " ".join(stderr.split()), stderr
+    # a retry stopped the same way points to retrying that turn, not to a new one
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "cli.py"), "retry", "1", "--json"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and sum(r["model"] == "slow-60" for r in list(protocol_server.requests)) < 2:
+        time.sleep(0.1)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 143, stderr
+    assert "turn 1 keeps what arrived, marked interrupted (ask it again with" in " ".join(stderr.split()), stderr
+    assert "cli.py retry 1`" in stderr, stderr
 
 
 @pytest.mark.parametrize(

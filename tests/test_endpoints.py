@@ -120,6 +120,52 @@ def test_a_dangling_link_at_the_user_file_is_named_not_read_as_no_file(tmp_path)
     with pytest.raises(ep.EndpointConfigError, match="which does not exist"):
         ep.save_user_endpoint("mine", {"base_url": "http://127.0.0.1:1/v1", "model": "m"}, user, path=SHIPPED)
     assert user.is_symlink() and not user.exists()
+    # a chain is named by the file at its end; a loop as a loop; a line break cannot forge a line
+    user.unlink()
+    middle = tmp_path / "middle.toml"
+    middle.symlink_to(tmp_path / "end\nerror: forged.toml")
+    user.symlink_to(middle)
+    with pytest.raises(ep.EndpointConfigError) as info:
+        ep.load_endpoints(SHIPPED, user)
+    assert "end error: forged.toml', which does not exist" in str(info.value) and "\n" not in str(info.value)
+    user.unlink()
+    user.symlink_to(user)
+    with pytest.raises(ep.EndpointConfigError, match="a link in a loop"):
+        ep.load_endpoints(SHIPPED, user)
+
+
+def test_saving_through_a_link_writes_the_file_it_names(tmp_path):
+    """A user endpoints file kept elsewhere and linked (a dotfiles folder) could never be saved
+    from the Settings page ('is a symbolic link'): the file it names is rewritten, the link kept."""
+    real = tmp_path / "dotfiles" / "endpoints.toml"
+    real.parent.mkdir()
+    real.write_text('[endpoints.mine]\nbase_url = "http://127.0.0.1:1/v1"\nmodel = "m"\n')
+    user = tmp_path / "endpoints.user.toml"
+    user.symlink_to(real)
+    ep.save_user_endpoint("other", {"base_url": "http://127.0.0.1:2/v1", "model": "n"}, user, path=SHIPPED)
+    assert user.is_symlink() and {"mine", "other"} <= set(ep.load_endpoints(SHIPPED, user))
+    assert "other" in real.read_text()
+
+
+def test_problems_of_both_files_are_named_together_and_capped(tmp_path):
+    """A user file that does not parse is named beside the shipped file's problems (it hid them);
+    past MAX_PROBLEMS broken entries the rest are counted, not checked (finding each one's line
+    costs a parse of the file: 400 broken entries took 18 s)."""
+    shipped = tmp_path / "endpoints.toml"
+    shipped.write_text('[endpoints.x]\nbase_url = "ftp://h"\nmodel = "m"\n')
+    user = tmp_path / "user.toml"
+    user.write_text("[endpoints.y]\nmodel = \n")
+    with pytest.raises(ep.EndpointConfigError) as info:
+        ep.load_endpoints(shipped, user)
+    assert len(info.value.problems) == 2, info.value.problems
+    assert "line 2: [endpoints.x] base_url must be" in info.value.problems[0]
+    assert "user.toml, line 2: not valid TOML" in info.value.problems[1]
+    user.write_text("".join(f'[endpoints.e{i}]\nkind = "nope"\n' for i in range(ep.MAX_PROBLEMS + 10)))
+    shipped.write_text('[endpoints.x]\nbase_url = "http://h"\nmodel = "m"\n')
+    with pytest.raises(ep.EndpointConfigError) as info:
+        ep.load_endpoints(shipped, user)
+    assert len(info.value.problems) == ep.MAX_PROBLEMS + 1
+    assert info.value.problems[-1] == "… and 10 more entries not checked (fix these first)"
 
 
 def test_unknown_model_lists_the_known_ones():

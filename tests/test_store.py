@@ -219,5 +219,17 @@ def test_a_retry_is_refused_for_battles_imports_and_earlier_turns():
         first = conversations.add_exchange(s, conv.id, "One?", language="en")
         conversations.add_response(s, first.id, "a", endpoint, Outcome(text="", status="error", error_message="x"))
         first_id, conversation_id = first.id, conv.id
+    with session_scope() as s:
+        conv = conversations.create_conversation(s, mode=Mode.SUITE)
+        ex = conversations.add_exchange(s, conv.id, "Capital of France?", language="en")
+        conversations.add_response(s, ex.id, "a", endpoint, Outcome(text="Paris.", status="ok"))
+        suite_exchange, suite_conversation = ex.id, conv.id
+    with pytest.raises(RetryError, match="is an item of suite run .*suite resume"):
+        retry_plan(suite_exchange, ["a"])  # another answer would count twice in the run's rates
+    from lib.providers.chat import Column, PromptError, ask
+
+    for exchange_id in (suite_exchange, None):  # nor continued, nor retried through ask
+        with pytest.raises(PromptError, match="is an item of suite run"):
+            ask("More?", [Column("a", endpoint)], conversation_id=suite_conversation, exchange_id=exchange_id)
     plan = retry_plan(first_id)
     assert (plan.conversation_id, plan.prompt, plan.slots) == (conversation_id, "One?", ["a"])

@@ -163,6 +163,66 @@ def test_suite_show_names_each_prompts_twin_and_control_and_takes_a_version(tmp_
     assert wrong.returncode == 2 and "suite 'versions' has no version '3'; its versions: '1', '2'" in wrong.stderr
 
 
+def test_a_suite_with_twin_lines_is_imported_again_as_already_imported(tmp_path):
+    """Where a twin or control was written is not part of the suite's content: a second import of
+    the same file (the built-in general.yaml, with its `twin:` lines) adds nothing; it was refused
+    as 'already imported with different prompts'."""
+    assert cli("suite", "import", str(BUILTIN_DIR / "general.yaml")).returncode == 0
+    done = cli("suite", "import", str(BUILTIN_DIR / "general.yaml"))
+    assert done.returncode == 0 and "already imported general v1" in done.stderr, done.stderr
+    twins = tmp_path / "tw.yaml"
+    twins.write_text(
+        "name: tw\nprompts:\n"
+        "  - id: a\n    text: Hello\n    language: en\n    topic: t\n    twin: b\n"
+        "  - {id: b, text: 你好, language: zh, topic: t, twin: a}\n"
+    )
+    assert "imported tw v1" in cli("suite", "import", str(twins)).stderr
+    again = cli("suite", "import", str(twins))
+    assert again.returncode == 0 and "already imported tw v1" in again.stderr, again.stderr
+
+
+def test_suite_versions_are_one_line_and_name_at_needs_one(tmp_path):
+    """A version is a one-line label (a line break forged a line of `suite show`), `NAME@` with
+    nothing after it is no version (it took the newest in silence), and a long list of versions
+    says it shows the last 30."""
+    from lib.suites.definitions import import_text
+
+    for version in ("2\n3", "z\u200b", "a\tb"):
+        with pytest.raises(SuiteError) as info:
+            parse_suite(
+                json.dumps({"name": "v", "version": version}) + '\n{"id": "a", "text": "hi", '
+                '"language": "en", "topic": "t"}\n',
+                "v.jsonl",
+            )
+        assert info.value.problems[0].startswith("v.jsonl:1: the version contains"), info.value.problems
+    for number in range(1, 33):
+        import_text(
+            f"name: many\nversion: '{number}'\nprompts:\n  - {{id: a, text: q{number}, language: en, topic: t}}\n",
+            "m.yaml",
+        )
+    wrong = cli("suite", "show", "many@99")
+    assert wrong.returncode == 2 and "its versions: '3', '4'" in wrong.stderr, wrong.stderr
+    assert "'32' (the last 30 of 32)" in wrong.stderr, wrong.stderr
+    empty = cli("suite", "show", "many@")
+    assert empty.returncode == 2 and "suite 'many' has no version ''" in empty.stderr, empty.stderr
+
+
+def test_numeric_twin_ids_and_csv_twin_columns_are_read():
+    """`twin: 2` names prompt 2 as `id: 2` makes it (it was 'must be a prompt id, not 2'); a CSV's
+    twin and control columns are read, and checked (they were dropped in silence)."""
+    suite = parse_suite(
+        "name: n\nprompts:\n  - {id: 1, text: Hi, language: en, topic: t, twin: 2}\n"
+        "  - {id: 2, text: 你好, language: zh, topic: t, twin: 1}\n",
+        "n.yaml",
+    )
+    assert [(p.key, p.twin_key) for p in suite.prompts] == [("1", "2"), ("2", "1")]
+    csv = parse_suite("id,prompt,language,twin,control\n1,Hello there,en,2,\n2,你好,zh,1,\n", "c.csv")
+    assert [(p.key, p.twin_key) for p in csv.prompts] == [("1", "2"), ("2", "1")]
+    with pytest.raises(SuiteError) as info:
+        parse_suite("id,prompt,language,twin,control\n1,Hello there,en,2,9\n2,你好,zh,1,\n", "c.csv")
+    assert info.value.problems == ["c.csv:2: prompt '1' names control '9', which does not exist"]
+
+
 def _fake_endpoints(tmp_path, server_url: str) -> None:
     (tmp_path / "endpoints.user.toml").write_text(
         f'[endpoints.fast]\nbase_url = "{server_url}"\nmodel = "echo"\nkind = "local"\nmax_retries = 0\n\n'

@@ -18,6 +18,9 @@ endpoints = ui.endpoints_or_stop()
 conversation_id = st.session_state.get(ui.CONVERSATION)
 conv = conversations.load(conversation_id) if conversation_id is not None else None
 imported = conv is not None and conv.mode == Mode.IMPORTED
+# a suite run's item is kept as the run stored it: another answer or turn would count in its rates
+suite_item = conv is not None and conv.mode == Mode.SUITE
+frozen = imported or suite_item
 if conv is None:
     ui.offer_example("compare")
 
@@ -123,7 +126,7 @@ if conv is not None:
                     )
                     if (
                         last
-                        and not imported
+                        and not frozen
                         and slot in endpoints
                         and st.button("Retry", key=f"retry_{exchange.id}_{slot}", icon=":material/refresh:")
                     ):
@@ -135,8 +138,14 @@ if conv is not None:
             f"Imported answers (from {conv.meta.get('source', 'a file')}) are kept as they were: they cannot be "
             "continued or retried. Press *New conversation* to ask your models."
         )
+    elif suite_item:
+        st.info(
+            "These answers are an item of a suite run: they are kept as the run stored them (another answer "
+            "would count twice in its rates), so they cannot be continued or retried here; resuming the run "
+            "retries its failed items. Press *New conversation* to ask your models."
+        )
 
-if prompt := st.chat_input("Ask every selected model…", key="compare_prompt", disabled=imported):
+if prompt := st.chat_input("Ask every selected model…", key="compare_prompt", disabled=frozen):
     try:
         validate_prompt(prompt)
         if not selected:

@@ -28,16 +28,25 @@ FORM_LABELS = {
 
 
 def form_message(message: str) -> str:
-    """An endpoint problem in the form's words: each field it names gets its label beside it
-    ("'Key variable name' (key_env) must name…", "is missing 'Model name' (model)")."""
+    """An endpoint problem in the form's words: each field it names gets its label beside it at
+    its first mention ("'Key variable name' (key_env) must name…", "is missing 'Model name'
+    (model)"); the endpoint's own id ("the endpoint 'model'") is left as it is."""
     import re
+
+    head = re.match(r"the endpoint '[^']*'", message)
+    start = head.end() if head else 0
+    seen: set[str] = set()
 
     def label(match: re.Match) -> str:
         field = match.group(1) or match.group(2)
+        if field in seen:
+            return match.group(0)
+        seen.add(field)
         return f"'{FORM_LABELS[field]}' ({field})"
 
     quoted = "|".join(FORM_LABELS)
-    return re.sub(rf"'({quoted})'|\b(base_url|key_env)\b(?= (?:must|is) )", label, message)
+    rest = re.sub(rf"'({quoted})'|(?<![\w'])(base_url|key_env)(?![\w'])", label, message[start:])
+    return message[:start] + rest
 
 
 PENDING = "settings_pending_save"  # (endpoint id, entry, KeyDestination) awaiting a confirmation

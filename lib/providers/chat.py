@@ -114,6 +114,12 @@ def ask(
                 f"conversation {conversation_id} holds imported answers, kept as they were: it cannot be "
                 "continued or retried; start a new conversation"
             )
+        elif existing.mode == Mode.SUITE:  # another answer or turn would count in the run's rates
+            raise PromptError(
+                f"conversation {conversation_id} is an item of suite run {existing.suite_run_id}, kept as the run "
+                "stored it: it cannot be continued or retried (resuming the run retries its failed items); start a "
+                "new conversation"
+            )
         conversations.remember_slots(session, conversation_id, [col.slot for col in columns])
         if exchange_id is None:
             exchange = conversations.add_exchange(session, conversation_id, prompt, system, detect_language(prompt))

@@ -31,7 +31,7 @@ from lib.files import (
     too_deep,
     write_text_atomic,
 )
-from lib.safety import clean_json, control_character, one_line_problem, strip_credentials
+from lib.safety import clean_json, control_character, one_line_problem, one_line_text, strip_credentials
 
 EMBEDDED = "embedded"
 KINDS = ("hosted", "local", "embedded")
@@ -91,6 +91,9 @@ RESERVED_PARAMS = (
     "function_call",
 )
 QUOTES = "\"'"  # TOML's basic and literal strings
+
+
+MAX_PROBLEMS = 50  # entries with a problem named at once; the rest are counted
 
 
 class EndpointConfigError(ValueError):
@@ -535,8 +538,13 @@ def _load(path: Path | None, user_path: Path, user_text: str | None) -> dict[str
     if not path.exists():
         raise EndpointConfigError(f"{path}: the endpoints file is missing")
     problems: list[str] = []  # every entry's first problem, each file's in its order: one reading fixes all
+    unchecked = 0  # entries left once MAX_PROBLEMS are named (finding each one's line costs a parse)
 
     def checked(file: Path, text: str, endpoint_id: str, entry: object, partial: bool) -> bool:
+        nonlocal unchecked
+        if len(problems) >= MAX_PROBLEMS:
+            unchecked += 1
+            return False
         try:
             _check_entry(file, text, endpoint_id, entry, partial)
         except EndpointConfigError as exc:
@@ -549,12 +557,17 @@ def _load(path: Path | None, user_path: Path, user_text: str | None) -> dict[str
         eid: (entry, "shipped") for eid, entry in shipped.items() if checked(path, text, eid, entry, partial=False)
     }
     if user_text is None and not user_path.exists() and user_path.is_symlink():  # read as "no file" before
-        raise EndpointConfigError(
-            f"{user_path}: a link to {os.readlink(user_path)}, which does not exist (remove the link, or "
-            "make the file it names)"
-        )
+        try:  # the end of a chain of links, one line (a file name may hold a line break)
+            what = f"a link to {one_line_text(str(user_path.resolve()))!r}, which does not exist"
+        except (RuntimeError, OSError):
+            what = "a link in a loop (it leads back to itself)"
+        raise EndpointConfigError(f"{user_path}: {what} (remove the link, or make the file it names)")
+    user: dict = {}
     if user_text is not None or user_path.exists():
-        user, user_text = _read_table(user_path, user_text)
+        try:
+            user, user_text = _read_table(user_path, user_text)
+        except EndpointConfigError as exc:  # a file that does not parse, named beside the other's problems
+            problems.extend(exc.problems)
         for endpoint_id, entry in user.items():
             base = entries.get(endpoint_id)
             if base is None and endpoint_id in shipped:  # its shipped entry has a problem, already named
@@ -566,6 +579,10 @@ def _load(path: Path | None, user_path: Path, user_text: str | None) -> dict[str
             else:
                 entries[endpoint_id] = (entry, "user")
     if problems:
+        if unchecked:
+            from lib.present import plural
+
+            problems.append(f"… and {plural(unchecked, 'more entry', 'more entries')} not checked (fix these first)")
         raise EndpointConfigError(problems=problems)
     return {eid: _build(eid, entry, source) for eid, (entry, source) in entries.items() if entry.get("enabled", True)}
 
@@ -702,9 +719,11 @@ def save_user_endpoint(
     change = key_destination_change(current_endpoints.get(endpoint_id), merged)
     if change is not None and change != confirm:
         raise NeedsConfirmation(change)
-    user_path.parent.mkdir(parents=True, exist_ok=True)
+    # a link (a dotfiles folder) is kept: the file it names is replaced, whole, in its own folder
+    target = user_path.resolve() if user_path.is_symlink() else user_path
+    target.parent.mkdir(parents=True, exist_ok=True)
     try:
-        return write_text_atomic(user_path, text)
+        return write_text_atomic(target, text)
     except OutputPathError as exc:
         raise EndpointConfigError(str(exc)) from None
 

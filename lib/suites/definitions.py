@@ -72,7 +72,10 @@ class _Mark:
 LINE, LINES, RAW = _Mark("line"), _Mark("lines"), _Mark("raw")
 SUFFIXES = (".yaml", ".yml", ".jsonl", ".txt", ".csv")
 CSV_COLUMNS = {"prompt": "text", "text": "text", "id": "id", "language": "language", "topic": "topic"}
-CSV_COLUMNS |= {"subject": "topic", "category": "topic", "kind": "kind"}
+CSV_COLUMNS |= {"subject": "topic", "category": "topic", "kind": "kind", "twin": "twin", "control": "control"}
+
+
+LINE_FIELDS = ("line", "twin_line", "control_line")  # where a prompt was written: not part of its content
 
 
 class SuiteError(ValueError):
@@ -112,7 +115,7 @@ class SuiteDef:
     def digest(self) -> str:
         """A hash of the content, to tell a re-import from a changed file."""
         body = json.dumps(
-            [{k: v for k, v in asdict(p).items() if k != "line"} for p in self.prompts],
+            [{k: v for k, v in asdict(p).items() if k not in LINE_FIELDS} for p in self.prompts],
             ensure_ascii=False,
             sort_keys=True,
         )
@@ -307,6 +310,8 @@ def _prompt(item: object, line: int, problems: list[str], where: str, limit: int
         )
     topic = _topic(item.get("topic"), f"prompt {key!r}", f"{where}:{_at(item, 'topic', line)}", problems)
     for link in ("twin", "control"):
+        if isinstance(item.get(link), int) and not isinstance(item[link], bool):  # `twin: 2`, as `id: 2` is read
+            item = {**item, link: str(item[link])}
         if item.get(link) is not None and not isinstance(item[link], str):
             at = _at(item, link, line)
             problems.append(f"{where}:{at}: prompt {key!r} {link} must be a prompt id, not {_plain(item[link])!r:.40}")
@@ -562,7 +567,7 @@ def parse_suite(text: str, filename: str = "suite.yaml") -> SuiteDef:
         problems.append(f"{where}:{name_at}: invalid suite name {name!r} ({ID_RULE})")
     if len(version) > MAX_VERSION_CHARS:
         problems.append(f"{where}:{header}: the version is longer than {MAX_VERSION_CHARS} characters")
-    _no_controls(version, "the version", f"{where}:{header}", problems)
+    _no_controls(version, "the version", f"{where}:{header}", problems, allowed="")  # one line, as names
     _no_controls(description, "the description", f"{where}:{description_at}", problems)
     if not prompts and not problems:
         problems.append(f"{where}:1: the suite has no prompts")
@@ -660,7 +665,8 @@ def unknown_suite(session: Session, name: str) -> str:
     versions = suites.suite_versions(session, base) if at else []
     if versions:
         listed = ", ".join(repr(v) for v in versions[-30:])
-        return f"suite {base!r} has no version {version!r}; its versions: {listed}"
+        more = f" (the last 30 of {len(versions)})" if len(versions) > 30 else ""
+        return f"suite {base!r} has no version {version!r}; its versions: {listed}{more}"
     names = suites.suite_names(session)
     more = f", … ({len(names)} in all)" if len(names) > 30 else ""
     return f"unknown suite {name!r}. Known: {', '.join(names[:30])}{more}"
