@@ -309,12 +309,14 @@ def suite_status(
                     "worker": state.worker,
                     "error": state.error,
                     "settings": state.settings,
+                    "suite": state.suite,
+                    "suite_version": state.suite_version,
                 }
             )
         )
         return
     out.print(f"run {run}: {state.status}, {state.completed}/{state.total} answers", highlight=False)
-    out.print(plain(f"  {state.suite}: {state.settings}"), highlight=False)
+    out.print(plain(f"  {state.suite} v{state.suite_version}: {state.settings}"), highlight=False)
     if state.worker:
         out.print(f"  worker: {state.worker}", highlight=False)
     if state.error:

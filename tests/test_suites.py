@@ -317,11 +317,12 @@ def test_two_runs_of_one_suite_say_how_they_differ(protocol_server, tmp_path):
     assert cli("suite", "run", "general", "-m", "fast", "--limit", "2").returncode == 0
     assert cli("suite", "run", "general", "-m", "fast", "--limit", "2", "--temperature", "0.2").returncode == 0
     first, second = (cli("suite", "status", str(n)) for n in (1, 2))
-    assert "general: first 2 prompts, 1 sample, each model's own temperature, each model's own max tokens" in (
+    assert "general v1: first 2 prompts, 1 sample, each model's own temperature, each model's own max tokens" in (
         " ".join(first.stdout.split())
     ), first.stdout
     assert "first 2 prompts, 1 sample, temperature 0.2, each model's own max tokens" in second.stdout, second.stdout
-    assert "temperature 0.2" in json.loads(cli("suite", "status", "2", "--json").stdout)["settings"]
+    shown = json.loads(cli("suite", "status", "2", "--json").stdout)
+    assert "temperature 0.2" in shown["settings"] and (shown["suite"], shown["suite_version"]) == ("general", "1")
 
 
 @pytest.mark.parametrize(

@@ -216,7 +216,7 @@ with tab_results:
     if not runs:
         st.info("No runs yet: start one on the Run tab.")
     else:
-        labels = {r.id: f"#{r.id} · {r.suite} · {', '.join(r.endpoints)}" for r in runs}
+        labels = {r.id: f"#{r.id} · {r.suite} v{r.suite_version} · {', '.join(r.endpoints)}" for r in runs}
         ui.drop_unknown("results_run", labels)
         run_id = st.selectbox("Run", list(labels), format_func=labels.get, key="results_run", persist_state="session")
         others = [r for r in labels if r != run_id]

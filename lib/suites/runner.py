@@ -184,6 +184,7 @@ class RunState:
     worker: str | None = None
     error: str | None = None
     settings: str = ""  # what was asked, in words (`describe`): two runs of one suite differ here
+    suite_version: str = ""  # the version of the suite it runs (two versions of one suite read alike without it)
 
     @property
     def completed(self) -> int:
@@ -239,6 +240,7 @@ def _state(run: SuiteRun, suite: Suite, rows: list[tuple[str, str, int]], now: d
         worker=run.worker if alive else None,
         error=run.error,
         settings=describe(spec_of(run)),
+        suite_version=suite.version,
     )
 
 
