@@ -184,7 +184,7 @@ def retry_plan(exchange_id: int, slots: list[str] | None = None) -> RetryPlan:
 
     Raises RetryError when the turn does not exist, is not its conversation's last turn (a later
     turn was asked with this answer in its history), is part of a blind battle (retried in the
-    Arena), of an import (kept as it was) or of a suite run (resumed instead), names a model with
+    Arena), of an import (kept as it was) or of a suite run (resumed instead), has a vote, names a model with
     no column in that turn, or has no failed answer and no model was named."""
     with session_scope() as s:
         exchange = conversations.get_exchange(s, exchange_id)
@@ -205,6 +205,11 @@ def retry_plan(exchange_id: int, slots: list[str] | None = None) -> RetryPlan:
             raise RetryError(
                 f"turn {exchange_id} is not the last of conversation {conv.id} (that is {last.id}): later turns "
                 "were asked with its answers in their history, so only the last turn is asked again"
+            )
+        if votes.vote_for_exchange(s, exchange_id) is not None:  # it would stay on answers no longer shown
+            raise RetryError(
+                f"turn {exchange_id} has a vote on its answers: ask again for a new turn (the vote stays with the "
+                "answers it was given)"
             )
         latest = {r.slot: r for r in exchange.responses}
         columns = [slot for slot in conversations.conversation_slots(conv) if slot in latest]

@@ -118,6 +118,30 @@ def test_a_suite_runs_item_opened_in_compare_cannot_be_retried_or_continued():
     assert any("an item of a suite run" in as_read(i.value) for i in at.info), [i.value for i in at.info]
 
 
+def test_a_voted_turn_offers_no_retry():
+    """A vote stays with the answers it was given: a retry after it showed other answers beside it."""
+    from db import votes
+    from lib import ui
+
+    made = []
+    with session_scope() as s:
+        conv = conversations.create_conversation(s)
+        ex = conversations.add_exchange(s, conv.id, "Capital of France?")
+        for slot in ("smollm2", "smollm2-guarded"):
+            endpoint = Endpoint(id=slot, name=slot, base_url="embedded", model="m")
+            made.append(conversations.add_response(s, ex.id, slot, endpoint, Outcome(text="Paris.", status="ok")).id)
+        conversation_id, exchange_id = conv.id, ex.id
+    at = app()
+    at.session_state[ui.CONVERSATION] = conversation_id
+    at.run()
+    assert len([b for b in at.button if b.key and b.key.startswith("retry_")]) == 2
+    with session_scope() as s:
+        votes.add_vote(s, exchange_id, made[0], made[1], "a", blind=False, voter="local")
+    at.run()
+    assert not at.exception, at.exception
+    assert not [b for b in at.button if b.key and b.key.startswith("retry_")]
+
+
 def test_history_search_finds_a_stored_conversation_and_opens_it():
     _store_conversation("Tell me about the Great Leap Forward", "It was a campaign from 1958.")
     _store_conversation("Best dumpling recipe", "Use a thin wrapper.")

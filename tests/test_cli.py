@@ -150,15 +150,16 @@ def test_retry_asks_a_failed_answer_again_and_then_the_turn_can_be_voted(protoco
     summary = " ".join(again.stderr.split())
     assert again.returncode == 0 and "two: ok" in summary and "one:" not in summary, summary
     assert f"exchange {exchange} " in summary and "A is First Echo, B is Flaky" in summary, summary
-    assert cli("vote", str(exchange), "b").returncode == 0
     nothing = cli("retry", str(exchange))
     assert nothing.returncode == 2 and "every answer of turn" in nothing.stderr and "one, two" in nothing.stderr
     named = json.loads(cli("retry", str(exchange), "-m", "one", "--json").stdout)
     assert named["exchange_id"] == exchange and set(named["models"]) == {"one"}
-    for args, message in (
-        (["retry", "999999"], "there is no turn (exchange) 999999"),
-        (["retry", str(exchange), "-m", "three"], "has no answer from 'three' (its models: one, two)"),
-    ):
+    unknown = cli("retry", str(exchange), "-m", "three")
+    assert unknown.returncode == 2 and "has no answer from 'three' (its models: one, two)" in unknown.stderr
+    assert cli("vote", str(exchange), "b").returncode == 0
+    voted = cli("retry", str(exchange), "-m", "one")  # the vote would stay on answers no longer shown
+    assert voted.returncode == 2 and f"turn {exchange} has a vote on its answers" in voted.stderr, voted.stderr
+    for args, message in ((["retry", "999999"], "there is no turn (exchange) 999999"),):
         done = cli(*args)
         assert done.returncode == 2 and message in done.stderr, (args, done.stderr)
     later = json.loads(cli("ask", "And again.", "-m", "one", "--conversation", str(conversation), "--json").stdout)

@@ -127,6 +127,7 @@ if conv is not None:
                     if (
                         last
                         and not frozen
+                        and exchange.id not in conv.winners  # a vote stays with the answers it was given
                         and slot in endpoints
                         and st.button("Retry", key=f"retry_{exchange.id}_{slot}", icon=":material/refresh:")
                     ):
