@@ -1060,3 +1060,38 @@ def test_train_and_save_writes_the_artifact_and_its_card_together_or_leaves_both
         T.train_and_save(artifact, include_db=False)
     assert (artifact.read_bytes(), card.read_bytes()) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.card.json", "model.npz"]  # no temporary file left
+
+
+def test_the_embedding_bench_scales_its_block_apart_and_leaves_the_shipped_design_alone(monkeypatch):
+    """bench/deflection_use_prefix.py adds a 512-column block beside the dense cues: scaled by its
+    own tuned weight (not standardised, not by dense_weight), and a model fitted without that
+    setting gets exactly the shipped design."""
+    import importlib.util
+    from pathlib import Path
+
+    from scipy import sparse
+
+    from lib.deflection import features as F
+    from lib.deflection import model as M
+    from lib.deflection import train as TR
+
+    monkeypatch.setattr(M.Classifier, "design", M.Classifier.design)  # restored after the test
+    monkeypatch.setattr(TR, "fit", TR.fit)
+    path = Path(__file__).resolve().parent.parent / "bench" / "deflection_use_prefix.py"
+    spec = importlib.util.spec_from_file_location("deflection_use_prefix", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    prompts = ["Tell me about 1989."] * 4
+    answers = ["I cannot discuss that.", "In 1989 students protested.", "Let's talk about something else.", "Sure."]
+    chars, words, dense = F.featurize(prompts, answers)
+    labels = ["refused", "answered", "deflected", "answered"]
+    shipped = M.fit(chars, words, dense, labels, np.ones(4))
+    before = shipped.design(chars, words, dense).toarray()
+    bench.patch_design()
+    block = np.random.default_rng(0).normal(size=(4, bench.EMBEDDING_COLUMNS))
+    with_block = TR.fit(chars, words, np.hstack([dense, block]), labels, np.ones(4), embedding_weight=0.5)
+    design = with_block.design(chars, words, np.hstack([dense, block]))
+    assert sparse.issparse(design) and design.shape[1] == before.shape[1] + bench.EMBEDDING_COLUMNS
+    assert np.allclose(design.toarray()[:, -bench.EMBEDDING_COLUMNS :], block * 0.5, atol=1e-5)
+    assert np.allclose(design.toarray()[:, : before.shape[1]], before, atol=1e-5)
+    assert np.allclose(shipped.design(chars, words, dense).toarray(), before)  # no setting: the shipped design
