@@ -252,6 +252,8 @@ def _ask_and_report(
     vote = ""
     if sides := _vote_sides(result.conversation_id, result.exchange_id):
         vote = f"; vote with: vote {result.exchange_id} a|b|tie|both_bad, A is {sides[0]}, B is {sides[1]}"
+    elif any(a["status"] != Status.OK for a in answers.values()):
+        vote = f"; ask the failed model(s) again with: {cli_hint(f'retry {result.exchange_id}')}"
     err.print(
         plain(
             f"conversation {result.conversation_id}, exchange {result.exchange_id} "

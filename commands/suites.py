@@ -88,7 +88,7 @@ def suite_show(
 
 @app.command("import")
 def suite_import(file: Path) -> None:
-    """Validate a suite file (YAML or JSONL) completely, then store it."""
+    """Validate a suite file (YAML, JSONL, a .txt prompt list or a .csv table) completely, then store it."""
     from lib.suites.definitions import SuiteError, import_path
 
     try:
@@ -181,6 +181,22 @@ def _finish(run_id: int, status: str) -> None:
         )
         raise typer.Exit(1)
     err.print(f"run {run_id}: {status} (see {cli_hint(f'suite results {run_id}')})", highlight=False)
+    _print_failures(run_id, run_state(run_id).failed, err)
+
+
+def _print_failures(run_id: int, failed: dict[str, int], console) -> None:
+    """Each endpoint with failed items, with why its newest one failed, and how to retry them."""
+    from lib.safety import terminal_text
+    from lib.suites.runner import failure_reasons
+
+    if not any(failed.values()):
+        return
+    reasons = failure_reasons(run_id)
+    for endpoint_id, n in sorted(failed.items()):
+        if n:
+            why = " ".join(reasons.get(endpoint_id, "").split())[:300]
+            console.print(plain(terminal_text(f"  {endpoint_id}: {n} failed" + (f", last: {why}" if why else ""))))
+    console.print(f"  {cli_hint(f'suite resume {run_id}')} retries the failed items", highlight=False)
 
 
 @app.command("run")
@@ -325,6 +341,8 @@ def suite_status(
         out.print(
             plain(f"  {endpoint_id}: {state.done.get(endpoint_id, 0)} done, {state.failed.get(endpoint_id, 0)} failed")
         )
+    if not state.live:
+        _print_failures(run, state.failed, out)
 
 
 @app.command("results")

@@ -125,6 +125,19 @@ def status_counts(session: Session, run_ids: list[int]) -> dict[int, list[tuple[
     return found
 
 
+def last_errors(session: Session, run_id: int) -> dict[str, str]:
+    """Per endpoint of a run: the error message of its newest failed answer (the reason a resume
+    would meet again), for the endpoints that have one."""
+    rows = session.execute(
+        select(Response.endpoint_id, Response.error_message)
+        .join(Exchange, Exchange.id == Response.exchange_id)
+        .join(Conversation, Conversation.id == Exchange.conversation_id)
+        .where(Conversation.suite_run_id == run_id, Response.status == Status.ERROR)
+        .order_by(Response.id)
+    )
+    return {endpoint_id: message or "" for endpoint_id, message in rows}
+
+
 def exchange_for(session: Session, run: SuiteRun, prompt: SuitePrompt, sample: int) -> int:
     """The id of the run's exchange for (prompt, sample), created with its conversation if absent."""
     found = session.scalar(

@@ -142,6 +142,20 @@ def test_a_voted_turn_offers_no_retry():
     assert not [b for b in at.button if b.key and b.key.startswith("retry_")]
 
 
+def test_opening_a_conversation_with_a_broken_endpoints_file_keeps_the_history_whole(tmp_path):
+    """The endpoints file's problems were shown inside the opened row, and the rest of the list
+    and its paging vanished; Compare, which needs the endpoints, explains them."""
+    _store_conversation("First question", "First answer.")
+    _store_conversation("Second question", "Second answer.")
+    (tmp_path / "endpoints.user.toml").write_text('[endpoints.bad]\nkind = "nope"\n', encoding="utf-8")
+    at = app()
+    at.switch_page("views/history.py").run()
+    at.button(key="open_2").click().run()
+    assert not at.exception, at.exception
+    errors = [as_read(e.value) for e in at.error]
+    assert len(errors) == 1 and "The endpoints file" in errors[0] and "Fix the file" in errors[0], errors
+
+
 def test_history_search_finds_a_stored_conversation_and_opens_it():
     _store_conversation("Tell me about the Great Leap Forward", "It was a campaign from 1958.")
     _store_conversation("Best dumpling recipe", "Use a thin wrapper.")
@@ -206,6 +220,10 @@ def test_settings_form_errors_name_the_forms_fields(tmp_path):
     assert any("'Key variable name' (key_env) must name" in e.value.replace("\\", "") for e in at.error), [
         e.value for e in at.error
     ]
+    at.text_input(key=f"{form}_id").input("smollm2")  # a new endpoint cannot take an existing id
+    at.button(key="settings_save").click().run()
+    assert any("the id 'smollm2' is taken by the endpoint" in e.value.replace("\\", "") for e in at.error)
+    at.text_input(key=f"{form}_id").input("model")
     at.text_input(key=f"{form}_key_env").input("")
     at.text_input(key=f"{form}_base_url").input("embedded")
     at.button(key="settings_save").click().run()

@@ -40,7 +40,9 @@ def test_suites_page_starts_a_background_run_and_shows_its_results(protocol_serv
     assert run.params.get("temperature") is None and run.params.get("max_tokens") is None, run.params
     assert run.signature == RunSpec("china-sensitive", ["fast", "filtered"], limit=4).signature(run.suite_id)
     at.run()
-    assert any("Run #1" in m.value and "8/8" in m.value for m in at.markdown)
+    assert any(
+        "Run #1" in m.value and "china-sensitive v1" in as_read(m.value) and "8/8" in m.value for m in at.markdown
+    )
     assert any(
         "First 4 prompts, 1 sample, each model's own temperature, each model's own max tokens" in as_read(c.value)
         for c in at.caption

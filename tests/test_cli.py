@@ -145,6 +145,9 @@ def test_retry_asks_a_failed_answer_again_and_then_the_turn_can_be_voted(protoco
     assert refused.returncode == 2 and f"cli.py retry {exchange}" in refused.stderr, refused.stderr
     again = cli("retry", str(exchange))  # still failing: it says so, and nothing else changes
     assert again.returncode == 0 and "two: error" in again.stderr and "vote with" not in again.stderr, again.stderr
+    assert f"ask the failed model(s) again with: `.venv/bin/python cli.py retry {exchange}`" in " ".join(
+        again.stderr.split()
+    ), again.stderr
     endpoints("echo")
     again = cli("retry", str(exchange))
     summary = " ".join(again.stderr.split())

@@ -204,7 +204,7 @@ def test_suite_versions_are_one_line_and_name_at_needs_one(tmp_path):
     assert wrong.returncode == 2 and "its versions: '3', '4'" in wrong.stderr, wrong.stderr
     assert "'32' (the last 30 of 32)" in wrong.stderr, wrong.stderr
     empty = cli("suite", "show", "many@")
-    assert empty.returncode == 2 and "suite 'many' has no version ''" in empty.stderr, empty.stderr
+    assert empty.returncode == 2 and "'many@' names no version: give one after the '@'" in empty.stderr, empty.stderr
 
 
 def test_numeric_twin_ids_and_csv_twin_columns_are_read():
@@ -304,6 +304,9 @@ def test_an_endpoint_that_always_fails_does_not_stop_the_others(protocol_server,
     _fake_endpoints(tmp_path, protocol_server.url)
     done = cli("suite", "run", "general", "-m", "fast", "-m", "broken", "--limit", "5")
     assert done.returncode == 0
+    said = " ".join(done.stderr.split())  # why the failures failed, and how to retry them
+    assert "broken: 5 failed, last: " in said and "suite resume 1` retries the failed items" in said, said
+    assert "broken: 5 failed, last: " in cli("suite", "status", "1").stdout
     status = json.loads(cli("suite", "status", "1", "--json").stdout)
     assert status["done"] == {"fast": 5} and status["failed"] == {"broken": 5}
     assert status["status"] == "incomplete"

@@ -3,6 +3,7 @@
 import streamlit as st
 
 from lib import conversations, ui
+from lib.providers.endpoints import EndpointConfigError, load_endpoints
 from lib.vocab import Mode
 
 PER_PAGE = 20
@@ -49,7 +50,11 @@ for row in rows:
             st.session_state[ui.CONVERSATION] = row.id
             if row.mode != Mode.IMPORTED:  # continuing it asks the same models with its system prompt
                 opened = conversations.load(row.id)
-                still_configured = [s for s in opened.slots if s in ui.endpoints_or_stop()]
+                try:  # a broken endpoints file is explained on Compare, not inside this row (it cut the list)
+                    configured = load_endpoints()
+                except EndpointConfigError:
+                    configured = {}
+                still_configured = [s for s in opened.slots if s in configured]
                 if still_configured:  # else the current pick stays: those models are gone
                     st.session_state[ui.COMPARE_MODELS] = still_configured
                 st.session_state[ui.COMPARE_SYSTEM] = opened.system_prompt or ""

@@ -190,6 +190,11 @@ if submitted:
     try:
         if not endpoint_id.strip():
             raise EndpointConfigError("the id is empty")
+        if base is None and endpoint_id.strip() in endpoints:  # it became an override, keeping the old fields
+            raise EndpointConfigError(
+                f"the id '{endpoint_id.strip()}' is taken by the endpoint {endpoints[endpoint_id.strip()].name!r}: "
+                "pick it under Start from to change it, or give this one another id"
+            )
         path = save_user_endpoint(endpoint_id.strip(), entry)
     except NeedsConfirmation as exc:
         st.session_state[PENDING] = (endpoint_id.strip(), entry, exc.destination)

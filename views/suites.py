@@ -178,7 +178,10 @@ with tab_run:
         for r in runs:
             with st.container(border=True, key=f"run_{r.id}"):
                 eta = f" · about {r.eta_s:.0f} s left" if r.eta_s else ""
-                st.markdown(f"**Run #{r.id}** · {ui.inline_text(r.suite)} · {r.status} · {r.completed}/{r.total}{eta}")
+                st.markdown(
+                    f"**Run #{r.id}** · {ui.inline_text(r.suite)} v{ui.inline_text(r.suite_version)} · {r.status} · "
+                    f"{r.completed}/{r.total}{eta}"
+                )
                 st.progress(r.completed / r.total if r.total else 0.0)
                 st.caption(ui.inline_text(r.settings[:1].upper() + r.settings[1:]))
                 if r.worker:

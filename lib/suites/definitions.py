@@ -666,6 +666,8 @@ def unknown_suite(session: Session, name: str) -> str:
     if versions:
         listed = ", ".join(repr(v) for v in versions[-30:])
         more = f" (the last 30 of {len(versions)})" if len(versions) > 30 else ""
+        if not version:
+            return f"{name!r} names no version: give one after the '@' (its versions: {listed}{more})"
         return f"suite {base!r} has no version {version!r}; its versions: {listed}{more}"
     names = suites.suite_names(session)
     more = f", … ({len(names)} in all)" if len(names) > 30 else ""

@@ -254,6 +254,13 @@ def run_state(run_id: int) -> RunState:
         return _state(run, suites.get_suite_by_id(s, run.suite_id), rows, suites.db_now(s))
 
 
+def failure_reasons(run_id: int) -> dict[str, str]:
+    """Per endpoint with failed items in a run: why its newest failure failed (the provider's
+    message as stored: keys already redacted)."""
+    with session_scope() as s:
+        return suites.last_errors(s, run_id)
+
+
 def run_states(limit: int | None = None) -> list[RunState]:
     """The newest runs' states, newest first, in four queries whatever their number."""
     with session_scope() as s:
