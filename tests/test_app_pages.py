@@ -135,11 +135,18 @@ def test_a_voted_turn_offers_no_retry():
     at.session_state[ui.CONVERSATION] = conversation_id
     at.run()
     assert len([b for b in at.button if b.key and b.key.startswith("retry_")]) == 2
+    assert any("The left answer is A, the right one B." in c.value for c in at.caption)  # before the vote too
     with session_scope() as s:
         votes.add_vote(s, exchange_id, made[0], made[1], "a", blind=False, voter="local")
     at.run()
     assert not at.exception, at.exception
     assert not [b for b in at.button if b.key and b.key.startswith("retry_")]
+    with session_scope() as s:  # a later turn: the earlier turn's vote still shows
+        later = conversations.add_exchange(s, conversation_id, "And of Spain?")
+        endpoint = Endpoint(id="smollm2", name="smollm2", base_url="embedded", model="m")
+        conversations.add_response(s, later.id, "smollm2", endpoint, Outcome(text="Madrid.", status="ok"))
+    at.run()
+    assert [as_read(x.value) for x in at.success] == ["Your vote: A is better (left is A, right is B)"]
 
 
 def test_opening_a_conversation_with_a_broken_endpoints_file_keeps_the_history_whole(tmp_path):

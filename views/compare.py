@@ -88,6 +88,7 @@ def render_vote(exchange) -> None:
         who = "The imported vote" if imported else "Your vote"
         st.success(f"{who}: {WINNER_TEXT[conv.winners[exchange.id]]} (left is A, right is B)")
         return
+    st.caption("Which is better? The left answer is A, the right one B.")
     cols = st.columns(4)
     for col, (winner, text) in zip(cols, WINNER_TEXT.items(), strict=True):
         if col.button(text, key=f"vote_{exchange.id}_{winner}", width="stretch"):
@@ -132,7 +133,9 @@ if conv is not None:
                         and st.button("Retry", key=f"retry_{exchange.id}_{slot}", icon=":material/refresh:")
                     ):
                         retry(exchange, slot)
-        if last and len(shown) == 2 and not any(latest[slot].failed for slot in shown):
+        if exchange.id in conv.winners:  # an earlier turn's vote too (cast here or with `cli.py vote`)
+            render_vote(exchange)
+        elif last and len(shown) == 2 and not any(latest[slot].failed for slot in shown):
             render_vote(exchange)  # a failed side is retried, not voted on
     if imported:
         st.info(
