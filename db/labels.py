@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from db.models import Exchange, Label, Response, utcnow
-from db.vocab import LabelSource
+from db.vocab import LabelSource, Status
 
 
 def set_label(
@@ -68,13 +68,19 @@ def responses_without_label(
     return list(session.scalars(stmt))
 
 
+def response_status(session: Session, response_id: int) -> str | None:
+    """The status of one response (ok, error, blocked, interrupted), or None if there is none."""
+    return session.scalar(select(Response.status).where(Response.id == response_id))
+
+
 def human_labels(session: Session, labels: tuple[str, ...]) -> list[tuple[str, str | None, str, str, str]]:
-    """(prompt, language, answer, endpoint id, label) for every human label among `labels`, oldest first."""
+    """(prompt, language, answer, endpoint id, label) for every human label among `labels` on a
+    finished answer (a partial text is no training row), oldest first."""
     stmt = (
         select(Exchange.prompt, Exchange.language, Response.text, Response.endpoint_id, Label.label)
         .join(Response, Response.exchange_id == Exchange.id)
         .join(Label, Label.response_id == Response.id)
-        .where(Label.source == LabelSource.HUMAN, Label.label.in_(labels))
+        .where(Label.source == LabelSource.HUMAN, Label.label.in_(labels), Response.status == Status.OK)
         .order_by(Label.id)
     )
     return [tuple(row) for row in session.execute(stmt)]

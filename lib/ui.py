@@ -133,8 +133,8 @@ def sidebar(page: str = "") -> None:
                     st.caption(inline_text(detail))
 
 
-def render_label(response: ResponseView, key_prefix: str) -> None:
-    """The response's effective label as a badge, with a one-click correction."""
+def render_label(response: ResponseView, key_prefix: str, correctable: bool = True) -> None:
+    """The response's effective label as a badge, with a one-click correction when `correctable`."""
     label = response.label
     cols = st.columns([3, 2])
     with cols[0]:
@@ -143,6 +143,8 @@ def render_label(response: ResponseView, key_prefix: str) -> None:
             if Label.is_guess(label.rule):  # the detector reads English and Chinese only
                 suffix += " · other language: a guess"
             st.badge(f"{label.label}{suffix}", color=LABEL_COLOURS.get(label.label, "gray"))
+    if not correctable:
+        return
     key = f"{key_prefix}_label_{response.id}"
     with cols[1], st.popover("Label"):
         # only a change made by the user stores a human label (never the preselected value)
@@ -211,9 +213,10 @@ def render_response(
                 response.cost_usd,
             )
         )
-    if show_label:
-        render_label(response, key_prefix)
-        render_thumb(response, key_prefix)
+    if show_label:  # an answer that did not finish shows its badge only: it takes no label or rating of a person
+        render_label(response, key_prefix, correctable=response.status == Status.OK)
+        if response.status == Status.OK:
+            render_thumb(response, key_prefix)
 
 
 def render_thumb(response: ResponseView, key_prefix: str) -> None:

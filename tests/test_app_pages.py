@@ -115,6 +115,9 @@ def test_a_suite_runs_item_opened_in_compare_cannot_be_retried_or_continued():
     assert not at.exception, at.exception
     assert not [b for b in at.button if b.key and b.key.startswith("retry_")]
     assert at.chat_input(key="compare_prompt").disabled
+    # a failed answer shows its badge, but takes no label or rating of a person
+    assert not [w for w in at.get("segmented_control") if "_label_" in (w.key or "")]
+    assert not [w for w in at.get("feedback")]
     assert any("an item of a suite run" in as_read(i.value) for i in at.info), [i.value for i in at.info]
 
 
@@ -136,6 +139,8 @@ def test_a_voted_turn_offers_no_retry():
     at.run()
     assert len([b for b in at.button if b.key and b.key.startswith("retry_")]) == 2
     assert any("The left answer is A, the right one B." in c.value for c in at.caption)  # before the vote too
+    assert len([w for w in at.get("segmented_control") if "_label_" in (w.key or "")]) == 2  # finished: correctable
+    assert len(at.get("feedback")) == 2
     with session_scope() as s:
         votes.add_vote(s, exchange_id, made[0], made[1], "a", blind=False, voter="local")
     at.run()

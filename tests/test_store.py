@@ -233,3 +233,29 @@ def test_a_retry_is_refused_for_battles_imports_and_earlier_turns():
             ask("More?", [Column("a", endpoint)], conversation_id=suite_conversation, exchange_id=exchange_id)
     plan = retry_plan(first_id)
     assert (plan.conversation_id, plan.prompt, plan.slots) == (conversation_id, "One?", ["a"])
+
+
+def test_an_answer_that_did_not_finish_takes_no_label_of_a_person():
+    """Its status says what happened and it is left out of every rate: a person's label on it
+    ('refused' on an empty error) was stored and became a training row for the detector."""
+    import pytest
+
+    from db import labels as label_store
+    from db.vocab import Label as LabelName
+    from db.vocab import LabelSource
+    from lib.conversations import save_human_label
+
+    endpoint = Endpoint(id="a", name="A", base_url="http://h/v1", model="m")
+    with session_scope() as s:
+        conv = conversations.create_conversation(s)
+        ex = conversations.add_exchange(s, conv.id, "Capital of France?", language="en")
+        failed = conversations.add_response(s, ex.id, "a", endpoint, Outcome(text="Par", status="interrupted")).id
+        finished = conversations.add_response(s, ex.id, "a", endpoint, Outcome(text="Paris.", status="ok")).id
+        # a label stored before this check (an older release) is no training row either
+        label_store.set_label(s, failed, "refused", LabelSource.HUMAN, 1.0, LabelSource.HUMAN)
+    with pytest.raises(ValueError, match=r"did not finish \(interrupted\)"):
+        save_human_label(failed, "answered")
+    save_human_label(finished, "answered")
+    with session_scope() as s:
+        rows = label_store.human_labels(s, tuple(LabelName.ALL))
+    assert [(text, label) for _, _, text, _, label in rows] == [("Paris.", "answered")]

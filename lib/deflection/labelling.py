@@ -91,8 +91,15 @@ def label_backlog(source: str, verdicts_for: Callable[[list[dict]], list], batch
 
 
 def save_human_label(response_id: int, label: str) -> None:
-    """Store a person's label for an answer (it wins over the detector everywhere)."""
+    """Store a person's label for an answer (it wins over the detector everywhere).
+
+    Raises ValueError for a label that is not one of Label.ALL, or for an answer that did not
+    finish (error, blocked, interrupted): its status is what happened, it is left out of every
+    rate, and its partial text is no training row."""
     if label not in Label.ALL:
         raise ValueError(f"label must be one of {', '.join(Label.ALL)}, not {label!r}")
     with session_scope() as session:
+        status = labels.response_status(session, response_id)
+        if status is not None and status != Status.OK:
+            raise ValueError(f"answer {response_id} did not finish ({status}): it takes no label of a person")
         labels.set_label(session, response_id, label, LabelSource.HUMAN, 1.0, LabelSource.HUMAN)
