@@ -147,10 +147,10 @@ def _ask_and_report(
         table.add_row(*[live_texts[c.slot] for c in columns])
         return table
 
-    started: list[int] = []  # the conversation id, once the turn is stored
+    started: list[int] = []  # the conversation and exchange ids, once the turn is stored
 
-    def on_start(conversation_id: int, _exchange_id: int) -> None:
-        started.append(conversation_id)
+    def on_start(conversation_id: int, started_exchange: int) -> None:
+        started.extend((conversation_id, started_exchange))
 
     try:
         if as_json or not out.is_terminal:  # piped: no live table, each answer whole under its model's name
@@ -197,8 +197,10 @@ def _ask_and_report(
             )
         elif started:  # what arrived is stored (an answer cut short as interrupted): say where
             err.print(
-                f"conversation {started[0]} keeps what arrived (continue with --conversation {started[0]})",
+                f"conversation {started[0]} keeps what arrived (continue with --conversation {started[0]}, "
+                f"or ask this turn again with {cli_hint(f'retry {started[1]}')})",
                 style="dim",
+                markup=False,
             )
         raise
     answers = {}
@@ -250,9 +252,10 @@ def _ask_and_report(
             line += f": {_one_line(a['error'])}"
         err.print(plain(line, "dim"))
     vote = ""
-    if sides := _vote_sides(result.conversation_id, result.exchange_id):
+    sides, failed = _turn_outlook(result.conversation_id, result.exchange_id)
+    if sides:
         vote = f"; vote with: vote {result.exchange_id} a|b|tie|both_bad, A is {sides[0]}, B is {sides[1]}"
-    elif any(a["status"] != Status.OK for a in answers.values()):
+    elif failed:  # this turn's, after a retry of another column too
         vote = f"; ask the failed model(s) again with: {cli_hint(f'retry {result.exchange_id}')}"
     err.print(
         plain(
@@ -300,20 +303,21 @@ def retry(
     _ask_and_report(plan.prompt, columns, plan.system_prompt, plan.conversation_id, overrides, as_json, exchange)
 
 
-def _vote_sides(conversation_id: int, exchange_id: int) -> tuple[str, str] | None:
-    """The names of sides A and B when the turn can be voted on (two columns, both finished: after
-    a retry, its other column's answer counts too), else None."""
+def _turn_outlook(conversation_id: int, exchange_id: int) -> tuple[tuple[str, str] | None, bool]:
+    """(the names of sides A and B when the turn can be voted on, else None; whether one of its
+    answers failed), read from the whole turn: after a retry, its other columns count too."""
     from lib.conversations import load
 
     view = load(conversation_id)
     exchange = next((e for e in view.exchanges if e.id == exchange_id), None) if view else None
     if exchange is None:
-        return None
+        return None, False
     latest = exchange.latest
     shown = [latest[slot] for slot in view.slots if slot in latest]
-    if len(shown) != 2 or any(r.failed for r in shown):
-        return None
-    return shown[0].display_name, shown[1].display_name
+    failed = any(r.failed for r in shown)
+    if len(shown) != 2 or failed:
+        return None, failed
+    return (shown[0].display_name, shown[1].display_name), False
 
 
 def _one_line(text: str, limit: int = 160) -> str:

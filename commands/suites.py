@@ -194,7 +194,8 @@ def _print_failures(run_id: int, failed: dict[str, int], console) -> None:
     reasons = failure_reasons(run_id)
     for endpoint_id, n in sorted(failed.items()):
         if n:
-            why = " ".join(reasons.get(endpoint_id, "").split())[:300]
+            why = " ".join(reasons.get(endpoint_id, "").split())
+            why = why if len(why) <= 300 else why[:299] + "…"
             console.print(plain(terminal_text(f"  {endpoint_id}: {n} failed" + (f", last: {why}" if why else ""))))
     console.print(f"  {cli_hint(f'suite resume {run_id}')} retries the failed items", highlight=False)
 
@@ -305,7 +306,7 @@ def suite_status(
 ) -> None:
     """Progress of a run: its effective state (stopped when its worker is gone), answers done and
     failed per model."""
-    from lib.suites.runner import RunError, run_state
+    from lib.suites.runner import RunError, failure_reasons, run_state
 
     open_db_or_fail()
     try:
@@ -325,6 +326,7 @@ def suite_status(
                     "worker": state.worker,
                     "error": state.error,
                     "settings": state.settings,
+                    "failure_reasons": failure_reasons(run) if any(state.failed.values()) else {},
                     "suite": state.suite,
                     "suite_version": state.suite_version,
                 }

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from db.models import Exchange, Label, Response, utcnow
@@ -68,19 +68,25 @@ def responses_without_label(
     return list(session.scalars(stmt))
 
 
-def response_status(session: Session, response_id: int) -> str | None:
-    """The status of one response (ok, error, blocked, interrupted), or None if there is none."""
-    return session.scalar(select(Response.status).where(Response.id == response_id))
+def response_state(session: Session, response_id: int) -> tuple[str, str] | None:
+    """(status, text) of one response, or None if there is none."""
+    row = session.execute(select(Response.status, Response.text).where(Response.id == response_id)).first()
+    return (row[0], row[1] or "") if row else None
 
 
 def human_labels(session: Session, labels: tuple[str, ...]) -> list[tuple[str, str | None, str, str, str]]:
     """(prompt, language, answer, endpoint id, label) for every human label among `labels` on a
-    finished answer (a partial text is no training row), oldest first."""
+    finished answer with text (a partial or empty text is no training row), oldest first."""
     stmt = (
         select(Exchange.prompt, Exchange.language, Response.text, Response.endpoint_id, Label.label)
         .join(Response, Response.exchange_id == Exchange.id)
         .join(Label, Label.response_id == Response.id)
-        .where(Label.source == LabelSource.HUMAN, Label.label.in_(labels), Response.status == Status.OK)
+        .where(
+            Label.source == LabelSource.HUMAN,
+            Label.label.in_(labels),
+            Response.status == Status.OK,
+            func.length(func.trim(func.coalesce(Response.text, ""))) > 0,  # no text: no training row
+        )
         .order_by(Label.id)
     )
     return [tuple(row) for row in session.execute(stmt)]

@@ -108,15 +108,28 @@ def settled_items(session: Session, run_id: int) -> set[tuple[int, int, str]]:
     return {tuple(r) for r in rows}
 
 
+def _latest_answers(run_ids: list[int]):
+    """The id of each item's newest answer per endpoint in these runs (a failure that a resume
+    answered since is not the item's state)."""
+    return (
+        select(func.max(Response.id))
+        .join(Exchange, Exchange.id == Response.exchange_id)
+        .join(Conversation, Conversation.id == Exchange.conversation_id)
+        .where(Conversation.suite_run_id.in_(run_ids))
+        .group_by(Response.exchange_id, Response.endpoint_id)
+    )
+
+
 def status_counts(session: Session, run_ids: list[int]) -> dict[int, list[tuple[str, str, int]]]:
-    """Per run: (endpoint id, response status, distinct items) — one query for many runs."""
+    """Per run: (endpoint id, status of each item's newest answer, distinct items) — one query for
+    many runs."""
     if not run_ids:
         return {}
     rows = session.execute(
         select(Conversation.suite_run_id, Response.endpoint_id, Response.status, func.count(func.distinct(Exchange.id)))
         .join(Exchange, Exchange.id == Response.exchange_id)
         .join(Conversation, Conversation.id == Exchange.conversation_id)
-        .where(Conversation.suite_run_id.in_(run_ids))
+        .where(Response.id.in_(_latest_answers(run_ids)))
         .group_by(Conversation.suite_run_id, Response.endpoint_id, Response.status)
     )
     found: dict[int, list[tuple[str, str, int]]] = {run_id: [] for run_id in run_ids}
@@ -126,13 +139,11 @@ def status_counts(session: Session, run_ids: list[int]) -> dict[int, list[tuple[
 
 
 def last_errors(session: Session, run_id: int) -> dict[str, str]:
-    """Per endpoint of a run: the error message of its newest failed answer (the reason a resume
-    would meet again), for the endpoints that have one."""
+    """Per endpoint of a run: the error message of its newest failed answer among the items still
+    failing (the reason a resume would meet again), for the endpoints that have one."""
     rows = session.execute(
         select(Response.endpoint_id, Response.error_message)
-        .join(Exchange, Exchange.id == Response.exchange_id)
-        .join(Conversation, Conversation.id == Exchange.conversation_id)
-        .where(Conversation.suite_run_id == run_id, Response.status == Status.ERROR)
+        .where(Response.id.in_(_latest_answers([run_id])), Response.status == Status.ERROR)
         .order_by(Response.id)
     )
     return {endpoint_id: message or "" for endpoint_id, message in rows}

@@ -213,9 +213,10 @@ def render_response(
                 response.cost_usd,
             )
         )
-    if show_label:  # an answer that did not finish shows its badge only: it takes no label or rating of a person
-        render_label(response, key_prefix, correctable=response.status == Status.OK)
-        if response.status == Status.OK:
+    if show_label:  # an answer that did not finish, or has no text, shows its badge only
+        finished = response.status == Status.OK and bool((response.text or "").strip())
+        render_label(response, key_prefix, correctable=finished)
+        if finished:
             render_thumb(response, key_prefix)
 
 

@@ -235,6 +235,11 @@ def test_settings_form_errors_name_the_forms_fields(tmp_path):
     at.text_input(key=f"{form}_id").input("smollm2")  # a new endpoint cannot take an existing id
     at.button(key="settings_save").click().run()
     assert any("the id 'smollm2' is taken by the endpoint" in e.value.replace("\\", "") for e in at.error)
+    (tmp_path / "endpoints.user.toml").write_text("[endpoints.gpt-4o]\nenabled = false\n")  # a disabled id too
+    at.text_input(key=f"{form}_id").input("gpt-4o")
+    at.button(key="settings_save").click().run()
+    assert any("the id 'gpt-4o' is taken by a disabled endpoint" in e.value.replace("\\", "") for e in at.error)
+    (tmp_path / "endpoints.user.toml").unlink()
     at.text_input(key=f"{form}_id").input("model")
     at.text_input(key=f"{form}_key_env").input("")
     at.text_input(key=f"{form}_base_url").input("embedded")

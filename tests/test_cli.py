@@ -196,7 +196,11 @@ def test_ask_shows_each_answers_label_and_none_for_a_failed_call(protocol_server
     assert "gate: blocked, first token" in summary, plain.stderr  # not "blocked, blocked (1.00)"
     # a failed answer's reason is on its summary line; the turn id a vote needs is named
     assert re.search(r"bad: error, first token .* 0 tokens: \S", summary), plain.stderr
-    assert re.search(r"conversation (\d+), exchange (\d+) \(continue with --conversation \1\)", summary), summary
+    assert re.search(
+        r"conversation (\d+), exchange (\d+) \(continue with --conversation \1; ask the failed model\(s\) again "
+        r"with: `\.venv/bin/python cli\.py retry \2`\)",
+        summary,
+    ), summary
     pair = cli("ask", "Say hello.", "-m", "echo", "-m", "gate")
     assert "vote with: vote" not in pair.stderr  # one of the two was blocked: no vote on that turn
     german = "Die Hauptstadt von Deutschland ist Berlin, eine Stadt mit vielen Museen und einer langen Geschichte."
@@ -224,7 +228,10 @@ def test_ask_stopped_mid_stream_says_which_conversation_keeps_what_arrived(proto
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 143, stderr
     assert "stopped by SIGTERM" in stderr
-    assert "conversation 1 keeps what arrived (continue with --conversation 1)" in " ".join(stderr.split()), stderr
+    assert "conversation 1 keeps what arrived (continue with --conversation 1, or ask this turn again with " in (
+        " ".join(stderr.split())
+    ), stderr
+    assert "cli.py retry 1`" in stderr, stderr
     # a retry stopped the same way points to retrying that turn, not to a new one
     proc = subprocess.Popen(
         [sys.executable, str(ROOT / "cli.py"), "retry", "1", "--json"],

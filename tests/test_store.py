@@ -255,6 +255,13 @@ def test_an_answer_that_did_not_finish_takes_no_label_of_a_person():
         label_store.set_label(s, failed, "refused", LabelSource.HUMAN, 1.0, LabelSource.HUMAN)
     with pytest.raises(ValueError, match=r"did not finish \(interrupted\)"):
         save_human_label(failed, "answered")
+    with session_scope() as s:  # finished with no text (a budget spent on reasoning): its label is 'empty'
+        empty = conversations.add_response(s, ex.id, "a", endpoint, Outcome(text="  ", status="ok")).id
+        label_store.set_label(s, empty, "refused", LabelSource.HUMAN, 1.0, LabelSource.HUMAN)
+    with pytest.raises(ValueError, match="has no text"):
+        save_human_label(empty, "refused")
+    with pytest.raises(ValueError, match="there is no answer 999999"):
+        save_human_label(999999, "refused")
     save_human_label(finished, "answered")
     with session_scope() as s:
         rows = label_store.human_labels(s, tuple(LabelName.ALL))

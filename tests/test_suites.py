@@ -315,6 +315,27 @@ def test_an_endpoint_that_always_fails_does_not_stop_the_others(protocol_server,
     assert errors == ["server_error"] * 5
 
 
+def test_a_failure_that_a_resume_answered_is_no_longer_counted_or_named(protocol_server, tmp_path):
+    """An item that failed, then was answered by a resume, read 'done' and 'failed' at once: a
+    completed run said '1 failed' and told to resume it (which added nothing)."""
+    (tmp_path / "endpoints.user.toml").write_text(
+        f'[endpoints.flaky]\nbase_url = "{protocol_server.url}"\nmodel = "ratelimit-once"\nkind = "local"\n'
+        "max_retries = 0\n"
+    )
+    first = cli("suite", "run", "general", "-m", "flaky", "--limit", "2", "--concurrency", "1")
+    assert "flaky: 1 failed, last: " in " ".join(first.stderr.split()), first.stderr
+    again = cli("suite", "resume", "1")
+    assert again.returncode == 0 and "failed" not in again.stderr.replace("retries the failed", ""), again.stderr
+    status = json.loads(cli("suite", "status", "1", "--json").stdout)
+    assert (status["status"], status["done"], status["failed"], status["failure_reasons"]) == (
+        "completed",
+        {"flaky": 2},
+        {},
+        {},
+    ), status
+    assert "last:" not in cli("suite", "status", "1").stdout
+
+
 def test_two_runs_of_one_suite_say_how_they_differ(protocol_server, tmp_path):
     _fake_endpoints(tmp_path, protocol_server.url)
     assert cli("suite", "run", "general", "-m", "fast", "--limit", "2").returncode == 0

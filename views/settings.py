@@ -10,6 +10,7 @@ from lib.providers.chat import check_connection
 from lib.providers.endpoints import (
     EndpointConfigError,
     NeedsConfirmation,
+    endpoint_ids,
     endpoint_state,
     key_is_set,
     save_user_endpoint,
@@ -190,10 +191,13 @@ if submitted:
     try:
         if not endpoint_id.strip():
             raise EndpointConfigError("the id is empty")
-        if base is None and endpoint_id.strip() in endpoints:  # it became an override, keeping the old fields
+        new_id = endpoint_id.strip()
+        if new_id != (base.id if base else None) and new_id in endpoint_ids():
+            # it became an override of that entry (a disabled one too), keeping its other fields
+            taken = f"the endpoint {endpoints[new_id].name!r}" if new_id in endpoints else "a disabled endpoint"
             raise EndpointConfigError(
-                f"the id '{endpoint_id.strip()}' is taken by the endpoint {endpoints[endpoint_id.strip()].name!r}: "
-                "pick it under Start from to change it, or give this one another id"
+                f"the id '{new_id}' is taken by {taken}: pick it under Start from to change it, or give this "
+                "one another id"
             )
         path = save_user_endpoint(endpoint_id.strip(), entry)
     except NeedsConfirmation as exc:

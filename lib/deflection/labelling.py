@@ -93,13 +93,18 @@ def label_backlog(source: str, verdicts_for: Callable[[list[dict]], list], batch
 def save_human_label(response_id: int, label: str) -> None:
     """Store a person's label for an answer (it wins over the detector everywhere).
 
-    Raises ValueError for a label that is not one of Label.ALL, or for an answer that did not
-    finish (error, blocked, interrupted): its status is what happened, it is left out of every
-    rate, and its partial text is no training row."""
+    Raises ValueError for a label that is not one of Label.ALL, an answer that does not exist, one
+    that did not finish (error, blocked, interrupted: its status is what happened, it is left out
+    of every rate, and its partial text is no training row) or one with no text."""
     if label not in Label.ALL:
         raise ValueError(f"label must be one of {', '.join(Label.ALL)}, not {label!r}")
     with session_scope() as session:
-        status = labels.response_status(session, response_id)
-        if status is not None and status != Status.OK:
+        state = labels.response_state(session, response_id)
+        if state is None:
+            raise ValueError(f"there is no answer {response_id}")
+        status, text = state
+        if status != Status.OK:
             raise ValueError(f"answer {response_id} did not finish ({status}): it takes no label of a person")
+        if not text.strip():
+            raise ValueError(f"answer {response_id} has no text (its label is {Label.EMPTY!r}): it takes no other")
         labels.set_label(session, response_id, label, LabelSource.HUMAN, 1.0, LabelSource.HUMAN)

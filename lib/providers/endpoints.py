@@ -587,6 +587,16 @@ def _load(path: Path | None, user_path: Path, user_text: str | None) -> dict[str
     return {eid: _build(eid, entry, source) for eid, (entry, source) in entries.items() if entry.get("enabled", True)}
 
 
+def endpoint_ids(path: Path | None = None, user_path: Path | None = None) -> set[str]:
+    """Every id the endpoints files define, disabled ones (`enabled = false`) included: the ids a
+    new entry would override rather than add. Raises EndpointConfigError as load_endpoints does."""
+    path, user_path = path or config.endpoints_file(), user_path or config.user_endpoints_file()
+    ids = set(_read_table(path)[0])
+    if user_path.exists():
+        ids |= set(_read_table(user_path)[0])
+    return ids
+
+
 def resolve(endpoints: dict[str, Endpoint], ids: list[str]) -> list[Endpoint]:
     """The endpoints named by `ids`, in order; raises UnknownEndpoint for the first unknown id."""
     for endpoint_id in ids:
