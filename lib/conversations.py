@@ -164,6 +164,18 @@ def history(
         return conversations.list_conversations(s, query, mode, label, page=page, per_page=per_page)
 
 
+def _named_turn(session, exchange_id: int, error: type[ValueError], in_arena: str) -> tuple:
+    """(exchange, conversation) of a turn outside blind battles, else `error` naming why (`in_arena`:
+    what to do with a battle's turn instead)."""
+    exchange = conversations.get_exchange(session, exchange_id)
+    if exchange is None:
+        raise error(f"there is no turn (exchange) {exchange_id}")
+    conv = conversations.load_conversation(session, exchange.conversation_id)
+    if conv.mode == Mode.ARENA:
+        raise error(f"turn {exchange_id} is part of a blind battle: {in_arena}")
+    return exchange, conv
+
+
 class RetryError(ValueError):
     """A turn that cannot be asked again (unknown, not the last, blind, imported, no such column)."""
 
@@ -184,15 +196,10 @@ def retry_plan(exchange_id: int, slots: list[str] | None = None) -> RetryPlan:
 
     Raises RetryError when the turn does not exist, is not its conversation's last turn (a later
     turn was asked with this answer in its history), is part of a blind battle (retried in the
-    Arena), of an import (kept as it was) or of a suite run (resumed instead), has a vote, names a model with
-    no column in that turn, or has no failed answer and no model was named."""
+    Arena), of an import (kept as it was) or of a suite run (resumed instead), has a vote, names a
+    model with no column in that turn, or has no failed answer and no model was named."""
     with session_scope() as s:
-        exchange = conversations.get_exchange(s, exchange_id)
-        if exchange is None:
-            raise RetryError(f"there is no turn (exchange) {exchange_id}")
-        conv = conversations.load_conversation(s, exchange.conversation_id)
-        if conv.mode == Mode.ARENA:
-            raise RetryError(f"turn {exchange_id} is part of a blind battle: retry it in the Arena")
+        exchange, conv = _named_turn(s, exchange_id, RetryError, "retry it in the Arena")
         if conv.mode == Mode.IMPORTED:
             raise RetryError(f"turn {exchange_id} was imported: imported answers are kept as they were")
         if conv.mode == Mode.SUITE:  # another answer in the item would count twice in the run's rates
@@ -253,12 +260,7 @@ def vote(exchange_id: int, winner: str, voter: str = "local") -> RecordedVote:
     if winner not in Winner.ALL:
         raise VoteError(f"the winner must be one of {', '.join(Winner.ALL)}, not {winner!r}")
     with session_scope() as s:
-        exchange = conversations.get_exchange(s, exchange_id)
-        if exchange is None:
-            raise VoteError(f"there is no turn (exchange) {exchange_id}")
-        conv = conversations.load_conversation(s, exchange.conversation_id)
-        if conv.mode == Mode.ARENA:
-            raise VoteError(f"turn {exchange_id} is part of a blind battle: vote on it in the Arena")
+        exchange, conv = _named_turn(s, exchange_id, VoteError, "vote on it in the Arena")
         earlier = votes.vote_for_exchange(s, exchange_id)
         if earlier is not None and earlier.voter == voter:
             raise VoteError(f"turn {exchange_id} already has your vote ({earlier.winner})")

@@ -507,17 +507,24 @@ def test_a_block_style_entrys_problems_name_the_fields_own_line():
         "    control:\n"  # 14
         "      en: [1, 2]\n"  # 15
     )
-    with pytest.raises(SuiteError) as info:
-        parse_suite(text, "blocky.yaml")
-    problems = info.value.problems
-    for expected in (
+    _problems_start(
+        text,
+        "blocky.yaml",
         "blocky.yaml:3: the version is longer",
         "blocky.yaml:7: prompt 'a' language must be en or zh",
         "blocky.yaml:8: the topic of prompt 'a' is longer",
         "blocky.yaml:9: unknown field(s) colour",
         "blocky.yaml:15: probe 'p' texts must be text",
-    ):
-        assert any(p.startswith(expected) for p in problems), (expected, problems)
+    )
+
+
+def _problems_start(text: str, filename: str, *expected: str) -> None:
+    """Parsing `text` as `filename` fails, and each of `expected` starts one of its problems."""
+    with pytest.raises(SuiteError) as info:
+        parse_suite(text, filename)
+    problems = info.value.problems
+    for start in expected:
+        assert any(p.startswith(start) for p in problems), (start, problems)
 
 
 def test_a_broken_twin_or_control_is_named_at_its_own_line():
@@ -539,16 +546,14 @@ def test_a_broken_twin_or_control_is_named_at_its_own_line():
         "    control: b\n"  # 13
         "    twin: a\n"  # 14
     )
-    with pytest.raises(SuiteError) as info:
-        parse_suite(text, "links.yaml")
-    problems = info.value.problems
-    for expected in (
+    _problems_start(
+        text,
+        "links.yaml",
         "links.yaml:7: prompt 'a' names twin 'ghost'",
         "links.yaml:8: prompt 'a' names control 'nope'",
         "links.yaml:13: prompt 'b' cannot be its own control",
         "links.yaml:14: prompt 'b' and its twin 'a' are both en",
-    ):
-        assert any(p.startswith(expected) for p in problems), (expected, problems)
+    )
     # a one-line entry (flow style, JSONL) has one line for all its fields
     with pytest.raises(SuiteError) as info:
         parse_suite('{"id": "a", "text": "hi", "language": "en", "topic": "t", "twin": "z"}\n', "l.jsonl")
