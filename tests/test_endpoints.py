@@ -166,6 +166,15 @@ def test_problems_of_both_files_are_named_together_and_capped(tmp_path):
         ep.load_endpoints(shipped, user)
     assert len(info.value.problems) == ep.MAX_PROBLEMS + 1
     assert info.value.problems[-1] == "… and 10 more entries not checked (fix these first)"
+    # a dangling link at the user file joins the list too (it was raised alone, hiding the rest)
+    shipped.write_text('[endpoints.x]\nbase_url = "ftp://h"\nmodel = "m"\n')
+    user.unlink()
+    user.symlink_to(tmp_path / "gone.toml")
+    with pytest.raises(ep.EndpointConfigError) as info:
+        ep.load_endpoints(shipped, user)
+    assert len(info.value.problems) == 2, info.value.problems
+    assert "[endpoints.x] base_url must be" in info.value.problems[0]
+    assert "gone.toml', which does not exist" in info.value.problems[1]
 
 
 def test_unknown_model_lists_the_known_ones():

@@ -561,7 +561,7 @@ def _load(path: Path | None, user_path: Path, user_text: str | None) -> dict[str
             what = f"a link to {one_line_text(str(user_path.resolve()))!r}, which does not exist"
         except (RuntimeError, OSError):
             what = "a link in a loop (it leads back to itself)"
-        raise EndpointConfigError(f"{user_path}: {what} (remove the link, or make the file it names)")
+        problems.append(f"{user_path}: {what} (remove the link, or make the file it names)")
     user: dict = {}
     if user_text is not None or user_path.exists():
         try:
