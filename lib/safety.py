@@ -167,17 +167,48 @@ def strip_credentials(url: str) -> str:
     return parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]).geturl()
 
 
+# a mask providers put in a key they echo: a run of *, • or ●, or an ellipsis
+_MASK = re.compile(r"[*\u2022\u25cf]{3,}|\.{3,}|\u2026+")
+MIN_SHOWN_CHARS = 4  # a masked echo is redacted when this much of a key's start or end shows
+_KEY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-+/=")  # base64url and base64
+
+
 class Redactor:
     """Removes known secret values (an endpoint's key, its URL credentials) and any
-    Authorization-like header value from provider text."""
+    Authorization-like header value from provider text, and a known secret's masked echo: the
+    start or end a provider shows of it around a mask ("Incorrect API key provided:
+    sk-proj-****abcd", "key …123456"), when at least MIN_SHOWN_CHARS of it show. Linear in the
+    text's length."""
 
     def __init__(self, secrets: Iterable[str | None] = ()) -> None:
+        self.raw = sorted({s for s in secrets if s and len(s) >= MIN_SECRET_CHARS})
         values = set()
-        for secret in secrets:
-            if secret and len(secret) >= MIN_SECRET_CHARS:
-                # as a provider may echo it: as is, URL-encoded (a query string), JSON-escaped ("\/")
-                values |= {secret, quote(secret, safe=""), quote_plus(secret), secret.replace("/", "\\/")}
+        for secret in self.raw:
+            # as a provider may echo it: as is, URL-encoded (a query string), JSON-escaped ("\/")
+            values |= {secret, quote(secret, safe=""), quote_plus(secret), secret.replace("/", "\\/")}
         self.secrets = sorted(values, key=len, reverse=True)  # longest first: no partial leftovers
+
+    def _unmasked(self, text: str) -> str:
+        """`text` with each masked echo of a known secret (the key characters either side of a
+        mask included) replaced by [redacted]."""
+        pieces, done = [], 0
+        for found in _MASK.finditer(text):
+            start, end = found.start(), found.end()
+            if start < done:  # inside the span of an echo already replaced
+                continue
+            while start > done and text[start - 1] in _KEY_CHARS:
+                start -= 1
+            while end < len(text) and text[end] in _KEY_CHARS:
+                end += 1
+            head, tail = text[start : found.start()], text[found.end() : end]
+            if any(
+                (len(head) >= MIN_SHOWN_CHARS and secret.startswith(head))
+                or (len(tail) >= MIN_SHOWN_CHARS and secret.endswith(tail))
+                for secret in self.raw
+            ):
+                pieces += [text[done:start], REDACTED]
+                done = end
+        return "".join([*pieces, text[done:]]) if pieces else text
 
     def __call__(self, text: str | None) -> str:
         """`text`, clean (see `clean_text`) and with every secret replaced by [redacted]."""
@@ -187,6 +218,8 @@ class Redactor:
         for secret in self.secrets:
             if secret in text:
                 text = text.replace(secret, REDACTED)
+        if self.raw:
+            text = self._unmasked(text)
         return _AUTH_HEADER.sub(lambda m: f"{m.group(1)}{m.group(2)}{m.group(3) or ''}{REDACTED}", text)
 
 

@@ -33,6 +33,7 @@ Untrusted input (issue 12), one scenario per kind:
     status-CODE-SHAPE   HTTP CODE with an error body of SHAPE: json | list (Gemini) | text | html
                         | safety (a 429 that says "safety") | invalid_prompt (OpenAI's prompt block)
                         | echo-key (echoes the Authorization header it got)
+                        | mask-key (echoes the key masked, as OpenAI does: "sk-e****6789")
     ok-SHAPE            HTTP 200 that is not an event stream: json-error | html | completion
                         | completion-odd (a date for `created`, token counts of 10.5 and 3e9)
     stream-error        two tokens, then an error event inside the stream (OpenRouter)
@@ -132,6 +133,12 @@ class _Handler(BaseHTTPRequestHandler):
             )
         if shape == "echo-key":
             message = f"Incorrect API key provided. Received header: Authorization: {self.headers.get('Authorization')}"
+        if shape == "mask-key":  # OpenAI's 401: the key's start and end around stars, and its end alone
+            key = (self.headers.get("Authorization") or "").removeprefix("Bearer ")
+            message = (
+                f"Incorrect API key provided: {key[:8]}{'*' * 20}{key[-4:]}. You can find your API key at "
+                f"https://platform.openai.com/account/api-keys. (key ending …{key[-6:]})"
+            )
         return self._json(status, {"error": {"message": message, "type": "error", "code": status}})
 
     def _not_a_stream(self, shape: str, request: dict) -> None:

@@ -213,6 +213,27 @@ def test_a_key_echoed_url_encoded_or_json_escaped_is_redacted():
         assert "ijkl0123456789" not in text and "[redacted]" in text, text
 
 
+def test_a_masked_echo_of_a_key_is_redacted_with_what_shows_of_it():
+    """Providers echo a wrong key masked ("sk-proj-****abcd", "…123456"): whole keys were
+    redacted, but the start and end they show were written to the database and pages."""
+    key = "sk-proj-AbCdEfGh0123456789/x+Yz="
+    redact = Redactor([key, "short"])
+    for echoed in (
+        "Incorrect API key provided: sk-proj-********************9/x+Yz=.",
+        "Incorrect API key provided: sk-p**************Yz=.",
+        "the key …456789/x+Yz= is revoked",
+        "the key ...+Yz= is revoked",
+        "key sk-proj-AbCd•••• expired",
+        'key "sk-proj-AbC***" expired',
+    ):
+        text = redact(echoed)
+        assert "Yz=" not in text and "AbC" not in text and "sk-p" not in text and "[redacted]" in text, text
+    # an ellipsis or a mask beside anything else is left as written, and so are short shown parts
+    for kept in ("Wait... what?", "sk-... is a placeholder", "expected …Yz=", "****", "x" * 50 + "..." + "y" * 50):
+        assert redact(kept) == kept
+    assert Redactor([])("…456789/x+Yz=") == "…456789/x+Yz="
+
+
 @pytest.mark.parametrize(
     "char", ["\x7f", "\x85", "\x9b", "\u061c", "\u200e", "\u2028", "\u2029", "\u202e", "\u2067", "\ud800"]
 )

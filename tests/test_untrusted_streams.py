@@ -276,6 +276,16 @@ def test_an_echoed_key_and_url_password_never_reach_the_database_or_json(protoco
     assert key not in done.out + done.err and password not in done.out + done.err
     rows = stored()
     assert rows["leaky"].base_host == url.split("@")[1].split("/")[0]
+    # a key echoed masked (OpenAI's "sk-echoe********************6789"): what shows of it is redacted too
+    (tmp_path / "endpoints.user.toml").write_text(
+        f'[endpoints.masked]\nbase_url = "{protocol_server.url}"\nmodel = "status-401-mask-key"\n'
+        'key_env = "ECHO_KEY"\nkind = "local"\nmax_retries = 0\n'
+    )
+    done = cli("ask", "hi", "-m", "masked", "--json")
+    answer = json.loads(done.out)["models"]["masked"]
+    assert answer["error_kind"] == "auth" and answer["error"].count("[redacted]") == 2, answer["error"]
+    assert "6789" not in done.out + done.err and "sk-echoe" not in done.out + done.err
+    assert "platform.openai.com" in answer["error"]  # the rest of the message is kept
     dispose_all()  # flush the WAL into the file before reading it raw
     raw = b"".join(p.read_bytes() for p in (tmp_path / "data").glob("test.db*"))
     assert key.encode() not in raw and password.encode() not in raw
