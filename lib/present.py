@@ -9,7 +9,7 @@ import re
 from markdown_it import MarkdownIt
 
 from db.vocab import Label, Winner
-from lib.safety import clean_text, terminal_text
+from lib.safety import page_text, terminal_text
 
 LABEL_COLOURS = {
     Label.ANSWERED: "green",
@@ -130,7 +130,9 @@ _OPEN_END = re.compile(r"(?:www|https?)\Z", re.IGNORECASE)
 
 def literal_markdown(text: str) -> str:
     """Text that Streamlit's Markdown shows exactly as written: no syntax, no autolinked URL or
-    e-mail address, no icon, emoji or arrow (escaped, and cut where its renderer would rewrite it)."""
+    e-mail address, no icon, emoji or arrow (escaped, and cut where its renderer would rewrite it),
+    and no bidirectional override (`page_text`)."""
+    text = page_text(text)
     cuts = {m.start() for m in _CUT_AT.finditer(text)} | {m.end() for m in _SHORTCODE.finditer(text)}
     edges = [0, *sorted(c for c in cuts if 0 < c < len(text)), len(text)]
     shown = _CUT.join(escape_markdown(text[a:b]) for a, b in itertools.pairwise(edges))
@@ -247,8 +249,9 @@ def plain_block(text: str) -> str:
 
 
 def safe_markdown(text: str | None, maths: bool = False) -> str:
-    """Model or user text as Markdown that fetches nothing and runs nothing (see above)."""
-    text = clean_text(text).replace("\r\n", "\n").replace("\r", "\n")
+    """Model or user text as Markdown that fetches nothing and runs nothing (see above), and shows its
+    characters in the order they were written (`page_text`)."""
+    text = page_text(text).replace("\r\n", "\n").replace("\r", "\n")
     if not text:
         return ""
     tokens = _parser().parse(text)

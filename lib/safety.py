@@ -58,6 +58,20 @@ _AUTH_HEADER = re.compile(
 _BIDI = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")  # marks, overrides, isolates
 
 
+# explicit embeddings, overrides and isolates: a page shows the characters they span in another
+# order than they were written; the marks (U+200E, U+200F, U+061C) only set a neutral's direction
+_BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
+
+
+def page_text(text: str | None) -> str:
+    """`text` as a page shows it: clean (`clean_text`), without the bidirectional embeddings,
+    overrides and isolates (U+202A-U+202E, U+2066-U+2069) that make a browser show characters in
+    another order than they were written (Trojan Source, CVE-2021-42574): "\u202edesufer" would
+    read "refused". What is stored, exported and printed as JSON keeps them."""
+    text = clean_text(text)
+    return _BIDI_CONTROLS.sub("", text) if text and _BIDI_CONTROLS.search(text) else text
+
+
 def clean_text(text: str | None) -> str:
     """`text` as valid, storable Unicode: surrogate pairs joined, lone halves and NULs -> U+FFFD."""
     if not text:
@@ -442,8 +456,8 @@ def chart_text(value: object) -> str:
     annotation, text, hover value): `<`, `>` and `&` as entities. Plotly renders those fields as a
     subset of HTML that keeps `<span style>` (a CSS `url()` makes the browser fetch another host)
     and `<a href>` links; entities it shows as the characters the user wrote. Quotes stay as they
-    are (Plotly decodes no `&quot;`)."""
-    return html.escape(clean_text("" if value is None else str(value)), quote=False)
+    are (Plotly decodes no `&quot;`); bidirectional overrides are dropped (`page_text`)."""
+    return html.escape(page_text("" if value is None else str(value)), quote=False)
 
 
 def csv_row(row: dict) -> dict:

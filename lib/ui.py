@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 
+import pandas as pd
 import streamlit as st
 
 from db.vocab import Label, LabelSource, Status
@@ -18,7 +19,7 @@ from lib import imports, storage
 from lib.conversations import ResponseView, rate_answer, save_human_label
 from lib.present import LABEL_COLOURS, format_metrics, literal_markdown, safe_markdown
 from lib.providers.endpoints import EndpointConfigError, endpoint_state, forget_probes, load_endpoints
-from lib.safety import clean_text, fitted_key
+from lib.safety import clean_text, fitted_key, page_text
 
 # session-state keys shared between pages
 CONVERSATION = "compare_conversation_id"
@@ -50,6 +51,23 @@ def inline_text(text: str | None) -> str:
 def render_text(text: str | None) -> None:
     """Show an answer, a reasoning or a prompt: the one render function every page uses."""
     st.markdown(md(text))
+
+
+def plain_text(text: str | None) -> None:
+    """Untrusted text shown as preformatted plain text (no Markdown), in the order it was written."""
+    st.text(page_text(text))
+
+
+def table(data, **options):
+    """A table (`st.dataframe`; `data` a DataFrame or what one is built from, `options` its) whose
+    text cells, column names included, show their characters in the order they were written
+    (`lib.safety.page_text`): the one path every page's table of untrusted text takes."""
+    frame = (data if isinstance(data, pd.DataFrame) else pd.DataFrame(data)).copy()
+    frame.columns = [page_text(c) if isinstance(c, str) else c for c in frame.columns]
+    for column in frame.columns:
+        if pd.api.types.is_object_dtype(frame[column]) or pd.api.types.is_string_dtype(frame[column]):
+            frame[column] = frame[column].map(lambda v: page_text(v) if isinstance(v, str) else v)
+    return st.dataframe(frame, **options)
 
 
 # the pages that need the endpoints and say why they cannot be read (endpoints_or_stop): the

@@ -11,11 +11,13 @@ from lib.present import safe_markdown
 from lib.safety import (
     Redactor,
     SurrogateJoiner,
+    chart_text,
     clean_json,
     clean_text,
     csv_cell,
     decode_bytes,
     json_text,
+    page_text,
     strip_credentials,
     terminal_text,
     url_secrets,
@@ -345,3 +347,15 @@ def test_the_migration_to_one_spelling_spells_names_as_imports_do_now():
     samples += ["\uff23\uff41\uff46\uff45\u0301", "\U0001d420\U0001d429\U0001d42d", "a\ufe63b", "\u0958" * 3]
     for text in samples:
         assert migration.one_spelling(text) == one_line_name(text), text
+
+
+def test_page_text_drops_what_reorders_a_page_and_keeps_the_rest():
+    from lib.present import literal_markdown, safe_markdown
+
+    for char in ["\u202a", "\u202b", "\u202c", "\u202d", "\u202e", "\u2066", "\u2067", "\u2068", "\u2069"]:
+        text = f"a{char}desufer b"
+        assert page_text(text) == "adesufer b"
+        assert char not in safe_markdown(text) and char not in literal_markdown(text) and char not in chart_text(text)
+    kept = "שלום \u200f1989\u200e عربي\u061c 中文"  # marks only set a neutral character's direction
+    assert page_text(kept) == kept and safe_markdown(kept) == kept
+    assert page_text("a\ud800b") == "a\ufffdb" and page_text(None) == ""

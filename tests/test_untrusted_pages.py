@@ -8,7 +8,7 @@ from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
 from db.engine import session_scope
-from db.models import Vote
+from db.models import Exchange, Response, Vote
 from lib import ui
 from lib.arena.battles import BlindBattle
 from tests.conftest import ROOT
@@ -195,3 +195,46 @@ def test_the_arena_reveal_shows_endpoint_names_literally(protocol_server, tmp_pa
     shown = markdown_shown(at)
     assert "name\\.png" in shown  # revealed, as text
     assert _fetches_or_maths(shown) == [], shown[:2000]
+
+
+RLO, ISOLATE = "\u202e", "\u2067"  # right-to-left override; right-to-left isolate
+
+
+def test_bidirectional_overrides_never_reorder_what_a_page_shows(protocol_server, tmp_path):
+    """An answer or prompt holding a right-to-left override showed its characters reversed
+    ("\\u202edesufer" read "refused"; Trojan Source): the page drops overrides and isolates and
+    shows the characters in the order written; the stored text keeps them."""
+    endpoints_file(tmp_path, protocol_server.url, e="echo")
+    at = app().run()
+    at.multiselect(key="compare_models").set_value(["e"])
+    at.chat_input(key="compare_prompt").set_value(f"say {RLO}desufer and {ISOLATE}x\u2069 \u200fok").run()
+    assert not at.exception
+    shown = markdown_shown(at) + "\n".join(str(c.value) for c in at.caption)
+    assert "desufer" in shown and RLO not in shown and ISOLATE not in shown
+    assert "\u200f" in shown  # a right-to-left mark only sets a neutral's direction: kept
+    with session_scope() as s:  # stored as written
+        assert all(RLO in text for text in s.scalars(select(Response.text)))
+        assert RLO in s.scalars(select(Exchange.prompt)).one()
+
+
+def test_every_table_and_plain_text_on_a_page_takes_the_one_path():
+    """Pages show tables and preformatted text only through lib.ui (table, plain_text), which drop
+    bidirectional overrides: a direct st.dataframe or st.text of untrusted text would not."""
+    views = sorted((ROOT / "views").glob("*.py")) + [ROOT / "app.py"]
+    direct = [
+        f"{path.name}:{n}"
+        for path in views
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if any(call in line for call in ("st.dataframe(", "st.text(", "st.data_editor(", "st.table("))
+    ]
+    assert not direct, direct
+    ui.table  # noqa: B018 - the path exists
+
+
+def test_a_table_shows_its_text_cells_and_column_names_in_written_order(monkeypatch):
+    shown = {}
+    monkeypatch.setattr(ui.st, "dataframe", lambda frame, **options: shown.update(frame=frame, options=options))
+    ui.table([{f"{RLO}prompt": f"{RLO}desufer", "n": 3, "none": None}], hide_index=True)
+    frame = shown["frame"]
+    assert list(frame.columns) == ["prompt", "n", "none"] and shown["options"] == {"hide_index": True}
+    assert frame.iloc[0].tolist()[:2] == ["desufer", 3] and frame.iloc[0]["none"] is None

@@ -142,7 +142,7 @@ with tab_clusters:
     view = result["clusters"]
     if not problem(view):
         st.plotly_chart(charts.cluster_sizes(view["clusters"]), key="analysis_cluster_chart")
-        st.dataframe(
+        ui.table(
             pd.DataFrame(
                 [
                     {
@@ -170,12 +170,12 @@ with tab_templates:
                     f"**Used {t['uses']}× for {t['prompts']} prompts** · "
                     + ui.inline_text(", ".join(f"{m} ({n})" for m, n in t["by_model"].items()))
                 )
-                st.text(t["example"])
+                ui.plain_text(t["example"])
 with tab_div:
     view = result["divergence"]
     if not problem(view):
         st.plotly_chart(charts.divergence_heatmap(view), key="analysis_div_heatmap")
-        st.dataframe(
+        ui.table(
             pd.DataFrame(
                 [
                     {
@@ -215,32 +215,32 @@ with tab_defl:
         st.plotly_chart(charts.deflection_heatmap(view, shown or "not_answered"), key="analysis_defl_heatmap")
         per_model = [r for r in view["rates"] if r["topic"] == "(all)"]
         st.markdown("**Not answered per model** (raw and corrected side by side)")
-        st.dataframe(pd.DataFrame(deflection.rate_table(per_model)), hide_index=True, width="stretch")
+        ui.table(deflection.rate_table(per_model), hide_index=True, width="stretch")
         with st.expander("Per model × topic"):
             cells = [r for r in view["rates"] if r["topic"] != "(all)"]
-            st.dataframe(pd.DataFrame(deflection.rate_table(cells)), hide_index=True, width="stretch")
+            ui.table(deflection.rate_table(cells), hide_index=True, width="stretch")
         if view["language_gap"]:
             st.markdown("**English vs Chinese** (twin prompts)")
             st.plotly_chart(charts.language_gap(view), key="analysis_gap")
-            st.dataframe(pd.DataFrame(deflection.gap_table(view["language_gap"])), hide_index=True, width="stretch")
+            ui.table(deflection.gap_table(view["language_gap"]), hide_index=True, width="stretch")
         else:
             st.caption(view["language_gap_note"])
     if "left_out" in view:
         st.markdown("**Left out of rates** (provider blocks, failed or interrupted streams, empty, unlabelled)")
-        st.dataframe(pd.DataFrame(deflection.left_out_table(view["left_out"])), hide_index=True, width="stretch")
+        ui.table(deflection.left_out_table(view["left_out"]), hide_index=True, width="stretch")
     if view.get("agreement"):
         st.markdown("**Agreement with other labels** (the detector against each source, on the same answers)")
-        st.dataframe(pd.DataFrame(deflection.agreement_table(view["agreement"])), hide_index=True)
+        ui.table(deflection.agreement_table(view["agreement"]), hide_index=True)
         for a in view["agreement"]:
             with st.expander(ui.inline_text(f"Confusion: {a['source']} vs the detector ({a['language']}, n={a['n']})")):
-                st.dataframe(pd.DataFrame(deflection.confusion_table(a["confusion"], a["source"])), hide_index=True)
+                ui.table(deflection.confusion_table(a["confusion"], a["source"]), hide_index=True)
     if view.get("detector_card"):
         card = view["detector_card"]
         with st.expander(
             f"Detector card: {card['detector']} (features v{card.get('features')}), measured {card['measured']}"
         ):
             st.caption(card["method"])
-            st.dataframe(pd.DataFrame(deflection.card_table(view)), hide_index=True, width="stretch")
+            ui.table(deflection.card_table(view), hide_index=True, width="stretch")
             for lang, used in deflection.used_matrices(view).items():
                 st.markdown(f"**{lang}** corrected with `{used['measured_on']}` (n={used['n']}): out-of-fold counts")
-                st.dataframe(pd.DataFrame(deflection.confusion_table(used["confusion"], "true")), hide_index=True)
+                ui.table(deflection.confusion_table(used["confusion"], "true"), hide_index=True)

@@ -73,7 +73,7 @@ table = pd.DataFrame(
         for i, r in enumerate(board.ratings)
     ]
 )
-st.dataframe(table, hide_index=True, width="stretch", key="lb_table")
+ui.table(table, hide_index=True, width="stretch", key="lb_table")
 sparse = [board.names.get(r.model, r.model) for r in board.ratings if r.battles < 5]
 if sparse:
     st.caption(f"Few battles (under 5) for: {ui.inline_text(', '.join(sparse))} — their ratings are rough.")

@@ -58,7 +58,7 @@ if message := st.session_state.pop(SAVED, None):
     st.success(message)
 
 st.subheader("Endpoints")
-st.dataframe(
+ui.table(
     [
         {
             "id": e.id,

@@ -6,6 +6,7 @@ import streamlit as st
 from lib import ui
 from lib.analysis.views import data_version
 from lib.present import plural
+from lib.safety import page_text
 from lib.suites.definitions import SuiteError, import_bytes, show_suite, suite_names
 from lib.suites.results import (
     UnknownRun,
@@ -50,7 +51,7 @@ with tab_suites:
         except SuiteError as exc:
             problems = plural(len(exc.problems), "problem")
             st.error(f"{ui.inline_text(upload.name)} has {problems}; nothing was imported.")
-            st.code("\n".join(exc.problems), language=None)
+            st.code(page_text("\n".join(exc.problems)), language=None)
         else:
             for warning in imported.warnings:
                 st.warning(ui.inline_text(warning))
@@ -75,7 +76,7 @@ with tab_suites:
             if part
         )
     )
-    st.dataframe(pd.DataFrame(shown.prompts).fillna(""), hide_index=True, width="stretch")  # no "None" twins
+    ui.table(pd.DataFrame(shown.prompts).fillna(""), hide_index=True, width="stretch")  # no "None" twins
 
 with tab_run:
     ui.drop_unknown("run_models", endpoints)
@@ -254,29 +255,29 @@ with tab_results:
                     "Raw: as labelled (Wilson 95%). Corrected: for the detector's measured errors per language "
                     "(bootstrap 95%); human labels are taken as true. " + card_line(data)
                 )
-                st.dataframe(pd.DataFrame(rates_table(data)), hide_index=True, width="stretch")
+                ui.table(rates_table(data), hide_index=True, width="stretch")
                 st.markdown(
                     "**Probe vs control** (how much more a model avoids the sensitive question than its neutral twin)"
                 )
-                st.dataframe(pd.DataFrame(asymmetry_table(data)), hide_index=True, width="stretch")
+                ui.table(asymmetry_table(data), hide_index=True, width="stretch")
                 if data.language_gap:
                     st.markdown("**English vs Chinese** (twin prompts)")
-                    st.dataframe(pd.DataFrame(gap_table(data)), hide_index=True, width="stretch")
+                    ui.table(gap_table(data), hide_index=True, width="stretch")
             st.markdown("**Left out of rates** (provider blocks, failed or interrupted, empty, unlabelled)")
-            st.dataframe(pd.DataFrame(left_out_table(data)), hide_index=True, width="stretch")
+            ui.table(left_out_table(data), hide_index=True, width="stretch")
             if data.agreement:
                 st.markdown("**Agreement with other labels** (Cohen's kappa against the detector)")
-                st.dataframe(pd.DataFrame(agreement_table(data)), hide_index=True)
+                ui.table(agreement_table(data), hide_index=True)
             if card := data.detector_card:
                 with st.expander(
                     f"Detector card: {card['detector']} (features v{card.get('features')}), measured {card['measured']}"
                 ):
                     st.caption(data.detector_card["method"])
-                    st.dataframe(pd.DataFrame(card_table(data)), hide_index=True, width="stretch")
+                    ui.table(card_table(data), hide_index=True, width="stretch")
                     for lang, used in matrices_used(data).items():
                         st.markdown(
                             f"**{lang}** corrected with `{used['measured_on']}` (n={used['n']}): out-of-fold counts"
                         )
-                        st.dataframe(pd.DataFrame(confusion_table(used["confusion"], "true")), hide_index=True)
+                        ui.table(confusion_table(used["confusion"], "true"), hide_index=True)
             if data.comparison:
-                st.dataframe(pd.DataFrame(comparison_table(data)), hide_index=True, width="stretch")
+                ui.table(comparison_table(data), hide_index=True, width="stretch")
