@@ -23,6 +23,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
+from lib.providers.endpoints import MAX_TEMPERATURE
 from lib.safety import terminal_text
 
 PIPE_WIDTH = 10_000  # tables in a pipe or file take the width their content needs, up to this
@@ -82,12 +83,13 @@ COUNT_RANGE = {"min": 1, "max": 2**31 - 1}
 
 
 def _finite_temperature(value: float | None) -> float | None:
-    if value is not None and not (math.isfinite(value) and value >= 0):  # nan passes click's ranges
-        raise typer.BadParameter(f"{value} is not a temperature (a number, 0 or more)")
+    if value is not None and not (math.isfinite(value) and 0 <= value <= MAX_TEMPERATURE):  # nan passes click's
+        raise typer.BadParameter(f"{value} is not a temperature (a number from 0 to {MAX_TEMPERATURE:g})")
     return value
 
 
-TEMPERATURE_RANGE = {"callback": _finite_temperature}  # nan and inf reached the request and the database
+# nan and inf reached the request and the database; 1e308 a request every provider refuses
+TEMPERATURE_RANGE = {"callback": _finite_temperature}
 MAX_PROBLEMS_SHOWN = 50
 
 

@@ -259,7 +259,8 @@ def test_a_change_that_would_not_load_is_refused_before_the_file_is_replaced(tmp
         ("timeout", 0, "timeout must be more than 0"),
         ("max_retries", -1, "max_retries must be 0 or more"),
         # params a request would send as they are (the command line refuses them as options)
-        ("params", {"temperature": -1.0}, "params temperature must be a number 0 or more"),
+        ("params", {"temperature": -1.0}, "params temperature must be a number from 0 to 2"),
+        ("params", {"temperature": 1e308}, "params temperature must be a number from 0 to 2"),
         ("params", {"max_tokens": -5}, "params max_tokens must be a whole number from 1"),
         ("params", {"max_tokens": 1.5}, "params max_tokens must be a whole number from 1"),
         ("params", {"max_completion_tokens": 3_000_000_000}, "params max_completion_tokens must be a whole number"),

@@ -743,6 +743,9 @@ def test_a_battles_csv_with_a_column_given_twice_is_refused(tmp_path):
         (["ask", "-m", "smollm2", "--conversation", "-99999999999", "hi"], "--conversation"),
         (["ask", "-m", "smollm2", "--temperature", "nan", "hi"], "--temperature"),
         (["suite", "run", "china-sensitive", "-m", "smollm2", "--temperature", "inf"], "--temperature"),
+        # a number every provider refuses (the protocol's range is 0 to 2, as on the pages)
+        (["ask", "-m", "smollm2", "--temperature", "1e308", "hi"], "--temperature"),
+        (["suite", "run", "china-sensitive", "-m", "smollm2", "--temperature", "2.5"], "--temperature"),
         # a numpy traceback, a 149 GiB allocation, a URL on a port that cannot exist
         (["leaderboard", "--seed=-1"], "--seed"),
         (["leaderboard", "--bootstrap", "2000000000"], "--bootstrap"),

@@ -6,6 +6,7 @@ import streamlit as st
 from lib import conversations, ui
 from lib.present import WINNER_TEXT
 from lib.providers.chat import Column, PromptError, ask, validate_prompt
+from lib.providers.endpoints import MAX_TEMPERATURE
 from lib.vocab import Mode
 
 MAX_MODELS = 6
@@ -42,7 +43,7 @@ with st.sidebar:
     temperature = st.number_input(
         "Temperature",
         0.0,
-        2.0,
+        MAX_TEMPERATURE,
         None,
         0.05,
         key="compare_temperature",

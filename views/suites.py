@@ -6,6 +6,7 @@ import streamlit as st
 from lib import ui
 from lib.analysis.views import data_version
 from lib.present import plural
+from lib.providers.endpoints import MAX_TEMPERATURE
 from lib.safety import page_text
 from lib.suites.definitions import SuiteError, import_bytes, show_suite, suite_names
 from lib.suites.results import (
@@ -106,7 +107,7 @@ with tab_run:
         temperature = c3.number_input(
             "Temperature",
             0.0,
-            2.0,
+            MAX_TEMPERATURE,
             None,
             0.1,
             key="run_temperature",

@@ -76,6 +76,7 @@ PRICE_KEYS = ("input", "output")
 MAX_PRICE = 10_000.0  # USD per million tokens: far above any real price, far below overflow
 MAX_TIMEOUT_S = 86_400.0
 MAX_RETRIES = 100
+MAX_TEMPERATURE = 2.0  # the OpenAI protocol's range is 0 to 2 (the pages', the command line's, params')
 # request fields the client sets itself: `params` may not override them (the model, the
 # conversation, streaming and its usage report), nor ask for what it cannot read (several
 # choices, tool or function calls instead of text)
@@ -477,9 +478,13 @@ def _value_problem(entry: dict) -> tuple[tuple[str, ...], str] | None:
         return ("params", bad[0]), f"params {bad[0]} holds nan or inf, which a JSON request cannot carry"
     temperature = params.get("temperature")
     if temperature is not None and (
-        isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or temperature < 0
+        isinstance(temperature, bool)
+        or not isinstance(temperature, (int, float))
+        or not 0 <= temperature <= MAX_TEMPERATURE
     ):
-        return ("params", "temperature"), f"params temperature must be a number 0 or more, not {temperature!r}"
+        return ("params", "temperature"), (
+            f"params temperature must be a number from 0 to {MAX_TEMPERATURE:g}, not {temperature!r}"
+        )
     for key in ("max_tokens", "max_completion_tokens"):
         value = params.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 2**31 - 1):
