@@ -49,6 +49,16 @@ from lib.deflection.train import (  # noqa: E402
 )
 
 
+def training_rows_or_exit() -> list[dict]:
+    """Every labelled row of ../shared (`load_rows`), or the reason they cannot be read on stderr
+    and exit code 2: the start of each detector bench."""
+    try:
+        return load_rows()
+    except TrainingDataMissing as missing:
+        print(f"error: {missing}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
 def rate_errors(rows: list[dict], gold: list[str], pred: list[str], folds: list[dict] | None = None) -> dict:
     """Per-model |detected - true| non-answer rate in points over models with >= 5 answers: mean,
     worst and the worst model; with `folds` (out_of_fold settings holding `test` indices and an

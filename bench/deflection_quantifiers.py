@@ -31,8 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 from sklearn.model_selection import GroupKFold  # noqa: E402
 
+from bench.deflection_eval import training_rows_or_exit  # noqa: E402
 from lib.deflection.model import PRODUCT  # noqa: E402
-from lib.deflection.train import TrainingDataMissing, featurise, fit_tuned, load_rows, model_key, product  # noqa: E402
+from lib.deflection.train import featurise, fit_tuned, model_key, product  # noqa: E402
 
 FOLDS = 5
 SLICES = ("speechmap_china/en", "speechmap_china/zh", "speechmap_other/en", "xstest_v2/en")
@@ -55,11 +56,7 @@ def sld(p_not: np.ndarray, fixed: np.ndarray, train_share: float, iterations: in
 
 
 def main() -> None:
-    try:
-        rows = load_rows()
-    except TrainingDataMissing as missing:
-        print(f"error: {missing}", file=sys.stderr)
-        raise SystemExit(2) from None
+    rows = training_rows_or_exit()
     start = time.perf_counter()
     data = featurise(rows)
     gold = np.array([product(r["label"]) != "answered" for r in rows])

@@ -32,7 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
-from lib.deflection.train import TrainingDataMissing, featurise, load_rows, out_of_fold, product  # noqa: E402
+from bench.deflection_eval import training_rows_or_exit  # noqa: E402
+from lib.deflection.train import featurise, out_of_fold, product  # noqa: E402
 
 ROUNDS = 4000
 SCALES = (0.5, 0.25, 0.1)
@@ -73,11 +74,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--folds", type=int, default=5)
     args = parser.parse_args()
-    try:
-        rows = load_rows()
-    except TrainingDataMissing as missing:
-        print(f"error: {missing}", file=sys.stderr)
-        raise SystemExit(2) from None
+    rows = training_rows_or_exit()
     start = time.perf_counter()
     data = featurise(rows)
     predicted, _ = out_of_fold(data, data.groups, args.folds)

@@ -31,7 +31,6 @@ import math
 import re
 import sys
 import time
-from collections import defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -39,10 +38,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 from sklearn.metrics import f1_score  # noqa: E402
 
+from bench.deflection_eval import rate_errors, training_rows_or_exit  # noqa: E402
 from lib.deflection.train import (  # noqa: E402
-    TrainingDataMissing,
     featurise,
-    load_rows,
     model_key,
     out_of_fold,
     product,
@@ -91,16 +89,13 @@ def scores(rows: list[dict], predicted: np.ndarray) -> dict:
         gold = [product(rows[i]["label"]) for i in idx]
         pred = [predicted[i] for i in idx]
         gold_not, pred_not = [g != "answered" for g in gold], [p != "answered" for p in pred]
-        per_model = defaultdict(lambda: [0, 0, 0])
-        for i, g, p in zip(idx, gold_not, pred_not, strict=True):
-            counts = per_model[model_key(rows[i])]
-            counts[0], counts[1], counts[2] = counts[0] + 1, counts[1] + g, counts[2] + p
-        errors = [abs(judged - found) / n * 100 for n, judged, found in per_model.values() if n >= 5]
+        # per model without its system-prompt variant, as this bench always counted them
+        errors = rate_errors([{"model": model_key(rows[i])} for i in idx], gold, pred)
         out[f"{source}/{language}"] = {
             "macro_f1": round(f1_score(gold, pred, average="macro", labels=sorted(set(gold)), zero_division=0), 3),
             "answered_vs_not_f1": round(f1_score(gold_not, pred_not, zero_division=0), 3),
-            "rate_error_mean": round(float(np.mean(errors)), 1),
-            "rate_error_worst": round(float(max(errors)), 1),
+            "rate_error_mean": errors.get("mean"),
+            "rate_error_worst": errors.get("worst"),
         }
     return out
 
@@ -110,11 +105,7 @@ def main() -> None:
     parser.add_argument("--variant", choices=sorted(VARIANTS), default="narrow")
     parser.add_argument("--folds", type=int, default=5)
     args = parser.parse_args()
-    try:
-        rows = load_rows()
-    except TrainingDataMissing as missing:
-        print(f"error: {missing}", file=sys.stderr)
-        raise SystemExit(2) from None
+    rows = training_rows_or_exit()
     start = time.perf_counter()
     data = featurise(rows)
     demand, low, high = VARIANTS[args.variant]

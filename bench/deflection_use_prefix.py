@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 from scipy import sparse  # noqa: E402
 
+from bench.deflection_eval import training_rows_or_exit  # noqa: E402
 from bench.deflection_short_for_request import scores  # noqa: E402
 from lib.deflection import model as M  # noqa: E402
 from lib.deflection import train as TR  # noqa: E402
@@ -108,11 +109,7 @@ def main() -> None:
     parser.add_argument("--variants", default="shipped,prefix,prefix+relevance")
     parser.add_argument("--schemes", default="by_question,by_model")
     args = parser.parse_args()
-    try:
-        rows = TR.load_rows()
-    except TR.TrainingDataMissing as missing:
-        print(f"error: {missing}", file=sys.stderr)
-        raise SystemExit(2) from None
+    rows = training_rows_or_exit()
     start = time.perf_counter()
     openings = [split_reasoning(r["response"] or "")[0][: args.prefix] for r in rows]
     answer_vectors = embed(openings, args.cache)

@@ -1095,3 +1095,24 @@ def test_the_embedding_bench_scales_its_block_apart_and_leaves_the_shipped_desig
     assert np.allclose(design.toarray()[:, -bench.EMBEDDING_COLUMNS :], block * 0.5, atol=1e-5)
     assert np.allclose(design.toarray()[:, : before.shape[1]], before, atol=1e-5)
     assert np.allclose(shipped.design(chars, words, dense).toarray(), before)  # no setting: the shipped design
+
+
+def test_the_detector_benches_share_one_start_that_exits_2_without_the_data(tmp_path, monkeypatch, capsys):
+    """Each bench read the training rows, or printed why not and exited 2, in its own copy."""
+    import importlib.util
+    from pathlib import Path
+
+    from lib.deflection import train
+
+    root = Path(__file__).resolve().parent.parent
+    spec = importlib.util.spec_from_file_location("deflection_eval", root / "bench" / "deflection_eval.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    monkeypatch.setattr(bench, "load_rows", lambda: train.load_dev(tmp_path / "nowhere" / "dev.jsonl"))
+    with pytest.raises(SystemExit) as stopped:
+        bench.training_rows_or_exit()
+    err = capsys.readouterr().err
+    assert stopped.value.code == 2 and err.startswith("error: ") and "nowhere" in err and err.count("\n") == 1
+    for name in ("short_for_request", "rate_chance", "quantifiers", "use_prefix"):
+        text = (root / "bench" / f"deflection_{name}.py").read_text()
+        assert "rows = training_rows_or_exit()" in text and "TrainingDataMissing" not in text, name
