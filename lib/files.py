@@ -499,11 +499,14 @@ def check_output_paths(paths: list[Path], reads: Sequence[tuple[object, str]] = 
 def read_clash(path: Path, reads: Sequence[tuple[object, str]]) -> str | None:
     """A message when `path` is one of `reads` ((path or descriptor, what it is) pairs) — the same
     file however spelled, or the same path while that file is missing (a database's -wal comes and
-    goes) — else None."""
-    key = path.parent.resolve() / path.name
+    goes; in any letter case where the file system ignores it, as macOS's and Windows' do:
+    test.db-WAL is then that file) — else None."""
+    folder = path.parent.resolve()
+    fold = str.casefold if case_insensitive(folder) else str
+    key = fold(str(folder / path.name))
     for read, what in reads:
         if same_file(path, read) or (
-            not isinstance(read, int) and key == Path(read).parent.resolve() / Path(read).name
+            not isinstance(read, int) and key == fold(str(Path(read).parent.resolve() / Path(read).name))
         ):
             named = "" if isinstance(read, int) or str(read) == str(path) else f" ({read})"
             return (
@@ -511,6 +514,13 @@ def read_clash(path: Path, reads: Sequence[tuple[object, str]]) -> str | None:
                 "give another output path (nothing was written)"
             )
     return None
+
+
+def case_insensitive(folder: Path) -> bool:
+    """Whether the file system `folder` (an absolute path) is on ignores letter case: the folder
+    spelled in swapped case is the same folder (False when it has no letter, or cannot be read)."""
+    swapped = Path(str(folder).swapcase())
+    return swapped != folder and same_file(folder, swapped)
 
 
 def same_file(path: Path, other: object) -> bool:

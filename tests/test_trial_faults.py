@@ -122,6 +122,24 @@ def test_no_output_is_written_over_the_database(tmp_path):
         assert s.scalar(select(func.count(Vote.id))) == 1
 
 
+def test_a_database_file_in_another_letter_case_is_refused_where_case_is_ignored(tmp_path, monkeypatch):
+    """On macOS's and Windows' file systems test.db-WAL is the database's -wal: refused while that
+    file is missing too (it comes and goes); where case counts (Linux) it is another file."""
+    from lib import files
+
+    database = tmp_path / "test.db"
+    reads = [(database, "the database"), (tmp_path / "test.db-wal", "a file of the database")]
+    assert files.case_insensitive(tmp_path) is False  # this machine's file system counts case
+    assert files.read_clash(tmp_path / "test.db-WAL", reads) is None
+    monkeypatch.setattr(files, "case_insensitive", lambda folder: True)
+    for name, what in (
+        ("test.db-WAL", "a file of the database"),
+        ("Test.Db-Wal", "a file"),
+        ("TEST.DB", "the database"),
+    ):
+        assert f"is {what}" in (files.read_clash(tmp_path / name, reads) or ""), name
+
+
 def test_no_output_is_written_over_the_embedded_servers_state(tmp_path):
     """The embedded server's record, lock and log, a users file and a suite run's log are read by
     Parallax itself: an output there (missing now or not) is refused as the database's files are
