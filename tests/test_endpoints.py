@@ -160,7 +160,9 @@ def test_problems_of_both_files_are_named_together_and_capped(tmp_path):
     assert len(info.value.problems) == 2, info.value.problems
     assert "line 2: [endpoints.x] base_url must be" in info.value.problems[0]
     assert "user.toml, line 2: not valid TOML" in info.value.problems[1]
-    user.write_text("".join(f'[endpoints.e{i}]\nkind = "nope"\n' for i in range(ep.MAX_PROBLEMS + 10)))
+    user.write_text(
+        "".join(f'[endpoints.e{i}]\nbase_url = "ftp://h"\nmodel = "m"\n' for i in range(ep.MAX_PROBLEMS + 10))
+    )
     shipped.write_text('[endpoints.x]\nbase_url = "http://h"\nmodel = "m"\n')
     with pytest.raises(ep.EndpointConfigError) as info:
         ep.load_endpoints(shipped, user)
@@ -464,3 +466,44 @@ def test_a_toml_syntax_error_is_named_at_its_line_as_other_problems_are(tmp_path
         ep.load_endpoints(SHIPPED, path)
     assert str(info.value).startswith(f"{path}, line 3: not valid TOML: "), str(info.value)
     assert "(column " in str(info.value) and "(at line" not in str(info.value)
+
+
+def test_every_problem_of_one_entry_is_named_at_its_line(tmp_path):
+    """Only an entry's first problem was named: fixing it showed the next, one run at a time."""
+    user = tmp_path / "user.toml"
+    user.write_text(
+        "[endpoints.e]\n"
+        'kind = "nope"\n'
+        "timeout = -1\n"
+        'colour = "red"\n'
+        'name = "a\\u200bb"\n'
+        "max_retries = true\n"
+        'base_url = "ftp://h\\nx"\n'  # a control character and no http: one problem for the field
+        "quirks = { system_role = 'boss', think = 1 }\n"
+        "params = { temperature = nan, max_tokens = 0 }\n"
+    )
+    with pytest.raises(ep.EndpointConfigError) as info:
+        ep.load_endpoints(SHIPPED, user)
+    problems = info.value.problems
+    expected = [
+        ("line 4", "unknown field 'colour'"),
+        ("line 6", "field 'max_retries' has the wrong type (bool)"),
+        ("line 8", "unknown quirk 'think'"),
+        ("line 8", "quirk system_role 'boss'"),
+        ("line 2", "kind 'nope'"),
+        ("line 1", "is missing 'model'"),
+        ("line 5", "field 'name' contains"),
+        ("line 7", "field 'base_url' contains a control character"),
+        ("line 3", "timeout must be more than 0"),
+        ("line 9", "params temperature holds nan"),
+        ("line 9", "params max_tokens must be a whole number"),
+    ]
+    assert len(problems) == len(expected), problems
+    for problem, (line, what) in zip(problems, expected, strict=True):
+        assert f"user.toml, {line}: [endpoints.e]" in problem and what in problem, (problem, what)
+    # from the Settings form (no file yet): each problem names the endpoint
+    with pytest.raises(ep.EndpointConfigError) as info:
+        ep.save_user_endpoint(
+            "f", {"base_url": "ftp://h", "model": "m\x1b", "timeout": 0.0}, tmp_path / "u.toml", path=SHIPPED
+        )
+    assert [p.split(" ", 3)[2] for p in info.value.problems] == ["'f':", "'f':", "'f':"], info.value.problems

@@ -50,6 +50,12 @@ def form_message(message: str) -> str:
     return message[:start] + rest
 
 
+def not_saved(error: EndpointConfigError) -> None:
+    """Why the form was not saved: its one problem, or each of them on a line of its own."""
+    shown = [ui.inline_text(form_message(problem)) for problem in error.problems]
+    st.error(f"Not saved: {shown[0]}" if len(shown) == 1 else "Not saved:\n" + "\n".join(f"- {p}" for p in shown))
+
+
 PENDING = "settings_pending_save"  # (endpoint id, entry, KeyDestination) awaiting a confirmation
 
 st.title("Settings")
@@ -203,7 +209,7 @@ if submitted:
     except NeedsConfirmation as exc:
         st.session_state[PENDING] = (endpoint_id.strip(), entry, exc.destination)
     except EndpointConfigError as exc:
-        st.error(f"Not saved: {ui.inline_text(form_message(str(exc)))}")
+        not_saved(exc)
     else:
         ui.refresh_states()
         st.session_state[SAVED] = f"Saved '{endpoint_id.strip()}' to {path}."
@@ -224,7 +230,7 @@ if pending := st.session_state.get(PENDING):
         try:
             path = save_user_endpoint(pending_id, pending_entry, confirm=destination)
         except EndpointConfigError as exc:
-            st.error(f"Not saved: {ui.inline_text(form_message(str(exc)))}")
+            not_saved(exc)
         else:
             ui.refresh_states()
             st.session_state[SAVED] = f"Saved '{pending_id}' to {path}."

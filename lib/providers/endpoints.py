@@ -283,31 +283,40 @@ def id_problem(endpoint_id: str) -> str | None:
 
 
 def _check_entry(path: Path | None, text: str, endpoint_id: str, entry: object, partial: bool) -> None:
-    """Raise EndpointConfigError for the first problem of one entry: at its line of `path`, or,
-    with no path (an entry from the Settings form, in no file yet), naming the endpoint."""
+    """Raise EndpointConfigError naming every problem of one entry (its `problems`, one for each
+    field that has one, in the entry's order): at its line of `path`, or, with no path (an entry
+    from the Settings form, in no file yet), naming the endpoint. A field of the wrong type or an
+    unknown one is named, and its value not checked further."""
+    found: list[str] = []
 
     def fail(problem: str, *keys: str) -> None:
         if path is None:
             joint = " " if problem.startswith(("is ", "has ", "must ")) else ": "
-            raise EndpointConfigError(f"the endpoint '{endpoint_id}'{joint}{problem}")
-        line = _line_of(text, endpoint_id, *keys)
-        raise EndpointConfigError(f"{path}, line {line}: [endpoints.{endpoint_id}] {problem}")
+            found.append(f"the endpoint '{endpoint_id}'{joint}{problem}")
+        else:
+            found.append(f"{path}, line {_line_of(text, endpoint_id, *keys)}: [endpoints.{endpoint_id}] {problem}")
 
     if problem := id_problem(endpoint_id):
         fail(problem)
     if not isinstance(entry, dict):
         fail("must be a table")
+        raise EndpointConfigError(problems=found)
+    typed = {}  # the known fields of the right type: those whose values are checked
     for key, value in entry.items():
         if key not in FIELDS:
             fail(f"has unknown field '{key}' (known: {', '.join(sorted(FIELDS))})", key)
-        if not isinstance(value, FIELDS[key]) or (FIELDS[key] is int and isinstance(value, bool)):
+        elif not isinstance(value, FIELDS[key]) or (FIELDS[key] is int and isinstance(value, bool)):
             fail(f"field '{key}' has the wrong type ({type(value).__name__})", key)
-    for key, value in entry.get("quirks", {}).items():
+        else:
+            typed[key] = value
+    quirks = {}
+    for key, value in typed.get("quirks", {}).items():
         if key not in QUIRKS:
             fail(f"has unknown quirk '{key}' (known: {', '.join(sorted(QUIRKS))})", "quirks", key)
-        if not isinstance(value, QUIRKS[key]):
+        elif not isinstance(value, QUIRKS[key]):
             fail(f"has quirk '{key}' of the wrong type ({type(value).__name__})", "quirks", key)
-    quirks = entry.get("quirks", {})
+        else:
+            quirks[key] = value
     if quirks.get("system_role", "system") not in SYSTEM_ROLES:
         fail(
             f"has quirk system_role {quirks['system_role']!r}; it must be {_one_of(SYSTEM_ROLES)}",
@@ -320,15 +329,15 @@ def _check_entry(path: Path | None, text: str, endpoint_id: str, entry: object, 
             "quirks",
             "max_tokens_param",
         )
-    if entry.get("kind", "hosted") not in KINDS:
-        fail(f"has kind {entry['kind']!r}; it must be {_one_of(KINDS)}", "kind")
-    if "kind" in entry and isinstance(entry.get("base_url"), str):  # both written here: they must agree
-        if entry["base_url"] == EMBEDDED and entry["kind"] != EMBEDDED:
+    if typed.get("kind", "hosted") not in KINDS:
+        fail(f"has kind {typed['kind']!r}; it must be {_one_of(KINDS)}", "kind")
+    elif "kind" in typed and "base_url" in typed:  # both written here: they must agree
+        if typed["base_url"] == EMBEDDED and typed["kind"] != EMBEDDED:
             fail(
-                f"has kind {entry['kind']!r} with base_url \"embedded\" (the built-in server): its kind is 'embedded'",
+                f"has kind {typed['kind']!r} with base_url \"embedded\" (the built-in server): its kind is 'embedded'",
                 "kind",
             )
-        if entry["kind"] == EMBEDDED and entry["base_url"] != EMBEDDED:
+        if typed["kind"] == EMBEDDED and typed["base_url"] != EMBEDDED:
             fail(
                 "has kind 'embedded' (the built-in server) with a base_url of its own: its kind is 'local' or "
                 "'hosted', or its base_url is \"embedded\"",
@@ -338,8 +347,13 @@ def _check_entry(path: Path | None, text: str, endpoint_id: str, entry: object, 
         for required in ("base_url", "model"):
             if not entry.get(required):
                 fail(f"is missing '{required}'")
-    if found := _value_problem(entry):
-        fail(found[1], *found[0])
+    named: set[tuple[str, ...]] = set()
+    for keys, problem in _value_problems(typed):  # the first problem of each value
+        if keys not in named:
+            named.add(keys)
+            fail(problem, *keys)
+    if found:
+        raise EndpointConfigError(problems=found)
 
 
 def shown_url(url: str) -> str:
@@ -426,73 +440,83 @@ def _one_of(choices: tuple[str, ...]) -> str:
     return ", ".join(quoted[:-1]) + f" or {quoted[-1]}" if len(quoted) > 1 else quoted[0]
 
 
-def _value_problem(entry: dict) -> tuple[tuple[str, ...], str] | None:
-    """The first problem with the values of one entry (text, URL, key variable, numbers) as (the
-    keys of the value it is in, the problem), or None."""
+def _value_problems(entry: dict):
+    """Each problem with the values of one entry (text, URL, key variable, numbers; the first of
+    each value) as (the keys of the value it is in, the problem)."""
     for key, value in entry.items():
         if isinstance(value, str):
             if key in ("name", "model") and (problem := one_line_problem(value)):
                 # one cell of every table: "gpt\u200b-4o" would print as another endpoint's name
-                return (key,), f"field '{key}' contains {problem}"
-            if char := control_character(value, "\t\n\r" if key in MULTILINE else ""):
-                return (key,), f"field '{key}' contains a control character ({char})"
-            if len(value) > MAX_LENGTH.get(key, 100_000):
-                return (key,), f"field '{key}' is longer than {MAX_LENGTH.get(key, 100_000)} characters"
+                yield (key,), f"field '{key}' contains {problem}"
+            elif char := control_character(value, "\t\n\r" if key in MULTILINE else ""):
+                yield (key,), f"field '{key}' contains a control character ({char})"
+            elif len(value) > MAX_LENGTH.get(key, 100_000):
+                yield (key,), f"field '{key}' is longer than {MAX_LENGTH.get(key, 100_000)} characters"
     if "base_url" in entry and (problem := base_url_problem(entry["base_url"])):
-        return ("base_url",), problem
+        yield ("base_url",), problem
     if problem := key_env_problem(entry.get("key_env", "")):
-        return ("key_env",), problem
+        yield ("key_env",), problem
     if "timeout" in entry and not 0 < entry["timeout"] <= MAX_TIMEOUT_S:
-        return (
-            "timeout",
-        ), f"timeout must be more than 0 seconds, at most {MAX_TIMEOUT_S:,.0f}, not {entry['timeout']!r}"
+        yield (
+            ("timeout",),
+            f"timeout must be more than 0 seconds, at most {MAX_TIMEOUT_S:,.0f}, not {entry['timeout']!r}",
+        )
     if "max_retries" in entry and not 0 <= entry["max_retries"] <= MAX_RETRIES:
-        return ("max_retries",), f"max_retries must be 0 or more, at most {MAX_RETRIES}, not {entry['max_retries']!r}"
+        yield ("max_retries",), f"max_retries must be 0 or more, at most {MAX_RETRIES}, not {entry['max_retries']!r}"
     for key, price in entry.get("prices", {}).items():
         if key not in PRICE_KEYS:
-            return ("prices", key), f"prices has unknown key '{key}' (known: {', '.join(PRICE_KEYS)})"
-        if isinstance(price, bool) or not isinstance(price, (int, float)) or not 0 <= price <= MAX_PRICE:
-            return (
+            yield ("prices", key), f"prices has unknown key '{key}' (known: {', '.join(PRICE_KEYS)})"
+        elif isinstance(price, bool) or not isinstance(price, (int, float)) or not 0 <= price <= MAX_PRICE:
+            yield (
                 ("prices", key),
                 f"price '{key}' must be a number of USD per 1M tokens from 0 to {MAX_PRICE:,.0f}, not {price!r}",
             )
     params = entry.get("params", {})
     if reserved := [key for key in params if key in RESERVED_PARAMS]:
-        return ("params", reserved[0]), (
-            f"params may not set {', '.join(repr(k) for k in reserved)}: Parallax sets "
-            f"{', '.join(RESERVED_PARAMS[:4])} itself and reads one streamed text answer "
-            "(no n, tools or function calls)"
+        yield (
+            ("params", reserved[0]),
+            (
+                f"params may not set {', '.join(repr(k) for k in reserved)}: Parallax sets "
+                f"{', '.join(RESERVED_PARAMS[:4])} itself and reads one streamed text answer "
+                "(no n, tools or function calls)"
+            ),
         )
     if fields := [key for key in params if key in FIELDS]:  # a TOML slip: the field written under [….params]
-        return ("params", fields[0]), (
-            f"params holds {fields[0]!r}, a field of the endpoint itself (it would be sent to the provider, "
-            "not used): write it above the params table"
+        yield (
+            ("params", fields[0]),
+            (
+                f"params holds {fields[0]!r}, a field of the endpoint itself (it would be sent to the provider, "
+                "not used): write it above the params table"
+            ),
         )
     if credential := next((key for key, value in params.items() if _credential(key, value)), None):
-        return ("params", credential), (
-            f"params holds {credential!r}, which looks like a key (its value is not shown): a key is never "
-            "written in an endpoints file (it would be stored with every answer); put it in an environment "
-            "variable and name that in key_env"
+        yield (
+            ("params", credential),
+            (
+                f"params holds {credential!r}, which looks like a key (its value is not shown): a key is never "
+                "written in an endpoints file (it would be stored with every answer); put it in an environment "
+                "variable and name that in key_env"
+            ),
         )
     if bad := [key for key, value in params.items() if _non_finite(value)]:
-        return ("params", bad[0]), f"params {bad[0]} holds nan or inf, which a JSON request cannot carry"
+        yield ("params", bad[0]), f"params {bad[0]} holds nan or inf, which a JSON request cannot carry"
     temperature = params.get("temperature")
     if temperature is not None and (
         isinstance(temperature, bool)
         or not isinstance(temperature, (int, float))
         or not 0 <= temperature <= MAX_TEMPERATURE
     ):
-        return ("params", "temperature"), (
-            f"params temperature must be a number from 0 to {MAX_TEMPERATURE:g}, not {temperature!r}"
+        yield (
+            ("params", "temperature"),
+            (f"params temperature must be a number from 0 to {MAX_TEMPERATURE:g}, not {temperature!r}"),
         )
     for key in ("max_tokens", "max_completion_tokens"):
         value = params.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 2**31 - 1):
-            return (
+            yield (
                 ("params", key),
                 f"params {key} must be a whole number from 1 to 2,147,483,647, not {value!r}",
             )  # as --max-tokens
-    return None
 
 
 def _merge(base: dict, override: dict) -> dict:
