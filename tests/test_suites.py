@@ -562,6 +562,16 @@ def test_a_broken_twin_or_control_is_named_at_its_own_line():
     with pytest.raises(SuiteError) as info:
         parse_suite('{"id": "a", "text": "hi", "language": "en", "topic": "t", "twin": "z"}\n', "l.jsonl")
     assert info.value.problems[0].startswith("l.jsonl:1: prompt 'a' names twin 'z'")
+    # a JSONL row that is not JSON is named once: a twin naming its id does not read as missing too
+    text = (
+        '{"id": "q-en", "text": "hi", "language": "en", "topic": "t", "twin": "q-zh", "control": "c"}\n'
+        '{"id": "q-zh", "text": "你好", "language": "zh", "topic": "t",}\n'  # a trailing comma
+        '{"id": "c", "text": "x", "language": "en", "topic": "t" "kind": "control"}\n'  # a missing comma
+    )
+    with pytest.raises(SuiteError) as info:
+        parse_suite(text, "l.jsonl")
+    assert len(info.value.problems) == 2 and all("not JSON" in p for p in info.value.problems), info.value.problems
+    assert [p.split(":")[1] for p in info.value.problems] == ["2", "3"]
 
 
 @pytest.mark.parametrize(

@@ -46,6 +46,7 @@ from lib.files import (
 from lib.safety import control_character, one_line_name, one_line_problem, one_line_text, unicode_json, valid_unicode
 
 BUILTIN_DIR = config.ROOT / "suites"
+_UNREAD_ID = re.compile(r'"id"\s*:\s*"([^"\\]{1,100})"')  # the id a JSONL line that is not JSON seems to give
 KINDS = ("probe", "control", "general")
 LIST_DESCRIPTION = "prompts of "  # a .txt or .csv list's description: this and its file's name
 MAX_TOPIC_CHARS, MAX_VERSION_CHARS = 100, 32  # the widths of suite_prompt.topic and suite.version
@@ -410,7 +411,9 @@ def _in_line_order(problems: list[str], where: str) -> list[str]:
     return sorted(problems, key=line)
 
 
-def _check_links(prompts: list[PromptDef], problems: list[str], where: str) -> None:
+def _check_links(prompts: list[PromptDef], problems: list[str], where: str, unread: set[str] = frozenset()) -> None:
+    """Duplicate ids and texts, and twins and controls that name no prompt (or a wrong one): a
+    link to an id in `unread` (a line that could not be read, already named) is not named again."""
     seen: dict[str, int] = {}
     texts: dict[tuple[str, str], PromptDef] = {}  # the same question twice would count twice in every rate
     for p in prompts:
@@ -428,13 +431,15 @@ def _check_links(prompts: list[PromptDef], problems: list[str], where: str) -> N
     for p in prompts:
         twin_at, control_at = p.twin_line or p.line, p.control_line or p.line
         if p.twin_key and p.twin_key not in by_key:
-            problems.append(f"{where}:{twin_at}: prompt {p.key!r} names twin {p.twin_key!r}, which does not exist")
+            if p.twin_key not in unread:
+                problems.append(f"{where}:{twin_at}: prompt {p.key!r} names twin {p.twin_key!r}, which does not exist")
         elif p.twin_key and by_key[p.twin_key].language == p.language:
             problems.append(f"{where}:{twin_at}: prompt {p.key!r} and its twin {p.twin_key!r} are both {p.language}")
         if p.control_key and p.control_key not in by_key:
-            problems.append(
-                f"{where}:{control_at}: prompt {p.key!r} names control {p.control_key!r}, which does not exist"
-            )
+            if p.control_key not in unread:
+                problems.append(
+                    f"{where}:{control_at}: prompt {p.key!r} names control {p.control_key!r}, which does not exist"
+                )
         elif p.control_key == p.key:
             problems.append(f"{where}:{control_at}: prompt {p.key!r} cannot be its own control")
 
@@ -498,6 +503,8 @@ def parse_suite(text: str, filename: str = "suite.yaml") -> SuiteDef:
     name = name_from_file(Path(filename).stem, "prompts" if is_list else "suite", limit=100)
     version, description, header = "1", "", 1
     description_at = name_at = 1  # the lines of the description and the name, where a file has them
+    unread: set[str] = set()  # ids on JSONL lines that could not be read
+    raw: list[str] = []
     if is_list:
         description = LIST_DESCRIPTION + one_line_text(where)
         for number, item in _list_items(text, filename, problems):
@@ -508,6 +515,11 @@ def parse_suite(text: str, filename: str = "suite.yaml") -> SuiteDef:
         for number, item, problem in iter_jsonl(text):
             if problem:
                 problems.append(f"{where}:{number}: {problem}")
+                raw = raw or NEWLINE.split(valid_unicode(text).removeprefix("\ufeff"))  # as iter_jsonl numbers them
+                if found := _UNREAD_ID.search(raw[number - 1]):
+                    unread.add(
+                        found.group(1)
+                    )  # the id of a row that is not JSON: a twin naming it is not "missing" too
                 continue
             if isinstance(item, dict) and "name" in item and "text" not in item:
                 if header_row:
@@ -571,7 +583,7 @@ def parse_suite(text: str, filename: str = "suite.yaml") -> SuiteDef:
     _no_controls(description, "the description", f"{where}:{description_at}", problems)
     if not prompts and not problems:
         problems.append(f"{where}:1: the suite has no prompts")
-    _check_links(prompts, problems, where)
+    _check_links(prompts, problems, where, unread)
     if problems:
         raise SuiteError(_in_line_order(problems, where))
     return SuiteDef(name, version, description, prompts)
