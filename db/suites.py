@@ -23,6 +23,11 @@ def suite_names(session: Session) -> list[str]:
     return sorted(set(session.scalars(select(Suite.name))))
 
 
+def suite_name_versions(session: Session) -> list[tuple[str, str]]:
+    """(name, version) of every stored suite, by name, each name's oldest version first."""
+    return list(session.execute(select(Suite.name, Suite.version).order_by(Suite.name, Suite.id)).tuples())
+
+
 def suite_versions(session: Session, name: str) -> list[str]:
     """The stored versions of one suite, oldest first."""
     return list(session.scalars(select(Suite.version).where(Suite.name == name).order_by(Suite.id)))

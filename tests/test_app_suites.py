@@ -7,7 +7,7 @@ from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
 from db.engine import session_scope
-from db.models import SuiteRun
+from db.models import Suite, SuiteRun
 from lib.suites.runner import RunSpec
 from tests.conftest import ROOT, as_read
 
@@ -82,3 +82,35 @@ def test_suites_page_shows_why_a_run_failed_and_who_runs_a_live_one(protocol_ser
     assert any("database or disk is full" in as_read(e.value) for e in at.error)
     assert any("elsewhere.example pid 99" in as_read(c.value) for c in at.caption)
     assert at.button(key=f"resume_{failed}") and not [b for b in at.button if b.key == f"resume_{live}"]
+
+
+def test_the_suites_page_shows_and_runs_an_older_version(protocol_server, tmp_path):
+    """The command line takes NAME@VERSION; the page offered each suite's newest version only."""
+    from lib.suites.definitions import import_bytes
+
+    def suite(version: str, text: str) -> bytes:
+        return (
+            f"name: mine\nversion: '{version}'\nprompts:\n  - id: p\n    text: {text}\n    language: en\n    topic: t\n"
+        ).encode()
+
+    import_bytes(suite("1", "first question"), "mine.yaml")
+    import_bytes(suite("2", "second question"), "mine.yaml")
+    (tmp_path / "endpoints.user.toml").write_text(
+        f'[endpoints.fast]\nbase_url = "{protocol_server.url}"\nmodel = "echo"\nkind = "local"\n'
+    )
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.switch_page("views/suites.py").run()
+    shown = at.selectbox(key="suite_show")
+    assert shown.options[-2:] == ["mine · v2 (newest)", "mine · v1"] and "general" in shown.options, shown.options
+    at.selectbox(key="suite_show").set_value("mine@1").run()
+    assert not at.exception, at.exception
+    prompts = next(df.value for df in at.dataframe if "text" in df.value.columns)
+    assert list(prompts["text"]) == ["first question"]
+    assert any("v1" in as_read(c.value) for c in at.caption)
+    at.selectbox(key="run_suite").set_value("mine@1")
+    at.multiselect(key="run_models").set_value(["fast"])
+    at.button(key="run_submit").click().run()
+    assert not at.exception, at.exception
+    with session_scope() as s:
+        run = s.scalars(select(SuiteRun)).one()
+        assert s.get(Suite, run.suite_id).version == "1"

@@ -8,7 +8,7 @@ from lib.analysis.views import data_version
 from lib.present import plural
 from lib.providers.endpoints import MAX_TEMPERATURE
 from lib.safety import page_text
-from lib.suites.definitions import SuiteError, import_bytes, show_suite, suite_names
+from lib.suites.definitions import SuiteError, import_bytes, show_suite, suite_choices
 from lib.suites.results import (
     UnknownRun,
     agreement_table,
@@ -61,11 +61,13 @@ with tab_suites:
                 f"{plural(imported.prompts, 'prompt')}."
             )
 
-names = suite_names()
+choices = suite_choices()  # each suite's newest version by its name, older ones as NAME@VERSION
 
 with tab_suites:
-    ui.drop_unknown("suite_show", names)
-    shown = show_suite(st.selectbox("Suite", names, key="suite_show", persist_state="session"))
+    ui.drop_unknown("suite_show", choices)
+    shown = show_suite(
+        st.selectbox("Suite", list(choices), format_func=choices.get, key="suite_show", persist_state="session")
+    )
     st.caption(
         " · ".join(
             part
@@ -81,9 +83,9 @@ with tab_suites:
 
 with tab_run:
     ui.drop_unknown("run_models", endpoints)
-    ui.drop_unknown("run_suite", names)
+    ui.drop_unknown("run_suite", choices)
     with st.form("suite_run_form"):
-        name = st.selectbox("Suite", names, key="run_suite", persist_state="session")
+        name = st.selectbox("Suite", list(choices), format_func=choices.get, key="run_suite", persist_state="session")
         chosen = st.multiselect(
             "Models",
             list(endpoints),

@@ -745,6 +745,25 @@ def suite_names() -> list[str]:
         return suites.suite_names(s)
 
 
+def suite_choices() -> dict[str, str]:
+    """Every stored suite version as {what `show_suite` and a run take: how a page names it}, by
+    name: a suite's name for its newest version ("general": "general · v2 (newest)"), then
+    NAME@VERSION for each older one, newer first ("general@1": "general · v1"). A suite with one
+    version is just its name."""
+    ensure_builtin_suites()
+    with session_scope() as s:
+        pairs = suites.suite_name_versions(s)
+    by_name: dict[str, list[str]] = {}
+    for name, version in pairs:
+        by_name.setdefault(name, []).append(version)
+    choices: dict[str, str] = {}
+    for name, versions in by_name.items():
+        newest, *older = reversed(versions)
+        choices[name] = f"{name} · v{newest} (newest)" if older else name
+        choices |= {f"{name}@{version}": f"{name} · v{version}" for version in older}
+    return choices
+
+
 def show_suite(name: str) -> SuiteInfo | None:
     """One stored suite by name (or name@version), or None (`show_suite_or_why` says why)."""
     return show_suite_or_why(name)[0]
