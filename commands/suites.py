@@ -87,7 +87,17 @@ def suite_show(
 
 
 @app.command("import")
-def suite_import(file: Path) -> None:
+def suite_import(
+    file: Path,
+    version: Annotated[
+        Optional[str],
+        typer.Option(
+            "--version",
+            help="The version to store it under where the file gives none (a .txt or .csv list: 1 by default); "
+            "import a changed list under a new one.",
+        ),
+    ] = None,
+) -> None:
     """Validate a suite file (YAML, JSONL, a .txt prompt list or a .csv table) completely, then store it."""
     from lib.suites.definitions import SuiteError, import_path
 
@@ -97,7 +107,7 @@ def suite_import(file: Path) -> None:
         fail(f"{exc} (nothing was imported)")
     open_db_or_fail()
     try:
-        imported = import_path(file)
+        imported = import_path(file, version or None)
     except SuiteError as exc:
         fail_problems(file, exc.problems, "nothing was imported")
     for warning in imported.warnings:

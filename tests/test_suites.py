@@ -738,3 +738,26 @@ def test_a_header_is_read_as_written():
     row = '{"id": "a", "text": "hi", "language": "en", "topic": "t"}\n'
     suite = parse_suite('{"name": null, "version": 2}\n' + row, "from-file.jsonl")
     assert (suite.name, suite.version) == ("from-file", "2")
+
+
+def test_a_changed_prompt_list_is_imported_under_a_version_given_for_it(tmp_path):
+    """A .txt or .csv list has no version field: a changed one could only be renamed."""
+    prompts = tmp_path / "probes.csv"
+    prompts.write_text("prompt,language\nWhat happened in 1989?,en\n")
+    assert cli("suite", "import", str(prompts)).returncode == 0
+    prompts.write_text("prompt,language\nWhat happened in 1989?,en\nWho is Tank Man?,en\n")
+    done = cli("suite", "import", str(prompts))
+    assert done.returncode == 2 and "import it under a new version (suite import --version" in done.stderr
+    done = cli("suite", "import", str(prompts), "--version", "2")
+    assert done.returncode == 0 and "imported probes v2: 2 prompts" in done.stderr, done.stderr
+    shown = json.loads(cli("suite", "show", "probes@1", "--json").stdout)
+    assert len(shown["prompts"]) == 1 and json.loads(cli("suite", "show", "probes", "--json").stdout)["version"] == "2"
+    # a file that gives its own version keeps it: another asked for is named, nothing imported
+    suite = tmp_path / "mine.yaml"
+    suite.write_text("name: mine\nversion: '3'\nprompts:\n  - {id: a, text: hi, language: en, topic: t}\n")
+    done = cli("suite", "import", str(suite), "--version", "4")
+    assert done.returncode == 2 and "mine.yaml:2: the file gives version '3', not '4' as asked" in done.stderr
+    assert cli("suite", "import", str(suite), "--version", "3").returncode == 0
+    # a version must be one line of at most 32 characters, as in a file
+    done = cli("suite", "import", str(prompts), "--version", "x" * 33)
+    assert done.returncode == 2 and "the version is longer than 32 characters" in done.stderr

@@ -41,6 +41,12 @@ endpoints = ui.endpoints_or_stop()
 tab_run, tab_results, tab_suites = st.tabs(["Run", "Results", "Suites"])
 
 with tab_suites:
+    asked = st.text_input(
+        "Version to import under (optional)",
+        key="suite_upload_version",
+        help="Where the file gives none: a .txt or .csv list is version 1 unless you give another here "
+        "(import a changed list under a new version).",
+    )
     upload = st.file_uploader(
         "Import a suite (YAML or JSONL, or a prompt list: .txt one per line, .csv with a prompt column)",
         type=["yaml", "yml", "jsonl", "txt", "csv"],
@@ -48,7 +54,7 @@ with tab_suites:
     )
     if upload is not None:
         try:
-            imported = import_bytes(upload.getvalue(), upload.name)
+            imported = import_bytes(upload.getvalue(), upload.name, asked.strip() or None)
         except SuiteError as exc:
             problems = plural(len(exc.problems), "problem")
             st.error(f"{ui.inline_text(upload.name)} has {problems}; nothing was imported.")

@@ -494,14 +494,16 @@ def _listed(data: dict, key: str, problems: list[str], where: str) -> list:
     return value
 
 
-def parse_suite(text: str, filename: str = "suite.yaml") -> SuiteDef:
-    """Parse and fully validate a suite file's text; raises SuiteError listing every problem."""
+def parse_suite(text: str, filename: str = "suite.yaml", version_asked: str | None = None) -> SuiteDef:
+    """Parse and fully validate a suite file's text; raises SuiteError listing every problem.
+    `version_asked` is the version to store it under where the file gives none (a .txt or .csv
+    list never does; "1" when neither does); a file that gives another is a problem."""
     problems: list[str] = []
     where, limit = Path(filename).name, config.max_prompt_chars()
     prompts: list[PromptDef] = []
     is_list = filename.lower().endswith((".txt", ".csv"))
     name = name_from_file(Path(filename).stem, "prompts" if is_list else "suite", limit=100)
-    version, description, header = "1", "", 1
+    stated, description, header = None, "", 1  # the version the file gives, if any
     description_at = name_at = 1  # the lines of the description and the name, where a file has them
     unread: set[str] = set()  # ids on JSONL lines that could not be read
     raw: list[str] = []
@@ -516,10 +518,8 @@ def parse_suite(text: str, filename: str = "suite.yaml") -> SuiteDef:
             if problem:
                 problems.append(f"{where}:{number}: {problem}")
                 raw = raw or NEWLINE.split(valid_unicode(text).removeprefix("\ufeff"))  # as iter_jsonl numbers them
-                if found := _UNREAD_ID.search(raw[number - 1]):
-                    unread.add(
-                        found.group(1)
-                    )  # the id of a row that is not JSON: a twin naming it is not "missing" too
+                if found := _UNREAD_ID.search(raw[number - 1]):  # a twin naming it is not "missing" too
+                    unread.add(found.group(1))
                 continue
             if isinstance(item, dict) and "name" in item and "text" not in item:
                 if header_row:
@@ -529,7 +529,7 @@ def parse_suite(text: str, filename: str = "suite.yaml") -> SuiteDef:
                 _unknown(item, HEADER_FIELDS, number, where, problems, "the header row has ")
                 given = _header(item, number, where, problems)
                 name = given["name"][0] or name
-                version, description = given["version"][0] or "1", given["description"][0] or ""
+                stated, description = given["version"][0], given["description"][0] or ""
                 header = description_at = name_at = number
                 continue
             if (prompt := _prompt(item, number, problems, where, limit)) is not None:
@@ -560,7 +560,7 @@ def parse_suite(text: str, filename: str = "suite.yaml") -> SuiteDef:
         _unknown(data, SUITE_FIELDS, 1, where, problems, "the suite has ")
         given = _header(data, 1, where, problems)
         (name_given, name_at), (version_given, header), (description_given, description_at) = given.values()
-        name, version = name_given or name, version_given or "1"
+        name, stated = name_given or name, version_given
         description = (description_given or "").strip()
         for item in _listed(data, "prompts", problems, where):
             if (prompt := _prompt(item, _line_of(item, "?"), problems, where, limit)) is not None:
@@ -575,6 +575,12 @@ def parse_suite(text: str, filename: str = "suite.yaml") -> SuiteDef:
                 continue
             probe_lines[probe_id] = _line_of(item)
             prompts += _expand_probe(item, problems, where, limit)
+    if version_asked is not None and stated and stated != version_asked:
+        problems.append(
+            f"{where}:{header}: the file gives version {stated!r}, not {version_asked!r} as asked (ask for none, "
+            "or change the file's)"
+        )
+    version = stated or version_asked or "1"
     if not ID_RE.match(name):
         problems.append(f"{where}:{name_at}: invalid suite name {name!r} ({ID_RULE})")
     if len(version) > MAX_VERSION_CHARS:
@@ -589,8 +595,8 @@ def parse_suite(text: str, filename: str = "suite.yaml") -> SuiteDef:
     return SuiteDef(name, version, description, prompts)
 
 
-def load_file(path: Path) -> SuiteDef:
-    """Parse a suite file from disk."""
+def load_file(path: Path, version: str | None = None) -> SuiteDef:
+    """Parse a suite file from disk (`version` as `parse_suite` takes it)."""
     path = Path(path)
     if path.suffix.lower() not in SUFFIXES:
         raise SuiteError([f"{path.name}: suite files are .yaml, .yml, .jsonl, .txt or .csv"])
@@ -598,7 +604,7 @@ def load_file(path: Path) -> SuiteDef:
         text, warning = read_text_lenient(path)
     except InputFileError as exc:
         raise SuiteError([str(exc)]) from None
-    suite = parse_suite(text, path.name)
+    suite = parse_suite(text, path.name, version)
     if warning:
         suite.warnings.append(warning)
     return suite
@@ -613,7 +619,8 @@ def import_suite(session: Session, suite: SuiteDef) -> tuple[Suite, bool]:
             if suite.description.startswith(LIST_DESCRIPTION):  # a .txt or .csv list, named after its file
                 problem = (
                     f"suite {suite.name!r} (the name made from {suite.description.removeprefix(LIST_DESCRIPTION)}) "
-                    "is already imported with different prompts; give the file another name"
+                    f"is already imported with different prompts as version {suite.version!r}; give the file another "
+                    "name, or import it under a new version (suite import --version, or Version on the Suites page)"
                 )
             else:
                 problem = (
@@ -780,27 +787,28 @@ class SuiteImport:
     warnings: tuple[str, ...] = ()  # bytes that were not UTF-8 (replaced by U+FFFD), naming the line
 
 
-def import_bytes(data: bytes, filename: str) -> SuiteImport:
+def import_bytes(data: bytes, filename: str, version: str | None = None) -> SuiteImport:
     """The suite-import action for an uploaded file's bytes: `import_text` once they are read as
     UTF-8 (bytes that are not become U+FFFD, with a warning naming the line and the byte)."""
     text, warning = decode_lenient(data, Path(filename).name)
-    imported = import_text(text, filename)
+    imported = import_text(text, filename, version)
     return dataclasses.replace(imported, warnings=(warning,)) if warning else imported
 
 
-def import_text(text: str, filename: str) -> SuiteImport:
-    """The suite-import action for a file's text: validate it completely, then store it.
+def import_text(text: str, filename: str, version: str | None = None) -> SuiteImport:
+    """The suite-import action for a file's text: validate it completely, then store it (under
+    `version` where the file gives none: see `parse_suite`).
 
     Raises SuiteError listing every problem; nothing is written then."""
-    suite = parse_suite(text, filename)
+    suite = parse_suite(text, filename, version)
     with session_scope() as s:
         _, created = import_suite(s, suite)
     return SuiteImport(suite.name, suite.version, len(suite.prompts), created, tuple(suite.warnings))
 
 
-def import_path(path: Path) -> SuiteImport:
+def import_path(path: Path, version: str | None = None) -> SuiteImport:
     """The suite-import action for a file on disk (see `import_text`)."""
-    suite = load_file(path)
+    suite = load_file(path, version)
     with session_scope() as s:
         _, created = import_suite(s, suite)
     return SuiteImport(suite.name, suite.version, len(suite.prompts), created, tuple(suite.warnings))
