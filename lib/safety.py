@@ -184,6 +184,9 @@ def strip_credentials(url: str) -> str:
 # a mask providers put in a key they echo: a run of *, • or ●, or an ellipsis
 _MASK = re.compile(r"[*\u2022\u25cf]{3,}|\.{3,}|\u2026+")
 MIN_SHOWN_CHARS = 4  # a masked echo is redacted when this much of a key's start or end shows
+# the part of a key every key of its provider starts with ("sk-", "sk-proj-", "gsk_", "sk-ant-api03-"):
+# not a secret, and text about keys writes it ("keys look like sk-proj-...")
+_PUBLIC_PREFIX = re.compile(r"(?:[A-Za-z]+[0-9]*[-_])+")
 _KEY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-+/=")  # base64url and base64
 
 
@@ -191,7 +194,8 @@ class Redactor:
     """Removes known secret values (an endpoint's key, its URL credentials) and any
     Authorization-like header value from provider text, and a known secret's masked echo: the
     start or end a provider shows of it around a mask ("Incorrect API key provided:
-    sk-proj-****abcd", "key …123456"), when at least MIN_SHOWN_CHARS of it show. Linear in the
+    sk-proj-****abcd", "key …123456"), when at least MIN_SHOWN_CHARS of it show (of its start,
+    beyond the prefix all its provider's keys share: "sk-proj-..." is not an echo). Linear in the
     text's length."""
 
     def __init__(self, secrets: Iterable[str | None] = ()) -> None:
@@ -201,6 +205,7 @@ class Redactor:
             # as a provider may echo it: as is, URL-encoded (a query string), JSON-escaped ("\/")
             values |= {secret, quote(secret, safe=""), quote_plus(secret), secret.replace("/", "\\/")}
         self.secrets = sorted(values, key=len, reverse=True)  # longest first: no partial leftovers
+        self.public = {s: len(m.group(0)) if (m := _PUBLIC_PREFIX.match(s)) else 0 for s in self.raw}
 
     def _unmasked(self, text: str) -> str:
         """`text` with each masked echo of a known secret (the key characters either side of a
@@ -216,7 +221,7 @@ class Redactor:
                 end += 1
             head, tail = text[start : found.start()], text[found.end() : end]
             if any(
-                (len(head) >= MIN_SHOWN_CHARS and secret.startswith(head))
+                (len(head) >= self.public[secret] + MIN_SHOWN_CHARS and secret.startswith(head))
                 or (len(tail) >= MIN_SHOWN_CHARS and secret.endswith(tail))
                 for secret in self.raw
             ):

@@ -222,16 +222,23 @@ def test_a_masked_echo_of_a_key_is_redacted_with_what_shows_of_it():
     redact = Redactor([key, "short"])
     for echoed in (
         "Incorrect API key provided: sk-proj-********************9/x+Yz=.",
-        "Incorrect API key provided: sk-p**************Yz=.",
+        "Incorrect API key provided: sk-p**************+Yz=.",
         "the key …456789/x+Yz= is revoked",
         "the key ...+Yz= is revoked",
         "key sk-proj-AbCd•••• expired",
-        'key "sk-proj-AbC***" expired',
+        'key "sk-proj-AbCd***" expired',
     ):
         text = redact(echoed)
         assert "Yz=" not in text and "AbC" not in text and "sk-p" not in text and "[redacted]" in text, text
     # an ellipsis or a mask beside anything else is left as written, and so are short shown parts
-    for kept in ("Wait... what?", "sk-... is a placeholder", "expected …Yz=", "****", "x" * 50 + "..." + "y" * 50):
+    for kept in (
+        "Wait... what?",
+        "sk-... is a placeholder",
+        "project keys look like sk-proj-... or sk-proj-AbC***",  # the prefix all such keys share, and 3 more
+        "expected …Yz=",
+        "****",
+        "x" * 50 + "..." + "y" * 50,
+    ):
         assert redact(kept) == kept
     assert Redactor([])("…456789/x+Yz=") == "…456789/x+Yz="
 
