@@ -181,8 +181,8 @@ def strip_credentials(url: str) -> str:
     return parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]).geturl()
 
 
-# a mask providers put in a key they echo: a run of *, • or ●, or an ellipsis
-_MASK = re.compile(r"[*\u2022\u25cf]{3,}|\.{3,}|\u2026+")
+# a mask providers put in a key they echo: a run of *, •, ● or x, or an ellipsis
+_MASK = re.compile(r"[*\u2022\u25cf]{3,}|[xX]{4,}|\.{3,}|\u2026+")
 MIN_SHOWN_CHARS = 4  # a masked echo is redacted when this much of a key's start or end shows
 # the part of a key every key of its provider starts with ("sk-", "sk-proj-", "gsk_", "sk-ant-api03-"):
 # not a secret, and text about keys writes it ("keys look like sk-proj-...")
@@ -191,12 +191,13 @@ _KEY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123
 
 
 class Redactor:
-    """Removes known secret values (an endpoint's key, its URL credentials) and any
-    Authorization-like header value from provider text, and a known secret's masked echo: the
-    start or end a provider shows of it around a mask ("Incorrect API key provided:
-    sk-proj-****abcd", "key …123456"), when at least MIN_SHOWN_CHARS of it show (of its start,
-    beyond the prefix all its provider's keys share: "sk-proj-..." is not an echo). Linear in the
-    text's length."""
+    """Removes known secret values (an endpoint's key, its URL credentials) from provider text
+    in any letter case ("SK-PROJ-…" is the key upper-cased), and any Authorization-like header
+    value; and a known secret's masked echo: the start or end a provider shows of it around a
+    mask ("Incorrect API key provided: sk-proj-****abcd", "sk-proj-XXXX9876", "key …123456",
+    "sk-proj- **** 9876"), when at least MIN_SHOWN_CHARS of it show (of its start, beyond the
+    prefix all its provider's keys share: "sk-proj-..." is not an echo). `held_back` keeps a
+    streamed key from showing while it arrives. Linear in the text's length."""
 
     def __init__(self, secrets: Iterable[str | None] = ()) -> None:
         self.raw = sorted({s for s in secrets if s and len(s) >= MIN_SECRET_CHARS})
@@ -205,38 +206,61 @@ class Redactor:
             # as a provider may echo it: as is, URL-encoded (a query string), JSON-escaped ("\/")
             values |= {secret, quote(secret, safe=""), quote_plus(secret), secret.replace("/", "\\/")}
         self.secrets = sorted(values, key=len, reverse=True)  # longest first: no partial leftovers
-        self.public = {s: len(m.group(0)) if (m := _PUBLIC_PREFIX.match(s)) else 0 for s in self.raw}
+        self._whole = re.compile("|".join(map(re.escape, self.secrets)), re.IGNORECASE) if values else None
+        self.lowered = [(s.lower(), len(m.group(0)) if (m := _PUBLIC_PREFIX.match(s)) else 0) for s in self.raw]
+
+    def _echo(self, head: str, tail: str) -> bool:
+        """Whether `head` shows a known secret's start (beyond its public prefix) or `tail` its end."""
+        head, tail = head.lower(), tail.lower()
+        return any(
+            (len(head) >= public + MIN_SHOWN_CHARS and secret.startswith(head))
+            or (len(tail) >= MIN_SHOWN_CHARS and secret.endswith(tail))
+            for secret, public in self.lowered
+        )
 
     def _unmasked(self, text: str) -> str:
         """`text` with each masked echo of a known secret (the key characters either side of a
-        mask included) replaced by [redacted]."""
+        mask, past one space, included) replaced by [redacted]."""
         pieces, done = [], 0
         for found in _MASK.finditer(text):
             start, end = found.start(), found.end()
             if start < done:  # inside the span of an echo already replaced
                 continue
+            if start - 1 > done and text[start - 1] == " " and text[start - 2] in _KEY_CHARS:
+                start -= 1  # "sk-proj- ****"
+            head_end = start
             while start > done and text[start - 1] in _KEY_CHARS:
                 start -= 1
+            if end + 1 < len(text) and text[end] == " " and text[end + 1] in _KEY_CHARS:
+                end += 1  # "**** 9876"
+            tail_start = end
             while end < len(text) and text[end] in _KEY_CHARS:
                 end += 1
-            head, tail = text[start : found.start()], text[found.end() : end]
-            if any(
-                (len(head) >= self.public[secret] + MIN_SHOWN_CHARS and secret.startswith(head))
-                or (len(tail) >= MIN_SHOWN_CHARS and secret.endswith(tail))
-                for secret in self.raw
-            ):
+            if self._echo(text[start:head_end], text[tail_start:end]):
                 pieces += [text[done:start], REDACTED]
                 done = end
         return "".join([*pieces, text[done:]]) if pieces else text
+
+    def held_back(self, text: str) -> str:
+        """`text` (already redacted) without an end that is the start of a known secret beyond its
+        public prefix (MIN_SHOWN_CHARS or more of it, any case): what a stream shows while a key
+        is arriving, and what is kept of one cut off mid-key."""
+        cut = 0
+        for secret, public in self.lowered:
+            end = text[-(len(secret) - 1) :].lower()  # the longest end that is a start but not all of it
+            starts = (i for i, char in enumerate(end) if char == secret[0])
+            size = next((len(end) - i for i in starts if secret.startswith(end[i:])), 0)
+            if size >= public + MIN_SHOWN_CHARS:
+                cut = max(cut, size)
+        return text[: len(text) - cut] if cut else text
 
     def __call__(self, text: str | None) -> str:
         """`text`, clean (see `clean_text`) and with every secret replaced by [redacted]."""
         text = clean_text(text)
         if not text:
             return text
-        for secret in self.secrets:
-            if secret in text:
-                text = text.replace(secret, REDACTED)
+        if self._whole is not None:
+            text = self._whole.sub(REDACTED, text)
         if self.raw:
             text = self._unmasked(text)
         return _AUTH_HEADER.sub(lambda m: f"{m.group(1)}{m.group(2)}{m.group(3) or ''}{REDACTED}", text)

@@ -11,6 +11,8 @@ The model name picks the behaviour, so one server can play many providers at onc
     filter              streams two tokens, then finish_reason "content_filter"
     reasoner            streams reasoning_content deltas, then the answer
     die                 streams three tokens, then drops the connection
+    leak-key            streams "Your key: ", the key it got in four pieces, then " ok"
+    leak-key-die        streams "Your key: " and half the key, then drops the connection
     auth                HTTP 401
     usage               like echo, plus a final usage chunk
     usage-huge          like echo, with token counts no database integer holds (3e9, 1.5e300)
@@ -48,6 +50,7 @@ Also used by bench/ for fan-out and suite timing. Bound to 127.0.0.1 on a free p
 
 from __future__ import annotations
 
+import itertools
 import json
 import socket
 import threading
@@ -254,6 +257,16 @@ class _Handler(BaseHTTPRequestHandler):
                     self._chunk(model, {"reasoning_content": piece, "content": None})
             if model == "filter":
                 words = words[:2]
+            if model in ("leak-key", "leak-key-die"):  # the key it got, streamed in four pieces
+                key = (self.headers.get("Authorization") or "").removeprefix("Bearer ")
+                cut = [len(key) * i // 4 for i in range(5)]
+                words = ["Your key: ", *(key[a:b] for a, b in itertools.pairwise(cut)), " ok"]
+            if model == "leak-key-die":
+                for word in words[:3]:  # "Your key: " and half the key
+                    self._chunk(model, {"content": word})
+                self.wfile.flush()
+                self.connection.shutdown(2)
+                return
             if model == "die":
                 for word in words[:3]:
                     self._chunk(model, {"content": word})

@@ -227,6 +227,10 @@ def test_a_masked_echo_of_a_key_is_redacted_with_what_shows_of_it():
         "the key ...+Yz= is revoked",
         "key sk-proj-AbCd•••• expired",
         'key "sk-proj-AbCd***" expired',
+        "key sk-proj-XXXXXXXXXXXX+Yz= is wrong",  # an x mask
+        "key sk-proj- **** 9/x+Yz= is wrong",  # spaced around the mask
+        "Bad key SK-PROJ-ABCDEFGH0123456789/X+YZ=",  # the whole key upper-cased
+        "key …456789/X+YZ= is revoked",
     ):
         text = redact(echoed)
         assert "Yz=" not in text and "AbC" not in text and "sk-p" not in text and "[redacted]" in text, text
@@ -366,3 +370,14 @@ def test_page_text_drops_what_reorders_a_page_and_keeps_the_rest():
     kept = "שלום \u200f1989\u200e عربي\u061c 中文"  # marks only set a neutral character's direction
     assert page_text(kept) == kept and safe_markdown(kept) == kept
     assert page_text("a\ud800b") == "a\ufffdb" and page_text(None) == ""
+
+
+def test_held_back_hides_the_start_of_a_key_until_it_can_be_redacted_whole():
+    key = "sk-proj-AbCdEfGh0123456789"
+    redact = Redactor([key])
+    assert redact.held_back("Your key: sk-proj-AbCdE") == "Your key: "
+    assert redact.held_back("Your key: SK-PROJ-ABCDEFGH01") == "Your key: "  # any case
+    assert redact.held_back("keys look like sk-proj-Ab") == "keys look like sk-proj-Ab"  # the shared prefix and 2
+    assert redact.held_back("answers") == "answers" and redact.held_back("") == ""
+    assert redact.held_back(redact(f"k {key}")) == "k [redacted]"
+    assert Redactor([]).held_back("sk-proj-AbCdE") == "sk-proj-AbCdE"

@@ -291,6 +291,32 @@ def test_an_echoed_key_and_url_password_never_reach_the_database_or_json(protoco
     assert key.encode() not in raw and password.encode() not in raw
 
 
+@pytest.mark.parametrize("model", ["leak-key", "leak-key-die"])
+def test_a_key_streamed_in_pieces_never_shows_while_it_arrives(protocol_server, monkeypatch, model):
+    """A provider streaming the key back showed its start ("Your key: sk-proj-AbCdEf") until the
+    whole key had arrived and could be redacted; one cut off mid-key stored its first half."""
+    import asyncio
+
+    from lib.providers.stream import stream_chat
+
+    key = "sk-proj-AbCdEf1234567890ZyXwVu9876"
+    monkeypatch.setenv("LEAK_KEY", key)
+    endpoint = fake_endpoint(protocol_server.url, model, key_env="LEAK_KEY")
+    seen = []
+
+    async def run():
+        async for out in stream_chat(endpoint, [{"role": "user", "content": "hi"}]):
+            seen.append(out.text)
+
+    asyncio.run(run())
+    assert len(seen) >= 3 and seen[0].startswith("Your key:"), seen
+    assert not any("AbCd" in text or "abcd" in text.lower() for text in seen), seen
+    if model == "leak-key":
+        assert seen[-1] == "Your key: [redacted] ok"
+    else:
+        assert seen[-1] == "Your key: ", seen
+
+
 # --- 7. reasoning sent back ---------------------------------------------------------------------------
 
 

@@ -217,9 +217,19 @@ class _Answer:
             text, extra = self.text + content, ""
         self.text = text
         text, both = self.redact(text), self.redact(self.reasoning + extra)
+        if not final:  # a key arriving in pieces is not shown before it can be redacted whole
+            text, both = self.redact.held_back(text), self.redact.held_back(both)
         changed = (text, both) != (self.out.text, self.out.reasoning)
         self.out.text, self.out.reasoning = text, both
         return changed
+
+    def cut_off(self) -> None:
+        """The stream stopped (failed, interrupted, an error finish): a key it was sending part way
+        is not kept (`Redactor.held_back`)."""
+        self.out.text, self.out.reasoning = (
+            self.redact.held_back(self.out.text),
+            self.redact.held_back(self.out.reasoning),
+        )
 
 
 def _usage(usage: object) -> dict | None:
@@ -395,6 +405,7 @@ async def stream_chat(
         answer.add("", "", final=True)
         rule = signals.for_finish(out.finish_reason)
         if rule.status != Status.OK:
+            answer.cut_off()
             kind = "stream_empty" if rule.kind == "stream_broken" and not out.text else rule.kind
             detail = f"finish_reason '{out.finish_reason}'" if out.finish_reason else None
             out.status, out.error_kind = rule.status, kind
@@ -407,6 +418,7 @@ async def stream_chat(
                 )
     except BaseException as exc:  # noqa: BLE001 - every failure becomes a recorded outcome
         answer.add("", "", final=True)
+        answer.cut_off()
         if not isinstance(exc, Exception):  # cancellation, KeyboardInterrupt, Streamlit rerun
             out.status, out.error_kind = Status.INTERRUPTED, "interrupted"
             out.error_message = INTERRUPTED_MESSAGE
