@@ -181,46 +181,71 @@ def strip_credentials(url: str) -> str:
     return parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]).geturl()
 
 
-# a mask providers put in a key they echo: a run of *, •, ● or x, or an ellipsis
-_MASK = re.compile(r"[*\u2022\u25cf]{3,}|[xX]{4,}|\.{3,}|\u2026+")
+# a mask providers put in a key they echo: a run of two or more of * • ● · ∙ ⋅ ⋯ # ~ . ． - or an
+# invisible character, of four or more x, of two or more underscores, or an ellipsis (… ⋯)
+_MASK = re.compile(
+    r"[*\u2022\u25cf\u00b7\u2219\u22c5\u22ef#~.\uff0e\u200b-\u200d\u2060\ufeff-]{2,}|[xX]{4,}|_{2,}|[\u2026\u22ef]"
+)
 MIN_SHOWN_CHARS = 4  # a masked echo is redacted when this much of a key's start or end shows
+MIN_RUN_CHARS = 6  # this many characters of a key in a row are redacted wherever they are
 # the part of a key every key of its provider starts with ("sk-", "sk-proj-", "gsk_", "sk-ant-api03-"):
 # not a secret, and text about keys writes it ("keys look like sk-proj-...")
 _PUBLIC_PREFIX = re.compile(r"(?:[A-Za-z]+[0-9]*[-_])+")
 _KEY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-+/=")  # base64url and base64
+_KEY_RUN = re.compile(f"[A-Za-z0-9_\\-+/=]{{{MIN_RUN_CHARS},}}")
+
+
+def _random_part(key: str) -> tuple[int, str] | None:
+    """(the length of `key`'s public prefix, the rest lower-cased) when the rest looks generated
+    (8 or more characters, a digit among them), else None: "not-needed", "lm-studio" or
+    "sk-no-key-required" (what local servers take) are no secret whose pieces matter."""
+    public = m.end() if (m := _PUBLIC_PREFIX.match(key)) else 0
+    rest = key[public:]
+    if len(rest) >= 8 and any(c.isdigit() for c in rest):
+        return public, rest.lower()
+    return None
 
 
 class Redactor:
-    """Removes known secret values (an endpoint's key, its URL credentials) from provider text
-    in any letter case ("SK-PROJ-…" is the key upper-cased), and any Authorization-like header
-    value; and a known secret's masked echo: the start or end a provider shows of it around a
-    mask ("Incorrect API key provided: sk-proj-****abcd", "sk-proj-XXXX9876", "key …123456",
-    "sk-proj- **** 9876"), when at least MIN_SHOWN_CHARS of it show (of its start, beyond the
-    prefix all its provider's keys share: "sk-proj-..." is not an echo). `held_back` keeps a
-    streamed key from showing while it arrives. Linear in the text's length."""
+    """Removes secrets from provider text (an error body, a streamed answer, its reasoning):
 
-    def __init__(self, secrets: Iterable[str | None] = ()) -> None:
-        self.raw = sorted({s for s in secrets if s and len(s) >= MIN_SECRET_CHARS})
+    - each of `secrets` (an endpoint's key, its URL credentials and query values), whole, in any
+      letter case ("SK-PROJ-…" is the key upper-cased), as is, URL-encoded or JSON-escaped;
+    - any Authorization-like header value;
+    - and of the API `key`, where it looks generated (see `_random_part`), the pieces a provider
+      echoes: MIN_RUN_CHARS or more of it in a row anywhere ('"key_suffix": "AKTAIL"', "ending in
+      9f3a2c"), and MIN_SHOWN_CHARS or more of its start or end beside a mask ("Incorrect API key
+      provided: sk-proj-****abcd", "sk-proj-XXXX9876", "key …1234", "sk-proj- #### 9876"); its start
+      counts beyond the prefix all its provider's keys share ("sk-proj-..." is no echo).
+
+    `held_back` keeps a key streamed in pieces from showing before it can be redacted whole.
+    Linear in the text's length."""
+
+    def __init__(self, secrets: Iterable[str | None] = (), key: str | None = None) -> None:
+        whole = {s for s in [*secrets, key] if s and len(s) >= MIN_SECRET_CHARS}
         values = set()
-        for secret in self.raw:
+        for secret in whole:
             # as a provider may echo it: as is, URL-encoded (a query string), JSON-escaped ("\/")
             values |= {secret, quote(secret, safe=""), quote_plus(secret), secret.replace("/", "\\/")}
         self.secrets = sorted(values, key=len, reverse=True)  # longest first: no partial leftovers
         self._whole = re.compile("|".join(map(re.escape, self.secrets)), re.IGNORECASE) if values else None
-        self.lowered = [(s.lower(), len(m.group(0)) if (m := _PUBLIC_PREFIX.match(s)) else 0) for s in self.raw]
+        found = _random_part(key) if key else None
+        self._key = (key.lower(), found[0]) if found else None
+        self._runs = (
+            {found[1][i : i + MIN_RUN_CHARS] for i in range(len(found[1]) - MIN_RUN_CHARS + 1)} if found else set()
+        )
 
-    def _echo(self, head: str, tail: str) -> bool:
-        """Whether `head` shows a known secret's start (beyond its public prefix) or `tail` its end."""
+    def _piece(self, head: str, tail: str) -> bool:
+        """Whether `head` shows the key's start (beyond its public prefix) or `tail` its end."""
+        key, public = self._key
         head, tail = head.lower(), tail.lower()
-        return any(
-            (len(head) >= public + MIN_SHOWN_CHARS and secret.startswith(head))
-            or (len(tail) >= MIN_SHOWN_CHARS and secret.endswith(tail))
-            for secret, public in self.lowered
+        return (len(head) >= public + MIN_SHOWN_CHARS and key.startswith(head)) or (
+            len(tail) >= MIN_SHOWN_CHARS and key.endswith(tail)
         )
 
     def _unmasked(self, text: str) -> str:
-        """`text` with each masked echo of a known secret (the key characters either side of a
-        mask, past one space, included) replaced by [redacted]."""
+        """`text` with each masked echo of the key (the key characters either side of a mask, past
+        one space, included) replaced by [redacted]."""
         pieces, done = [], 0
         for found in _MASK.finditer(text):
             start, end = found.start(), found.end()
@@ -236,23 +261,35 @@ class Redactor:
             tail_start = end
             while end < len(text) and text[end] in _KEY_CHARS:
                 end += 1
-            if self._echo(text[start:head_end], text[tail_start:end]):
+            if self._piece(text[start:head_end], text[tail_start:end]):
                 pieces += [text[done:start], REDACTED]
                 done = end
         return "".join([*pieces, text[done:]]) if pieces else text
 
+    def _in_runs(self, found: re.Match) -> str:
+        """A run of key characters with the part of it that is a piece of the key redacted."""
+        run, lowered, size = found.group(0), found.group(0).lower(), MIN_RUN_CHARS
+        hits = [i for i in range(len(run) - size + 1) if lowered[i : i + size] in self._runs]
+        if not hits:
+            return run
+        start, end, key = hits[0], hits[-1] + size, self._key[0]
+        while start > 0 and lowered[start - 1 : end] in key:  # "token=sk-proj-ab12cd…": keep "token="
+            start -= 1
+        while end < len(run) and lowered[start : end + 1] in key:
+            end += 1
+        return f"{run[:start]}{REDACTED}{run[end:]}"
+
     def held_back(self, text: str) -> str:
-        """`text` (already redacted) without an end that is the start of a known secret beyond its
-        public prefix (MIN_SHOWN_CHARS or more of it, any case): what a stream shows while a key
-        is arriving, and what is kept of one cut off mid-key."""
-        cut = 0
-        for secret, public in self.lowered:
-            end = text[-(len(secret) - 1) :].lower()  # the longest end that is a start but not all of it
-            starts = (i for i, char in enumerate(end) if char == secret[0])
-            size = next((len(end) - i for i in starts if secret.startswith(end[i:])), 0)
-            if size >= public + MIN_SHOWN_CHARS:
-                cut = max(cut, size)
-        return text[: len(text) - cut] if cut else text
+        """`text` (already redacted) without an end that is the start of the key beyond its public
+        prefix (MIN_SHOWN_CHARS or more of it, any case): what a stream shows while a key is
+        arriving."""
+        if self._key is None:
+            return text
+        key, public = self._key
+        end = text[-(len(key) - 1) :].lower()  # the longest end that is a start but not all of it
+        starts = (i for i, char in enumerate(end) if char == key[0])
+        size = next((len(end) - i for i in starts if key.startswith(end[i:])), 0)
+        return text[: len(text) - size] if size >= public + MIN_SHOWN_CHARS else text
 
     def __call__(self, text: str | None) -> str:
         """`text`, clean (see `clean_text`) and with every secret replaced by [redacted]."""
@@ -261,8 +298,8 @@ class Redactor:
             return text
         if self._whole is not None:
             text = self._whole.sub(REDACTED, text)
-        if self.raw:
-            text = self._unmasked(text)
+        if self._key is not None:
+            text = _KEY_RUN.sub(self._in_runs, self._unmasked(text))
         return _AUTH_HEADER.sub(lambda m: f"{m.group(1)}{m.group(2)}{m.group(3) or ''}{REDACTED}", text)
 
 

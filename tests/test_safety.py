@@ -209,7 +209,7 @@ def test_a_long_unsafe_text_is_shown_plainly_and_fast_enough():
 
 def test_a_key_echoed_url_encoded_or_json_escaped_is_redacted():
     key = "sk-AbC/dEf+Gh=ijkl0123456789"
-    redact = Redactor([key])
+    redact = Redactor(key=key)
     for echoed in ("key=sk-AbC%2FdEf%2BGh%3Dijkl0123456789&x=1", '{"key": "sk-AbC\\/dEf+Gh=ijkl0123456789"}'):
         text = redact(f"the provider said: {echoed} was refused")
         assert "ijkl0123456789" not in text and "[redacted]" in text, text
@@ -219,7 +219,7 @@ def test_a_masked_echo_of_a_key_is_redacted_with_what_shows_of_it():
     """Providers echo a wrong key masked ("sk-proj-****abcd", "…123456"): whole keys were
     redacted, but the start and end they show were written to the database and pages."""
     key = "sk-proj-AbCdEfGh0123456789/x+Yz="
-    redact = Redactor([key, "short"])
+    redact = Redactor(["short"], key=key)
     for echoed in (
         "Incorrect API key provided: sk-proj-********************9/x+Yz=.",
         "Incorrect API key provided: sk-p**************+Yz=.",
@@ -374,10 +374,50 @@ def test_page_text_drops_what_reorders_a_page_and_keeps_the_rest():
 
 def test_held_back_hides_the_start_of_a_key_until_it_can_be_redacted_whole():
     key = "sk-proj-AbCdEfGh0123456789"
-    redact = Redactor([key])
+    redact = Redactor(key=key)
     assert redact.held_back("Your key: sk-proj-AbCdE") == "Your key: "
     assert redact.held_back("Your key: SK-PROJ-ABCDEFGH01") == "Your key: "  # any case
     assert redact.held_back("keys look like sk-proj-Ab") == "keys look like sk-proj-Ab"  # the shared prefix and 2
     assert redact.held_back("answers") == "answers" and redact.held_back("") == ""
     assert redact.held_back(redact(f"k {key}")) == "k [redacted]"
     assert Redactor([]).held_back("sk-proj-AbCdE") == "sk-proj-AbCdE"
+
+
+@pytest.mark.parametrize(
+    "echoed",
+    [
+        "sk-proj-LEAKxxxxxxxxxxxxxxxxxxxxTAIL9",
+        "sk-proj-LEAK########AKTAIL9",
+        "sk-proj-LEAK\u00b7\u00b7\u00b7\u00b7AKTAIL9",
+        "sk-proj-LEAK\u22efAKTAIL9",
+        "sk-proj-LEAK~~~~AKTAIL9",
+        "sk-proj-LEAK____AKTAIL9",
+        "sk-proj-LEAK ... AKTAIL9",
+        "sk-proj-LEAK\u200b****\u200bAKTAIL9",
+        "token=sk-proj-LEAKHE****",
+        '{"error": {"key_prefix": "sk-proj-LEAKHE", "key_suffix": "AKTAIL9"}}',
+        "the key (ending in AKTAIL9) is revoked",
+        "sk-proj-LEAKHE%2A%2A%2A%2AAKTAIL9",
+        "Bad key SK-PROJ-LEAKHEADABCDEFGHIJ0123456789LEAKTAIL9",
+    ],
+)
+def test_the_pieces_of_a_key_a_provider_echoes_are_redacted(echoed):
+    """From an attacker's run: x masks, other mask marks, spaces or invisible characters around the
+    mask, a key-like word before the key, and a key's pieces in fields of their own all leaked."""
+    key = "sk-proj-LEAKHEADabcdefghij0123456789LEAKTAIL9"
+    text = Redactor(["unrelated-secret"], key=key)(echoed)
+    assert "[redacted]" in text and "leak" not in text.lower() and "ail9" not in text.lower(), text
+    assert not any(piece in text for piece in ("LEAKHE", "AKTAIL", "AIL9")), text
+
+
+def test_ordinary_text_and_keys_that_are_no_secret_are_left_as_written():
+    """The placeholder key of a local server ("not-needed", "lm-studio", "sk-no-key-required") and
+    a URL's query values are redacted whole only: '…needed', '2024...' and '...preview' are text."""
+    text = "Sales grew from 2019 to 2024... and then nothing more...needed. Wait...what? A ...studio, required..."
+    for key in ("not-needed", "lm-studio", "sk-no-key-required"):
+        assert Redactor(["2024-08-01-preview", "password123"], key=key)(text) == text
+    key = "sk-proj-AbCdEfGh0123456789"
+    assert Redactor(key=key)("keys look like sk-proj-... or sk-proj-AbC***; well--maybe 789 -- fine") == (
+        "keys look like sk-proj-... or sk-proj-AbC***; well--maybe 789 -- fine"
+    )
+    assert Redactor(["2024-08-01-preview"])("version 2024-08-01-PREVIEW") == "version [redacted]"  # whole, any case

@@ -313,8 +313,22 @@ def test_a_key_streamed_in_pieces_never_shows_while_it_arrives(protocol_server, 
     assert not any("AbCd" in text or "abcd" in text.lower() for text in seen), seen
     if model == "leak-key":
         assert seen[-1] == "Your key: [redacted] ok"
-    else:
-        assert seen[-1] == "Your key: ", seen
+    else:  # the half that arrived is redacted (six or more of its characters in a row)
+        assert seen[-1] == "Your key: [redacted]", seen
+
+
+def test_a_long_stream_is_redacted_a_bounded_number_of_times(protocol_server, monkeypatch):
+    """Each piece re-redacted the whole text: 6,000 pieces of a 50,000-character answer cost a
+    minute. It is redacted when the text grew a tenth or a tenth of a second passed (and at the
+    end), and the answer is the same."""
+    from lib.safety import Redactor
+
+    calls = []
+    real = Redactor.__call__
+    monkeypatch.setattr(Redactor, "__call__", lambda self, text: calls.append(1) or real(self, text))
+    outcome = one(protocol_server.url, "fixed-3000-0")
+    assert outcome.status == "ok" and outcome.text.split() == [f"t{i}" for i in range(3000)]
+    assert len(calls) < 600, len(calls)  # two texts (answer, reasoning) a redaction; 6,000 before
 
 
 # --- 7. reasoning sent back ---------------------------------------------------------------------------

@@ -191,6 +191,9 @@ def _reasoning_delta(delta: object, field_name: str | None) -> str:
     return ""
 
 
+REDACT_EVERY_S = 0.1  # a stream's text is redacted again at least this often (see _Answer._due)
+
+
 class _Answer:
     """One answer as it arrives: every piece made valid Unicode, `<think>` spans split out,
     and the endpoint's secrets redacted before anything reaches the Outcome."""
@@ -201,6 +204,14 @@ class _Answer:
         self.splitter = ThinkSplitter() if endpoint.quirks.think_tags else None
         self.text, self.reasoning = "", ""
         self.redact = Redactor(url_secrets(endpoint.base_url))
+        self.redacted_chars, self.redacted_at = 0, 0.0  # what the Outcome shows was redacted at
+
+    def _due(self, chars: int) -> bool:
+        """Whether to redact the text again now: the whole text is redacted every time (a secret
+        may span pieces), so it is done when the text has grown a tenth or a tenth of a second has
+        passed (the pages repaint no faster), not on every piece: a 50,000-character answer in
+        6,000 pieces cost a minute of redaction."""
+        return chars >= self.redacted_chars * 1.1 or time.monotonic() - self.redacted_at >= REDACT_EVERY_S
 
     def add(self, content: str, reasoning: str, final: bool = False) -> bool:
         """Take one delta (or, with `final`, the end of the stream); True when the Outcome changed."""
@@ -216,6 +227,9 @@ class _Answer:
         else:
             text, extra = self.text + content, ""
         self.text = text
+        if not final and not self._due(len(text) + len(self.reasoning) + len(extra)):
+            return False  # shown with the next redaction (the first piece is always shown at once)
+        self.redacted_chars, self.redacted_at = len(text) + len(self.reasoning) + len(extra), time.monotonic()
         text, both = self.redact(text), self.redact(self.reasoning + extra)
         if not final:  # a key arriving in pieces is not shown before it can be redacted whole
             text, both = self.redact.held_back(text), self.redact.held_back(both)
@@ -368,7 +382,8 @@ async def stream_chat(
         key = api_key(endpoint)
         if key is None:
             raise MissingKey(endpoint.key_env)
-        answer.redact = Redactor([key, *url_secrets(endpoint.base_url)])
+        # the key's pieces are looked for only where there is a key (not the placeholder local servers get)
+        answer.redact = Redactor(url_secrets(endpoint.base_url), key=key if endpoint.key_env else None)
         base_url = (await asyncio.to_thread(local_server.ensure_running)) if endpoint.is_embedded else endpoint.base_url
         client = AsyncOpenAI(
             api_key=key,
