@@ -90,7 +90,7 @@ def ask(
     """Ask one prompt of several models at once, stream the answers and store them."""
     from lib.files import decode_lenient
     from lib.providers.chat import Column, PromptError, validate_prompt
-    from lib.providers.endpoints import UnknownEndpoint, key_is_set, resolve
+    from lib.providers.endpoints import UnknownEndpoint, key_is_set, resolve, where_keys_go
     from lib.safety import clean_text
 
     if prompt == "-":  # invalid UTF-8 becomes U+FFFD, with a warning naming the line and byte
@@ -113,7 +113,7 @@ def ask(
         fail(str(exc))
     for endpoint in endpoints:
         if not key_is_set(endpoint):
-            fail(f"model '{endpoint.id}' needs an API key: set the environment variable {endpoint.key_env}")
+            fail(f"model '{endpoint.id}' needs an API key: {where_keys_go(endpoint.key_env)}")
     open_db_or_fail()
     if system is None and conversation is not None:  # a follow-up keeps the conversation's system prompt
         from lib.conversations import load
@@ -281,7 +281,7 @@ def retry(
     as the Compare page's Retry does: the new answer replaces the earlier one in the turn."""
     from lib.conversations import RetryError, retry_plan
     from lib.providers.chat import Column
-    from lib.providers.endpoints import UnknownEndpoint, key_is_set, resolve
+    from lib.providers.endpoints import UnknownEndpoint, key_is_set, resolve, where_keys_go
 
     configured = load_endpoints_or_fail()
     open_db_or_fail()
@@ -297,7 +297,7 @@ def retry(
         )
     for endpoint in endpoints:
         if not key_is_set(endpoint):
-            fail(f"model '{endpoint.id}' needs an API key: set the environment variable {endpoint.key_env}")
+            fail(f"model '{endpoint.id}' needs an API key: {where_keys_go(endpoint.key_env)}")
     columns = [Column(e.id, e) for e in endpoints]
     overrides = {"temperature": temperature, "max_tokens": max_tokens}
     _ask_and_report(plan.prompt, columns, plan.system_prompt, plan.conversation_id, overrides, as_json, exchange)

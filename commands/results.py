@@ -210,14 +210,14 @@ def classify(
     unread: Counter = Counter()  # the judge's verdicts that could not be read, by why
     if judge:
         from lib.deflection.judge import judge as run_judge
-        from lib.providers.endpoints import UnknownEndpoint, key_is_set, resolve
+        from lib.providers.endpoints import UnknownEndpoint, key_is_set, resolve, where_keys_go
 
         try:
             (judge_endpoint,) = resolve(load_endpoints_or_fail(), [judge])
         except UnknownEndpoint as exc:
             fail(str(exc))
         if not key_is_set(judge_endpoint):
-            fail(f"the judge '{judge}' needs an API key: set {judge_endpoint.key_env}")
+            fail(f"the judge '{judge}' needs an API key: {where_keys_go(judge_endpoint.key_env)}")
 
         if judge_max_tokens is not None and judge_max_tokens < 1:
             fail("--judge-max-tokens must be at least 1")

@@ -203,6 +203,9 @@ def test_settings_add_and_edit_round_trip_through_the_user_file(tmp_path):
     assert saved["endpoints"]["my-local"]["model"] == "qwen2.5"
     assert saved["endpoints"]["my-local"]["kind"] == "local"  # the new form's URL is a local one
     assert saved["endpoints"]["my-local"]["key_env"] == "MY_LOCAL_KEY"
+    # said at the top of the page and in a toast (the form's bottom is where the user is), as written
+    assert any(as_read(m.value).startswith("Saved 'my-local' to ") for m in at.success), [m.value for m in at.success]
+    assert any("Saved 'my-local'" in as_read(t.value) for t in at.toast)
     # edit it: the form starts from the saved entry
     at.selectbox(key="settings_edit_choice").set_value("my-local").run()
     assert at.text_input(key="settings_form_my-local_name").value == "My local model"

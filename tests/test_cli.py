@@ -353,3 +353,30 @@ def test_export_with_nothing_to_export_writes_no_file(tmp_path):
     assert done.returncode == 2 and "nothing was written" in done.stderr and not target.exists()
     done = cli("export", "--format", "parquet", "-o", str(target))
     assert done.returncode == 2 and "unknown format" in done.stderr
+
+
+def test_a_missing_key_names_the_secrets_file_parallax_reads(tmp_path, protocol_server, monkeypatch):
+    """The page's message named .streamlit/secrets.toml when PARALLAX_SECRETS named another file,
+    and the command line named no file."""
+    import asyncio
+
+    from lib.providers.stream import stream_chat
+    from tests.conftest import fake_endpoint
+
+    secrets = tmp_path / "my-secrets.toml"
+    env = {"OPENAI_API_KEY": "", "PARALLAX_SECRETS": str(secrets)}
+    done = cli("ask", "hi", "-m", "gpt-4o", env=env)
+    assert (
+        done.returncode == 2
+        and f'set the environment variable OPENAI_API_KEY (or write OPENAI_API_KEY = "…" in {secrets})' in done.stderr
+    ), done.stderr
+    endpoint = fake_endpoint(protocol_server.url, "echo", key_env="NO_SUCH_KEY_VARIABLE")
+
+    async def last():
+        async for out in stream_chat(endpoint, [{"role": "user", "content": "hi"}]):
+            found = out
+        return found
+
+    monkeypatch.setenv("PARALLAX_SECRETS", str(secrets))
+    out = asyncio.run(last())
+    assert out.error_kind == "missing_key" and f"in {secrets})" in out.error_message, out.error_message

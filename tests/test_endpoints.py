@@ -507,3 +507,14 @@ def test_every_problem_of_one_entry_is_named_at_its_line(tmp_path):
             "f", {"base_url": "ftp://h", "model": "m\x1b", "timeout": 0.0}, tmp_path / "u.toml", path=SHIPPED
         )
     assert [p.split(" ", 3)[2] for p in info.value.problems] == ["'f':", "'f':", "'f':"], info.value.problems
+
+
+def test_saving_where_the_user_files_folder_is_a_file_is_a_named_problem(tmp_path):
+    """Settings showed a FileExistsError traceback when a folder of the user file's path was a file."""
+    (tmp_path / "afile").write_text("x")
+    user = tmp_path / "afile" / "endpoints.toml"
+    with pytest.raises(
+        ep.EndpointConfigError, match=r"afile/endpoints.toml: its folder cannot be made .*nothing was saved"
+    ):
+        ep.save_user_endpoint("mine", {"base_url": "http://127.0.0.1:1/v1", "model": "m"}, user, path=SHIPPED)
+    assert (tmp_path / "afile").read_text() == "x"

@@ -61,7 +61,8 @@ PENDING = "settings_pending_save"  # (endpoint id, entry, KeyDestination) awaiti
 st.title("Settings")
 endpoints = ui.endpoints_or_stop()
 if message := st.session_state.pop(SAVED, None):
-    st.success(message)
+    st.success(ui.inline_text(message))  # the path is shown as written (it is the operator's, not Markdown)
+    st.toast(ui.inline_text(message), icon=":material/check:")  # seen where the Save button is, too
 
 st.subheader("Endpoints")
 ui.table(

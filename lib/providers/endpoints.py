@@ -645,6 +645,12 @@ def _secret(name: str) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+def where_keys_go(key_env: str) -> str:
+    """How to give a key: "set the environment variable X (or write X = "…" in SECRETS)", naming
+    the secrets file Parallax reads (PARALLAX_SECRETS, else .streamlit/secrets.toml)."""
+    return f'set the environment variable {key_env} (or write {key_env} = "…" in {config.secrets_file()})'
+
+
 def api_key(endpoint: Endpoint) -> str | None:
     """The endpoint's key from its environment variable or Streamlit secret; None if unset.
 
@@ -760,7 +766,13 @@ def save_user_endpoint(
         raise NeedsConfirmation(change)
     # a link (a dotfiles folder) is kept: the file it names is replaced, whole, in its own folder
     target = user_path.resolve() if user_path.is_symlink() else user_path
-    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file where a folder of the path should be; no permission
+        why = exc.strerror or type(exc).__name__
+        raise EndpointConfigError(
+            f"{target}: its folder cannot be made ({why}: {exc.filename}); nothing was saved"
+        ) from None
     try:
         return write_text_atomic(target, text)
     except OutputPathError as exc:

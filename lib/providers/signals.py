@@ -189,7 +189,7 @@ SIGNALS: tuple[Rule, ...] = (
 )
 
 ERROR_HELP = {
-    "missing_key": "No API key: set the environment variable {key_env} (or put it in .streamlit/secrets.toml).",
+    "missing_key": "No API key: {key_help}.",
     "auth": "The provider rejected the API key ({key_env}). Check that it is valid for this endpoint.",
     "quota": "The provider says the account has no credit or quota left (HTTP 402).",
     "model_not_found": (
@@ -306,8 +306,11 @@ def provider_message(body: object) -> str:
 
 def explain(kind: str, endpoint, detail: str | None = None, code: int | None = None) -> str:
     """A plain sentence for the user about a failure kind, followed by the provider's own words."""
+    from lib.providers.endpoints import where_keys_go
+
     text = ERROR_HELP.get(kind, ERROR_HELP["error"]).format(
         key_env=endpoint.key_env or "(none)",
+        key_help=where_keys_go(endpoint.key_env or "(none)"),
         model=endpoint.model,
         timeout=endpoint.timeout,
         host=endpoint.host,
