@@ -12,6 +12,7 @@ from rich.table import Column, Table
 from commands.common import (
     COUNT_RANGE,
     ID_RANGE,
+    TEMPERATURE_HELP,
     TEMPERATURE_RANGE,
     err,
     fail,
@@ -83,7 +84,7 @@ def ask(
         typer.Option(help="System prompt (with --conversation, default: the conversation's; '' for none)."),
     ] = None,
     conversation: Annotated[Optional[int], typer.Option(help="Continue this conversation id.", **ID_RANGE)] = None,
-    temperature: Annotated[Optional[float], typer.Option(help="Sampling temperature.", **TEMPERATURE_RANGE)] = None,
+    temperature: Annotated[Optional[float], typer.Option(help=TEMPERATURE_HELP, **TEMPERATURE_RANGE)] = None,
     max_tokens: Annotated[Optional[int], typer.Option(help="Most output tokens per answer.", **COUNT_RANGE)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
@@ -273,7 +274,7 @@ def retry(
         list[str],
         typer.Option("--model", "-m", help="Endpoint id to ask again (repeat); default: the answers that failed."),
     ] = None,
-    temperature: Annotated[Optional[float], typer.Option(help="Sampling temperature.", **TEMPERATURE_RANGE)] = None,
+    temperature: Annotated[Optional[float], typer.Option(help=TEMPERATURE_HELP, **TEMPERATURE_RANGE)] = None,
     max_tokens: Annotated[Optional[int], typer.Option(help="Most output tokens per answer.", **COUNT_RANGE)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:

@@ -84,12 +84,13 @@ COUNT_RANGE = {"min": 1, "max": 2**31 - 1}
 
 def _finite_temperature(value: float | None) -> float | None:
     if value is not None and not (math.isfinite(value) and 0 <= value <= MAX_TEMPERATURE):  # nan passes click's
-        raise typer.BadParameter(f"{value} is not a temperature (a number from 0 to {MAX_TEMPERATURE:g})")
-    return value
+        raise typer.BadParameter(f"{value:g} is not a temperature (a number from 0 to {MAX_TEMPERATURE:g})")
+    return None if value is None else value + 0.0  # -0.0 is 0: the same run, not another
 
 
 # nan and inf reached the request and the database; 1e308 a request every provider refuses
 TEMPERATURE_RANGE = {"callback": _finite_temperature}
+TEMPERATURE_HELP = f"Sampling temperature, from 0 to {MAX_TEMPERATURE:g} (the OpenAI protocol's range)."
 MAX_PROBLEMS_SHOWN = 50
 
 

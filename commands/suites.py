@@ -12,6 +12,7 @@ from rich.text import Text
 from commands.common import (
     COUNT_RANGE,
     ID_RANGE,
+    TEMPERATURE_HELP,
     TEMPERATURE_RANGE,
     err,
     fail,
@@ -218,7 +219,7 @@ def suite_run(
     limit: Annotated[Optional[int], typer.Option(help="Only the first K prompts.", **COUNT_RANGE)] = None,
     language: Annotated[Optional[str], typer.Option(help="en or zh.")] = None,
     topic: Annotated[Optional[str], typer.Option(help="Only this topic.")] = None,
-    temperature: Annotated[Optional[float], typer.Option(help="Sampling temperature.", **TEMPERATURE_RANGE)] = None,
+    temperature: Annotated[Optional[float], typer.Option(help=TEMPERATURE_HELP, **TEMPERATURE_RANGE)] = None,
     max_tokens: Annotated[Optional[int], typer.Option(help="Most output tokens per answer.", **COUNT_RANGE)] = None,
     concurrency: Annotated[
         int,

@@ -72,6 +72,24 @@ def test_leaderboard_renders_ratings_from_stored_votes():
     assert len(at.get("plotly_chart")) == 2
 
 
+def test_the_leaderboard_page_counts_every_vote_by_default_as_the_command_line_does():
+    """The page's dates started a year back: older votes dropped off it in silence."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from db.models import Vote, utcnow
+
+    _votes()
+    with session_scope() as s:
+        s.execute(update(Vote).values(created_at=utcnow() - timedelta(days=800)))
+    at = app()
+    at.switch_page("views/leaderboard.py").run()
+    assert not at.exception and at.date_input(key="lb_dates").value in ((), None, [])
+    table = next(df.value for df in at.dataframe if "rating" in df.value.columns)
+    assert table["battles"].tolist() == [8, 8, 8]
+
+
 def test_leaderboard_with_no_votes_explains_instead_of_crashing():
     at = app()
     at.switch_page("views/leaderboard.py").run()

@@ -779,3 +779,15 @@ def test_a_prompt_that_is_not_utf8_is_asked_with_a_warning_naming_the_byte(tmp_p
     stderr = subprocess.run(argv, capture_output=True, timeout=120, cwd=root).stderr.decode()
     assert "warning: the prompt: 1 byte(s) not UTF-8 were replaced by U+FFFD" in stderr, stderr
     assert "warning: --system: 1 byte(s) not UTF-8 were replaced by U+FFFD" in stderr, stderr
+
+
+def test_a_negative_zero_temperature_is_zero_and_the_range_is_in_the_help():
+    """-0.0 was sent as -0.0 and made a run of its own ("temperature -0"); --help gave no range."""
+    import math
+
+    from commands.common import TEMPERATURE_RANGE
+
+    zero = TEMPERATURE_RANGE["callback"](-0.0)
+    assert zero == 0 and math.copysign(1, zero) == 1
+    for args in (["ask", "--help"], ["suite", "run", "--help"], ["retry", "--help"]):
+        assert "from 0 to 2" in " ".join(cli(*args, env={"COLUMNS": "300"}).stdout.split()), args

@@ -48,7 +48,8 @@ with st.sidebar:
         0.05,
         key="compare_temperature",
         placeholder="each model's own",
-        help="Empty: each model's own (its endpoint's `temperature`, else the provider's default), as "
+        help=f"From 0 to {MAX_TEMPERATURE:g} (a value outside is not taken: the field keeps the last one that "
+        "was). Empty: each model's own (its endpoint's `params.temperature`, else the provider's default), as "
         "the command line's `ask` does. Ignored by models that take no temperature (o1, o3, R1).",
         persist_state="session",
     )

@@ -1,7 +1,5 @@
 """Leaderboard: Bradley–Terry ratings from stored votes, with bootstrap intervals and win rates."""
 
-from datetime import date, timedelta
-
 import pandas as pd
 import streamlit as st
 
@@ -19,8 +17,8 @@ cols = st.columns(5)
 blind_only = cols[0].toggle("Blind votes only", value=True, key="lb_blind", persist_state="session")
 include_leaked = cols[1].toggle("Include identity-leaked", value=False, key="lb_leaked", persist_state="session")
 language = cols[2].selectbox("Language", ["any", "en", "zh"], key="lb_language", persist_state="session")
-dates = cols[3].date_input(
-    "Dates", value=(date.today() - timedelta(days=365), date.today()), key="lb_dates", persist_state="session"
+dates = cols[3].date_input(  # empty: every vote, as `leaderboard` and the Export page count them
+    "Dates", value=(), key="lb_dates", persist_state="session", help="Empty: every vote."
 )
 rounds = cols[4].number_input("Bootstrap rounds", 0, 5000, 500, 100, key="lb_rounds", persist_state="session")
 topics = voted_topics()
