@@ -130,7 +130,9 @@ def test_a_dangling_link_at_the_user_file_is_named_not_read_as_no_file(tmp_path)
     assert "end error: forged.toml', which does not exist" in str(info.value) and "\n" not in str(info.value)
     user.unlink()
     user.symlink_to(user)
-    with pytest.raises(ep.EndpointConfigError, match="a link in a loop"):
+    with pytest.raises(
+        ep.EndpointConfigError, match=r"a link in a loop \(it leads back to itself\) \(remove the link\)$"
+    ):
         ep.load_endpoints(SHIPPED, user)
 
 
@@ -263,6 +265,8 @@ def test_a_change_that_would_not_load_is_refused_before_the_file_is_replaced(tmp
         # params a request would send as they are (the command line refuses them as options)
         ("params", {"temperature": -1.0}, "params temperature must be a number from 0 to 2"),
         ("params", {"temperature": 1e308}, "params temperature must be a number from 0 to 2"),
+        ("params", {"temperature": True}, "from 0 to 2, not true"),  # as TOML writes it, not Python's True
+        ("params", {"temperature": "1.5"}, 'from 0 to 2, not "1.5"'),
         ("params", {"max_tokens": -5}, "params max_tokens must be a whole number from 1"),
         ("params", {"max_tokens": 1.5}, "params max_tokens must be a whole number from 1"),
         ("params", {"max_completion_tokens": 3_000_000_000}, "params max_completion_tokens must be a whole number"),

@@ -8,6 +8,7 @@ entries field by field. Keys are looked up by the *name* of an environment varia
 from __future__ import annotations
 
 import ipaddress
+import json
 import math
 import os
 import re
@@ -459,17 +460,21 @@ def _value_problems(entry: dict):
     if "timeout" in entry and not 0 < entry["timeout"] <= MAX_TIMEOUT_S:
         yield (
             ("timeout",),
-            f"timeout must be more than 0 seconds, at most {MAX_TIMEOUT_S:,.0f}, not {entry['timeout']!r}",
+            f"timeout must be more than 0 seconds, at most {MAX_TIMEOUT_S:,.0f}, not {_as_toml(entry['timeout'])}",
         )
     if "max_retries" in entry and not 0 <= entry["max_retries"] <= MAX_RETRIES:
-        yield ("max_retries",), f"max_retries must be 0 or more, at most {MAX_RETRIES}, not {entry['max_retries']!r}"
+        yield (
+            ("max_retries",),
+            f"max_retries must be 0 or more, at most {MAX_RETRIES}, not {_as_toml(entry['max_retries'])}",
+        )
     for key, price in entry.get("prices", {}).items():
         if key not in PRICE_KEYS:
             yield ("prices", key), f"prices has unknown key '{key}' (known: {', '.join(PRICE_KEYS)})"
         elif isinstance(price, bool) or not isinstance(price, (int, float)) or not 0 <= price <= MAX_PRICE:
             yield (
                 ("prices", key),
-                f"price '{key}' must be a number of USD per 1M tokens from 0 to {MAX_PRICE:,.0f}, not {price!r}",
+                f"price '{key}' must be a number of USD per 1M tokens from 0 to {MAX_PRICE:,.0f}, "
+                f"not {_as_toml(price)}",
             )
     params = entry.get("params", {})
     if reserved := [key for key in params if key in RESERVED_PARAMS]:
@@ -508,15 +513,20 @@ def _value_problems(entry: dict):
     ):
         yield (
             ("params", "temperature"),
-            (f"params temperature must be a number from 0 to {MAX_TEMPERATURE:g}, not {temperature!r}"),
+            (f"params temperature must be a number from 0 to {MAX_TEMPERATURE:g}, not {_as_toml(temperature)}"),
         )
     for key in ("max_tokens", "max_completion_tokens"):
         value = params.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 2**31 - 1):
             yield (
                 ("params", key),
-                f"params {key} must be a whole number from 1 to 2,147,483,647, not {value!r}",
+                f"params {key} must be a whole number from 1 to 2,147,483,647, not {_as_toml(value)}",
             )  # as --max-tokens
+
+
+def _as_toml(value: object) -> str:
+    """A value as TOML writes it, for a message: true, "1.5", 3 (Python would say True, '1.5')."""
+    return json.dumps(value, ensure_ascii=False) if isinstance(value, (bool, str)) else repr(value)
 
 
 def _merge(base: dict, override: dict) -> dict:
@@ -590,7 +600,8 @@ def _load(path: Path | None, user_path: Path, user_text: str | None) -> dict[str
             what = f"a link to {one_line_text(str(user_path.resolve()))!r}, which does not exist"
         except (RuntimeError, OSError):
             what = "a link in a loop (it leads back to itself)"
-        problems.append(f"{user_path}: {what} (remove the link, or make the file it names)")
+        fix = "remove the link" if "loop" in what else "remove the link, or make the file it names"
+        problems.append(f"{user_path}: {what} ({fix})")
     user: dict = {}
     if user_text is not None or user_path.exists():
         try:
