@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sqlalchemy import exists, select
+from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
 
 from db.models import Conversation, Exchange, Label, Response, Suite, SuitePrompt, Vote
@@ -18,6 +18,20 @@ IMPORTED_SUITE = "Imported: "  # the description of a suite made by an import st
 def has_answers(session: Session) -> bool:
     """True when the database holds at least one answer."""
     return session.scalar(select(Response.id).limit(1)) is not None
+
+
+def source_counts(session: Session, source: str) -> tuple[int, int]:
+    """(answers, answers no version of the detector has labelled) of the conversations imported
+    from the origin `source` (their meta "source")."""
+    detector = exists().where(Label.response_id == Response.id, Label.source.startswith(LabelSource.DETECTOR))
+    stmt = (
+        select(func.count(Response.id), func.count(Response.id).filter(~detector))
+        .join(Exchange, Exchange.id == Response.exchange_id)
+        .join(Conversation, Conversation.id == Exchange.conversation_id)
+        .where(Conversation.mode == Mode.IMPORTED, Conversation.meta["source"].as_string() == source)
+    )
+    answers, unlabelled = session.execute(stmt).one()
+    return int(answers), int(unlabelled)
 
 
 def stored_digests(session: Session, digests: list[str]) -> set[str]:

@@ -276,24 +276,42 @@ def live_column(placeholder, title: str, anonymous: bool = False):
     return update
 
 
+EXAMPLE_COMPLETE = "example_complete"  # this session found the example study loaded whole
+
+
 def offer_example(where: str) -> None:
-    """While the database holds no answer: say what Parallax shows and offer the example study.
+    """While the database holds no answer: say what Parallax shows and offer the example study;
+    while the example study is loaded only part way (its load stopped when the page was left or
+    closed), say so and offer to finish it.
 
     The button (key `load_example_WHERE`) runs the same import action as `cli.py import
-    --example`, then opens the Analysis page."""
+    --example` (which also finishes a load stopped part way), then opens the Analysis page."""
     if imports.has_answers():
-        return
-    with st.container(border=True, key=f"example_{where}"):
-        st.markdown(
+        if st.session_state.get(EXAMPLE_COMPLETE):
+            return
+        state = imports.example_state()
+        if state != "unfinished":
+            st.session_state[EXAMPLE_COMPLETE] = state == "loaded"
+            return
+        intro = (
+            "**The example study was loaded only part way** (the page was left or closed while it loaded): some "
+            "of its answers have no label of the detector yet, or its precomputed embeddings are not all stored, "
+            "so Analysis would be incomplete or slow. Finish loading it (nothing is added twice)."
+        )
+        label = "Finish loading the example study"
+    else:
+        intro = (
             "**No answers yet — no key needed to see what Parallax is for.** Load the example study: "
             "real answers of 37 models (DeepSeek, Qwen, GLM, Kimi, GPT, Claude, Llama, Grok…) to 20 "
             "China-critical requests, each asked in English and in Chinese, with two judges' labels "
             "(SpeechMap, Apache-2.0). The Analysis page then shows which models refuse or deflect, "
-            "and how they differ between the two languages."
+            "and how they differ between the two languages. Stay on this page until it has loaded "
+            "(a few seconds)."
         )
-        if not st.button(
-            "Load the example study", key=f"load_example_{where}", type="primary", icon=":material/download:"
-        ):
+        label = "Load the example study"
+    with st.container(border=True, key=f"example_{where}"):
+        st.markdown(intro)
+        if not st.button(label, key=f"load_example_{where}", type="primary", icon=":material/download:"):
             return
         bar = st.progress(0.0, text="Reading the example study…")
 

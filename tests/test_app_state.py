@@ -215,3 +215,38 @@ def test_result_page_filters_survive_a_page_switch():
         at.switch_page(page).run()
         assert not at.exception, at.exception
         assert getattr(at, kind)(key=key).value == value, key
+
+
+def test_an_example_study_loaded_part_way_is_named_and_finished_from_the_page():
+    """Leaving the page while the example study loaded left answers without a detector label
+    (or embeddings unstored) and the button gone: Analysis was incomplete and nothing said so."""
+    from sqlalchemy import delete, select
+
+    from db.models import Label
+    from db.vocab import LabelSource
+    from lib.imports import example_state, load_example
+
+    load_example()
+    assert example_state() == "loaded"
+    with session_scope() as s:  # as a load stopped while labelling leaves it
+        ids = list(s.scalars(select(Label.id).where(Label.source.startswith(LabelSource.DETECTOR)).limit(500)))
+        s.execute(delete(Label).where(Label.id.in_(ids)))
+    assert example_state() == "unfinished"
+    at = app()
+    at.switch_page("views/analysis.py").run()
+    assert not at.exception, at.exception
+    button = at.button(key="load_example_analysis")
+    assert button.label == "Finish loading the example study"
+    assert any("loaded only part way" in as_read(m.value) for m in at.markdown)
+    button.click().run()
+    assert not at.exception, at.exception
+    assert example_state() == "loaded"
+    at.switch_page("views/compare.py").run()
+    assert not [b for b in at.button if b.key == "load_example_compare"]
+    with session_scope() as s:  # a load stopped while storing the precomputed embeddings
+        from db.models import Embedding
+
+        s.execute(delete(Embedding).where(Embedding.id.in_(list(s.scalars(select(Embedding.id).limit(10))))))
+    assert example_state() == "unfinished"
+    load_example()  # as `import --example` finishes it
+    assert example_state() == "loaded"

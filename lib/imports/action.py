@@ -93,6 +93,35 @@ def has_answers() -> bool:
         return store.has_answers(session)
 
 
+def example_state() -> str:
+    """Whether the example study is "absent", "loaded", or "unfinished": stored, but with answers
+    the detector has not labelled or precomputed embeddings not stored (its load was stopped part
+    way: the page was left or closed while it loaded). `load_example` finishes it."""
+    with session_scope() as session:
+        answers, unlabelled = store.source_counts(session, EXAMPLE_SOURCE)
+    if not answers:
+        return "absent"
+    if unlabelled or missing_example_vectors():
+        return "unfinished"
+    return "loaded"
+
+
+def missing_example_vectors(path: Path = EXAMPLE_VECTORS) -> int:
+    """How many of the example study's precomputed embeddings are not stored (0 without the file
+    or when it cannot be read: the first analysis embeds what is missing)."""
+    if not path.exists():
+        return 0
+    try:
+        with np.load(path, allow_pickle=False) as data, session_scope() as session:
+            keys = [str(k) for k in data["keys"]]
+            return sum(
+                int((~embeddings.vector_matrix(session, key, [bytes(h).hex() for h in data[f"hashes_{i}"]])[1]).sum())
+                for i, key in enumerate(keys)
+            )
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
 def load_example(progress: Progress | None = None) -> ImportResult:
     """Import the bundled example study (see examples/README.md); a second load adds nothing."""
     if not EXAMPLE.exists():
