@@ -276,7 +276,7 @@ def live_column(placeholder, title: str, anonymous: bool = False):
     return update
 
 
-EXAMPLE_COMPLETE = "example_complete"  # this session found the example study loaded whole
+EXAMPLE_COMPLETE = "example_complete"  # this session found the example study loaded whole, or not loaded
 
 
 def offer_example(where: str) -> None:
@@ -289,9 +289,9 @@ def offer_example(where: str) -> None:
     if imports.has_answers():
         if st.session_state.get(EXAMPLE_COMPLETE):
             return
-        state = imports.example_state()
+        state = imports.example_state()  # once a session: the query reads every imported conversation
         if state != "unfinished":
-            st.session_state[EXAMPLE_COMPLETE] = state == "loaded"
+            st.session_state[EXAMPLE_COMPLETE] = True
             return
         intro = (
             "**The example study was loaded only part way** (the page was left or closed while it loaded): some "
