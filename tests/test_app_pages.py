@@ -159,7 +159,9 @@ def test_opening_a_conversation_with_a_broken_endpoints_file_keeps_the_history_w
     and its paging vanished; Compare, which needs the endpoints, explains them."""
     _store_conversation("First question", "First answer.")
     _store_conversation("Second question", "Second answer.")
-    (tmp_path / "endpoints.user.toml").write_text('[endpoints.bad]\nkind = "nope"\n', encoding="utf-8")
+    (tmp_path / "endpoints.user.toml").write_text(
+        '[endpoints.bad]\nkind = "nope"\nbase_url = "http://h"\nmodel = "m"\n', encoding="utf-8"
+    )
     at = app()
     at.switch_page("views/history.py").run()
     at.button(key="open_2").click().run()
@@ -311,7 +313,9 @@ def test_settings_test_connection_reports_the_outcome(embedded):
 def test_a_broken_endpoints_file_is_explained_once_per_page(tmp_path, page):
     """The sidebar points to the page that says why; the reason is not shown twice (it was: in
     the sidebar and again above a page that needs the endpoints)."""
-    (tmp_path / "endpoints.user.toml").write_text('[endpoints.bad]\nkind = "nope"\n', encoding="utf-8")
+    (tmp_path / "endpoints.user.toml").write_text(
+        '[endpoints.bad]\nkind = "nope"\nbase_url = "http://h"\nmodel = "m"\n', encoding="utf-8"
+    )
     at = app()
     at.switch_page(page).run()
     assert not at.exception, at.exception
@@ -331,6 +335,8 @@ def test_a_page_lists_every_broken_endpoint_entry(tmp_path):
     at.switch_page("views/compare.py").run()
     assert not at.exception, at.exception
     errors = [as_read(e.value) for e in at.error]
-    assert len(errors) == 1 and "The endpoints files cannot be read (2 problems)" in errors[0], errors
+    assert len(errors) == 1 and "The endpoints files cannot be read (4 problems)" in errors[0], errors
     assert "line 2: [endpoints.bad] has kind 'nope'" in errors[0], errors
-    assert "line 5: [endpoints.worse] is missing 'base_url'" in errors[0], errors
+    assert "line 5: [endpoints.worse] is missing 'base_url'" in errors[0], errors  # every problem of an entry
+    assert "line 5: [endpoints.worse] is missing 'model'" in errors[0], errors
+    assert "line 6: [endpoints.worse] timeout must be more than 0" in errors[0], errors

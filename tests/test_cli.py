@@ -288,11 +288,13 @@ def test_every_broken_endpoint_entry_is_named_at_once(tmp_path):
     done = cli("models", env={"PARALLAX_ENDPOINTS": str(shipped), "PARALLAX_USER_ENDPOINTS": str(user)})
     assert done.returncode == 2, done.stderr
     lines = done.stderr.splitlines()
-    assert "the endpoints configuration has 3 problems; fix them and retry" in lines[0], lines
-    assert f"{shipped}, line 5: [endpoints.x] is missing 'model'" in lines[1], lines
-    assert f"{user}, line 7: [endpoints.a] has kind 'nope'" in lines[2], lines
-    assert f"{user}, line 11: [endpoints.b] has unknown field 'modle'" in lines[3], lines
-    assert len(lines) == 4, lines
+    assert "the endpoints configuration has 5 problems; fix them and retry" in lines[0], lines
+    assert f"{shipped}, line 5: [endpoints.x] is missing 'model'" in lines[1], lines  # every problem of an entry
+    assert f"{shipped}, line 6: [endpoints.x] base_url must be" in lines[2], lines
+    assert f"{user}, line 7: [endpoints.a] has kind 'nope'" in lines[3], lines
+    assert f"{user}, line 11: [endpoints.b] has unknown field 'modle'" in lines[4], lines
+    assert f"{user}, line 9: [endpoints.b] is missing 'model'" in lines[5], lines
+    assert len(lines) == 6, lines
 
 
 def test_nothing_is_written_for_a_rejected_prompt(tmp_path):
