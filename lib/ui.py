@@ -17,7 +17,7 @@ import streamlit as st
 from db.vocab import Label, LabelSource, Status
 from lib import imports, storage
 from lib.conversations import ResponseView, rate_answer, save_human_label
-from lib.present import LABEL_COLOURS, format_metrics, literal_markdown, safe_markdown
+from lib.present import LABEL_COLOURS, format_metrics, literal_markdown, plural, safe_markdown
 from lib.providers.endpoints import EndpointConfigError, endpoint_state, forget_probes, load_endpoints
 from lib.safety import clean_text, fitted_key, page_text
 
@@ -324,8 +324,14 @@ def offer_example(where: str) -> None:
             st.error(f"The example study cannot be loaded: {inline_text(str(exc))}")
             return
     agreement = result.agreement
+    finished = [
+        plural(result.detector_labels, "answer") + " labelled" if result.detector_labels else "",
+        plural(result.vectors_added, "embedding") + " stored" if result.vectors_added else "",
+    ]
     st.session_state[EXAMPLE_LOADED] = (
-        "The example study was already loaded."
+        f"Finished loading the example study: {' and '.join(f for f in finished if f)} (its load had stopped part way)."
+        if result.added_nothing and any(finished)
+        else "The example study was already loaded."
         if result.added_nothing
         else f"Loaded the example study: {result.answers_added:,} answers to {result.conversations_added} prompts "
         f"(each request in English and Chinese) in {result.seconds:.0f} s."

@@ -260,17 +260,17 @@ def test_settings_lists_every_problem_of_the_form_at_once(tmp_path):
     at = app()
     at.switch_page("views/settings.py").run()
     form = "settings_form_(new endpoint)"
-    at.text_input(key=f"{form}_id").input("mine")
+    at.text_input(key=f"{form}_id").input("bad id!")  # an invalid id is one problem among the others
     at.text_input(key=f"{form}_base_url").input("ftp://127.0.0.1/v1")
     at.text_input(key=f"{form}_key_env").input("not a variable")
     at.button(key="settings_save").click().run()
     assert not at.exception, at.exception
     (shown,) = [e.value.replace("\\", "") for e in at.error]
     lines = shown.split("\n")
-    assert lines[0] == "Not saved:" and len(lines) == 4, shown
-    assert "is missing 'Model name' (model)" in lines[1] and "'Base URL' (base_url) must be" in lines[2]
-    assert "'Key variable name' (key_env) must name" in lines[3]
-    assert all(line.startswith("- the endpoint 'mine'") for line in lines[1:])
+    assert lines[0] == "Not saved:" and len(lines) == 5, shown
+    assert "has an invalid id" in lines[1] and "is missing 'Model name' (model)" in lines[2]
+    assert "'Base URL' (base_url) must be" in lines[3] and "'Key variable name' (key_env) must name" in lines[4]
+    assert all(line.startswith("- the endpoint 'bad id!'") for line in lines[1:])
     assert not (tmp_path / "endpoints.user.toml").exists()
 
 

@@ -241,6 +241,9 @@ def test_an_example_study_loaded_part_way_is_named_and_finished_from_the_page():
     button.click().run()
     assert not at.exception, at.exception
     assert example_state() == "loaded"
+    assert any(  # what it finished, not "already loaded"
+        "Finished loading the example study: 500 answers labelled" in as_read(m.value) for m in at.success
+    ), [m.value for m in at.success]
     at.switch_page("views/compare.py").run()
     assert not [b for b in at.button if b.key == "load_example_compare"]
     with session_scope() as s:  # a load stopped while storing the precomputed embeddings

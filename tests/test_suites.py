@@ -747,7 +747,9 @@ def test_a_changed_prompt_list_is_imported_under_a_version_given_for_it(tmp_path
     assert cli("suite", "import", str(prompts)).returncode == 0
     prompts.write_text("prompt,language\nWhat happened in 1989?,en\nWho is Tank Man?,en\n")
     done = cli("suite", "import", str(prompts))
-    assert done.returncode == 2 and "import it under a new version (suite import --version" in done.stderr
+    assert done.returncode == 2 and "(its versions: '1'); import it under a new version (suite import --version 2," in (
+        " ".join(done.stderr.split())
+    ), done.stderr
     done = cli("suite", "import", str(prompts), "--version", "2")
     assert done.returncode == 0 and "imported probes v2: 2 prompts" in done.stderr, done.stderr
     shown = json.loads(cli("suite", "show", "probes@1", "--json").stdout)

@@ -757,8 +757,6 @@ def save_user_endpoint(
     names the problem. When the change sends a key to a new host, NeedsConfirmation unless
     `confirm` is that same KeyDestination."""
     user_path = user_path or user_endpoints_path()
-    if problem := id_problem(endpoint_id):
-        raise EndpointConfigError(f"the endpoint {endpoint_id!r} {problem}")
     current_endpoints = _load(path, user_path, None)
     current: dict = _read_table(user_path)[0] if user_path.exists() else {}
     clean = {k: v for k, v in entry.items() if v not in (None, "", {})}

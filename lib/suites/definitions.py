@@ -617,10 +617,14 @@ def import_suite(session: Session, suite: SuiteDef) -> tuple[Suite, bool]:
     if existing is not None:
         if stored_digest(existing) != suite.digest():
             if suite.description.startswith(LIST_DESCRIPTION):  # a .txt or .csv list, named after its file
+                versions = suites.suite_versions(session, suite.name)
+                numbers = [int(v) for v in versions if v.isdecimal()]
+                listed = ", ".join(repr(v) for v in versions[-10:]) + (" …" if len(versions) > 10 else "")
                 problem = (
                     f"suite {suite.name!r} (the name made from {suite.description.removeprefix(LIST_DESCRIPTION)}) "
-                    f"is already imported with different prompts as version {suite.version!r}; give the file another "
-                    "name, or import it under a new version (suite import --version, or Version on the Suites page)"
+                    f"is already imported with different prompts as version {suite.version!r} (its versions: "
+                    f"{listed}); import it under a new version (suite import --version {max(numbers, default=1) + 1}, "
+                    "or 'Version to import under' on the Suites page), or give the file another name"
                 )
             else:
                 problem = (
