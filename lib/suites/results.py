@@ -215,7 +215,10 @@ def compare_runs(run_a: int, run_b: int) -> dict:
                     cells[(r["model_name"], topic)].append(r)
         tables[key] = {}
         for cell, members in cells.items():
-            corrected, draws[(key, cell)] = corrected_cell(members, corrector, "run", run_id, *cell)
+            # each run's rate as its own table shows it (the same draws: one interval everywhere)…
+            corrected, _ = corrected_cell(members, corrector, "rate", *cell)
+            # …and draws of its own for the change, independent of the other run's
+            _, draws[(key, cell)] = corrected_cell(members, corrector, "run", run_id, *cell)
             tables[key][cell] = (rate(sum(r["label"] in NOT_ANSWERED for r in members), len(members)), corrected)
     rows = []
     for cell in sorted(set(tables["a"]) | set(tables["b"])):
