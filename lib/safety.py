@@ -153,8 +153,13 @@ class SurrogateJoiner:
         return clean_text(text)
 
 
+# query parameters that carry no secret: their values stay in text (a date would be redacted)
+PUBLIC_QUERY = frozenset({"api-version", "api_version", "version", "alt", "format", "region", "model", "locale"})
+
+
 def url_secrets(url: str | None) -> list[str]:
-    """The credentials in a URL: user and password before the host, and query-string values."""
+    """The credentials in a URL: user and password before the host, and query-string values
+    (all but those of PUBLIC_QUERY)."""
     if not url:
         return []
     try:
@@ -165,8 +170,9 @@ def url_secrets(url: str | None) -> list[str]:
     if parts.username and parts.password:  # as an HTTP client sends them: Basic base64(user:password)
         pair = f"{unquote(parts.username)}:{unquote(parts.password)}"
         found.append(base64.b64encode(pair.encode()).decode())
-    for _, value in parse_qsl(parts.query):
-        found += [value]
+    for name, value in parse_qsl(parts.query):
+        if name.lower() not in PUBLIC_QUERY:  # Azure's api-version=2024-10-21 is no secret
+            found += [value]
     return [s for s in found if s]
 
 
@@ -181,16 +187,27 @@ def strip_credentials(url: str) -> str:
     return parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]).geturl()
 
 
-# a mask providers put in a key they echo: a run of two or more of * • ● · ∙ ⋅ ⋯ # ~ . ． - or an
-# invisible character, of four or more x, of two or more underscores, or an ellipsis (… ⋯)
+# a mask providers put in a key they echo: a run of two or more of * ＊ ∗ • ● · ∙ ⋅ ⋯ █ # ~ . ． - or an
+# invisible character, of four or more x, of two or more underscores, or an ellipsis (… ⋯), each
+# perhaps in brackets ("[...]")
 _MASK = re.compile(
-    r"[*\u2022\u25cf\u00b7\u2219\u22c5\u22ef#~.\uff0e\u200b-\u200d\u2060\ufeff-]{2,}|[xX]{4,}|_{2,}|[\u2026\u22ef]"
+    r"[\[(<]?(?:[*\uff0a\u2217\u2022\u25cf\u00b7\u2219\u22c5\u22ef\u2588#~.\uff0e\u200b-\u200d\u2060\ufeff-]{2,}"
+    r"|[xX]{4,}|_{2,}|[\u2026\u22ef])[\])>]?"
 )
 MIN_SHOWN_CHARS = 4  # a masked echo is redacted when this much of a key's start or end shows
 MIN_RUN_CHARS = 6  # this many characters of a key in a row are redacted wherever they are
-# the part of a key every key of its provider starts with ("sk-", "sk-proj-", "gsk_", "sk-ant-api03-"):
-# not a secret, and text about keys writes it ("keys look like sk-proj-...")
-_PUBLIC_PREFIX = re.compile(r"(?:[A-Za-z]+[0-9]*[-_])+")
+# the part of a key every key of its provider starts with: not a secret, and text about keys writes it
+# ("keys look like sk-proj-..."); the known ones, else one short lower-case word and its - or _ (a
+# longer guess took the start of 16% of random keys for public)
+_PUBLIC_PREFIX = re.compile(
+    r"sk-(?:proj|svcacct|admin)-|sk-ant-(?:api|admin)[0-9]{2}-|sk-or-v1-|AIzaSy|gsk_|xai-|hf_|pplx-|nvapi-|r8_"
+    r"|[a-z]{1,5}[-_]"
+)
+# keys local servers take, or that are written where a key is asked for but none is needed: they
+# are no secret, and they are words of ordinary text ("LM Studio")
+PLACEHOLDER_KEYS = frozenset(
+    {"not-needed", "lm-studio", "sk-no-key-required", "empty", "ollama", "none", "dummy", "no-key", "sk-dummy"}
+)
 _KEY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-+/=")  # base64url and base64
 _KEY_RUN = re.compile(f"[A-Za-z0-9_\\-+/=]{{{MIN_RUN_CHARS},}}")
 
@@ -222,48 +239,51 @@ class Redactor:
     Linear in the text's length."""
 
     def __init__(self, secrets: Iterable[str | None] = (), key: str | None = None) -> None:
-        whole = {s for s in [*secrets, key] if s and len(s) >= MIN_SECRET_CHARS}
+        whole = {s for s in [*secrets, key] if s and len(s) >= MIN_SECRET_CHARS and s.lower() not in PLACEHOLDER_KEYS}
         values = set()
         for secret in whole:
             # as a provider may echo it: as is, URL-encoded (a query string), JSON-escaped ("\/")
             values |= {secret, quote(secret, safe=""), quote_plus(secret), secret.replace("/", "\\/")}
         self.secrets = sorted(values, key=len, reverse=True)  # longest first: no partial leftovers
         self._whole = re.compile("|".join(map(re.escape, self.secrets)), re.IGNORECASE) if values else None
-        found = _random_part(key) if key else None
+        found = _random_part(key) if key and key.lower() not in PLACEHOLDER_KEYS else None
         self._key = (key.lower(), found[0]) if found else None
         self._runs = (
             {found[1][i : i + MIN_RUN_CHARS] for i in range(len(found[1]) - MIN_RUN_CHARS + 1)} if found else set()
         )
 
-    def _piece(self, head: str, tail: str) -> bool:
-        """Whether `head` shows the key's start (beyond its public prefix) or `tail` its end."""
+    def _head(self, head: str) -> bool:
+        """Whether `head` is the key's start beyond its public prefix (MIN_SHOWN_CHARS or more)."""
         key, public = self._key
-        head, tail = head.lower(), tail.lower()
-        return (len(head) >= public + MIN_SHOWN_CHARS and key.startswith(head)) or (
-            len(tail) >= MIN_SHOWN_CHARS and key.endswith(tail)
-        )
+        return len(head) >= public + MIN_SHOWN_CHARS and key.startswith(head.lower())
+
+    def _tail(self, tail: str) -> bool:
+        """Whether `tail` is the key's end (MIN_SHOWN_CHARS or more)."""
+        return len(tail) >= MIN_SHOWN_CHARS and self._key[0].endswith(tail.lower())
 
     def _unmasked(self, text: str) -> str:
-        """`text` with each masked echo of the key (the key characters either side of a mask, past
-        one space, included) replaced by [redacted]."""
-        pieces, done = [], 0
+        """`text` with each masked echo of the key replaced by [redacted]: the mask, with the key
+        characters before it (past one space) where they are the key's start, and those after it
+        where they are its end; others are kept ("Please" after "****. " is a word, not the key's
+        end). Each side is read at most the key's length: linear in the text's length."""
+        pieces, done, most = [], 0, len(self._key[0])
         for found in _MASK.finditer(text):
             start, end = found.start(), found.end()
             if start < done:  # inside the span of an echo already replaced
                 continue
-            if start - 1 > done and text[start - 1] == " " and text[start - 2] in _KEY_CHARS:
-                start -= 1  # "sk-proj- ****"
-            head_end = start
-            while start > done and text[start - 1] in _KEY_CHARS:
-                start -= 1
-            if end + 1 < len(text) and text[end] == " " and text[end + 1] in _KEY_CHARS:
-                end += 1  # "**** 9876"
-            tail_start = end
-            while end < len(text) and text[end] in _KEY_CHARS:
-                end += 1
-            if self._piece(text[start:head_end], text[tail_start:end]):
-                pieces += [text[done:start], REDACTED]
-                done = end
+            spaced = start - 2 >= done and text[start - 1] == " " and text[start - 2] in _KEY_CHARS
+            head_end = start - 1 if spaced else start
+            head_start = head_end
+            while head_start > max(done, head_end - most) and text[head_start - 1] in _KEY_CHARS:
+                head_start -= 1
+            tail_start = end + 1 if end + 1 < len(text) and text[end] == " " and text[end + 1] in _KEY_CHARS else end
+            tail_end = tail_start
+            while tail_end < min(len(text), tail_start + most) and text[tail_end] in _KEY_CHARS:
+                tail_end += 1
+            head, tail = self._head(text[head_start:head_end]), self._tail(text[tail_start:tail_end])
+            if head or tail:
+                pieces += [text[done : head_start if head else start], REDACTED]
+                done = tail_end if tail else end
         return "".join([*pieces, text[done:]]) if pieces else text
 
     def _in_runs(self, found: re.Match) -> str:

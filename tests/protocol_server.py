@@ -13,6 +13,7 @@ The model name picks the behaviour, so one server can play many providers at onc
     die                 streams three tokens, then drops the connection
     leak-key            streams "Your key: ", the key it got in four pieces, then " ok"
     leak-key-die        streams "Your key: " and half the key, then drops the connection
+    leak-key-length     streams "Your key: " and the key's first 13 characters, then finish "length"
     auth                HTTP 401
     usage               like echo, plus a final usage chunk
     usage-huge          like echo, with token counts no database integer holds (3e9, 1.5e300)
@@ -257,6 +258,9 @@ class _Handler(BaseHTTPRequestHandler):
                     self._chunk(model, {"reasoning_content": piece, "content": None})
             if model == "filter":
                 words = words[:2]
+            if model == "leak-key-length":  # cut at the token limit a fifth into the key
+                key = (self.headers.get("Authorization") or "").removeprefix("Bearer ")
+                words = ["Your key: ", key[: 8 + 5]]
             if model in ("leak-key", "leak-key-die"):  # the key it got, streamed in four pieces
                 key = (self.headers.get("Authorization") or "").removeprefix("Bearer ")
                 cut = [len(key) * i // 4 for i in range(5)]
@@ -277,7 +281,7 @@ class _Handler(BaseHTTPRequestHandler):
                 if delay:
                     time.sleep(delay)
                 self._chunk(model, {"content": word})
-            finish = "content_filter" if model == "filter" else "stop"
+            finish = "content_filter" if model == "filter" else "length" if model == "leak-key-length" else "stop"
             if model.startswith("finish-"):
                 finish = model.split("-", 1)[1]
             self._chunk(model, {}, finish)

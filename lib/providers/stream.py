@@ -192,6 +192,7 @@ def _reasoning_delta(delta: object, field_name: str | None) -> str:
 
 
 REDACT_EVERY_S = 0.1  # a stream's text is redacted again at least this often (see _Answer._due)
+REDACT_ALWAYS_CHARS = 4096  # a text this short is redacted again on every piece
 
 
 class _Answer:
@@ -211,6 +212,8 @@ class _Answer:
         may span pieces), so it is done when the text has grown a tenth or a tenth of a second has
         passed (the pages repaint no faster), not on every piece: a 50,000-character answer in
         6,000 pieces cost a minute of redaction."""
+        if chars <= REDACT_ALWAYS_CHARS:  # cheap: what arrived is shown at once (a stalled stream too)
+            return True
         return chars >= self.redacted_chars * 1.1 or time.monotonic() - self.redacted_at >= REDACT_EVERY_S
 
     def add(self, content: str, reasoning: str, final: bool = False) -> bool:
@@ -238,8 +241,8 @@ class _Answer:
         return changed
 
     def cut_off(self) -> None:
-        """The stream stopped (failed, interrupted, an error finish): a key it was sending part way
-        is not kept (`Redactor.held_back`)."""
+        """The stream ended (finished, cut at the token limit, failed, interrupted): a key it was
+        sending part way is not kept (`Redactor.held_back`)."""
         self.out.text, self.out.reasoning = (
             self.redact.held_back(self.out.text),
             self.redact.held_back(self.out.reasoning),
@@ -418,9 +421,9 @@ async def stream_chat(
             if http_client is None:
                 await client.close()
         answer.add("", "", final=True)
+        answer.cut_off()
         rule = signals.for_finish(out.finish_reason)
         if rule.status != Status.OK:
-            answer.cut_off()
             kind = "stream_empty" if rule.kind == "stream_broken" and not out.text else rule.kind
             detail = f"finish_reason '{out.finish_reason}'" if out.finish_reason else None
             out.status, out.error_kind = rule.status, kind
