@@ -167,8 +167,10 @@ def url_secrets(url: str | None) -> list[str]:
     except ValueError:
         return []
     found = [parts.password, unquote(parts.password)] if parts.password else []
-    if parts.username and parts.password:  # as an HTTP client sends them: Basic base64(user:password)
-        pair = f"{unquote(parts.username)}:{unquote(parts.password)}"
+    if parts.username and not parts.password:  # a token as the user alone ("https://TOKEN@host")
+        found += [parts.username, unquote(parts.username)]
+    if parts.username:  # as an HTTP client sends them: Basic base64(user:password)
+        pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
         found.append(base64.b64encode(pair.encode()).decode())
     for name, value in parse_qsl(parts.query):
         if name.lower() not in PUBLIC_QUERY:  # Azure's api-version=2024-10-21 is no secret
@@ -195,7 +197,12 @@ _MASK = re.compile(
     r"|[xX]{4,}|_{2,}|[\u2026\u22ef])[\])>]?"
 )
 MIN_SHOWN_CHARS = 4  # a masked echo is redacted when this much of a key's start or end shows
+# what may follow a key's start while a mask is still arriving ("sk-proj-Ab3d*", "sk-proj-Ab3d ")
+_MASK_CHARS = (
+    " *\uff0a\u2217\u2022\u25cf\u00b7\u2219\u22c5\u22ef\u2588#~.\uff0e\u200b\u200c\u200d\u2060\ufeff-xX_\u2026[(<"
+)
 MIN_RUN_CHARS = 6  # this many characters of a key in a row are redacted wherever they are
+SIDE_CHARS = 64  # the key characters read on each side of a mask (an echo shows a few; the rest is a run)
 # the part of a key every key of its provider starts with: not a secret, and text about keys writes it
 # ("keys look like sk-proj-..."); the known ones, else one short lower-case word and its - or _ (a
 # longer guess took the start of 16% of random keys for public)
@@ -248,25 +255,41 @@ class Redactor:
         self._whole = re.compile("|".join(map(re.escape, self.secrets)), re.IGNORECASE) if values else None
         found = _random_part(key) if key and key.lower() not in PLACEHOLDER_KEYS else None
         self._key = (key.lower(), found[0]) if found else None
-        self._runs = (
-            {found[1][i : i + MIN_RUN_CHARS] for i in range(len(found[1]) - MIN_RUN_CHARS + 1)} if found else set()
-        )
+        # six characters of it in a row, where they hold a digit or a capital: "secret" of a key
+        # "my-secret-key-2024" is a word of ordinary text, and a random key's runs nearly all do
+        rest = key[found[0] :] if found else ""
+        self._runs = {
+            rest[i : i + MIN_RUN_CHARS].lower()
+            for i in range(len(rest) - MIN_RUN_CHARS + 1)
+            if any(c.isdigit() or c.isupper() for c in rest[i : i + MIN_RUN_CHARS])
+        }
 
-    def _head(self, head: str) -> bool:
-        """Whether `head` is the key's start beyond its public prefix (MIN_SHOWN_CHARS or more)."""
+    def _head(self, run: str) -> int:
+        """Where in `run` (key characters before a mask) the key's start begins, when the rest of
+        the run is MIN_SHOWN_CHARS or more of it beyond its public prefix ("key=sk-proj-Ab3d" ->
+        4), else -1."""
         key, public = self._key
-        return len(head) >= public + MIN_SHOWN_CHARS and key.startswith(head.lower())
+        lowered = run.lower()
+        for i in range(len(run) - public - MIN_SHOWN_CHARS + 1):
+            if lowered[i] == key[0] and key.startswith(lowered[i:]):
+                return i
+        return -1
 
-    def _tail(self, tail: str) -> bool:
-        """Whether `tail` is the key's end (MIN_SHOWN_CHARS or more)."""
-        return len(tail) >= MIN_SHOWN_CHARS and self._key[0].endswith(tail.lower())
+    def _tail(self, run: str) -> int:
+        """How much of `run` (key characters after a mask) is the key's end, MIN_SHOWN_CHARS or
+        more ("dYP2/v1" -> 4), else 0."""
+        key, lowered = self._key[0], run.lower()
+        for size in range(min(len(run), len(key)), MIN_SHOWN_CHARS - 1, -1):
+            if key.endswith(lowered[:size]):
+                return size
+        return 0
 
     def _unmasked(self, text: str) -> str:
         """`text` with each masked echo of the key replaced by [redacted]: the mask, with the key
-        characters before it (past one space) where they are the key's start, and those after it
-        where they are its end; others are kept ("Please" after "****. " is a word, not the key's
-        end). Each side is read at most the key's length: linear in the text's length."""
-        pieces, done, most = [], 0, len(self._key[0])
+        characters before it (past one space) that are the key's start, and those after it that
+        are its end; others are kept ("Please" after "****. " is a word, "key=" before the start
+        a name). Each side is read at most SIDE_CHARS: linear in the text's length."""
+        pieces, done = [], 0
         for found in _MASK.finditer(text):
             start, end = found.start(), found.end()
             if start < done:  # inside the span of an echo already replaced
@@ -274,16 +297,16 @@ class Redactor:
             spaced = start - 2 >= done and text[start - 1] == " " and text[start - 2] in _KEY_CHARS
             head_end = start - 1 if spaced else start
             head_start = head_end
-            while head_start > max(done, head_end - most) and text[head_start - 1] in _KEY_CHARS:
+            while head_start > max(done, head_end - SIDE_CHARS) and text[head_start - 1] in _KEY_CHARS:
                 head_start -= 1
             tail_start = end + 1 if end + 1 < len(text) and text[end] == " " and text[end + 1] in _KEY_CHARS else end
             tail_end = tail_start
-            while tail_end < min(len(text), tail_start + most) and text[tail_end] in _KEY_CHARS:
+            while tail_end < min(len(text), tail_start + SIDE_CHARS) and text[tail_end] in _KEY_CHARS:
                 tail_end += 1
             head, tail = self._head(text[head_start:head_end]), self._tail(text[tail_start:tail_end])
-            if head or tail:
-                pieces += [text[done : head_start if head else start], REDACTED]
-                done = tail_end if tail else end
+            if head >= 0 or tail:
+                pieces += [text[done : head_start + head if head >= 0 else start], REDACTED]
+                done = tail_start + tail if tail else end
         return "".join([*pieces, text[done:]]) if pieces else text
 
     def _in_runs(self, found: re.Match) -> str:
@@ -301,18 +324,28 @@ class Redactor:
 
     def held_back(self, text: str) -> str:
         """`text` (already redacted) without an end that is the start of the key beyond its public
-        prefix (MIN_SHOWN_CHARS or more of it, any case): what a stream shows while a key is
-        arriving."""
+        prefix (MIN_SHOWN_CHARS or more of it, any case), or that start and what may begin a mask
+        after it ("sk-proj-Ab3d*"): what a stream shows while a key or its masked echo arrives."""
         if self._key is None:
             return text
+        cut = self._start_at_end(text)
+        if cut is None and (unmasked := text.rstrip(_MASK_CHARS)) != text:
+            cut = self._start_at_end(unmasked)
+        return text if cut is None else text[:cut]
+
+    def _start_at_end(self, text: str) -> int | None:
+        """Where the key's start that `text` ends with begins (MIN_SHOWN_CHARS or more of it
+        beyond the public prefix, but not all of it), or None."""
         key, public = self._key
-        end = text[-(len(key) - 1) :].lower()  # the longest end that is a start but not all of it
+        end = text[-(len(key) - 1) :].lower()
         starts = (i for i, char in enumerate(end) if char == key[0])
         size = next((len(end) - i for i in starts if key.startswith(end[i:])), 0)
-        return text[: len(text) - size] if size >= public + MIN_SHOWN_CHARS else text
+        return len(text) - size if size >= public + MIN_SHOWN_CHARS else None
 
-    def __call__(self, text: str | None) -> str:
-        """`text`, clean (see `clean_text`) and with every secret replaced by [redacted]."""
+    def __call__(self, text: str | None, headers: bool = True) -> str:
+        """`text`, clean (see `clean_text`) and with every secret replaced by [redacted]; with
+        `headers`, Authorization-like header values too (in an error body; an answer's code writes
+        `api_key=os.environ[…]`, which is no echo)."""
         text = clean_text(text)
         if not text:
             return text
@@ -320,6 +353,8 @@ class Redactor:
             text = self._whole.sub(REDACTED, text)
         if self._key is not None:
             text = _KEY_RUN.sub(self._in_runs, self._unmasked(text))
+        if not headers:
+            return text
         return _AUTH_HEADER.sub(lambda m: f"{m.group(1)}{m.group(2)}{m.group(3) or ''}{REDACTED}", text)
 
 

@@ -466,3 +466,32 @@ def test_redaction_reads_each_side_of_a_mask_at_most_a_keys_length():
     key = "sk-proj-9Qw3ErTyUi8Op4As5Df6Gh7Jk8Lz9Xc0Vb1Nm2"
     text = "ab--" * 4000 + " sk-proj-9Qw3ErTy**** end"
     assert Redactor(key=key)(text) == "ab--" * 4000 + " [redacted] end"
+
+
+def test_a_key_start_after_a_name_or_before_more_key_characters_is_found():
+    """From a third attacker: 'key=sk-proj-Ab3d****' read its head as 'key=sk-proj-Ab3d' (no key
+    start) and kept it; a tail followed by '/v1' or '==' was kept too."""
+    key = "sk-proj-Ab3dE5fG6hI7jK8lM9nO0pQrStUvWxYzdYP2"
+    redact = Redactor(key=key)
+    assert redact("?key=sk-proj-Ab3d****dYP2") == "?key=[redacted]"
+    assert redact("token=sk-proj-Ab3d... rest") == "token=[redacted] rest"
+    assert redact("sk-proj-Ab3d***dYP2/v1") == "[redacted]/v1"
+    assert redact("***dYP2==") == "[redacted]=="
+
+
+def test_a_masked_echo_arriving_is_held_back_at_its_first_mark():
+    key = "sk-proj-hlkU9a8b7c6d5e4f3g2h1i0jdYP2"
+    redact = Redactor(key=key)
+    for arriving in ("key sk-proj-hlkU*", "key sk-proj-hlkU ", "key sk-proj-hlkUXXX", "key sk-proj-hlkU."):
+        assert redact.held_back(redact(arriving)) == "key ", arriving
+    assert redact.held_back("key sk-proj-") == "key sk-proj-"  # the shared prefix alone
+
+
+def test_ordinary_code_and_words_of_a_key_are_left_in_answers():
+    """An answer's code ('api_key=os.environ[…]', 'Authorization: f"Bearer {token}"') is no echo;
+    a key made of words ('my-secret-key-2024') does not redact the word 'secret' everywhere."""
+    code = 'client = OpenAI(api_key=os.environ["OPENAI_API_KEY"])\\nheaders = {"Authorization": f"Bearer {token}"}'
+    assert Redactor(key="sk-proj-Ab3dE5fG6hI7jK8lM9nO0p")(code, headers=False) == code
+    assert "[redacted]" in Redactor()('error: "Authorization": "Bearer abc123def456"')  # an error body: yes
+    assert Redactor(key="my-secret-key-2024")("The word secret and secrets.") == "The word secret and secrets."
+    assert url_secrets("https://sk-abcdef0123456789@h/v1")[0] == "sk-abcdef0123456789"  # a token as the user

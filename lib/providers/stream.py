@@ -206,13 +206,14 @@ class _Answer:
         self.text, self.reasoning = "", ""
         self.redact = Redactor(url_secrets(endpoint.base_url))
         self.redacted_chars, self.redacted_at = 0, 0.0  # what the Outcome shows was redacted at
+        self.redact_cost = 0.0  # seconds the last redaction took
 
     def _due(self, chars: int) -> bool:
         """Whether to redact the text again now: the whole text is redacted every time (a secret
         may span pieces), so it is done when the text has grown a tenth or a tenth of a second has
         passed (the pages repaint no faster), not on every piece: a 50,000-character answer in
         6,000 pieces cost a minute of redaction."""
-        if chars <= REDACT_ALWAYS_CHARS:  # cheap: what arrived is shown at once (a stalled stream too)
+        if chars <= REDACT_ALWAYS_CHARS and self.redact_cost < 0.005:  # cheap: shown at once (stalled too)
             return True
         return chars >= self.redacted_chars * 1.1 or time.monotonic() - self.redacted_at >= REDACT_EVERY_S
 
@@ -232,8 +233,14 @@ class _Answer:
         self.text = text
         if not final and not self._due(len(text) + len(self.reasoning) + len(extra)):
             return False  # shown with the next redaction (the first piece is always shown at once)
-        self.redacted_chars, self.redacted_at = len(text) + len(self.reasoning) + len(extra), time.monotonic()
-        text, both = self.redact(text), self.redact(self.reasoning + extra)
+        began = time.monotonic()
+        # no header rule in an answer: its code writes api_key=os.environ[…], which is no echo
+        text, both = self.redact(text, headers=False), self.redact(self.reasoning + extra, headers=False)
+        self.redacted_at = time.monotonic()  # after it: a slow redaction is not repeated on every piece
+        self.redacted_chars, self.redact_cost = (
+            len(self.text) + len(self.reasoning) + len(extra),
+            self.redacted_at - began,
+        )
         if not final:  # a key arriving in pieces is not shown before it can be redacted whole
             text, both = self.redact.held_back(text), self.redact.held_back(both)
         changed = (text, both) != (self.out.text, self.out.reasoning)
