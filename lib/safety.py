@@ -235,15 +235,16 @@ class Redactor:
 
     - each of `secrets` (an endpoint's key, its URL credentials and query values), whole, in any
       letter case ("SK-PROJ-…" is the key upper-cased), as is, URL-encoded or JSON-escaped;
-    - any Authorization-like header value;
+    - any Authorization-like header value (unless called with headers=False, as for answers);
     - and of the API `key`, where it looks generated (see `_random_part`), the pieces a provider
-      echoes: MIN_RUN_CHARS or more of it in a row anywhere ('"key_suffix": "AKTAIL"', "ending in
-      9f3a2c"), and MIN_SHOWN_CHARS or more of its start or end beside a mask ("Incorrect API key
-      provided: sk-proj-****abcd", "sk-proj-XXXX9876", "key …1234", "sk-proj- #### 9876"); its start
-      counts beyond the prefix all its provider's keys share ("sk-proj-..." is no echo).
+      echoes: MIN_RUN_CHARS or more of it in a row anywhere, where they hold a digit or a capital
+      ('"key_suffix": "AKTAIL9"', "ending in 9f3a2c"), and MIN_SHOWN_CHARS or more of its start or
+      end beside a mask ("Incorrect API key provided: sk-proj-****abcd", "sk-proj-XXXX9876",
+      "key …1234", "sk-proj- #### 9876"); its start counts beyond the prefix all its provider's
+      keys share ("sk-proj-..." is no echo). Placeholder keys (PLACEHOLDER_KEYS) are no secret.
 
-    `held_back` keeps a key streamed in pieces from showing before it can be redacted whole.
-    Linear in the text's length."""
+    `held_back` keeps a key, or the start of its masked echo, streamed in pieces from showing
+    before it can be redacted whole. Linear in the text's length."""
 
     def __init__(self, secrets: Iterable[str | None] = (), key: str | None = None) -> None:
         whole = {s for s in [*secrets, key] if s and len(s) >= MIN_SECRET_CHARS and s.lower() not in PLACEHOLDER_KEYS}
