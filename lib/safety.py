@@ -36,6 +36,7 @@ import hashlib
 import html
 import json
 import re
+import string
 import unicodedata
 from collections.abc import Iterable
 from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlsplit
@@ -55,12 +56,11 @@ _AUTH_HEADER = re.compile(
     r"((?:bearer|basic|token|digest)\s+)?[^\s\"',}]+"
 )
 # bidirectional overrides and isolates reorder what a terminal shows (Trojan Source, CVE-2021-42574)
-_BIDI = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")  # marks, overrides, isolates
-
-
 # explicit embeddings, overrides and isolates: a page shows the characters they span in another
 # order than they were written; the marks (U+200E, U+200F, U+061C) only set a neutral's direction
-_BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
+_BIDI_CONTROL_CHARS = "\u202a-\u202e\u2066-\u2069"
+_BIDI_CONTROLS = re.compile(f"[{_BIDI_CONTROL_CHARS}]")
+_BIDI = re.compile(f"[\u061c\u200e\u200f{_BIDI_CONTROL_CHARS}]")  # marks, overrides, isolates
 
 
 def page_text(text: str | None) -> str:
@@ -192,15 +192,11 @@ def strip_credentials(url: str) -> str:
 # a mask providers put in a key they echo: a run of two or more of * ＊ ∗ • ● · ∙ ⋅ ⋯ █ # ~ . ． - or an
 # invisible character, of four or more x, of two or more underscores, or an ellipsis (… ⋯), each
 # perhaps in brackets ("[...]")
-_MASK = re.compile(
-    r"[\[(<]?(?:[*\uff0a\u2217\u2022\u25cf\u00b7\u2219\u22c5\u22ef\u2588#~.\uff0e\u200b-\u200d\u2060\ufeff-]{2,}"
-    r"|[xX]{4,}|_{2,}|[\u2026\u22ef])[\])>]?"
-)
+_MASK_MARKS = "*\uff0a\u2217\u2022\u25cf\u00b7\u2219\u22c5\u22ef\u2588#~.\uff0e\u200b\u200c\u200d\u2060\ufeff-"
+_MASK = re.compile(f"[\\[(<]?(?:[{re.escape(_MASK_MARKS)}]{{2,}}|[xX]{{4,}}|_{{2,}}|[\u2026\u22ef])[\\])>]?")
 MIN_SHOWN_CHARS = 4  # a masked echo is redacted when this much of a key's start or end shows
 # what may follow a key's start while a mask is still arriving ("sk-proj-Ab3d*", "sk-proj-Ab3d ")
-_MASK_CHARS = (
-    " *\uff0a\u2217\u2022\u25cf\u00b7\u2219\u22c5\u22ef\u2588#~.\uff0e\u200b\u200c\u200d\u2060\ufeff-xX_\u2026[(<"
-)
+_MASK_CHARS = f" {_MASK_MARKS}xX_\u2026[(<"
 MIN_RUN_CHARS = 6  # this many characters of a key in a row are redacted wherever they are
 SIDE_CHARS = 64  # the key characters read on each side of a mask (an echo shows a few; the rest is a run)
 # the part of a key every key of its provider starts with: not a secret, and text about keys writes it
@@ -215,19 +211,17 @@ _PUBLIC_PREFIX = re.compile(
 PLACEHOLDER_KEYS = frozenset(
     {"not-needed", "lm-studio", "sk-no-key-required", "empty", "ollama", "none", "dummy", "no-key", "sk-dummy"}
 )
-_KEY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-+/=")  # base64url and base64
-_KEY_RUN = re.compile(f"[A-Za-z0-9_\\-+/=]{{{MIN_RUN_CHARS},}}")
+_KEY_CHARS = frozenset(string.ascii_letters + string.digits + "_-+/=")  # base64url and base64
+_KEY_RUN = re.compile(f"[{re.escape(''.join(sorted(_KEY_CHARS)))}]{{{MIN_RUN_CHARS},}}")
 
 
-def _random_part(key: str) -> tuple[int, str] | None:
-    """(the length of `key`'s public prefix, the rest lower-cased) when the rest looks generated
-    (8 or more characters, a digit among them), else None: "not-needed", "lm-studio" or
-    "sk-no-key-required" (what local servers take) are no secret whose pieces matter."""
+def _random_part(key: str) -> int | None:
+    """The length of `key`'s public prefix when the rest looks generated (8 or more characters, a
+    digit among them), else None: "not-needed", "lm-studio" or "sk-no-key-required" (what local
+    servers take) are no secret whose pieces matter."""
     public = m.end() if (m := _PUBLIC_PREFIX.match(key)) else 0
     rest = key[public:]
-    if len(rest) >= 8 and any(c.isdigit() for c in rest):
-        return public, rest.lower()
-    return None
+    return public if len(rest) >= 8 and any(c.isdigit() for c in rest) else None
 
 
 class Redactor:
@@ -254,11 +248,11 @@ class Redactor:
             values |= {secret, quote(secret, safe=""), quote_plus(secret), secret.replace("/", "\\/")}
         self.secrets = sorted(values, key=len, reverse=True)  # longest first: no partial leftovers
         self._whole = re.compile("|".join(map(re.escape, self.secrets)), re.IGNORECASE) if values else None
-        found = _random_part(key) if key and key.lower() not in PLACEHOLDER_KEYS else None
-        self._key = (key.lower(), found[0]) if found else None
+        public = _random_part(key) if key and key.lower() not in PLACEHOLDER_KEYS else None
+        self._key = (key.lower(), public) if public is not None else None
         # six characters of it in a row, where they hold a digit or a capital: "secret" of a key
         # "my-secret-key-2024" is a word of ordinary text, and a random key's runs nearly all do
-        rest = key[found[0] :] if found else ""
+        rest = key[public:] if public is not None else ""
         self._runs = {
             rest[i : i + MIN_RUN_CHARS].lower()
             for i in range(len(rest) - MIN_RUN_CHARS + 1)
