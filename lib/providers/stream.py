@@ -231,16 +231,14 @@ class _Answer:
         else:
             text, extra = self.text + content, ""
         self.text = text
-        if not final and not self._due(len(text) + len(self.reasoning) + len(extra)):
+        chars = len(text) + len(self.reasoning) + len(extra)
+        if not final and not self._due(chars):
             return False  # shown with the next redaction (the first piece is always shown at once)
         began = time.monotonic()
         # no header rule in an answer: its code writes api_key=os.environ[…], which is no echo
         text, both = self.redact(text, headers=False), self.redact(self.reasoning + extra, headers=False)
         self.redacted_at = time.monotonic()  # after it: a slow redaction is not repeated on every piece
-        self.redacted_chars, self.redact_cost = (
-            len(self.text) + len(self.reasoning) + len(extra),
-            self.redacted_at - began,
-        )
+        self.redacted_chars, self.redact_cost = chars, self.redacted_at - began
         if not final:  # a key arriving in pieces is not shown before it can be redacted whole
             text, both = self.redact.held_back(text), self.redact.held_back(both)
         changed = (text, both) != (self.out.text, self.out.reasoning)
