@@ -113,13 +113,18 @@ def missing_example_vectors(path: Path = EXAMPLE_VECTORS) -> int:
         return 0
     try:
         with np.load(path, allow_pickle=False) as data, session_scope() as session:
-            keys = [str(k) for k in data["keys"]]
-            return sum(
-                int((~embeddings.vector_matrix(session, key, [bytes(h).hex() for h in data[f"hashes_{i}"]])[1]).sum())
-                for i, key in enumerate(keys)
-            )
+            return sum(len(new) for _, _, _, new in _unstored_vectors(session, data))
     except (OSError, ValueError, KeyError):
         return 0
+
+
+def _unstored_vectors(session, data):
+    """Per bundled embedder key of the example's vectors file `data`: (key, the texts' hashes, the
+    index of its arrays in the file, the positions of the hashes not stored yet)."""
+    for i, key in enumerate(str(k) for k in data["keys"]):
+        hashes = [bytes(h).hex() for h in data[f"hashes_{i}"]]
+        _, found = embeddings.vector_matrix(session, key, hashes)
+        yield key, hashes, i, np.flatnonzero(~found)
 
 
 def load_example(progress: Progress | None = None) -> ImportResult:
@@ -146,19 +151,14 @@ def store_example_vectors(path: Path = EXAMPLE_VECTORS) -> int:
     if not path.exists():
         return 0
     added = 0
-    with np.load(path, allow_pickle=False) as data:
-        keys = [str(k) for k in data["keys"]]
-        with session_scope() as session:
-            for i, key in enumerate(keys):
-                hashes = [bytes(h).hex() for h in data[f"hashes_{i}"]]
-                vectors = data[f"vectors_{i}"].astype(np.float32)
-                if vectors.ndim != 2 or len(vectors) != len(hashes):
-                    raise ValueError(f"embedder {key}: {len(hashes)} hashes but vectors of shape {vectors.shape}")
-                vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-                _, found = embeddings.vector_matrix(session, key, hashes)
-                new = np.flatnonzero(~found)
-                embeddings.store_vectors(session, key, [hashes[j] for j in new], vectors[new])
-                added += len(new)
+    with np.load(path, allow_pickle=False) as data, session_scope() as session:
+        for key, hashes, i, new in _unstored_vectors(session, data):
+            vectors = data[f"vectors_{i}"].astype(np.float32)
+            if vectors.ndim != 2 or len(vectors) != len(hashes):
+                raise ValueError(f"embedder {key}: {len(hashes)} hashes but vectors of shape {vectors.shape}")
+            vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+            embeddings.store_vectors(session, key, [hashes[j] for j in new], vectors[new])
+            added += len(new)
     return added
 
 
