@@ -11,11 +11,11 @@ from db import conversations, labels, votes
 from db.conversations import ConversationSummary
 from db.engine import session_scope
 from db.vocab import Mode, Status, Winner
-from lib.deflection.labelling import save_human_label
+from lib.deflection.labelling import save_human_label, takes_human_label
 from lib.present import cli_hint, plural
 from lib.providers.signals import budget_note
 
-__all__ = ["ConversationSummary", "save_human_label"]
+__all__ = ["ConversationSummary", "save_human_label", "takes_human_label"]
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import streamlit as st
 
 from db.vocab import Label, LabelSource, Status
 from lib import imports, storage
-from lib.conversations import ResponseView, rate_answer, save_human_label
+from lib.conversations import ResponseView, rate_answer, save_human_label, takes_human_label
 from lib.present import LABEL_COLOURS, format_metrics, literal_markdown, plural, safe_markdown
 from lib.providers.endpoints import EndpointConfigError, endpoint_state, forget_probes, load_endpoints
 from lib.safety import clean_text, fitted_key, page_text
@@ -232,7 +232,7 @@ def render_response(
             )
         )
     if show_label:  # an answer that did not finish, or has no text, shows its badge only
-        finished = response.status == Status.OK and bool((response.text or "").strip())
+        finished = takes_human_label(response.status, response.text)
         render_label(response, key_prefix, correctable=finished)
         if finished:
             render_thumb(response, key_prefix)

@@ -90,6 +90,11 @@ def label_backlog(source: str, verdicts_for: Callable[[list[dict]], list], batch
             on_batch(done)
 
 
+def takes_human_label(status: str, text: str | None) -> bool:
+    """Whether an answer can take a person's label: it finished (status ok) with some text."""
+    return status == Status.OK and bool((text or "").strip())
+
+
 def save_human_label(response_id: int, label: str) -> None:
     """Store a person's label for an answer (it wins over the detector everywhere).
 

@@ -618,13 +618,13 @@ def import_suite(session: Session, suite: SuiteDef) -> tuple[Suite, bool]:
         if stored_digest(existing) != suite.digest():
             if suite.description.startswith(LIST_DESCRIPTION):  # a .txt or .csv list, named after its file
                 versions = suites.suite_versions(session, suite.name)
-                numbers = [int(v) for v in versions if v.isdecimal()]
-                listed = ", ".join(repr(v) for v in versions[-10:]) + (" …" if len(versions) > 10 else "")
+                following = max((int(v) for v in versions if v.isdecimal()), default=1) + 1
                 problem = (
                     f"suite {suite.name!r} (the name made from {suite.description.removeprefix(LIST_DESCRIPTION)}) "
                     f"is already imported with different prompts as version {suite.version!r} (its versions: "
-                    f"{listed}); import it under a new version (suite import --version {max(numbers, default=1) + 1}, "
-                    "or 'Version to import under' on the Suites page), or give the file another name"
+                    f"{_listed_versions(versions, 10)}); import it under a new version "
+                    f"(suite import --version {following}, or 'Version to import under' on the Suites page), or give "
+                    "the file another name"
                 )
             else:
                 problem = (
@@ -681,17 +681,21 @@ def find_suite(session: Session, name: str) -> Suite | None:
     return suites.find_suite(session, name)
 
 
+def _listed_versions(versions: list[str], last: int = 30) -> str:
+    """A suite's versions (oldest first) for a message: the last `last`, and how many in all."""
+    more = f" (the last {last} of {len(versions)})" if len(versions) > last else ""
+    return ", ".join(repr(v) for v in versions[-last:]) + more
+
+
 def unknown_suite(session: Session, name: str) -> str:
     """Why `name` ('NAME' or 'NAME@VERSION') finds no stored suite, naming what there is: the
     suite's versions when only the version is wrong, else the suites' names (at most 30)."""
     base, at, version = name.partition("@")
     versions = suites.suite_versions(session, base) if at else []
     if versions:
-        listed = ", ".join(repr(v) for v in versions[-30:])
-        more = f" (the last 30 of {len(versions)})" if len(versions) > 30 else ""
         if not version:
-            return f"{name!r} names no version: give one after the '@' (its versions: {listed}{more})"
-        return f"suite {base!r} has no version {version!r}; its versions: {listed}{more}"
+            return f"{name!r} names no version: give one after the '@' (its versions: {_listed_versions(versions)})"
+        return f"suite {base!r} has no version {version!r}; its versions: {_listed_versions(versions)}"
     names = suites.suite_names(session)
     more = f", … ({len(names)} in all)" if len(names) > 30 else ""
     return f"unknown suite {name!r}. Known: {', '.join(names[:30])}{more}"
